@@ -1,0 +1,3 @@
+from layerctl.cli.main import main
+
+main()
