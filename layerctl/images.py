@@ -1,0 +1,227 @@
+"""Images: names (the distribution reference grammar), refs, layer resolution,
+OCI config, history and identity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+from dataclasses import dataclass
+
+from layerctl.errors import Ambiguous, InvalidName, NotFound
+from layerctl.store.layers import Layer, read_layer
+
+REF_PREFIX = "refs/images/"
+TAG_DIR = "_tags"  # no path component of the grammar can start with '_'
+DEFAULT_TAG = "latest"
+
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}"
+_REFERENCE = re.compile(
+    rf"^(?P<name>(?:(?P<domain>{_DOMAIN})/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+)
+
+
+@dataclass(frozen=True)
+class ImageName:
+    repository: str
+    tag: str = DEFAULT_TAG
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+    @property
+    def ref(self) -> str:
+        repo = self.repository.replace("%", "%25").replace(":", "%3A")
+        repo = repo.replace("[", "%5B").replace("]", "%5D")
+        return f"{REF_PREFIX}{repo}/{TAG_DIR}/{self.tag}"
+
+
+def parse_name(text: str) -> ImageName:
+    """'name[:tag]' per the distribution reference grammar; tag defaults to latest."""
+    m = _REFERENCE.match(text)
+    if not m or m["digest"]:
+        raise InvalidName(
+            f"invalid image name {text!r}: expected [registry[:port]/]name[:tag] "
+            "with a lowercase name"
+        )
+    name = m["name"]
+    domain = m["domain"]
+    if domain and not ("." in domain or ":" in domain or domain == "localhost" or
+                       domain.lower() != domain):
+        domain = None  # a first component like 'library' is part of the path
+    if len(name) > 255:
+        raise InvalidName(f"invalid image name {text!r}: longer than 255 characters")
+    if name != name.lower() and not domain:
+        raise InvalidName(f"invalid image name {text!r}: repository names must be lowercase")
+    return ImageName(name, m["tag"] or DEFAULT_TAG)
+
+
+def name_from_ref(ref: str) -> ImageName:
+    body = ref[len(REF_PREFIX):]
+    repo, _, tag = body.rpartition(f"/{TAG_DIR}/")
+    repo = repo.replace("%3A", ":").replace("%5B", "[").replace("%5D", "]").replace("%25", "%")
+    return ImageName(repo, tag)
+
+
+def list_images(store: object) -> list[tuple[ImageName, str]]:
+    """(name, top layer id) for every tag, sorted by name."""
+    refs = store.refs_under(REF_PREFIX)
+    return sorted(((name_from_ref(r), sha) for r, sha in refs.items()), key=lambda x: str(x[0]))
+
+
+def image_layer(store: object, name: ImageName) -> str | None:
+    return store.ref(name.ref)
+
+
+def set_tag(store: object, name: ImageName, layer_id: str, expected: str | None = "any") -> None:
+    """Point `name` at `layer_id`; with `expected`, only if the tag still has that value."""
+    current = store.ref(name.ref)
+    old = current if expected == "any" else expected
+    if old is None:
+        store.set_ref(name.ref, None, layer_id, f"tag {name}")
+    else:
+        store.set_ref(name.ref, old, layer_id, f"tag {name}")
+
+
+def remove_tag(store: object, name: ImageName) -> str:
+    current = store.ref(name.ref)
+    if current is None:
+        raise NotFound(f"no such image: {name}")
+    store.delete_ref(name.ref, current)
+    return current
+
+
+# -- layer references ---------------------------------------------------------
+
+_ANCESTRY = re.compile(r"(\^\d*|~\d*)")
+_HEX = re.compile(r"^[0-9a-f]{4,40}$")
+
+
+def resolve(store: object, text: str) -> str:
+    """A layer reference -> layer id: name[:tag], a (short) layer id, with ~N / ^ suffixes."""
+    cut = min((i for i in (text.find("~"), text.find("^")) if i >= 0), default=len(text))
+    base, suffix = text[:cut], text[cut:]
+    if not base:
+        raise InvalidName(f"invalid layer reference {text!r}")
+    layer_id = _resolve_base(store, base)
+    pos = 0
+    for m in _ANCESTRY.finditer(suffix):
+        if m.start() != pos:
+            break
+        pos = m.end()
+        op, num = m.group()[0], m.group()[1:]
+        n = int(num) if num else 1
+        if op == "^":
+            if n == 0:
+                continue
+            if n > 1:
+                raise NotFound(f"{text}: layers have one parent, there is no ^{n}")
+            steps = 1
+        else:
+            steps = n
+        for _ in range(steps):
+            parent = read_layer(store, layer_id).parent
+            if parent is None:
+                raise NotFound(f"{text}: layer {layer_id[:12]} has no parent")
+            layer_id = parent
+    if pos != len(suffix):
+        raise InvalidName(f"invalid layer reference {text!r}")
+    return layer_id
+
+
+def _resolve_base(store: object, base: str) -> str:
+    name = None
+    try:
+        name = parse_name(base)
+    except InvalidName:
+        pass
+    if name is not None:
+        found = image_layer(store, name)
+        if found:
+            return found
+    lowered = base.lower()
+    if _HEX.match(lowered):
+        matches = {
+            sha.decode() if isinstance(sha, bytes) else sha
+            for sha in store.objects.iter_prefix(lowered.encode())
+        }
+        layers = [m for m in matches if _is_layer(store, m)]
+        if len(layers) == 1:
+            return layers[0]
+        if len(layers) > 1:
+            raise Ambiguous(f"layer id {base} is ambiguous: matches {len(layers)} layers")
+    if name is None and not _HEX.match(lowered):
+        raise InvalidName(f"invalid layer reference {base!r}")
+    raise NotFound(f"no such image or layer: {base}")
+
+
+def _is_layer(store: object, sha: str) -> bool:
+    try:
+        read_layer(store, sha)
+    except NotFound:
+        return False
+    return True
+
+
+def chain(store: object, layer_id: str) -> list[Layer]:
+    """The layers from the base up to `layer_id`."""
+    out = []
+    current: str | None = layer_id
+    while current:
+        layer = read_layer(store, current)
+        out.append(layer)
+        current = layer.parent
+    return out[::-1]
+
+
+# -- OCI config and identity ----------------------------------------------------
+
+def host_arch() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
+        machine, machine
+    )
+
+
+def default_config() -> dict:
+    return {"architecture": host_arch(), "os": "linux", "config": {}}
+
+
+def oci_config(layers: list[Layer]) -> dict:
+    """The OCI image config of the image whose layers are `layers` (base first)."""
+    top = layers[-1]
+    config = {k: v for k, v in top.config.items() if k not in ("rootfs", "history")}
+    config.setdefault("architecture", host_arch())
+    config.setdefault("os", "linux")
+    config.setdefault("config", {})
+    config["created"] = top.created_iso
+    if top.author_name:
+        config["author"] = top.author_name
+    config["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]}
+    history = []
+    for layer in layers:
+        entry = {"created": layer.created_iso}
+        if layer.created_by:
+            entry["created_by"] = layer.created_by
+        if layer.author_name:
+            entry["author"] = layer.author_name
+        if layer.message:
+            entry["comment"] = layer.message
+        history.append(entry)
+    config["history"] = history
+    return config
+
+
+def canonical_json(data: dict) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def image_id(layers: list[Layer]) -> str:
+    """sha256 of the image's OCI config, as Docker and OCI define the image ID."""
+    return "sha256:" + hashlib.sha256(canonical_json(oci_config(layers))).hexdigest()

@@ -1,0 +1,54 @@
+"""`layerctl import`: a root filesystem (directory or tar) becomes one base layer."""
+
+from __future__ import annotations
+
+import os
+
+from layerctl.errors import BadInput
+from layerctl.images import ImageName, default_config, image_layer, set_tag
+from layerctl.oci.layertar import write_layer_tar
+from layerctl.store.fstree import DirRef
+from layerctl.store.layers import write_layer
+from layerctl.store.snapshot import DirImporter, Progress
+
+
+def commit_root(
+    store: object,
+    root: DirRef,
+    parent: DirRef | None,
+    parent_id: str | None,
+    config: dict,
+    author: str,
+    message: str,
+    created_by: str,
+    size: int,
+) -> str:
+    """Write the commit for a filesystem whose trees are already stored; returns its id."""
+    diff_id = write_layer_tar(store, parent, root)
+    trailers = {"DiffID": diff_id, "Size": str(size), "Created-By": created_by}
+    return write_layer(store, root, config, parent_id, author, message, trailers)
+
+
+def import_directory(
+    store: object,
+    source: str,
+    name: ImageName,
+    author: str,
+    message: str = "",
+    progress: Progress | None = None,
+) -> str:
+    """Import the directory `source` as a new base layer tagged `name`; returns its id."""
+    if not os.path.isdir(source):
+        raise BadInput(f"{source}: not a directory")
+    before = image_layer(store, name)
+    with store.pack_writer() as writer:
+        importer = DirImporter(writer, progress)
+        root = importer.import_dir(source)
+        writer.finish()
+    store.landed()
+    layer_id = commit_root(
+        store, root, None, None, default_config(), author, message,
+        f"layerctl import {os.path.basename(os.path.abspath(source))}", importer.total,
+    )
+    set_tag(store, name, layer_id, expected=before)
+    return layer_id

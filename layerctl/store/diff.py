@@ -1,0 +1,149 @@
+"""Tree diff between two layers: O(changed subtrees), unchanged subtrees skipped by id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from layerctl.store.fstree import Dir, DirRef, read_dir, walk_children
+from layerctl.store.meta import DIR, Meta
+
+ADDED, CHANGED, DELETED = "A", "C", "D"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path that differs, as `docker diff` shows it, with the facts behind it."""
+
+    path: bytes
+    status: str
+    old: Meta | None = None
+    new: Meta | None = None
+    old_blob: bytes | None = None
+    new_blob: bytes | None = None
+    opaque: bool = False  # a directory whose old entries are all gone (overlay opaque)
+
+    @property
+    def content_changed(self) -> bool:
+        return (
+            self.old is not None
+            and self.new is not None
+            and self.old.kind != DIR
+            and (self.old_blob != self.new_blob or self.old.kind != self.new.kind)
+        )
+
+    def details(self) -> list[str]:
+        """What changed, in words: 'content', 'mode 0644→4755', 'uid 0→1000', ..."""
+        old, new = self.old, self.new
+        if old is None or new is None:
+            return []
+        out = []
+        if old.kind != new.kind:
+            out.append(f"type {_KIND_NAMES[old.kind]}→{_KIND_NAMES[new.kind]}")
+        elif self.content_changed:
+            out.append("target" if new.kind == "l" else "content")
+        if old.mode != new.mode:
+            out.append(f"mode {old.mode:04o}→{new.mode:04o}")
+        if old.uid != new.uid:
+            out.append(f"uid {old.uid}→{new.uid}")
+        if old.gid != new.gid:
+            out.append(f"gid {old.gid}→{new.gid}")
+        if old.rdev != new.rdev:
+            out.append(f"rdev {_rdev(old.rdev)}→{_rdev(new.rdev)}")
+        old_x, new_x = dict(old.xattrs), dict(new.xattrs)
+        for name in sorted(old_x.keys() | new_x.keys()):
+            label = name.decode("utf-8", "backslashreplace")
+            if name not in old_x:
+                out.append(f"xattr {label} added")
+            elif name not in new_x:
+                out.append(f"xattr {label} removed")
+            elif old_x[name] != new_x[name]:
+                out.append(f"xattr {label} changed")
+        if old.link != new.link:
+            out.append(f"hardlink {_link(old.link)}→{_link(new.link)}")
+        if self.opaque:
+            out.append("replaced (opaque)")
+        if old.mtime_ns != new.mtime_ns and not out:
+            out.append("mtime")
+        return out
+
+
+_KIND_NAMES = {
+    "-": "file", "d": "dir", "l": "symlink", "c": "chardev", "b": "blockdev", "p": "fifo",
+    "s": "socket",
+}
+
+
+def _rdev(rdev: tuple[int, int] | None) -> str:
+    return f"{rdev[0]},{rdev[1]}" if rdev else "-"
+
+
+def _link(link: bytes | None) -> str:
+    return "/" + link.decode("utf-8", "backslashreplace") if link else "none"
+
+
+def diff(store: object, old: DirRef | None, new: DirRef | None) -> Iterator[Change]:
+    """Changes from `old` to `new` (either may be None: the empty filesystem)."""
+    if old == new:
+        return
+    old_dir = read_dir(store, old) if old else None
+    new_dir = read_dir(store, new) if new else None
+    yield from _diff_dirs(store, old_dir, new_dir, b"")
+
+
+def _diff_dirs(store: object, a: Dir | None, b: Dir | None, prefix: bytes) -> Iterator[Change]:
+    if b is None:
+        return
+    if a is None:
+        yield from _added_children(store, b, prefix)
+        return
+    a_names = set(a.names())
+    b_names = set(b.names())
+    for name in sorted(a_names | b_names):
+        path = prefix + b"/" + name if prefix else name
+        if name not in b_names:
+            meta, blob = _entry(store, a, name)
+            yield Change(path, DELETED, old=meta, old_blob=blob)
+        elif name not in a_names:
+            yield from _added(store, b, name, path)
+        elif name in a.dirs and name in b.dirs:
+            if a.dirs[name] == b.dirs[name]:
+                continue
+            sub_a = read_dir(store, a.dirs[name])
+            sub_b = read_dir(store, b.dirs[name])
+            opaque = bool(sub_a.names()) and not set(sub_a.names()) & set(sub_b.names())
+            if sub_a.own != sub_b.own or opaque:
+                yield Change(path, CHANGED, old=sub_a.own, new=sub_b.own, opaque=opaque)
+            yield from _diff_dirs(store, sub_a, sub_b, path)
+        elif name in a.files and name in b.files:
+            if a.files[name] != b.files[name]:
+                (om, ob), (nm, nb) = a.files[name], b.files[name]
+                yield Change(path, CHANGED, old=om, new=nm, old_blob=ob, new_blob=nb)
+        else:  # a directory became a file or the reverse
+            om, ob = _entry(store, a, name)
+            nm, nb = _entry(store, b, name)
+            yield Change(path, CHANGED, old=om, new=nm, old_blob=ob, new_blob=nb)
+            if name in b.dirs:
+                yield from _added_children(store, read_dir(store, b.dirs[name]), path)
+
+
+def _entry(store: object, d: Dir, name: bytes) -> tuple[Meta, bytes | None]:
+    if name in d.dirs:
+        return read_dir(store, d.dirs[name]).own, None
+    return d.files[name]
+
+
+def _added(store: object, parent: Dir, name: bytes, path: bytes) -> Iterator[Change]:
+    if name in parent.dirs:
+        sub = read_dir(store, parent.dirs[name])
+        yield Change(path, ADDED, new=sub.own)
+        yield from _added_children(store, sub, path)
+    else:
+        meta, blob = parent.files[name]
+        yield Change(path, ADDED, new=meta, new_blob=blob)
+
+
+def _added_children(store: object, d: Dir, prefix: bytes) -> Iterator[Change]:
+    for path, meta, obj in walk_children(store, d, prefix):
+        blob = None if isinstance(obj, DirRef) else obj
+        yield Change(path, ADDED, new=meta, new_blob=blob)

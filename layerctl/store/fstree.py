@@ -1,0 +1,152 @@
+"""A layer's filesystem as git objects: each directory is a pair of trees.
+
+`rootfs/<dir>` holds the entries (blobs for files, symlinks and special files,
+trees for subdirectories); `meta/<dir>` holds the directory's record (blob
+'%', a name mangling never produces) and one tree per subdirectory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from layerctl.errors import Corrupt
+from layerctl.store.meta import DIR, FILE, SYMLINK, Meta, format_record, parse_record
+from layerctl.store.names import mangle, unmangle
+from layerctl.store.objects import BLOB, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, TREE
+from layerctl.store.objects import PackWriter, serialize_tree
+
+RECORD = b"%"
+EMPTY_BLOB = bytes.fromhex("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391")
+
+
+@dataclass(frozen=True)
+class DirRef:
+    """A directory in the store: its rootfs tree and its meta tree (binary ids)."""
+
+    rootfs: bytes
+    meta: bytes
+
+
+@dataclass
+class Dir:
+    """One directory, decoded: its own metadata, its non-directory entries, its subdirs."""
+
+    own: Meta
+    files: dict[bytes, tuple[Meta, bytes]] = field(default_factory=dict)  # name -> (meta, blob)
+    dirs: dict[bytes, DirRef] = field(default_factory=dict)
+
+    def names(self) -> list[bytes]:
+        return sorted([*self.files, *self.dirs])
+
+
+def git_mode(meta: Meta) -> bytes:
+    if meta.kind == SYMLINK:
+        return MODE_LINK
+    if meta.kind == FILE and meta.mode & 0o100:
+        return MODE_EXEC
+    return MODE_FILE
+
+
+def read_dir(store: object, ref: DirRef) -> Dir:
+    """Decode one directory from the store."""
+    rootfs = store.read_tree(ref.rootfs)
+    meta_entries = store.read_tree(ref.meta)
+    record_id = None
+    meta_dirs = {}
+    for name, mode, sha in meta_entries:
+        if name == RECORD:
+            record_id = sha
+        else:
+            meta_dirs[name] = sha
+    if record_id is None:
+        raise Corrupt(f"meta tree {ref.meta.hex()} has no record")
+    try:
+        own, metas = parse_record(store.read_blob(record_id))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise Corrupt(f"record {record_id.hex()} is malformed: {e}") from None
+    d = Dir(own)
+    for name, mode, sha in rootfs:
+        real = unmangle(name)
+        if mode == MODE_TREE:
+            if name not in meta_dirs:
+                raise Corrupt(f"tree {ref.rootfs.hex()}: no metadata for directory {real!r}")
+            d.dirs[real] = DirRef(sha, meta_dirs[name])
+        else:
+            if real not in metas:
+                raise Corrupt(f"tree {ref.rootfs.hex()}: no metadata for {real!r}")
+            d.files[real] = (metas[real], sha)
+    return d
+
+
+def write_dir(writer: PackWriter, d: Dir) -> DirRef:
+    """Encode one directory (its subdirectories are already written)."""
+    rootfs_entries = [(mangle(n), git_mode(m), sha) for n, (m, sha) in d.files.items()]
+    meta_entries = []
+    for name, sub in d.dirs.items():
+        mangled = mangle(name)
+        rootfs_entries.append((mangled, MODE_TREE, sub.rootfs))
+        meta_entries.append((mangled, MODE_TREE, sub.meta))
+    record = format_record(d.own, {n: m for n, (m, _) in d.files.items()})
+    meta_entries.append((RECORD, MODE_FILE, writer.add(BLOB, record)))
+    return DirRef(
+        writer.add(TREE, serialize_tree(rootfs_entries)),
+        writer.add(TREE, serialize_tree(meta_entries)),
+    )
+
+
+def dir_meta(store: object, ref: DirRef) -> Meta:
+    """A directory's own metadata without decoding its entries."""
+    for name, _mode, sha in store.read_tree(ref.meta):
+        if name == RECORD:
+            return parse_record(store.read_blob(sha))[0]
+    raise Corrupt(f"meta tree {ref.meta.hex()} has no record")
+
+
+def walk(store: object, ref: DirRef) -> Iterator[tuple[bytes, Meta, object]]:
+    """Yield (path, meta, blob id or DirRef) for every entry, parents before children.
+
+    The root itself comes first with path b"".
+    """
+    d = read_dir(store, ref)
+    yield b"", d.own, ref
+    yield from walk_children(store, d, b"")
+
+
+def walk_children(store: object, d: Dir, prefix: bytes) -> Iterator[tuple[bytes, Meta, object]]:
+    """walk() below an already decoded directory at `prefix`."""
+    for name in d.names():
+        path = prefix + b"/" + name if prefix else name
+        if name in d.dirs:
+            sub = d.dirs[name]
+            sub_dir = read_dir(store, sub)
+            yield path, sub_dir.own, sub
+            yield from walk_children(store, sub_dir, path)
+        else:
+            meta, sha = d.files[name]
+            yield path, meta, sha
+
+
+def lookup(store: object, root: DirRef, path: bytes) -> tuple[Meta, object] | None:
+    """(meta, blob id or DirRef) of `path` under `root`, or None if absent."""
+    parts = [p for p in path.split(b"/") if p]
+    ref = root
+    d = read_dir(store, ref)
+    if not parts:
+        return d.own, ref
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part in d.dirs:
+            ref = d.dirs[part]
+            d = read_dir(store, ref)
+            if last:
+                return d.own, ref
+        elif part in d.files and last:
+            return d.files[part]
+        else:
+            return None
+    return None
+
+
+def empty_dir_meta() -> Meta:
+    return Meta(DIR, 0o755)

@@ -1,0 +1,165 @@
+"""Layer commits: tree {rootfs, meta, config.json}, the user's author and message,
+layerctl as committer, derived facts as message trailers."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from layerctl.errors import BadInput, Corrupt, NotFound
+from layerctl.store.fstree import DirRef
+from layerctl.store.objects import BLOB, COMMIT, MODE_FILE, MODE_TREE, TREE, serialize_tree
+
+COMMITTER = "layerctl <layerctl@localhost>"
+TRAILER_KEYS = ("DiffID", "Size", "Created-By")
+_AUTHOR_RE = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>]*)>\s*$")
+
+
+def parse_author(text: str) -> str:
+    """Docker's `Name <email>` or a bare name -> git's `Name <email>` (email may be empty)."""
+    if "\n" in text or "\0" in text:
+        raise BadInput(f"invalid author {text!r}: no newlines or NUL bytes")
+    m = _AUTHOR_RE.match(text)
+    if m:
+        return f"{m['name']} <{m['email']}>"
+    if "<" in text or ">" in text:
+        raise BadInput(f"invalid author {text!r}: use 'Name <email>' or a bare name")
+    name = text.strip()
+    if not name:
+        raise BadInput("author is empty")
+    return f"{name} <>"
+
+
+@dataclass(frozen=True)
+class Layer:
+    id: str
+    parent: str | None
+    root: DirRef
+    config: dict = field(hash=False, compare=False)
+    author: str = ""
+    author_time: int = 0
+    author_tz: int = 0
+    message: str = ""
+    trailers: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def diff_id(self) -> str:
+        return self.trailers.get("DiffID", "")
+
+    @property
+    def size(self) -> int:
+        return int(self.trailers.get("Size", "0"))
+
+    @property
+    def created_by(self) -> str:
+        return self.trailers.get("Created-By", "")
+
+    @property
+    def created(self) -> datetime:
+        tz = timezone(timedelta(seconds=self.author_tz))
+        return datetime.fromtimestamp(self.author_time, tz)
+
+    @property
+    def created_iso(self) -> str:
+        return self.created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    @property
+    def author_name(self) -> str:
+        """The author as Docker shows it: a bare name stays bare."""
+        return self.author[:-3] if self.author.endswith(" <>") else self.author
+
+    @property
+    def summary(self) -> str:
+        return self.message.split("\n", 1)[0]
+
+
+def _split_trailers(message: str) -> tuple[str, dict[str, str]]:
+    body = message.rstrip("\n")
+    head, sep, last = body.rpartition("\n\n")
+    candidate = last if sep else body
+    trailers = {}
+    for line in candidate.split("\n"):
+        key, colon, value = line.partition(": ")
+        if not colon or key not in TRAILER_KEYS:
+            return body, {}
+        trailers[key] = value
+    return (head if sep else ""), trailers
+
+
+def format_message(message: str, trailers: dict[str, str]) -> str:
+    lines = [f"{k}: {v}" for k, v in trailers.items() if v]
+    text = message.strip("\n")
+    return (text + "\n\n" if text else "") + "\n".join(lines) + "\n"
+
+
+def read_layer(store: object, hexid: str) -> Layer:
+    """Decode a layer commit."""
+    from dulwich.objects import Commit
+
+    type_num, raw = store.read_raw(hexid.encode())
+    if type_num != COMMIT:
+        raise NotFound(f"{hexid[:12]} is not a layer")
+    commit = Commit.from_raw_string(COMMIT, raw)
+    tree = {name: sha for name, _mode, sha in store.read_tree(bytes.fromhex(commit.tree.decode()))}
+    if b"rootfs" not in tree or b"meta" not in tree:
+        raise NotFound(f"{hexid[:12]} is a commit but not a layer")
+    config = {}
+    if b"config.json" in tree:
+        try:
+            config = json.loads(store.read_blob(tree[b"config.json"]))
+        except ValueError:
+            raise Corrupt(f"layer {hexid[:12]}: config.json is not JSON") from None
+    message, trailers = _split_trailers(commit.message.decode("utf-8", "replace"))
+    return Layer(
+        id=hexid,
+        parent=commit.parents[0].decode() if commit.parents else None,
+        root=DirRef(tree[b"rootfs"], tree[b"meta"]),
+        config=config,
+        author=commit.author.decode("utf-8", "replace"),
+        author_time=commit.author_time,
+        author_tz=commit.author_timezone,
+        message=message,
+        trailers=trailers,
+    )
+
+
+def write_layer(
+    store: object,
+    root: DirRef,
+    config: dict,
+    parent: str | None,
+    author: str,
+    message: str,
+    trailers: dict[str, str],
+    when: int | None = None,
+) -> str:
+    """Write config, top tree and commit as loose objects; returns the layer id.
+
+    The trees under `root` must already be in the store.
+    """
+    config_blob = store.add_object(BLOB, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+    top = serialize_tree([
+        (b"config.json", MODE_FILE, config_blob),
+        (b"meta", MODE_TREE, root.meta),
+        (b"rootfs", MODE_TREE, root.rootfs),
+    ])
+    tree = store.add_object(TREE, top)
+    now = int(time.time()) if when is None else when
+    tz = time.localtime(now).tm_gmtoff
+    stamp = f"{now} {_tz(tz)}"
+    lines = [f"tree {tree.hex()}"]
+    if parent:
+        lines.append(f"parent {parent}")
+    lines.append(f"author {author} {stamp}")
+    lines.append(f"committer {COMMITTER} {stamp}")
+    raw = ("\n".join(lines) + "\n\n" + format_message(message, trailers)).encode("utf-8")
+    return store.add_object(COMMIT, raw).hex()
+
+
+def _tz(offset: int) -> str:
+    sign = "-" if offset < 0 else "+"
+    offset = abs(offset)
+    return f"{sign}{offset // 3600:02d}{offset % 3600 // 60:02d}"

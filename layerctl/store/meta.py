@@ -1,0 +1,128 @@
+"""Per-entry metadata git cannot hold, and the per-directory record format.
+
+A record is the text of one directory: a line for the directory itself ('.')
+and one per non-directory child, sorted by name bytes. Subdirectories carry
+their own record, so touching a file rewrites only the records on its path.
+
+    . d 0755 0:0 1690000000.123456789
+    passwd - 0644 0:0 1690000000.000000000 size=1234
+    ping - 0755 0:0 1690000000.000000000 size=1 x:security.capability=%01%00
+    null c 0666 0:0 1690000000.000000000 rdev=1,3
+    perl5.36.0 - 0755 0:0 1690000000.000000000 size=9 link=usr/bin/perl
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass, field, replace
+
+from layerctl.store.names import escape, unescape
+
+# ls(1) type letters.
+FILE, DIR, SYMLINK, CHAR, BLOCK, FIFO, SOCKET = "-", "d", "l", "c", "b", "p", "s"
+_FMT = {
+    FILE: stat.S_IFREG,
+    DIR: stat.S_IFDIR,
+    SYMLINK: stat.S_IFLNK,
+    CHAR: stat.S_IFCHR,
+    BLOCK: stat.S_IFBLK,
+    FIFO: stat.S_IFIFO,
+    SOCKET: stat.S_IFSOCK,
+}
+_KIND_OF_FMT = {v: k for k, v in _FMT.items()}
+DEVICE_KINDS = (CHAR, BLOCK)
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Everything about one filesystem entry except its content."""
+
+    kind: str
+    mode: int  # permission bits, 0o7777
+    uid: int = 0
+    gid: int = 0
+    mtime_ns: int = 0
+    size: int = 0  # regular files only
+    rdev: tuple[int, int] | None = None  # (major, minor) for devices
+    xattrs: tuple[tuple[bytes, bytes], ...] = field(default=())
+    link: bytes | None = None  # hardlink: path of the group's first member
+
+    @property
+    def st_mode(self) -> int:
+        return _FMT[self.kind] | self.mode
+
+    def without_link(self) -> Meta:
+        return replace(self, link=None) if self.link is not None else self
+
+    def format(self) -> str:
+        sec, nsec = divmod(self.mtime_ns, 1_000_000_000)
+        parts = [self.kind, f"{self.mode:04o}", f"{self.uid}:{self.gid}", f"{sec}.{nsec:09d}"]
+        if self.kind == FILE:
+            parts.append(f"size={self.size}")
+        if self.rdev is not None:
+            parts.append(f"rdev={self.rdev[0]},{self.rdev[1]}")
+        parts.extend(f"x:{escape(k)}={escape(v)}" for k, v in self.xattrs)
+        if self.link is not None:
+            parts.append(f"link={escape(self.link)}")
+        return " ".join(parts)
+
+    @classmethod
+    def parse(cls, fields: list[str]) -> Meta:
+        kind, mode, owner, mtime, *extra = fields
+        if kind not in _FMT:
+            raise ValueError(f"unknown entry type {kind!r}")
+        uid, gid = owner.split(":")
+        sec, nsec = mtime.split(".")
+        size, rdev, link = 0, None, None
+        xattrs = []
+        for item in extra:
+            key, _, value = item.partition("=")
+            if key == "size":
+                size = int(value)
+            elif key == "rdev":
+                major, minor = value.split(",")
+                rdev = (int(major), int(minor))
+            elif key == "link":
+                link = unescape(value)
+            elif key.startswith("x:"):
+                xattrs.append((unescape(key[2:]), unescape(value)))
+            else:
+                raise ValueError(f"unknown field {key!r}")
+        return cls(
+            kind=kind,
+            mode=int(mode, 8),
+            uid=int(uid),
+            gid=int(gid),
+            mtime_ns=int(sec) * 1_000_000_000 + int(nsec),
+            size=size,
+            rdev=rdev,
+            xattrs=tuple(xattrs),
+            link=link,
+        )
+
+
+def kind_of(st_mode: int) -> str:
+    return _KIND_OF_FMT[stat.S_IFMT(st_mode)]
+
+
+def format_record(own: Meta, children: dict[bytes, Meta]) -> bytes:
+    """Serialise a directory's record; `children` holds its non-directory entries."""
+    lines = [". " + own.format()]
+    lines.extend(f"{escape(name)} {children[name].format()}" for name in sorted(children))
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def parse_record(data: bytes) -> tuple[Meta, dict[bytes, Meta]]:
+    """Inverse of format_record()."""
+    own: Meta | None = None
+    children: dict[bytes, Meta] = {}
+    for line in data.decode("ascii").splitlines():
+        name, *fields = line.split(" ")
+        meta = Meta.parse(fields)
+        if name == ".":
+            own = meta
+        else:
+            children[unescape(name)] = meta
+    if own is None or own.kind != DIR:
+        raise ValueError("record has no '.' directory line")
+    return own, children

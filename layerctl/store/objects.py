@@ -1,0 +1,259 @@
+"""Writing git objects fast: hash and compress on worker threads, one pack per operation.
+
+zlib and hashlib release the GIL on large buffers, so the two cores both work.
+Objects already in the store are skipped. The pack is renamed into place
+before its index, and git ignores a pack without an index, so a kill at any
+instant leaves a valid repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tempfile
+import threading
+import zlib
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+BLOB, TREE, COMMIT = 3, 2, 1
+_TYPE_NAMES = {BLOB: b"blob", TREE: b"tree", COMMIT: b"commit"}
+MODE_TREE, MODE_FILE, MODE_EXEC, MODE_LINK = b"40000", b"100644", b"100755", b"120000"
+BIG_FILE = 64 << 20  # files above this are streamed, not held in memory
+_CHUNK = 1 << 20
+
+
+def object_id(type_num: int, data: bytes) -> bytes:
+    """The binary git object id of `data`."""
+    h = hashlib.sha1(b"%s %d\0" % (_TYPE_NAMES[type_num], len(data)))
+    h.update(data)
+    return h.digest()
+
+
+def tree_sort_key(entry: tuple[bytes, bytes, bytes]) -> bytes:
+    name, mode, _ = entry
+    return name + b"/" if mode == MODE_TREE else name
+
+
+def serialize_tree(entries: list[tuple[bytes, bytes, bytes]]) -> bytes:
+    """(name, mode, binary id) entries -> git tree bytes, in git's order."""
+    return b"".join(
+        mode + b" " + name + b"\0" + sha for name, mode, sha in sorted(entries, key=tree_sort_key)
+    )
+
+
+def parse_tree(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
+    """Git tree bytes -> (name, mode, binary id) entries."""
+    out = []
+    pos = 0
+    end = len(data)
+    while pos < end:
+        space = data.index(b" ", pos)
+        nul = data.index(b"\0", space)
+        out.append((data[space + 1 : nul], data[pos:space], data[nul + 1 : nul + 21]))
+        pos = nul + 21
+    return out
+
+
+def _pack_header(type_num: int, size: int) -> bytes:
+    out = bytearray()
+    c = (type_num << 4) | (size & 15)
+    size >>= 4
+    while size:
+        out.append(c | 0x80)
+        c = size & 0x7F
+        size >>= 7
+    out.append(c)
+    return bytes(out)
+
+
+class PackWriter:
+    """Collects new objects into one pack file under `objects/pack`.
+
+    `exists(binary_id)` tells which objects the store already has. Use as a
+    context manager: a clean exit lands the pack, an exception discards it.
+    """
+
+    def __init__(
+        self,
+        pack_dir: str,
+        exists: Callable[[bytes], bool],
+        level: int = 1,
+        threads: int | None = None,
+    ) -> None:
+        self.pack_dir = pack_dir
+        self._exists = exists
+        self._level = level
+        os.makedirs(pack_dir, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix="tmp_pack_", dir=pack_dir)
+        self._file = os.fdopen(fd, "wb")
+        self._file.write(b"PACK" + struct.pack(">LL", 2, 0))
+        self._offset = 12
+        self._entries: dict[bytes, tuple[int, int]] = {}  # id -> (offset, crc32)
+        self._pool = ThreadPoolExecutor(threads or max(2, os.cpu_count() or 2))
+        self._pending: deque[Future] = deque()
+        self._window = 64
+        self._lock = threading.Lock()
+        self.bytes_in = 0
+        self.pack_path: str | None = None
+
+    # -- adding objects -------------------------------------------------
+
+    def has(self, sha: bytes) -> bool:
+        if sha in self._entries:
+            return True
+        with self._lock:  # dulwich's pack cache is not made for concurrent refreshes
+            return self._exists(sha)
+
+    def add(self, type_num: int, data: bytes) -> bytes:
+        """Add an object now (trees, commits, small blobs); returns its binary id."""
+        sha = object_id(type_num, data)
+        if not self.has(sha):
+            self._write(sha, type_num, len(data), [zlib.compress(data, self._level)])
+        return sha
+
+    def add_file(self, path: bytes, size: int, on_done: Callable[[bytes], None]) -> None:
+        """Hash (and, if new, compress) a file's content as a blob on a worker thread.
+
+        `on_done(binary_id)` is called on this thread, in submission order, by
+        a later add_file() or by drain().
+        """
+        if size > BIG_FILE:
+            self.drain()
+            on_done(self._add_big_file(path, size))
+            return
+        self._pending.append(self._pool.submit(self._hash_file, path, size, on_done))
+        while len(self._pending) > self._window:
+            self._land(self._pending.popleft())
+
+    def add_blob_async(self, data: bytes, on_done: Callable[[bytes], None]) -> None:
+        """Like add_file() for content already in memory."""
+        self._pending.append(self._pool.submit(self._hash_bytes, data, on_done))
+        while len(self._pending) > self._window:
+            self._land(self._pending.popleft())
+
+    def drain(self) -> None:
+        while self._pending:
+            self._land(self._pending.popleft())
+
+    def _hash_bytes(self, data: bytes, on_done: Callable[[bytes], None]) -> tuple:
+        sha = object_id(BLOB, data)
+        if self.has(sha):
+            return sha, len(data), None, on_done
+        return sha, len(data), zlib.compress(data, self._level), on_done
+
+    def _hash_file(self, path: bytes, size: int, on_done: Callable[[bytes], None]) -> tuple:
+        with open(path, "rb") as f:
+            data = f.read()
+        if len(data) != size:
+            raise OSError(f"{os.fsdecode(path)} changed size while being read")
+        return self._hash_bytes(data, on_done)
+
+    def _land(self, future: Future) -> None:
+        sha, size, compressed, on_done = future.result()
+        self.bytes_in += size
+        if compressed is not None and sha not in self._entries:
+            self._write(sha, BLOB, size, [compressed])
+        on_done(sha)
+
+    def _add_big_file(self, path: bytes, size: int) -> bytes:
+        h = hashlib.sha1(b"blob %d\0" % size)
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        sha = h.digest()
+        self.bytes_in += size
+        if self.has(sha):
+            return sha
+        comp = zlib.compressobj(self._level)
+        chunks = []
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                chunks.append(comp.compress(chunk))
+        chunks.append(comp.flush())
+        self._write(sha, BLOB, size, chunks)
+        return sha
+
+    def _write(self, sha: bytes, type_num: int, size: int, chunks: list[bytes]) -> None:
+        header = _pack_header(type_num, size)
+        crc = zlib.crc32(header)
+        self._file.write(header)
+        length = len(header)
+        for chunk in chunks:
+            crc = zlib.crc32(chunk, crc)
+            self._file.write(chunk)
+            length += len(chunk)
+        self._entries[sha] = (self._offset, crc & 0xFFFFFFFF)
+        self._offset += length
+
+    # -- landing ----------------------------------------------------------
+
+    @property
+    def count(self) -> int:
+        return len(self._entries)
+
+    def finish(self) -> str | None:
+        """Write the index and move the pack into place; returns its path (None if empty)."""
+        from dulwich.pack import write_pack_index_v2
+
+        self.drain()
+        self._pool.shutdown()
+        if not self._entries:
+            self.abort()
+            return None
+        self._file.seek(8)
+        self._file.write(struct.pack(">L", len(self._entries)))
+        self._file.close()
+        h = hashlib.sha1()
+        with open(self._tmp, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        checksum = h.digest()
+        with open(self._tmp, "ab") as f:
+            f.write(checksum)
+            f.flush()
+            os.fsync(f.fileno())
+        base = os.path.join(self.pack_dir, "pack-" + checksum.hex())
+        entries = sorted((sha, off, crc) for sha, (off, crc) in self._entries.items())
+        idx_tmp = self._tmp + ".idx"
+        with open(idx_tmp, "wb") as f:
+            write_pack_index_v2(f, entries, checksum)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(self._tmp, 0o444)
+        os.chmod(idx_tmp, 0o444)
+        os.rename(self._tmp, base + ".pack")
+        os.rename(idx_tmp, base + ".idx")
+        _fsync_dir(self.pack_dir)
+        self.pack_path = base + ".pack"
+        return self.pack_path
+
+    def abort(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
+        if not self._file.closed:
+            self._file.close()
+        for path in (self._tmp, self._tmp + ".idx"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> PackWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,176 @@
+"""Directory -> layer trees (import, commit) and layer trees -> directory (checkout)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import replace
+
+from layerctl.errors import BadInput
+from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, write_dir
+from layerctl.store.meta import DEVICE_KINDS, DIR, FILE, SYMLINK, Meta, kind_of
+from layerctl.store.objects import BLOB, PackWriter
+
+Progress = Callable[[int, int], None]
+XattrFilter = Callable[[bytes], bool]
+
+
+def read_xattrs(path: bytes, keep: XattrFilter | None = None) -> tuple[tuple[bytes, bytes], ...]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return ()
+        raise
+    out = []
+    for name in names:
+        raw = os.fsencode(name)
+        if keep is not None and not keep(raw):
+            continue
+        try:
+            out.append((raw, os.getxattr(path, name, follow_symlinks=False)))
+        except OSError as e:
+            if e.errno not in (errno.ENODATA, errno.ENOTSUP):
+                raise
+    return tuple(sorted(out))
+
+
+def meta_from_stat(st: os.stat_result, xattrs: tuple[tuple[bytes, bytes], ...]) -> Meta:
+    kind = kind_of(st.st_mode)
+    return Meta(
+        kind=kind,
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        mtime_ns=st.st_mtime_ns,
+        size=st.st_size if kind == FILE else 0,
+        rdev=(os.major(st.st_rdev), os.minor(st.st_rdev)) if kind in DEVICE_KINDS else None,
+        xattrs=xattrs,
+    )
+
+
+class _Node:
+    """A directory being imported: filled by the walk, written bottom-up."""
+
+    __slots__ = ("dir", "subdirs")
+
+    def __init__(self, own: Meta) -> None:
+        self.dir = Dir(own)
+        self.subdirs: dict[bytes, _Node] = {}
+
+
+class DirImporter:
+    """Turns a directory tree on disk into store trees, writing into `writer`."""
+
+    def __init__(
+        self,
+        writer: PackWriter,
+        progress: Progress | None = None,
+        keep_xattr: XattrFilter | None = None,
+    ) -> None:
+        self.writer = writer
+        self.progress = progress
+        self.keep_xattr = keep_xattr
+        self.total = 0
+        self.done = 0
+        self._inodes: dict[tuple[int, int], tuple[bytes, _Node, bytes]] = {}
+        self._links: list[tuple[_Node, bytes, bytes]] = []
+
+    def import_dir(self, top: str | bytes) -> DirRef:
+        top_b = os.fsencode(top)
+        try:
+            st = os.lstat(top_b)
+        except OSError as e:
+            raise BadInput(f"cannot read {os.fsdecode(top_b)}: {e.strerror}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise BadInput(f"{os.fsdecode(top_b)} is not a directory")
+        root = _Node(meta_from_stat(st, self._xattrs(top_b)))
+        self._scan(top_b, b"", root)
+        self.writer.add(BLOB, b"")
+        self.writer.drain()
+        self._resolve_links()
+        return self._write(root)
+
+    def _xattrs(self, path: bytes) -> tuple[tuple[bytes, bytes], ...]:
+        try:
+            return read_xattrs(path, self.keep_xattr)
+        except OSError as e:
+            raise BadInput(f"cannot read xattrs of {os.fsdecode(path)}: {e.strerror}") from None
+
+    def _scan(self, abspath: bytes, relpath: bytes, node: _Node) -> None:
+        try:
+            with os.scandir(abspath) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            raise BadInput(f"cannot read {os.fsdecode(abspath)}: {e.strerror}") from None
+        for entry in entries:
+            path = entry.path
+            rel = relpath + b"/" + entry.name if relpath else entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as e:
+                raise BadInput(f"cannot stat {os.fsdecode(path)}: {e.strerror}") from None
+            meta = meta_from_stat(st, self._xattrs(path))
+            if meta.kind == DIR:
+                child = _Node(meta)
+                node.subdirs[entry.name] = child
+                self._scan(path, rel, child)
+                continue
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                first = self._inodes.get(key)
+                if first is not None:
+                    self._links.append((node, entry.name, first[0]))
+                    node.dir.files[entry.name] = (meta, b"")
+                    continue
+                self._inodes[key] = (rel, node, entry.name)
+            self._add_content(path, node, entry.name, meta)
+
+    def _add_content(self, path: bytes, node: _Node, name: bytes, meta: Meta) -> None:
+        files = node.dir.files
+        if meta.kind == FILE:
+            self.total += meta.size
+
+            def done(sha: bytes, files: dict = files, name: bytes = name, meta: Meta = meta) -> None:
+                files[name] = (meta, sha)
+                self.done += meta.size
+                if self.progress:
+                    self.progress(self.done, self.total)
+
+            try:
+                self.writer.add_file(path, meta.size, done)
+            except OSError as e:
+                raise BadInput(f"cannot read {os.fsdecode(path)}: {e.strerror or e}") from None
+        elif meta.kind == SYMLINK:
+            files[name] = (meta, self.writer.add(BLOB, os.readlink(path)))
+        else:
+            files[name] = (meta, EMPTY_BLOB)
+
+    def _resolve_links(self) -> None:
+        """Every later member of a hardlink group points at the first one (walk order)."""
+        by_path = {rel: (node, name) for rel, node, name in self._inodes.values()}
+        for node, name, first in self._links:
+            first_node, first_name = by_path[first]
+            first_meta, sha = first_node.dir.files[first_name]
+            node.dir.files[name] = (replace(first_meta, link=first), sha)
+
+    def _write(self, node: _Node) -> DirRef:
+        for name, child in node.subdirs.items():
+            node.dir.dirs[name] = self._write(child)
+        return write_dir(self.writer, node.dir)
+
+
+def import_tree(
+    writer: PackWriter,
+    top: str | bytes,
+    progress: Progress | None = None,
+    keep_xattr: XattrFilter | None = None,
+) -> DirRef:
+    """Write the directory tree at `top` into the store; returns its DirRef."""
+    importer = DirImporter(writer, progress, keep_xattr)
+    try:
+        return importer.import_dir(top)
+    except OSError as e:
+        raise BadInput(f"cannot import {os.fsdecode(top)}: {e}") from None
