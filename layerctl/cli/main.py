@@ -1,0 +1,109 @@
+"""The `layerctl` command: a lazy click group (fast start-up) and the error contract.
+
+User errors (LayerctlError) print one line and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from layerctl.errors import LayerctlError
+
+# name -> (module, function, short help). Modules load only when their command runs.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "import": ("layerctl.cli.images", "import_cmd", "Import a root filesystem (dir or tar) as an image"),
+    "images": ("layerctl.cli.images", "images_cmd", "List images"),
+    "tag": ("layerctl.cli.images", "tag_cmd", "Tag an image or layer"),
+    "rmi": ("layerctl.cli.images", "rmi_cmd", "Remove image tags"),
+    "inspect": ("layerctl.cli.images", "inspect_cmd", "Show an image, layer or container as JSON"),
+    "history": ("layerctl.cli.images", "history_cmd", "Show an image's layers, Docker style"),
+    "log": ("layerctl.cli.layers", "log_cmd", "Show layer history, git style"),
+    "show": ("layerctl.cli.layers", "show_cmd", "Show a layer and its changes, or a file in it"),
+    "diff": ("layerctl.cli.layers", "diff_cmd", "Show changes between layers (or of a container)"),
+    "checkout": ("layerctl.cli.layers", "checkout_cmd", "Write a layer's full filesystem to a dir"),
+    "fsck": ("layerctl.cli.layers", "fsck_cmd", "Verify every object and record in the store"),
+    # containers (layerctl/cli/containers.py)
+    "create": ("layerctl.cli.containers", "create_cmd", "Create a container from an image"),
+    "ps": ("layerctl.cli.containers", "ps_cmd", "List containers"),
+    "mount": ("layerctl.cli.containers", "mount_cmd", "Mount a container; print its merged dir"),
+    "umount": ("layerctl.cli.containers", "umount_cmd", "Unmount a container"),
+    "rm": ("layerctl.cli.containers", "rm_cmd", "Remove containers"),
+    "status": ("layerctl.cli.containers", "status_cmd", "Show a container's pending changes"),
+    "commit": ("layerctl.cli.containers", "commit_cmd", "Commit a container's changes as a layer"),
+    "restore": ("layerctl.cli.containers", "restore_cmd", "Discard pending changes to paths"),
+    "reset": ("layerctl.cli.containers", "reset_cmd", "Move a container to a layer, dropping changes"),
+    # processes (layerctl/cli/run.py)
+    "run": ("layerctl.cli.run", "run_cmd", "Run a command in a new container"),
+    "exec": ("layerctl.cli.run", "exec_cmd", "Run a command in a running container"),
+    "start": ("layerctl.cli.run", "start_cmd", "Start a stopped container"),
+    "stop": ("layerctl.cli.run", "stop_cmd", "Stop a running container"),
+    "logs": ("layerctl.cli.run", "logs_cmd", "Show a container's output"),
+}
+
+# Short options that take a value: Docker (pflag) accepts `-m=msg`; click would keep the '='.
+_VALUE_SHORT_OPTS = set("mavcnoiewutfp")
+
+
+def _docker_style(args: list[str]) -> list[str]:
+    out = []
+    for arg in args:
+        if arg == "--":
+            out.extend(args[len(out):])
+            return out
+        if len(arg) > 3 and arg[0] == "-" and arg[1] in _VALUE_SHORT_OPTS and arg[2] == "=":
+            out.extend((arg[:2], arg[3:]))
+        else:
+            out.append(arg)
+    return out
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _docker_style(args))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", envvar="LAYERCTL_ROOT", help="Store directory (default: XDG data dir).")
+@click.version_option(package_name="layerctl")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None) -> None:
+    """layerctl: git for container filesystems."""
+    ctx.obj = {"root": root}
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="layerctl", standalone_mode=False)
+    except LayerctlError as e:
+        click.echo(f"layerctl: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("layerctl: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("layerctl: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(141)
