@@ -1,0 +1,314 @@
+"""Shared pytest fixtures and markers for layerctl's tests.
+
+Fixtures
+    debian_rootfs  (session) Path of a cached Debian bookworm minbase rootfs,
+                   built with debootstrap on first use. Treat it as read-only:
+                   copy it (``cp -a``) before changing anything.
+    store_root     Fresh empty store directory; LAYERCTL_ROOT points at it.
+    cli            ``cli(*args, input=None, check=True, env=None)`` runs
+                   ``python -m layerctl`` against ``store_root``.
+    needs_root     Skips the test unless running as root.
+    needs_tool     ``needs_tool("skopeo")`` skips unless the tool is on PATH
+                   and returns its path.
+
+Markers (same effect, declarative)
+    @pytest.mark.needs_root
+    @pytest.mark.needs_tool("podman", "skopeo")
+
+A session-wide safety net lazily unmounts anything still mounted under
+pytest's temporary directories when the session ends, and reports it as an
+error: tests must unmount what they mount; this only catches leaks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS_DIR = "/var/cache/layerctl-corpus"
+DEBIAN_SUITE = "bookworm"
+DEBIAN_ROOTFS_NAME = "debian-minbase"
+
+
+# --- markers -----------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_root: skip unless running as root (euid 0)")
+    config.addinivalue_line(
+        "markers", "needs_tool(*names): skip unless every named executable is on PATH"
+    )
+
+
+def _skip_unless_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+
+
+def _skip_unless_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Turn the markers into skip markers so the report points at the test.
+    for item in items:
+        reasons = []
+        if item.get_closest_marker("needs_root") is not None and os.geteuid() != 0:
+            reasons.append("needs root")
+        for marker in item.iter_markers("needs_tool"):
+            reasons += [f"{n} not installed" for n in marker.args if shutil.which(n) is None]
+        if reasons:
+            item.add_marker(pytest.mark.skip(reason="; ".join(reasons)))
+
+
+@pytest.fixture
+def needs_root() -> None:
+    """Skip the requesting test with reason "needs root" unless euid is 0."""
+    _skip_unless_root()
+
+
+@pytest.fixture
+def needs_tool() -> Callable[[str], str]:
+    """``needs_tool(name)`` skips with "<name> not installed" or returns the path."""
+    return _skip_unless_tool
+
+
+# --- corpus --------------------------------------------------------------------
+
+
+def corpus_dir() -> Path:
+    return Path(os.environ.get("LAYERCTL_CORPUS_DIR") or DEFAULT_CORPUS_DIR)
+
+
+def _mounts_under(prefix: Path) -> list[str]:
+    """Mount points at or below ``prefix`` (deepest first)."""
+    base = os.path.realpath(prefix)
+    found = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.readlines()
+    except OSError:
+        return []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) < 5:
+            continue
+        point = _unescape_mountinfo(fields[4])
+        if point == base or point.startswith(base.rstrip("/") + "/"):
+            found.append(point)
+    return sorted(set(found), key=lambda p: (-p.count("/"), p))
+
+
+def _unescape_mountinfo(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    out, i = [], 0
+    while i < len(field):
+        code = field[i + 1 : i + 4]
+        if field[i] == "\\" and len(code) == 3 and all(c in "01234567" for c in code):
+            out.append(chr(int(code, 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def _lazy_unmount(points: list[str]) -> list[str]:
+    """``umount -l`` each point; return the ones that could not be unmounted."""
+    failed = []
+    for point in points:
+        r = subprocess.run(["umount", "-l", point], capture_output=True, text=True)
+        if r.returncode != 0:
+            failed.append(f"{point} ({r.stderr.strip()})")
+    return failed
+
+
+def _discard_tree(path: Path) -> None:
+    if not path.exists():
+        return
+    _lazy_unmount(_mounts_under(path))  # never rm -rf into a mounted /proc or /dev
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def build_debian_rootfs(dest: Path) -> None:
+    """Build ``dest`` with debootstrap via a ``.tmp`` sibling and an atomic rename.
+
+    Serialised with an flock on ``<dest>.lock`` so parallel test workers and
+    ``python -m benchmarks.corpus`` never build it twice at once. Raises
+    RuntimeError with the tail of the debootstrap log on failure.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.with_name(dest.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if dest.is_dir():
+            return
+        tmp = dest.with_name(dest.name + ".tmp")
+        log = dest.with_name(dest.name + ".log")
+        _discard_tree(tmp)
+        cmd = ["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(tmp)]
+        mirror = os.environ.get("LAYERCTL_DEBIAN_MIRROR")
+        if mirror:
+            cmd.append(mirror)
+        with open(log, "w") as out:
+            rc = subprocess.run(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            ).returncode
+        if rc != 0:
+            _discard_tree(tmp)
+            tail = "".join(log.read_text(errors="replace").splitlines(True)[-15:])
+            raise RuntimeError(f"{' '.join(cmd)} failed with exit code {rc} (log {log}):\n{tail}")
+        leaked = _mounts_under(tmp)
+        if leaked:
+            _lazy_unmount(leaked)
+        os.rename(tmp, dest)
+
+
+@pytest.fixture(scope="session")
+def debian_rootfs() -> Path:
+    """Cached Debian bookworm minbase rootfs (~200 MB, ~6,800 entries). Read-only!"""
+    dest = corpus_dir() / DEBIAN_ROOTFS_NAME
+    if dest.is_dir():
+        return dest
+    if os.geteuid() != 0:
+        pytest.skip(f"Debian corpus {dest} missing and building it with debootstrap needs root")
+    if shutil.which("debootstrap") is None:
+        pytest.skip(f"Debian corpus {dest} missing and debootstrap not installed")
+    try:
+        build_debian_rootfs(dest)
+    except (OSError, RuntimeError) as e:
+        pytest.skip(f"building the Debian corpus {dest} failed: {e}")
+    return dest
+
+
+# --- store and CLI -------------------------------------------------------------
+
+
+@pytest.fixture
+def store_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty store directory; LAYERCTL_ROOT points at it for this test."""
+    root = tmp_path / "store"
+    root.mkdir()
+    monkeypatch.setenv("LAYERCTL_ROOT", str(root))
+    return root
+
+
+CliRunner = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def cli(store_root: Path) -> CliRunner:
+    """Run ``python -m layerctl ARGS`` with LAYERCTL_ROOT=store_root.
+
+    ``cli(*args, input=None, check=True, env=None, cwd=None, timeout=300)``
+    returns the CompletedProcess (text mode, stdout and stderr captured).
+    ``env`` overrides variables of the current environment (a value of None
+    removes the variable). stdin is /dev/null unless ``input`` is given. With
+    ``check=True`` a non-zero exit fails the test, showing stdout and stderr.
+    """
+
+    def run(
+        *args: object,
+        input: str | None = None,
+        check: bool = True,
+        env: Mapping[str, str | None] | None = None,
+        cwd: str | os.PathLike | None = None,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess:
+        full_env = dict(os.environ)
+        full_env["LAYERCTL_ROOT"] = str(store_root)
+        # Run the working tree's package whether or not it is pip-installed.
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
+        )
+        for key, value in (env or {}).items():
+            if value is None:
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
+        argv = [
+            sys.executable,
+            "-m",
+            "layerctl",
+            *(os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args),
+        ]
+        proc = subprocess.run(
+            argv,
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=cwd,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            pytest.fail(
+                f"`layerctl {' '.join(argv[3:])}` exited with {proc.returncode}\n"
+                f"--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}",
+                pytrace=False,
+            )
+        return proc
+
+    return run
+
+
+# --- leaked-mount safety net -----------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pytest_tmp_roots(factory: pytest.TempPathFactory) -> list[Path]:
+    """Temp dirs to check: this session's base temp dir and, when it is pytest's
+    default ``pytest-of-<user>/pytest-N``, every sibling ``pytest-M`` that no
+    live pytest process holds (pytest writes its pid to ``pytest-M/.lock`` and
+    removes it at exit). Directories of concurrently running sessions are left
+    alone, so two test runs on one machine cannot unmount each other's mounts.
+    """
+    base = factory.getbasetemp()
+    roots = [base]
+    if not base.parent.name.startswith("pytest-of-"):
+        return roots
+    for sibling in sorted(base.parent.glob("pytest-*")):
+        if sibling == base or not sibling.is_dir():
+            continue
+        try:
+            pid = int((sibling / ".lock").read_text().strip() or "0")
+        except (OSError, ValueError):
+            pid = 0
+        if pid <= 0 or not _pid_alive(pid):
+            roots.append(sibling)
+    return roots
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unmount_leaked_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    yield
+    leaked = [p for root in _pytest_tmp_roots(tmp_path_factory) for p in _mounts_under(root)]
+    if not leaked:
+        return
+    failed = _lazy_unmount(leaked)
+    msg = "mounts leaked by tests (lazily unmounted now; tests must clean up):\n  " + "\n  ".join(
+        leaked
+    )
+    if failed:
+        msg += "\ncould not unmount:\n  " + "\n  ".join(failed)
+    pytest.fail(msg, pytrace=False)
