@@ -1,0 +1,1 @@
+"""layerctl benchmarks; see benchmarks/README.md."""
