@@ -15,17 +15,17 @@ _MKNOD_TYPE = {CHAR: stat.S_IFCHR, BLOCK: stat.S_IFBLK, FIFO: stat.S_IFIFO, SOCK
 
 
 def apply_meta(path: bytes, meta: Meta, as_root: bool) -> None:
-    """Set xattrs, owner, mode and mtime on an existing entry (in that order:
-    chown clears setuid, and every change bumps the mtime)."""
+    """Set owner, xattrs, mode and mtime on an existing entry, in that order:
+    chown drops security.capability and setuid, and every change bumps the mtime."""
     link = meta.kind == SYMLINK
+    if as_root:
+        os.chown(path, meta.uid, meta.gid, follow_symlinks=False)
     for name, value in meta.xattrs:
         try:
             os.setxattr(path, name, value, follow_symlinks=False)
         except OSError as e:
             if as_root or e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES):
                 raise
-    if as_root:
-        os.chown(path, meta.uid, meta.gid, follow_symlinks=False)
     if not link:
         os.chmod(path, meta.mode)
     os.utime(path, ns=(meta.mtime_ns, meta.mtime_ns), follow_symlinks=False)

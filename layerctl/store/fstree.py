@@ -150,3 +150,30 @@ def lookup(store: object, root: DirRef, path: bytes) -> tuple[Meta, object] | No
 
 def empty_dir_meta() -> Meta:
     return Meta(DIR, 0o755)
+
+
+def lookup_follow(store: object, root: DirRef, path: bytes, hops: int = 40) -> tuple[Meta, object] | None:
+    """lookup() that follows symlinks as a process chrooted into the layer would."""
+    parts = [p for p in path.split(b"/") if p and p != b"."]
+    resolved: list[bytes] = []
+    while parts:
+        part = parts.pop(0)
+        if part == b"..":
+            if resolved:
+                resolved.pop()
+            continue
+        found = lookup(store, root, b"/".join([*resolved, part]))
+        if found is None:
+            return None
+        meta, obj = found
+        if meta.kind == SYMLINK:
+            hops -= 1
+            if hops < 0:
+                return None
+            target = store.read_blob(obj)
+            if target.startswith(b"/"):
+                resolved = []
+            parts = [p for p in target.split(b"/") if p and p != b"."] + parts
+            continue
+        resolved.append(part)
+    return lookup(store, root, b"/".join(resolved))

@@ -1,0 +1,189 @@
+"""Image commands: import, images, tag, rmi, inspect, history."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from layerctl.cli.common import ago, human_size, open_store, progress_printer, table
+from layerctl.errors import BadInput, NotFound
+
+
+@click.command("import")
+@click.argument("source")
+@click.argument("name")
+@click.option("-m", "--message", default="", help="Commit message for the layer.")
+@click.option("-a", "--author", default=None, help='Author, "Name <email>" or a bare name.')
+@click.pass_context
+def import_cmd(ctx: click.Context, source: str, name: str, message: str, author: str | None) -> None:
+    """Import SOURCE (a directory or a tar, plain/gzip/zstd, '-' for stdin) as NAME[:TAG]."""
+    from layerctl.identity import author_or_default
+    from layerctl.images import parse_name
+
+    image = parse_name(name)
+    who = author_or_default(author)
+    store = open_store(ctx)
+    progress = progress_printer("Importing")
+    if source != "-" and not os.path.exists(source):
+        raise NotFound(f"{source}: no such file or directory")
+    if source != "-" and os.path.isdir(source):
+        from layerctl.importer import import_directory
+
+        layer_id = import_directory(store, source, image, who, message, progress)
+    else:
+        if source != "-" and not os.access(source, os.R_OK):
+            raise BadInput(f"{source}: permission denied")
+        from layerctl.oci.tarapply import import_tar
+
+        layer_id = import_tar(store, source, image, who, message, progress)
+    click.echo(layer_id)
+
+
+def _image_rows(store: object) -> list[list[str]]:
+    from layerctl.images import chain, image_id, list_images
+
+    rows = []
+    for name, layer_id in list_images(store):
+        layers = chain(store, layer_id)
+        top = layers[-1]
+        rows.append([
+            name.repository, name.tag, image_id(layers)[7:19], ago(top.author_time),
+            human_size(top.size),
+        ])
+    return rows
+
+
+@click.command("images")
+@click.option("-q", "--quiet", is_flag=True, help="Only image IDs.")
+@click.pass_context
+def images_cmd(ctx: click.Context, quiet: bool) -> None:
+    """List images (REPOSITORY, TAG, IMAGE ID, CREATED, SIZE)."""
+    rows = _image_rows(open_store(ctx))
+    if quiet:
+        for row in rows:
+            click.echo(row[2])
+        return
+    table(rows, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"])
+
+
+@click.command("tag")
+@click.argument("source")
+@click.argument("target")
+@click.pass_context
+def tag_cmd(ctx: click.Context, source: str, target: str) -> None:
+    """Point TARGET (NAME[:TAG]) at the layer SOURCE names."""
+    from layerctl.images import parse_name, resolve, set_tag
+
+    name = parse_name(target)
+    store = open_store(ctx)
+    set_tag(store, name, resolve(store, source))
+
+
+@click.command("rmi")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def rmi_cmd(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Remove image tags (the layers stay while anything else uses them)."""
+    from layerctl.images import parse_name, remove_tag
+
+    store = open_store(ctx)
+    _refuse_if_used(store, names)
+    for text in names:
+        name = parse_name(text)
+        layer_id = remove_tag(store, name)
+        click.echo(f"Untagged: {name}")
+        click.echo(f"Deleted: {layer_id}")
+
+
+def _refuse_if_used(store: object, names: tuple[str, ...]) -> None:
+    """Docker refuses to remove an image a container was created from."""
+    try:
+        from layerctl.containers import containers_using_image
+    except ImportError:
+        return
+    for text in names:
+        users = containers_using_image(store, text)
+        if users:
+            raise BadInput(f"image {text} is used by container {users[0]}; remove it first")
+
+
+@click.command("inspect")
+@click.argument("targets", nargs=-1, required=True)
+@click.pass_context
+def inspect_cmd(ctx: click.Context, targets: tuple[str, ...]) -> None:
+    """Show images, layers or containers as JSON (Docker's keys where they apply)."""
+    store = open_store(ctx)
+    out = []
+    for target in targets:
+        data = _inspect_container(store, target)
+        if data is None:
+            data = inspect_image(store, target)
+        out.append(data)
+    click.echo(json.dumps(out, indent=4, ensure_ascii=False))
+
+
+def _inspect_container(store: object, target: str) -> dict | None:
+    try:
+        from layerctl.containers import inspect_container
+    except ImportError:
+        return None
+    return inspect_container(store, target)
+
+
+def inspect_image(store: object, target: str) -> dict:
+    from layerctl.images import chain, image_id, list_images, oci_config, resolve
+
+    layer_id = resolve(store, target)
+    layers = chain(store, layer_id)
+    top = layers[-1]
+    config = oci_config(layers)
+    parent_id = image_id(layers[:-1]) if len(layers) > 1 else ""
+    return {
+        "Id": image_id(layers),
+        "RepoTags": [str(n) for n, sha in list_images(store) if sha == layer_id],
+        "Parent": parent_id,
+        "Comment": top.message,
+        "Created": top.created.isoformat(),
+        "Author": top.author_name,
+        "Config": config.get("config", {}),
+        "Architecture": config.get("architecture"),
+        "Os": config.get("os"),
+        "Size": top.size,
+        "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in layers]},
+        "Layerctl": {
+            "Layer": top.id,
+            "Layers": [layer.id for layer in layers],
+            "Store": store.root,
+        },
+    }
+
+
+@click.command("history")
+@click.argument("image")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
+@click.pass_context
+def history_cmd(ctx: click.Context, image: str, no_trunc: bool) -> None:
+    """Show an image's layers (IMAGE, CREATED, CREATED BY, SIZE, COMMENT)."""
+    from layerctl.images import chain, resolve
+
+    store = open_store(ctx)
+    layers = chain(store, resolve(store, image))
+    rows = []
+    previous = 0
+    sizes = []
+    for layer in layers:
+        sizes.append(layer.size - previous)
+        previous = layer.size
+    for layer, delta in zip(reversed(layers), reversed(sizes), strict=True):
+        created_by = layer.created_by
+        comment = layer.summary
+        if not no_trunc:
+            created_by = created_by if len(created_by) <= 45 else created_by[:44] + "…"
+            comment = comment if len(comment) <= 40 else comment[:39] + "…"
+        rows.append([
+            layer.id if no_trunc else layer.id[:12], ago(layer.author_time), created_by,
+            human_size(max(delta, 0)), comment,
+        ])
+    table(rows, ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"])

@@ -1,0 +1,216 @@
+"""Layer commands: log, show, diff, checkout, fsck."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from layerctl.cli.common import open_store
+from layerctl.errors import LayerctlError, NotFound
+
+
+def _tags_by_layer(store: object) -> dict[str, list[str]]:
+    from layerctl.images import list_images
+
+    tags: dict[str, list[str]] = {}
+    for name, sha in list_images(store):
+        tags.setdefault(sha, []).append(str(name))
+    return tags
+
+
+def _changes(store: object, layer: object) -> list:
+    from layerctl.store.diff import diff
+    from layerctl.store.layers import read_layer
+
+    parent = read_layer(store, layer.parent).root if layer.parent else None
+    return list(diff(store, parent, layer.root))
+
+
+def _echo_changes(store: object, changes: list, stat: bool, patch: bool) -> None:
+    from layerctl.patch import render_patch, stat_summary
+
+    if stat:
+        lines, summary = stat_summary(changes)
+        for line in lines:
+            click.echo(" " + line)
+        click.echo(" " + summary)
+    if patch:
+        for change in changes:
+            for line in render_patch(change, store.read_blob):
+                click.echo(line)
+
+
+def _date(layer: object) -> str:
+    return time.strftime("%a %b %d %H:%M:%S %Y ", time.gmtime(layer.author_time + layer.author_tz)) + (
+        f"{'+' if layer.author_tz >= 0 else '-'}{abs(layer.author_tz) // 3600:02d}"
+        f"{abs(layer.author_tz) % 3600 // 60:02d}"
+    )
+
+
+def _echo_layer(store: object, layer: object, tags: dict, oneline: bool, stat: bool,
+                patch: bool) -> None:
+    decoration = f" ({', '.join(tags[layer.id])})" if layer.id in tags else ""
+    if oneline:
+        click.echo(f"{layer.id[:12]}{decoration} {layer.summary}")
+    else:
+        click.secho(f"layer {layer.id}{decoration}", fg="yellow")
+        click.echo(f"Author: {layer.author_name}")
+        click.echo(f"Date:   {_date(layer)}")
+        if layer.diff_id:
+            click.echo(f"DiffID: {layer.diff_id}")
+        click.echo("")
+        for line in (layer.message or "(no message)").splitlines():
+            click.echo(f"    {line}")
+        click.echo("")
+    if stat or patch:
+        _echo_changes(store, _changes(store, layer), stat, patch)
+        if not oneline:
+            click.echo("")
+
+
+@click.command("log")
+@click.argument("image", required=False)
+@click.option("--oneline", is_flag=True, help="One line per layer.")
+@click.option("--stat", is_flag=True, help="List the paths each layer changes.")
+@click.option("-p", "--patch", is_flag=True, help="Show each layer's changes as patches.")
+@click.option("-n", "--max-count", type=click.IntRange(min=0), default=None, help="At most N layers.")
+@click.pass_context
+def log_cmd(ctx: click.Context, image: str | None, oneline: bool, stat: bool, patch: bool,
+            max_count: int | None) -> None:
+    """Show the layer history of IMAGE (default: of every image), newest first."""
+    from layerctl.images import list_images, resolve
+    from layerctl.store.layers import read_layer
+
+    store = open_store(ctx)
+    tips = [resolve(store, image)] if image else [sha for _, sha in list_images(store)]
+    seen: set[str] = set()
+    pending = {sha: read_layer(store, sha) for sha in tips}
+    tags = _tags_by_layer(store)
+    shown = 0
+    while pending and (max_count is None or shown < max_count):
+        layer = max(pending.values(), key=lambda la: (la.author_time, la.id))
+        del pending[layer.id]
+        seen.add(layer.id)
+        _echo_layer(store, layer, tags, oneline, stat, patch)
+        shown += 1
+        if layer.parent and layer.parent not in seen and layer.parent not in pending:
+            pending[layer.parent] = read_layer(store, layer.parent)
+
+
+def _split_layer_path(store: object, text: str) -> tuple[str, bytes | None]:
+    """'LAYER' or 'LAYER:PATH' (LAYER may itself be name:tag)."""
+    from layerctl.images import resolve
+
+    try:
+        return resolve(store, text), None
+    except LayerctlError:
+        pass
+    for i in range(len(text) - 1, 0, -1):
+        if text[i] != ":":
+            continue
+        try:
+            return resolve(store, text[:i]), os.fsencode(text[i + 1:])
+        except LayerctlError:
+            continue
+    return resolve(store, text), None
+
+
+@click.command("show")
+@click.argument("target")
+@click.option("-p", "--patch", is_flag=True, help="Show the changes as patches.")
+@click.pass_context
+def show_cmd(ctx: click.Context, target: str, patch: bool) -> None:
+    """Show LAYER and its changes, or the content of LAYER:PATH."""
+    from layerctl.store.fstree import DirRef, lookup_follow
+    from layerctl.store.layers import read_layer
+
+    store = open_store(ctx)
+    layer_id, path = _split_layer_path(store, target)
+    layer = read_layer(store, layer_id)
+    if path is None:
+        _echo_layer(store, layer, _tags_by_layer(store), False, True, patch)
+        return
+    found = lookup_follow(store, layer.root, path)
+    if found is None:
+        raise NotFound(f"no such path in layer {layer_id[:12]}: /{path.decode('utf-8', 'replace').lstrip('/')}")
+    meta, obj = found
+    if isinstance(obj, DirRef):
+        from layerctl.store.fstree import read_dir
+
+        d = read_dir(store, obj)
+        for name in d.names():
+            suffix = "/" if name in d.dirs else ""
+            click.echo(name.decode("utf-8", "backslashreplace") + suffix)
+        return
+    if meta.kind not in ("-", "l"):
+        raise LayerctlError(f"/{path.decode('utf-8', 'replace').lstrip('/')} is a special file "
+                            f"({meta.format()})")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(store.read_blob(obj))
+    sys.stdout.buffer.flush()
+
+
+@click.command("diff")
+@click.argument("args", nargs=-1, required=True)
+@click.option("-p", "--patch", is_flag=True, help="Show text patches.")
+@click.option("--name-status", is_flag=True, help="Only A/C/D and path (like docker diff).")
+@click.pass_context
+def diff_cmd(ctx: click.Context, args: tuple[str, ...], patch: bool, name_status: bool) -> None:
+    """diff LAYER LAYER [-p], or diff CONTAINER [PATH...] [-p]."""
+    try:
+        from layerctl.cli.containers import container_diff
+    except ImportError:
+        container_diff = None
+    if container_diff is not None and container_diff(ctx, args[0], args[1:], patch):
+        return
+    from layerctl.images import resolve
+    from layerctl.patch import detail_line, render_patch, status_line
+    from layerctl.store.diff import diff
+    from layerctl.store.layers import read_layer
+
+    if len(args) != 2:
+        raise click.UsageError("diff takes two layers (or a container and optional paths)")
+    store = open_store(ctx)
+    old = read_layer(store, resolve(store, args[0]))
+    new = read_layer(store, resolve(store, args[1]))
+    for change in diff(store, old.root, new.root):
+        if patch:
+            for line in render_patch(change, store.read_blob):
+                click.echo(line)
+        else:
+            click.echo(status_line(change) if name_status else detail_line(change))
+
+
+@click.command("checkout")
+@click.argument("layer")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.pass_context
+def checkout_cmd(ctx: click.Context, layer: str, directory: str) -> None:
+    """Write LAYER's full filesystem, with all metadata, into an empty DIRECTORY."""
+    from layerctl.images import resolve
+    from layerctl.store.checkout import checkout
+    from layerctl.store.layers import read_layer
+
+    store = open_store(ctx)
+    root = read_layer(store, resolve(store, layer)).root
+    if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
+        raise LayerctlError(f"{directory} is not an empty directory")
+    checkout(store, root, directory)
+
+
+@click.command("fsck")
+@click.pass_context
+def fsck_cmd(ctx: click.Context) -> None:
+    """Verify every reachable object and metadata record."""
+    from layerctl.store.fsck import fsck
+
+    store = open_store(ctx)
+    problems, count = fsck(store)
+    for line in problems:
+        click.echo(line)
+    if problems:
+        raise LayerctlError(f"fsck found {len(problems)} problem(s)")
+    click.echo(f"ok: {count} objects checked")

@@ -1,0 +1,268 @@
+"""The store: faithful import/checkout, git compatibility, dedup, diff, refs."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from layerhelpers import AUTHOR, commit_edit, import_dir, put_file
+from treecompare import compare, snapshot
+
+from layerctl.errors import Ambiguous, InvalidName, Locked, NotFound
+from layerctl.images import parse_name, resolve, set_tag
+from layerctl.store.checkout import checkout
+from layerctl.store.diff import diff
+from layerctl.store.layers import parse_author, read_layer
+from layerctl.store.repo import Store
+
+ROOT = os.geteuid() == 0
+MTIME = 1_700_000_000_123_456_789
+
+
+def make_tree(top):
+    """A small tree with every kind of entry and metadata layerctl must keep."""
+    top = os.fsencode(top)
+    j = lambda *p: os.path.join(top, *p)  # noqa: E731
+    os.makedirs(j(b"etc"))
+    os.makedirs(j(b"empty", b"nested-empty"))
+    os.makedirs(j(b"secret"), mode=0o700)
+    with open(j(b"etc", b"hostname"), "wb") as f:
+        f.write(b"box\n")
+    with open(j(b"bin-tool"), "wb") as f:
+        f.write(b"\x7fELF\0binary")
+    os.chmod(j(b"bin-tool"), 0o4755)
+    os.chmod(j(b"secret"), 0o1700)
+    os.symlink(b"etc/hostname", j(b"link"))
+    os.symlink(b"/does/not/exist", j(b"dangling"))
+    os.link(j(b"etc", b"hostname"), j(b"hardlink"))
+    os.link(j(b"etc", b"hostname"), j(b"etc", b"another-link"))
+    os.mkfifo(j(b"fifo"))
+    for odd in (b".git", b".gitmodules", b"new\nline", b"\xff\xfebad-utf8", "中文".encode(),
+                b".wh.not-a-whiteout", b"%percent", b"sp ace"):
+        with open(j(b"etc", odd), "wb") as f:
+            f.write(odd * 3)
+    os.setxattr(j(b"etc", b"hostname"), b"user.comment", b"\x00\x01binary\xff")
+    if ROOT:
+        os.mknod(j(b"null"), 0o666 | 0o020000, os.makedev(1, 3))
+        os.chown(j(b"etc", b"hostname"), 1000, 1000)
+        os.chown(j(b"link"), 7, 8, follow_symlinks=False)
+        os.setxattr(j(b"bin-tool"), b"security.capability",
+                    bytes.fromhex("0100000200200000000000000000000000000000"))
+    for dirpath, dirnames, filenames in os.walk(top, topdown=False):
+        for name in dirnames + filenames:
+            os.utime(os.path.join(dirpath, name), ns=(MTIME, MTIME), follow_symlinks=False)
+    os.utime(top, ns=(MTIME + 1, MTIME + 1))
+
+
+def test_import_checkout_is_faithful(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    make_tree(src)
+    store = Store(str(tmp_path / "store"))
+    layer_id = import_dir(store, src, "odd:1")
+    out = tmp_path / "out"
+    checkout(store, read_layer(store, layer_id).root, str(out))
+    a, b = snapshot(src), snapshot(out)
+    assert len(a) > 15
+    assert compare(a, b) == []
+
+
+def test_store_is_a_valid_git_repository(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    make_tree(src)
+    store = Store(str(tmp_path / "store"))
+    layer_id = import_dir(store, src, "odd")
+    git = ["git", "--git-dir", str(tmp_path / "store")]
+    fsck = subprocess.run([*git, "fsck", "--strict", "--no-dangling"], capture_output=True,
+                          text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    assert "error" not in fsck.stderr
+    shown = subprocess.run([*git, "show", f"{layer_id}:rootfs/etc/hostname"], capture_output=True)
+    assert shown.stdout == b"box\n"
+    record = subprocess.run([*git, "show", f"{layer_id}:meta/etc/%"], capture_output=True,
+                            text=True).stdout
+    assert record.startswith(". d ")
+    assert "hostname - 0644" in record
+
+
+def test_reimport_of_same_tree_dedups(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    make_tree(src)
+    for i in range(50):
+        (src / f"file{i}").write_bytes(os.urandom(20_000))
+    store = Store(str(tmp_path / "store"))
+    import_dir(store, src, "a")
+
+    def size():
+        return sum(os.path.getsize(os.path.join(d, f))
+                   for d, _, fs in os.walk(tmp_path / "store" / "objects") for f in fs)
+
+    before = size()
+    import_dir(store, src, "b")
+    assert size() - before < before * 0.01 + 2048
+    assert read_layer(store, resolve(store, "a")).root == read_layer(store, resolve(store, "b")).root
+
+
+def test_diff_reports_content_and_metadata(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    make_tree(src)
+    store = Store(str(tmp_path / "store"))
+    base = import_dir(store, src, "img:1")
+
+    def edit(editor, writer):
+        meta, blob = editor.get(b"bin-tool")
+        editor.set_file(b"bin-tool", meta.__class__(**{**meta.__dict__, "mode": 0o755}), blob)
+        meta, blob = editor.get(b"etc/hostname")
+        put_file(editor, writer, b"etc/hostname", b"other\n", uid=1000)
+        meta, blob = editor.get(b"link")
+        editor.set_file(b"link", meta.__class__(**{**meta.__dict__, "xattrs": ((b"trusted.x", b"1"),)}),
+                        blob)
+        editor.delete(b"empty")
+        put_file(editor, writer, b"new/file", b"x") if editor.get(b"new") else None
+        editor.set_dir(b"new", meta.__class__("d", 0o755))
+        put_file(editor, writer, b"new/file", b"x")
+
+    top = commit_edit(store, "img:1", edit, "img:2")
+    changes = {c.path: c for c in diff(store, read_layer(store, base).root,
+                                       read_layer(store, top).root)}
+    assert changes[b"bin-tool"].status == "C"
+    assert f"mode {0o4755:04o}→0755" in changes[b"bin-tool"].details()
+    assert "content" in changes[b"etc/hostname"].details()
+    assert "xattr trusted.x added" in changes[b"link"].details()
+    assert changes[b"empty"].status == "D"
+    assert b"empty/nested-empty" not in changes  # a deleted directory is one change
+    assert changes[b"new"].status == "A" and changes[b"new/file"].status == "A"
+    assert resolve(store, "img:2~1") == base
+    assert resolve(store, "img:2^") == base
+    assert resolve(store, top[:8]) == top
+
+
+def test_bad_references(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    with pytest.raises(InvalidName):
+        parse_name("Upper/Case")
+    with pytest.raises(InvalidName):
+        parse_name("a:b:c")
+    with pytest.raises(NotFound):
+        resolve(store, "nothing:here")
+    with pytest.raises(NotFound):
+        resolve(store, "deadbeef")
+    assert parse_name("localhost:5000/ns/img:v1").repository == "localhost:5000/ns/img"
+    assert parse_name("a").tag == "latest"
+
+
+def test_names_that_share_prefixes_coexist(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    store = Store(str(tmp_path / "store"))
+    one = import_dir(store, src, "a:b")
+    (src / "g").write_text("y")
+    two = import_dir(store, src, "a/b:c")
+    three = import_dir(store, src, "localhost:5000/a/b:c")
+    assert resolve(store, "a:b") == one
+    assert resolve(store, "a/b:c") == two
+    assert resolve(store, "localhost:5000/a/b:c") == three
+
+
+def test_tag_compare_and_swap(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    store = Store(str(tmp_path / "store"))
+    first = import_dir(store, src, "img")
+    (src / "f").write_text("y")
+    second = import_dir(store, src, "other")
+    with pytest.raises(Locked):
+        set_tag(store, parse_name("img"), second, expected=second)  # stale expectation
+    assert resolve(store, "img") == first
+
+
+def test_ambiguous_short_id(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    src = tmp_path / "src"
+    src.mkdir()
+    ids = []
+    for i in range(40):
+        (src / "f").write_text(str(i))
+        ids.append(import_dir(store, src, f"img{i}"))
+    prefixes = {}
+    for layer_id in ids:
+        prefixes.setdefault(layer_id[:1], []).append(layer_id)
+    shared = next(p for p, v in prefixes.items() if len(v) > 1)
+    with pytest.raises(Ambiguous):
+        resolve(store, shared * 4 if False else _common_prefix(prefixes[shared]))
+
+
+def _common_prefix(ids):
+    prefix = os.path.commonprefix(ids)
+    if len(prefix) >= 4:
+        return prefix
+    pytest.skip("no two layer ids share a 4-character prefix in this run")
+
+
+def test_author_forms():
+    assert parse_author("Jane <jane@example.com>") == "Jane <jane@example.com>"
+    assert parse_author("kuangshen") == "kuangshen <>"
+    assert parse_author("狂神 <ks@example.com>") == "狂神 <ks@example.com>"
+    with pytest.raises(Exception):
+        parse_author("a\nb")
+
+
+names = st.binary(min_size=1, max_size=12).filter(lambda b: b"/" not in b and b"\0" not in b
+                                                  and b not in (b".", b".."))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=st.dictionaries(names, st.tuples(st.binary(max_size=64), st.integers(0, 0o7777),
+                                                st.integers(0, 60000), st.booleans()),
+                               min_size=1, max_size=12))
+def test_generated_trees_round_trip(tmp_path_factory, entries):
+    tmp = tmp_path_factory.mktemp("gen")
+    src = os.path.join(os.fsencode(tmp), b"src")
+    os.mkdir(src)
+    for name, (data, mode, owner, as_dir) in entries.items():
+        path = os.path.join(src, name)
+        if as_dir:
+            os.mkdir(path)
+            with open(os.path.join(path, b"inner"), "wb") as f:
+                f.write(data)
+        else:
+            with open(path, "wb") as f:
+                f.write(data)
+        if ROOT:
+            os.chown(path, owner, owner)
+        os.chmod(path, mode | (0o700 if as_dir else 0o600))
+        os.setxattr(path, b"user.n", name) if not as_dir else None
+    store = Store(os.path.join(os.fsdecode(tmp), "store"))
+    layer_id = import_dir(store, os.fsdecode(src), "gen")
+    out = os.path.join(os.fsencode(tmp), b"out")
+    checkout(store, read_layer(store, layer_id).root, out)
+    assert compare(snapshot(src), snapshot(out)) == []
+    shutil.rmtree(tmp)
+
+
+@pytest.mark.slow
+def test_debian_rootfs_fidelity(debian_rootfs, tmp_path):
+    store = Store(str(tmp_path / "store"))
+    layer_id = import_dir(store, debian_rootfs, "debian:12")
+    out = tmp_path / "out"
+    checkout(store, read_layer(store, layer_id).root, str(out))
+    a, b = snapshot(debian_rootfs), snapshot(out)
+    assert len(a) > 5000
+    kinds = {e.type for e in a.values()} if hasattr(next(iter(a.values())), "type") else set()
+    assert compare(a, b) == []
+    assert kinds == set() or len(kinds) >= 4
+    fsck = subprocess.run(["git", "--git-dir", str(tmp_path / "store"), "fsck", "--no-dangling"],
+                          capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    shown = subprocess.run(["git", "--git-dir", str(tmp_path / "store"), "show",
+                            f"{layer_id}:rootfs/etc/debian_version"], capture_output=True, text=True)
+    assert shown.stdout == (debian_rootfs / "etc" / "debian_version").read_text()
+    assert sys.getrecursionlimit() >= 1000
