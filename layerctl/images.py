@@ -100,6 +100,7 @@ def remove_tag(store: object, name: ImageName) -> str:
 # -- layer references ---------------------------------------------------------
 
 _ANCESTRY = re.compile(r"(\^\d*|~\d*)")
+_SUFFIX = re.compile(r"(?:\^\d*|~\d*)*")
 _HEX = re.compile(r"^[0-9a-f]{4,40}$")
 
 
@@ -107,14 +108,10 @@ def resolve(store: object, text: str) -> str:
     """A layer reference -> layer id: name[:tag], a (short) layer id, with ~N / ^ suffixes."""
     cut = min((i for i in (text.find("~"), text.find("^")) if i >= 0), default=len(text))
     base, suffix = text[:cut], text[cut:]
-    if not base:
+    if not base or not _SUFFIX.fullmatch(suffix):
         raise InvalidName(f"invalid layer reference {text!r}")
     layer_id = _resolve_base(store, base)
-    pos = 0
     for m in _ANCESTRY.finditer(suffix):
-        if m.start() != pos:
-            break
-        pos = m.end()
         op, num = m.group()[0], m.group()[1:]
         n = int(num) if num else 1
         if op == "^":
@@ -130,8 +127,6 @@ def resolve(store: object, text: str) -> str:
             if parent is None:
                 raise NotFound(f"{text}: layer {layer_id[:12]} has no parent")
             layer_id = parent
-    if pos != len(suffix):
-        raise InvalidName(f"invalid layer reference {text!r}")
     return layer_id
 
 
