@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -84,8 +85,28 @@ class Store:
     def read_tree(self, binsha: bytes) -> list[tuple[bytes, bytes, bytes]]:
         return _cached_tree(self, binsha)
 
+    def packed_lookup(self) -> Callable[[bytes], bool]:
+        """A fast "is this object already packed?" test over the packs present now.
+
+        Skips dulwich's per-miss rescans of the pack directory and loose objects:
+        a miss only means the object is written again, which git tolerates.
+        """
+        indexes = [pack.index for pack in self.objects.packs]
+
+        def packed(binsha: bytes) -> bool:
+            for index in indexes:
+                try:
+                    index.object_offset(binsha)
+                    return True
+                except KeyError:
+                    continue
+            return False
+
+        return packed
+
     def pack_writer(self, level: int = 1) -> PackWriter:
-        return PackWriter(os.path.join(self.root, "objects", "pack"), self.has, level=level)
+        return PackWriter(os.path.join(self.root, "objects", "pack"), self.packed_lookup(),
+                          level=level)
 
     def landed(self) -> None:
         """Make objects written by other writers (packs just landed) visible."""
