@@ -1,0 +1,300 @@
+"""Container commands: create, ps, mount, umount, rm, status, commit, restore, reset,
+and the container side of `diff` and `inspect`."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+
+import click
+
+from layerctl.cli.common import ago, open_store, path_text, table
+from layerctl.errors import BadInput, NotFound
+
+_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+def _containers():  # noqa: ANN202 - the core package, imported when a command runs
+    import layerctl.containers as containers
+
+    return containers
+
+
+@click.command("create", context_settings=_SETTINGS)
+@click.option("--name", help="Assign a name to the container.")
+@click.option("--driver", type=click.Choice(["overlay", "vfs"]), help="Storage driver.")
+@click.argument("image")
+@click.pass_context
+def create_cmd(ctx: click.Context, name: str | None, driver: str | None, image: str) -> None:
+    """Create a container from IMAGE and print its id."""
+    store = open_store(ctx)
+    c, notice = _containers().create(store, image, name=name, driver=driver)
+    if notice:
+        click.echo(f"layerctl: {notice}", err=True)
+    click.echo(c.id)
+
+
+@click.command("ps", context_settings=_SETTINGS)
+@click.option("-a", "--all", "show_all", is_flag=True,
+              help="Show all containers (default: mounted ones).")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container ids.")
+@click.pass_context
+def ps_cmd(ctx: click.Context, show_all: bool, quiet: bool) -> None:
+    """List containers (mounted ones; -a for all)."""
+    store = open_store(ctx)
+    containers = _containers()
+    rows = []
+    for c in containers.list_containers(store):
+        mounted = containers.is_mounted(store, c)
+        if not (show_all or mounted):
+            continue
+        if quiet:
+            click.echo(c.short_id)
+            continue
+        base = store.ref(c.ref) or ""
+        rows.append([c.short_id, c.image, base[:12], ago(c.created),
+                     "Mounted" if mounted else "Created", c.driver, c.name])
+    if not quiet:
+        table(rows, ["CONTAINER ID", "IMAGE", "BASE LAYER", "CREATED", "STATUS", "DRIVER",
+                     "NAMES"])
+
+
+@click.command("mount", context_settings=_SETTINGS)
+@click.argument("container")
+@click.pass_context
+def mount_cmd(ctx: click.Context, container: str) -> None:
+    """Mount a container's filesystem and print the merged dir."""
+    click.echo(_containers().mount(open_store(ctx), container))
+
+
+@click.command("umount", context_settings=_SETTINGS)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def umount_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Unmount containers."""
+    store = open_store(ctx)
+    for ref in containers:
+        c = _containers().umount(store, ref)
+        click.echo(c.name)
+
+
+@click.command("rm", context_settings=_SETTINGS)
+@click.option("-f", "--force", is_flag=True, help="Unmount a mounted container first.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def rm_cmd(ctx: click.Context, force: bool, containers: tuple[str, ...]) -> None:
+    """Remove containers (and their pending changes)."""
+    store = open_store(ctx)
+    for ref in containers:
+        _containers().remove(store, ref, force=force)
+        click.echo(ref)
+
+
+def _default_container(store: object, ref: str | None) -> str:
+    if ref:
+        return ref
+    found = _containers().list_containers(store)
+    if len(found) == 1:
+        return found[0].id
+    if not found:
+        raise NotFound("no containers; create one with `layerctl create IMAGE`")
+    raise BadInput(f"{len(found)} containers exist; name one (see `layerctl ps -a`)")
+
+
+_KIND = {"C": 0, "A": 1, "D": 2}
+
+
+def _change_json(ch: object) -> dict:
+    return {"Path": path_text(ch.path), "Kind": _KIND[ch.status], "Status": ch.status,
+            "Details": ch.details()}
+
+
+@click.command("status", context_settings=_SETTINGS)
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
+@click.option("-w", "--watch", is_flag=True, help="Keep running; print changes as they happen.")
+@click.argument("container", required=False)
+@click.pass_context
+def status_cmd(ctx: click.Context, as_json: bool, watch: bool, container: str | None) -> None:
+    """Show a container's changes against its base layer (A added, C changed, D deleted)."""
+    store = open_store(ctx)
+    containers = _containers()
+    ref = _default_container(store, container)
+    changes = containers.status(store, ref)
+    if as_json and not watch:
+        click.echo(json.dumps([_change_json(ch) for ch in changes], indent=2))
+        return
+    for ch in changes:
+        click.echo(f"{ch.status} {path_text(ch.path)}")
+    if not watch:
+        return
+    from layerctl.containers.watch import ChangeWatcher
+
+    def show(updates: list[tuple[bytes, object]]) -> None:
+        for path, ch in updates:
+            if as_json:
+                item = _change_json(ch) if ch else {"Path": path_text(path), "Status": "clean"}
+                click.echo(json.dumps(item))
+            else:
+                click.echo(f"{ch.status} {path_text(path)}" if ch else f"  {path_text(path)} "
+                           "(no longer changed)")
+        sys.stdout.flush()
+
+    watcher = ChangeWatcher(store, containers.resolve(store, ref), show, initial=changes)
+    try:
+        watcher.run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop()
+
+
+class _CommitCommand(click.Command):
+    """`commit ... CONTAINER [REPO[:TAG]] -- PATH...`: what follows `--` is paths."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            i = args.index("--")
+            ctx.meta["commit_paths"] = tuple(args[i + 1:])
+            args = args[:i]
+        return super().parse_args(ctx, args)
+
+
+@click.command("commit", cls=_CommitCommand, context_settings=_SETTINGS)
+@click.option("-m", "--message", default="", help="Commit message.")
+@click.option("-a", "--author", help='Author (e.g. "Jane <jane@example.com>").')
+@click.option("-c", "--change", "changes", multiple=True,
+              help="Apply a Dockerfile instruction (CMD, ENV, ...) to the image config.")
+@click.option("--allow-empty", is_flag=True, help="Commit even when nothing changed.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the layer id.")
+@click.argument("container")
+@click.argument("repository", required=False)
+@click.pass_context
+def commit_cmd(ctx: click.Context, message: str, author: str | None, changes: tuple[str, ...],
+               allow_empty: bool, quiet: bool, container: str, repository: str | None) -> None:
+    """Commit a container's changes (or only those under -- PATH...) as a new layer."""
+    store = open_store(ctx)
+    paths = ctx.meta.get("commit_paths", ())
+    result = _containers().commit(
+        store, container, message=message, author=author, instructions=list(changes),
+        tag=repository, paths=paths, allow_empty=allow_empty,
+    )
+    if quiet:
+        click.echo(result.layer_id)
+        return
+    n = len(result.changes)
+    extra = f", {result.remaining} still pending" if result.remaining else ""
+    click.echo(f"[{result.layer_id[:12]}] {n} change{'s' if n != 1 else ''}{extra}", err=True)
+    click.echo(result.layer_id)
+
+
+@click.command("restore", context_settings=_SETTINGS)
+@click.argument("container")
+@click.argument("paths", nargs=-1, required=True)
+@click.pass_context
+def restore_cmd(ctx: click.Context, container: str, paths: tuple[str, ...]) -> None:
+    """Discard a container's pending changes at and under PATHS."""
+    store = open_store(ctx)
+    discarded = _containers().restore(store, container, list(paths))
+    if not discarded:
+        click.echo("nothing to restore: no pending changes there", err=True)
+    for ch in discarded:
+        click.echo(f"restored {path_text(ch.path)}")
+
+
+@click.command("reset", context_settings=_SETTINGS)
+@click.argument("container")
+@click.argument("layer", required=False)
+@click.pass_context
+def reset_cmd(ctx: click.Context, container: str, layer: str | None) -> None:
+    """Move a container to LAYER (default: its base) and discard all pending changes."""
+    store = open_store(ctx)
+    c, target = _containers().reset(store, container, layer)
+    click.echo(f"container {c.name} is now at {target[:12]}")
+
+
+# -- used by `layerctl diff` and `layerctl inspect` ---------------------------------------
+
+
+def container_diff(ctx: click.Context, name: str, paths: tuple[str, ...], patch: bool) -> bool:
+    """Print a container's pending changes (with -p as patches); False if `name` is not a
+    container."""
+    from layerctl.containers.api import normalize_paths, pending, select
+    from layerctl.containers.state import find
+
+    store = open_store(ctx)
+    c = find(store, name)
+    if c is None:
+        return False
+    p = pending(store, c)
+    changes = p.changes
+    if paths:
+        wanted = normalize_paths(paths)
+        changes = [ch for ch in select(changes, wanted)
+                   if any(ch.path == w or ch.path.startswith(w + b"/") or not w for w in wanted)]
+    for ch in changes:
+        if not patch:
+            details = ch.details()
+            suffix = f" ({', '.join(details)})" if details else ""
+            click.echo(f"{ch.status} {path_text(ch.path)}{suffix}")
+            continue
+        for line in patch_lines(store, p, ch):
+            click.echo(line)
+    return True
+
+
+def _read_new(p: object, ch: object) -> bytes | None:
+    obs = p.scan.observed.get(ch.path)
+    if obs is None or ch.new is None or ch.new.kind not in ("-", "l"):
+        return None
+    if ch.new.kind == "l":
+        return os.readlink(obs.real)
+    with open(obs.real, "rb") as f:
+        return f.read()
+
+
+def _text(data: bytes) -> list[str] | None:
+    if b"\0" in data[:8192]:
+        return None
+    try:
+        return data.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return None
+
+
+def patch_lines(store: object, p: object, ch: object) -> list[str]:
+    """A git-style patch for one change: header, metadata lines, then the content diff."""
+    rel = ch.path.decode("utf-8", "backslashreplace")
+    out = [f"diff --layerctl a/{rel} b/{rel}"]
+    if ch.status == "A":
+        out.append(f"new {_kind_word(ch.new)} mode {ch.new.mode:04o}")
+    elif ch.status == "D":
+        out.append(f"deleted {_kind_word(ch.old)} mode {ch.old.mode:04o}")
+    else:
+        out.extend(ch.details())
+    old = new = b""
+    if ch.old is not None and ch.old.kind in ("-", "l") and ch.old_blob is not None:
+        old = store.read_blob(ch.old_blob)
+    if ch.new is not None and ch.new.kind in ("-", "l"):
+        new = _read_new(p, ch) or b""
+    content = (ch.status != "C" and ((ch.old or ch.new).kind in ("-", "l"))) or \
+        (ch.status == "C" and ch.content_changed)
+    if not content or old == new:
+        return out
+    a_name = "/dev/null" if ch.status == "A" else f"a/{rel}"
+    b_name = "/dev/null" if ch.status == "D" else f"b/{rel}"
+    old_t, new_t = _text(old), _text(new)
+    if old_t is None or new_t is None:
+        out.append(f"Binary files {a_name} and {b_name} differ")
+        return out
+    for line in difflib.unified_diff(old_t, new_t, a_name, b_name):
+        out.append(line.rstrip("\n"))
+        if not line.endswith("\n"):
+            out.append("\\ No newline at end of file")
+    return out
+
+
+def _kind_word(meta: object) -> str:
+    return {"-": "file", "d": "directory", "l": "symlink", "c": "char device",
+            "b": "block device", "p": "fifo", "s": "socket"}[meta.kind]

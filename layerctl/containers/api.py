@@ -1,0 +1,542 @@
+"""Container operations: create, mount, status, commit, restore, reset, rm, inspect."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
+from layerctl.importer import commit_root
+from layerctl.store.checkout import apply_meta, create_entry
+from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
+from layerctl.store.edit import TreeEditor, split_path
+from layerctl.store.fstree import EMPTY_BLOB, Dir, read_dir
+from layerctl.store.layers import read_layer
+from layerctl.store.meta import DIR, FILE, SYMLINK
+from layerctl.store.objects import BLOB
+
+from . import links as links_mod
+from . import overlay, vfs
+from .changes import BaseTree, HashCache, Scan, scan
+from .configedit import apply_changes
+from .state import Container, base, load, locked, new_container, resolve, save, state_dir
+from .view import View
+
+DRIVERS = ("overlay", "vfs")
+
+
+class NothingToCommit(LayerctlError):
+    """The container has no pending changes (for the selected paths)."""
+
+
+# -- create / mount / rm ------------------------------------------------------------
+
+
+def create(
+    store: object, image: str, name: str | None = None, driver: str | None = None
+) -> tuple[Container, str]:
+    """Create a container on `image` (any layer reference); returns it and a notice
+    (non-empty when overlay was wanted but cannot work here, saying why)."""
+    from layerctl.images import resolve as resolve_layer
+
+    layer_id = resolve_layer(store, image)
+    notice = ""
+    if driver is None or driver == "overlay":
+        reason = overlay.probe_mount(store.path("cache", "probe"))
+        if reason:
+            if driver == "overlay":
+                raise LayerctlError(f"overlay driver unavailable: {reason}")
+            notice = f"using the vfs driver: {reason}"
+            driver = "vfs"
+        else:
+            driver = "overlay"
+    elif driver not in DRIVERS:
+        raise BadInput(f"unknown driver {driver!r}: use overlay or vfs")
+    c = new_container(store, image, layer_id, driver, name, notice)
+    state = state_dir(store, c.id)
+    try:
+        links_mod.load(store, layer_id, read_layer(store, layer_id).root)
+        if driver == "overlay":
+            overlay.prepare(store, state, layer_id)
+            c.lower = layer_id
+        else:
+            vfs.prepare(store, state, layer_id)
+        save(store, c)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            from .state import destroy
+
+            destroy(store, c)
+        raise
+    return c, notice
+
+
+def _dirs(store: object, c: Container) -> dict[str, str]:
+    state = state_dir(store, c.id)
+    if c.driver == "overlay":
+        return {
+            "upper": os.path.join(state, "upper"),
+            "work": os.path.join(state, "work"),
+            "merged": os.path.join(state, "merged"),
+        }
+    return {"rootfs": os.path.join(state, "rootfs")}
+
+
+def is_mounted(store: object, c: Container) -> bool:
+    if c.driver == "overlay":
+        return overlay.is_mounted(_dirs(store, c)["merged"])
+    return bool(c.extra.get("mounted"))
+
+
+def root_dir(store: object, c: Container) -> str:
+    """Where the container's filesystem is seen (merged dir or vfs rootfs)."""
+    d = _dirs(store, c)
+    return d.get("merged") or d["rootfs"]
+
+
+def mount(store: object, ref: str) -> str:
+    c = resolve(store, ref)
+    with locked(store, c):
+        if c.driver == "vfs":
+            c.extra["mounted"] = True
+            save(store, c)
+            return _dirs(store, c)["rootfs"]
+        d = _dirs(store, c)
+        if overlay.is_mounted(d["merged"]):
+            return d["merged"]
+        layer_id = base(store, c)
+        lower = overlay.lower_dir(store, layer_id)
+        if c.lower != layer_id:
+            # The upper dir holds every change since c.lower, and every layer committed
+            # since came from it: over the base's checkout it shows the same tree.
+            c.lower = layer_id
+            save(store, c)
+        overlay.mount_overlay(lower, d["upper"], d["work"], d["merged"])
+        return d["merged"]
+
+
+def umount(store: object, ref: str) -> Container:
+    c = resolve(store, ref)
+    with locked(store, c):
+        if c.driver == "vfs":
+            c.extra["mounted"] = False
+            save(store, c)
+        else:
+            overlay.unmount(_dirs(store, c)["merged"])
+    return c
+
+
+def remove(store: object, ref: str, force: bool = False) -> Container:
+    from .state import destroy
+
+    c = resolve(store, ref)
+    with locked(store, c):
+        if is_mounted(store, c):
+            if not force:
+                raise Conflict(f"container {c.name} is mounted; umount it first or use rm -f")
+            if c.driver == "overlay":
+                overlay.unmount(_dirs(store, c)["merged"])
+        destroy(store, c)
+    return c
+
+
+# -- changes ------------------------------------------------------------------------
+
+
+def view_of(store: object, c: Container) -> View:
+    d = _dirs(store, c)
+    if c.driver == "overlay":
+        lower = overlay.lower_dir(store, c.lower or base(store, c))
+        return View(os.fsencode(d["upper"]), os.fsencode(lower))
+    return View(os.fsencode(d["rootfs"]), None)
+
+
+@dataclass
+class Pending:
+    container: Container
+    base_id: str
+    scan: Scan
+    view: View
+
+    @property
+    def changes(self) -> list[Change]:
+        return self.scan.changes
+
+
+def pending(store: object, c: Container, paths: tuple[bytes, ...] | None = None) -> Pending:
+    """The container's changes against its base layer, all or for `paths` (re-evaluated
+    only there: what a watcher calls when events name those paths)."""
+    base_id = base(store, c)
+    layer = read_layer(store, base_id)
+    view = view_of(store, c)
+    state = state_dir(store, c.id)
+    hashes = HashCache(os.path.join(state, "hashes"))
+    if paths is not None:
+        result = scan(store, layer.root, base_id, view, paths, hashes)
+        return Pending(c, base_id, result, view)
+    if c.driver == "overlay":
+        cands = {p for p, _kind in overlay.upper_entries(view.upper)}
+        lower_id = c.lower or base_id
+        if lower_id != base_id:
+            cands.update(ch.path for ch in diff(store, read_layer(store, lower_id).root,
+                                                layer.root))
+        result = scan(store, layer.root, base_id, view, cands, hashes)
+    else:
+        cands, label, entries = vfs.candidates(store, state, base_id)
+        result = scan(store, layer.root, base_id, view, cands, hashes)
+        vfs.refresh(state, base_id, entries, cands, {ch.path for ch in result.changes},
+                    result.observed, label)
+    return Pending(c, base_id, result, view)
+
+
+def status(store: object, ref: str) -> list[Change]:
+    return pending(store, resolve(store, ref)).changes
+
+
+def _under(path: bytes, selected: list[bytes]) -> bool:
+    return any(path == s or path.startswith(s + b"/") or not s for s in selected)
+
+
+def normalize_paths(paths: tuple[str, ...] | list[str]) -> list[bytes]:
+    out = []
+    for p in paths:
+        parts = split_path(os.fsencode(p))
+        out.append(b"/".join(parts))
+    return out
+
+
+def select(changes: list[Change], paths: list[bytes]) -> list[Change]:
+    """The changes at or under `paths`, plus what they need: added parent
+    directories and the other members of hardlink groups they touch."""
+    by_path = {c.path: c for c in changes}
+    chosen = {c.path for c in changes if _under(c.path, paths)}
+    grew = True
+    while grew:
+        grew = False
+        for p in list(chosen):
+            ch = by_path[p]
+            need = []
+            parent = p.rpartition(b"/")[0]
+            while parent:
+                if parent in by_path and by_path[parent].status == ADDED:
+                    need.append(parent)
+                parent = parent.rpartition(b"/")[0]
+            for meta in (ch.new, ch.old):
+                if meta is not None and meta.link is not None:
+                    need.append(meta.link)
+            need.extend(
+                q for q, other in by_path.items()
+                for meta in (other.new, other.old)
+                if meta is not None and meta.link == p
+            )
+            for q in need:
+                if q in by_path and q not in chosen:
+                    chosen.add(q)
+                    grew = True
+    return [c for c in changes if c.path in chosen]
+
+
+# -- commit -------------------------------------------------------------------------
+
+
+@dataclass
+class CommitResult:
+    layer_id: str
+    changes: list[Change]
+    remaining: int
+
+
+def commit(
+    store: object,
+    ref: str,
+    message: str = "",
+    author: str | None = None,
+    instructions: list[str] | None = None,
+    tag: str | None = None,
+    paths: tuple[str, ...] | list[str] = (),
+    allow_empty: bool = False,
+) -> CommitResult:
+    """Turn the container's changes (all, or those under `paths`) into a layer on its
+    base, move the base there and optionally tag it. The upper dir / rootfs is not
+    touched: committed changes simply stop differing from the new base."""
+    from layerctl.identity import author_or_default
+    from layerctl.images import parse_name, set_tag
+
+    c = resolve(store, ref)
+    who = author_or_default(author)
+    name = parse_name(tag) if tag else None
+    selected_paths = normalize_paths(paths) if paths else None
+    with locked(store, c):
+        p = pending(store, c)
+        base_id = p.base_id
+        layer = read_layer(store, base_id)
+        changes = select(p.changes, selected_paths) if selected_paths is not None else p.changes
+        config = apply_changes(layer.config, list(instructions or []))
+        if not changes and not instructions and not allow_empty:
+            if selected_paths is not None and p.changes:
+                shown = ", ".join("/" + s.decode("utf-8", "replace") for s in selected_paths)
+                raise NothingToCommit(f"nothing to commit under {shown} in container {c.name}")
+            raise NothingToCommit(f"nothing to commit: container {c.name} has no changes")
+        editor = TreeEditor(store, layer.root)
+        size = 0
+        with store.pack_writer() as writer:
+            writer.add(BLOB, b"")
+            for ch in changes:
+                if ch.status == DELETED:
+                    editor.delete(ch.path)
+                    continue
+                meta = ch.new
+                if meta.kind == DIR:
+                    editor.set_dir(ch.path, meta)
+                    continue
+                obs = p.scan.observed.get(ch.path)
+                if obs is None:  # a hardlink member whose only change is its link
+                    editor.set_file(ch.path, meta, ch.new_blob)
+                elif meta.kind == FILE:
+                    size += meta.size
+
+                    def done(sha: bytes, path: bytes = ch.path, meta=meta) -> None:  # noqa: ANN001
+                        editor.set_file(path, meta, sha)
+
+                    try:
+                        writer.add_file(obs.real, meta.size, done)
+                    except OSError as e:
+                        raise Conflict(f"cannot read /{ch.path.decode('utf-8', 'replace')}: "
+                                       f"{e}; is it changing? try again") from None
+                elif meta.kind == SYMLINK:
+                    editor.set_file(ch.path, meta, writer.add(BLOB, os.readlink(obs.real)))
+                else:
+                    editor.set_file(ch.path, meta, EMPTY_BLOB)
+            try:
+                writer.drain()
+            except OSError as e:
+                raise Conflict(f"a file changed while being committed ({e}); try again") from None
+            if selected_paths is None and p.scan.root is not None:
+                editor.set_dir(b"", p.scan.root)
+            new_root = editor.write(writer)
+            writer.finish()
+        store.landed()
+        created_by = f"layerctl commit {c.name}"
+        if instructions:
+            created_by += " -c " + " -c ".join(instructions)
+        new_id = commit_root(store, new_root, layer.root, base_id, config, who, message,
+                             created_by, size)
+        _save_links(store, new_id, base_id, layer.root, p.scan, changes,
+                    full=selected_paths is None)
+        store.set_ref(c.ref, base_id, new_id, f"commit container {c.name}")
+    if name is not None:
+        set_tag(store, name, new_id)
+    return CommitResult(new_id, changes, len(p.changes) - len(changes))
+
+
+def _save_links(store: object, new_id: str, base_id: str, base_root: object, sc: Scan,
+                changes: list[Change], full: bool) -> None:
+    if full and sc.groups is not None:
+        links_mod.save(store, new_id, sc.groups)
+        return
+    involved = bool(sc.touched_groups) or any(
+        (ch.new is not None and ch.new.link) or (ch.old is not None and ch.old.link)
+        for ch in changes
+    )
+    if not involved:
+        links_mod.save(store, new_id, links_mod.load(store, base_id, base_root))
+    # else: computed by a walk when first needed
+
+
+# -- restore / reset -----------------------------------------------------------------
+
+
+def restore(store: object, ref: str, paths: list[str]) -> list[Change]:
+    """Discard the pending changes at and under `paths`; returns what was discarded."""
+    c = resolve(store, ref)
+    wanted = normalize_paths(paths)
+    if not wanted:
+        raise BadInput("restore needs at least one path")
+    if any(not w for w in wanted):
+        raise BadInput("restore of / would discard everything: use `layerctl reset`")
+    with locked(store, c):
+        p = pending(store, c)
+        discard = [ch for ch in p.changes if _under(ch.path, wanted)]
+        if not discard:
+            return []
+        bt = BaseTree(store, read_layer(store, p.base_id).root)
+        plan: list[Change] = []
+        replaced: list[bytes] = []
+        for ch in discard:  # walk order: parents first
+            if any(ch.path.startswith(r + b"/") for r in replaced):
+                continue
+            parent = ch.path.rpartition(b"/")[0]
+            if ch.status != ADDED and not p.view.is_dir(parent):
+                raise Conflict(f"cannot restore /{ch.path.decode('utf-8', 'replace')}: its "
+                               f"parent /{parent.decode('utf-8', 'replace')} is gone too; "
+                               "restore the parent")
+            plan.append(ch)
+            if not _meta_only_dir(ch):
+                replaced.append(ch.path)
+        with _writable_root(store, c) as top:
+            top_b = os.fsencode(top)
+            for ch in plan:
+                if not _meta_only_dir(ch):
+                    _restore_one(store, bt, top_b, ch)
+            for ch in reversed(plan):  # directories' own metadata last, children first
+                if _meta_only_dir(ch):
+                    apply_meta(top_b + b"/" + ch.path, ch.old, os.geteuid() == 0)
+    return discard
+
+
+def _meta_only_dir(ch: Change) -> bool:
+    return (ch.status == CHANGED and ch.old.kind == DIR and ch.new.kind == DIR
+            and not ch.opaque)
+
+
+@contextlib.contextmanager
+def _writable_root(store: object, c: Container):  # noqa: ANN202
+    if c.driver == "vfs":
+        yield _dirs(store, c)["rootfs"]
+        return
+    lower = overlay.lower_dir(store, c.lower or base(store, c))
+    with overlay.temporary_mount(lower, state_dir(store, c.id)) as merged:
+        yield merged
+
+
+def _safe_parent(top: bytes, path: bytes) -> bytes:
+    """The real directory holding `path`, refusing symlinks on the way."""
+    cur = top
+    for part in path.split(b"/")[:-1]:
+        cur = cur + b"/" + part
+        st = os.lstat(cur)
+        if not stat.S_ISDIR(st.st_mode):
+            raise Conflict(f"cannot restore: {os.fsdecode(cur)} is not a directory")
+    return cur
+
+
+def _restore_one(store: object, bt: BaseTree, top: bytes, ch: Change) -> None:
+    parent = _safe_parent(top, ch.path)
+    target = parent + b"/" + ch.path.rpartition(b"/")[2]
+    parent_st = os.lstat(parent)
+    if os.path.lexists(target):
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        else:
+            os.unlink(target)
+    if ch.status != ADDED:
+        entry = bt.entry(ch.path)
+        meta, blob = entry
+        if meta.kind == DIR:
+            _recreate_dir(store, top, ch.path, bt.dir(ch.path))
+        else:
+            _recreate(store, top, ch.path, meta, blob)
+    # Put the parent's times back: discarding a change should not create another one.
+    os.utime(parent, ns=(parent_st.st_atime_ns, parent_st.st_mtime_ns), follow_symlinks=False)
+
+
+def _recreate(store: object, top: bytes, path: bytes, meta: object, blob: bytes) -> None:
+    target = top + b"/" + path
+    if meta.link is not None and os.path.lexists(top + b"/" + meta.link):
+        os.link(top + b"/" + meta.link, target)
+        return
+    create_entry(store, target, meta.without_link(), blob, os.geteuid() == 0)
+    apply_meta(target, meta, os.geteuid() == 0)
+
+
+def _recreate_dir(store: object, top: bytes, path: bytes, d: Dir) -> None:
+    target = top + b"/" + path
+    os.mkdir(target, 0o700)
+    for name in d.names():
+        sub = path + b"/" + name
+        if name in d.dirs:
+            _recreate_dir(store, top, sub, read_dir(store, d.dirs[name]))
+        else:
+            meta, blob = d.files[name]
+            _recreate(store, top, sub, meta, blob)
+    apply_meta(target, d.own, os.geteuid() == 0)
+
+
+def reset(store: object, ref: str, layer: str | None = None) -> tuple[Container, str]:
+    """Move the container to `layer` (default: its base) and discard every pending change."""
+    from layerctl.images import resolve as resolve_layer
+
+    c = resolve(store, ref)
+    with locked(store, c):
+        old = base(store, c)
+        target = resolve_layer(store, layer) if layer else old
+        read_layer(store, target)  # must be a layer
+        state = state_dir(store, c.id)
+        if c.driver == "overlay":
+            d = _dirs(store, c)
+            lower = overlay.lower_dir(store, target)
+            links_mod.load(store, target, read_layer(store, target).root)
+            was_mounted = overlay.is_mounted(d["merged"])
+            if was_mounted:
+                try:
+                    overlay.unmount(d["merged"])
+                except Conflict:
+                    raise Conflict(f"cannot reset container {c.name}: it is mounted and in use "
+                                   "(stop its processes, then try again)") from None
+            overlay.clear_upper(state)
+            overlay.match_root(store, target, d["upper"])
+            if old != target:
+                store.set_ref(c.ref, old, target, f"reset container {c.name}")
+            c.lower = target
+            save(store, c)
+            if was_mounted:
+                overlay.mount_overlay(lower, d["upper"], d["work"], d["merged"])
+        else:
+            rootfs = _dirs(store, c)["rootfs"]
+            shutil.rmtree(rootfs)
+            for name in ("statcache", "hashes"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(state, name))
+            vfs.prepare(store, state, target)
+            if old != target:
+                store.set_ref(c.ref, old, target, f"reset container {c.name}")
+    return c, target
+
+
+# -- inspect ------------------------------------------------------------------------
+
+
+def inspect_container(store: object, name: str) -> dict | None:
+    """Docker-style JSON for a container, or None if `name` is not a container."""
+    from .state import find
+
+    c = find(store, name)
+    if c is None:
+        return None
+    base_id = store.ref(c.ref)
+    layer = read_layer(store, base_id) if base_id else None
+    mounted = is_mounted(store, c)
+    d = _dirs(store, c)
+    if c.driver == "overlay":
+        lower = overlay.lower_dir(store, c.lower) if c.lower else ""
+        data = {"LowerDir": lower, "UpperDir": d["upper"], "MergedDir": d["merged"],
+                "WorkDir": d["work"]}
+    else:
+        data = {"Dir": d["rootfs"], "MergedDir": d["rootfs"]}
+    return {
+        "Id": c.id,
+        "Name": c.name,
+        "Created": datetime.fromtimestamp(c.created, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"),
+        "Image": c.image,
+        "BaseLayer": base_id,
+        "State": {"Status": "mounted" if mounted else "created", "Mounted": mounted},
+        "Driver": c.driver,
+        "DriverNote": c.driver_note,
+        "GraphDriver": {"Name": c.driver, "Data": data},
+        "Config": (layer.config.get("config") if layer else {}) or {},
+    }
+
+
+def created_iso(c: Container) -> str:
+    return datetime.fromtimestamp(c.created, UTC).isoformat()
+
+
+__all__ = [
+    "create", "mount", "umount", "remove", "pending", "status", "commit", "restore", "reset",
+    "inspect_container", "NothingToCommit", "Container", "load", "replace", "NotFound",
+]

@@ -1,0 +1,282 @@
+"""A container's pending changes: candidate paths in, store.diff.Change out.
+
+The drivers name the paths that may differ from the base layer (overlay: the
+upper dir's entries plus the paths of layers committed since the mount; vfs:
+the entries whose stat differs from the stat cache). Each candidate is compared
+with the base layer (looked up, never walked) so that a copy-up or a touch
+with no real change is not reported. The result is what `store.diff` would
+give between the base layer and a layer holding the container's filesystem.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
+from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, read_dir
+from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
+from layerctl.store.objects import BIG_FILE, BLOB, object_id
+from layerctl.store.snapshot import meta_from_stat, read_xattrs
+
+from . import links as links_mod
+from .links import walk_key
+from .view import View
+
+RACY_NS = 1_000_000_000  # a file changed this recently may change again within one tick
+
+
+def keep_xattr(name: bytes) -> bool:
+    return not name.startswith(b"trusted.overlay.")
+
+
+def observe_meta(real: bytes, st: os.stat_result) -> Meta:
+    return meta_from_stat(st, read_xattrs(real, keep_xattr))
+
+
+class BaseTree:
+    """Lookups in the base layer with the directories on looked-up paths memoised."""
+
+    def __init__(self, store: object, root: DirRef) -> None:
+        self.store = store
+        self.root = root
+        self._dirs: dict[bytes, Dir | None] = {b"": read_dir(store, root)}
+
+    def dir(self, path: bytes) -> Dir | None:
+        if path in self._dirs:
+            return self._dirs[path]
+        parent_path, _, name = path.rpartition(b"/")
+        parent = self.dir(parent_path)
+        found = None
+        if parent is not None and name in parent.dirs:
+            found = read_dir(self.store, parent.dirs[name])
+        self._dirs[path] = found
+        return found
+
+    def entry(self, path: bytes) -> tuple[Meta, bytes | None] | None:
+        """(meta, blob id; None for a directory) of `path`, or None if absent."""
+        if not path:
+            return self._dirs[b""].own, None
+        parent_path, _, name = path.rpartition(b"/")
+        parent = self.dir(parent_path)
+        if parent is None:
+            return None
+        if name in parent.files:
+            return parent.files[name]
+        if name in parent.dirs:
+            sub = self.dir(path)
+            return (sub.own, None) if sub is not None else None
+        return None
+
+
+class HashCache:
+    """Blob ids of files by stat, so an unchanged file is hashed once."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.entries: dict[bytes, tuple] = {}
+        self.dirty = False
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    self.entries = marshal.load(f)
+            except (FileNotFoundError, EOFError, ValueError, TypeError):
+                self.entries = {}
+
+    def blob(self, real: bytes, st: os.stat_result) -> bytes:
+        key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        found = self.entries.get(real)
+        if found is not None and found[:4] == key:
+            return found[4]
+        sha = hash_file(real, st.st_size)
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
+            self.entries[real] = (*key, sha)
+            self.dirty = True
+        return sha
+
+    def save(self) -> None:
+        if not (self.path and self.dirty):
+            return
+        tmp = f"{self.path}.tmp.{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                marshal.dump(self.entries, f)
+            os.rename(tmp, self.path)
+        except OSError:
+            pass  # a cache only
+        self.dirty = False
+
+
+def hash_file(real: bytes, size: int) -> bytes:
+    import hashlib
+
+    if size <= BIG_FILE:
+        with open(real, "rb") as f:
+            return object_id(BLOB, f.read())
+    h = hashlib.sha1(b"blob %d\0" % size)
+    with open(real, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.digest()
+
+
+@dataclass
+class Observed:
+    real: bytes
+    st: os.stat_result
+    meta: Meta  # link not yet set
+
+
+@dataclass
+class Scan:
+    """The result of evaluating candidates."""
+
+    changes: list[Change]
+    root: Meta | None  # the merged root's metadata when it differs from the base root
+    observed: dict[bytes, Observed]
+    groups: dict[bytes, list[bytes]] | None  # new hardlink groups (first -> members) if known
+    touched_groups: set[bytes]  # base groups (by first member) the changes touch
+
+
+def scan(
+    store: object,
+    base_root: DirRef,
+    base_id: str,
+    view: View,
+    candidates: Iterable[bytes],
+    hashes: HashCache,
+) -> Scan:
+    """Compare each candidate path of the view with the base layer."""
+    base = BaseTree(store, base_root)
+    cands = {p.strip(b"/") for p in candidates}
+    cands.discard(b"")
+    # An opaque directory hides every lower child: each is a candidate (deleted or recreated).
+    for p in list(cands):
+        if view.lower is not None and view.opaque(p):
+            d = base.dir(p)
+            if d is not None:
+                cands.update(p + b"/" + n for n in d.names())
+    observed: dict[bytes, Observed] = {}
+    for p in cands:
+        found = view.resolve(p)
+        if found is not None:
+            real, st = found
+            observed[p] = Observed(real, st, observe_meta(real, st))
+
+    link_of, extra, touched, new_groups = _hardlinks(store, base_id, base, cands, observed, view)
+
+    changes: list[Change] = []
+    for p in sorted(cands, key=walk_key):
+        old = base.entry(p)
+        obs = observed.get(p)
+        if obs is None:
+            if old is None:
+                continue
+            parent = p.rpartition(b"/")[0]
+            if view.is_dir(parent):
+                changes.append(Change(p, DELETED, old=old[0], old_blob=old[1]))
+            continue
+        new_meta = obs.meta
+        if new_meta.kind != DIR:
+            new_meta = replace(new_meta, link=link_of.get(p))
+        new_blob = None if new_meta.kind == DIR else _blob(obs, hashes)
+        if old is None:
+            changes.append(Change(p, ADDED, new=new_meta, new_blob=new_blob))
+            continue
+        old_meta, old_blob = old
+        if old_meta.kind == DIR and new_meta.kind == DIR:
+            opaque = _opaque(base, view, p)
+            if old_meta != new_meta or opaque:
+                changes.append(Change(p, CHANGED, old=old_meta, new=new_meta, opaque=opaque))
+        elif old_meta != new_meta or old_blob != new_blob:
+            changes.append(Change(p, CHANGED, old=old_meta, new=new_meta,
+                                  old_blob=old_blob, new_blob=new_blob))
+    for p, (old_meta, blob, link) in extra.items():
+        changes.append(Change(p, CHANGED, old=old_meta, new=replace(old_meta, link=link),
+                              old_blob=blob, new_blob=blob))
+    changes.sort(key=lambda c: walk_key(c.path))
+
+    root_meta = None
+    found = view.resolve(b"")
+    if found is not None:
+        now = observe_meta(*found)
+        if now != base.entry(b"")[0]:
+            root_meta = now
+    hashes.save()
+    return Scan(changes, root_meta, observed, new_groups, touched)
+
+
+def _blob(obs: Observed, hashes: HashCache) -> bytes:
+    kind = obs.meta.kind
+    if kind == FILE:
+        return hashes.blob(obs.real, obs.st)
+    if kind == SYMLINK:
+        return object_id(BLOB, os.readlink(obs.real))
+    return EMPTY_BLOB
+
+
+def _opaque(base: BaseTree, view: View, path: bytes) -> bool:
+    """As store.diff defines it: the old directory had entries and none is left."""
+    d = base.dir(path)
+    if d is None or not d.names():
+        return False
+    return all(view.resolve(path + b"/" + n) is None for n in d.names())
+
+
+def _hardlinks(
+    store: object,
+    base_id: str,
+    base: BaseTree,
+    cands: set[bytes],
+    observed: dict[bytes, Observed],
+    view: View,
+) -> tuple[dict[bytes, bytes | None], dict[bytes, tuple], set[bytes], dict | None]:
+    """Canonical Meta.link for the candidates (first member in walk order carries
+    None, later ones the first's path), plus the base hardlinks that change
+    because a group lost or gained members: path -> (old meta, blob, new link)."""
+    groups = links_mod.load(store, base_id, base.root)
+    touched: set[bytes] = set()
+    if groups:
+        for first, members in groups.items():
+            for m in members:
+                parts = m.split(b"/")
+                if any(b"/".join(parts[:i]) in cands for i in range(1, len(parts) + 1)):
+                    touched.add(first)
+                    break
+    by_key: dict[tuple[int, int], list[bytes]] = {}
+    for p, obs in observed.items():
+        if obs.meta.kind != DIR and obs.st.st_nlink > 1:
+            by_key.setdefault((obs.st.st_dev, obs.st.st_ino), []).append(p)
+    survivors: dict[bytes, tuple[Meta, bytes]] = {}
+    for first in touched:
+        for m in groups[first]:
+            if m in cands:
+                continue
+            found = view.resolve(m)
+            entry = base.entry(m)
+            if found is None or entry is None or found[1].st_nlink < 2:
+                continue
+            survivors[m] = entry  # type: ignore[assignment]
+            by_key.setdefault((found[1].st_dev, found[1].st_ino), []).append(m)
+    link_of: dict[bytes, bytes | None] = {}
+    extra: dict[bytes, tuple] = {}
+    new_groups: dict[bytes, list[bytes]] = {}
+    for members in by_key.values():
+        members.sort(key=walk_key)
+        first = members[0]
+        if len(members) > 1:
+            new_groups[first] = members
+        for m in members:
+            link = None if m == first else first
+            if m in survivors:
+                old_meta, blob = survivors[m]
+                if old_meta.link != link:
+                    extra[m] = (old_meta, blob, link)
+            else:
+                link_of[m] = link
+    result_groups = {f: ms for f, ms in groups.items() if f not in touched}
+    result_groups.update(new_groups)
+    return link_of, extra, touched, result_groups

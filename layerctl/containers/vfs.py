@@ -1,0 +1,110 @@
+"""The vfs driver: the container is a full checkout of its base layer.
+
+Changes are found by walking the rootfs against a stat cache (like git's
+index): an entry whose lstat matches the cache is known to equal the base and
+is never re-hashed. The cache is labelled with the layer it was checked
+against; after a commit moves the base, the paths of diff(label, base) are
+candidates too, so the cache never has to be rewritten under a commit.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import stat
+import time
+
+from layerctl.store.checkout import checkout
+from layerctl.store.diff import diff
+from layerctl.store.layers import read_layer
+
+from .changes import RACY_NS
+
+CACHE_NAME = "statcache"
+
+
+def stat_key(st: os.stat_result) -> tuple:
+    return (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid,
+            st.st_gid, st.st_nlink)
+
+
+def walk_rootfs(top: bytes) -> dict[bytes, os.stat_result]:
+    out: dict[bytes, os.stat_result] = {}
+    stack = [(top, b"")]
+    while stack:
+        abspath, rel = stack.pop()
+        with os.scandir(abspath) as it:
+            for entry in it:
+                path = rel + b"/" + entry.name if rel else entry.name
+                st = entry.stat(follow_symlinks=False)
+                out[path] = st
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((entry.path, path))
+    return out
+
+
+def cache_path(state: str) -> str:
+    return os.path.join(state, CACHE_NAME)
+
+
+def load_cache(state: str) -> tuple[str | None, dict[bytes, tuple]]:
+    try:
+        with open(cache_path(state), "rb") as f:
+            label, entries = marshal.load(f)
+        return label, entries
+    except (FileNotFoundError, EOFError, ValueError, TypeError):
+        return None, {}
+
+
+def save_cache(state: str, label: str, entries: dict[bytes, tuple]) -> None:
+    path = cache_path(state)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        marshal.dump((label, entries), f)
+    os.rename(tmp, path)
+
+
+def prepare(store: object, state: str, layer_id: str) -> None:
+    """Check the layer out into rootfs/ and record every entry as clean."""
+    rootfs = os.path.join(state, "rootfs")
+    checkout(store, read_layer(store, layer_id).root, rootfs)
+    # Just written by us and not visible to anyone yet: trusted even though racy.
+    entries = {p: stat_key(st) for p, st in walk_rootfs(os.fsencode(rootfs)).items()}
+    save_cache(state, layer_id, entries)
+
+
+def candidates(store: object, state: str, base_id: str) -> tuple[set[bytes], str | None, dict]:
+    """Paths that may differ from the base: (paths, cache label, cache entries)."""
+    label, entries = load_cache(state)
+    seen = walk_rootfs(os.fsencode(os.path.join(state, "rootfs")))
+    cands = {p for p, st in seen.items() if entries.get(p) != stat_key(st)}
+    cands.update(p for p in entries if p not in seen)
+    if label is None:
+        cands.update(seen)
+    elif label != base_id:
+        old_root = read_layer(store, label).root
+        new_root = read_layer(store, base_id).root
+        cands.update(c.path for c in diff(store, old_root, new_root))
+    return cands, label, entries
+
+
+def refresh(state: str, base_id: str, entries: dict, cands: set[bytes], changed: set[bytes],
+            observed: dict, label: str | None) -> None:
+    """Record candidates found equal to the base (and not racy) as clean."""
+    now = time.time_ns()
+    for p in cands:
+        obs = observed.get(p)
+        if p in changed or obs is None:
+            entries.pop(p, None)
+            continue
+        st = obs.st
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
+            entries[p] = stat_key(st)
+        else:
+            entries.pop(p, None)
+    if label is None and not cands:
+        return
+    try:
+        save_cache(state, base_id, entries)
+    except OSError:
+        pass

@@ -1,0 +1,117 @@
+"""Live changes: a watchdog observer on the upper dir (overlay) or rootfs (vfs) turns
+events into debounced "these paths may have changed" notices; only those paths are
+re-evaluated against the base layer.
+
+Hardlink groups are evaluated per notice, so a link field whose group spans paths
+of different notices can lag until the next full `status`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from layerctl.store.diff import Change
+
+from .api import _dirs, pending
+from .state import Container
+
+Update = list[tuple[bytes, Change | None]]  # (path, its change now, or None: clean)
+DEBOUNCE = 0.2
+
+
+class ChangeWatcher:
+    """Calls `on_update(updates)` with the paths whose status changed."""
+
+    def __init__(
+        self,
+        store: object,
+        container: Container,
+        on_update: Callable[[Update], None],
+        initial: list[Change] | None = None,
+        debounce: float = DEBOUNCE,
+    ) -> None:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        self.store = store
+        self.container = container
+        self.on_update = on_update
+        self.debounce = debounce
+        dirs = _dirs(store, container)
+        self.top = dirs.get("upper") or dirs["rootfs"]
+        self._top_b = os.fsencode(self.top)
+        self.known: dict[bytes, Change] = {c.path: c for c in (initial or [])}
+        self._pending: set[bytes] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        watcher = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: object) -> None:  # noqa: ANN001
+                if event.event_type in ("opened", "closed_no_write"):
+                    return
+                for attr in ("src_path", "dest_path"):
+                    path = getattr(event, attr, None)
+                    if path:
+                        watcher._note(os.fsencode(path))
+
+        self._observer = Observer()
+        self._observer.schedule(Handler(), self.top, recursive=True)
+
+    def _note(self, real: bytes) -> None:
+        if real == self._top_b or not real.startswith(self._top_b + b"/"):
+            return
+        rel = real[len(self._top_b) + 1:]
+        with self._lock:
+            self._pending.add(rel)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._observer.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._observer.stop()
+        self._observer.join(timeout=5)
+
+    def poll(self) -> Update:
+        """Re-evaluate the paths noticed so far; returns (and reports) what changed."""
+        with self._lock:
+            paths, self._pending = self._pending, set()
+        if not paths:
+            return []
+        # A path under a noticed one may have changed with it (a directory moved or removed).
+        noticed = set(paths)
+        noticed.update(p for p in self.known
+                       if any(p.startswith(q + b"/") for q in paths))
+        result = pending(self.store, self.container, tuple(sorted(noticed)))
+        now = {c.path: c for c in result.changes}
+        updates: Update = []
+        for path in sorted(noticed | now.keys()):
+            before, after = self.known.get(path), now.get(path)
+            if after is None and path not in noticed:
+                continue
+            if before != after:
+                updates.append((path, after))
+                if after is None:
+                    self.known.pop(path, None)
+                else:
+                    self.known[path] = after
+        if updates:
+            self.on_update(updates)
+        return updates
+
+    def run_forever(self) -> None:
+        self.start()
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            time.sleep(self.debounce)  # let a burst of events settle
+            self.poll()
