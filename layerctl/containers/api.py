@@ -23,6 +23,7 @@ from . import links as links_mod
 from . import overlay, vfs
 from .changes import BaseTree, HashCache, Scan, scan
 from .configedit import apply_changes
+from .links import walk_key
 from .state import Container, base, load, locked, new_container, resolve, save, state_dir
 from .view import View
 
@@ -361,6 +362,16 @@ def restore(store: object, ref: str, paths: list[str]) -> list[Change]:
     with locked(store, c):
         p = pending(store, c)
         discard = [ch for ch in p.changes if _under(ch.path, wanted)]
+        by_path = {ch.path: ch for ch in p.changes}
+        for w in wanted:
+            parent = w.rpartition(b"/")[0]
+            while parent:
+                ch = by_path.get(parent)
+                if ch is not None and (ch.status == DELETED or ch.new.kind != DIR):
+                    raise Conflict(f"cannot restore /{w.decode('utf-8', 'replace')}: its "
+                                   f"parent /{parent.decode('utf-8', 'replace')} is gone too; "
+                                   "restore the parent")
+                parent = parent.rpartition(b"/")[0]
         if not discard:
             return []
         bt = BaseTree(store, read_layer(store, p.base_id).root)
@@ -385,7 +396,27 @@ def restore(store: object, ref: str, paths: list[str]) -> list[Change]:
             for ch in reversed(plan):  # directories' own metadata last, children first
                 if _meta_only_dir(ch):
                     apply_meta(top_b + b"/" + ch.path, ch.old, os.geteuid() == 0)
+            _settle_parents(top_b, bt, plan, discard, p.changes)
     return discard
+
+
+def _settle_parents(top: bytes, bt: BaseTree, plan: list[Change], discard: list[Change],
+                    changes: list[Change]) -> None:
+    """A parent whose only difference left is the mtime our restore caused gets the
+    base's mtime back, when no other pending change is directly inside it."""
+    gone = {ch.path for ch in discard}
+    busy = {ch.path.rpartition(b"/")[0] for ch in changes if ch.path not in gone}
+    parents = {ch.path.rpartition(b"/")[0] for ch in plan} - busy - gone
+    for parent in sorted(parents, key=walk_key, reverse=True):
+        entry = bt.entry(parent)
+        real = top + b"/" + parent if parent else top
+        if entry is None or entry[0].kind != DIR or not os.path.isdir(real):
+            continue
+        from .changes import observe_meta
+
+        now = observe_meta(real, os.lstat(real))
+        if replace(now, mtime_ns=entry[0].mtime_ns) == entry[0]:
+            os.utime(real, ns=(entry[0].mtime_ns, entry[0].mtime_ns), follow_symlinks=False)
 
 
 def _meta_only_dir(ch: Change) -> bool:

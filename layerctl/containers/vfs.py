@@ -94,14 +94,17 @@ def refresh(state: str, base_id: str, entries: dict, cands: set[bytes], changed:
     now = time.time_ns()
     for p in cands:
         obs = observed.get(p)
-        if p in changed or obs is None:
+        if p in changed:
+            entries[p] = None  # dirty: a candidate until it equals the base again
+            continue
+        if obs is None:
             entries.pop(p, None)
             continue
         st = obs.st
         if now - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
             entries[p] = stat_key(st)
         else:
-            entries.pop(p, None)
+            entries[p] = None  # racy: equal now, but check again next time
     if label is None and not cands:
         return
     try:
