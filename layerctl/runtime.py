@@ -28,6 +28,7 @@ rlimits (the runtime keeps the inherited ones).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,7 +39,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from layerctl.errors import BadInput, LayerctlError, NotFound
+from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -376,6 +377,17 @@ def _mkdir_in_root(rootfs: str, path: str, uid: int, gid: int) -> None:
         pass
 
 
+def set_rootfs(bundle_dir: str, rootfs: str) -> dict:
+    """Point an existing bundle at `rootfs` (a remount may move it); returns the spec."""
+    path = os.path.join(bundle_dir, "config.json")
+    spec = _read_json(path)
+    if spec is None:
+        raise NotFound(f"{bundle_dir}: no config.json")
+    spec["root"]["path"] = os.path.abspath(rootfs)
+    _write_json(path, spec)
+    return spec
+
+
 def _write_json(path: str, data: dict) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
@@ -452,7 +464,9 @@ def _exit_code(returncode: int) -> int:
 # -- running ----------------------------------------------------------------------
 
 
-def _supervise(rt: Runtime, container_id: str, bundle_dir: str, detach: bool) -> int:
+def _supervise(
+    rt: Runtime, container_id: str, bundle_dir: str, detach: bool, interactive: bool = True
+) -> int:
     """Run the container's process to its end and record its exit code."""
     _record_start(bundle_dir, rt, container_id, detach)
     code = 125
@@ -466,7 +480,9 @@ def _supervise(rt: Runtime, container_id: str, bundle_dir: str, detach: bool) ->
         except FileNotFoundError:
             pass
         cmd = rt.command("run", "--bundle", bundle_dir, "--pid-file", pid_file, container_id)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if detach else None)
+        proc = subprocess.Popen(
+            cmd, stdin=None if interactive and not detach else subprocess.DEVNULL
+        )
         code = _wait_forwarding(proc)
     finally:
         _record_exit(bundle_dir, code)
@@ -510,13 +526,20 @@ def run(
     detach: bool = False,
     tty: bool = False,
     log_path: str | None = None,
+    interactive: bool = True,
+    on_exit: list[str] | None = None,
+    remove_bundle: bool = False,
 ) -> int:
     """Run the bundle's process as container `container_id`.
 
-    Foreground: the process uses this process's stdio (with a tty, the runtime
-    proxies this terminal); returns its exit code. Detached: a supervisor daemon
-    runs it with stdout/stderr appended to `log_path` (default
-    ``bundle_dir/container.log``); returns 0 once it is running.
+    Foreground: the process uses this process's stdio (stdin only when
+    `interactive`; with a tty the runtime proxies this terminal, and `tty` must
+    match the bundle's ``process.terminal``); returns its exit code. Detached:
+    a supervisor daemon runs it with stdin /dev/null and stdout/stderr appended
+    to `log_path` (default ``bundle_dir/container.log``), then runs the command
+    `on_exit` if given (e.g. ``layerctl rm`` for ``run -d --rm``; with
+    `remove_bundle`, the bundle dir goes too when it succeeds); returns 0
+    once the process is running (or has already run).
     """
     bundle_dir = os.path.abspath(bundle_dir)
     if not os.path.isfile(os.path.join(bundle_dir, "config.json")):
@@ -524,7 +547,18 @@ def run(
     if is_running(runtime, container_id, bundle_dir):
         raise LayerctlError(f"container {container_id} is already running")
     if not detach:
-        return _supervise(runtime, container_id, bundle_dir, detach=False)
+        return _supervise(
+            runtime, container_id, bundle_dir, detach=False, interactive=interactive or tty
+        )
+    process = (_read_json(os.path.join(bundle_dir, "config.json")) or {}).get("process", {})
+    if process.get("terminal"):
+        raise BadInput("a detached container cannot have a terminal (bundle made with tty=True)")
+    hook = os.path.join(bundle_dir, "on-exit.json")
+    if on_exit:
+        _write_json(hook, {"argv": list(on_exit), "remove_bundle": remove_bundle})
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(hook)
     log_path = os.path.abspath(log_path or os.path.join(bundle_dir, "container.log"))
     _spawn_supervisor(runtime, container_id, bundle_dir, log_path)
     return _wait_started(runtime, container_id, bundle_dir, log_path)
@@ -597,6 +631,12 @@ def _daemon_main(binary: str, root: str, container_id: str, bundle_dir: str) -> 
         os._exit(0)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     code = _supervise(Runtime(binary, root), container_id, bundle_dir, detach=True)
+    hook = _read_json(os.path.join(bundle_dir, "on-exit.json"))
+    if hook and hook.get("argv"):
+        with contextlib.suppress(OSError):
+            done = subprocess.run(hook["argv"], stdin=subprocess.DEVNULL, cwd="/")
+            if done.returncode == 0 and hook.get("remove_bundle"):
+                shutil.rmtree(bundle_dir, ignore_errors=True)
     os._exit(code & 0xFF)
 
 
@@ -756,6 +796,32 @@ def status(store: Any, container_id: str) -> tuple[str, int | None]:
 
 def log_path(store: Any, container_id: str) -> str:
     return os.path.join(bundle_path(store, container_id), "container.log")
+
+
+def runtime_of(store: Any, container_id: str) -> Runtime:
+    """The runtime that last ran the container (exec and stop must use the same
+    one and the same state root), else the default runtime."""
+    record = _read_json(os.path.join(bundle_path(store, container_id), "run.json"))
+    if record and record.get("runtime") and os.path.exists(record["runtime"]):
+        return Runtime(record["runtime"], record["root"])
+    return runtime_for(store)
+
+
+def forget(store: Any, container_id: str, force: bool = False, timeout: float = 0) -> None:
+    """For ``rm``: drop the container's runtime state and bundle. A running
+    container is an error unless `force` (then it is stopped first)."""
+    bundle_dir = bundle_path(store, container_id)
+    if not os.path.isdir(bundle_dir):
+        return
+    if status(store, container_id)[0] == "running":
+        if not force:
+            raise Conflict(f"container {container_id[:12]} is running: stop it first or use -f")
+        stop(runtime_of(store, container_id), container_id, timeout, bundle_dir)
+    else:
+        record = _read_json(os.path.join(bundle_dir, "run.json"))
+        if record and record.get("runtime") and os.path.exists(record["runtime"]):
+            delete(Runtime(record["runtime"], record["root"]), container_id, force=True)
+    shutil.rmtree(bundle_dir, ignore_errors=True)
 
 
 def _main(argv: list[str]) -> None:

@@ -451,3 +451,89 @@ def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
             break
         buf += chunk
     return buf
+
+
+# -- the CLI: run, exec, stop, start, logs ------------------------------------------
+
+
+@pytest.fixture
+def cli_deb(cli, debian_rootfs: Path, store_root: Path):
+    """`cli` over a store holding the Debian corpus as image "deb"; every
+    container is stopped and removed afterwards."""
+    if os.geteuid() != 0 or _have_runtime() is None:
+        pytest.skip("needs root and crun or runc")
+    cli("import", debian_rootfs, "deb")
+    yield cli
+    from layerctl.containers import list_containers
+    from layerctl.store.repo import Store
+
+    store = Store(str(store_root))
+    for c in list_containers(store):
+        rt.forget(store, c.id, force=True)
+        cli("rm", "-f", c.id, check=False)
+    store.close()
+
+
+@needs_runtime
+@pytest.mark.timeout(300)
+def test_cli_run_exec_stop_start_logs(cli_deb) -> None:
+    cli = cli_deb
+    r = cli("run", "--rm", "-e", "A=1", "-w", "/etc", "deb", "sh", "-c", 'echo "$A $(pwd)"; exit 3',
+            check=False)
+    assert (r.returncode, r.stdout) == (3, "1 /etc\n"), r.stderr
+    assert "deb" not in cli("ps", "-a").stdout  # --rm removed it
+
+    r = cli("run", "-d", "--name", "bg", "deb", "sh", "-c", "echo out; echo err >&2; sleep 300")
+    assert len(r.stdout.strip()) == 64
+    assert cli("exec", "bg", "sh", "-c", "echo hi > /made; id -un").stdout == "root\n"
+    assert cli("exec", "-u", "nobody", "bg", "id", "-u").stdout == "65534\n"
+    assert cli("exec", "bg", "sh", "-c", "exit 6", check=False).returncode == 6
+    deadline = time.monotonic() + 10
+    while "err" not in cli("logs", "bg").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cli("logs", "bg").stdout == "out\nerr\n"
+    assert "A /made" in cli("status", "bg").stdout
+    assert cli("stop", "-t", "1", "bg").stdout == "bg\n"
+    r = cli("exec", "bg", "true", check=False)
+    assert r.returncode != 0 and "not running" in r.stderr
+    assert cli("logs", "-f", "bg").stdout == "out\nerr\n"  # returns: it is not running
+
+    assert cli("start", "bg").stdout == "bg\n"
+    assert cli("exec", "bg", "cat", "/made").stdout == "hi\n"
+    cli("stop", "-t", "0", "bg")
+
+    r = cli("run", "-t", "deb", "true", check=False)
+    assert r.returncode != 0 and "not a TTY" in r.stderr
+    r = cli("run", "deb", "/no/such/thing", check=False)
+    assert r.returncode != 0
+
+
+@needs_runtime
+@pytest.mark.timeout(300)
+def test_cli_run_interactive_tty(cli_deb, store_root: Path) -> None:
+    argv = [sys.executable, "-m", "layerctl", "run", "-it", "--rm", "deb", "sh"]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), LAYERCTL_ROOT=str(store_root))
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(sys.executable, argv, env)
+        finally:
+            os._exit(127)
+    out, status = b"", None
+    try:
+        os.write(fd, b"echo $((6*7))\n")
+        out = _read_until(fd, b"42\r\n", 60)
+        assert b"42\r\n" in out, out
+        os.write(fd, b"exit 4\n")
+        out += _read_until(fd, b"\x00never", 30)
+    finally:
+        deadline = time.monotonic() + 20
+        while status is None and time.monotonic() < deadline:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            status = st if done else None
+            time.sleep(0.05)
+        if status is None:
+            os.kill(pid, 9)
+            _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 4, out
