@@ -52,8 +52,9 @@ def parse_name(text: str) -> ImageName:
         )
     name = m["name"]
     domain = m["domain"]
-    if domain and not ("." in domain or ":" in domain or domain == "localhost" or
-                       domain.lower() != domain):
+    if domain and not (
+        "." in domain or ":" in domain or domain == "localhost" or domain.lower() != domain
+    ):
         domain = None  # a first component like 'library' is part of the path
     if len(name) > 255:
         raise InvalidName(f"invalid image name {text!r}: longer than 255 characters")
@@ -63,7 +64,7 @@ def parse_name(text: str) -> ImageName:
 
 
 def name_from_ref(ref: str) -> ImageName:
-    body = ref[len(REF_PREFIX):]
+    body = ref[len(REF_PREFIX) :]
     repo, _, tag = body.rpartition(f"/{TAG_DIR}/")
     repo = repo.replace("%3A", ":").replace("%5B", "[").replace("%5D", "]").replace("%25", "%")
     return ImageName(repo, tag)
@@ -176,6 +177,7 @@ def chain(store: object, layer_id: str) -> list[Layer]:
 
 
 # -- OCI config and identity ----------------------------------------------------
+
 
 def host_arch() -> str:
     machine = platform.machine().lower()

@@ -6,7 +6,7 @@ import os
 
 from layerctl.errors import BadInput
 from layerctl.images import ImageName, default_config, image_layer, set_tag
-from layerctl.oci.layertar import write_layer_tar
+from layerctl.oci.layertar import LayerTarWriter, write_layer_tar
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import write_layer
 from layerctl.store.snapshot import DirImporter, Progress
@@ -22,9 +22,13 @@ def commit_root(
     message: str,
     created_by: str,
     size: int,
+    diff_id: str | None = None,
 ) -> str:
-    """Write the commit for a filesystem whose trees are already stored; returns its id."""
-    diff_id = write_layer_tar(store, parent, root)
+    """Write the commit for a filesystem whose trees are already stored; returns its id.
+
+    `diff_id`, when the caller already hashed the changeset tar, saves a pass.
+    """
+    diff_id = diff_id or write_layer_tar(store, parent, root)
     trailers = {"DiffID": diff_id, "Size": str(size), "Created-By": created_by}
     return write_layer(store, root, config, parent_id, author, message, trailers)
 
@@ -42,13 +46,22 @@ def import_directory(
         raise BadInput(f"{source}: not a directory")
     before = image_layer(store, name)
     with store.pack_writer() as writer:
-        importer = DirImporter(writer, progress)
+        tar = LayerTarWriter()
+        importer = DirImporter(writer, progress, tar=tar)
         root = importer.import_dir(source)
         writer.finish()
     store.landed()
     layer_id = commit_root(
-        store, root, None, None, default_config(), author, message,
-        f"layerctl import {os.path.basename(os.path.abspath(source))}", importer.total,
+        store,
+        root,
+        None,
+        None,
+        default_config(),
+        author,
+        message,
+        f"layerctl import {os.path.basename(os.path.abspath(source))}",
+        importer.total,
+        diff_id=tar.close(),
     )
     set_tag(store, name, layer_id, expected=before)
     return layer_id

@@ -61,8 +61,10 @@ def render_patch(change: Change, read_blob: Callable[[bytes], bytes]) -> list[st
     lines.extend(
         line.rstrip("\n")
         for line in difflib.unified_diff(
-            a.decode().splitlines(keepends=True), b.decode().splitlines(keepends=True),
-            a_label, b_label,
+            a.decode().splitlines(keepends=True),
+            b.decode().splitlines(keepends=True),
+            a_label,
+            b_label,
         )
     )
     return lines
@@ -75,8 +77,15 @@ def _content(meta: object, blob: bytes | None, read_blob: Callable[[bytes], byte
 
 
 def _kind_word(kind: str) -> str:
-    return {"-": "file", "d": "directory", "l": "symlink", "c": "char device",
-            "b": "block device", "p": "fifo", "s": "socket"}[kind]
+    return {
+        "-": "file",
+        "d": "directory",
+        "l": "symlink",
+        "c": "char device",
+        "b": "block device",
+        "p": "fifo",
+        "s": "socket",
+    }[kind]
 
 
 def stat_summary(changes: Iterable[Change]) -> tuple[list[str], str]:
@@ -86,6 +95,8 @@ def stat_summary(changes: Iterable[Change]) -> tuple[list[str], str]:
     for change in changes:
         counts[change.status] += 1
         lines.append(detail_line(change))
-    summary = (f"{len(lines)} paths changed: {counts['A']} added, {counts['C']} changed, "
-               f"{counts['D']} deleted")
+    summary = (
+        f"{len(lines)} paths changed: {counts['A']} added, {counts['C']} changed, "
+        f"{counts['D']} deleted"
+    )
     return lines, summary

@@ -19,8 +19,14 @@ def import_dir(store: Store, path: os.PathLike | str, name: str, message: str = 
     return import_directory(store, os.fspath(path), parse_name(name), AUTHOR, message)
 
 
-def commit_edit(store: Store, base: str, edit, name: str | None = None, message: str = "edit",
-                author: str = AUTHOR) -> str:
+def commit_edit(
+    store: Store,
+    base: str,
+    edit,
+    name: str | None = None,
+    message: str = "edit",
+    author: str = AUTHOR,
+) -> str:
     """Apply `edit(editor, writer)` on layer `base` and commit the result as its child."""
     parent = read_layer(store, resolve(store, base))
     editor = TreeEditor(store, parent.root)
@@ -29,14 +35,31 @@ def commit_edit(store: Store, base: str, edit, name: str | None = None, message:
         root = editor.write(writer)
         writer.finish()
     store.landed()
-    layer_id = commit_root(store, root, parent.root, parent.id, parent.config, author, message,
-                           "test edit", parent.size)
+    layer_id = commit_root(
+        store,
+        root,
+        parent.root,
+        parent.id,
+        parent.config,
+        author,
+        message,
+        "test edit",
+        parent.size,
+    )
     if name:
         set_tag(store, parse_name(name), layer_id)
     return layer_id
 
 
-def put_file(editor: TreeEditor, writer, path: bytes, data: bytes, mode: int = 0o644,
-             uid: int = 0, gid: int = 0, mtime_ns: int = 1_700_000_000_000_000_000) -> None:
+def put_file(
+    editor: TreeEditor,
+    writer,
+    path: bytes,
+    data: bytes,
+    mode: int = 0o644,
+    uid: int = 0,
+    gid: int = 0,
+    mtime_ns: int = 1_700_000_000_000_000_000,
+) -> None:
     blob = writer.add(BLOB, data)
     editor.set_file(path, Meta(FILE, mode, uid, gid, mtime_ns, len(data)), blob)

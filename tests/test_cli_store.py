@@ -32,14 +32,27 @@ def no_traceback(proc):
 
 
 def test_import_images_inspect_history(cli, tree):
-    layer_id = cli("import", tree, "web:1", "-m", "first", "-a", "Jane <jane@example.com>").stdout.strip()
+    layer_id = cli(
+        "import", tree, "web:1", "-m", "first", "-a", "Jane <jane@example.com>"
+    ).stdout.strip()
     assert len(layer_id) == 40
     images = cli("images").stdout.splitlines()
     assert images[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     assert images[1].split()[:2] == ["web", "1"]
     data = json.loads(cli("inspect", "web:1").stdout)[0]
-    for key in ("Id", "RepoTags", "Parent", "Comment", "Created", "Author", "Config",
-                "Architecture", "Os", "Size", "RootFS"):
+    for key in (
+        "Id",
+        "RepoTags",
+        "Parent",
+        "Comment",
+        "Created",
+        "Author",
+        "Config",
+        "Architecture",
+        "Os",
+        "Size",
+        "RootFS",
+    ):
         assert key in data
     assert data["RepoTags"] == ["web:1"]
     assert data["Author"] == "Jane <jane@example.com>"
@@ -53,7 +66,7 @@ def test_import_images_inspect_history(cli, tree):
 
 def test_docker_flag_spellings_and_unicode(cli, tree):
     cli("import", "-m=中文消息", "-a=kuangshen", tree, "a:1")
-    cli("import", "--message=second", '--author=狂神 <ks@example.com>', tree, "a:2")
+    cli("import", "--message=second", "--author=狂神 <ks@example.com>", tree, "a:2")
     log = cli("log", "a:1").stdout
     assert "Author: kuangshen" in log and "中文消息" in log
     log2 = cli("log", "a:2").stdout
@@ -87,7 +100,10 @@ def test_log_show_diff_checkout(cli, tree, tmp_path):
     assert "Binary files" not in patch
     (tree / "bin" / "tool").write_bytes(b"\x7fELF\0\0other")
     cli("import", tree, "img:3")
-    assert "Binary files a/bin/tool and b/bin/tool differ" in cli("diff", "-p", "img:2", "img:3").stdout
+    assert (
+        "Binary files a/bin/tool and b/bin/tool differ"
+        in cli("diff", "-p", "img:2", "img:3").stdout
+    )
     assert cli("show", "img:2:/etc/hostname").stdout == "changed\n"
     assert cli("show", "img:2:etc/hostname").stdout == "changed\n"
     assert cli("show", "img:2:/link").stdout == "changed\n"
@@ -120,6 +136,7 @@ def test_fsck_names_a_corrupt_object(cli, tree, store_root):
     layer_id = cli("import", tree, "img").stdout.strip()
     # Rewrite the commit as a loose object whose content no longer matches its id.
     import zlib
+
     path = store_root / "objects" / layer_id[:2] / layer_id[2:]
     raw = zlib.decompress(path.read_bytes())
     os.chmod(path, 0o644)
@@ -138,24 +155,47 @@ def test_killed_import_leaves_a_valid_store(tmp_path, store_root):
         for j in range(40):
             (d / f"f{j}").write_bytes(os.urandom(64 * 1024))
     env = dict(os.environ, LAYERCTL_ROOT=str(store_root))
-    subprocess.run([sys.executable, "-m", "layerctl", "import", str(big), "seed"], env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "layerctl", "import", str(big), "seed"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     for i in range(40):
         (big / f"d{i}" / "f0").write_bytes(os.urandom(64 * 1024))
     for delay in (0.2, 0.5, 1.0):
-        proc = subprocess.Popen([sys.executable, "-m", "layerctl", "import", str(big), "victim"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "layerctl", "import", str(big), "victim"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        git = subprocess.run(["git", "--git-dir", str(store_root), "fsck", "--no-dangling"],
-                             capture_output=True, text=True)
+        git = subprocess.run(
+            ["git", "--git-dir", str(store_root), "fsck", "--no-dangling"],
+            capture_output=True,
+            text=True,
+        )
         assert git.returncode == 0, git.stderr
-        ours = subprocess.run([sys.executable, "-m", "layerctl", "fsck"], env=env,
-                              capture_output=True, text=True)
+        ours = subprocess.run(
+            [sys.executable, "-m", "layerctl", "fsck"], env=env, capture_output=True, text=True
+        )
         assert ours.returncode == 0, ours.stdout + ours.stderr
-        images = subprocess.run([sys.executable, "-m", "layerctl", "images"], env=env,
-                                capture_output=True, text=True).stdout
+        images = subprocess.run(
+            [sys.executable, "-m", "layerctl", "images"], env=env, capture_output=True, text=True
+        ).stdout
         if "victim" in images:  # the import finished before the kill: it must be complete
-            subprocess.run([sys.executable, "-m", "layerctl", "checkout", "victim",
-                            str(tmp_path / f"co{delay}")], env=env, check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "layerctl",
+                    "checkout",
+                    "victim",
+                    str(tmp_path / f"co{delay}"),
+                ],
+                env=env,
+                check=True,
+            )

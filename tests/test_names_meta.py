@@ -7,11 +7,29 @@ from layerctl.store.meta import DIR, FILE, Meta, format_record, parse_record
 from layerctl.store.names import escape, mangle, needs_mangling, unescape, unmangle
 
 names = st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b)
-special_names = st.sampled_from([
-    b".git", b".GIT", b".Git", b".gitmodules", b".gitattributes", b".", b"..", b"%", b"%41",
-    b"git~1", b".wh.foo", b".wh..wh..opq", b"a\nb", b"\xff\xfe", b"\xe4\xb8\xad\xe6\x96\x87",
-    b".\xe2\x80\x8cgit", b" ", b"-", b"=",
-])
+special_names = st.sampled_from(
+    [
+        b".git",
+        b".GIT",
+        b".Git",
+        b".gitmodules",
+        b".gitattributes",
+        b".",
+        b"..",
+        b"%",
+        b"%41",
+        b"git~1",
+        b".wh.foo",
+        b".wh..wh..opq",
+        b"a\nb",
+        b"\xff\xfe",
+        b"\xe4\xb8\xad\xe6\x96\x87",
+        b".\xe2\x80\x8cgit",
+        b" ",
+        b"-",
+        b"=",
+    ]
+)
 
 
 def git_rejects(name: bytes) -> bool:
@@ -51,16 +69,20 @@ metas = st.builds(
     mtime_ns=st.integers(-(2**62), 2**62),
     size=st.integers(0, 2**40),
     rdev=st.one_of(st.none(), st.tuples(st.integers(0, 4095), st.integers(0, 2**20))),
-    xattrs=st.lists(st.tuples(st.binary(min_size=1, max_size=20), st.binary(max_size=40)),
-                    max_size=3, unique_by=lambda x: x[0]).map(lambda x: tuple(sorted(x))),
+    xattrs=st.lists(
+        st.tuples(st.binary(min_size=1, max_size=20), st.binary(max_size=40)),
+        max_size=3,
+        unique_by=lambda x: x[0],
+    ).map(lambda x: tuple(sorted(x))),
     link=st.one_of(st.none(), st.binary(min_size=1, max_size=30)),
 )
 
 
 @given(st.dictionaries(names, metas, max_size=8), st.integers(0, 0o7777))
 def test_record_round_trips(children, mode):
-    children = {n: (m if m.kind == FILE else Meta(**{**m.__dict__, "size": 0}))
-                for n, m in children.items()}
+    children = {
+        n: (m if m.kind == FILE else Meta(**{**m.__dict__, "size": 0})) for n, m in children.items()
+    }
     own = Meta(DIR, mode, 5, 6, 123)
     data = format_record(own, children)
     assert data.decode("ascii").count("\n") == len(children) + 1

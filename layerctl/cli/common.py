@@ -29,8 +29,14 @@ def human_size(n: int) -> str:
 
 def ago(timestamp: float) -> str:
     delta = max(0, time.time() - timestamp)
-    for seconds, unit in ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"),
-                          (86400, "day"), (3600, "hour"), (60, "minute")):
+    for seconds, unit in (
+        (86400 * 365, "year"),
+        (86400 * 30, "month"),
+        (86400 * 7, "week"),
+        (86400, "day"),
+        (3600, "hour"),
+        (60, "minute"),
+    ):
         if delta >= seconds:
             n = int(delta // seconds)
             return f"{n} {unit}{'s' if n > 1 else ''} ago"

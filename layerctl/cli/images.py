@@ -17,7 +17,9 @@ from layerctl.errors import BadInput, NotFound
 @click.option("-m", "--message", default="", help="Commit message for the layer.")
 @click.option("-a", "--author", default=None, help='Author, "Name <email>" or a bare name.')
 @click.pass_context
-def import_cmd(ctx: click.Context, source: str, name: str, message: str, author: str | None) -> None:
+def import_cmd(
+    ctx: click.Context, source: str, name: str, message: str, author: str | None
+) -> None:
     """Import SOURCE (a directory or a tar, plain/gzip/zstd, '-' for stdin) as NAME[:TAG]."""
     from layerctl.identity import author_or_default
     from layerctl.images import parse_name
@@ -48,10 +50,15 @@ def _image_rows(store: object) -> list[list[str]]:
     for name, layer_id in list_images(store):
         layers = chain(store, layer_id)
         top = layers[-1]
-        rows.append([
-            name.repository, name.tag, image_id(layers)[7:19], ago(top.author_time),
-            human_size(top.size),
-        ])
+        rows.append(
+            [
+                name.repository,
+                name.tag,
+                image_id(layers)[7:19],
+                ago(top.author_time),
+                human_size(top.size),
+            ]
+        )
     return rows
 
 
@@ -182,8 +189,13 @@ def history_cmd(ctx: click.Context, image: str, no_trunc: bool) -> None:
         if not no_trunc:
             created_by = created_by if len(created_by) <= 45 else created_by[:44] + "…"
             comment = comment if len(comment) <= 40 else comment[:39] + "…"
-        rows.append([
-            layer.id if no_trunc else layer.id[:12], ago(layer.author_time), created_by,
-            human_size(max(delta, 0)), comment,
-        ])
+        rows.append(
+            [
+                layer.id if no_trunc else layer.id[:12],
+                ago(layer.author_time),
+                created_by,
+                human_size(max(delta, 0)),
+                comment,
+            ]
+        )
     table(rows, ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"])

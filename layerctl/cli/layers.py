@@ -44,14 +44,17 @@ def _echo_changes(store: object, changes: list, stat: bool, patch: bool) -> None
 
 
 def _date(layer: object) -> str:
-    return time.strftime("%a %b %d %H:%M:%S %Y ", time.gmtime(layer.author_time + layer.author_tz)) + (
+    return time.strftime(
+        "%a %b %d %H:%M:%S %Y ", time.gmtime(layer.author_time + layer.author_tz)
+    ) + (
         f"{'+' if layer.author_tz >= 0 else '-'}{abs(layer.author_tz) // 3600:02d}"
         f"{abs(layer.author_tz) % 3600 // 60:02d}"
     )
 
 
-def _echo_layer(store: object, layer: object, tags: dict, oneline: bool, stat: bool,
-                patch: bool) -> None:
+def _echo_layer(
+    store: object, layer: object, tags: dict, oneline: bool, stat: bool, patch: bool
+) -> None:
     decoration = f" ({', '.join(tags[layer.id])})" if layer.id in tags else ""
     if oneline:
         click.echo(f"{layer.id[:12]}{decoration} {layer.summary}")
@@ -76,10 +79,18 @@ def _echo_layer(store: object, layer: object, tags: dict, oneline: bool, stat: b
 @click.option("--oneline", is_flag=True, help="One line per layer.")
 @click.option("--stat", is_flag=True, help="List the paths each layer changes.")
 @click.option("-p", "--patch", is_flag=True, help="Show each layer's changes as patches.")
-@click.option("-n", "--max-count", type=click.IntRange(min=0), default=None, help="At most N layers.")
+@click.option(
+    "-n", "--max-count", type=click.IntRange(min=0), default=None, help="At most N layers."
+)
 @click.pass_context
-def log_cmd(ctx: click.Context, image: str | None, oneline: bool, stat: bool, patch: bool,
-            max_count: int | None) -> None:
+def log_cmd(
+    ctx: click.Context,
+    image: str | None,
+    oneline: bool,
+    stat: bool,
+    patch: bool,
+    max_count: int | None,
+) -> None:
     """Show the layer history of IMAGE (default: of every image), newest first."""
     from layerctl.images import list_images, resolve
     from layerctl.store.layers import read_layer
@@ -112,7 +123,7 @@ def _split_layer_path(store: object, text: str) -> tuple[str, bytes | None]:
         if text[i] != ":":
             continue
         try:
-            return resolve(store, text[:i]), os.fsencode(text[i + 1:])
+            return resolve(store, text[:i]), os.fsencode(text[i + 1 :])
         except LayerctlError:
             continue
     return resolve(store, text), None
@@ -135,7 +146,9 @@ def show_cmd(ctx: click.Context, target: str, patch: bool) -> None:
         return
     found = lookup_follow(store, layer.root, path)
     if found is None:
-        raise NotFound(f"no such path in layer {layer_id[:12]}: /{path.decode('utf-8', 'replace').lstrip('/')}")
+        raise NotFound(
+            f"no such path in layer {layer_id[:12]}: /{path.decode('utf-8', 'replace').lstrip('/')}"
+        )
     meta, obj = found
     if isinstance(obj, DirRef):
         from layerctl.store.fstree import read_dir
@@ -146,8 +159,9 @@ def show_cmd(ctx: click.Context, target: str, patch: bool) -> None:
             click.echo(name.decode("utf-8", "backslashreplace") + suffix)
         return
     if meta.kind not in ("-", "l"):
-        raise LayerctlError(f"/{path.decode('utf-8', 'replace').lstrip('/')} is a special file "
-                            f"({meta.format()})")
+        raise LayerctlError(
+            f"/{path.decode('utf-8', 'replace').lstrip('/')} is a special file ({meta.format()})"
+        )
     sys.stdout.flush()
     sys.stdout.buffer.write(store.read_blob(obj))
     sys.stdout.buffer.flush()

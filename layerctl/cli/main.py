@@ -14,7 +14,11 @@ from layerctl.errors import LayerctlError
 
 # name -> (module, function, short help). Modules load only when their command runs.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "import": ("layerctl.cli.images", "import_cmd", "Import a root filesystem (dir or tar) as an image"),
+    "import": (
+        "layerctl.cli.images",
+        "import_cmd",
+        "Import a root filesystem (dir or tar) as an image",
+    ),
     "images": ("layerctl.cli.images", "images_cmd", "List images"),
     "tag": ("layerctl.cli.images", "tag_cmd", "Tag an image or layer"),
     "rmi": ("layerctl.cli.images", "rmi_cmd", "Remove image tags"),
@@ -34,7 +38,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "status": ("layerctl.cli.containers", "status_cmd", "Show a container's pending changes"),
     "commit": ("layerctl.cli.containers", "commit_cmd", "Commit a container's changes as a layer"),
     "restore": ("layerctl.cli.containers", "restore_cmd", "Discard pending changes to paths"),
-    "reset": ("layerctl.cli.containers", "reset_cmd", "Move a container to a layer, dropping changes"),
+    "reset": (
+        "layerctl.cli.containers",
+        "reset_cmd",
+        "Move a container to a layer, dropping changes",
+    ),
     # processes (layerctl/cli/run.py)
     "run": ("layerctl.cli.run", "run_cmd", "Run a command in a new container"),
     "exec": ("layerctl.cli.run", "exec_cmd", "Run a command in a running container"),
@@ -51,7 +59,7 @@ def _docker_style(args: list[str]) -> list[str]:
     out = []
     for arg in args:
         if arg == "--":
-            out.extend(args[len(out):])
+            out.extend(args[len(out) :])
             return out
         if len(arg) > 3 and arg[0] == "-" and arg[1] in _VALUE_SHORT_OPTS and arg[2] == "=":
             out.extend((arg[:2], arg[3:]))

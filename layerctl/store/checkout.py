@@ -101,7 +101,9 @@ class Checkout:
             apply_meta(child, meta, self.as_root)
 
 
-def checkout(store: object, root: DirRef, dest: str | bytes, progress: Progress | None = None) -> None:
+def checkout(
+    store: object, root: DirRef, dest: str | bytes, progress: Progress | None = None
+) -> None:
     """Write the filesystem `root` into the empty or missing directory `dest`."""
     Checkout(store, progress).run(root, dest)
 

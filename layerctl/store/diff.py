@@ -69,7 +69,12 @@ class Change:
 
 
 _KIND_NAMES = {
-    "-": "file", "d": "dir", "l": "symlink", "c": "chardev", "b": "blockdev", "p": "fifo",
+    "-": "file",
+    "d": "dir",
+    "l": "symlink",
+    "c": "chardev",
+    "b": "blockdev",
+    "p": "fifo",
     "s": "socket",
 }
 

@@ -4,6 +4,7 @@ and agrees with its tree, every image ref points at a complete layer."""
 from __future__ import annotations
 
 import hashlib
+
 from layerctl.store.fstree import RECORD, DirRef
 from layerctl.store.meta import DIR, SYMLINK, parse_record
 from layerctl.store.names import unmangle
@@ -30,7 +31,9 @@ class Checker:
             return None
         self.objects += 1
         if type_num != expect:
-            self.problems.append(f"{what}: object {sha.hex()} is not a {_TYPE_NAMES[expect].decode()}")
+            self.problems.append(
+                f"{what}: object {sha.hex()} is not a {_TYPE_NAMES[expect].decode()}"
+            )
             return None
         real = hashlib.sha1(b"%s %d\0" % (_TYPE_NAMES[type_num], len(data)) + data).digest()
         if real != sha:

@@ -13,8 +13,16 @@ from dataclasses import dataclass, field
 from layerctl.errors import Corrupt
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta, format_record, parse_record
 from layerctl.store.names import mangle, unmangle
-from layerctl.store.objects import BLOB, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, TREE
-from layerctl.store.objects import PackWriter, serialize_tree
+from layerctl.store.objects import (
+    BLOB,
+    MODE_EXEC,
+    MODE_FILE,
+    MODE_LINK,
+    MODE_TREE,
+    TREE,
+    PackWriter,
+    serialize_tree,
+)
 
 RECORD = b"%"
 EMPTY_BLOB = bytes.fromhex("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391")
@@ -54,7 +62,7 @@ def read_dir(store: object, ref: DirRef) -> Dir:
     meta_entries = store.read_tree(ref.meta)
     record_id = None
     meta_dirs = {}
-    for name, mode, sha in meta_entries:
+    for name, _mode, sha in meta_entries:
         if name == RECORD:
             record_id = sha
         else:
@@ -152,7 +160,9 @@ def empty_dir_meta() -> Meta:
     return Meta(DIR, 0o755)
 
 
-def lookup_follow(store: object, root: DirRef, path: bytes, hops: int = 40) -> tuple[Meta, object] | None:
+def lookup_follow(
+    store: object, root: DirRef, path: bytes, hops: int = 40
+) -> tuple[Meta, object] | None:
     """lookup() that follows symlinks as a process chrooted into the layer would."""
     parts = [p for p in path.split(b"/") if p and p != b"."]
     resolved: list[bytes] = []

@@ -7,7 +7,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from layerctl.errors import BadInput, Corrupt, NotFound
 from layerctl.store.fstree import DirRef
@@ -64,7 +64,7 @@ class Layer:
 
     @property
     def created_iso(self) -> str:
-        return self.created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     @property
     def author_name(self) -> str:
@@ -140,12 +140,16 @@ def write_layer(
 
     The trees under `root` must already be in the store.
     """
-    config_blob = store.add_object(BLOB, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
-    top = serialize_tree([
-        (b"config.json", MODE_FILE, config_blob),
-        (b"meta", MODE_TREE, root.meta),
-        (b"rootfs", MODE_TREE, root.rootfs),
-    ])
+    config_blob = store.add_object(
+        BLOB, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    )
+    top = serialize_tree(
+        [
+            (b"config.json", MODE_FILE, config_blob),
+            (b"meta", MODE_TREE, root.meta),
+            (b"rootfs", MODE_TREE, root.rootfs),
+        ]
+    )
     tree = store.add_object(TREE, top)
     now = int(time.time()) if when is None else when
     tz = time.localtime(now).tm_gmtoff

@@ -95,7 +95,9 @@ class PackWriter:
         self._entries: dict[bytes, tuple[int, int]] = {}  # id -> (offset, crc32)
         self._pool = ThreadPoolExecutor(threads or max(2, os.cpu_count() or 2))
         self._pending: deque[Future] = deque()
-        self._window = 64
+        self._window = 64  # queued jobs, and at most _window_bytes of content in flight
+        self._window_bytes = 256 << 20
+        self._pending_bytes = 0
         self._lock = threading.Lock()
         self.bytes_in = 0
         self.pack_path: str | None = None
@@ -115,52 +117,69 @@ class PackWriter:
             self._write(sha, type_num, len(data), [_compress(data, self._level)])
         return sha
 
-    def add_file(self, path: bytes, size: int, on_done: Callable[[bytes], None]) -> None:
-        """Hash (and, if new, compress) a file's content as a blob on a worker thread.
+    def add_file(
+        self, path: bytes, size: int, on_done: Callable[..., None], with_data: bool = False
+    ) -> None:
+        """Hash (and, if new, compress) a file's content as a blob.
 
-        `on_done(binary_id)` is called on this thread, in submission order, by
-        a later add_file() or by drain().
+        `on_done(binary_id)` — or `on_done(binary_id, content)` with
+        `with_data` (content is None for big files, which are streamed) — is
+        called on this thread, in submission order, by a later call or drain().
         """
         if size > BIG_FILE:
             self.drain()
-            on_done(self._add_big_file(path, size))
+            sha = self._add_big_file(path, size)
+            on_done(sha, None) if with_data else on_done(sha)
             return
         if size < SMALL_FILE:
-            self._pending.append(_Done(self._hash_file(path, size, on_done)))
+            job = _Done(self._hash_file(path, size))
         else:
-            self._pending.append(self._pool.submit(self._hash_file, path, size, on_done))
-        while len(self._pending) > self._window:
-            self._land(self._pending.popleft())
+            job = self._pool.submit(self._hash_file, path, size)
+        self._queue(job, on_done, with_data, size)
 
     def add_blob_async(self, data: bytes, on_done: Callable[[bytes], None]) -> None:
         """Like add_file() for content already in memory."""
-        self._pending.append(self._pool.submit(self._hash_bytes, data, on_done))
-        while len(self._pending) > self._window:
-            self._land(self._pending.popleft())
+        self._queue(self._pool.submit(self._hash_bytes, data), on_done, False, len(data))
+
+    def then(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` once everything queued before it has landed (keeps order)."""
+        self._queue(None, callback, None)
+
+    def _queue(
+        self, job: object, callback: Callable[..., None], with_data: bool | None, size: int = 0
+    ) -> None:
+        self._pending.append((job, callback, with_data))
+        self._pending_bytes += size
+        while len(self._pending) > self._window or self._pending_bytes > self._window_bytes:
+            self._land(*self._pending.popleft())
 
     def drain(self) -> None:
         while self._pending:
-            self._land(self._pending.popleft())
+            self._land(*self._pending.popleft())
 
-    def _hash_bytes(self, data: bytes, on_done: Callable[[bytes], None]) -> tuple:
+    def _hash_bytes(self, data: bytes) -> tuple:
         sha = object_id(BLOB, data)
         if self.has(sha):
-            return sha, len(data), None, on_done
-        return sha, len(data), _compress(data, self._level), on_done
+            return sha, data, None
+        return sha, data, _compress(data, self._level)
 
-    def _hash_file(self, path: bytes, size: int, on_done: Callable[[bytes], None]) -> tuple:
+    def _hash_file(self, path: bytes, size: int) -> tuple:
         with open(path, "rb") as f:
             data = f.read()
         if len(data) != size:
             raise OSError(f"{os.fsdecode(path)} changed size while being read")
-        return self._hash_bytes(data, on_done)
+        return self._hash_bytes(data)
 
-    def _land(self, future: Future) -> None:
-        sha, size, compressed, on_done = future.result()
-        self.bytes_in += size
+    def _land(self, job: object, callback: Callable[..., None], with_data: bool | None) -> None:
+        if job is None:
+            callback()
+            return
+        sha, data, compressed = job.result()
+        self._pending_bytes -= len(data)
+        self.bytes_in += len(data)
         if compressed is not None and sha not in self._entries:
-            self._write(sha, BLOB, size, [compressed])
-        on_done(sha)
+            self._write(sha, BLOB, len(data), [compressed])
+        callback(sha, data) if with_data else callback(sha)
 
     def _add_big_file(self, path: bytes, size: int) -> bytes:
         h = hashlib.sha1(b"blob %d\0" % size)
@@ -235,8 +254,9 @@ class PackWriter:
         return self.pack_path
 
     def abort(self) -> None:
-        for future in self._pending:
-            future.cancel()
+        for job, _callback, _with_data in self._pending:
+            if job is not None:
+                job.cancel()
         self._pending.clear()
         self._pool.shutdown(wait=True)
         if not self._file.closed:

@@ -1,9 +1,9 @@
 """The store: one bare git repository plus layerctl's own state directories.
 
-    ROOT/                 a bare git repository (objects/, refs/, config)
-    ROOT/refs/images/...  one ref per image tag (see layerctl.images)
-    ROOT/containers/      container state (layerctl.containers)
-    ROOT/cache/           extracted layers shared by overlay mounts
+ROOT/                 a bare git repository (objects/, refs/, config)
+ROOT/refs/images/...  one ref per image tag (see layerctl.images)
+ROOT/containers/      container state (layerctl.containers)
+ROOT/cache/           extracted layers shared by overlay mounts
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from layerctl.errors import Corrupt, Locked, LayerctlError, NotFound
+from layerctl.errors import Corrupt, LayerctlError, Locked, NotFound
 from layerctl.store.objects import PackWriter
 
 if TYPE_CHECKING:
@@ -25,7 +25,9 @@ def default_root() -> str:
     root = os.environ.get("LAYERCTL_ROOT")
     if root:
         return root
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
     return os.path.join(data, "layerctl")
 
 
@@ -105,8 +107,9 @@ class Store:
         return packed
 
     def pack_writer(self, level: int = 1) -> PackWriter:
-        return PackWriter(os.path.join(self.root, "objects", "pack"), self.packed_lookup(),
-                          level=level)
+        return PackWriter(
+            os.path.join(self.root, "objects", "pack"), self.packed_lookup(), level=level
+        )
 
     def landed(self) -> None:
         """Make objects written by other writers (packs just landed) visible."""

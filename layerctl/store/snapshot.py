@@ -5,10 +5,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from layerctl.errors import BadInput
+from layerctl.oci.layertar import LayerTarWriter
 from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, write_dir
 from layerctl.store.meta import DEVICE_KINDS, DIR, FILE, SYMLINK, Meta, kind_of
 from layerctl.store.objects import BLOB, PackWriter
@@ -69,13 +70,15 @@ class DirImporter:
         writer: PackWriter,
         progress: Progress | None = None,
         keep_xattr: XattrFilter | None = None,
+        tar: LayerTarWriter | None = None,
     ) -> None:
         self.writer = writer
+        self.tar = tar  # when given, also writes the tree's changeset tar (for the DiffID)
         self.progress = progress
         self.keep_xattr = keep_xattr
         self.total = 0
         self.done = 0
-        self._inodes: dict[tuple[int, int], tuple[bytes, _Node, bytes]] = {}
+        self._inodes: dict[tuple[int, int], tuple[bytes, _Node, bytes, Meta]] = {}
         self._links: list[tuple[_Node, bytes, bytes]] = []
 
     def import_dir(self, top: str | bytes) -> DirRef:
@@ -114,6 +117,7 @@ class DirImporter:
                 raise BadInput(f"cannot stat {os.fsdecode(path)}: {e.strerror}") from None
             meta = meta_from_stat(st, self._xattrs(path))
             if meta.kind == DIR:
+                self._tar_entry(rel, meta)
                 child = _Node(meta)
                 node.subdirs[entry.name] = child
                 self._scan(path, rel, child)
@@ -124,33 +128,45 @@ class DirImporter:
                 if first is not None:
                     self._links.append((node, entry.name, first[0]))
                     node.dir.files[entry.name] = (meta, b"")
+                    self._tar_entry(rel, replace(first[3], link=first[0]))
                     continue
-                self._inodes[key] = (rel, node, entry.name)
-            self._add_content(path, node, entry.name, meta)
+                self._inodes[key] = (rel, node, entry.name, meta)
+            self._add_content(path, rel, node, entry.name, meta)
 
-    def _add_content(self, path: bytes, node: _Node, name: bytes, meta: Meta) -> None:
+    def _tar_entry(self, rel: bytes, meta: Meta, content: bytes | None = None) -> None:
+        if self.tar is not None:
+            tar = self.tar
+            self.writer.then(lambda: tar.add(rel, meta, content))
+
+    def _add_content(self, path: bytes, rel: bytes, node: _Node, name: bytes, meta: Meta) -> None:
         files = node.dir.files
         if meta.kind == FILE:
             self.total += meta.size
+            tar = self.tar
 
-            def done(sha: bytes, files: dict = files, name: bytes = name, meta: Meta = meta) -> None:
+            def done(sha: bytes, data: bytes | None) -> None:
                 files[name] = (meta, sha)
                 self.done += meta.size
+                if tar is not None:
+                    tar.add(rel, meta, data, None if data is not None else _chunks(path))
                 if self.progress:
                     self.progress(self.done, self.total)
 
             try:
-                self.writer.add_file(path, meta.size, done)
+                self.writer.add_file(path, meta.size, done, with_data=True)
             except OSError as e:
                 raise BadInput(f"cannot read {os.fsdecode(path)}: {e.strerror or e}") from None
         elif meta.kind == SYMLINK:
-            files[name] = (meta, self.writer.add(BLOB, os.readlink(path)))
+            target = os.readlink(path)
+            files[name] = (meta, self.writer.add(BLOB, target))
+            self._tar_entry(rel, meta, target)
         else:
             files[name] = (meta, EMPTY_BLOB)
+            self._tar_entry(rel, meta)
 
     def _resolve_links(self) -> None:
         """Every later member of a hardlink group points at the first one (walk order)."""
-        by_path = {rel: (node, name) for rel, node, name in self._inodes.values()}
+        by_path = {rel: (node, name) for rel, node, name, _meta in self._inodes.values()}
         for node, name, first in self._links:
             first_node, first_name = by_path[first]
             first_meta, sha = first_node.dir.files[first_name]
@@ -160,6 +176,12 @@ class DirImporter:
         for name, child in node.subdirs.items():
             node.dir.dirs[name] = self._write(child)
         return write_dir(self.writer, node.dir)
+
+
+def _chunks(path: bytes, size: int = 1 << 20) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(size):
+            yield chunk
 
 
 def import_tree(
