@@ -300,9 +300,9 @@ def test_status_json_and_diff_patch(store, small_image, cli):
         data = json.loads(cli("status", "--json", "js").stdout)
         assert {"Path": "/etc/hostname", "Kind": 0, "Status": "C",
                 "Details": ["content"]} in data
-        from layerctl.cli.main import cli as group
-
         import click.testing
+
+        from layerctl.cli.main import cli as group
 
         res = click.testing.CliRunner().invoke(group, ["--root", store.root, "diff", "-p", "js"])
         if res.exit_code != 0 or "diff --layerctl" not in res.output:
