@@ -108,8 +108,14 @@ def kind_of(st_mode: int) -> str:
 def format_record(own: Meta, children: dict[bytes, Meta]) -> bytes:
     """Serialise a directory's record; `children` holds its non-directory entries."""
     lines = [". " + own.format()]
-    lines.extend(f"{escape(name)} {children[name].format()}" for name in sorted(children))
+    lines.extend(f"{_name_token(name)} {children[name].format()}" for name in sorted(children))
     return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def _name_token(name: bytes) -> str:
+    # '.' names the directory itself; a child can only be called that in a
+    # hostile archive, but it must not be mistaken for the directory.
+    return "%2E" if name == b"." else escape(name)
 
 
 def parse_record(data: bytes) -> tuple[Meta, dict[bytes, Meta]]:
