@@ -49,6 +49,37 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "start": ("layerctl.cli.run", "start_cmd", "Start a stopped container"),
     "stop": ("layerctl.cli.run", "stop_cmd", "Stop a running container"),
     "logs": ("layerctl.cli.run", "logs_cmd", "Show a container's output"),
+    # interchange (layerctl/cli/interchange.py)
+    "load": (
+        "layerctl.cli.interchange",
+        "load_cmd",
+        "Load images from a docker-archive or OCI layout",
+    ),
+    "save": (
+        "layerctl.cli.interchange",
+        "save_cmd",
+        "Save images as a docker-archive or OCI layout",
+    ),
+    "export": (
+        "layerctl.cli.interchange",
+        "export_cmd",
+        "Export a container's or layer's filesystem as a tar",
+    ),
+    "track": (
+        "layerctl.cli.interchange",
+        "track_cmd",
+        "Track a podman/docker container's changes in place",
+    ),
+    # sharing (layerctl/cli/share.py)
+    "pull": ("layerctl.cli.share", "pull_cmd", "Pull an image from a registry"),
+    "push": ("layerctl.cli.share", "push_cmd", "Push an image to a registry or a git remote"),
+    "login": ("layerctl.cli.share", "login_cmd", "Log in to a registry"),
+    "logout": ("layerctl.cli.share", "logout_cmd", "Log out from a registry"),
+    "remote": ("layerctl.cli.share", "remote_cmd", "Manage git remotes"),
+    "fetch": ("layerctl.cli.share", "fetch_cmd", "Fetch images and layers from a git remote"),
+    # terminal UI (layerctl/cli/tui.py)
+    "tui": ("layerctl.cli.tui", "tui_cmd", "Open the terminal UI"),
+    "demo": ("layerctl.cli.tui", "demo_cmd", "Build a sample image and container and open the UI"),
 }
 
 # Short options that take a value: Docker (pflag) accepts `-m=msg`; click would keep the '='.
