@@ -1,0 +1,534 @@
+"""Browsing a layer's filesystem, dive style: each entry annotated against the layer
+below (added, changed, deleted, unchanged), loaded one directory at a time.
+
+Two sources share one interface:
+
+- `LayerBrowser`: a layer's tree against its parent's tree (both in the store).
+- `PendingBrowser`: a container's base layer with its pending changes on top
+  (new content is read from the container's directories, not the store).
+
+Nothing here walks a whole image to list a directory: `children()` reads the two
+directories at that path (memoised), so a 100k-entry image opens as fast as a
+small one. Directory sizes and searches walk, and are meant for a worker thread.
+The front ends (CLI, TUI) only render what this module returns.
+"""
+
+from __future__ import annotations
+
+import stat
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from layerctl.patch import is_binary, render_patch
+from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
+from layerctl.store.fstree import Dir, DirRef, read_dir
+from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
+
+UNCHANGED = ""
+ALL_KINDS = frozenset({ADDED, CHANGED, DELETED, UNCHANGED})
+CHANGE_KINDS = frozenset({ADDED, CHANGED, DELETED})
+PREVIEW_BYTES = 256 * 1024  # beyond this a preview shows the head only: the UI stays fast
+
+BY_NAME, BY_SIZE = "name", "size"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One filesystem entry of the browsed layer, with its status against the one below.
+
+    For a deleted entry `meta`/`blob`/`ref` describe what was there before.
+    """
+
+    path: bytes
+    status: str  # A, C, D or "" (unchanged)
+    meta: Meta
+    old: Meta | None = None
+    blob: bytes | None = None
+    old_blob: bytes | None = None
+    ref: DirRef | None = None  # a directory's tree on its side (new, or old if deleted)
+    old_ref: DirRef | None = None
+    dirty: bool = False  # a directory with changes somewhere below it
+    change: Change | None = field(default=None, compare=False)
+
+    @property
+    def name(self) -> bytes:
+        return self.path.rpartition(b"/")[2]
+
+    @property
+    def name_text(self) -> str:
+        return self.name.decode("utf-8", "backslashreplace")
+
+    @property
+    def path_text(self) -> str:
+        return "/" + self.path.decode("utf-8", "backslashreplace")
+
+    @property
+    def is_dir(self) -> bool:
+        return self.meta.kind == DIR
+
+    @property
+    def mode_text(self) -> str:
+        """ls -l's permission column: drwxr-xr-x, -rwsr-xr-x."""
+        return stat.filemode(self.meta.st_mode)
+
+    @property
+    def owner_text(self) -> str:
+        return f"{self.meta.uid}:{self.meta.gid}"
+
+    def as_change(self) -> Change | None:
+        """The Change this entry stands for (None when unchanged)."""
+        if self.change is not None:
+            return self.change
+        if self.status == UNCHANGED:
+            return None
+        if self.status == ADDED:
+            return Change(self.path, ADDED, new=self.meta, new_blob=self.blob)
+        if self.status == DELETED:
+            return Change(self.path, DELETED, old=self.meta, old_blob=self.blob)
+        return Change(self.path, CHANGED, old=self.old, new=self.meta,
+                      old_blob=self.old_blob, new_blob=self.blob)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a preview pane shows: `kind` is text, diff, binary, directory or info;
+    `text` is ready to show (`syntax_hint` names the file for a highlighter)."""
+
+    kind: str
+    title: str
+    text: str
+    syntax_hint: str = ""
+    truncated: bool = False
+
+
+def _sort_key(by: str, sizes: dict[bytes, int]) -> Callable[[Entry], tuple]:
+    if by == BY_SIZE:
+        return lambda e: (-sizes.get(e.path, e.meta.size), e.name)
+    return lambda e: (not e.is_dir, e.name)
+
+
+class _Base:
+    """What both browsers share: filtering, sorting, sizes, search, preview."""
+
+    def __init__(self, store: object) -> None:
+        self.store = store
+        self._lock = threading.RLock()  # listings may be asked for from several workers
+        self._size_memo: dict[bytes, int] = {}
+
+    # -- listing ----------------------------------------------------------------
+
+    def _entries(self, path: bytes) -> list[Entry]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def children(
+        self,
+        path: bytes = b"",
+        kinds: Iterable[str] = ALL_KINDS,
+        sort: str = BY_NAME,
+    ) -> list[Entry]:
+        """The entries directly in `path` whose status is in `kinds` ("" = unchanged),
+        plus directories with such changes below them."""
+        kinds = frozenset(kinds)
+        with self._lock:
+            entries = self._entries(path.strip(b"/"))
+        shown = [e for e in entries if e.status in kinds or (e.dirty and kinds & CHANGE_KINDS)]
+        sizes = {e.path: self.size(e) for e in shown if e.is_dir} if sort == BY_SIZE else {}
+        return sorted(shown, key=_sort_key(sort, sizes))
+
+    def entry(self, path: bytes) -> Entry | None:
+        """The entry at `path` (b"" is the root: reported as an unchanged directory)."""
+        path = path.strip(b"/")
+        if not path:
+            return None
+        parent, _, name = path.rpartition(b"/")
+        for e in self.children(parent):
+            if e.name == name:
+                return e
+        return None
+
+    def size(self, e: Entry) -> int:
+        """A file's size, or the total size of the files under a directory (memoised by
+        tree id, so shared subtrees are summed once)."""
+        if not e.is_dir:
+            return e.meta.size
+        if e.ref is None:
+            return self._dir_size_pending(e)
+        with self._lock:
+            return self._tree_size(e.ref)
+
+    def _dir_size_pending(self, e: Entry) -> int:
+        return sum(self.size(c) for c in self.children(e.path) if c.status != DELETED)
+
+    def _tree_size(self, ref: DirRef) -> int:
+        key = ref.rootfs
+        found = self._size_memo.get(key)
+        if found is not None:
+            return found
+        d = read_dir(self.store, ref)
+        total = sum(meta.size for meta, _ in d.files.values() if meta.kind == FILE)
+        total += sum(self._tree_size(sub) for sub in d.dirs.values())
+        self._size_memo[key] = total
+        return total
+
+    def counts(self, path: bytes = b"") -> dict[str, int]:
+        """How many entries directly in `path` have each status."""
+        out = {ADDED: 0, CHANGED: 0, DELETED: 0, UNCHANGED: 0}
+        for e in self.children(path):
+            out[e.status] += 1
+        return out
+
+    def search(
+        self,
+        text: str,
+        kinds: Iterable[str] = ALL_KINDS,
+        limit: int = 1000,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Iterator[Entry]:
+        """Entries whose name contains `text` (case-insensitive), breadth first, at most
+        `limit`; walks, so run it in a worker and pass `cancelled` to stop early."""
+        needle = text.lower()
+        kinds = frozenset(kinds)
+        queue = [b""]
+        found = 0
+        while queue and found < limit:
+            if cancelled():
+                return
+            path = queue.pop(0)
+            for e in self.children(path, kinds):
+                if needle in e.name_text.lower() and e.status in kinds:
+                    yield e
+                    found += 1
+                    if found >= limit:
+                        return
+                if e.is_dir:
+                    queue.append(e.path)
+
+    # -- content ----------------------------------------------------------------
+
+    def read_new(self, e: Entry) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def read_old(self, e: Entry) -> bytes:
+        return self.store.read_blob(e.old_blob if e.status != DELETED else e.blob)
+
+    def preview(self, e: Entry, diff: bool = False) -> Preview:
+        """A file's content, or (diff=True) its change against the layer below; binaries,
+        directories, devices and metadata-only changes described in words."""
+        with self._lock:
+            if diff:
+                return self._diff_preview(e)
+            return self._content_preview(e)
+
+    def _content_preview(self, e: Entry) -> Preview:
+        title = e.path_text
+        if e.status == DELETED:
+            title += " (deleted in this layer)"
+        kind = e.meta.kind
+        if kind == DIR:
+            n = len(self.children(e.path))
+            return Preview("directory", title, f"directory, {n} entries, {describe_meta(e.meta)}")
+        if kind == SYMLINK:
+            target = self._read(e).decode("utf-8", "backslashreplace")
+            return Preview("info", title, f"symbolic link → {target}")
+        if kind != FILE:
+            return Preview("info", title, describe_meta(e.meta))
+        data = self._read(e)
+        if is_binary(data[:PREVIEW_BYTES]) and not _cut_utf8(data):
+            return Preview("binary", title, f"binary file, {human_size(e.meta.size)}"
+                           f" ({sniff(data)}), {describe_meta(e.meta)}")
+        text, truncated = _text_head(data)
+        return Preview("text", title, text, syntax_hint=e.name_text, truncated=truncated)
+
+    def _read(self, e: Entry) -> bytes:
+        return self.read_old(e) if e.status == DELETED else self.read_new(e)
+
+    def _diff_preview(self, e: Entry) -> Preview:
+        title = f"{e.path_text} against the layer below"
+        change = e.as_change()
+        if change is None:
+            return Preview("info", title, "unchanged in this layer")
+        if e.is_dir and change.status != CHANGED:
+            word = "added" if change.status == ADDED else "deleted"
+            return Preview("info", title, f"directory {word}: {describe_meta(e.meta)}")
+
+        def read(blob: bytes) -> bytes:
+            if change.status != DELETED and blob == change.new_blob:
+                return self.read_new(e)
+            return self.store.read_blob(blob)
+
+        lines = render_patch(change, read)
+        truncated = len(lines) > 5000
+        text = "\n".join(lines[:5000])
+        if len(lines) <= 1 or (change.status == CHANGED and not change.content_changed):
+            words = ", ".join(change.details()) or "no visible difference"
+            return Preview("info", title, f"metadata only: {words}")
+        return Preview("diff", title, text, syntax_hint="diff", truncated=truncated)
+
+
+class LayerBrowser(_Base):
+    """A layer's filesystem (`new`) annotated against its parent's (`old`, None for a
+    base layer: everything is added)."""
+
+    def __init__(self, store: object, new: DirRef, old: DirRef | None) -> None:
+        super().__init__(store)
+        self.new = new
+        self.old = old
+        self._dirs: dict[tuple[int, bytes], Dir | None] = {}
+
+    @classmethod
+    def for_layer(cls, store: object, layer_id: str) -> LayerBrowser:
+        from layerctl.store.layers import read_layer
+
+        layer = read_layer(store, layer_id)
+        parent = read_layer(store, layer.parent).root if layer.parent else None
+        return cls(store, layer.root, parent)
+
+    def _dir(self, side: int, path: bytes) -> Dir | None:
+        key = (side, path)
+        if key in self._dirs:
+            return self._dirs[key]
+        root = self.new if side == 1 else self.old
+        found: Dir | None = None
+        if root is not None:
+            if not path:
+                found = read_dir(self.store, root)
+            else:
+                parent_path, _, name = path.rpartition(b"/")
+                parent = self._dir(side, parent_path)
+                if parent is not None and name in parent.dirs:
+                    found = read_dir(self.store, parent.dirs[name])
+        self._dirs[key] = found
+        return found
+
+    def _entries(self, path: bytes) -> list[Entry]:
+        new, old = self._dir(1, path), self._dir(0, path)
+        out = []
+        names = set(new.names() if new else ()) | set(old.names() if old else ())
+        for name in names:
+            p = path + b"/" + name if path else name
+            in_new = new is not None and (name in new.files or name in new.dirs)
+            in_old = old is not None and (name in old.files or name in old.dirs)
+            if in_new and not in_old:
+                meta, blob, ref = _side(self, 1, new, name, p)
+                out.append(Entry(p, ADDED, meta, blob=blob, ref=ref, dirty=ref is not None))
+            elif in_old and not in_new:
+                meta, blob, ref = _side(self, 0, old, name, p)
+                out.append(Entry(p, DELETED, meta, blob=blob, ref=ref, dirty=ref is not None))
+            elif name in new.dirs and name in old.dirs:
+                nref, oref = new.dirs[name], old.dirs[name]
+                nmeta = self._dir(1, p).own
+                if nref == oref:
+                    out.append(Entry(p, UNCHANGED, nmeta, ref=nref))
+                    continue
+                ometa = self._dir(0, p).own
+                status = CHANGED if nmeta != ometa else UNCHANGED
+                out.append(Entry(p, status, nmeta, old=ometa, ref=nref, old_ref=oref, dirty=True))
+            else:
+                nmeta, nblob, nref = _side(self, 1, new, name, p)
+                ometa, oblob, oref = _side(self, 0, old, name, p)
+                same = nmeta == ometa and nblob == oblob and nref is None and oref is None
+                out.append(Entry(p, UNCHANGED if same else CHANGED, nmeta, old=ometa, blob=nblob,
+                                 old_blob=oblob, ref=nref, old_ref=oref, dirty=nref is not None))
+        return out
+
+    def read_new(self, e: Entry) -> bytes:
+        return self.store.read_blob(e.blob)
+
+
+def _side(b: LayerBrowser, side: int, d: Dir, name: bytes, path: bytes) -> tuple:
+    if name in d.dirs:
+        return b._dir(side, path).own, None, d.dirs[name]
+    meta, blob = d.files[name]
+    return meta, blob, None
+
+
+class PendingBrowser(_Base):
+    """A container's pending filesystem: its base layer with `changes` on top.
+
+    `read_pending(path)` returns the current bytes of a file (or symlink target) in
+    the container; the base side comes from the store.
+    """
+
+    def __init__(
+        self,
+        store: object,
+        base: DirRef,
+        changes: Iterable[Change],
+        read_pending: Callable[[bytes], bytes],
+    ) -> None:
+        super().__init__(store)
+        self.base = LayerBrowser(store, base, base)  # the base as-is, every entry unchanged
+        self.read_pending = read_pending
+        self._by_parent: dict[bytes, dict[bytes, Change]] = {}
+        self._dirty: set[bytes] = set()
+        for ch in changes:
+            parent, _, name = ch.path.rpartition(b"/")
+            self._by_parent.setdefault(parent, {})[name] = ch
+            while parent and parent not in self._dirty:
+                self._dirty.add(parent)
+                parent = parent.rpartition(b"/")[0]
+            self._dirty.add(b"")
+
+    @classmethod
+    def for_container(cls, store: object, ref: str, changes: list[Change] | None = None
+                      ) -> PendingBrowser:
+        """The pending filesystem of container `ref` (its changes scanned unless given)."""
+        from layerctl.containers.api import pending, view_of
+        from layerctl.containers.state import base, resolve
+        from layerctl.store.layers import read_layer
+
+        c = resolve(store, ref)
+        if changes is None:
+            changes = pending(store, c).changes
+        view = view_of(store, c)
+        layer = read_layer(store, base(store, c))
+        return cls(store, layer.root, changes, lambda path: read_container_file(view, path))
+
+    def _entries(self, path: bytes) -> list[Entry]:
+        pend = self._by_parent.get(path, {})
+        parent_change = self._change_at(path)
+        under_deleted = parent_change is not None and parent_change.status == DELETED
+        under_added = parent_change is not None and parent_change.status == ADDED
+        out = []
+        if not under_added:
+            for e in self.base._entries(path):
+                ch = pend.get(e.name)
+                if under_deleted:
+                    out.append(Entry(e.path, DELETED, e.meta, blob=e.blob, ref=e.ref,
+                                     dirty=e.ref is not None))
+                elif ch is None:
+                    out.append(Entry(e.path, UNCHANGED, e.meta, blob=e.blob, ref=e.ref,
+                                     dirty=e.path in self._dirty))
+                else:
+                    out.append(self._from_change(ch, e))
+        known = {e.name for e in out}
+        for name, ch in pend.items():
+            if name not in known:
+                out.append(self._from_change(ch, None))
+        return out
+
+    def _change_at(self, path: bytes) -> Change | None:
+        """The change at `path` or at its nearest changed ancestor that is A or D."""
+        while path:
+            parent, _, name = path.rpartition(b"/")
+            ch = self._by_parent.get(parent, {}).get(name)
+            if ch is not None and ch.status in (ADDED, DELETED):
+                return ch
+            path = parent
+        return None
+
+    def _from_change(self, ch: Change, base: Entry | None) -> Entry:
+        is_dir_now = (ch.new or ch.old).kind == DIR
+        ref = base.ref if base is not None else None
+        if ch.status == DELETED:
+            return Entry(ch.path, DELETED, ch.old, blob=ch.old_blob, ref=ref,
+                         dirty=ref is not None, change=ch)
+        return Entry(ch.path, ch.status, ch.new, old=ch.old, blob=ch.new_blob,
+                     old_blob=ch.old_blob, ref=None if ch.status == ADDED else ref,
+                     dirty=is_dir_now and (ch.path in self._dirty or ref is not None),
+                     change=ch)
+
+    def size(self, e: Entry) -> int:
+        if e.is_dir and e.path not in self._dirty and e.ref is not None:
+            with self._lock:
+                return self.base._tree_size(e.ref)
+        if e.is_dir:
+            return self._dir_size_pending(e)
+        return e.meta.size
+
+    def read_new(self, e: Entry) -> bytes:
+        if e.status == UNCHANGED:
+            return self.store.read_blob(e.blob)
+        return self.read_pending(e.path)
+
+
+def read_container_file(view: object, path: bytes, limit: int = PREVIEW_BYTES * 4) -> bytes:
+    """The bytes of a file (a symlink's target) as the container sees it at `path`."""
+    import os
+
+    found = view.resolve(path)
+    if found is None:
+        return b""
+    real, st = found
+    if stat.S_ISLNK(st.st_mode):
+        return os.readlink(real)
+    if not stat.S_ISREG(st.st_mode):
+        return b""
+    with open(real, "rb") as f:
+        return f.read(limit)
+
+
+# -- words ----------------------------------------------------------------------
+
+
+def human_size(n: int) -> str:
+    """Decimal units as Docker prints them: 0B, 932B, 12.3kB, 206MB."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)}B" if unit == "B" else f"{value:.3g}{unit}"
+        value /= 1000
+    return f"{n}B"
+
+
+_KIND_WORDS = {"-": "regular file", "d": "directory", "l": "symbolic link",
+               "c": "character device", "b": "block device", "p": "fifo", "s": "socket"}
+
+
+def describe_meta(meta: Meta) -> str:
+    """'character device 1,3, mode 0666, owner 0:0' and the like."""
+    words = [_KIND_WORDS[meta.kind]]
+    if meta.rdev is not None:
+        words[0] += f" {meta.rdev[0]},{meta.rdev[1]}"
+    words.append(f"mode {meta.mode:04o}")
+    words.append(f"owner {meta.uid}:{meta.gid}")
+    if meta.xattrs:
+        words.append("xattrs " + ", ".join(k.decode("utf-8", "replace") for k, _ in meta.xattrs))
+    if meta.link is not None:
+        words.append("hardlink to /" + meta.link.decode("utf-8", "backslashreplace"))
+    return ", ".join(words)
+
+
+_MAGIC = (
+    (b"\x7fELF", "ELF executable or library"),
+    (b"\x1f\x8b", "gzip data"),
+    (b"PK\x03\x04", "zip archive"),
+    (b"\x89PNG", "PNG image"),
+    (b"\xff\xd8\xff", "JPEG image"),
+    (b"GIF8", "GIF image"),
+    (b"BZh", "bzip2 data"),
+    (b"\xfd7zXZ", "xz data"),
+    (b"\x28\xb5\x2f\xfd", "zstd data"),
+    (b"%PDF", "PDF document"),
+)
+
+
+def sniff(data: bytes) -> str:
+    """A word for what binary data is, from its first bytes."""
+    for magic, word in _MAGIC:
+        if data.startswith(magic):
+            return word
+    if len(data) > 262 and data[257:262] == b"ustar":
+        return "tar archive"
+    return "data"
+
+
+def _cut_utf8(data: bytes) -> bool:
+    """True when `data` is text cut mid-character at PREVIEW_BYTES (not really binary)."""
+    if len(data) <= PREVIEW_BYTES or b"\0" in data[:PREVIEW_BYTES]:
+        return False
+    try:
+        data[:PREVIEW_BYTES].decode("utf-8")
+        return True
+    except UnicodeDecodeError as e:
+        return e.start >= PREVIEW_BYTES - 4
+
+
+def _text_head(data: bytes, max_lines: int = 5000) -> tuple[str, bool]:
+    truncated = len(data) > PREVIEW_BYTES
+    text = data[:PREVIEW_BYTES].decode("utf-8", "replace")
+    lines = text.splitlines()
+    if len(lines) > max_lines:
+        lines, truncated = lines[:max_lines], True
+    return "\n".join(lines), truncated
