@@ -55,10 +55,22 @@ def ps_cmd(ctx: click.Context, show_all: bool, quiet: bool) -> None:
             continue
         base = store.ref(c.ref) or ""
         rows.append([c.short_id, c.image, base[:12], ago(c.created),
-                     "Mounted" if mounted else "Created", c.driver, c.name])
+                     _state_text(store, c, mounted), c.driver, c.name])
     if not quiet:
         table(rows, ["CONTAINER ID", "IMAGE", "BASE LAYER", "CREATED", "STATUS", "DRIVER",
                      "NAMES"])
+
+
+def _state_text(store: object, c: object, mounted: bool) -> str:
+    """Docker's STATUS words: Up, Exited (N), else whether the filesystem is mounted."""
+    from layerctl import runtime
+
+    state, code = runtime.status(store, c.id)
+    if state == "running":
+        return "Up"
+    if state == "exited":
+        return f"Exited ({code})" if code is not None else "Exited"
+    return "Mounted" if mounted else "Created"
 
 
 @click.command("mount", context_settings=_SETTINGS)

@@ -120,8 +120,16 @@ def mount(store: object, ref: str) -> str:
         return d["merged"]
 
 
+def _refuse_if_running(store: object, c: Container, action: str) -> None:
+    from layerctl import runtime
+
+    if runtime.status(store, c.id)[0] == "running":
+        raise Conflict(f"container {c.name} is running; stop it before you {action} it")
+
+
 def umount(store: object, ref: str) -> Container:
     c = resolve(store, ref)
+    _refuse_if_running(store, c, "unmount")
     with locked(store, c):
         if c.driver == "vfs":
             c.extra["mounted"] = False
@@ -134,7 +142,12 @@ def umount(store: object, ref: str) -> Container:
 def remove(store: object, ref: str, force: bool = False) -> Container:
     from .state import destroy
 
+    from layerctl import runtime
+
     c = resolve(store, ref)
+    if runtime.status(store, c.id)[0] == "running" and not force:
+        raise Conflict(f"container {c.name} is running; stop it first or use rm -f")
+    runtime.forget(store, c.id, force=force)
     with locked(store, c):
         if is_mounted(store, c):
             if not force:

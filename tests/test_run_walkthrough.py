@@ -1,0 +1,126 @@
+"""Issue 5's acceptance: the docker-commit walkthrough through a real OCI runtime."""
+
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(not (shutil.which("runc") or shutil.which("crun")),
+                       reason="crun or runc not installed"),
+    pytest.mark.timeout(600),
+]
+
+
+@pytest.fixture
+def deb(cli, debian_rootfs, store_root):
+    cli("import", debian_rootfs, "deb")
+    yield cli
+    from layerctl import runtime
+    from layerctl.containers import list_containers
+    from layerctl.store.repo import Store
+
+    store = Store(str(store_root))
+    for c in list_containers(store):
+        runtime.forget(store, c.id, force=True)
+        cli("rm", "-f", c.id, check=False)
+    store.close()
+
+
+def test_docker_commit_walkthrough_while_running(deb):
+    cli = deb
+    cli("run", "--name", "prep", "deb", "sh", "-c",
+        "mkdir -p /usr/local/tomcat/webapps.dist/ROOT /usr/local/tomcat/webapps && "
+        "echo '<h1>hi</h1>' > /usr/local/tomcat/webapps.dist/ROOT/index.html && "
+        "echo docs > /usr/local/tomcat/webapps.dist/README")
+    cli("commit", "-m", "tomcat base", "prep", "tomcat:9")
+    cli("run", "-d", "--name", "tomcat01", "tomcat:9", "sleep", "600")
+    assert "Up" in cli("ps").stdout
+    cli("exec", "tomcat01", "sh", "-c",
+        "cd /usr/local/tomcat && cp -r webapps.dist/* webapps")
+    status = cli("status", "tomcat01").stdout
+    assert "A /usr/local/tomcat/webapps/ROOT/index.html" in status
+    # Commit while the process still runs, Docker's argument order.
+    cli("commit", "-a", "kuangshen", "-m", "add webapps app", "tomcat01", "tomcat02:1.0")
+    assert "Up" in cli("ps").stdout
+    assert cli("status", "tomcat01").stdout.strip() == ""
+    listing = cli("run", "--rm", "tomcat02:1.0", "ls", "/usr/local/tomcat/webapps").stdout
+    assert listing.split() == ["README", "ROOT"]
+    log = cli("log", "-n", "1", "tomcat02:1.0").stdout
+    assert "Author: kuangshen" in log and "add webapps app" in log
+    assert "tomcat02" in cli("images").stdout
+    # A running container is not removed or unmounted by accident.
+    assert "running" in cli("rm", "tomcat01", check=False).stderr
+    assert "running" in cli("umount", "tomcat01", check=False).stderr
+    cli("rm", "-f", "tomcat01")
+    assert "tomcat01" not in cli("ps", "-a").stdout
+
+
+def test_exit_codes_propagate(deb):
+    assert deb("run", "--rm", "deb", "sh", "-c", "exit 3", check=False).returncode == 3
+    assert deb("run", "--rm", "deb", "true").returncode == 0
+
+
+def _read_until(fd, needle, timeout):
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while needle not in buf and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+def test_interactive_writes_show_in_status_watch(deb, store_root):
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), LAYERCTL_ROOT=str(store_root))
+    argv = [sys.executable, "-m", "layerctl", "run", "-it", "--name", "live", "deb", "sh"]
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(sys.executable, argv, env)
+        finally:
+            os._exit(127)
+    watcher = None
+    try:
+        # The terminal echoes what we type at once: wait for output only the shell makes.
+        os.write(fd, b"echo $((40+2))ready\n")
+        assert b"42ready" in _read_until(fd, b"42ready", 60)
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "layerctl", "status", "--watch", "live"], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        time.sleep(2)  # let the observer start
+        os.write(fd, b"echo hello > /hello-from-tty\n")
+        seen = b""
+        deadline = time.monotonic() + 15
+        os.set_blocking(watcher.stdout.fileno(), False)
+        while b"/hello-from-tty" not in seen and time.monotonic() < deadline:
+            select.select([watcher.stdout], [], [], 0.5)
+            seen += watcher.stdout.read() or b""
+        assert b"A /hello-from-tty" in seen, seen
+        os.write(fd, b"exit 0\n")
+        _read_until(fd, b"\x00never", 10)
+    finally:
+        if watcher is not None:
+            watcher.kill()
+            watcher.wait()
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        os.close(fd)
