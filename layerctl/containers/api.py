@@ -140,9 +140,9 @@ def umount(store: object, ref: str) -> Container:
 
 
 def remove(store: object, ref: str, force: bool = False) -> Container:
-    from .state import destroy
-
     from layerctl import runtime
+
+    from .state import destroy
 
     c = resolve(store, ref)
     if runtime.status(store, c.id)[0] == "running" and not force:
