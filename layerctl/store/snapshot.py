@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from layerctl.errors import BadInput
-from layerctl.oci.layertar import LayerTarWriter
+from layerctl.oci.layertar import ROOT_DEFAULT, LayerTarWriter
 from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, write_dir
 from layerctl.store.meta import DEVICE_KINDS, DIR, FILE, SYMLINK, Meta, kind_of
 from layerctl.store.objects import BLOB, PackWriter
@@ -90,6 +90,8 @@ class DirImporter:
         if not stat.S_ISDIR(st.st_mode):
             raise BadInput(f"{os.fsdecode(top_b)} is not a directory")
         root = _Node(meta_from_stat(st, self._xattrs(top_b)))
+        if root.dir.own != ROOT_DEFAULT:
+            self._tar_entry(b".", root.dir.own)  # as layertar.write_layer_tar writes it
         self._scan(top_b, b"", root)
         self.writer.add(BLOB, b"")
         self.writer.drain()
