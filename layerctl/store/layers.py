@@ -14,7 +14,9 @@ from layerctl.store.fstree import DirRef
 from layerctl.store.objects import BLOB, COMMIT, MODE_FILE, MODE_TREE, TREE, serialize_tree
 
 COMMITTER = "layerctl <layerctl@localhost>"
-TRAILER_KEYS = ("DiffID", "Size", "Created-By")
+# Source-DiffID: the DiffID of the layer tar an image archive or registry gave, when it
+# differs from DiffID (the sha256 of layerctl's own changeset tar of the layer).
+TRAILER_KEYS = ("DiffID", "Size", "Created-By", "Source-DiffID")
 _AUTHOR_RE = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>]*)>\s*$")
 
 
@@ -48,6 +50,11 @@ class Layer:
     @property
     def diff_id(self) -> str:
         return self.trailers.get("DiffID", "")
+
+    @property
+    def source_diff_id(self) -> str:
+        """The DiffID the layer had where it was loaded from (empty: the same as diff_id)."""
+        return self.trailers.get("Source-DiffID", "")
 
     @property
     def size(self) -> int:
