@@ -12,6 +12,7 @@ from __future__ import annotations
 import bz2
 import copy
 import gzip
+import hashlib
 import io
 import lzma
 import os
@@ -807,7 +808,11 @@ def test_import_tar_compressed_equals_import_directory(store: Store, tmp_path: P
     layer = import_tar(store, tmp_path / "x.tar", "img:tar", AUTHOR, "from a tar",
                        progress=lambda done, total: seen.append((done, total)))
     got = read_layer(store, layer)
-    assert_same(store, got.root, import_dir(store, tmp_path / "src"))
+    want = read_layer(store, import_directory(store, str(tmp_path / "src"), parse_name("d"),
+                                              AUTHOR))
+    assert_same(store, got.root, want.root)
+    assert got.diff_id == want.diff_id == "sha256:" + hashlib.sha256(
+        layer_tar(store, None, got.root)).hexdigest()
     assert store.ref(parse_name("img:tar").ref) == layer
     assert got.message == "from a tar" and got.created_by == "layerctl import x.tar"
     assert seen and seen[-1] == (len(data), len(data))
@@ -845,7 +850,7 @@ def test_debian_rootfs_tar_equals_directory_import(debian_rootfs: Path, tmp_path
             else:
                 layer = import_tar(store, tar, "deb", AUTHOR, limits=Limits(max_entries=100_000))
             times[kind] = time.perf_counter() - start
-            roots[kind] = read_layer(store, layer).root
+            roots[kind] = read_layer(store, layer).root, read_layer(store, layer).diff_id
         finally:
             store.close()
     print(f"\nDebian minbase: import_directory {times['dir']:.2f}s, "

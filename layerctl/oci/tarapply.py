@@ -54,6 +54,7 @@ from layerctl.errors import BadInput
 from layerctl.images import ImageName, default_config, image_layer, parse_name, set_tag
 from layerctl.importer import commit_root
 from layerctl.oci.compression import CorruptStream, open_decompressed
+from layerctl.oci.layertar import write_layer_tar
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import EMPTY_BLOB, RECORD, DirRef, lookup
 from layerctl.store.meta import (
@@ -107,6 +108,7 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+KEEP_FOR_DIFF_ID = 128 << 20  # import_tar: file contents kept in memory for the DiffID pass
 
 
 @dataclass
@@ -246,7 +248,8 @@ class _Node:
 
 class _Applier:
     def __init__(
-        self, editor: TreeEditor, writer: PackWriter, whiteouts: bool, limits: Limits
+        self, editor: TreeEditor, writer: PackWriter, whiteouts: bool, limits: Limits,
+        keep_bytes: int = 0,
     ) -> None:
         self.editor = editor
         self.store = editor.store
@@ -262,6 +265,8 @@ class _Applier:
         self.groups: list[_Inode] = []  # inodes that got hardlinks in this tar
         self.current = ""  # the entry being applied, for messages
         self.current_done = False  # past the end-of-archive marker
+        self.keep_bytes = keep_bytes  # budget for file contents kept in memory
+        self.kept: dict[bytes, bytes] = {}  # blob id -> content, for a DiffID pass
 
     def _snapshot(self) -> DirRef | None:
         """The tree before the tar, for finding the lower tree's hardlink groups."""
@@ -539,13 +544,22 @@ class _Applier:
                 self.editor.set_file(path, inode.meta, sha)
 
         fileobj = tar.extractfile(info)
-        if size <= BIG_FILE:
-            data = fileobj.read(size)
-            if len(data) != size:
-                raise self._fail(f"truncated tar: {size} bytes declared, {len(data)} present")
-            self.writer.add_blob_async(data, done)
+        if size > BIG_FILE:
+            self._spool(fileobj, size, done)
             return
-        self._spool(fileobj, size, done)
+        data = fileobj.read(size)
+        if len(data) != size:
+            raise self._fail(f"truncated tar: {size} bytes declared, {len(data)} present")
+        if self.keep_bytes >= size:
+            self.keep_bytes -= size
+
+            def done_and_keep(sha: bytes) -> None:
+                self.kept[sha] = data
+                done(sha)
+
+            self.writer.add_blob_async(data, done_and_keep)
+        else:
+            self.writer.add_blob_async(data, done)
 
     def _spool(self, fileobj: BinaryIO, size: int, done: Callable[[bytes], None]) -> None:
         """Big files go through a temporary file in the store's pack directory."""
@@ -770,6 +784,21 @@ def _lower_groups(store: object, root: DirRef) -> dict[bytes, list[bytes]]:
 # -- public API -------------------------------------------------------------------
 
 
+class _KeptBlobs:
+    """The store, serving file contents still in memory without reading the pack."""
+
+    def __init__(self, store: object, kept: dict[bytes, bytes]) -> None:
+        self.store = store
+        self.kept = kept
+
+    def read_tree(self, sha: bytes) -> list[tuple[bytes, bytes, bytes]]:
+        return self.store.read_tree(sha)
+
+    def read_blob(self, sha: bytes) -> bytes:
+        data = self.kept.get(sha)
+        return data if data is not None else self.store.read_blob(sha)
+
+
 def apply_layer_tar(
     editor: TreeEditor,
     writer: PackWriter,
@@ -842,19 +871,21 @@ def import_tar(
         reader = _Progress(raw, total, progress) if progress else raw
         before = image_layer(store, name)
         with store.pack_writer() as writer:
-            editor = TreeEditor(store, None)
-            stats = apply_layer_tar(
-                editor, writer, open_decompressed(reader), whiteouts=False, limits=limits
-            )
-            root = editor.write(writer)
+            applier = _Applier(TreeEditor(store, None), writer, False, limits, KEEP_FOR_DIFF_ID)
+            stats = applier.run(open_decompressed(reader))
+            root = applier.editor.write(writer)
             writer.finish()
     finally:
         if close:
             raw.close()
     store.landed()
+    # The DiffID is the hash of the tar layerctl writes (walk order), not of the
+    # input; contents still in memory spare reading them back from the pack.
+    diff_id = write_layer_tar(_KeptBlobs(store, applier.kept), None, root)
+    applier.kept.clear()
     layer_id = commit_root(
         store, root, None, None, default_config(), author, message,
-        f"layerctl import {label}", stats.bytes,
+        f"layerctl import {label}", stats.bytes, diff_id=diff_id,
     )
     set_tag(store, name, layer_id, expected=before)
     return layer_id
