@@ -418,6 +418,15 @@ class PendingBrowser(_Base):
             path = parent
         return None
 
+    def entry_for_change(self, ch: Change) -> Entry:
+        """The entry a pending change stands for (what the Changes list previews)."""
+        with self._lock:
+            parent, _, name = ch.path.rpartition(b"/")
+            for e in self.base._entries(parent) if self.base._dir(1, parent) else ():
+                if e.name == name:
+                    return self._from_change(ch, e)
+            return self._from_change(ch, None)
+
     def _from_change(self, ch: Change, base: Entry | None) -> Entry:
         is_dir_now = (ch.new or ch.old).kind == DIR
         ref = base.ref if base is not None else None

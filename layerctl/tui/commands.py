@@ -1,0 +1,56 @@
+"""Every action of the UI in the command palette (ctrl+p)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+# (title, help, screen action or "app.action") — run against the active screen.
+ACTIONS: list[tuple[str, str, str]] = [
+    ("Commit", "Commit the staged (or all) changes as a new layer", "commit"),
+    ("Stage or unstage the change", "Toggle the highlighted change in Changes", "stage"),
+    ("Stage all changes", "Stage (or unstage) every pending change", "stage_all"),
+    ("Discard the change", "Restore the highlighted change's path from the base", "discard"),
+    ("Reset container to the selected layer", "Drop all changes, move the base", "reset_to_layer"),
+    ("Toggle content / diff preview", "Show file content or its diff", "toggle_diff"),
+    ("Files: this layer only / all files", "Aggregated or this layer's changes", "files_toggle"),
+    ("Files: filter added", "Show or hide added entries", "files_kind('A')"),
+    ("Files: filter changed", "Show or hide changed entries", "files_kind('C')"),
+    ("Files: filter deleted", "Show or hide deleted entries", "files_kind('D')"),
+    ("Files: sort by name / size", "Toggle the sort order", "files_sort"),
+    ("Files: search by name", "Find entries whose name contains a text", "files_search"),
+    ("Refresh", "Reload the stack and rescan the changes", "refresh"),
+    ("Log", "Layer history with per-layer stat", "app.show_log"),
+    ("Images", "List, tag and remove images", "app.show_images"),
+    ("Containers", "Create, remove and reset containers", "app.show_containers"),
+    ("Help", "Keys and what the panes show", "app.show_help"),
+    ("Quit", "Leave layerctl", "app.quit"),
+]
+
+
+class LayerctlCommands(Provider):
+    def _commands(self) -> list[tuple[str, str, str]]:
+        out = list(ACTIONS)
+        for name in sorted(getattr(self.app, "theme_files", {})):
+            out.append((f"Theme: {name}", "Switch theme (remembered)",
+                        f"app.switch_theme('{name}')"))
+        return out
+
+    async def _run(self, action: str) -> None:
+        if action.startswith("app."):
+            await self.app.run_action(action[4:])
+        else:  # the screen the palette was opened on, not the palette itself
+            await self.app.run_action(action, self.screen)
+
+    async def discover(self) -> Hits:
+        for title, help_text, action in self._commands():
+            yield DiscoveryHit(title, partial(self._run, action), help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, action in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), partial(self._run, action),
+                          help=help_text)

@@ -1,0 +1,410 @@
+"""The main screen: Layers and Changes on the left, Files and Preview on the right.
+
+Every read and write of the store runs in a worker thread under the app's store
+lock (dulwich pack readers are not thread-safe); the UI thread only renders.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from layerctl.browse import LayerBrowser, PendingBrowser, read_container_file
+from layerctl.containers.watch import ChangeWatcher
+from layerctl.errors import LayerctlError
+from layerctl.patch import path_text
+from layerctl.tui.messages import (
+    ChangeHighlighted,
+    EntryHighlighted,
+    LayerSelected,
+    StagingChanged,
+)
+from layerctl.tui.widgets.changes import ChangeList, DiscardRequested
+from layerctl.tui.widgets.files import FilesPane, FileTree
+from layerctl.tui.widgets.layers import LayerStack
+from layerctl.tui.widgets.preview import FilePreview
+
+
+class LockedWatcher(ChangeWatcher):
+    """The core's watcher, re-evaluating under the app's store lock; a failure (the
+    container removed elsewhere, say) is reported once, not raised in its thread."""
+
+    def __init__(self, lock: threading.RLock, on_error: object, *args: object,
+                 **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.lock = lock
+        self.on_error = on_error
+        self.failed = False
+
+    def poll(self):  # noqa: ANN201 - the core's Update list
+        try:
+            with self.lock:
+                return super().poll()
+        except (LayerctlError, OSError) as e:
+            if not self.failed:
+                self.failed = True
+                self.on_error(e)
+            return []
+
+
+class MainScreen(Screen):
+    BINDINGS = [
+        Binding("c", "commit", "Commit"),
+        Binding("v", "toggle_diff", "Content/diff"),
+        Binding("l", "app.show_log", "Log"),
+        Binding("i", "app.show_images", "Images"),
+        Binding("o", "app.show_containers", "Containers"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("question_mark", "app.show_help", "Help"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, container: str | None = None, image: str | None = None) -> None:
+        super().__init__()
+        self.container = container
+        self.image = image
+        self.diff_mode = False
+        self.browser = None  # what the Files pane shows
+        self.pending_browser: PendingBrowser | None = None
+        self.base_root = None
+        self.view = None
+        self.watcher: LockedWatcher | None = None
+        self.selected: str | None = None  # layer id; None = pending
+        self.highlighted = None  # (browser, entry) last previewed
+        self.author = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with Vertical(id="left"):
+                yield LayerStack(self.app.clock)
+                yield ChangeList()
+            with Vertical(id="right"):
+                yield FilesPane()
+                yield FilePreview()
+        yield Footer()
+
+    @property
+    def stack(self) -> LayerStack:
+        return self.query_one(LayerStack)
+
+    @property
+    def change_list(self) -> ChangeList:
+        return self.query_one(ChangeList)
+
+    @property
+    def file_tree(self) -> FileTree:
+        return self.query_one(FileTree)
+
+    def on_mount(self) -> None:
+        what = f"container {self.container}" if self.container else (
+            f"image {self.image}" if self.image else "no image")
+        self.sub_title = what
+        if not self.container:
+            self.change_list.display = False
+        self.stack.focus()
+        self.load_stack()
+        if self.container:
+            self.start_watch()
+
+    def on_unmount(self) -> None:
+        self.stop_watch()
+
+    # -- the stack ----------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="stack")
+    def load_stack(self) -> None:
+        from layerctl.containers.state import base, resolve
+        from layerctl.identity import default_author
+        from layerctl.images import chain
+        from layerctl.images import resolve as resolve_layer
+
+        store = self.app.store
+        try:
+            with self.app.store_lock:
+                if self.container:
+                    c = resolve(store, self.container)
+                    top = base(store, c)
+                elif self.image:
+                    top = resolve_layer(store, self.image)
+                else:
+                    top = None
+                layers = chain(store, top) if top else []
+            author = default_author()
+        except LayerctlError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+            return
+        pending = len(self.change_list.changes) if self.container else None
+        self.app.call_from_thread(self._show_stack, layers, pending, author)
+
+    def _show_stack(self, layers: list, pending: int | None, author: str) -> None:
+        self.author = author
+        self.stack.show_stack(layers, pending, author)
+        if not layers and not self.container:
+            self.notify("No image to show: try `layerctl demo`, or open Images (i).",
+                        timeout=10)
+
+    def on_layer_selected(self, event: LayerSelected) -> None:
+        self.selected = event.layer_id
+        self.load_files()
+
+    @work(thread=True, exclusive=True, group="browser")
+    def load_files(self) -> None:
+        layer_id = self.selected
+        try:
+            with self.app.store_lock:
+                if layer_id is None:
+                    browser = self.pending_browser
+                    label = "pending changes"
+                else:
+                    browser = LayerBrowser.for_layer(self.app.store, layer_id)
+                    label = f"layer {self.app.short_id(layer_id)}"
+        except LayerctlError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+            return
+        if browser is not None:
+            self.app.call_from_thread(self._browse, browser, label)
+
+    def _browse(self, browser: object, label: str) -> None:
+        self.browser = browser
+        self.file_tree.browse(browser, label)
+
+    # -- changes ------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="watch")
+    def start_watch(self) -> None:
+        """Scan once, then follow the upper dir (or vfs rootfs) for as long as we live."""
+        from layerctl.containers.api import pending, view_of
+        from layerctl.containers.state import resolve
+        from layerctl.store.layers import read_layer
+
+        store = self.app.store
+        try:
+            with self.app.store_lock:
+                c = resolve(store, self.container)
+                p = pending(store, c)
+                self.view = view_of(store, c)
+                self.base_root = read_layer(store, p.base_id).root
+                self._new_pending_browser(p.changes)
+        except LayerctlError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+            return
+        watcher = LockedWatcher(self.app.store_lock, self._watch_failed, store, c, self._updated,
+                                initial=p.changes, debounce=self.app.debounce)
+        self.watcher = watcher
+        self.app.call_from_thread(self._changes_loaded, p.changes)
+        watcher.run_forever()  # returns when stop_watch() stops it
+
+    def _watch_failed(self, error: Exception) -> None:
+        self.app.call_from_thread(self.notify, f"watching stopped: {error}", severity="error")
+
+    def stop_watch(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+
+    def _new_pending_browser(self, changes: list) -> None:
+        view = self.view
+        self.pending_browser = PendingBrowser(
+            self.app.store, self.base_root, changes,
+            lambda path: read_container_file(view, path))
+
+    def _changes_loaded(self, changes: list) -> None:
+        self.change_list.load(changes)
+        self.stack.update_pending(len(changes), self.author)
+        if self.selected is None:
+            self.load_files()
+
+    def _updated(self, updates: list) -> None:
+        """From the watcher's thread: the paths whose status changed."""
+        with self.app.store_lock:
+            known = list(self.watcher.known.values()) if self.watcher else []
+            self._new_pending_browser(known)
+        self.app.call_from_thread(self._apply_updates, updates)
+
+    def _apply_updates(self, updates: list) -> None:
+        self.change_list.apply(updates)
+        self.stack.update_pending(len(self.change_list.changes), self.author)
+        if self.selected is None:
+            self.load_files()
+
+    @work(thread=True, exclusive=True, group="rescan")
+    def rescan(self, restart: bool = False) -> None:
+        """A full scan (after a commit, restore or reset moved the base)."""
+        from layerctl.containers.api import pending
+        from layerctl.containers.state import resolve
+        from layerctl.store.layers import read_layer
+
+        if restart:
+            self.app.call_from_thread(self.stop_watch)
+            self.app.call_from_thread(self.start_watch)
+            return
+        store = self.app.store
+        try:
+            with self.app.store_lock:
+                c = resolve(store, self.container)
+                p = pending(store, c)
+                self.base_root = read_layer(store, p.base_id).root
+                if self.watcher is not None:
+                    self.watcher.known = {ch.path: ch for ch in p.changes}
+                self._new_pending_browser(p.changes)
+        except (LayerctlError, OSError) as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+            return
+        self.app.call_from_thread(self._changes_loaded, p.changes)
+
+    def on_staging_changed(self, event: StagingChanged) -> None:
+        event.stop()
+
+    def on_change_highlighted(self, event: ChangeHighlighted) -> None:
+        ch = self.change_list.changes.get(event.path)
+        if ch is not None and self.pending_browser is not None:
+            self.preview(self.pending_browser, ch, True)
+
+    def on_entry_highlighted(self, event: EntryHighlighted) -> None:
+        if event.entry is not None and self.browser is not None:
+            self.preview(self.browser, event.entry, self.diff_mode)
+
+    @work(thread=True, exclusive=True, group="preview")
+    def preview(self, browser: object, item: object, diff: bool) -> None:
+        from layerctl.browse import Entry
+
+        try:
+            with self.app.store_lock:
+                entry = item if isinstance(item, Entry) else browser.entry_for_change(item)
+                result = browser.preview(entry, diff=diff)
+        except (LayerctlError, OSError) as e:
+            self.app.call_from_thread(self.notify, f"cannot preview: {e}", severity="error")
+            return
+        self.highlighted = (browser, entry)
+        self.app.call_from_thread(self.query_one(FilePreview).show_preview, result,
+                                  "diff" if diff else "content")
+
+    def action_toggle_diff(self) -> None:
+        self.diff_mode = not self.diff_mode
+        if self.highlighted is not None:
+            browser, entry = self.highlighted
+            self.preview(browser, entry, self.diff_mode)
+        self.notify(f"Preview shows {'diffs' if self.diff_mode else 'content'}", timeout=2)
+
+    # -- actions ------------------------------------------------------------------
+
+    def action_stage(self) -> None:
+        self.change_list.action_toggle_stage()
+
+    def action_stage_all(self) -> None:
+        self.change_list.action_stage_all()
+
+    def action_discard(self) -> None:
+        self.change_list.action_discard()
+
+    def action_files_toggle(self) -> None:
+        self.file_tree.action_toggle_layer_only()
+
+    def action_files_kind(self, kind: str) -> None:
+        self.file_tree.action_toggle_kind(kind)
+
+    def action_files_sort(self) -> None:
+        self.file_tree.action_toggle_sort()
+
+    def action_files_search(self) -> None:
+        self.file_tree.action_search()
+
+    def action_refresh(self) -> None:
+        self.load_stack()
+        if self.container:
+            self.rescan()
+
+    def action_commit(self) -> None:
+        from layerctl.tui.screens.commit import CommitDialog
+
+        if not self.container:
+            self.notify("Open a container to commit (o: Containers).", severity="warning")
+            return
+        changes = self.change_list
+        if not changes.changes:
+            self.notify("Nothing to commit: the container has no pending changes.",
+                        severity="warning")
+            return
+        staged = changes.staged_changes()
+        everything = not staged or len(staged) == len(changes.changes)
+        going = list(changes.changes.values()) if everything else staged
+        self.app.push_screen(CommitDialog(self.container, going, everything, self.author),
+                             self._committed)
+
+    def _committed(self, result: object) -> None:
+        if result is None:
+            return
+        n = len(result.changes)
+        left = f", {result.remaining} still pending" if result.remaining else ""
+        self.notify(f"Committed layer {result.layer_id[:12]}: {n} change"
+                    f"{'s' if n != 1 else ''}{left}", title="Commit landed")
+        self.change_list.staged.clear()
+        self.load_stack()
+        self.rescan()
+
+    def on_discard_requested(self, event: DiscardRequested) -> None:
+        from layerctl.tui.screens.dialogs import ConfirmDialog
+
+        shown = path_text(event.path)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.discard(shown)
+
+        self.app.push_screen(ConfirmDialog(
+            f"Discard the pending change to {shown}?\n\nThe container's file goes back to "
+            "what the base layer holds. This cannot be undone.", "Discard"), answered)
+
+    @work(thread=True, group="discard")
+    def discard(self, path: str) -> None:
+        from layerctl.containers.api import restore
+
+        try:
+            with self.app.store_lock:
+                done = restore(self.app.store, self.container, [path])
+        except (LayerctlError, OSError) as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"Discarded {len(done)} change(s) at {path}")
+        self.rescan()
+
+    def action_reset_to_layer(self) -> None:
+        from layerctl.tui.screens.dialogs import ConfirmDialog
+
+        layer_id = self.stack.selected_layer()
+        if not self.container or layer_id is None:
+            self.notify("Select a layer of a container's stack to reset to.",
+                        severity="warning")
+            return
+        n = len(self.change_list.changes)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.reset(layer_id)
+
+        self.app.push_screen(ConfirmDialog(
+            f"Reset container {self.container} to layer {layer_id[:12]}?\n\n"
+            f"Its {n} pending change(s) are discarded and its base becomes that layer.",
+            "Reset"), answered)
+
+    @work(thread=True, group="reset")
+    def reset(self, layer_id: str) -> None:
+        from layerctl.containers.api import reset
+
+        self.app.call_from_thread(self.stop_watch)
+        try:
+            with self.app.store_lock:
+                reset(self.app.store, self.container, layer_id)
+        except (LayerctlError, OSError) as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+        else:
+            self.app.call_from_thread(self.notify, f"Reset to layer {layer_id[:12]}")
+        self.app.call_from_thread(self.load_stack)
+        self.app.call_from_thread(self.start_watch)

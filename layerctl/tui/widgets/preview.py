@@ -1,0 +1,46 @@
+"""The Preview pane: a file's content (syntax highlighted) or its diff against the
+layer below, as layerctl.browse prepared it."""
+
+from __future__ import annotations
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from layerctl.browse import Preview
+
+HIGHLIGHT_LINES = 2000  # past this, plain text: highlighting would stall the UI thread
+
+
+class FilePreview(VerticalScroll):
+    def __init__(self) -> None:
+        super().__init__(id="preview", classes="pane")
+        self.border_title = "Preview"
+        self.current: Preview | None = None
+
+    def compose(self):  # noqa: ANN201 - Textual's ComposeResult
+        yield Static(Text("Select a file to see it here.", style="italic"), id="preview-body")
+
+    def show_preview(self, preview: Preview | None, mode: str = "content") -> None:
+        self.current = preview
+        body = self.query_one("#preview-body", Static)
+        if preview is None:
+            self.border_title = "Preview"
+            body.update(Text("Select a file to see it here.", style="italic"))
+            return
+        self.border_title = f"Preview · {mode} · {preview.title}"
+        self.border_subtitle = "first part only" if preview.truncated else ""
+        body.update(self._renderable(preview))
+        self.scroll_home(animate=False)
+
+    def _renderable(self, p: Preview):  # noqa: ANN202 - a Rich renderable
+        if p.kind in ("text", "diff") and p.text.count("\n") < HIGHLIGHT_LINES:
+            lexer = "diff" if p.kind == "diff" else Syntax.guess_lexer(p.syntax_hint, p.text)
+            theme = self.app.theme_variables.get("layerctl-syntax") or (
+                "monokai" if self.app.current_theme.dark else "default")
+            return Syntax(p.text, lexer, theme=theme, line_numbers=p.kind == "text",
+                          word_wrap=False, background_color="default")
+        if p.kind in ("text", "diff"):
+            return Text(p.text)
+        return Text(p.text, style="italic")
