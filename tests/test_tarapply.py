@@ -741,7 +741,8 @@ def test_device_numbers_from_ustar(store: Store) -> None:
 
 
 def test_non_utf8_and_odd_names_round_trip_as_bytes(store: Store) -> None:
-    odd = [b"\xff\xfe", b"caf\xe9", b"new\nline", b".git", b"a\\b", b"\xed\xa0\x80"]
+    odd = [b"\xff\xfe", b"caf\xe9", b"new\nline", b".git", b"a\\b", b"\xed\xa0\x80",
+           b"long-\xff" * 40]
     members = [(ti(n.decode("utf-8", "surrogateescape")), n) for n in odd]
     for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
         root = apply(store, None, tar_bytes(*members, fmt=fmt))
@@ -816,6 +817,20 @@ def test_import_tar_compressed_equals_import_directory(store: Store, tmp_path: P
     assert store.ref(parse_name("img:tar").ref) == layer
     assert got.message == "from a tar" and got.created_by == "layerctl import x.tar"
     assert seen and seen[-1] == (len(data), len(data))
+
+
+@pytest.mark.parametrize("tool", ["gzip", "zstd", "xz", "bzip2"])
+def test_import_tar_compressed_by_cli_tools(store: Store, tmp_path: Path, needs_tool,
+                                            tool: str) -> None:
+    needs_tool(tool)
+    build_first(tmp_path / "src")
+    tar = tmp_path / "x.tar"
+    subprocess.run(["tar", "--xattrs", "--format=posix", "-cpf", tar, "-C", tmp_path / "src",
+                    "."], check=True)
+    subprocess.run([tool, "-q", tar], check=True)
+    packed = next(p for p in tmp_path.iterdir() if p.name.startswith("x.tar."))
+    layer = import_tar(store, packed, "img:cli", AUTHOR)
+    assert_same(store, read_layer(store, layer).root, import_dir(store, tmp_path / "src"))
 
 
 def test_import_tar_from_stdin(store: Store, tmp_path: Path, monkeypatch) -> None:

@@ -798,6 +798,9 @@ class _KeptBlobs:
         data = self.kept.get(sha)
         return data if data is not None else self.store.read_blob(sha)
 
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
 
 def apply_layer_tar(
     editor: TreeEditor,
