@@ -822,21 +822,30 @@ def apply_layer_tar(
 
 
 class _Progress:
-    """Counts the compressed bytes read from the source for a progress callback."""
+    """Reports the compressed bytes read from the source: (done, size of the file).
+
+    With an unknown size (a pipe) it reports once, at the end.
+    """
 
     def __init__(self, raw: BinaryIO, total: int, progress: Callable[[int, int], None]) -> None:
         self.raw = raw
         self.total = total
         self.done = 0
         self.progress = progress
-        self._next = 0
+        self._next = 1 << 20
+        self._finished = False
 
     def read(self, n: int = -1) -> bytes:
         data = self.raw.read(n)
         self.done += len(data)
-        if self.done >= self._next or not data:
-            self._next = self.done + (1 << 20)
+        if self._finished:
+            return data
+        if not data or (self.total and self.done >= self.total):
+            self._finished = True
             self.progress(self.done, max(self.total, self.done))
+        elif self.total and self.done >= self._next:
+            self._next = self.done + (1 << 20)
+            self.progress(self.done, self.total)
         return data
 
 
