@@ -844,6 +844,18 @@ def test_import_tar_from_stdin(store: Store, tmp_path: Path, monkeypatch) -> Non
     assert seen == [(len(data), len(data))]  # a pipe has no size: one report, at the end
 
 
+def test_import_tar_store_passes_git_fsck(store: Store, tmp_path: Path, needs_tool) -> None:
+    needs_tool("git")
+    (tmp_path / "x.tar").write_bytes(tar_bytes(
+        (ti(".git/config"), b"[core]"), (ti("a\nb"), b"nl"), (ti("fifo", tarfile.FIFOTYPE), None),
+        (ti("sub/link", tarfile.LNKTYPE, linkname="a\nb"), None)))
+    import_tar(store, tmp_path / "x.tar", "fsck", AUTHOR)
+    out = subprocess.run(["git", "-C", store.root, "fsck", "--strict"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert "dangling" not in out.stdout + out.stderr
+
+
 def test_import_tar_rejects_directories_and_missing_files(store: Store, tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="is a directory"):
         import_tar(store, tmp_path, "x", AUTHOR)

@@ -281,7 +281,6 @@ class _Applier:
 
     def run(self, stream: BinaryIO) -> ApplyStats:
         counted = _Counted(stream, self.limits.max_total_bytes)
-        self.writer.add(BLOB, b"")  # devices and fifos refer to the empty blob
         try:
             try:
                 tar = tarfile.open(
@@ -607,6 +606,8 @@ class _Applier:
 
     def _special(self, info: tarfile.TarInfo, path: bytes, kind: str) -> None:
         self._parents(path, create=True)
+        if not self.stats.specials:
+            self.writer.add(BLOB, b"")  # devices and fifos refer to the empty blob
         self._put_nondir(path, _Inode(self._meta(info, kind), EMPTY_BLOB))
         self.stats.specials += 1
 
