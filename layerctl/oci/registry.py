@@ -1,0 +1,432 @@
+"""A registry client (the OCI distribution API) over python-dxf.
+
+python-dxf does the HTTP work: sessions, the WWW-Authenticate challenge
+(Basic, or Bearer through the token service), streaming blob downloads with
+digest checks, and uploads. This module adds what layerctl needs around it:
+picking http or https, credentials from the store in layerctl.oci.auth,
+manifests by media type, and one-line errors for every failure.
+
+Transport rules (decided here, documented in the README):
+- https with certificate verification by default; a CA file comes from
+  `ca_file` (--ca-file / LAYERCTL_CA_FILE) or from certs.d directories
+  (LAYERCTL_CONFIG_DIR/certs.d/HOST, /etc/containers/certs.d/HOST,
+  /etc/docker/certs.d/HOST: every *.crt there);
+- loopback registries (localhost, 127.0.0.0/8, ::1) fall back to plain http
+  when they do not speak TLS, as Docker does; a loopback registry that does
+  speak TLS is still verified;
+- `insecure` (--insecure) allows plain http and unverified TLS for any host;
+- credentials are only sent over TLS: a plain-http registry that asks for
+  them gets a clear error instead.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from layerctl.errors import BadInput, LayerctlError, NotFound
+from layerctl.oci.auth import Credentials, config_dir, get_credentials
+from layerctl.oci.references import Reference
+
+# media types
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
+
+CHUNK = 1 << 20
+MAX_MANIFEST = 4 << 20  # bytes; the distribution spec's limit for manifests
+TIMEOUT = (30, 300)  # connect, read (seconds)
+
+
+class RegistryError(LayerctlError):
+    """The registry refused a request or could not be reached."""
+
+
+class Unauthorized(RegistryError):
+    """Missing or wrong credentials."""
+
+
+class Interrupted(RegistryError):
+    """The connection broke in the middle of a transfer."""
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    insecure: bool = False  # allow http and unverified https
+    ca_file: str | None = None  # trust this CA bundle (PEM)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest or index as the registry sent it."""
+
+    raw: bytes
+    media_type: str
+    digest: str
+
+    def json(self) -> dict:
+        import json
+
+        try:
+            data = json.loads(self.raw)
+        except ValueError:
+            raise BadInput(f"manifest {self.digest} is not JSON") from None
+        if not isinstance(data, dict):
+            raise BadInput(f"manifest {self.digest} is not a JSON object")
+        return data
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _certs_d(domain: str) -> list[str]:
+    """*.crt files for `domain` in the certs.d directories Docker and podman read."""
+    dirs = [
+        os.path.join(config_dir(), "certs.d", domain),
+        os.path.join("/etc/containers/certs.d", domain),
+        os.path.join("/etc/docker/certs.d", domain),
+    ]
+    for directory in dirs:
+        found = sorted(glob.glob(os.path.join(directory, "*.crt")))
+        if found:
+            return found
+    return []
+
+
+def _verify_setting(ref: Reference, tls: TlsOptions) -> bool | str:
+    """requests' `verify`: False, True, or a CA bundle path."""
+    if tls.insecure:
+        return False
+    explicit = tls.ca_file or os.environ.get("LAYERCTL_CA_FILE")
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise BadInput(f"CA file {explicit}: no such file")
+        return explicit
+    found = _certs_d(ref.domain)
+    if len(found) == 1:
+        return found[0]
+    if found:  # requests wants one bundle: join them
+        fd, path = tempfile.mkstemp(prefix="layerctl-ca-", suffix=".pem")
+        with os.fdopen(fd, "wb") as out:
+            for name in found:
+                with open(name, "rb") as f:
+                    out.write(f.read() + b"\n")
+        return path
+    return True
+
+
+def _short_reason(error: BaseException) -> str:
+    """The innermost useful message of a requests/urllib3/ssl error chain."""
+    text = str(error)
+    for marker in (
+        "certificate verify failed",
+        "wrong version number",
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "Connection reset",
+        "IncompleteRead",
+        "Connection broken",
+        "Connection aborted",
+    ):
+        if marker in text:
+            return marker[0].lower() + marker[1:]
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+class RegistryClient:
+    """One repository on one registry. Use as a context manager (one HTTP session).
+
+    `credentials`: None looks them up in the credential stores; pass explicit
+    ones for `login`.
+    """
+
+    def __init__(
+        self,
+        ref: Reference,
+        tls: TlsOptions | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
+        self.ref = ref
+        self.tls = tls or TlsOptions()
+        self._explicit = credentials
+        self._credentials: Credentials | None | bool = credentials or False  # False: unknown
+        self._dxf = None
+        self.scheme = ""
+
+    # -- session -----------------------------------------------------------
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._dxf is not None:
+            self._dxf.__exit__(None, None, None)
+            self._dxf = None
+
+    def _lookup_credentials(self) -> Credentials | None:
+        if self._credentials is False:
+            self._credentials = get_credentials(self.ref.domain)
+        return self._credentials or None
+
+    def _auth(self, dxf: object, response: object) -> None:
+        """dxf's 401 callback: answer the challenge with the stored credentials."""
+        from dxf.exceptions import DXFAuthInsecureError
+
+        creds = self._lookup_credentials()
+        try:
+            if creds:
+                dxf.authenticate(creds.username, creds.password, response=response)
+            else:
+                dxf.authenticate(response=response)
+        except DXFAuthInsecureError:
+            raise Unauthorized(
+                f"{self.ref.domain} asks for credentials over plain http; layerctl sends "
+                "credentials only over TLS (serve the registry with TLS, see --ca-file)"
+            ) from None
+
+    def _connect(self, scheme: str, verify: bool | str) -> object:
+        import dxf
+
+        client = dxf.DXF(
+            self.ref.api_host,
+            self.ref.path,
+            auth=self._auth,
+            insecure=scheme == "http",
+            tlsverify=verify,
+            timeout=TIMEOUT,
+        )
+        client.__enter__()
+        client._sessions[0].headers["User-Agent"] = "layerctl/0.1 (python-dxf)"
+        return client
+
+    def ping(self) -> None:
+        """GET /v2/ (authenticating if asked): picks the scheme; raises on any failure."""
+        import requests
+
+        if self._dxf is not None:
+            return
+        verify = _verify_setting(self.ref, self.tls)
+        fallback = self.tls.insecure or self.ref.is_loopback
+        client = self._connect("https", verify)
+        try:
+            self._call(client.api_version_check)
+            self._dxf, self.scheme = client, "https"
+            return
+        except RegistryError as e:
+            cause = e.__cause__
+            if not (fallback and isinstance(cause, requests.exceptions.SSLError)):
+                client.__exit__(None, None, None)
+                raise
+            tls_error = e
+        client.__exit__(None, None, None)
+        client = self._connect("http", verify)
+        try:
+            self._call(client.api_version_check)
+        except RegistryError as e:
+            client.__exit__(None, None, None)
+            if isinstance(e, Unauthorized):
+                raise
+            raise tls_error from None
+        self._dxf, self.scheme = client, "http"
+
+    @property
+    def dxf(self):  # noqa: ANN201 - dxf.DXF
+        if self._dxf is None:
+            self.ping()
+        return self._dxf
+
+    def _call(self, fn: Callable, *args: object, what: str = "", **kwargs: object) -> object:
+        """Run a dxf call, turning its exceptions into one-line RegistryErrors."""
+        import requests
+        from dxf.exceptions import DXFDigestMismatchError, DXFError, DXFUnauthorizedError
+
+        host = self.ref.domain
+        where = f" for {self.ref.path}" if self.ref.path else ""
+        try:
+            return fn(*args, **kwargs)
+        except DXFUnauthorizedError:
+            creds = self._lookup_credentials()
+            if creds:
+                raise Unauthorized(
+                    f"unauthorized: {host} rejected the credentials of {creds.username!r}"
+                    f"{where} (wrong password? `layerctl login {host}`)"
+                ) from None
+            raise Unauthorized(
+                f"unauthorized: {host} needs credentials{where} (`layerctl login {host}`)"
+            ) from None
+        except DXFDigestMismatchError as e:
+            raise RegistryError(f"{what or 'blob'}: {e}") from None
+        except requests.exceptions.HTTPError as e:
+            raise _http_error(e, host, what) from None
+        except requests.exceptions.SSLError as e:
+            raise RegistryError(f"TLS error talking to {host}: {_short_reason(e)}") from e
+        except requests.exceptions.ConnectionError as e:
+            raise RegistryError(f"cannot reach registry {host}: {_short_reason(e)}") from e
+        except requests.exceptions.Timeout as e:
+            raise RegistryError(f"registry {host} timed out") from e
+        except requests.exceptions.RequestException as e:
+            raise RegistryError(f"registry {host}: {_short_reason(e)}") from e
+        except DXFError as e:
+            raise RegistryError(f"registry {host}: {e}") from None
+
+    # -- manifests ---------------------------------------------------------------
+
+    def get_manifest(self, reference: str) -> Manifest:
+        """The manifest or index for a tag or digest, verified against a digest
+        reference and the Docker-Content-Digest header."""
+        client = self.dxf
+        what = (
+            f"manifest {self.ref.path}:{reference}"
+            if ":" not in reference
+            else (f"manifest {self.ref.path}@{reference}")
+        )
+        response = self._call(
+            client._request,
+            "get",
+            "manifests/" + reference,
+            what=what,
+            headers={"Accept": ACCEPT},
+        )
+        raw = response.content
+        if len(raw) > MAX_MANIFEST:
+            raise BadInput(f"{what}: larger than {MAX_MANIFEST} bytes")
+        digest = sha256_digest(raw)
+        if reference.startswith("sha256:") and digest != reference:
+            raise RegistryError(f"{what}: registry sent content with digest {digest}")
+        header = response.headers.get("Docker-Content-Digest")
+        if header and header.startswith("sha256:") and header != digest:
+            raise RegistryError(f"{what}: content digest {digest} != header {header}")
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        return Manifest(raw, media_type, digest)
+
+    def put_manifest(self, reference: str, raw: bytes, media_type: str) -> str:
+        """Upload a manifest under a tag (or its digest); returns its digest."""
+        self._call(
+            self.dxf._request,
+            "put",
+            "manifests/" + reference,
+            what=f"manifest {reference}",
+            data=raw,
+            headers={"Content-Type": media_type},
+        )
+        return sha256_digest(raw)
+
+    # -- blobs -------------------------------------------------------------------
+
+    def has_blob(self, digest: str) -> bool:
+        """HEAD the blob: does the repository already have it?"""
+        try:
+            self._call(self.dxf._request, "head", "blobs/" + digest, what=f"blob {digest}")
+        except NotFound:
+            return False
+        return True
+
+    def blob_chunks(self, digest: str, what: str = "") -> tuple[Iterator[bytes], int]:
+        """(chunks, size) of a blob; the digest is checked after the last chunk, and
+        a broken connection raises Interrupted."""
+        chunks, size = self._call(
+            self.dxf.pull_blob, digest, size=True, chunk_size=CHUNK, what=what
+        )
+        return self._guarded(iter(chunks), digest, size, what), size
+
+    def _guarded(
+        self, chunks: Iterator[bytes], digest: str, size: int, what: str
+    ) -> Iterator[bytes]:
+        done = 0
+        while True:
+            try:
+                chunk = self._call(next, chunks, None, what=what)
+            except RegistryError as e:
+                if isinstance(e, Unauthorized):
+                    raise
+                raise Interrupted(
+                    f"{what or digest}: transfer from {self.ref.domain} broke after "
+                    f"{done} of {size} bytes ({str(e).split(': ', 1)[-1]})"
+                ) from None
+            if chunk is None:
+                break
+            done += len(chunk)
+            yield chunk
+        if done != size:
+            raise Interrupted(f"{what or digest}: got {done} of {size} bytes")
+
+    def read_blob(self, digest: str, limit: int, what: str = "") -> bytes:
+        """A small blob (a config) in memory, digest-checked."""
+        chunks, size = self.blob_chunks(digest, what)
+        if size > limit:
+            raise BadInput(f"{what or digest}: {size} bytes is more than the limit of {limit}")
+        return b"".join(chunks)
+
+    def push_blob(self, digest: str, chunks: Iterable[bytes], what: str = "") -> None:
+        """Upload a blob whose digest is known (a monolithic, streamed PUT)."""
+        self._call(self.dxf.push_blob, data=chunks, digest=digest, check_exists=False, what=what)
+
+    def mount_blob(self, digest: str, source_repo: str) -> bool:
+        """Cross-repository mount; False if the registry would not."""
+        try:
+            self._call(self.dxf.mount_blob, source_repo, digest)
+        except RegistryError:
+            return False
+        return True
+
+
+def _http_error(error: object, host: str, what: str) -> LayerctlError:
+    response = error.response
+    status = response.status_code if response is not None else 0
+    detail = ""
+    if response is not None:
+        try:
+            errors = response.json().get("errors") or []
+            detail = "; ".join(
+                f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors
+            )
+        except ValueError:
+            detail = ""
+    subject = what or "request"
+    if status == 404:
+        return NotFound(f"{subject}: not found on {host}" + (f" ({detail})" if detail else ""))
+    if status == 403:
+        return Unauthorized(
+            f"denied: {host} refused access to {subject}" + (f" ({detail})" if detail else "")
+        )
+    return RegistryError(
+        f"{subject}: {host} answered HTTP {status}" + (f" ({detail})" if detail else "")
+    )
+
+
+def check_login(server: str, credentials: Credentials, tls: TlsOptions | None = None) -> None:
+    """Raise Unauthorized unless `server` accepts `credentials` (GET /v2/ with them)."""
+    from layerctl.oci.references import DEFAULT_DOMAIN, registry_key
+
+    domain = registry_key(server)
+    ref = Reference(domain, "" if domain != DEFAULT_DOMAIN else "library/hello-world")
+    with RegistryClient(ref, tls, credentials) as client:
+        client.ping()
+
+
+def quiet_insecure_warnings() -> None:
+    """urllib3 warns on every unverified https request; --insecure asked for it."""
+    try:
+        from urllib3.exceptions import InsecureRequestWarning
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
