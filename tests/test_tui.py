@@ -220,3 +220,168 @@ async def test_stage_all_and_files_pane(store, container):
         await pilot.press("1")  # hide added
         await wait_for(pilot, lambda: [c.data.name_text for c in tree.root.children
                                        if c.data] == ["file5"], what="filter")
+
+
+def rendered(widget) -> str:
+    return "\n".join(strip.text for strip in widget.lines) if hasattr(widget, "lines") else ""
+
+
+@sync
+async def test_log_screen_shows_each_layer_with_its_stat(store, container):
+    from textual.widgets import RichLog
+
+    from layerctl.tui.screens.log import LogScreen
+
+    app = LayerctlApp(store, container=container)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(changes_of(app).changes) == 3)
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LogScreen))
+        log = app.screen.query_one(RichLog)
+        await wait_for(pilot, lambda: "Layer 1: files 1-3" in rendered(log), what="log")
+        text = rendered(log)
+        assert "第二层: files 4-6" in text and "张伟 <zhang.wei@example.com>" in text
+        assert "D /file5" in text and "A /file7" in text
+        assert "2 paths changed: 1 added, 0 changed, 1 deleted" in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, LogScreen)
+
+
+@sync
+async def test_images_screen_tags_creates_and_removes(store, container):
+    from textual.widgets import DataTable
+
+    from layerctl.tui.screens.dialogs import PromptDialog
+    from layerctl.tui.screens.images import ImagesScreen
+
+    app = LayerctlApp(store, container=container)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen))
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptDialog))
+        await pilot.press(*"Bad Name", "enter")
+        assert isinstance(app.screen, PromptDialog)  # refused, shown, still open
+        app.screen.query_one("#prompt-input").value = "copy:v1"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: table.row_count == 2, what="the new tag")
+        assert store.ref("refs/images/copy/_tags/v1") is not None
+        table.move_cursor(row=table.get_row_index("copy:v1"))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptDialog))
+        app.screen.query_one("#prompt-input").value = "fromcopy"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: api.resolve(store, "fromcopy") is not None,
+                       what="the container")
+        table.move_cursor(row=table.get_row_index("copy:v1"))
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: table.row_count == 1, what="the removal")
+        assert store.ref("refs/images/copy/_tags/v1") is None
+
+
+@sync
+async def test_containers_screen_create_reset_remove(store, container):
+    from textual.widgets import DataTable
+
+    from layerctl.tui.screens.containers import ContainersScreen
+    from layerctl.tui.screens.dialogs import PromptDialog
+
+    layers = demo.build_image(store)
+    app = LayerctlApp(store, container=container)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, ContainersScreen))
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptDialog))
+        app.screen.query_one("#prompt-input").value = demo.IMAGE
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptDialog)
+                       and "Name for" in str(app.screen.title_text))
+        app.screen.query_one("#prompt-input").value = "second"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: table.row_count == 2, what="the new container")
+        # reset web to the first layer, after a confirm
+        table.move_cursor(row=table.get_row_index("web"))
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptDialog))
+        app.screen.query_one("#prompt-input").value = layers[0]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: store.ref(api.resolve(store, "web").ref) == layers[0],
+                       what="the reset")
+        await wait_for(pilot, lambda: not api.status(store, "web"))
+        table.move_cursor(row=table.get_row_index("second"))
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: table.row_count == 1, what="the removal")
+        # back on the main screen, the stack follows the reset
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: len(app.screen.stack.stack_layers) == 1, what="stack")
+
+
+@sync
+async def test_reset_from_the_layer_stack(store, container):
+    layers = demo.build_image(store)
+    app = LayerctlApp(store, container=container)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(changes_of(app).changes) == 3)
+        stack = app.screen.stack
+        stack.focus()
+        stack.move_cursor(row=stack.get_row_index(layers[1]))
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: len(stack.stack_layers) == 2, what="the new stack")
+        await wait_for(pilot, lambda: not changes_of(app).changes, what="changes dropped")
+    assert store.ref(api.resolve(store, container).ref) == layers[1]
+
+
+@sync
+async def test_help_palette_and_theme_remembered(store, container, tmp_path):
+    from layerctl.tui import settings
+    from layerctl.tui.screens.help import HelpScreen
+    from layerctl.tui.screens.images import ImagesScreen
+
+    app = LayerctlApp(store, container=container)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.theme == "dark"
+        assert {"dark", "light", "high-contrast"} <= set(app.available_themes)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"Theme: light")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.theme == "light", what="theme switch")
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"Images")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen))
+    assert settings.load_config()["theme"] == "light"
+    again = LayerctlApp(store, container=container)
+    assert again.theme == "light"
+    assert LayerctlApp(store, container=container, theme="high-contrast").theme == "high-contrast"
+
+
+@sync
+async def test_image_mode_without_container(store):
+    demo.build_image(store)
+    app = LayerctlApp(store, image=demo.IMAGE)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.screen.query_one(FileTree)
+        await wait_for(pilot, lambda: len(tree.root.children) == 7, what="top layer files")
+        assert not changes_of(app).display
+        await pilot.press("c")  # no container: a warning, no dialog
+        assert not isinstance(app.screen, CommitDialog)

@@ -75,7 +75,7 @@ class LayerctlApp(App):
     def open_target(self, container: str | None = None, image: str | None = None) -> None:
         """Show the main screen on another container or image."""
         self.container, self.image = container, image
-        while len(self.screen_stack) > 2:
+        while len(self.screen_stack) > 1:
             self.pop_screen()
         self.switch_screen(MainScreen(container, image))
 

@@ -1,0 +1,87 @@
+"""The log screen: `git log --stat` for the stack, newest first."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, RichLog
+
+from layerctl.errors import LayerctlError
+from layerctl.tui.format import human_size, status_colour
+
+STAT_LINES = 12  # per layer; the rest is summarised in the count line
+
+
+class LogScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("q", "app.pop_screen", "Back", show=False),
+        Binding("question_mark", "app.show_help", "Help"),
+    ]
+
+    def __init__(self, container: str | None, image: str | None, top: str | None) -> None:
+        super().__init__()
+        self.container = container
+        self.image = image
+        self.top = top
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        log = RichLog(id="log", classes="pane", wrap=False, markup=False, highlight=False)
+        log.border_title = "Log"
+        yield log
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "log"
+        self.query_one(RichLog).focus()
+        self.load()
+
+    @work(thread=True, exclusive=True)
+    def load(self) -> None:
+        from layerctl.containers.state import base, resolve
+        from layerctl.images import chain
+        from layerctl.images import resolve as resolve_layer
+        from layerctl.patch import stat_summary
+        from layerctl.store.diff import diff
+        from layerctl.store.layers import read_layer
+
+        store = self.app.store
+        try:
+            with self.app.store_lock:
+                top = self.top
+                if top is None and self.container:
+                    top = base(store, resolve(store, self.container))
+                elif top is None and self.image:
+                    top = resolve_layer(store, self.image)
+                layers = chain(store, top) if top else []
+        except LayerctlError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+            return
+        for layer in reversed(layers):
+            with self.app.store_lock:
+                parent = read_layer(store, layer.parent).root if layer.parent else None
+                changes = list(diff(store, parent, layer.root))
+            lines, summary = stat_summary(changes)
+            self.app.call_from_thread(self._write_layer, layer, changes, lines, summary)
+
+    def _write_layer(self, layer: object, changes: list, lines: list[str], summary: str) -> None:
+        log = self.query_one(RichLog)
+        v = self.app.theme_variables
+        log.write(Text(f"layer {self.app.short_id(layer.id)}", style=f"bold {v.get('accent', '')}"))
+        log.write(f"Author: {layer.author}")
+        log.write(f"Date:   {layer.created.strftime('%a %b %d %H:%M:%S %Y %z')}")
+        log.write(f"Size:   {human_size(layer.size)}")
+        log.write("")
+        for line in (layer.message or "(no message)").splitlines():
+            log.write(f"    {line}")
+        log.write("")
+        for ch, line in list(zip(changes, lines, strict=True))[:STAT_LINES]:
+            log.write(Text(" " + line, style=status_colour(v, ch.status)))
+        if len(lines) > STAT_LINES:
+            log.write(Text(f" … {len(lines) - STAT_LINES} more", style="italic"))
+        log.write(Text(" " + summary, style="bold"))
+        log.write("")
