@@ -20,7 +20,7 @@ from layerctl.store.meta import DIR, FILE, SYMLINK
 from layerctl.store.objects import BLOB
 
 from . import links as links_mod
-from . import overlay, vfs
+from . import overlay, rootless, vfs
 from .changes import BaseTree, HashCache, Scan, scan
 from .configedit import apply_changes
 from .links import walk_key
@@ -189,8 +189,9 @@ def pending(store: object, c: Container, paths: tuple[bytes, ...] | None = None)
     view = view_of(store, c)
     state = state_dir(store, c.id)
     hashes = HashCache(os.path.join(state, "hashes"))
+    rmap = rootless.load(state) if c.driver == "vfs" else None
     if paths is not None:
-        result = scan(store, layer.root, base_id, view, paths, hashes)
+        result = scan(store, layer.root, base_id, view, paths, hashes, rmap)
         return Pending(c, base_id, result, view)
     if c.driver == "overlay":
         cands = {p for p, _kind in overlay.upper_entries(view.upper)}
@@ -201,7 +202,7 @@ def pending(store: object, c: Container, paths: tuple[bytes, ...] | None = None)
         result = scan(store, layer.root, base_id, view, cands, hashes)
     else:
         cands, label, entries = vfs.candidates(store, state, base_id)
-        result = scan(store, layer.root, base_id, view, cands, hashes)
+        result = scan(store, layer.root, base_id, view, cands, hashes, rmap)
         vfs.refresh(state, base_id, entries, cands, {ch.path for ch in result.changes},
                     result.observed, label)
     return Pending(c, base_id, result, view)
@@ -409,12 +410,13 @@ def restore(store: object, ref: str, paths: list[str]) -> list[Change]:
             for ch in reversed(plan):  # directories' own metadata last, children first
                 if _meta_only_dir(ch):
                     apply_meta(top_b + b"/" + ch.path, ch.old, os.geteuid() == 0)
-            _settle_parents(top_b, bt, plan, discard, p.changes)
+            rmap = rootless.load(state_dir(store, c.id)) if c.driver == "vfs" else None
+            _settle_parents(top_b, bt, plan, discard, p.changes, rmap)
     return discard
 
 
 def _settle_parents(top: bytes, bt: BaseTree, plan: list[Change], discard: list[Change],
-                    changes: list[Change]) -> None:
+                    changes: list[Change], rmap: rootless.RootlessMap | None = None) -> None:
     """A parent whose only difference left is the mtime our restore caused gets the
     base's mtime back, when no other pending change is directly inside it."""
     gone = {ch.path for ch in discard}
@@ -428,6 +430,8 @@ def _settle_parents(top: bytes, bt: BaseTree, plan: list[Change], discard: list[
         from .changes import observe_meta
 
         now = observe_meta(real, os.lstat(real))
+        if rmap is not None:
+            now = rmap.faithful(parent, now, entry[0])
         if replace(now, mtime_ns=entry[0].mtime_ns) == entry[0]:
             os.utime(real, ns=(entry[0].mtime_ns, entry[0].mtime_ns), follow_symlinks=False)
 

@@ -24,6 +24,7 @@ from layerctl.store.snapshot import meta_from_stat, read_xattrs
 
 from . import links as links_mod
 from .links import walk_key
+from .rootless import RootlessMap
 from .view import View
 
 RACY_NS = 1_000_000_000  # a file changed this recently may change again within one tick
@@ -127,7 +128,7 @@ def hash_file(real: bytes, size: int) -> bytes:
 class Observed:
     real: bytes
     st: os.stat_result
-    meta: Meta  # link not yet set
+    meta: Meta  # as the store would record it (rootless: translated); link not yet set
 
 
 @dataclass
@@ -148,8 +149,11 @@ def scan(
     view: View,
     candidates: Iterable[bytes],
     hashes: HashCache,
+    rootless: RootlessMap | None = None,
 ) -> Scan:
-    """Compare each candidate path of the view with the base layer."""
+    """Compare each candidate path of the view with the base layer. With a rootless
+    map, what is seen on disk is first translated into what the store records
+    (ownership, device nodes and xattrs the user could not apply)."""
     base = BaseTree(store, base_root)
     cands = {p.strip(b"/") for p in candidates}
     cands.discard(b"")
@@ -164,7 +168,7 @@ def scan(
         found = view.resolve(p)
         if found is not None:
             real, st = found
-            observed[p] = Observed(real, st, observe_meta(real, st))
+            observed[p] = Observed(real, st, _faithful(rootless, base, p, observe_meta(real, st)))
 
     link_of, extra, touched, new_groups = _hardlinks(store, base_id, base, cands, observed, view)
 
@@ -202,11 +206,18 @@ def scan(
     root_meta = None
     found = view.resolve(b"")
     if found is not None:
-        now = observe_meta(*found)
+        now = _faithful(rootless, base, b"", observe_meta(*found))
         if now != base.entry(b"")[0]:
             root_meta = now
     hashes.save()
     return Scan(changes, root_meta, observed, new_groups, touched)
+
+
+def _faithful(rootless: RootlessMap | None, base: BaseTree, path: bytes, meta: Meta) -> Meta:
+    if rootless is None:
+        return meta
+    old = base.entry(path)
+    return rootless.faithful(path, meta, old[0] if old is not None else None)
 
 
 def _blob(obs: Observed, hashes: HashCache) -> bytes:

@@ -18,6 +18,7 @@ from layerctl.store.checkout import checkout
 from layerctl.store.diff import diff
 from layerctl.store.layers import read_layer
 
+from . import rootless
 from .changes import RACY_NS
 
 CACHE_NAME = "statcache"
@@ -65,11 +66,18 @@ def save_cache(state: str, label: str, entries: dict[bytes, tuple]) -> None:
 
 
 def prepare(store: object, state: str, layer_id: str) -> None:
-    """Check the layer out into rootfs/ and record every entry as clean."""
+    """Check the layer out into rootfs/ and record every entry as clean; without
+    root, also record what the checkout could not apply (the rootless map)."""
     rootfs = os.path.join(state, "rootfs")
-    checkout(store, read_layer(store, layer_id).root, rootfs)
+    root = read_layer(store, layer_id).root
+    checkout(store, root, rootfs)
+    seen = walk_rootfs(os.fsencode(rootfs))
+    if rootless.needed():
+        rootless.save(state, rootless.record(store, root, os.fsencode(rootfs), seen))
+    else:
+        rootless.discard(state)
     # Just written by us and not visible to anyone yet: trusted even though racy.
-    entries = {p: stat_key(st) for p, st in walk_rootfs(os.fsencode(rootfs)).items()}
+    entries = {p: stat_key(st) for p, st in seen.items()}
     save_cache(state, layer_id, entries)
 
 
