@@ -200,6 +200,23 @@ def test_path_too_long(store: Store) -> None:
             repr(name), "longer than 64")
 
 
+def test_path_too_deep(store: Store) -> None:
+    name = "d/" * 600 + "f"
+    data = tar_bytes((ti(name), b"x"))
+    refused(store, lambda: apply_layer(store, None, data), "'d/d/d/", "deeper than 512")
+
+
+def test_deep_whiteouts_and_opaques_repeated(store: Store, parent: DirRef) -> None:
+    """Whiteouts and opaque markers repeated for a deep tree cost no more than once."""
+    deep = "/".join(["d"] * 400)
+    members = [(ti(deep + "/f"), b"f")]
+    for _ in range(200):
+        members += [(ti(".wh.d"), b""), (ti("d/.wh..wh..opq"), b""), (ti(deep + "/.wh.x"), b"")]
+    root = apply_layer(store, parent, tar_bytes(*members))
+    got = {p for p, _m, _o in walk(store, root)}
+    assert deep.encode() + b"/f" in got and b"dir" in got
+
+
 # -- hardlinks -------------------------------------------------------------------------
 
 

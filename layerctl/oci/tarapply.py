@@ -104,6 +104,7 @@ class Limits:
     max_entries: int = 10_000_000
     max_file_size: int = 64 << 30
     max_path_length: int = 4096  # bytes, for names and link targets (PATH_MAX)
+    max_depth: int = 512  # path components; the store's tree code recurses per level
     max_header_bytes: int = 16 << 20  # one PAX or GNU long-name header
 
 
@@ -265,6 +266,8 @@ class _Applier:
         self.groups: list[_Inode] = []  # inodes that got hardlinks in this tar
         self.current = ""  # the entry being applied, for messages
         self.current_done = False  # past the end-of-archive marker
+        self.whited_out: set[bytes] = set()  # directories whose lower content is hidden
+        self.opaque_done: set[bytes] = set()  # directories whose lower children are hidden
         self.keep_bytes = keep_bytes  # budget for file contents kept in memory
         self.kept: dict[bytes, bytes] = {}  # blob id -> content, for a DiffID pass
 
@@ -342,6 +345,8 @@ class _Applier:
         parts = [p for p in raw.split(b"/") if p and p != b"."]
         if b".." in parts:
             raise self._fail(f"{what} {_show(raw)} contains '..' (it would leave the root)")
+        if len(parts) > self.limits.max_depth:
+            raise self._fail(f"{what} is deeper than {self.limits.max_depth} directories")
         return b"/".join(parts)
 
     def _entry(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
@@ -696,18 +701,36 @@ class _Applier:
 
     def _hide_lower(self, path: bytes, node: _Node, reset: bool) -> None:
         """Delete what is below `path` except this tar's entries; directories kept only
-        as parents of this tar's entries lose their lower metadata when `reset`."""
-        if reset and not node.explicit:
-            self.editor.set_dir(path, IMPLICIT_DIR)
-        for name in self.editor.children(path):
-            child = node.kids.get(name)
-            child_path = _join(path, name)
-            if child is None:
-                self.editor.delete(child_path)
-                self.lower_changed = True
-                self.dirs_ok.clear()
-            elif child.kids is not None:
-                self._hide_lower(child_path, child, reset=True)
+        as parents of this tar's entries lose their lower metadata. `reset`: `path`
+        itself is whited out (not just its children, as for an opaque marker)."""
+        if self._hidden_already(path, reset):
+            return
+        stack = [(path, node, reset)]
+        while stack:
+            top, top_node, top_reset = stack.pop()
+            if top_reset and not top_node.explicit:
+                self.editor.set_dir(top, IMPLICIT_DIR)
+            for name in self.editor.children(top):
+                child = top_node.kids.get(name)
+                child_path = _join(top, name)
+                if child is None:
+                    self.editor.delete(child_path)
+                    self.lower_changed = True
+                    self.dirs_ok.clear()
+                elif child.kids is not None:
+                    stack.append((child_path, child, True))
+        (self.whited_out if reset else self.opaque_done).add(path)
+
+    def _hidden_already(self, path: bytes, whiteout: bool) -> bool:
+        """True when an earlier whiteout or opaque marker already hid what this one would
+        (the lower tree cannot come back), so that repeating one costs nothing."""
+        if path in self.whited_out or (not whiteout and path in self.opaque_done):
+            return True
+        while path:
+            path = _split(path)[0]
+            if path in self.whited_out or path in self.opaque_done:
+                return True
+        return False
 
     # -- hardlink groups ----------------------------------------------------------
 
