@@ -69,7 +69,7 @@ def changes_of(app) -> ChangeList:
 
 
 def select_change(table: ChangeList, path: bytes) -> None:
-    table.move_cursor(row=table.get_row_index(path.decode()))
+    table.select_path(path)
 
 
 @sync

@@ -28,7 +28,7 @@ from layerctl.tui.messages import (
 from layerctl.tui.widgets.changes import ChangeList, DiscardRequested
 from layerctl.tui.widgets.files import FilesPane, FileTree
 from layerctl.tui.widgets.layers import LayerStack
-from layerctl.tui.widgets.preview import FilePreview
+from layerctl.tui.widgets.preview import FilePreview, lexer_for
 
 
 class LockedWatcher(ChangeWatcher):
@@ -284,7 +284,7 @@ class MainScreen(Screen):
             return
         self.highlighted = (browser, entry)
         self.app.call_from_thread(self.query_one(FilePreview).show_preview, result,
-                                  "diff" if diff else "content")
+                                  "diff" if diff else "content", lexer_for(result))
 
     def action_toggle_diff(self) -> None:
         self.diff_mode = not self.diff_mode
@@ -334,7 +334,7 @@ class MainScreen(Screen):
             return
         staged = changes.staged_changes()
         everything = not staged or len(staged) == len(changes.changes)
-        going = list(changes.changes.values()) if everything else staged
+        going = [changes.changes[p] for p in changes.paths] if everything else staged
         self.app.push_screen(CommitDialog(self.container, going, everything, self.author),
                              self._committed)
 

@@ -1,24 +1,31 @@
 """The Changes pane: the container's pending changes, live, with staging.
 
-A DataTable keeps 100k rows scrollable (it renders only the visible lines).
-Staging is a selection of paths for the next commit; nothing staged means
-the commit takes everything.
+A line-API scroll view: it keeps the changes in a sorted list and renders only
+the lines on screen, so 100k changes load, scroll, stage and update in constant
+time per visible line (a widget or a table row per change would not).
+Staging is a selection of paths for the next commit; nothing staged means the
+commit takes everything.
 """
 
 from __future__ import annotations
 
+import bisect
+
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.message import Message
-from textual.widgets import DataTable
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from layerctl.patch import path_text
 from layerctl.store.diff import Change
-from layerctl.tui.format import status_colour, status_text
+from layerctl.tui.format import status_colour
 from layerctl.tui.messages import ChangeHighlighted, StagingChanged
 
 STAGED_MARK, UNSTAGED_MARK = "●", "·"
-SORT_LIMIT = 20_000  # keep rows in path order on live updates while sorting stays cheap
+LINE_WIDTH = 240  # virtual width: long paths scroll horizontally
 
 
 class DiscardRequested(Message):
@@ -29,112 +36,191 @@ class DiscardRequested(Message):
         self.path = path
 
 
-class ChangeList(DataTable):
+class ChangeList(ScrollView, can_focus=True):
+    COMPONENT_CLASSES = {"changelist--cursor"}
+    DEFAULT_CSS = """
+    ChangeList > .changelist--cursor {
+        background: $block-cursor-blurred-background;
+    }
+    ChangeList:focus > .changelist--cursor {
+        background: $block-cursor-background;
+        text-style: bold;
+    }
+    """
     BINDINGS = [
         Binding("space", "toggle_stage", "Stage/unstage"),
         Binding("a", "stage_all", "Stage all"),
         Binding("d", "discard", "Discard"),
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "jump(0)", "First", show=False),
+        Binding("end", "jump(-1)", "Last", show=False),
     ]
 
     def __init__(self) -> None:
-        super().__init__(cursor_type="row", id="changes", classes="pane")
+        super().__init__(id="changes", classes="pane")
         self.changes: dict[bytes, Change] = {}
+        self.paths: list[bytes] = []  # sorted: the row order
         self.staged: set[bytes] = set()
+        self.counts = {"A": 0, "C": 0, "D": 0}
+        self.cursor = 0
         self.border_title = "Changes"
 
     def on_mount(self) -> None:
-        self.add_column("", key="staged", width=1)
-        self.add_column("", key="status", width=1)
-        self.add_column("Path", key="path")
-        self.add_column("Details", key="details")
         self._retitle()
+
+    # -- rendering --------------------------------------------------------------
+
+    @property
+    def row_count(self) -> int:
+        return len(self.paths)
+
+    def _row_text(self, index: int) -> Text:
+        path = self.paths[index]
+        ch = self.changes[path]
+        v = self.app.theme_variables
+        staged = path in self.staged
+        text = Text(no_wrap=True)
+        text.append(STAGED_MARK if staged else UNSTAGED_MARK,
+                    style=status_colour(v, "staged" if staged else "dim"))
+        text.append(f" {ch.status} ", style=f"bold {status_colour(v, ch.status)}")
+        text.append(path_text(path), style=status_colour(v, ch.status))
+        details = ch.details()
+        if details:
+            text.append("  " + ", ".join(details), style=status_colour(v, "dim"))
+        return text
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.scrollable_content_region.width
+        style = self.rich_style
+        if index >= len(self.paths):
+            if index == 0 and y == 0:
+                return Strip(Text("no pending changes", style="italic").render(self.app.console),
+                             ).crop_extend(0, width, style)
+            return Strip.blank(width, style)
+        segments = list(self._row_text(index).render(self.app.console))
+        strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, style)
+        if index == self.cursor:
+            strip = strip.apply_style(self.get_component_rich_style("changelist--cursor"))
+        return strip
+
+    def _resize_virtual(self) -> None:
+        self.virtual_size = Size(LINE_WIDTH, len(self.paths))
 
     # -- content ------------------------------------------------------------------
 
-    def _variables(self) -> dict[str, str]:
-        return self.app.theme_variables
-
-    def _cells(self, ch: Change) -> tuple:
-        v = self._variables()
-        staged = ch.path in self.staged
-        mark = Text(STAGED_MARK if staged else UNSTAGED_MARK,
-                    style=status_colour(v, "staged") if staged else status_colour(v, "dim"))
-        return (mark, status_text(v, ch.status),
-                Text(path_text(ch.path), style=status_colour(v, ch.status)),
-                Text(", ".join(ch.details()), style=status_colour(v, "dim")))
-
     def load(self, changes: list[Change]) -> None:
         """Replace every row (a full scan's result); staging of surviving paths is kept."""
-        row = self.cursor_row
-        self.clear()
         self.changes = {ch.path: ch for ch in changes}
+        self.paths = sorted(self.changes)
         self.staged &= self.changes.keys()
+        self.counts = {"A": 0, "C": 0, "D": 0}
         for ch in changes:
-            self.add_row(*self._cells(ch), key=_key(ch.path))
-        if changes:
-            self.move_cursor(row=min(row, len(changes) - 1))
+            self.counts[ch.status] += 1
+        self.cursor = min(self.cursor, max(0, len(self.paths) - 1))
+        self._resize_virtual()
         self._retitle()
+        self.refresh()
+        self._highlighted()
 
     def apply(self, updates: list[tuple[bytes, Change | None]]) -> None:
         """A watcher's updates: (path, change now or None when it is clean again)."""
-        added = False
+        current = self.current_path()
         for path, ch in updates:
-            key = _key(path)
+            old = self.changes.get(path)
+            if old is not None:
+                self.counts[old.status] -= 1
             if ch is None:
-                if self.changes.pop(path, None) is not None:
-                    self.remove_row(key)
+                if old is not None:
+                    del self.changes[path]
+                    del self.paths[bisect.bisect_left(self.paths, path)]
                 self.staged.discard(path)
-            elif path in self.changes:
-                self.changes[path] = ch
-                for col, cell in zip(("staged", "status", "path", "details"), self._cells(ch),
-                                     strict=True):
-                    self.update_cell(key, col, cell)
-            else:
-                self.changes[path] = ch
-                self.add_row(*self._cells(ch), key=key)
-                added = True
-        if added and self.row_count <= SORT_LIMIT:
-            self.sort("path", key=lambda cell: cell.plain)
+                continue
+            if old is None:
+                bisect.insort(self.paths, path)
+            self.changes[path] = ch
+            self.counts[ch.status] += 1
+        # keep the cursor on the same path when rows come and go above it
+        if current is not None and current in self.changes:
+            self.cursor = bisect.bisect_left(self.paths, current)
+        self.cursor = min(self.cursor, max(0, len(self.paths) - 1))
+        self._resize_virtual()
         self._retitle()
+        self.refresh()
 
     def _retitle(self) -> None:
-        counts = {"A": 0, "C": 0, "D": 0}
-        for ch in self.changes.values():
-            counts[ch.status] += 1
-        v = self._variables() if self.is_mounted else {}
-        parts = [f"[{status_colour(v, s)}]{s} {n}[/]" for s, n in counts.items()]
+        v = self.app.theme_variables if self.is_mounted else {}
+        parts = [f"[{status_colour(v, s)}]{s} {n}[/]" for s, n in self.counts.items()]
         self.border_title = "Changes  " + "  ".join(parts)
         total = len(self.changes)
         self.border_subtitle = (f"{len(self.staged)} of {total} staged" if self.staged
                                 else f"{total} pending, none staged")
         self.post_message(StagingChanged(len(self.staged), total))
 
-    # -- staging ----------------------------------------------------------------
+    # -- cursor -------------------------------------------------------------------
 
     def current_path(self) -> bytes | None:
-        if not self.row_count:
-            return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        return _path(key)
+        return self.paths[self.cursor] if self.paths else None
+
+    def select_path(self, path: bytes) -> None:
+        self.move_to(bisect.bisect_left(self.paths, path))
+
+    def move_to(self, index: int) -> None:
+        if not self.paths:
+            return
+        index = max(0, min(index, len(self.paths) - 1))
+        if index == self.cursor:
+            return
+        self.cursor = index
+        height = self.scrollable_content_region.height or 1
+        top = self.scroll_offset.y
+        if index < top:
+            self.scroll_to(y=index, animate=False)
+        elif index >= top + height:
+            self.scroll_to(y=index - height + 1, animate=False)
+        self.refresh()
+        self._highlighted()
+
+    def _highlighted(self) -> None:
+        path = self.current_path()
+        if path is not None:
+            self.post_message(ChangeHighlighted(path))
+
+    def action_cursor(self, step: int) -> None:
+        self.move_to(self.cursor + step)
+
+    def action_page(self, direction: int) -> None:
+        self.move_to(self.cursor + direction * max(1, self.scrollable_content_region.height - 1))
+
+    def action_jump(self, where: int) -> None:
+        self.move_to(len(self.paths) - 1 if where < 0 else 0)
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is not None:
+            self.move_to(self.scroll_offset.y + offset.y)
+
+    # -- staging ----------------------------------------------------------------
 
     def set_staged(self, paths: set[bytes], staged: bool) -> None:
-        for path in paths:
-            if path not in self.changes:
-                continue
-            if staged:
-                self.staged.add(path)
-            else:
-                self.staged.discard(path)
-            self.update_cell(_key(path), "staged", self._cells(self.changes[path])[0])
+        paths = paths & self.changes.keys()
+        if staged:
+            self.staged |= paths
+        else:
+            self.staged -= paths
         self._retitle()
+        self.refresh()
 
     def action_toggle_stage(self) -> None:
         path = self.current_path()
         if path is None:
             return
         self.set_staged({path}, path not in self.staged)
-        if self.cursor_row < self.row_count - 1:
-            self.move_cursor(row=self.cursor_row + 1)
+        self.move_to(self.cursor + 1)
 
     def action_stage_all(self) -> None:
         everything = set(self.changes)
@@ -146,18 +232,4 @@ class ChangeList(DataTable):
             self.post_message(DiscardRequested(path))
 
     def staged_changes(self) -> list[Change]:
-        return [ch for p, ch in self.changes.items() if p in self.staged]
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
-        if event.row_key.value is not None:
-            self.post_message(ChangeHighlighted(_path(event.row_key.value)))
-
-
-def _key(path: bytes) -> str:
-    # Row keys are str; surrogateescape keeps any byte name round-tripping.
-    return path.decode("utf-8", "surrogateescape")
-
-
-def _path(key: str) -> bytes:
-    return key.encode("utf-8", "surrogateescape")
+        return [self.changes[p] for p in self.paths if p in self.staged]

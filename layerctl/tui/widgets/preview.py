@@ -13,6 +13,28 @@ from layerctl.browse import Preview
 HIGHLIGHT_LINES = 2000  # past this, plain text: highlighting would stall the UI thread
 
 
+def lexer_for(p: Preview) -> str:
+    """A Pygments lexer name for a preview, from its file name, else its first line
+    (a #! line); call it in a worker: the first call imports Pygments' lexer table."""
+    if p.kind == "diff":
+        return "diff"
+    if p.kind != "text":
+        return "text"
+    from pygments.lexers import get_lexer_for_filename, guess_lexer
+    from pygments.util import ClassNotFound
+
+    try:
+        return get_lexer_for_filename(p.syntax_hint, p.text[:4096]).aliases[0]
+    except ClassNotFound:
+        pass
+    if p.text.startswith("#!"):
+        try:
+            return guess_lexer(p.text.split("\n", 1)[0]).aliases[0]
+        except ClassNotFound:
+            pass
+    return "text"
+
+
 class FilePreview(VerticalScroll):
     def __init__(self) -> None:
         super().__init__(id="preview", classes="pane")
@@ -22,7 +44,8 @@ class FilePreview(VerticalScroll):
     def compose(self):  # noqa: ANN201 - Textual's ComposeResult
         yield Static(Text("Select a file to see it here.", style="italic"), id="preview-body")
 
-    def show_preview(self, preview: Preview | None, mode: str = "content") -> None:
+    def show_preview(self, preview: Preview | None, mode: str = "content",
+                     lexer: str = "text") -> None:
         self.current = preview
         body = self.query_one("#preview-body", Static)
         if preview is None:
@@ -31,12 +54,11 @@ class FilePreview(VerticalScroll):
             return
         self.border_title = f"Preview · {mode} · {preview.title}"
         self.border_subtitle = "first part only" if preview.truncated else ""
-        body.update(self._renderable(preview))
+        body.update(self._renderable(preview, lexer))
         self.scroll_home(animate=False)
 
-    def _renderable(self, p: Preview):  # noqa: ANN202 - a Rich renderable
+    def _renderable(self, p: Preview, lexer: str):  # noqa: ANN202 - a Rich renderable
         if p.kind in ("text", "diff") and p.text.count("\n") < HIGHLIGHT_LINES:
-            lexer = "diff" if p.kind == "diff" else Syntax.guess_lexer(p.syntax_hint, p.text)
             theme = self.app.theme_variables.get("layerctl-syntax") or (
                 "monokai" if self.app.current_theme.dark else "default")
             return Syntax(p.text, lexer, theme=theme, line_numbers=p.kind == "text",
