@@ -23,18 +23,24 @@ PackWriter, leaving the store as it was. The rules:
 - a later entry for the same path wins: a file replaces a directory with
   everything below it, a directory replaces a file, a directory entry for an
   existing directory only sets its metadata;
+- the root directory's own metadata changes only with an explicit `./` entry
+  (layerctl's changesets never carry one: diff() starts below the root);
 - hardlinks need an existing non-directory target (in this tar, earlier, or in
-  the lower tree); members of a hardlink group share the inode's metadata, and
-  every group touched is rewritten in the store's canonical form (see
+  the lower tree); members of a hardlink group share the inode's metadata (a
+  hardlink entry's own header is ignored, as on disk), and every group
+  touched is rewritten in the store's canonical form (see
   snapshot.DirImporter): the first member in walk order has link=None, the
-  others link=<first>;
+  others link=<first>; a name given a new inode leaves its group;
 - whiteouts (`.wh.NAME`, `.wh..wh..opq`) remove entries of the lower tree
   only, never what the same tar adds, whatever the order of the entries;
   other `.wh..wh.*` names (AUFS metadata) are ignored, as Docker does. With
   whiteouts=False (a root filesystem) any `.wh.` name is an error: a real
   file of that name cannot be told apart from a whiteout in this format;
-- sizes, entry counts, path lengths and extended header sizes are bounded by
-  Limits, and truncated or corrupt data is an error, not a short layer.
+- sizes, entry counts, path lengths and depths, and extended header sizes are
+  bounded by Limits, and truncated or corrupt data (tar or compressed) is an
+  error, not a short layer: a bad header after the first entry is not taken
+  for the end of the archive, and the stream is read to its end so that a
+  gzip/zstd trailer is checked. A missing end-of-archive marker is accepted.
 """
 
 from __future__ import annotations
