@@ -659,6 +659,11 @@ def test_duplicates_later_wins(store: Store) -> None:
     assert store.read_blob(got[b"d"][1]) == b"file wins" and b"d/in" not in got
 
 
+def test_missing_end_of_archive_marker_is_accepted(store: Store) -> None:
+    data = tar_bytes((ti("a"), b"a" * 600), fmt=tarfile.USTAR_FORMAT)[:512 + 1024]
+    assert paths(store, apply(store, None, data)) == {b"a"}
+
+
 def test_root_entry_sets_root_metadata(store: Store) -> None:
     root = apply(store, None, tar_bytes((ti("./", tarfile.DIRTYPE, 0o700, 99, uid=3), None)))
     assert meta_of(store, root, b"") == Meta("d", 0o700, 3, 0, 99_000_000_000)
