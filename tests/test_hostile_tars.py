@@ -344,6 +344,14 @@ def test_declared_size_past_the_end(store: Store, tmp_path: Path) -> None:
             "truncated")
 
 
+def test_big_file_truncated_while_spooling(store: Store) -> None:
+    from layerctl.store.objects import BIG_FILE
+
+    data = header(b"huge", BIG_FILE + 1) + bytes(1 << 20)
+    refused(store, lambda: apply_layer(store, None, data), "'huge'", "truncated")
+    assert not [n for n in os.listdir(store.path("objects", "pack")) if n.startswith("tmp_")]
+
+
 def test_truncated_in_a_header(store: Store) -> None:
     data = tar_bytes((ti("first"), b"1" * 512), (ti("second"), b"2"), fmt=tarfile.USTAR_FORMAT)
     cut = data[: 512 + 512 + 200]
