@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from layerctl.patch import is_binary, render_patch
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
-from layerctl.store.fstree import Dir, DirRef, read_dir
+from layerctl.store.fstree import RECORD, Dir, DirRef, read_dir
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
 
 UNCHANGED = ""
@@ -275,6 +275,7 @@ class LayerBrowser(_Base):
         self.new = new
         self.old = old
         self._dirs: dict[tuple[int, bytes], Dir | None] = {}
+        self._own_memo: dict[DirRef, Meta] = {}
 
     @classmethod
     def for_layer(cls, store: object, layer_id: str) -> LayerBrowser:
@@ -301,6 +302,15 @@ class LayerBrowser(_Base):
         self._dirs[key] = found
         return found
 
+    def _own(self, ref: DirRef) -> Meta:
+        """A subdirectory's own metadata: the first line of its record, so listing a
+        directory never parses its subdirectories' (possibly huge) records."""
+        found = self._own_memo.get(ref)
+        if found is None:
+            found = own_meta(self.store, ref)
+            self._own_memo[ref] = found
+        return found
+
     def _entries(self, path: bytes) -> list[Entry]:
         new, old = self._dir(1, path), self._dir(0, path)
         out = []
@@ -317,11 +327,11 @@ class LayerBrowser(_Base):
                 out.append(Entry(p, DELETED, meta, blob=blob, ref=ref, dirty=ref is not None))
             elif name in new.dirs and name in old.dirs:
                 nref, oref = new.dirs[name], old.dirs[name]
-                nmeta = self._dir(1, p).own
+                nmeta = self._own(nref)
                 if nref == oref:
                     out.append(Entry(p, UNCHANGED, nmeta, ref=nref))
                     continue
-                ometa = self._dir(0, p).own
+                ometa = self._own(oref)
                 status = CHANGED if nmeta != ometa else UNCHANGED
                 out.append(Entry(p, status, nmeta, old=ometa, ref=nref, old_ref=oref, dirty=True))
             else:
@@ -338,7 +348,7 @@ class LayerBrowser(_Base):
 
 def _side(b: LayerBrowser, side: int, d: Dir, name: bytes, path: bytes) -> tuple:
     if name in d.dirs:
-        return b._dir(side, path).own, None, d.dirs[name]
+        return b._own(d.dirs[name]), None, d.dirs[name]
     meta, blob = d.files[name]
     return meta, blob, None
 
@@ -450,6 +460,18 @@ class PendingBrowser(_Base):
         if e.status == UNCHANGED:
             return self.store.read_blob(e.blob)
         return self.read_pending(e.path)
+
+
+def own_meta(store: object, ref: DirRef) -> Meta:
+    """A directory's own metadata from the '.' line that starts its record."""
+    for name, _mode, sha in store.read_tree(ref.meta):
+        if name == RECORD:
+            first = store.read_blob(sha).split(b"\n", 1)[0].decode("ascii")
+            label, *fields = first.split(" ")
+            if label == ".":
+                return Meta.parse(fields)
+            break
+    return read_dir(store, ref).own  # not the expected layout: let read_dir judge it
 
 
 def read_container_file(view: object, path: bytes, limit: int = PREVIEW_BYTES * 4) -> bytes:
