@@ -466,3 +466,17 @@ def test_inspect_container(store, small_image):
     assert set(gd["Data"]) == {"LowerDir", "UpperDir", "MergedDir", "WorkDir"}
     assert data["State"]["Status"] == "created"
     assert C.inspect_container(store, "nope") is None
+
+
+def test_vfs_without_stat_cache_still_sees_deletions(store, small_image):
+    # A lost stat cache makes every entry a candidate, deleted ones included.
+    with Mounted(store, small_image, "nocache", "vfs") as root:
+        (root / "etc" / "motd").unlink()
+        (root / "usr" / "share" / "doc" / "README").unlink()
+        before = _statuses(C.status(store, "nocache"))
+        state = cstate.state_dir(store, cstate.resolve(store, "nocache").id)
+        os.unlink(os.path.join(state, "statcache"))
+        if os.path.exists(os.path.join(state, "hashes")):
+            os.unlink(os.path.join(state, "hashes"))
+        assert _statuses(C.status(store, "nocache")) == before
+        assert ("D", b"etc/motd") in before and ("D", b"usr/share/doc/README") in before

@@ -16,6 +16,7 @@ import time
 
 from layerctl.store.checkout import checkout
 from layerctl.store.diff import diff
+from layerctl.store.fstree import walk
 from layerctl.store.layers import read_layer
 
 from . import rootless
@@ -88,7 +89,11 @@ def candidates(store: object, state: str, base_id: str) -> tuple[set[bytes], str
     cands = {p for p, st in seen.items() if entries.get(p) != stat_key(st)}
     cands.update(p for p in entries if p not in seen)
     if label is None:
+        # No cache (lost or removed): everything is a candidate, including the base's
+        # entries that are gone from the rootfs, which only the cache would name.
         cands.update(seen)
+        cands.update(p for p, _meta, _obj in walk(store, read_layer(store, base_id).root))
+        cands.discard(b"")
     elif label != base_id:
         old_root = read_layer(store, label).root
         new_root = read_layer(store, base_id).root
