@@ -320,3 +320,97 @@ class CuttingProxy:
     def stop(self) -> None:
         self._stop = True
         self.sock.close()
+
+
+# -- OCI layouts made by hand (no network, no daemon) ------------------------------------
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def tar_bytes(entries: list[tuple]) -> bytes:
+    """A tar of (name, content) files, (name, None) directories and
+    (name, content, mode) files with a mode; mtimes fixed."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for entry in entries:
+            name, content = entry[0], entry[1]
+            info = tarfile.TarInfo(name)
+            info.mtime = 1_700_000_000
+            if content is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+                continue
+            info.mode = entry[2] if len(entry) > 2 else 0o644
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def _blob(layout: Path, data: bytes) -> dict:
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()
+    path = layout / "blobs" / "sha256" / digest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def write_layout(layout: Path, images: list[dict], tag: str = "1") -> None:
+    """An OCI layout with `tag` naming one image, or an index of several.
+
+    Each image: {"platform": ("linux", "amd64"[, variant]), "layers": [tar bytes...]}.
+    """
+    import gzip
+    import hashlib
+
+    layout.mkdir(parents=True, exist_ok=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    manifests = []
+    for image in images:
+        plat = image.get("platform", ("linux", "amd64"))
+        layers = [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+             **_blob(layout, gzip.compress(t, mtime=0))}
+            for t in image["layers"]
+        ]  # fmt: skip
+        config = {
+            "architecture": plat[1],
+            "os": plat[0],
+            "created": "2024-01-02T03:04:05Z",
+            "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/bin:/bin"]},
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": ["sha256:" + hashlib.sha256(t).hexdigest() for t in image["layers"]],
+            },
+            "history": [
+                {"created": "2024-01-02T03:04:05Z", "created_by": f"layer {i}",
+                 "author": "Layout Maker <maker@example.com>", "comment": f"layer {i}"}
+                for i in range(len(image["layers"]))
+            ],
+        }  # fmt: skip
+        if len(plat) > 2:
+            config["variant"] = plat[2]
+        cfg = {"mediaType": "application/vnd.oci.image.config.v1+json",
+               **_blob(layout, json.dumps(config).encode())}  # fmt: skip
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg,
+                    "layers": layers}  # fmt: skip
+        desc = {"mediaType": OCI_MANIFEST, **_blob(layout, json.dumps(manifest).encode())}
+        platform = {"os": plat[0], "architecture": plat[1]}
+        if len(plat) > 2:
+            platform["variant"] = plat[2]
+        manifests.append({**desc, "platform": platform})
+    ann = {"org.opencontainers.image.ref.name": tag}
+    if len(manifests) == 1:
+        top = {**manifests[0], "annotations": ann}
+        top.pop("platform")
+    else:
+        nested = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+        top = {"mediaType": OCI_INDEX, **_blob(layout, json.dumps(nested).encode()),
+               "annotations": ann}  # fmt: skip
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top]}
+    (layout / "index.json").write_text(json.dumps(index))

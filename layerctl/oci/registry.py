@@ -351,21 +351,22 @@ class RegistryClient:
     def _guarded(
         self, chunks: Iterator[bytes], digest: str, size: int, what: str
     ) -> Iterator[bytes]:
+        import requests
+        import urllib3
+        from dxf.exceptions import DXFDigestMismatchError
+
         done = 0
-        while True:
-            try:
-                chunk = self._call(next, chunks, None, what=what)
-            except RegistryError as e:
-                if isinstance(e, Unauthorized):
-                    raise
-                raise Interrupted(
-                    f"{what or digest}: transfer from {self.ref.domain} broke after "
-                    f"{done} of {size} bytes ({str(e).split(': ', 1)[-1]})"
-                ) from None
-            if chunk is None:
-                break
-            done += len(chunk)
-            yield chunk
+        try:
+            for chunk in chunks:
+                done += len(chunk)
+                yield chunk
+        except DXFDigestMismatchError as e:
+            raise RegistryError(f"{what or digest}: {e}") from None
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
+            raise Interrupted(
+                f"{what or digest}: the connection to {self.ref.domain} broke after "
+                f"{done} of {size} bytes ({_short_reason(e)})"
+            ) from None
         if done != size:
             raise Interrupted(f"{what or digest}: got {done} of {size} bytes")
 
@@ -376,7 +377,7 @@ class RegistryClient:
             raise BadInput(f"{what or digest}: {size} bytes is more than the limit of {limit}")
         return b"".join(chunks)
 
-    def push_blob(self, digest: str, chunks: Iterable[bytes], what: str = "") -> None:
+    def push_blob(self, digest: str, chunks: Iterable[bytes] | bytes, what: str = "") -> None:
         """Upload a blob whose digest is known (a monolithic, streamed PUT)."""
         self._call(self.dxf.push_blob, data=chunks, digest=digest, check_exists=False, what=what)
 
