@@ -444,3 +444,25 @@ def test_rootless_devices_restore_and_reset(rootless, tmp_path):
     st = os.lstat(out / "dev/loop0")
     assert stat.S_ISBLK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
     assert (os.major(st.st_rdev), os.minor(st.st_rdev), st.st_uid, st.st_gid) == (7, 0, 0, 6)
+
+
+def test_rootless_read_only_directories_reset_and_rm(rootless, tmp_path):
+    # Fedora's /root is 0550: the user's checkout has it read-only too, and reset and
+    # rm must still be able to remove the rootfs.
+    rl = rootless
+    src = tmp_path / "ro"
+    (src / "root").mkdir(parents=True)
+    (src / "root" / ".bashrc").write_text("alias ll='ls -l'\n")
+    os.chmod(src / "root", 0o550)
+    tar = rl.top / "ro.tar"
+    subprocess.run(["tar", "--numeric-owner", "-C", str(src), "-cpf", str(tar), "."],
+                   check=True)
+    os.chmod(tar, 0o644)
+    rl.layerctl("import", tar, "ro")
+    rl.layerctl("create", "--name", "ro1", "ro")
+    state = rl.rootfs("ro1").parent
+    assert rl.status("ro1", drop_cache=True) == []
+    rl.layerctl("reset", "ro1")
+    assert rl.status("ro1", drop_cache=True) == []
+    rl.layerctl("rm", "ro1")
+    assert not state.exists()

@@ -155,6 +155,8 @@ def remove(store: object, ref: str, force: bool = False) -> Container:
             if c.driver == "overlay":
                 overlay.unmount(_dirs(store, c)["merged"])
         destroy(store, c)
+        if c.driver == "vfs":  # what destroy's rmtree left: read-only dirs, when rootless
+            vfs.remove_tree(state_dir(store, c.id))
     return c
 
 
@@ -535,7 +537,7 @@ def reset(store: object, ref: str, layer: str | None = None) -> tuple[Container,
                 overlay.mount_overlay(lower, d["upper"], d["work"], d["merged"])
         else:
             rootfs = _dirs(store, c)["rootfs"]
-            shutil.rmtree(rootfs)
+            vfs.remove_tree(rootfs)
             for name in ("statcache", "hashes"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(state, name))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import shutil
 import stat
 import time
 
@@ -80,6 +81,28 @@ def prepare(store: object, state: str, layer_id: str) -> None:
     # Just written by us and not visible to anyone yet: trusted even though racy.
     entries = {p: stat_key(st) for p, st in seen.items()}
     save_cache(state, layer_id, entries)
+
+
+def remove_tree(path: str) -> None:
+    """shutil.rmtree that also works without root on a rootfs whose image has
+    read-only directories (Fedora's /root is 0550): they are made writable first."""
+    try:
+        shutil.rmtree(path)
+        return
+    except FileNotFoundError:
+        return
+    except PermissionError:
+        if os.geteuid() == 0:
+            raise
+    stack = [os.fsencode(path)]
+    while stack:
+        d = stack.pop()
+        st = os.lstat(d)
+        if st.st_mode & 0o700 != 0o700:
+            os.chmod(d, stat.S_IMODE(st.st_mode) | 0o700)
+        with os.scandir(d) as it:
+            stack.extend(e.path for e in it if e.is_dir(follow_symlinks=False))
+    shutil.rmtree(path)
 
 
 def candidates(store: object, state: str, base_id: str) -> tuple[set[bytes], str | None, dict]:
