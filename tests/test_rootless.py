@@ -81,8 +81,9 @@ def _build_venv(venv: Path, deps: list[str]) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def rootless_python() -> str:
-    """Path of a python everyone can run, with layerctl's dependencies installed."""
+def rootless_python() -> Iterator[str]:
+    """Path of a python everyone can run, with layerctl's dependencies installed.
+    A shared lock on the venv's lock file says it is in use (pruning skips it)."""
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         pytest.skip(f"{SYSTEM_PYTHON} not found (apt-get install python3 python3-venv)")
     r = subprocess.run([SYSTEM_PYTHON, "-c", "import sys, venv, ensurepip; "
@@ -105,7 +106,23 @@ def rootless_python() -> str:
             if why is not None:
                 shutil.rmtree(venv, ignore_errors=True)
                 pytest.skip(f"cannot build the rootless test venv {venv}: {why}")
-    return str(venv / "bin" / "python")
+            _prune_venvs(keep=venv)
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield str(venv / "bin" / "python")
+
+
+def _prune_venvs(keep: Path) -> None:
+    """Remove cached venvs of other dependency sets that no run is building."""
+    for other in Path(VENV_PREFIX).parent.glob(Path(VENV_PREFIX).name + "*"):
+        if other == keep or other.suffix == ".lock" or not other.is_dir():
+            continue
+        with open(f"{other}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            shutil.rmtree(other, ignore_errors=True)
+            os.unlink(f"{other}.lock")
 
 
 # --- a throw-away unprivileged user ----------------------------------------------------
