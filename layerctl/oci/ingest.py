@@ -1,0 +1,325 @@
+"""Bringing images into the store: configs and layer blobs in, layer commits and tags out.
+
+For each layer of each image, base first:
+
+1. a stored layer with the same parent and DiffID (chains.LayerIndex) is reused;
+2. otherwise its blob is opened, hashed (the blob digest), decompressed,
+   hashed again (the DiffID) and applied with tarapply onto the parent's tree
+   (OCI whiteouts), into a staged pack (staging.Staging), and checked against
+   the descriptor's digest and size and the config's rootfs.diff_ids;
+3. the layer's DiffID recorded in its commit is that of layerctl's own
+   changeset tar of the applied layer (so that `save` reproduces it); the
+   source's DiffID, when different, becomes the Source-DiffID trailer.
+
+Only when every layer of every image is verified do the staged packs land and
+the commits and tags get written: a bad archive leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from layerctl.errors import BadInput
+from layerctl.images import ImageName, canonical_json, set_tag
+from layerctl.oci.blobread import BlobReader
+from layerctl.oci.chains import LayerIndex
+from layerctl.oci.changeset import write_changeset
+from layerctl.oci.compression import NONE, open_decompressed
+from layerctl.oci.image import (
+    MAX_IMAGES,
+    BlobOpener,
+    History,
+    LayerBlob,
+    SourceImage,
+    layer_config,
+    layer_history,
+    parse_config,
+    sha256_digest,
+)
+from layerctl.oci.staging import Staging
+from layerctl.oci.tarapply import DEFAULT_LIMITS, Limits, apply_layer_tar
+from layerctl.store.edit import TreeEditor
+from layerctl.store.fstree import DirRef
+from layerctl.store.layers import Layer, write_layer
+
+_DRAIN = 1 << 20
+
+
+@dataclass(frozen=True)
+class LayerEvent:
+    """Progress of one layer: status is "exists", "loading" or "loaded"."""
+
+    image: int  # index of the image in the batch
+    layer: int  # index of the layer in the image
+    layers: int  # layers in the image
+    diff_id: str  # as the image's config gives it
+    status: str
+
+
+@dataclass
+class LoadedImage:
+    tags: list[ImageName]
+    layer_ids: list[str]  # base first
+    existed: list[bool]  # per layer: it was already in the store
+
+    @property
+    def top(self) -> str:
+        return self.layer_ids[-1]
+
+
+class _Hashing:
+    """A reader that hashes and counts what passes through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = []
+            while chunk := self.read(_DRAIN):
+                parts.append(chunk)
+            return b"".join(parts)
+        data = self.raw.read(n)
+        self.sha.update(data)
+        self.count += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_DRAIN):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.sha.hexdigest()
+
+
+@dataclass(eq=False)
+class _Plan:
+    """A layer commit to write once everything is verified."""
+
+    parent: _Plan | str | None
+    root: DirRef
+    config: dict
+    history: History
+    diff_id: str  # of layerctl's changeset tar
+    source_diff_id: str
+    size: int
+    like: Layer | None = None  # a stored layer this one copies (another config only)
+    layer_id: str | None = None
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.parent.layer_id if isinstance(self.parent, _Plan) else self.parent
+
+
+_Node = _Plan | str  # a planned layer, or the id of a stored one
+
+
+@dataclass
+class _Ingest:
+    store: object
+    staging: Staging
+    open_blob: BlobOpener
+    label: str
+    limits: Limits
+    progress: Callable[[LayerEvent], None] | None
+    index: LayerIndex = field(init=False)
+    planned: dict[tuple, _Plan] = field(default_factory=dict)
+    order: list[_Plan] = field(default_factory=list)
+    stored: dict[str, Layer] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index = LayerIndex(self.store)
+
+    def _where(self, what: str) -> str:
+        return f"{self.label}: {what}" if self.label else what
+
+    def _event(self, i: int, j: int, n: int, diff_id: str, status: str) -> None:
+        if self.progress is not None:
+            self.progress(LayerEvent(i, j, n, diff_id, status))
+
+    def _root(self, node: _Node | None) -> DirRef | None:
+        if node is None:
+            return None
+        return node.root if isinstance(node, _Plan) else self.stored[node].root
+
+    def image(self, i: int, img: SourceImage, config: dict) -> tuple[list[_Node], list[bool]]:
+        diff_ids = config["rootfs"]["diff_ids"]
+        wanted = layer_config(config)
+        history = layer_history(config)
+        chain: list[_Node] = []
+        existed: list[bool] = []
+        for j, (blob, diff_id) in enumerate(zip(img.layers, diff_ids, strict=True)):
+            parent = chain[-1] if chain else None
+            key = (parent if not isinstance(parent, _Plan) else id(parent), diff_id)
+            node: _Node | None = self.planned.get(key)
+            if node is None and not isinstance(parent, _Plan):
+                found = self.index.find(parent, diff_id)
+                if found is not None:
+                    self.stored[found.id] = found
+                    node = found.id
+            if node is None:
+                self._event(i, j, len(diff_ids), diff_id, "loading")
+                node = self._apply(parent, blob, diff_id, history[j], wanted)
+                self.planned[key] = node
+                self.order.append(node)
+                self._event(i, j, len(diff_ids), diff_id, "loaded")
+                existed.append(False)
+            else:
+                self._event(i, j, len(diff_ids), diff_id, "exists")
+                existed.append(True)
+            chain.append(node)
+        if chain:
+            chain[-1] = self._with_config(chain[-1], wanted)
+        return chain, existed
+
+    def _with_config(self, node: _Node, wanted: dict) -> _Node:
+        """The top layer carries the image's config: the same layer, or a sibling
+        commit of the same tree when the stored or planned one has another config."""
+        current = node.config if isinstance(node, _Plan) else self.stored[node].config
+        if current == wanted:
+            return node
+        key = (id(node) if isinstance(node, _Plan) else node, "config", canonical_json(wanted))
+        found = self.planned.get(key)
+        if found is not None:
+            return found
+        if isinstance(node, _Plan):
+            plan = _Plan(node.parent, node.root, wanted, node.history, node.diff_id,
+                         node.source_diff_id, node.size)
+        else:
+            layer = self.stored[node]
+            plan = _Plan(layer.parent, layer.root, wanted, None, layer.diff_id,
+                         layer.source_diff_id, layer.size, like=layer)
+        self.planned[key] = plan
+        self.order.append(plan)
+        return plan
+
+    def _apply(
+        self, parent: _Node | None, blob: LayerBlob, diff_id: str, history: History, config: dict
+    ) -> _Plan:
+        where = self._where(blob.source)
+        parent_root = self._root(parent)
+        raw = self.open_blob(blob)
+        try:
+            hashed = _Hashing(raw)
+            stream = open_decompressed(hashed)
+            plain = stream.compression == NONE
+            tar = hashed if plain else _Hashing(stream)
+            source = stream if plain else tar
+            with self.staging.pack_writer() as writer:
+                editor = TreeEditor(self.staging, parent_root)
+                try:
+                    stats = apply_layer_tar(editor, writer, source, limits=self.limits)
+                    tar.drain()
+                    hashed.drain()
+                except BadInput as e:
+                    self._check_blob(blob, hashed, where, drain=True)
+                    raise BadInput(f"{where}: {e}") from None
+                self._check_blob(blob, hashed, where)
+                if tar.digest != diff_id:
+                    raise BadInput(
+                        f"{where}: DiffID mismatch: the config says {diff_id}, "
+                        f"the layer's tar is {tar.digest}"
+                    )
+                root = editor.write(writer)
+                writer.finish()
+            self.staging.add(writer)
+        finally:
+            raw.close()
+        with BlobReader.for_store(self.staging, self.staging.bases) as reader:
+            ours, _size = write_changeset(self.staging, parent_root, root, None, reader)
+        return _Plan(parent, root, config, history, ours, diff_id if diff_id != ours else "",
+                     stats.bytes)
+
+    def _check_blob(
+        self, blob: LayerBlob, hashed: _Hashing, where: str, drain: bool = False
+    ) -> None:
+        if blob.digest is None and blob.size is None:
+            return
+        if drain:
+            try:
+                hashed.drain()
+            except BadInput:
+                return
+        if blob.size is not None and hashed.count != blob.size:
+            raise BadInput(f"{where}: size mismatch: the manifest says {blob.size} bytes, "
+                           f"the blob has {hashed.count}")
+        if blob.digest is not None and hashed.digest != blob.digest:
+            raise BadInput(f"{where}: digest mismatch: expected {blob.digest}, "
+                           f"the blob is {hashed.digest}")
+
+    def commit(self) -> None:
+        """Write the planned layer commits, parents first (their packs have landed)."""
+        for plan in self.order:
+            if plan.like is not None:
+                like = plan.like
+                plan.layer_id = write_layer(
+                    self.store, plan.root, plan.config, plan.parent_id, like.author,
+                    like.message, like.trailers, when=like.author_time,
+                )
+                continue
+            h = plan.history
+            trailers = {
+                "DiffID": plan.diff_id,
+                "Size": str(plan.size),
+                "Created-By": h.created_by,
+                "Source-DiffID": plan.source_diff_id,
+            }
+            plan.layer_id = write_layer(
+                self.store, plan.root, plan.config, plan.parent_id, h.author, h.message,
+                trailers, when=h.when,
+            )
+
+
+def _check_image(img: SourceImage, where: str) -> dict:
+    if img.config_digest is not None and sha256_digest(img.config_raw) != img.config_digest:
+        raise BadInput(f"{where}: {img.config_source}: digest mismatch: expected "
+                       f"{img.config_digest}, the config is {sha256_digest(img.config_raw)}")
+    config = parse_config(img.config_raw, f"{where}: {img.config_source}")
+    count = len(config["rootfs"]["diff_ids"])
+    if not img.layers:
+        raise BadInput(f"{where}: {img.label} has no layers")
+    if count != len(img.layers):
+        raise BadInput(f"{where}: {img.label} lists {len(img.layers)} layers but its config "
+                       f"{img.config_source} has {count} rootfs.diff_ids")
+    return config
+
+
+def ingest(
+    store: object,
+    images: list[SourceImage],
+    open_blob: BlobOpener,
+    *,
+    label: str = "",
+    limits: Limits = DEFAULT_LIMITS,
+    progress: Callable[[LayerEvent], None] | None = None,
+) -> list[LoadedImage]:
+    """Bring `images` into the store, all or nothing, and tag them; returns what was loaded.
+
+    `open_blob(layer)` gives a layer's blob as a readable stream; it is called
+    only for layers the store lacks. `label` (e.g. the archive's name) prefixes
+    every error message.
+    """
+    where = label or "image"
+    if len(images) > MAX_IMAGES:
+        raise BadInput(f"{where}: {len(images)} images, more than the limit of {MAX_IMAGES}")
+    configs = [_check_image(img, where) for img in images]
+    with Staging(store) as staging:
+        job = _Ingest(store, staging, open_blob, label, limits, progress)
+        chains = [job.image(i, img, cfg) for i, (img, cfg) in enumerate(zip(images, configs,
+                                                                               strict=True))]
+        staging.land()
+    job.commit()
+    loaded = []
+    for img, (chain, existed) in zip(images, chains, strict=True):
+        ids = [n.layer_id if isinstance(n, _Plan) else n for n in chain]
+        loaded.append(LoadedImage(list(img.tags), ids, existed))
+        if ids:
+            for name in img.tags:
+                set_tag(store, name, ids[-1])
+    return loaded
