@@ -1,0 +1,114 @@
+"""`layerctl export`: a container's or a layer's whole filesystem as one tar (docker export).
+
+A layer's export is its changeset against the empty filesystem. A container's
+is that of its current merged view: the base layer with the pending changes
+applied, built like a commit but in a staged pack that is discarded
+afterwards, so exporting leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import BinaryIO
+
+from layerctl.errors import BadInput, Conflict
+from layerctl.oci.blobread import BlobReader
+from layerctl.oci.changeset import write_changeset
+from layerctl.oci.staging import Staging
+from layerctl.store.diff import DELETED
+from layerctl.store.edit import TreeEditor
+from layerctl.store.fstree import EMPTY_BLOB, DirRef
+from layerctl.store.layers import read_layer
+from layerctl.store.meta import DIR, FILE, SYMLINK
+from layerctl.store.objects import BLOB
+
+
+def _container_tree(store: object, staging: Staging, c: object) -> DirRef:
+    """The container's merged filesystem as a tree in `staging` (what a commit of every
+    pending change would hold)."""
+    from layerctl.containers.api import pending
+
+    p = pending(store, c)
+    editor = TreeEditor(staging, read_layer(store, p.base_id).root)
+    with staging.pack_writer() as writer:
+        writer.add(BLOB, b"")
+        for ch in p.changes:
+            if ch.status == DELETED:
+                editor.delete(ch.path)
+                continue
+            meta = ch.new
+            if meta.kind == DIR:
+                editor.set_dir(ch.path, meta)
+                continue
+            obs = p.scan.observed.get(ch.path)
+            if obs is None:  # a hardlink member whose only change is its link
+                editor.set_file(ch.path, meta, ch.new_blob)
+            elif meta.kind == FILE:
+                def done(sha: bytes, path: bytes = ch.path, meta: object = meta) -> None:
+                    editor.set_file(path, meta, sha)
+
+                writer.add_file(obs.real, meta.size, done)
+            elif meta.kind == SYMLINK:
+                editor.set_file(ch.path, meta, writer.add(BLOB, os.readlink(obs.real)))
+            else:
+                editor.set_file(ch.path, meta, EMPTY_BLOB)
+        try:
+            writer.drain()
+        except OSError as e:
+            raise Conflict(f"a file changed while being exported ({e}); try again") from None
+        if p.scan.root is not None:
+            editor.set_dir(b"", p.scan.root)
+        root = editor.write(writer)
+        writer.finish()
+    staging.add(writer)
+    return root
+
+
+def export_to(store: object, ref: str, out: BinaryIO) -> str:
+    """Write the filesystem of container or layer `ref` (a container name wins) to `out`;
+    returns what was exported, for messages."""
+    from layerctl.containers.state import find, locked
+    from layerctl.images import resolve
+
+    c = find(store, ref)
+    with Staging(store) as staging:
+        if c is not None:
+            with locked(store, c):
+                root = _container_tree(store, staging, c)
+            what = f"container {c.name}"
+        else:
+            layer_id = resolve(store, ref)
+            root = read_layer(store, layer_id).root
+            what = f"layer {layer_id[:12]}"
+        with BlobReader.for_store(staging, staging.bases) as reader:
+            write_changeset(staging, None, root, out, reader)
+    return what
+
+
+def export(store: object, ref: str, output: str) -> str:
+    """export_to() a file (written beside it, then renamed) or `-` (stdout)."""
+    if output == "-":
+        if sys.stdout.isatty():
+            raise BadInput("refusing to write a tar to a terminal: use -o FILE")
+        what = export_to(store, ref, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return what
+    directory = os.path.dirname(os.path.abspath(output))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", dir=directory)
+    except OSError as e:
+        raise BadInput(f"cannot write {output}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            what = export_to(store, ref, f)
+            mask = os.umask(0)
+            os.umask(mask)
+            os.fchmod(f.fileno(), 0o644 & ~mask)
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return what
