@@ -78,6 +78,9 @@ def create(
 
 def _dirs(store: object, c: Container) -> dict[str, str]:
     state = state_dir(store, c.id)
+    external = c.extra.get("external")
+    if external:  # a tracked podman/docker container (oci/track.py): its engine's dirs
+        return {"upper": external["upper"], "work": external.get("work", ""), "merged": ""}
     if c.driver == "overlay":
         return {
             "upper": os.path.join(state, "upper"),
@@ -99,8 +102,18 @@ def root_dir(store: object, c: Container) -> str:
     return d.get("merged") or d["rootfs"]
 
 
+def _refuse_if_external(c: Container, action: str) -> None:
+    """A tracked container's upper dir belongs to its engine: layerctl only reads it."""
+    external = c.extra.get("external")
+    if external:
+        engine = external.get("engine", "its engine")
+        raise Conflict(f"container {c.name} tracks {engine} container {external.get('name')}: "
+                       f"{action} it with {engine}")
+
+
 def mount(store: object, ref: str) -> str:
     c = resolve(store, ref)
+    _refuse_if_external(c, "mount")
     with locked(store, c):
         if c.driver == "vfs":
             c.extra["mounted"] = True
@@ -129,6 +142,7 @@ def _refuse_if_running(store: object, c: Container, action: str) -> None:
 
 def umount(store: object, ref: str) -> Container:
     c = resolve(store, ref)
+    _refuse_if_external(c, "unmount")
     _refuse_if_running(store, c, "unmount")
     with locked(store, c):
         if c.driver == "vfs":
@@ -370,6 +384,7 @@ def _save_links(store: object, new_id: str, base_id: str, base_root: object, sc:
 def restore(store: object, ref: str, paths: list[str]) -> list[Change]:
     """Discard the pending changes at and under `paths`; returns what was discarded."""
     c = resolve(store, ref)
+    _refuse_if_external(c, "restore files of")
     wanted = normalize_paths(paths)
     if not wanted:
         raise BadInput("restore needs at least one path")
@@ -511,6 +526,7 @@ def reset(store: object, ref: str, layer: str | None = None) -> tuple[Container,
     from layerctl.images import resolve as resolve_layer
 
     c = resolve(store, ref)
+    _refuse_if_external(c, "reset")
     with locked(store, c):
         old = base(store, c)
         target = resolve_layer(store, layer) if layer else old
