@@ -1,0 +1,112 @@
+"""Interchange commands: load, save, export, track."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from layerctl.cli.common import human_size, open_store
+from layerctl.errors import BadInput
+
+_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+def _short(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+@click.command("load", context_settings=_SETTINGS)
+@click.option("-i", "--input", "source", default="-", show_default=True,
+              help="Archive to read: a docker-archive or OCI tar (plain, gzip or zstd), "
+                   "an OCI layout directory, or - for stdin.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the 'Loaded image' lines.")
+@click.pass_context
+def load_cmd(ctx: click.Context, source: str, quiet: bool) -> None:
+    """Load images from a docker-archive or an OCI image layout (like docker load)."""
+    from layerctl.images import chain, image_id
+    from layerctl.oci.load import load
+
+    if source == "-" and sys.stdin.isatty():
+        raise BadInput("requested load from stdin, but stdin is a terminal: use -i FILE")
+    store = open_store(ctx)
+
+    def progress(event: object) -> None:
+        if quiet:
+            return
+        where = f"{_short(event.diff_id)} [{event.layer + 1}/{event.layers}]"
+        if event.status == "exists":
+            click.echo(f"Layer {where}: already exists", err=True)
+        elif event.status == "loading":
+            click.echo(f"Loading layer {where}", err=True)
+
+    for image in load(store, source, progress):
+        if image.tags:
+            for tag in image.tags:
+                click.echo(f"Loaded image: {tag}")
+        else:
+            click.echo(f"Loaded image ID: {image_id(chain(store, image.top))}")
+
+
+@click.command("save", context_settings=_SETTINGS)
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--output", default="-", show_default=True,
+              help="File to write (- for stdout), or the directory for --format oci-dir.")
+@click.option("--format", "fmt", type=click.Choice(["docker-archive", "oci", "oci-dir"]),
+              default="docker-archive", show_default=True,
+              help="docker-archive (docker load), oci (an OCI layout in a tar) or oci-dir.")
+@click.option("--compress", type=click.Choice(["none", "gzip", "zstd"]), default=None,
+              help="Layer compression [default: none for docker-archive, gzip for OCI].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@click.pass_context
+def save_cmd(ctx: click.Context, images: tuple[str, ...], output: str, fmt: str,
+             compress: str | None, quiet: bool) -> None:
+    """Save IMAGES (names or layer ids) with all their layers to an archive."""
+    from layerctl.oci.save import save, saved_image_id
+
+    if compress is None:
+        compress = "none" if fmt == "docker-archive" else "gzip"
+    store = open_store(ctx)
+
+    def progress(layer: object, info: object) -> None:
+        if not quiet:
+            click.echo(f"Writing layer {_short(info.diff_id)} ({human_size(info.size)})",
+                       err=True)
+
+    saved, blobs = save(store, list(images), output, fmt, compress, progress)
+    for layer_id in blobs.stale:
+        click.echo(f"layerctl: warning: layer {layer_id[:12]} records a DiffID that differs "
+                   "from its tar's; the archive uses the tar's", err=True)
+    if not quiet:
+        for image in saved:
+            names = ", ".join(str(t) for t in image.tags) or image.top.id[:12]
+            click.echo(f"Saved image {_short(saved_image_id(image, blobs))} ({names})", err=True)
+
+
+@click.command("export", context_settings=_SETTINGS)
+@click.argument("source")
+@click.option("-o", "--output", default="-", show_default=True,
+              help="Tar file to write, or - for stdout.")
+@click.pass_context
+def export_cmd(ctx: click.Context, source: str, output: str) -> None:
+    """Export the filesystem of a container (with its pending changes) or a layer as a tar."""
+    from layerctl.oci.export import export
+
+    export(open_store(ctx), source, output)
+
+
+@click.command("track", context_settings=_SETTINGS)
+@click.argument("container")
+@click.option("--name", help="Name of the layerctl container (default: the engine's name).")
+@click.pass_context
+def track_cmd(ctx: click.Context, container: str, name: str | None) -> None:
+    """Track a podman (podman:NAME) or docker (docker:NAME) container's changes in place.
+
+    `layerctl status`, `diff` and `commit` then work on the container's real upper dir.
+    """
+    from layerctl.oci.track import track
+
+    c, layer_id = track(open_store(ctx), container, name)
+    click.echo(f"layerctl: tracking {container} as container {c.name} on layer {layer_id[:12]}",
+               err=True)
+    click.echo(c.id)
