@@ -23,8 +23,9 @@ store should record (`RootlessMap.faithful`), looking the path up in the
   the container's view, as with rootless podman). Other ids are kept as seen.
 - an empty regular file at a placeholder's path is the base's device node
   (with the mode and mtime seen on disk); given content, it is a regular file.
-- xattrs the checkout could not set are taken from the base for an entry of
-  the same type; permission bits still as the checkout left them are the base's.
+- xattrs the checkout could not set (or set to another value) are the base's
+  for an entry of the same type; permission bits still as the checkout left
+  them are the base's.
 
 So an untouched entry equals the base (no false positives, even without the
 stat cache), and a changed one keeps what the user could not have changed.
@@ -75,16 +76,10 @@ class RootlessMap:
                 changes["mode"] = old.mode
             lost = self.xattrs.get(path)
             if lost:
-                have = {name for name, _ in meta.xattrs}
-                add = [(n, v) for n, v in old.xattrs if n in lost and n not in have]
-                if add:
-                    changes["xattrs"] = tuple(sorted(meta.xattrs + tuple(add)))
+                xattrs = dict(meta.xattrs)
+                xattrs.update((n, v) for n, v in old.xattrs if n in lost)
+                changes["xattrs"] = tuple(sorted(xattrs.items()))
         return replace(meta, **changes) if changes else meta
-
-    def counts(self) -> dict[str, int]:
-        """How many entries differ on disk from the store, by reason (for inspect)."""
-        return {"placeholders": len(self.placeholders), "xattrs": len(self.xattrs),
-                "modes": len(self.modes)}
 
 
 def needed() -> bool:
