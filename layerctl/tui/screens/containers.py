@@ -52,7 +52,7 @@ class ContainersScreen(Screen):
         table = self.query_one(DataTable)
         table.clear()
         for c, base in sorted(rows, key=lambda r: r[0].name):
-            table.add_row(Text(c.name, "bold"), c.short_id, c.image,
+            table.add_row(Text(c.name, "bold"), self.app.short_id(c.id), c.image,
                           self.app.short_id(base) if base else "-", c.driver,
                           ago(c.created, self.app.clock), key=c.name)
         table.border_subtitle = f"{len(rows)} container{'s' if len(rows) != 1 else ''}"

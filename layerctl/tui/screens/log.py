@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.padding import Padding
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -76,12 +77,14 @@ class LogScreen(Screen):
         log.write(f"Date:   {layer.created.strftime('%a %b %d %H:%M:%S %Y %z')}")
         log.write(f"Size:   {human_size(layer.size)}")
         log.write("")
+        # Padding, not leading spaces: RichLog drops a line's leading whitespace.
         for line in (layer.message or "(no message)").splitlines():
-            log.write(f"    {line}")
+            log.write(Padding(Text(line), (0, 0, 0, 4)))
         log.write("")
         for ch, line in list(zip(changes, lines, strict=True))[:STAT_LINES]:
-            log.write(Text(" " + line, style=status_colour(v, ch.status)))
+            log.write(Padding(Text(line, style=status_colour(v, ch.status)), (0, 0, 0, 1)))
         if len(lines) > STAT_LINES:
-            log.write(Text(f" … {len(lines) - STAT_LINES} more", style="italic"))
-        log.write(Text(" " + summary, style="bold"))
+            log.write(Padding(Text(f"… {len(lines) - STAT_LINES} more", style="italic"),
+                              (0, 0, 0, 1)))
+        log.write(Padding(Text(summary, style="bold"), (0, 0, 0, 1)))
         log.write("")

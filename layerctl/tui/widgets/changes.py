@@ -25,7 +25,6 @@ from layerctl.tui.format import status_colour
 from layerctl.tui.messages import ChangeHighlighted, StagingChanged
 
 STAGED_MARK, UNSTAGED_MARK = "●", "·"
-LINE_WIDTH = 240  # virtual width: long paths scroll horizontally
 
 
 class DiscardRequested(Message):
@@ -66,6 +65,7 @@ class ChangeList(ScrollView, can_focus=True):
         self.staged: set[bytes] = set()
         self.counts = {"A": 0, "C": 0, "D": 0}
         self.cursor = 0
+        self._widest = 0
         self.border_title = "Changes"
 
     def on_mount(self) -> None:
@@ -99,17 +99,26 @@ class ChangeList(ScrollView, can_focus=True):
         style = self.rich_style
         if index >= len(self.paths):
             if index == 0 and y == 0:
-                return Strip(Text("no pending changes", style="italic").render(self.app.console),
-                             ).crop_extend(0, width, style)
+                empty = Text("no pending changes", style="italic")
+                return Strip(list(empty.render(self.app.console, end=""))).crop_extend(
+                    0, width, style)
             return Strip.blank(width, style)
-        segments = list(self._row_text(index).render(self.app.console))
-        strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, style)
-        if index == self.cursor:
-            strip = strip.apply_style(self.get_component_rich_style("changelist--cursor"))
-        return strip
+        if index == self.cursor:  # the cursor's background under the text and the padding
+            style = style + self.get_component_rich_style("changelist--cursor")
+        segments = list(self._row_text(index).render(self.app.console, end=""))
+        return Strip(segments).apply_style(style).crop_extend(scroll_x, scroll_x + width, style)
 
     def _resize_virtual(self) -> None:
-        self.virtual_size = Size(LINE_WIDTH, len(self.paths))
+        # As wide as the longest path (details may be cut): no needless scrollbar.
+        width = max(self._widest, self.scrollable_content_region.width)
+        self.virtual_size = Size(width, len(self.paths))
+
+    def on_resize(self) -> None:
+        self._resize_virtual()
+
+    def _widen(self, paths: list[bytes]) -> None:
+        if paths:
+            self._widest = max(self._widest, max(len(p) for p in paths) + 5)
 
     # -- content ------------------------------------------------------------------
 
@@ -117,6 +126,8 @@ class ChangeList(ScrollView, can_focus=True):
         """Replace every row (a full scan's result); staging of surviving paths is kept."""
         self.changes = {ch.path: ch for ch in changes}
         self.paths = sorted(self.changes)
+        self._widest = 0
+        self._widen(self.paths)
         self.staged &= self.changes.keys()
         self.counts = {"A": 0, "C": 0, "D": 0}
         for ch in changes:
@@ -142,6 +153,7 @@ class ChangeList(ScrollView, can_focus=True):
                 continue
             if old is None:
                 bisect.insort(self.paths, path)
+                self._widen([path])
             self.changes[path] = ch
             self.counts[ch.status] += 1
         # keep the cursor on the same path when rows come and go above it

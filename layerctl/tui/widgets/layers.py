@@ -33,8 +33,8 @@ class LayerStack(DataTable):
 
     def on_mount(self) -> None:
         self.add_column("ID", key="id")
-        self.add_column("Message", key="message", width=22)
-        self.add_column("Author", key="author")
+        self.add_column("Message", key="message", width=20)
+        self.add_column("Author", key="author", width=12)
         self.add_column("Age", key="age")
         self.add_column("Size", key="size")
 
@@ -49,8 +49,8 @@ class LayerStack(DataTable):
         for layer in reversed(layers):
             self.add_row(
                 Text(self.app.short_id(layer.id), style="bold"),
-                _clip(layer.summary or "(no message)", 22),
-                _author_name(layer.author_name),
+                _clip(layer.summary or "(no message)", 20),
+                _clip(_author_name(layer.author_name), 12),
                 ago(layer.author_time, self.clock),
                 human_size(layer.size),
                 key=layer.id,
@@ -67,8 +67,8 @@ class LayerStack(DataTable):
         word = "change" if pending == 1 else "changes"
         return (
             Text("(pending)", style="italic bold"),
-            Text(f"{pending} uncommitted {word}", style="italic"),
-            _author_name(author),
+            Text(f"{pending} pending {word}", style="italic"),
+            _clip(_author_name(author), 12),
             "now",
             "",
         )
