@@ -159,7 +159,7 @@ class TarFS(ArchiveFS):
                 if name is not None:
                     self.members[name] = info  # a later member of the same name wins, as tar
         except tarfile.TarError as e:
-            raise BadInput(f"{self.label}: corrupt tar ({e})") from None
+            raise BadInput(f"{self.label}: corrupt or truncated tar ({e})") from None
 
     def _member(self, path: str) -> tarfile.TarInfo:
         seen = 0
