@@ -1,0 +1,131 @@
+"""One pulled layer into the store, landed on its own.
+
+`ingest.ingest` lands a whole batch of images at once (all or nothing, right
+for an archive). A registry pull wants the opposite: each layer lands as soon
+as its blob is verified, so that an interrupted pull keeps what it finished.
+This module does that for one layer, with the same pieces and the same
+results as ingest (tarapply onto the parent's tree, DiffID of layerctl's own
+changeset tar, Source-DiffID trailer, history as author/message/time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import BinaryIO
+
+from layerctl.errors import BadInput
+from layerctl.oci.blobread import BlobReader
+from layerctl.oci.chains import LayerIndex
+from layerctl.oci.changeset import write_changeset
+from layerctl.oci.compression import NONE, open_decompressed
+from layerctl.oci.image import History, LayerBlob
+from layerctl.oci.tarapply import apply_layer_tar
+from layerctl.store.edit import TreeEditor
+from layerctl.store.layers import Layer, read_layer, write_layer
+
+PULL_REFS = "refs/pull/"  # refs/pull/<manifest digest hex>: a pull's landed layers
+_DRAIN = 1 << 20
+
+
+class PullIndex(LayerIndex):
+    """LayerIndex that also sees the layers of unfinished pulls."""
+
+    def _build(self) -> dict:
+        keys = super()._build()
+        for _ref, top in sorted(self.store.refs_under(PULL_REFS).items()):
+            current = top
+            while current and current not in self._layers:
+                layer = read_layer(self.store, current)
+                self._remember(keys, layer)
+                current = layer.parent
+        return keys
+
+
+class _Hashing:
+    """Hashes and counts what is read through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = _DRAIN
+        data = self.raw.read(n)
+        self.sha.update(data)
+        self.count += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_DRAIN):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.sha.hexdigest()
+
+
+def land_layer(
+    store: object,
+    parent: Layer | None,
+    raw: BinaryIO,
+    blob: LayerBlob,
+    diff_id: str,
+    history: History,
+    config: dict,
+    where: str,
+) -> Layer:
+    """Apply the layer blob `raw` on `parent`, verify it, land it; returns the new layer."""
+    parent_root = parent.root if parent else None
+    hashed = _Hashing(raw)
+    stream = open_decompressed(hashed)
+    tar = hashed if stream.compression == NONE else _Hashing(stream)
+    with store.pack_writer() as writer:
+        editor = TreeEditor(store, parent_root)
+        try:
+            stats = apply_layer_tar(editor, writer, tar if tar is not hashed else stream)
+            tar.drain()
+            hashed.drain()
+        except BadInput as e:
+            raise BadInput(f"{where}: {e}") from None
+        if blob.size is not None and hashed.count != blob.size:
+            raise BadInput(
+                f"{where}: size mismatch: the manifest says {blob.size} bytes, "
+                f"the blob has {hashed.count}"
+            )
+        if blob.digest and hashed.digest != blob.digest:
+            raise BadInput(f"{where}: digest mismatch: the blob is {hashed.digest}")
+        if tar.digest != diff_id:
+            raise BadInput(
+                f"{where}: DiffID mismatch: the config says {diff_id}, "
+                f"the layer's tar is {tar.digest}"
+            )
+        root = editor.write(writer)
+        writer.finish()
+    store.landed()
+    with BlobReader.for_store(store) as reader:
+        ours, _size = write_changeset(store, parent_root, root, None, reader)
+    trailers = {
+        "DiffID": ours,
+        "Size": str(stats.bytes),
+        "Created-By": history.created_by,
+        "Source-DiffID": diff_id if diff_id != ours else "",
+    }
+    layer_id = write_layer(
+        store, root, config, parent.id if parent else None, history.author, history.message,
+        trailers, when=history.when,
+    )  # fmt: skip
+    return read_layer(store, layer_id)
+
+
+def retag_config(store: object, top: Layer, config: dict) -> Layer:
+    """`top`, or a sibling commit of the same tree carrying `config` when its own
+    config.json differs (a stored layer reused by an image with another config)."""
+    if top.config == config:
+        return top
+    layer_id = write_layer(
+        store, top.root, config, top.parent, top.author, top.message, top.trailers,
+        when=top.author_time,
+    )  # fmt: skip
+    return read_layer(store, layer_id)
