@@ -297,7 +297,7 @@ class CuttingProxy:
                         return
                     if sock is client:
                         first = data.split(b"\r\n", 1)[0]
-                        if first[:8].strip().isalpha():
+                        if first.split(b" ", 1)[0].isalpha():
                             self.requests.append(first)
                         if self.armed and self.needle in first:
                             budget = self.limit
