@@ -448,6 +448,13 @@ def test_rootless_devices_restore_and_reset(rootless, tmp_path):
     assert [c["Path"] for c in changes] == ["/dev/null"]
     assert changes[0]["Details"][0] == "type chardev→file"
 
+    # Writing to a setgid binary: the kernel clears the bit for the unprivileged
+    # owner, root would not have: only the content changes.
+    rl.run(["sh", "-c", f"echo more >> {rootfs}/usr/bin/wall"])
+    wall = [c for c in json.loads(rl.layerctl("status", "--json", "rl2").stdout)
+            if c["Path"] == "/usr/bin/wall"]
+    assert wall[0]["Details"] == ["content"]
+
     # Reset checks the base out again (with a new rootless map): clean.
     rl.layerctl("reset", "rl2")
     assert rl.status("rl2", drop_cache=True) == []

@@ -59,3 +59,16 @@ def test_new_entries_are_root_owned_and_other_ids_kept():
     # no placeholder or lost xattr for paths the base does not have
     assert MAP.faithful(b"usr/bin/ping", disk(), None).xattrs == ()
     assert MAP.faithful(b"dev/null", disk(), None).kind == FILE
+
+
+def test_setuid_bits_the_kernel_cleared_on_a_write_are_kept():
+    su = Meta(FILE, 0o4755, 0, 0, 5, 3)
+    written = replace(disk(mode=0o755, size=9), mtime_ns=6)
+    assert MAP.faithful(b"su", written, su) == replace(su, size=9, mtime_ns=6)
+    wall = Meta(FILE, 0o2755, 0, 5, 5, 3)
+    assert MAP.faithful(b"wall", written, wall) == replace(wall, size=9, mtime_ns=6)
+    # setgid without group exec is not cleared by the kernel: a real mode change
+    odd = Meta(FILE, 0o2745, 0, 0, 5, 3)
+    assert MAP.faithful(b"odd2", replace(written, mode=0o745), odd).mode == 0o745
+    # a chmod u-s leaves the mtime alone: recorded as a mode change
+    assert MAP.faithful(b"su", disk(mode=0o755, size=3), su).mode == 0o755

@@ -26,6 +26,10 @@ store should record (`RootlessMap.faithful`), looking the path up in the
 - xattrs the checkout could not set (or set to another value) are the base's
   for an entry of the same type; permission bits still as the checkout left
   them are the base's.
+- a written file (mtime not the base's) whose mode is the base's minus the
+  setuid/setgid bits the kernel clears when an unprivileged owner writes keeps
+  the base's mode (root in the container would have kept the bits); a plain
+  `chmod u-s` does not touch the mtime and is recorded as such.
 
 So an untouched entry equals the base (no false positives, even without the
 stat cache), and a changed one keeps what the user could not have changed.
@@ -74,6 +78,12 @@ class RootlessMap:
             disk_mode = self.modes.get(path)
             if disk_mode is not None and meta.mode == disk_mode:
                 changes["mode"] = old.mode
+            elif meta.kind == FILE and meta.mtime_ns != old.mtime_ns:
+                # A write by an owner without CAP_FSETID clears setuid (and setgid with
+                # group exec); root in the container would have kept them.
+                killed = stat.S_ISUID | (stat.S_ISGID if old.mode & stat.S_IXGRP else 0)
+                if old.mode & killed and meta.mode == old.mode & ~killed:
+                    changes["mode"] = old.mode
             lost = self.xattrs.get(path)
             if lost:
                 xattrs = dict(meta.xattrs)
