@@ -11,14 +11,16 @@ changeset tar, Source-DiffID trailer, history as author/message/time).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from layerctl.errors import BadInput
 from layerctl.oci.blobread import BlobReader
 from layerctl.oci.chains import LayerIndex
 from layerctl.oci.changeset import write_changeset
-from layerctl.oci.compression import NONE, open_decompressed
-from layerctl.oci.image import History, LayerBlob
+from layerctl.oci.compression import open_decompressed
+from layerctl.oci.image import History
 from layerctl.oci.tarapply import apply_layer_tar
 from layerctl.store.edit import TreeEditor
 from layerctl.store.layers import Layer, read_layer, write_layer
@@ -42,64 +44,70 @@ class PullIndex(LayerIndex):
 
 
 class _Hashing:
-    """Hashes and counts what is read through it."""
+    """Hashes what is read through it."""
 
     def __init__(self, raw: BinaryIO) -> None:
         self.raw = raw
         self.sha = hashlib.sha256()
-        self.count = 0
 
     def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            n = _DRAIN
-        data = self.raw.read(n)
+        data = self.raw.read(_DRAIN if n is None or n < 0 else n)
         self.sha.update(data)
-        self.count += len(data)
         return data
-
-    def drain(self) -> None:
-        while self.read(_DRAIN):
-            pass
 
     @property
     def digest(self) -> str:
         return "sha256:" + self.sha.hexdigest()
 
 
+@dataclass
+class LayerStream:
+    """A layer's tar (decompressed) and, once it is read to the end, its sha256."""
+
+    tar: BinaryIO
+    digest: Callable[[], str]
+    source: object = None  # what to close
+
+    @classmethod
+    def plain(cls, raw: BinaryIO, where: str) -> LayerStream:
+        """From a blob in any compression layerctl reads (decompressed here)."""
+        try:
+            hashed = _Hashing(open_decompressed(raw))
+        except BadInput as e:
+            raise BadInput(f"{where}: {e}") from None
+        return cls(hashed, lambda: hashed.digest, raw)
+
+    def close(self) -> None:
+        target = self.source if self.source is not None else self.tar
+        close = getattr(target, "close", None)
+        if close is not None:
+            close()
+
+
 def land_layer(
     store: object,
     parent: Layer | None,
-    raw: BinaryIO,
-    blob: LayerBlob,
+    stream: LayerStream,
     diff_id: str,
     history: History,
     config: dict,
     where: str,
 ) -> Layer:
-    """Apply the layer blob `raw` on `parent`, verify it, land it; returns the new layer."""
+    """Apply the layer tar of `stream` on `parent`, check its DiffID, land it and write
+    its commit; returns the new layer. The caller checks the blob's digest and size."""
     parent_root = parent.root if parent else None
-    hashed = _Hashing(raw)
-    stream = open_decompressed(hashed)
-    tar = hashed if stream.compression == NONE else _Hashing(stream)
     with store.pack_writer() as writer:
         editor = TreeEditor(store, parent_root)
         try:
-            stats = apply_layer_tar(editor, writer, tar if tar is not hashed else stream)
-            tar.drain()
-            hashed.drain()
+            stats = apply_layer_tar(editor, writer, stream.tar)
+            while stream.tar.read(_DRAIN):
+                pass
         except BadInput as e:
-            raise BadInput(f"{where}: {e}") from None
-        if blob.size is not None and hashed.count != blob.size:
-            raise BadInput(
-                f"{where}: size mismatch: the manifest says {blob.size} bytes, "
-                f"the blob has {hashed.count}"
-            )
-        if blob.digest and hashed.digest != blob.digest:
-            raise BadInput(f"{where}: digest mismatch: the blob is {hashed.digest}")
-        if tar.digest != diff_id:
+            raise BadInput(e if str(e).startswith(where) else f"{where}: {e}") from None
+        if stream.digest() != diff_id:
             raise BadInput(
                 f"{where}: DiffID mismatch: the config says {diff_id}, "
-                f"the layer's tar is {tar.digest}"
+                f"the layer's tar is {stream.digest()}"
             )
         root = editor.write(writer)
         writer.finish()

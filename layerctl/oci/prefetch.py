@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 
 AHEAD = 64  # chunks buffered (1 MiB each from the registry client)
 _END = object()
@@ -14,7 +14,9 @@ _END = object()
 class Prefetch:
     """read(n) over `chunks`; errors raised by the iterator surface in read()."""
 
-    def __init__(self, chunks: Iterator[bytes], progress: Callable[[int], None] | None) -> None:
+    def __init__(
+        self, chunks: Iterable[bytes], progress: Callable[[int], None] | None = None
+    ) -> None:
         self._queue: queue.Queue = queue.Queue(AHEAD)
         self._stop = threading.Event()
         self._buffer = memoryview(b"")
@@ -23,8 +25,6 @@ class Prefetch:
         self._count = 0
         self._thread = threading.Thread(target=self._fill, args=(chunks,), daemon=True)
         self._thread.start()
-        if progress is not None:
-            progress(0)
 
     def _put(self, item: object) -> bool:
         while not self._stop.is_set():
@@ -35,7 +35,7 @@ class Prefetch:
                 continue
         return False
 
-    def _fill(self, chunks: Iterator[bytes]) -> None:
+    def _fill(self, chunks: Iterable[bytes]) -> None:
         try:
             for chunk in chunks:
                 if not self._put(chunk):

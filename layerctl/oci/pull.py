@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from layerctl.errors import BadInput
 from layerctl.images import ImageName, host_arch, image_layer, set_tag
 from layerctl.oci.events import Event, Progress, quiet
+from layerctl.oci.gunzip import GunzipChunks
 from layerctl.oci.image import layer_config, layer_history, parse_config, source_image
-from layerctl.oci.layerpull import PULL_REFS, PullIndex, land_layer, retag_config
+from layerctl.oci.layerpull import PULL_REFS, LayerStream, PullIndex, land_layer, retag_config
 from layerctl.oci.prefetch import Prefetch
 from layerctl.oci.references import Reference
 from layerctl.oci.registry import (
@@ -132,15 +133,31 @@ class _Puller:
             raise BadInput(f"{self.ref.familiar()}: index entry without a sha256 digest")
         return self.client.get_manifest(digest)
 
-    def open_blob(self, digest: str, size: int, short: str) -> Prefetch:
-        chunks, sent = self.client.blob_chunks(digest, what=f"layer {short}")
-        if size is not None and sent != size:
-            raise BadInput(f"layer {short}: the registry sends {sent} bytes, manifest says {size}")
+    def open_layer(self, blob: object, short: str, where: str) -> LayerStream:
+        """The layer's tar, decompressed and hashed on a reader thread when it is gzip
+        (the usual case), in this thread otherwise. The blob's digest and size are
+        checked by the registry client as its last chunk arrives."""
+        chunks, sent = self.client.blob_chunks(blob.digest, what=f"layer {short}")
+        if blob.size is not None and sent != blob.size:
+            raise BadInput(f"{where}: the registry sends {sent} bytes, the manifest {blob.size}")
+        total = sent
 
         def progress(done: int) -> None:
-            self.report(Event(short, "Downloading", done, size))
+            self.report(Event(short, "Downloading", done, total))
 
-        return Prefetch(chunks, progress)
+        progress(0)
+        if "gzip" in blob.media_type:
+            gunzip = GunzipChunks(chunks, where, progress)
+            return LayerStream(Prefetch(gunzip), lambda: gunzip.digest)
+        return LayerStream.plain(Prefetch(_counted(chunks, progress)), where)
+
+
+def _counted(chunks: object, progress: Callable[[int], None]) -> object:
+    done = 0
+    for chunk in chunks:
+        done += len(chunk)
+        progress(done)
+        yield chunk
 
 
 def pull(
@@ -241,11 +258,10 @@ def _ingest(
     for j in range(existing, len(diff_ids)):
         blob = image.layers[j]
         short = _short(blob.digest)
-        stream = puller.open_blob(blob.digest, blob.size, short)
+        here = f"{where}: layer {short}"
+        stream = puller.open_layer(blob, short, here)
         try:
-            layer = land_layer(
-                store, parent, stream, blob, diff_ids[j], history[j], wanted, f"{where}: {short}",
-            )  # fmt: skip
+            layer = land_layer(store, parent, stream, diff_ids[j], history[j], wanted, here)
         except Interrupted as e:
             raise Interrupted(
                 f"pull of {puller.ref.familiar()} interrupted: {e}; {j} of {len(diff_ids)} "
