@@ -227,7 +227,7 @@ class _Base:
         kind = e.meta.kind
         if kind == DIR:
             n = len(self.children(e.path))
-            return Preview("directory", title, f"directory, {n} entries, {describe_meta(e.meta)}")
+            return Preview("directory", title, f"{describe_meta(e.meta)}; {n} entries")
         if kind == SYMLINK:
             target = self._read(e).decode("utf-8", "backslashreplace")
             return Preview("info", title, f"symbolic link → {target}")

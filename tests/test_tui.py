@@ -385,3 +385,29 @@ async def test_image_mode_without_container(store):
         assert not changes_of(app).display
         await pilot.press("c")  # no container: a warning, no dialog
         assert not isinstance(app.screen, CommitDialog)
+
+
+def test_demo_command_builds_offline(cli, store):
+    out = cli("demo", "--no-ui")
+    assert "layerctl-demo" in out.stderr
+    assert [ch.path for ch in api.status(store, demo.CONTAINER)] == [b"notes.txt"]
+    again = cli("demo", "--no-ui")  # idempotent: same layers, the container reused
+    assert again.returncode == 0
+    assert len(api.status(store, demo.CONTAINER)) == 1
+
+
+def test_demo_works_with_the_vfs_driver(store):
+    """What a user without root gets: create() picks vfs when overlay cannot mount."""
+    result = demo.build(store, container="novfs", driver="vfs")
+    assert api.resolve(store, "novfs").driver == "vfs"
+    assert [ch.path for ch in api.status(store, "novfs")] == [b"notes.txt"]
+    assert demo.merged_names(store, result.layers[-1]) == [
+        "file1", "file2", "file3", "file4", "file6", "file7"]
+
+
+def test_tui_command_rejects_unknown_targets_and_themes(cli, store):
+    demo.build_image(store)
+    bad = cli("tui", "no-such-thing", check=False)
+    assert bad.returncode != 0 and "no such image or layer" in bad.stderr
+    bad = cli("tui", demo.IMAGE, "--theme", "nope", check=False)
+    assert bad.returncode != 0 and "no such theme: nope" in bad.stderr

@@ -61,6 +61,7 @@ class MainScreen(Screen):
         Binding("i", "app.show_images", "Images"),
         Binding("o", "app.show_containers", "Containers"),
         Binding("r", "refresh", "Refresh"),
+        Binding("slash", "files_search", "Search files", show=False),
         Binding("question_mark", "app.show_help", "Help"),
         Binding("q", "app.quit", "Quit"),
     ]

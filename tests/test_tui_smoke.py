@@ -1,0 +1,148 @@
+"""Smoke tests of the real program in a real terminal: `python -m layerctl tui` and
+`layerctl demo` under tmux (160x48), typing keys and reading the screen back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from rich.cells import cell_len
+
+from layerctl import demo
+from layerctl.store.repo import Store
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+
+
+class Terminal:
+    """One detached tmux session running a command."""
+
+    def __init__(self, command: list[str], env: dict[str, str], width=160, height=48) -> None:
+        self.name = f"layerctl-test-{uuid.uuid4().hex[:8]}"
+        self.width = width
+        exports = " ".join(f"{k}={_quote(v)}" for k, v in env.items())
+        # COLUMNS/LINES from the test process would override the pane's real size
+        shell = f"cd {_quote(str(REPO_ROOT))} && env -u COLUMNS -u LINES {exports} " + " ".join(
+            _quote(c) for c in command)
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width),
+                        "-y", str(height), shell], check=True)
+
+    def screen(self) -> str:
+        out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name],
+                             capture_output=True, text=True)
+        return out.stdout
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> float:
+        """Seconds until `text` is on screen."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if text in self.screen():
+                return time.monotonic() - start
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} never appeared; the screen:\n{self.screen()}")
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def alive(self) -> bool:
+        return subprocess.run(["tmux", "has-session", "-t", self.name],
+                              capture_output=True).returncode == 0
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+@pytest.fixture
+def env(tmp_path, store_root):
+    return {
+        "LAYERCTL_ROOT": str(store_root),
+        "LAYERCTL_CONFIG": str(tmp_path / "config.toml"),
+        "LAYERCTL_AUTHOR": "王芳 <wang.fang@example.com>",
+        "PYTHONPATH": str(REPO_ROOT),
+        "TERM": "xterm-256color",
+        "LANG": "C.UTF-8",
+    }
+
+
+@pytest.fixture
+def terminals():
+    started: list[Terminal] = []
+    yield started
+    for t in started:
+        t.kill()
+
+
+def test_demo_opens_stages_and_commits(env, terminals, store_root):
+    t = Terminal([sys.executable, "-m", "layerctl", "demo", "--theme", "light"], env)
+    terminals.append(t)
+    t.wait_for("Layer 1: files 1-3")
+    t.wait_for("/notes.txt")
+    screen = t.screen()
+    # wide characters: every line is exactly the terminal's width in cells
+    assert "第二层: files 4-6" in screen and "张伟" in screen
+    assert all(cell_len(line) <= t.width for line in screen.splitlines())
+    wide = next(line for line in screen.splitlines() if "第二层" in line)
+    assert cell_len(wide) == t.width
+    t.keys("Tab")  # to the Changes pane
+    time.sleep(0.3)
+    t.keys("Space")
+    t.wait_for("1 of 1 staged")
+    t.keys("c")
+    t.wait_for("Commit container layerctl-demo")
+    t.keys("-l", "notes from the demo")
+    t.wait_for("notes from the demo")
+    t.keys("C-s")
+    t.wait_for("Commit landed")
+    t.wait_for("notes from the d")  # the new layer heads the stack
+    t.keys("q")
+    deadline = time.monotonic() + 10
+    while t.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    store = Store(str(store_root))
+    try:
+        from layerctl.containers import api
+        from layerctl.store.layers import read_layer
+
+        layer = read_layer(store, store.ref(api.resolve(store, demo.CONTAINER).ref))
+        assert layer.summary == "notes from the demo"
+        assert layer.author == "王芳 <wang.fang@example.com>"
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_first_paint_on_the_debian_image(env, terminals, store_root, debian_rootfs):
+    """The program starts and shows the Debian image's files within a second of the
+    process starting (measured until the first file names are on the screen)."""
+    from layerctl.images import parse_name
+    from layerctl.importer import import_directory
+
+    store = Store(str(store_root))
+    try:
+        import_directory(store, str(debian_rootfs), parse_name("debian:12"), "T <t@x>", "deb")
+    finally:
+        store.close()
+    t = Terminal([sys.executable, "-m", "layerctl", "tui", "debian:12"], env)
+    terminals.append(t)
+    elapsed = t.wait_for("etc/", timeout=30)
+    print(f"first paint (process start to files on screen): {elapsed * 1000:.0f} ms")
+    assert "boot/" in t.screen() and "199MB" in t.screen()
+    limit = 1.0 if not os.environ.get("CI") else 2.0  # a shared CI machine is noisier
+    assert elapsed < limit, f"first paint took {elapsed:.2f}s"
+    t.keys("/")  # search the image's names
+    t.wait_for("search names")
+    t.keys("-l", "passwd")
+    t.keys("Enter")
+    t.wait_for("/usr/bin/passwd")
+    t.keys("q")
