@@ -411,3 +411,39 @@ def test_tui_command_rejects_unknown_targets_and_themes(cli, store):
     assert bad.returncode != 0 and "no such image or layer" in bad.stderr
     bad = cli("tui", demo.IMAGE, "--theme", "nope", check=False)
     assert bad.returncode != 0 and "no such theme: nope" in bad.stderr
+
+
+@pytest.mark.slow
+@sync
+async def test_a_200mb_commit_keeps_the_ui_responsive(store, container):
+    """The commit runs in a worker: the dialog shows its progress bar and the event
+    loop keeps ticking (a timer fires, keys are handled) until the layer lands."""
+    upper = demo.write_pending(store, container, "big.bin", "")
+    with open(upper, "wb") as f:
+        block = os.urandom(1 << 20)
+        for _ in range(200):
+            f.write(block)
+    app = LayerctlApp(store, container=container)
+    async with app.run_test(size=SIZE) as pilot:
+        table = changes_of(app)
+        await wait_for(pilot, lambda: b"big.bin" in table.changes, timeout=60)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommitDialog))
+        dialog = app.screen
+        await pilot.press(*"big")
+        ticks = []
+        timer = app.set_interval(0.05, lambda: ticks.append(time.monotonic()))
+        start = time.monotonic()
+        await pilot.press("ctrl+s")
+        assert dialog.busy and dialog.has_class("-busy")
+        assert dialog.query_one("#progress").display
+        await pilot.press("escape")  # refused while committing, the dialog stays
+        assert app.screen is dialog
+        await wait_for(pilot, lambda: not isinstance(app.screen, CommitDialog), timeout=120)
+        took = time.monotonic() - start
+        timer.stop()
+        gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+        print(f"200 MB commit: {took:.1f}s, {len(ticks)} ticks, longest gap {max(gaps):.2f}s")
+        assert len(ticks) >= took / 0.05 * 0.5
+        assert max(gaps) < 0.5
+    assert not any(ch.path == b"big.bin" for ch in api.status(store, container))

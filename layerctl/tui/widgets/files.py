@@ -45,6 +45,7 @@ class FileTree(Tree):
         self.label_text = ""
         self._generation = 0
         self._expanded: set[bytes] = set()
+        self._cursor_path: bytes | None = None  # kept across reloads (live updates)
 
     # -- loading ----------------------------------------------------------------
 
@@ -55,6 +56,7 @@ class FileTree(Tree):
         self.label_text = label
         if not same:
             self._expanded.clear()
+            self._cursor_path = None
         self.reload()
 
     def reload(self) -> None:
@@ -98,6 +100,8 @@ class FileTree(Tree):
             child = node.add(self._label(e, depth), data=e, allow_expand=e.is_dir)
             if e.is_dir and e.path in self._expanded:
                 child.expand()
+            if e.path == self._cursor_path:
+                self.call_after_refresh(self.move_cursor, child)
         if not entries and node is self.root:
             node.add_leaf(Text("(nothing to show with these filters)", style="italic"))
         if node is self.root and self.cursor_line < 0 and entries:
@@ -147,6 +151,7 @@ class FileTree(Tree):
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
         event.stop()
         if isinstance(event.node.data, Entry):
+            self._cursor_path = event.node.data.path
             self.post_message(EntryHighlighted(event.node.data))
 
     # -- search -----------------------------------------------------------------
