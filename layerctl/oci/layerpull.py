@@ -24,8 +24,10 @@ from layerctl.oci.image import History
 from layerctl.oci.tarapply import apply_layer_tar
 from layerctl.store.edit import TreeEditor
 from layerctl.store.layers import Layer, read_layer, write_layer
+from layerctl.store.objects import PackWriter
 
 PULL_REFS = "refs/pull/"  # refs/pull/<manifest digest hex>: a pull's landed layers
+KEEP_FOR_DIFF_ID = 256 << 20  # file contents kept in memory for the DiffID pass
 _DRAIN = 1 << 20
 
 
@@ -41,6 +43,51 @@ class PullIndex(LayerIndex):
                 self._remember(keys, layer)
                 current = layer.parent
         return keys
+
+
+class _KeepingWriter:
+    """A PackWriter that also keeps the contents it is given, up to `budget` bytes, so
+    that the DiffID pass after the apply reads them from memory, not back from the pack."""
+
+    def __init__(self, writer: PackWriter, budget: int) -> None:
+        self._writer = writer
+        self.budget = budget
+        self.kept: dict[bytes, bytes] = {}
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._writer, name)
+
+    def add_blob_async(self, data: bytes, on_done: Callable[[bytes], None]) -> None:
+        if len(data) > self.budget:
+            self._writer.add_blob_async(data, on_done)
+            return
+        self.budget -= len(data)
+
+        def keep(sha: bytes) -> None:
+            self.kept[sha] = data
+            on_done(sha)
+
+        self._writer.add_blob_async(data, keep)
+
+
+class _Now:
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def result(self) -> bytes:
+        return self.value
+
+
+class _KeptReader(BlobReader):
+    """A BlobReader serving kept contents first."""
+
+    kept: dict[bytes, bytes] = {}
+
+    def submit(self, binsha: bytes, size_hint: int) -> object:
+        data = self.kept.get(binsha)
+        return _Now(data) if data is not None else super().submit(binsha, size_hint)
 
 
 class _Hashing:
@@ -96,7 +143,8 @@ def land_layer(
     """Apply the layer tar of `stream` on `parent`, check its DiffID, land it and write
     its commit; returns the new layer. The caller checks the blob's digest and size."""
     parent_root = parent.root if parent else None
-    with store.pack_writer() as writer:
+    with store.pack_writer() as packer:
+        writer = _KeepingWriter(packer, KEEP_FOR_DIFF_ID)
         editor = TreeEditor(store, parent_root)
         try:
             stats = apply_layer_tar(editor, writer, stream.tar)
@@ -109,11 +157,13 @@ def land_layer(
                 f"{where}: DiffID mismatch: the config says {diff_id}, "
                 f"the layer's tar is {stream.digest()}"
             )
-        root = editor.write(writer)
-        writer.finish()
+        root = editor.write(packer)
+        packer.finish()
     store.landed()
-    with BlobReader.for_store(store) as reader:
+    with _KeptReader.for_store(store) as reader:
+        reader.kept = writer.kept
         ours, _size = write_changeset(store, parent_root, root, None, reader)
+    writer.kept = {}
     trailers = {
         "DiffID": ours,
         "Size": str(stats.bytes),
