@@ -87,6 +87,19 @@ def test_root_metadata_travels_as_dot_entry(store, image):
     assert names[0] == "."  # the edit changed the root's mtime
 
 
+def test_directories_holding_changes_come_with_their_metadata(store, image):
+    base, top = chain(store, image[-1])
+    members = {m.name: m for m in tarfile.open(fileobj=_tar(store, base.root, top.root))}
+    names = list(members)
+    # etc itself did not change, but it holds etc/added: overlay engines need its metadata
+    assert names.index("etc") < names.index("etc/added")
+    assert int(members["etc"].mtime) == 1_700_000_000 and members["etc"].isdir()
+    assert names.index("var/cache") < names.index("var/cache/apt")  # var/cache: parent of
+    assert "var/cache/apt/.wh..wh..opq" in names  # an opaque directory
+    assert "usr/.wh.share" not in names and "usr/share/.wh.doc" in names
+    assert names.index("usr/share") < names.index("usr/share/.wh.doc")
+
+
 def _tar(store, parent, root) -> io.BytesIO:
     out = io.BytesIO()
     write_layer_tar(store, parent, root, out)

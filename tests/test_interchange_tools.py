@@ -1,0 +1,336 @@
+"""Interchange with the real tools: podman load/save/image mount, skopeo inspect, umoci
+unpack, and `track` of a podman container. podman runs on a private storage under the
+test's temporary directory (never the machine's), emptied and unmounted afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from layerctl import containers
+from layerctl.images import chain, image_id, resolve
+from layerctl.oci.load import load
+from layerctl.oci.save import save
+from layerctl.oci.track import track
+from layerctl.store.checkout import checkout
+from layerctl.store.layers import read_layer
+from layerctl.store.repo import Store
+from tests.interchange_helpers import make_tree, two_layer_image
+from tests.treecompare import compare
+
+pytestmark = pytest.mark.needs_root
+
+# podman's `image mount` root is a directory of its own (0555, mount time), not the image's
+PODMAN_ROOT = {"mode:.", "mtime:.", "uid:.", "gid:."}
+
+
+class Podman:
+    """podman on a private storage (graph root, run root and tmp dir under `top`)."""
+
+    def __init__(self, top: Path) -> None:
+        self.top = top
+        self.argv = [
+            "podman", "--root", str(top / "root"), "--runroot", str(top / "run"),
+            "--storage-driver", "overlay", "--storage-opt", "overlay.mountopt=nodev",
+            "--tmpdir", str(top / "tmp"), "--events-backend", "none",
+        ]
+
+    def __call__(self, *args: object, check: bool = True) -> str:
+        proc = subprocess.run([*self.argv, *map(str, args)], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=600)
+        if check and proc.returncode != 0:
+            pytest.fail(f"podman {' '.join(map(str, args))}: {proc.stderr}", pytrace=False)
+        return proc.stdout.strip()
+
+    def inspect(self, ref: str) -> dict:
+        return json.loads(self("image", "inspect", ref))[0]
+
+    def cleanup(self) -> None:
+        self("rm", "-af", check=False)
+        self("image", "unmount", "--all", "--force", check=False)
+        self("rmi", "-af", check=False)
+        leaked = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                  if line.split()[1].startswith(str(self.top))]
+        for point in sorted(leaked, key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], check=False)
+        shutil.rmtree(self.top, ignore_errors=True)
+
+
+@pytest.fixture
+def podman(tmp_path_factory, needs_tool, monkeypatch):
+    needs_tool("podman")
+    p = Podman(tmp_path_factory.mktemp("podman"))
+    monkeypatch.setenv("LAYERCTL_PODMAN", shlex.join(p.argv))
+    try:
+        yield p
+    finally:
+        p.cleanup()
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store(str(tmp_path / "store"))
+    yield s
+    for c in containers.list_containers(s):
+        containers.remove(s, c.name, force=True)
+    s.close()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path):
+    s = Store(str(tmp_path / "fresh"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def image(store: Store, tmp_path: Path) -> list[str]:
+    return two_layer_image(store, make_tree(tmp_path / "src"))
+
+
+def _checkout(store: Store, ref: str, dest: Path) -> Path:
+    checkout(store, read_layer(store, resolve(store, ref)).root, str(dest))
+    return dest
+
+
+def _diff_ids(store: Store, ref: str) -> list[str]:
+    return [layer.diff_id for layer in chain(store, resolve(store, ref))]
+
+
+# -- layerctl save -> podman, skopeo, umoci ------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt,compress", [("docker-archive", "none"), ("docker-archive", "gzip"),
+                                          ("oci", "gzip"), ("oci", "zstd")])
+def test_podman_loads_what_layerctl_saves(store, image, podman, tmp_path, fmt, compress):
+    out = tmp_path / "a.tar"
+    save(store, ["test/app:1"], str(out), fmt, compress)
+    loaded = podman("load", "-i", out)
+    assert "test/app:1" in loaded
+    info = podman.inspect("test/app:1")
+    assert info["RootFS"]["Layers"] == _diff_ids(store, "test/app:1")
+    if fmt == "docker-archive":  # podman keeps the config as it came: the same image ID
+        assert "sha256:" + info["Id"] == image_id(chain(store, image[-1]))
+
+
+def test_podman_loads_the_debian_image(debian_rootfs, store, podman, tmp_path):
+    from tests.interchange_helpers import edit_layer
+    from tests.layerhelpers import commit_edit, import_dir
+
+    base = import_dir(store, debian_rootfs, "debian:base")
+    commit_edit(store, base, _debian_edit, name="debian:edited")
+    assert edit_layer is not None
+    out = tmp_path / "debian.tar"
+    save(store, ["debian:edited"], str(out))
+    podman("load", "-i", out)
+    info = podman.inspect("debian:edited")
+    assert info["RootFS"]["Layers"] == _diff_ids(store, "debian:edited")
+    assert len(info["RootFS"]["Layers"]) == 2
+    mount = podman("image", "mount", "debian:edited")
+    try:
+        got = compare(_checkout(store, "debian:edited", tmp_path / "co"), mount,
+                      ignore=PODMAN_ROOT)
+    finally:
+        podman("image", "unmount", "debian:edited")
+    assert got == []
+
+
+def _debian_edit(editor, writer):
+    from tests.layerhelpers import put_file
+
+    put_file(editor, writer, b"etc/motd", b"changed\n")
+    editor.delete(b"usr/share/doc")
+    editor.clear_dir(b"var/log/apt")
+    put_file(editor, writer, b"var/log/apt/new.log", b"log\n")
+
+
+def test_skopeo_inspects_every_format(store, image, needs_tool, tmp_path):
+    needs_tool("skopeo")
+    archive, layout, oci_tar = tmp_path / "a.tar", tmp_path / "layout", tmp_path / "o.tar"
+    save(store, ["test/app:1"], str(archive))
+    save(store, ["test/app:1"], str(layout), "oci-dir", "gzip")
+    save(store, ["test/app:1"], str(oci_tar), "oci", "zstd")
+    for ref in (f"docker-archive:{archive}", f"oci:{layout}:test/app:1",
+                f"oci-archive:{oci_tar}:test/app:1"):
+        proc = subprocess.run(["skopeo", "inspect", ref], capture_output=True, text=True)
+        assert proc.returncode == 0, f"skopeo inspect {ref}: {proc.stderr}"
+        assert len(json.loads(proc.stdout)["Layers"]) == 2
+    proc = subprocess.run(["skopeo", "inspect", "--config", f"docker-archive:{archive}"],
+                          capture_output=True, text=True, check=True)
+    config = json.loads(proc.stdout)
+    assert config["rootfs"]["diff_ids"] == _diff_ids(store, "test/app:1")
+
+
+@pytest.mark.parametrize("compress", ["none", "gzip"])
+def test_umoci_unpack_equals_checkout(store, image, needs_tool, tmp_path, compress):
+    needs_tool("umoci")
+    layout = tmp_path / "layout"
+    save(store, ["test/app:1"], str(layout), "oci-dir", compress)
+    bundle = tmp_path / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:test/app:1", str(bundle)],
+                   check=True, capture_output=True)
+    assert compare(bundle / "rootfs", _checkout(store, "test/app:1", tmp_path / "co")) == []
+
+
+def test_umoci_unpack_of_the_debian_image(debian_rootfs, store, needs_tool, tmp_path):
+    needs_tool("umoci")
+    from tests.layerhelpers import commit_edit, import_dir
+
+    base = import_dir(store, debian_rootfs, "debian:base")
+    commit_edit(store, base, _debian_edit, name="debian:edited")
+    layout = tmp_path / "layout"
+    save(store, ["debian:edited"], str(layout), "oci-dir", "gzip")
+    bundle = tmp_path / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:debian:edited", str(bundle)],
+                   check=True, capture_output=True)
+    got = compare(bundle / "rootfs", _checkout(store, "debian:edited", tmp_path / "co"))
+    assert got == []
+
+
+# -- podman save -> layerctl load ------------------------------------------------------------
+
+
+def _podman_two_layers(podman: Podman, rootfs: Path, tmp_path: Path) -> None:
+    """localhost/pm:base (podman import) and localhost/pm:two (a commit with additions,
+    changes, deletions, an opaque directory and a chmod)."""
+    tar = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C",
+                    str(rootfs), "-cf", str(tar), "."], check=True)
+    podman("import", tar, "localhost/pm:base")
+    podman("create", "--name", "builder", "localhost/pm:base", "/bin/true")
+    merged = Path(podman("mount", "builder"))
+    try:
+        (merged / "etc/added").write_text("added\n")
+        (merged / "etc/hostname").write_text("changed\n")
+        os.unlink(merged / "link")
+        shutil.rmtree(merged / "empty")
+        shutil.rmtree(merged / "var/cache/apt")  # then recreated: an opaque directory
+        (merged / "var/cache/apt").mkdir()
+        (merged / "var/cache/apt/fresh").write_text("fresh\n")
+        os.chmod(merged / "bin-tool", 0o700)
+    finally:
+        podman("umount", "builder")
+    podman("commit", "-q", "builder", "localhost/pm:two")
+    podman("rm", "builder")
+
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_layerctl_loads_what_podman_saves(store, podman, tmp_path, fmt):
+    _podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
+    out = tmp_path / "p.tar"
+    podman("save", "--format", fmt, "-o", out, "localhost/pm:two")
+    loaded = load(store, str(out))
+    assert [str(t) for t in loaded[0].tags] == ["localhost/pm:two"]
+    layers = chain(store, loaded[0].top)
+    assert [x.source_diff_id or x.diff_id for x in layers] == (
+        podman.inspect("localhost/pm:two")["RootFS"]["Layers"])
+    mount = podman("image", "mount", "localhost/pm:two")
+    try:
+        got = compare(_checkout(store, "localhost/pm:two", tmp_path / "co"), mount,
+                      ignore=PODMAN_ROOT)
+    finally:
+        podman("image", "unmount", "localhost/pm:two")
+    assert got == []
+    events = []
+    load(store, str(out), events.append)  # again: every layer found by chain
+    assert [e.status for e in events] == ["exists", "exists"]
+
+
+def test_layerctl_loads_podmans_debian(debian_rootfs, store, podman, tmp_path):
+    _podman_two_layers_debian(podman, debian_rootfs, tmp_path)
+    for fmt in ("docker-archive", "oci-archive"):
+        out = tmp_path / f"{fmt}.tar"
+        podman("save", "--format", fmt, "-o", out, "localhost/deb:two")
+        target = Store(str(tmp_path / f"store-{fmt}"))
+        try:
+            load(target, str(out))
+            mount = podman("image", "mount", "localhost/deb:two")
+            try:
+                got = compare(_checkout(target, "localhost/deb:two", tmp_path / f"co-{fmt}"),
+                              mount, ignore=PODMAN_ROOT)
+            finally:
+                podman("image", "unmount", "localhost/deb:two")
+            assert got == []
+        finally:
+            target.close()
+
+
+def _podman_two_layers_debian(podman: Podman, rootfs: Path, tmp_path: Path) -> None:
+    tar = tmp_path / "debian.tar"
+    subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C",
+                    str(rootfs), "-cf", str(tar), "."], check=True)
+    podman("import", tar, "localhost/deb:base")
+    podman("create", "--name", "builder", "localhost/deb:base", "/bin/true")
+    merged = Path(podman("mount", "builder"))
+    try:
+        (merged / "etc/motd").write_text("changed\n")
+        shutil.rmtree(merged / "usr/share/doc")
+        shutil.rmtree(merged / "var/log/apt")
+        (merged / "var/log/apt").mkdir()
+        (merged / "var/log/apt/new.log").write_text("log\n")
+        os.chmod(merged / "usr/bin/passwd", 0o755)
+    finally:
+        podman("umount", "builder")
+    podman("commit", "-q", "builder", "localhost/deb:two")
+    podman("rm", "builder")
+
+
+# -- track ------------------------------------------------------------------------------------
+
+
+def test_track_a_podman_container(store, podman, tmp_path):
+    _podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
+    podman("create", "--name", "web", "localhost/pm:two", "/bin/true")
+    merged = Path(podman("mount", "web"))
+    try:
+        c, layer_id = track(store, "podman:web")
+        assert c.name == "web"
+        assert read_layer(store, layer_id).root == read_layer(
+            store, resolve(store, "localhost/pm:two")).root
+        (merged / "etc/tracked").write_text("new\n")
+        (merged / "etc/os-release").write_text("ID=tracked\n")
+        os.unlink(merged / "etc/another-link")
+        shutil.rmtree(merged / "secret")
+        os.chmod(merged / "big", 0o600)
+        changes = {ch.path: ch.status for ch in containers.status(store, "web")}
+        for path, status in ((b"etc/tracked", "A"), (b"etc/os-release", "C"),
+                             (b"etc/another-link", "D"), (b"secret", "D"), (b"big", "C")):
+            assert changes.get(path) == status, (path, changes)
+        result = containers.commit(store, "web", message="tracked changes")
+        assert containers.status(store, "web") == []
+        got = compare(_checkout(store, result.layer_id, tmp_path / "co"), merged)
+        assert got == []
+        with pytest.raises(Exception, match="tracks podman container web"):
+            containers.reset(store, "web")
+    finally:
+        podman("umount", "web")
+    containers.remove(store, "web")
+    assert Path(podman("inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", "web")).is_dir()
+
+
+def test_track_cli_and_docker_without_an_engine(cli, podman, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERCTL_DOCKER", "/nonexistent/docker")
+    proc = cli("track", "docker:web", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("layerctl: cannot track docker containers: "
+                                   "/nonexistent/docker is not installed")
+    _podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
+    podman("create", "--name", "cli-web", "localhost/pm:two", "/bin/true")
+    cli("track", "podman:cli-web")
+    merged = Path(podman("mount", "cli-web"))
+    try:
+        (merged / "hello").write_text("hi\n")
+        assert "A /hello" in cli("status", "cli-web").stdout
+        cli("commit", "-m", "from podman", "cli-web", "tracked:1")
+        out = tmp_path / "x.tar"
+        cli("export", "tracked:1", "-o", out)
+        assert tarfile.open(out).getmember("hello").size == 3
+    finally:
+        podman("umount", "cli-web")
