@@ -6,7 +6,8 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-# (title, help, screen action or "app.action") — run against the active screen.
+# (title, help, screen action or "app.action") — run against the screen the palette
+# was opened on; SCREEN_ACTIONS add what the other screens offer.
 ACTIONS: list[tuple[str, str, str]] = [
     ("Commit", "Commit the staged (or all) changes as a new layer", "commit"),
     ("Stage or unstage the change", "Toggle the highlighted change in Changes", "stage"),
@@ -27,11 +28,29 @@ ACTIONS: list[tuple[str, str, str]] = [
     ("Help", "Keys and what the panes show", "app.show_help"),
     ("Quit", "Leave layerctl", "app.quit"),
 ]
+SCREEN_ACTIONS: dict[str, list[tuple[str, str, str]]] = {
+    "ImagesScreen": [
+        ("Images: open", "Show the highlighted image", "open"),
+        ("Images: tag", "Give the highlighted image another name:tag", "tag"),
+        ("Images: new container", "Create a container from the image", "create"),
+        ("Images: remove tag", "Remove the highlighted tag (asks first)", "remove"),
+    ],
+    "ContainersScreen": [
+        ("Containers: open", "Show the highlighted container", "open"),
+        ("Containers: create", "Create a container from an image", "create"),
+        ("Containers: remove", "Remove the highlighted container (asks first)", "remove"),
+        ("Containers: reset to a layer", "Drop its changes, move its base", "reset"),
+    ],
+}
+MAIN_ONLY = {action for _, _, action in ACTIONS if not action.startswith("app.")}
 
 
 class LayerctlCommands(Provider):
     def _commands(self) -> list[tuple[str, str, str]]:
-        out = list(ACTIONS)
+        name = type(self.screen).__name__
+        main = name == "MainScreen"
+        out = [a for a in ACTIONS if main or a[2] not in MAIN_ONLY]
+        out.extend(SCREEN_ACTIONS.get(name, []))
         for name in sorted(getattr(self.app, "theme_files", {})):
             out.append((f"Theme: {name}", "Switch theme (remembered)",
                         f"app.switch_theme('{name}')"))
