@@ -313,6 +313,12 @@ def test_interrupted_pull_resumes(cli, registry, tmp_path):
         for digest in blobs[:2]:
             assert sum(digest.encode() in r for r in fetched) == 1  # never downloaded again
         assert sum(blobs[2].encode() in r for r in fetched) == 2
+        # with every layer present, a pull transfers the manifest and the config only
+        before = len(proxy.requests)
+        assert progress(cli("pull", ref).stdout) == [f"L{i}: Already exists" for i in range(3)]
+        gets = [r.split()[1] for r in proxy.requests[before:] if r.startswith(b"GET")]
+        assert [g.rsplit(b"/", 2)[-2] for g in gets] == [b"v2", b"manifests", b"blobs"]
+        assert gets[-1].endswith(manifest["config"]["digest"].encode())
     finally:
         proxy.stop()
     store = Store(os.environ["LAYERCTL_ROOT"])
