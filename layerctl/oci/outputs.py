@@ -10,6 +10,7 @@ member's header in place (a regular file) or through a temporary file
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tarfile
@@ -55,10 +56,11 @@ class TarOut:
         self.spool_dir = spool_dir
         self.names: set[str] = set()
         try:
+            appending = fcntl.fcntl(fileobj.fileno(), fcntl.F_GETFL) & os.O_APPEND
             self.pos = fileobj.tell()
             fileobj.seek(self.pos)
-            self.seekable = True
-        except (OSError, ValueError):
+            self.seekable = not appending  # O_APPEND writes ignore seeks
+        except (OSError, ValueError, AttributeError):
             self.pos = 0
             self.seekable = False
 
