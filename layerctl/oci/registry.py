@@ -381,14 +381,6 @@ class RegistryClient:
         """Upload a blob whose digest is known (a monolithic, streamed PUT)."""
         self._call(self.dxf.push_blob, data=chunks, digest=digest, check_exists=False, what=what)
 
-    def mount_blob(self, digest: str, source_repo: str) -> bool:
-        """Cross-repository mount; False if the registry would not."""
-        try:
-            self._call(self.dxf.mount_blob, source_repo, digest)
-        except RegistryError:
-            return False
-        return True
-
 
 def _http_error(error: object, host: str, what: str) -> LayerctlError:
     response = error.response
