@@ -2,10 +2,12 @@
 
 Each layer travels as its deterministic changeset tar (layertar), gzip-compressed
 deterministically (pgzip): the same layer always gives the same blob. The blob
-digest of each DiffID is remembered in the store (cache/blobs/<diffid>.json), so
-a later push asks the registry (HEAD) before making the tar at all, and a layer
-the registry has is never compressed or sent again ("Layer already exists").
-The manifest is an OCI image manifest.
+of each layer is remembered in the store (cache/blobs/<layer id>.json: digest,
+size, DiffID), so a later push asks the registry (HEAD) before making the tar at
+all, and a layer the registry has is never compressed or sent again ("Layer
+already exists"). The config lists the DiffIDs of the tars actually sent (a
+layer written by an older layerctl may record another); the manifest is an OCI
+image manifest.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from layerctl.errors import BadInput, Corrupt, NotFound
+from layerctl.errors import BadInput, NotFound
 from layerctl.images import ImageName, chain, image_layer
 from layerctl.oci.changeset import write_changeset
 from layerctl.oci.events import Event, Progress, quiet
@@ -46,26 +48,26 @@ class PushResult:
     existing: int  # layers the registry had
 
 
-def _cache_path(store: object, diff_id: str) -> str:
-    return store.path("cache", "blobs", diff_id.replace(":", "-") + ".json")
+def _cache_path(store: object, layer_id: str) -> str:
+    return store.path("cache", "blobs", layer_id + ".json")
 
 
-def cached_blob(store: object, diff_id: str) -> tuple[str, int] | None:
-    """(digest, size) of the gzip blob layerctl makes for a DiffID, if known."""
+def cached_blob(store: object, layer_id: str) -> tuple[str, int, str] | None:
+    """(digest, size, DiffID) of the gzip blob layerctl made for a layer, if known."""
     try:
-        with open(_cache_path(store, diff_id), encoding="utf-8") as f:
+        with open(_cache_path(store, layer_id), encoding="utf-8") as f:
             data = json.load(f)
-        return str(data["digest"]), int(data["size"])
+        return str(data["digest"]), int(data["size"]), str(data["diff_id"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _remember_blob(store: object, diff_id: str, digest: str, size: int) -> None:
-    path = _cache_path(store, diff_id)
+def _remember_blob(store: object, layer_id: str, digest: str, size: int, diff_id: str) -> None:
+    path = _cache_path(store, layer_id)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".blob-")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"digest": digest, "size": size}, f)
+        json.dump({"digest": digest, "size": size, "diff_id": diff_id}, f)
     os.replace(tmp, path)
 
 
@@ -90,12 +92,13 @@ class _LayerPusher:
         self.report = report
         self.pushed = self.existing = 0
 
-    def push(self, parent: Layer | None, layer: Layer) -> Descriptor:
+    def push(self, parent: Layer | None, layer: Layer) -> tuple[Descriptor, str]:
+        """(blob descriptor, DiffID of the tar in it)."""
         short = _short(layer.diff_id or layer.id)
         media_type = layer_media_type("gzip")
-        known = cached_blob(self.store, layer.diff_id) if layer.diff_id else None
+        known = cached_blob(self.store, layer.id)
         if known and self.client.has_blob(known[0]):
-            return self._exists(short, Descriptor(media_type, *known))
+            return self._exists(short, Descriptor(media_type, known[0], known[1])), known[2]
         directory = self.store.path("cache", "blobs")
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".push-", suffix=".gz")
@@ -110,15 +113,10 @@ class _LayerPusher:
                     gz.abort()
                     raise
                 digest = gz.close()
-            if layer.diff_id and diff_id != layer.diff_id:
-                raise Corrupt(
-                    f"layer {layer.id[:12]}: its changeset hashes to {diff_id}, "
-                    f"the layer records {layer.diff_id}"
-                )
-            _remember_blob(self.store, diff_id, digest, gz.size)
+            _remember_blob(self.store, layer.id, digest, gz.size, diff_id)
             desc = Descriptor(media_type, digest, gz.size)
             if self.client.has_blob(digest):
-                return self._exists(short, desc)
+                return self._exists(short, desc), diff_id
             self.client.push_blob(
                 digest, _file_chunks(tmp, gz.size, short, self.report), what=f"layer {short}"
             )
@@ -126,7 +124,7 @@ class _LayerPusher:
             os.unlink(tmp)
         self.pushed += 1
         self.report(Event(short, "Pushed"))
-        return desc
+        return desc, diff_id
 
     def _exists(self, short: str, desc: Descriptor) -> Descriptor:
         self.existing += 1
@@ -156,12 +154,14 @@ def push(
         for layer in layers:
             report(Event(_short(layer.diff_id or layer.id), "Preparing"))
         pusher = _LayerPusher(store, client, report)
-        descriptors = []
+        descriptors, diff_ids = [], []
         parent = None
         for layer in layers:
-            descriptors.append(pusher.push(parent, layer))
+            desc, diff_id = pusher.push(parent, layer)
+            descriptors.append(desc)
+            diff_ids.append(diff_id)
             parent = layer
-        config = config_blob(layers)
+        config = config_blob(layers, diff_ids)
         config_digest = sha256_digest(config)
         if not client.has_blob(config_digest):
             client.push_blob(config_digest, config, what="image config")
