@@ -18,6 +18,11 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+try:  # ISA-L deflates 5x faster than zlib at level 1, same ratio, same zlib format
+    from isal import isal_zlib as _deflate
+except ImportError:  # pragma: no cover - isal is a dependency
+    _deflate = zlib
+
 BLOB, TREE, COMMIT = 3, 2, 1
 _TYPE_NAMES = {BLOB: b"blob", TREE: b"tree", COMMIT: b"commit"}
 MODE_TREE, MODE_FILE, MODE_EXEC, MODE_LINK = b"40000", b"100644", b"100755", b"120000"
@@ -190,7 +195,7 @@ class PackWriter:
         self.bytes_in += size
         if self.has(sha):
             return sha
-        comp = zlib.compressobj(self._level)
+        comp = _deflate.compressobj(min(self._level, 3))
         chunks = []
         with open(path, "rb") as f:
             while chunk := f.read(_CHUNK):
@@ -279,7 +284,9 @@ def _compress(data: bytes, level: int) -> bytes:
     # A window no larger than the data compresses identically and sets up far
     # faster: zlib's 32 KiB default costs ~20 us per tiny object.
     wbits = min(15, max(9, (len(data) - 1).bit_length()))
-    return zlib.compress(data, level, wbits)
+    if level > 3:  # ISA-L has levels 0-3; higher ones are zlib's
+        return zlib.compress(data, level, wbits)
+    return _deflate.compress(data, level, wbits)
 
 
 class _Done:
