@@ -108,6 +108,7 @@ def _umoci_rootfs(layout: Path, tag: str, dest: Path) -> Path:
     return dest / "rootfs"
 
 
+@pytest.mark.needs_root  # umoci unpack keeps ownership
 @pytest.mark.needs_tool("umoci")
 def test_pull_image_pushed_by_skopeo(cli, registry, tmp_path):
     layout = _source_layout(tmp_path)
@@ -191,6 +192,7 @@ def local_image(tmp_path, store_root):
     return layers
 
 
+@pytest.mark.needs_root  # umoci unpack keeps ownership
 @pytest.mark.needs_tool("umoci")
 def test_push_and_read_back_with_skopeo(cli, registry, local_image, tmp_path):
     ref = f"{registry.host}/pushed/app:1"
