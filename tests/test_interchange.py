@@ -125,6 +125,10 @@ def test_round_trip_gives_the_same_trees(store, fresh, image, tmp_path, fmt, com
     ]
     assert got[-1].config == want[-1].config
     assert image_id(got) == image_id(want)
+    fsck = subprocess.run(["git", "--git-dir", fresh.root, "fsck", "--strict"],
+                          capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    assert not [n for n in os.listdir(Path(fresh.root) / "objects") if n.startswith("incoming")]
 
 
 def test_round_trip_of_the_debian_image(debian_rootfs, store, fresh, tmp_path):
