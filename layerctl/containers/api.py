@@ -313,39 +313,8 @@ def commit(
                 raise NothingToCommit(f"nothing to commit under {shown} in container {c.name}")
             raise NothingToCommit(f"nothing to commit: container {c.name} has no changes")
         editor = TreeEditor(store, layer.root)
-        size = 0
         with store.pack_writer() as writer:
-            writer.add(BLOB, b"")
-            for ch in changes:
-                if ch.status == DELETED:
-                    editor.delete(ch.path)
-                    continue
-                meta = ch.new
-                if meta.kind == DIR:
-                    editor.set_dir(ch.path, meta)
-                    continue
-                obs = p.scan.observed.get(ch.path)
-                if obs is None:  # a hardlink member whose only change is its link
-                    editor.set_file(ch.path, meta, ch.new_blob)
-                elif meta.kind == FILE:
-                    size += meta.size
-
-                    def done(sha: bytes, path: bytes = ch.path, meta=meta) -> None:  # noqa: ANN001
-                        editor.set_file(path, meta, sha)
-
-                    try:
-                        writer.add_file(obs.real, meta.size, done)
-                    except OSError as e:
-                        raise Conflict(f"cannot read /{ch.path.decode('utf-8', 'replace')}: "
-                                       f"{e}; is it changing? try again") from None
-                elif meta.kind == SYMLINK:
-                    editor.set_file(ch.path, meta, writer.add(BLOB, os.readlink(obs.real)))
-                else:
-                    editor.set_file(ch.path, meta, EMPTY_BLOB)
-            try:
-                writer.drain()
-            except OSError as e:
-                raise Conflict(f"a file changed while being committed ({e}); try again") from None
+            size = apply_changes_to(editor, writer, p, changes, "committed")
             if selected_paths is None and p.scan.root is not None:
                 editor.set_dir(b"", p.scan.root)
             new_root = editor.write(writer)
@@ -362,6 +331,46 @@ def commit(
     if name is not None:
         set_tag(store, name, new_id)
     return CommitResult(new_id, changes, len(p.changes) - len(changes))
+
+
+def apply_changes_to(editor: TreeEditor, writer: object, p: Pending, changes: list[Change],
+                     doing: str) -> int:
+    """Apply `changes` (from `p`'s scan) onto `editor`, writing new content into
+    `writer`; returns the bytes of regular files written. `doing` names the
+    operation in errors ("committed", "exported")."""
+    size = 0
+    writer.add(BLOB, b"")
+    for ch in changes:
+        if ch.status == DELETED:
+            editor.delete(ch.path)
+            continue
+        meta = ch.new
+        if meta.kind == DIR:
+            editor.set_dir(ch.path, meta)
+            continue
+        obs = p.scan.observed.get(ch.path)
+        if obs is None:  # a hardlink member whose only change is its link
+            editor.set_file(ch.path, meta, ch.new_blob)
+        elif meta.kind == FILE:
+            size += meta.size
+
+            def done(sha: bytes, path: bytes = ch.path, meta=meta) -> None:  # noqa: ANN001
+                editor.set_file(path, meta, sha)
+
+            try:
+                writer.add_file(obs.real, meta.size, done)
+            except OSError as e:
+                raise Conflict(f"cannot read /{ch.path.decode('utf-8', 'replace')}: "
+                               f"{e}; is it changing? try again") from None
+        elif meta.kind == SYMLINK:
+            editor.set_file(ch.path, meta, writer.add(BLOB, os.readlink(obs.real)))
+        else:
+            editor.set_file(ch.path, meta, EMPTY_BLOB)
+    try:
+        writer.drain()
+    except OSError as e:
+        raise Conflict(f"a file changed while being {doing} ({e}); try again") from None
+    return size
 
 
 def _save_links(store: object, new_id: str, base_id: str, base_root: object, sc: Scan,

@@ -13,51 +13,24 @@ import sys
 import tempfile
 from typing import BinaryIO
 
-from layerctl.errors import BadInput, Conflict
+from layerctl.errors import BadInput
 from layerctl.oci.blobread import BlobReader
 from layerctl.oci.changeset import write_changeset
 from layerctl.oci.staging import Staging
-from layerctl.store.diff import DELETED
 from layerctl.store.edit import TreeEditor
-from layerctl.store.fstree import EMPTY_BLOB, DirRef
+from layerctl.store.fstree import DirRef
 from layerctl.store.layers import read_layer
-from layerctl.store.meta import DIR, FILE, SYMLINK
-from layerctl.store.objects import BLOB
 
 
 def _container_tree(store: object, staging: Staging, c: object) -> DirRef:
     """The container's merged filesystem as a tree in `staging` (what a commit of every
     pending change would hold)."""
-    from layerctl.containers.api import pending
+    from layerctl.containers.api import apply_changes_to, pending
 
     p = pending(store, c)
     editor = TreeEditor(staging, read_layer(store, p.base_id).root)
     with staging.pack_writer() as writer:
-        writer.add(BLOB, b"")
-        for ch in p.changes:
-            if ch.status == DELETED:
-                editor.delete(ch.path)
-                continue
-            meta = ch.new
-            if meta.kind == DIR:
-                editor.set_dir(ch.path, meta)
-                continue
-            obs = p.scan.observed.get(ch.path)
-            if obs is None:  # a hardlink member whose only change is its link
-                editor.set_file(ch.path, meta, ch.new_blob)
-            elif meta.kind == FILE:
-                def done(sha: bytes, path: bytes = ch.path, meta: object = meta) -> None:
-                    editor.set_file(path, meta, sha)
-
-                writer.add_file(obs.real, meta.size, done)
-            elif meta.kind == SYMLINK:
-                editor.set_file(ch.path, meta, writer.add(BLOB, os.readlink(obs.real)))
-            else:
-                editor.set_file(ch.path, meta, EMPTY_BLOB)
-        try:
-            writer.drain()
-        except OSError as e:
-            raise Conflict(f"a file changed while being exported ({e}); try again") from None
+        apply_changes_to(editor, writer, p, p.changes, "exported")
         if p.scan.root is not None:
             editor.set_dir(b"", p.scan.root)
         root = editor.write(writer)

@@ -18,7 +18,7 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from layerctl.errors import Corrupt
-from layerctl.store.objects import TREE, PackWriter, parse_tree
+from layerctl.store.objects import TREE, PackWriter, fsync_dir, parse_tree
 
 if TYPE_CHECKING:
     from dulwich.pack import Pack
@@ -117,7 +117,7 @@ class Staging:
         for name in names:
             if name.endswith(".idx") and name[:-4] + ".pack" in names:
                 os.rename(os.path.join(self.dir, name), os.path.join(pack_dir, name))
-        _fsync_dir(pack_dir)
+        fsync_dir(pack_dir)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.store.landed()
 
@@ -153,10 +153,3 @@ def _clean_stale(objects: str) -> None:
         except PermissionError:
             pass
 
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -254,7 +254,7 @@ class PackWriter:
         os.chmod(idx_tmp, 0o444)
         os.rename(self._tmp, base + ".pack")
         os.rename(idx_tmp, base + ".idx")
-        _fsync_dir(self.pack_dir)
+        fsync_dir(self.pack_dir)
         self.pack_path = base + ".pack"
         return self.pack_path
 
@@ -304,7 +304,8 @@ class _Done:
         return False
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Make a rename in `path` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
