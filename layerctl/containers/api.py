@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
-from layerctl.importer import commit_root
 from layerctl.store.checkout import apply_meta, create_entry
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
 from layerctl.store.edit import TreeEditor, split_path
@@ -323,6 +322,8 @@ def commit(
         created_by = f"layerctl commit {c.name}"
         if instructions:
             created_by += " -c " + " -c ".join(instructions)
+        from layerctl.importer import commit_root  # pulls in the tar writer: only here
+
         new_id = commit_root(store, new_root, layer.root, base_id, config, who, message,
                              created_by, size)
         _save_links(store, new_id, base_id, layer.root, p.scan, changes,

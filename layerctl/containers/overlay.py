@@ -9,13 +9,11 @@ leaves a half cache. A mount is then O(1) whatever the image size.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
+import functools
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 
 from layerctl.errors import Conflict, LayerctlError
@@ -26,8 +24,21 @@ from layerctl.store.layers import read_layer
 from .view import is_opaque, is_whiteout
 
 MOUNT_OPTIONS = "index=off,redirect_dir=off,metacopy=off,xino=off"
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+@functools.cache
+def _libc():  # noqa: ANN202 - loaded on first mount: ctypes costs start-up time
+    import ctypes
+    import ctypes.util
+
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 MNT_DETACH = 2
+
+
+def _errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
 
 
 def layers_cache(store: object) -> str:
@@ -41,6 +52,8 @@ def lower_dir(store: object, layer_id: str) -> str:
         return final
     os.makedirs(layers_cache(store), exist_ok=True)
     _clean_stale_tmp(layers_cache(store))
+    import tempfile
+
     tmp = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=layers_cache(store))
     try:
         os.rmdir(tmp)
@@ -78,9 +91,9 @@ def _clean_stale_tmp(cache: str) -> None:
 
 
 def _mount(source: str, target: str, fstype: str, options: str) -> None:
-    rc = _libc.mount(source.encode(), target.encode(), fstype.encode(), 0, options.encode())
+    rc = _libc().mount(source.encode(), target.encode(), fstype.encode(), 0, options.encode())
     if rc != 0:
-        err = ctypes.get_errno()
+        err = _errno()
         raise OSError(err, os.strerror(err))
 
 
@@ -96,8 +109,8 @@ def mount_overlay(lower: str, upper: str, work: str, merged: str) -> None:
 
 
 def unmount(merged: str) -> None:
-    if _libc.umount2(merged.encode(), 0) != 0:
-        err = ctypes.get_errno()
+    if _libc().umount2(merged.encode(), 0) != 0:
+        err = _errno()
         if err == errno.EBUSY:
             raise Conflict(f"{merged} is in use (a process has files open or its cwd there)")
         if err == errno.EINVAL and not os.path.ismount(merged):
@@ -128,6 +141,8 @@ def probe_mount(scratch: str) -> str | None:
     if reason:
         return reason
     os.makedirs(scratch, exist_ok=True)
+    import tempfile
+
     tmp = tempfile.mkdtemp(prefix=".probe-", dir=scratch)
     try:
         dirs = [os.path.join(tmp, d) for d in ("l", "u", "w", "m")]

@@ -11,12 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tempfile
 import threading
 import zlib
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 
 try:  # ISA-L deflates 5x faster than zlib at level 1, same ratio, same zlib format
     from isal import isal_zlib as _deflate
@@ -93,13 +91,16 @@ class PackWriter:
         self._exists = exists
         self._level = level
         os.makedirs(pack_dir, exist_ok=True)
+        import tempfile  # here, not at the top: status and images never write packs
+        from concurrent.futures import ThreadPoolExecutor
+
         fd, self._tmp = tempfile.mkstemp(prefix="tmp_pack_", dir=pack_dir)
         self._file = os.fdopen(fd, "wb")
         self._file.write(b"PACK" + struct.pack(">LL", 2, 0))
         self._offset = 12
         self._entries: dict[bytes, tuple[int, int]] = {}  # id -> (offset, crc32)
         self._pool = ThreadPoolExecutor(threads or max(2, os.cpu_count() or 2))
-        self._pending: deque[Future] = deque()
+        self._pending: deque = deque()
         self._window = 64  # queued jobs, and at most _window_bytes of content in flight
         self._window_bytes = 256 << 20
         self._pending_bytes = 0
