@@ -205,26 +205,27 @@ def test_tag_compare_and_swap(tmp_path):
 
 
 def test_ambiguous_short_id(tmp_path):
-    store = Store(str(tmp_path / "store"))
+    """Layers are committed on one tree with different messages until two ids share
+    a 4-hex-digit prefix (about 320 tries by the birthday bound; quick commits)."""
+    from layerctl.store.layers import write_layer
+
     src = tmp_path / "src"
     src.mkdir()
-    ids = []
-    for i in range(40):
-        (src / "f").write_text(str(i))
-        ids.append(import_dir(store, src, f"img{i}"))
-    prefixes = {}
-    for layer_id in ids:
-        prefixes.setdefault(layer_id[:1], []).append(layer_id)
-    shared = next(p for p, v in prefixes.items() if len(v) > 1)
+    (src / "f").write_text("x")
+    store = Store(str(tmp_path / "store"))
+    base = read_layer(store, import_dir(store, src, "img"))
+    seen = {}
+    for i in range(5000):
+        layer_id = write_layer(store, base.root, {}, None, "t <t@x>", f"try {i}", {})
+        if layer_id[:4] in seen:
+            break
+        seen[layer_id[:4]] = layer_id
+    else:
+        raise AssertionError("no shared 4-digit prefix in 5000 layers")
+    prefix = os.path.commonprefix([layer_id, seen[layer_id[:4]]])
     with pytest.raises(Ambiguous):
-        resolve(store, shared * 4 if False else _common_prefix(prefixes[shared]))
-
-
-def _common_prefix(ids):
-    prefix = os.path.commonprefix(ids)
-    if len(prefix) >= 4:
-        return prefix
-    pytest.skip("no two layer ids share a 4-character prefix in this run")
+        resolve(store, prefix)
+    assert resolve(store, layer_id[: len(prefix) + 1]) == layer_id
 
 
 def test_author_forms():
