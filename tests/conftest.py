@@ -312,3 +312,31 @@ def _unmount_leaked_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     if failed:
         msg += "\ncould not unmount:\n  " + "\n  ".join(failed)
     pytest.fail(msg, pytrace=False)
+
+
+# --- containers with processes ------------------------------------------------------
+
+
+@pytest.fixture
+def cli_deb(cli, debian_rootfs: Path, store_root: Path):
+    """`cli` over a store holding the Debian corpus as image "deb", for tests that run
+    processes; every container is stopped and removed afterwards, even on failure."""
+    from layerctl import runtime
+    from layerctl.errors import LayerctlError
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    try:
+        runtime.find_runtime()
+    except LayerctlError:
+        pytest.skip("no OCI runtime (crun or runc) installed")
+    cli("import", debian_rootfs, "deb")
+    yield cli
+    from layerctl.containers import list_containers
+    from layerctl.store.repo import Store
+
+    store = Store(str(store_root))
+    for c in list_containers(store):
+        runtime.forget(store, c.id, force=True)
+        cli("rm", "-f", c.id, check=False)
+    store.close()

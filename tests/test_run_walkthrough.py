@@ -21,23 +21,8 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def deb(cli, debian_rootfs, store_root):
-    cli("import", debian_rootfs, "deb")
-    yield cli
-    from layerctl import runtime
-    from layerctl.containers import list_containers
-    from layerctl.store.repo import Store
-
-    store = Store(str(store_root))
-    for c in list_containers(store):
-        runtime.forget(store, c.id, force=True)
-        cli("rm", "-f", c.id, check=False)
-    store.close()
-
-
-def test_docker_commit_walkthrough_while_running(deb):
-    cli = deb
+def test_docker_commit_walkthrough_while_running(cli_deb):
+    cli = cli_deb
     cli("run", "--name", "prep", "deb", "sh", "-c",
         "mkdir -p /usr/local/tomcat/webapps.dist/ROOT /usr/local/tomcat/webapps && "
         "echo '<h1>hi</h1>' > /usr/local/tomcat/webapps.dist/ROOT/index.html && "
@@ -65,9 +50,9 @@ def test_docker_commit_walkthrough_while_running(deb):
     assert "tomcat01" not in cli("ps", "-a").stdout
 
 
-def test_exit_codes_propagate(deb):
-    assert deb("run", "--rm", "deb", "sh", "-c", "exit 3", check=False).returncode == 3
-    assert deb("run", "--rm", "deb", "true").returncode == 0
+def test_exit_codes_propagate(cli_deb):
+    assert cli_deb("run", "--rm", "deb", "sh", "-c", "exit 3", check=False).returncode == 3
+    assert cli_deb("run", "--rm", "deb", "true").returncode == 0
 
 
 def _read_until(fd, needle, timeout):
@@ -86,7 +71,7 @@ def _read_until(fd, needle, timeout):
     return buf
 
 
-def test_interactive_writes_show_in_status_watch(deb, store_root):
+def test_interactive_writes_show_in_status_watch(cli_deb, store_root):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), LAYERCTL_ROOT=str(store_root))
     argv = [sys.executable, "-m", "layerctl", "run", "-it", "--name", "live", "deb", "sh"]
     pid, fd = pty.fork()

@@ -456,24 +456,6 @@ def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
 # -- the CLI: run, exec, stop, start, logs ------------------------------------------
 
 
-@pytest.fixture
-def cli_deb(cli, debian_rootfs: Path, store_root: Path):
-    """`cli` over a store holding the Debian corpus as image "deb"; every
-    container is stopped and removed afterwards."""
-    if os.geteuid() != 0 or _have_runtime() is None:
-        pytest.skip("needs root and crun or runc")
-    cli("import", debian_rootfs, "deb")
-    yield cli
-    from layerctl.containers import list_containers
-    from layerctl.store.repo import Store
-
-    store = Store(str(store_root))
-    for c in list_containers(store):
-        rt.forget(store, c.id, force=True)
-        cli("rm", "-f", c.id, check=False)
-    store.close()
-
-
 @needs_runtime
 @pytest.mark.timeout(300)
 def test_cli_run_exec_stop_start_logs(cli_deb) -> None:
