@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 from benchmarks import corpus
@@ -26,32 +24,11 @@ from benchmarks.harness import (
     fresh_dir,
     layerctl,
     layerctl_unavailable,
-    run,
     timeit,
 )
+from benchmarks.podman import PrivatePodman
 
 IMAGE = "localhost/debian:1"
-
-
-class _Podman:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.run = Path(tempfile.mkdtemp(prefix="lcb-run-"))  # runroot must be short
-        self.base = ["podman", "--root", str(root), "--runroot", str(self.run),
-                     "--storage-driver", "overlay"]
-
-    def __call__(self, *args: str | os.PathLike) -> subprocess.CompletedProcess:
-        return run([*self.base, *args])
-
-    def reset(self) -> None:
-        subprocess.run([*self.base, "rmi", "-a", "-f"], capture_output=True)
-
-    def close(self) -> None:
-        self.reset()
-        subprocess.run([*self.base, "system", "reset", "-f"], capture_output=True)
-        subprocess.run(["umount", "-R", str(self.root)], capture_output=True)
-        shutil.rmtree(self.root, ignore_errors=True)
-        shutil.rmtree(self.run, ignore_errors=True)
 
 
 def _unavailable() -> str | None:
@@ -83,7 +60,7 @@ def interchange_debian(opts: Options) -> list[Row]:
         return [Row(n, None, "podman", None, reason) for n in names]
     work = fresh_dir(opts.workdir / "interchange")
     work.mkdir(parents=True)
-    podman = _Podman(work / "podman")
+    podman = PrivatePodman(work / "podman")
     try:
         return _rows(opts, work, podman, source)
     finally:
@@ -91,7 +68,7 @@ def interchange_debian(opts: Options) -> list[Row]:
         fresh_dir(work)
 
 
-def _rows(opts: Options, work: Path, podman: _Podman, source: Path) -> list[Row]:
+def _rows(opts: Options, work: Path, podman: PrivatePodman, source: Path) -> list[Row]:
     store = work / "store"
     store.mkdir()
     layerctl(store, "import", source, IMAGE)

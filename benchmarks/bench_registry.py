@@ -16,22 +16,20 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 from benchmarks import corpus
 from benchmarks.harness import (
     REPO_ROOT,
-    CommandFailed,
     Options,
     Row,
     fresh_dir,
     layerctl,
-    layerctl_unavailable,
+    measure_layerctl,
     run,
     timeit,
 )
+from benchmarks.podman import PrivatePodman
 
 _TOOLS = ("docker-registry", "podman", "skopeo")
 
@@ -45,32 +43,6 @@ def _helpers():  # noqa: ANN202 - the tests' registry helpers module
     return module
 
 
-class _Podman:
-    """podman/skopeo with private storage under `root` (overlay, as a user would have)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.run = Path(tempfile.mkdtemp(prefix="lcb-run-"))  # runroot must be short
-        self.base = ["podman", "--root", str(self.root), "--runroot", str(self.run)]
-
-    @property
-    def storage_ref(self) -> str:
-        return f"containers-storage:[overlay@{self.root}+{self.run}]"
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        return run([*self.base, *args])
-
-    def reset(self) -> None:
-        subprocess.run([*self.base, "rmi", "-a", "-f"], capture_output=True)
-
-    def close(self) -> None:
-        self.reset()
-        subprocess.run([*self.base, "system", "reset", "-f"], capture_output=True)
-        subprocess.run(["umount", "-R", str(self.root)], capture_output=True)
-        shutil.rmtree(self.root, ignore_errors=True)
-        shutil.rmtree(self.run, ignore_errors=True)
-
-
 def _unavailable() -> str | None:
     missing = [t for t in _TOOLS if shutil.which(t) is None]
     if missing:
@@ -78,16 +50,6 @@ def _unavailable() -> str | None:
     if os.geteuid() != 0:
         return "needs root (podman storage, overlay)"
     return None
-
-
-def _layerctl_time(fn, repeat: int, setup=None) -> tuple[float | None, str]:
-    reason = layerctl_unavailable()
-    if reason:
-        return None, reason
-    try:
-        return timeit(fn, repeat, setup), ""
-    except CommandFailed as e:
-        return None, f"layerctl failed: {e}"
 
 
 def registry_debian(opts: Options) -> list[Row]:
@@ -104,8 +66,8 @@ def registry_debian(opts: Options) -> list[Row]:
     helpers = _helpers()
     work = fresh_dir(opts.workdir / "registry")
     work.mkdir(parents=True)
-    podman = _Podman(work / "source-storage")  # holds the image to push
-    puller = _Podman(work / "pull-storage")  # emptied before each timed pull
+    podman = PrivatePodman(work / "source-storage")  # holds the image to push
+    puller = PrivatePodman(work / "pull-storage")  # emptied before each timed pull
     registries = []
 
     def new_registry():  # noqa: ANN202
@@ -135,11 +97,13 @@ def registry_debian(opts: Options) -> list[Row]:
         fresh_dir(work)
 
 
-def _pull_rows(opts: Options, podman: _Podman, image: str, store: Path, work: Path) -> list[Row]:
+def _pull_rows(
+    opts: Options, podman: PrivatePodman, image: str, store: Path, work: Path
+) -> list[Row]:
     def new_store() -> None:
         fresh_dir(store).mkdir(parents=True)
 
-    lc_s, note = _layerctl_time(
+    lc_s, note = measure_layerctl(
         lambda: layerctl(store, "pull", "-q", image), opts.repeat, new_store
     )
     podman_s = timeit(
@@ -156,7 +120,7 @@ def _pull_rows(opts: Options, podman: _Podman, image: str, store: Path, work: Pa
         Row("pull debian-minbase", lc_s, "skopeo copy docker->oci (floor)", skopeo_s, note),
     ]
     # the store now holds the image: manifest and config only
-    again_s, again_note = (None, note) if lc_s is None else _layerctl_time(
+    again_s, again_note = (None, note) if lc_s is None else measure_layerctl(
         lambda: layerctl(store, "pull", "-q", image), opts.repeat
     )  # fmt: skip
     podman("pull", "-q", "--tls-verify=false", image)
@@ -172,7 +136,7 @@ def _push_row(opts, podman, storage, store, image, new_registry) -> Row:
     def fresh_target() -> None:
         targets.append(new_registry().host)
 
-    lc_s, note = _layerctl_time(
+    lc_s, note = measure_layerctl(
         lambda: layerctl(store, "push", "-q", image, f"{targets[-1]}/bench/debian:12"),
         opts.repeat, fresh_target,
     )  # fmt: skip

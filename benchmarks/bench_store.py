@@ -10,7 +10,6 @@ from pathlib import Path
 
 from benchmarks import corpus
 from benchmarks.harness import (
-    CommandFailed,
     Options,
     Row,
     copy_tree,
@@ -18,22 +17,11 @@ from benchmarks.harness import (
     git,
     git_commit_tree,
     layerctl,
-    layerctl_unavailable,
+    measure_layerctl,
     timeit,
 )
 
 GIT_PEER = "git init+add+commit"
-
-
-def _measure_layerctl(fn, repeat: int, setup=None) -> tuple[float | None, str]:
-    """(best seconds, "") or (None, reason) when layerctl is missing or fails."""
-    reason = layerctl_unavailable()
-    if reason:
-        return None, reason
-    try:
-        return timeit(fn, repeat, setup), ""
-    except CommandFailed as e:
-        return None, f"layerctl failed: {e}"
 
 
 def _import_rows(opts: Options, label: str, source: Path) -> list[Row]:
@@ -52,7 +40,7 @@ def _import_rows(opts: Options, label: str, source: Path) -> list[Row]:
     def new_store() -> None:
         fresh_dir(store).mkdir(parents=True)
 
-    first_s, note = _measure_layerctl(
+    first_s, note = measure_layerctl(
         lambda: layerctl(store, "import", src, f"{label}:1"), opts.repeat, new_store
     )
     rows = [Row(f"import {label}", first_s, GIT_PEER, git_s, note)]
@@ -63,7 +51,7 @@ def _import_rows(opts: Options, label: str, source: Path) -> list[Row]:
         re_s, re_note = None, note
     else:
         tags = itertools.count(2)
-        re_s, re_note = _measure_layerctl(
+        re_s, re_note = measure_layerctl(
             lambda: layerctl(store, "import", src, f"{label}:{next(tags)}"), opts.repeat
         )
     rows.append(Row(f"re-import {label} (identical)", re_s, GIT_PEER, git_s, re_note))
@@ -98,7 +86,7 @@ def startup(opts: Options) -> list[Row]:
     git_s = timeit(lambda: git("--help"), repeat)
     rows = []
     for args in (["--help"], ["images"]):
-        s, note = _measure_layerctl(lambda args=args: layerctl(store, *args), repeat)
+        s, note = measure_layerctl(lambda args=args: layerctl(store, *args), repeat)
         rows.append(Row(f"startup: layerctl {' '.join(args)}", s, "git --help", git_s, note))
     fresh_dir(store)
     return rows

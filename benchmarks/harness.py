@@ -234,3 +234,15 @@ def copy_tree(src: Path, dst: Path) -> Path:
     fresh_dir(dst).parent.mkdir(parents=True, exist_ok=True)
     run(["cp", "-a", src, dst])
     return dst
+
+
+def measure_layerctl(fn: Callable[[], object], repeat: int,
+                     setup: Callable[[], object] | None = None) -> tuple[float | None, str]:
+    """(best seconds, "") or (None, reason) when layerctl is missing or fails."""
+    reason = layerctl_unavailable()
+    if reason:
+        return None, reason
+    try:
+        return timeit(fn, repeat, setup), ""
+    except CommandFailed as e:
+        return None, f"layerctl failed: {e}"
