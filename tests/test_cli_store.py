@@ -199,3 +199,23 @@ def test_killed_import_leaves_a_valid_store(tmp_path, store_root):
                 env=env,
                 check=True,
             )
+
+
+def test_history_shows_each_layers_own_size(cli, tree, store_root):
+    from layerhelpers import commit_edit, put_file
+
+    from layerctl.store.repo import Store
+
+    (tree / "base.bin").write_bytes(b"b" * 3000)
+    cli("import", tree, "img:1", "-m", "one")
+    store = Store(str(store_root))
+
+    def edit(editor, writer):
+        put_file(editor, writer, b"big.bin", b"x" * 5000)
+        editor.delete(b"base.bin")
+
+    commit_edit(store, "img:1", edit, "img:2", "two")
+    store.close()
+    top, base = cli("history", "img:2").stdout.splitlines()[1:]
+    assert "two" in top and " 5kB " in top  # only what the layer adds
+    assert "one" in base and " 3.01kB " in base  # a base layer: its whole tree

@@ -167,6 +167,16 @@ def inspect_image(store: object, target: str) -> dict:
     }
 
 
+def changeset_size(store: object, parent: object, layer: object) -> int:
+    """Bytes of file content a layer adds or changes, as Docker's history shows it."""
+    from layerctl.store.diff import diff
+
+    if parent is None:
+        return layer.size  # a base layer's changeset is its whole filesystem
+    return sum(ch.new.size for ch in diff(store, parent.root, layer.root)
+               if ch.new is not None and ch.new.kind == "-" and ch.new.link is None)
+
+
 @click.command("history")
 @click.argument("image")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
@@ -178,12 +188,9 @@ def history_cmd(ctx: click.Context, image: str, no_trunc: bool) -> None:
     store = open_store(ctx)
     layers = chain(store, resolve(store, image))
     rows = []
-    previous = 0
-    sizes = []
-    for layer in layers:
-        sizes.append(layer.size - previous)
-        previous = layer.size
-    for layer, delta in zip(reversed(layers), reversed(sizes), strict=True):
+    sizes = [changeset_size(store, parent, layer)
+             for parent, layer in zip([None, *layers], layers, strict=False)]
+    for layer, size in zip(reversed(layers), reversed(sizes), strict=True):
         created_by = layer.created_by
         comment = layer.summary
         if not no_trunc:
@@ -194,7 +201,7 @@ def history_cmd(ctx: click.Context, image: str, no_trunc: bool) -> None:
                 layer.id if no_trunc else layer.id[:12],
                 ago(layer.author_time),
                 created_by,
-                human_size(max(delta, 0)),
+                human_size(size),
                 comment,
             ]
         )
