@@ -24,6 +24,7 @@ from layerctl.patch import is_binary, render_patch
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
 from layerctl.store.fstree import RECORD, Dir, DirRef, read_dir
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
+from layerctl.words import human_size
 
 UNCHANGED = ""
 ALL_KINDS = frozenset({ADDED, CHANGED, DELETED, UNCHANGED})
@@ -491,16 +492,6 @@ def read_container_file(view: object, path: bytes, limit: int = PREVIEW_BYTES * 
 
 
 # -- words ----------------------------------------------------------------------
-
-
-def human_size(n: int) -> str:
-    """Decimal units as Docker prints them: 0B, 932B, 12.3kB, 206MB."""
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)}B" if unit == "B" else f"{value:.3g}{unit}"
-        value /= 1000
-    return f"{n}B"
 
 
 _KIND_WORDS = {"-": "regular file", "d": "directory", "l": "symbolic link",

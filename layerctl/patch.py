@@ -7,12 +7,9 @@ from collections.abc import Callable, Iterable
 
 from layerctl.store.diff import ADDED, DELETED, Change
 from layerctl.store.meta import FILE, SYMLINK
+from layerctl.words import path_text
 
 BINARY_SNIFF = 8000
-
-
-def path_text(path: bytes) -> str:
-    return "/" + path.decode("utf-8", "backslashreplace")
 
 
 def status_line(change: Change) -> str:

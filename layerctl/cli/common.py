@@ -9,6 +9,7 @@ from collections.abc import Callable
 import click
 
 from layerctl.store.repo import Store
+from layerctl.words import ago, human_size, path_text  # noqa: F401 - re-exported
 
 
 def open_store(ctx: click.Context) -> Store:
@@ -16,31 +17,6 @@ def open_store(ctx: click.Context) -> Store:
     store = Store(root)
     ctx.call_on_close(store.close)
     return store
-
-
-def human_size(n: int) -> str:
-    """Docker's decimal units: 206MB, 1.2GB."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
-        n /= 1000
-    return f"{n}B"
-
-
-def ago(timestamp: float) -> str:
-    delta = max(0, time.time() - timestamp)
-    for seconds, unit in (
-        (86400 * 365, "year"),
-        (86400 * 30, "month"),
-        (86400 * 7, "week"),
-        (86400, "day"),
-        (3600, "hour"),
-        (60, "minute"),
-    ):
-        if delta >= seconds:
-            n = int(delta // seconds)
-            return f"{n} {unit}{'s' if n > 1 else ''} ago"
-    return "Less than a minute ago" if delta >= 1 else "Less than a second ago"
 
 
 def table(rows: list[list[str]], headers: list[str]) -> None:
@@ -72,5 +48,3 @@ def progress_printer(label: str) -> Callable[[int, int], None] | None:
     return show
 
 
-def path_text(path: bytes) -> str:
-    return "/" + path.decode("utf-8", "backslashreplace")

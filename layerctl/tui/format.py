@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from rich.text import Text
 
-from layerctl.browse import human_size
+from layerctl import words
+from layerctl.words import human_size  # noqa: F401 - re-exported
 
 __all__ = ["ago", "human_size", "status_text", "STATUS_WORDS"]
 
@@ -27,10 +28,5 @@ def status_text(variables: dict[str, str], status: str) -> Text:
 
 def ago(timestamp: float, clock: Callable[[], float] = time.time) -> str:
     """'3 days ago', compact enough for a table column."""
-    delta = max(0.0, clock() - timestamp)
-    for seconds, unit in ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"),
-                          (86400, "day"), (3600, "hour"), (60, "minute")):
-        if delta >= seconds:
-            n = int(delta // seconds)
-            return f"{n} {unit}{'s' if n > 1 else ''} ago"
-    return "just now"
+    text = words.ago(timestamp, clock)
+    return "just now" if text.startswith("Less than") else text

@@ -1,0 +1,32 @@
+"""Numbers, times and paths in words, shared by the CLI and the TUI."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def human_size(n: int) -> str:
+    """Decimal units as Docker prints them: 0B, 932B, 12.3kB, 206MB."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)}B" if unit == "B" else f"{value:.3g}{unit}"
+        value /= 1000
+    return f"{n}B"
+
+
+def ago(timestamp: float, clock: Callable[[], float] = time.time) -> str:
+    """Docker's relative times: '3 days ago', 'Less than a second ago'."""
+    delta = max(0.0, clock() - timestamp)
+    for seconds, unit in ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"),
+                          (86400, "day"), (3600, "hour"), (60, "minute")):
+        if delta >= seconds:
+            n = int(delta // seconds)
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return "Less than a minute ago" if delta >= 1 else "Less than a second ago"
+
+
+def path_text(path: bytes) -> str:
+    """A store path (no leading slash, any bytes) as users see it."""
+    return "/" + path.decode("utf-8", "backslashreplace")
