@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from layerctl.errors import Corrupt
-from layerctl.store.meta import DIR, FILE, SYMLINK, Meta, format_record, parse_record
+from layerctl.store.meta import FILE, SYMLINK, Meta, format_record, parse_record
 from layerctl.store.names import mangle, unmangle
 from layerctl.store.objects import (
     BLOB,
@@ -154,10 +154,6 @@ def lookup(store: object, root: DirRef, path: bytes) -> tuple[Meta, object] | No
         else:
             return None
     return None
-
-
-def empty_dir_meta() -> Meta:
-    return Meta(DIR, 0o755)
 
 
 def lookup_follow(

@@ -92,9 +92,12 @@ class DirImporter:
         root = _Node(meta_from_stat(st, self._xattrs(top_b)))
         if root.dir.own != ROOT_DEFAULT:
             self._tar_entry(b".", root.dir.own)  # as layertar.write_layer_tar writes it
-        self._scan(top_b, b"", root)
-        self.writer.add(BLOB, b"")
-        self.writer.drain()
+        try:
+            self._scan(top_b, b"", root)
+            self.writer.add(BLOB, b"")
+            self.writer.drain()  # worker threads' read errors surface here
+        except OSError as e:
+            raise BadInput(f"cannot import {os.fsdecode(top_b)}: {e}") from None
         self._resolve_links()
         return self._write(root)
 
@@ -184,17 +187,3 @@ def _chunks(path: bytes, size: int = 1 << 20) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while chunk := f.read(size):
             yield chunk
-
-
-def import_tree(
-    writer: PackWriter,
-    top: str | bytes,
-    progress: Progress | None = None,
-    keep_xattr: XattrFilter | None = None,
-) -> DirRef:
-    """Write the directory tree at `top` into the store; returns its DirRef."""
-    importer = DirImporter(writer, progress, keep_xattr)
-    try:
-        return importer.import_dir(top)
-    except OSError as e:
-        raise BadInput(f"cannot import {os.fsdecode(top)}: {e}") from None
