@@ -157,12 +157,18 @@ def scan(
     base = BaseTree(store, base_root)
     cands = {p.strip(b"/") for p in candidates}
     cands.discard(b"")
-    # An opaque directory hides every lower child: each is a candidate (deleted or recreated).
-    for p in list(cands):
-        if view.lower is not None and view.opaque(p):
-            d = base.dir(p)
-            if d is not None:
-                cands.update(p + b"/" + n for n in d.names())
+    # A directory whose lower entries do not show through (opaque, re-created under an
+    # opaque one) hides every base child: each is a candidate (deleted or re-created).
+    todo = list(cands) if view.lower is not None else []
+    while todo:
+        p = todo.pop()
+        d = base.dir(p)
+        if d is not None and d.names() and view.hides_lower(p):
+            for n in d.names():
+                child = p + b"/" + n
+                if child not in cands:
+                    cands.add(child)
+                    todo.append(child)
     observed: dict[bytes, Observed] = {}
     for p in cands:
         found = view.resolve(p)

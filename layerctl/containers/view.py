@@ -24,7 +24,7 @@ def is_opaque(path: bytes) -> bool:
     try:
         return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError as e:
-        if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.ENOENT):
+        if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.ENOENT, errno.ENOTDIR):
             return False
         raise
 
@@ -127,9 +127,15 @@ class View:
                     names.add(entry.name)
         return sorted(names)
 
-    def opaque(self, path: bytes) -> bool:
-        """The upper dir makes `path` opaque (hides its lower entries)."""
-        return self.lower is not None and is_opaque(join(self.upper, path))
+    def hides_lower(self, path: bytes) -> bool:
+        """`path` is a directory of the upper dir through which no lower entry shows:
+        opaque, re-created below an opaque directory, or where the lower has no
+        directory. Every entry the base layer has below it is then gone unless
+        the upper dir holds it again."""
+        if self.lower is None:
+            return False
+        state = self._dir(path)
+        return state.upper and not state.lower
 
 
 def _isdir(path: bytes) -> bool:
