@@ -23,6 +23,7 @@ from layerctl.store.checkout import checkout
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
 from tests.interchange_helpers import make_tree, two_layer_image
+from tests.layerhelpers import import_dir
 from tests.treecompare import compare
 
 pytestmark = pytest.mark.needs_root
@@ -334,3 +335,45 @@ def test_track_cli_and_docker_without_an_engine(cli, podman, tmp_path, monkeypat
         assert tarfile.open(out).getmember("hello").size == 3
     finally:
         podman("umount", "cli-web")
+
+
+# -- opaque directories ---------------------------------------------------------------------
+
+
+def test_replaced_directory_has_no_ghost_entries_in_podman(store, podman, tmp_path):
+    """rm -rf a directory and re-create it with other files in a container: the layer tar
+    holds the opaque marker alone with the new children (no explicit whiteouts beside it,
+    which podman turns into entries that list but cannot be stat'ed), and podman's view
+    equals layerctl's checkout."""
+    src = make_tree(tmp_path / "src")
+    doc = src / "usr" / "share" / "doc"
+    (doc / "apt").mkdir(parents=True, exist_ok=True)
+    for name in ("adduser", "bash", "apt/changelog"):
+        (doc / name).write_text(name + "\n")
+    import_dir(store, src, "ghost:base")
+    c, _notice = containers.create(store, "ghost:base", driver="overlay")
+    root = containers.mount(store, c.name)
+    shutil.rmtree(os.path.join(root, "usr/share/doc"))
+    os.makedirs(os.path.join(root, "usr/share/doc/apt"))
+    Path(root, "usr/share/doc/README").write_text("hi\n")
+    Path(root, "usr/share/doc/apt/NEWS").write_text("news\n")
+    containers.commit(store, c.name, message="replace docs", tag="ghost:1")
+    out = tmp_path / "ghost.tar"
+    save(store, ["ghost:1"], str(out))
+    with tarfile.open(out) as archive:
+        manifest = json.load(archive.extractfile("manifest.json"))
+        top = tarfile.open(fileobj=archive.extractfile(manifest[0]["Layers"][-1]))
+        names = top.getnames()
+    doc_entries = sorted(n for n in names if n.startswith("usr/share/doc/"))
+    gone = [f"usr/share/doc/.wh.{n}" for n in os.listdir(doc) if n not in ("apt", "README")]
+    assert "usr/share/doc/.wh.bash" in gone  # doc keeps apt/: not opaque, explicit whiteouts
+    assert doc_entries == sorted([*gone, "usr/share/doc/README", "usr/share/doc/apt",
+                                  "usr/share/doc/apt/.wh..wh..opq", "usr/share/doc/apt/NEWS"])
+    podman("load", "-i", out)
+    mount = podman("image", "mount", "ghost:1")
+    try:
+        assert sorted(os.listdir(os.path.join(mount, "usr/share/doc/apt"))) == ["NEWS"]
+        got = compare(_checkout(store, "ghost:1", tmp_path / "co"), mount, ignore=PODMAN_ROOT)
+    finally:
+        podman("image", "unmount", "ghost:1")
+    assert got == []

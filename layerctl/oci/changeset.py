@@ -8,8 +8,8 @@ from typing import BinaryIO
 
 from layerctl.errors import BadInput
 from layerctl.oci.blobread import STREAM, BlobReader
-from layerctl.oci.layertar import LayerTarWriter, root_change, with_parents
-from layerctl.store.diff import DELETED, Change, diff
+from layerctl.oci.layertar import LayerTarWriter, changeset_changes, root_change
+from layerctl.store.diff import DELETED, Change
 from layerctl.store.fstree import DirRef
 from layerctl.store.meta import FILE, SYMLINK
 
@@ -41,7 +41,7 @@ def write_changeset(
             tar.add(b".", root)
         queue: deque[tuple[Change, object, int]] = deque()
         ahead = 0
-        for change in with_parents(store, layer, diff(store, parent, layer)):
+        for change in changeset_changes(store, parent, layer):
             if strict and change.status != DELETED and _WH in change.path:
                 _check_name(change.path)
             job, size = None, 0

@@ -240,6 +240,27 @@ def with_parents(store: object, layer: DirRef, changes: Iterable[Change]) -> Ite
         yield change
 
 
+def changeset_changes(store: object, parent: DirRef | None, layer: DirRef) -> Iterator[Change]:
+    """The entries of `layer`'s changeset tar against `parent`, in tar order: the tree
+    diff with each directory that holds a change put in, and without the deletions an
+    opaque directory already implies. Docker and podman write the opaque marker alone
+    with the new children; explicit whiteouts beside it become whiteout devices inside
+    the opaque directory (entries that list but cannot be stat'ed)."""
+    return with_parents(store, layer, _without_implied_whiteouts(diff(store, parent, layer)))
+
+
+def _without_implied_whiteouts(changes: Iterable[Change]) -> Iterator[Change]:
+    opaque: set[bytes] = set()
+    for change in changes:
+        # Under an opaque directory every old entry is gone, so nothing below it is
+        # CHANGED: checking the direct parent is enough.
+        if change.status == DELETED and change.path.rpartition(b"/")[0] in opaque:
+            continue
+        if change.opaque:
+            opaque.add(change.path)
+        yield change
+
+
 def write_changes(
     store: object, changes: Iterable[Change], out: BinaryIO | None = None, root: Meta | None = None
 ) -> str:
@@ -266,5 +287,5 @@ def write_layer_tar(
     store: object, parent: DirRef | None, layer: DirRef, out: BinaryIO | None = None
 ) -> str:
     """The changeset tar of `layer` against `parent`; returns its DiffID."""
-    changes = with_parents(store, layer, diff(store, parent, layer))
-    return write_changes(store, changes, out, root_change(store, parent, layer))
+    return write_changes(store, changeset_changes(store, parent, layer), out,
+                         root_change(store, parent, layer))
