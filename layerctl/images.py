@@ -176,6 +176,62 @@ def chain(store: object, layer_id: str) -> list[Layer]:
     return out[::-1]
 
 
+# -- sizes, as Docker defines them ------------------------------------------------
+
+
+def layer_size(store: object, layer: Layer) -> int:
+    """Docker's layer size (`history` SIZE): bytes of regular-file content the layer's
+    changeset adds or changes, each hardlink group once. Derived from the trees, not
+    the Size trailer (whose meaning older layerctl commits did not keep to), and
+    cached by layer id since a layer never changes."""
+    cache = _size_cache(store)
+    found = cache.get(layer.id)
+    if found is None:
+        from layerctl.store.diff import diff
+        from layerctl.store.meta import FILE
+
+        parent = read_layer(store, layer.parent).root if layer.parent else None
+        found = cache[layer.id] = sum(
+            ch.new.size for ch in diff(store, parent, layer.root)
+            if ch.new is not None and ch.new.kind == FILE and ch.new.link is None)
+        _save_size_cache(store, cache)
+    return found
+
+
+def image_size(store: object, layers: list[Layer]) -> int:
+    """Docker's image size (`images` SIZE, `inspect` Size): the sum of its layers' sizes."""
+    return sum(layer_size(store, layer) for layer in layers)
+
+
+_SIZE_CACHE = ("cache", "layer-sizes.json")
+
+
+def _size_cache(store: object) -> dict[str, int]:
+    cache = getattr(store, "_layer_sizes", None)
+    if cache is None:
+        try:
+            with open(store.path(*_SIZE_CACHE), encoding="utf-8") as f:
+                cache = {str(k): int(v) for k, v in json.load(f).items()}
+        except (OSError, ValueError, AttributeError):
+            cache = {}  # a cache only: rebuilt from the trees
+        store._layer_sizes = cache
+    return cache
+
+
+def _save_size_cache(store: object, cache: dict[str, int]) -> None:
+    import os
+
+    path = store.path(*_SIZE_CACHE)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(cache, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache only
+
+
 # -- OCI config and identity ----------------------------------------------------
 
 

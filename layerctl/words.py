@@ -27,6 +27,16 @@ def ago(timestamp: float, clock: Callable[[], float] = time.time) -> str:
     return "Less than a minute ago" if delta >= 1 else "Less than a second ago"
 
 
+def rfc3339_nano(ns: int) -> str:
+    """A time (ns since the epoch) as Docker's inspect prints it: Go's RFC3339Nano in
+    UTC, the fraction without trailing zeros (none for a whole second)."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    if fraction:
+        text += "." + f"{fraction:09d}".rstrip("0")
+    return text + "Z"
+
+
 def path_text(path: bytes) -> str:
     """A store path (no leading slash, any bytes) as users see it."""
     return "/" + path.decode("utf-8", "backslashreplace")

@@ -9,6 +9,7 @@ import click
 
 from layerctl.cli.common import ago, human_size, open_store, progress_printer, table
 from layerctl.errors import BadInput, NotFound
+from layerctl.words import rfc3339_nano
 
 
 @click.command("import")
@@ -44,7 +45,7 @@ def import_cmd(
 
 
 def _image_rows(store: object) -> list[list[str]]:
-    from layerctl.images import chain, image_id, list_images
+    from layerctl.images import chain, image_id, image_size, list_images
 
     rows = []
     for name, layer_id in list_images(store):
@@ -56,7 +57,7 @@ def _image_rows(store: object) -> list[list[str]]:
                 name.tag,
                 image_id(layers)[7:19],
                 ago(top.author_time),
-                human_size(top.size),
+                human_size(image_size(store, layers)),
             ]
         )
     return rows
@@ -140,7 +141,7 @@ def _inspect_container(store: object, target: str) -> dict | None:
 
 
 def inspect_image(store: object, target: str) -> dict:
-    from layerctl.images import chain, image_id, list_images, oci_config, resolve
+    from layerctl.images import chain, image_id, image_size, list_images, oci_config, resolve
 
     layer_id = resolve(store, target)
     layers = chain(store, layer_id)
@@ -152,12 +153,12 @@ def inspect_image(store: object, target: str) -> dict:
         "RepoTags": [str(n) for n, sha in list_images(store) if sha == layer_id],
         "Parent": parent_id,
         "Comment": top.message,
-        "Created": top.created.isoformat(),
+        "Created": rfc3339_nano(top.author_time * 1_000_000_000),
         "Author": top.author_name,
         "Config": config.get("config", {}),
         "Architecture": config.get("architecture"),
         "Os": config.get("os"),
-        "Size": top.size,
+        "Size": image_size(store, layers),
         "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in layers]},
         "Layerctl": {
             "Layer": top.id,
@@ -167,29 +168,18 @@ def inspect_image(store: object, target: str) -> dict:
     }
 
 
-def changeset_size(store: object, parent: object, layer: object) -> int:
-    """Bytes of file content a layer adds or changes, as Docker's history shows it."""
-    from layerctl.store.diff import diff
-
-    if parent is None:
-        return layer.size  # a base layer's changeset is its whole filesystem
-    return sum(ch.new.size for ch in diff(store, parent.root, layer.root)
-               if ch.new is not None and ch.new.kind == "-" and ch.new.link is None)
-
-
 @click.command("history")
 @click.argument("image")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
 @click.pass_context
 def history_cmd(ctx: click.Context, image: str, no_trunc: bool) -> None:
     """Show an image's layers (IMAGE, CREATED, CREATED BY, SIZE, COMMENT)."""
-    from layerctl.images import chain, resolve
+    from layerctl.images import chain, layer_size, resolve
 
     store = open_store(ctx)
     layers = chain(store, resolve(store, image))
     rows = []
-    sizes = [changeset_size(store, parent, layer)
-             for parent, layer in zip([None, *layers], layers, strict=False)]
+    sizes = [layer_size(store, layer) for layer in layers]
     for layer, size in zip(reversed(layers), reversed(sizes), strict=True):
         created_by = layer.created_by
         comment = layer.summary

@@ -17,6 +17,7 @@ from layerctl.store.fstree import EMPTY_BLOB, Dir, read_dir
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, FILE, SYMLINK
 from layerctl.store.objects import BLOB
+from layerctl.words import rfc3339_nano
 
 from . import links as links_mod
 from . import overlay, rootless, vfs
@@ -596,8 +597,7 @@ def inspect_container(store: object, name: str) -> dict | None:
     return {
         "Id": c.id,
         "Name": c.name,
-        "Created": datetime.fromtimestamp(c.created, UTC).strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"),
+        "Created": rfc3339_nano(round(c.created * 1_000_000) * 1000),
         "Image": c.image,
         "BaseLayer": base_id,
         "State": {"Status": "mounted" if mounted else "created", "Mounted": mounted},

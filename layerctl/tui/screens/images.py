@@ -42,25 +42,26 @@ class ImagesScreen(Screen):
 
     @work(thread=True, exclusive=True)
     def load(self) -> None:
-        from layerctl.images import chain, list_images
+        from layerctl.images import chain, image_size, list_images
 
         rows = []
         with self.app.store_lock:
             for name, layer_id in list_images(self.app.store):
                 try:
                     layers = chain(self.app.store, layer_id)
+                    size = image_size(self.app.store, layers)
                 except LayerctlError:
                     continue
-                rows.append((name, layer_id, layers))
+                rows.append((name, layer_id, layers, size))
         self.app.call_from_thread(self._show, rows)
 
     def _show(self, rows: list) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        for name, layer_id, layers in rows:
+        for name, layer_id, layers, size in rows:
             table.add_row(name.repository, name.tag, Text(self.app.short_id(layer_id), "bold"),
                           str(len(layers)), ago(layers[-1].author_time, self.app.clock),
-                          human_size(sum(layer.size for layer in layers)), key=str(name))
+                          human_size(size), key=str(name))
         table.border_subtitle = f"{len(rows)} image{'s' if len(rows) != 1 else ''}"
 
     def _current(self) -> str | None:

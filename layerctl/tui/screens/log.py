@@ -44,7 +44,7 @@ class LogScreen(Screen):
     @work(thread=True, exclusive=True)
     def load(self) -> None:
         from layerctl.containers.state import base, resolve
-        from layerctl.images import chain
+        from layerctl.images import chain, layer_size
         from layerctl.images import resolve as resolve_layer
         from layerctl.patch import stat_summary
         from layerctl.store.diff import diff
@@ -66,16 +66,18 @@ class LogScreen(Screen):
             with self.app.store_lock:
                 parent = read_layer(store, layer.parent).root if layer.parent else None
                 changes = list(diff(store, parent, layer.root))
+                size = layer_size(store, layer)
             lines, summary = stat_summary(changes)
-            self.app.call_from_thread(self._write_layer, layer, changes, lines, summary)
+            self.app.call_from_thread(self._write_layer, layer, size, changes, lines, summary)
 
-    def _write_layer(self, layer: object, changes: list, lines: list[str], summary: str) -> None:
+    def _write_layer(self, layer: object, size: int, changes: list, lines: list[str],
+                     summary: str) -> None:
         log = self.query_one(RichLog)
         v = self.app.theme_variables
         log.write(Text(f"layer {self.app.short_id(layer.id)}", style=f"bold {v.get('accent', '')}"))
         log.write(f"Author: {layer.author}")
         log.write(f"Date:   {layer.created.strftime('%a %b %d %H:%M:%S %Y %z')}")
-        log.write(f"Size:   {human_size(layer.size)}")
+        log.write(f"Size:   {human_size(size)}")
         log.write("")
         # Padding, not leading spaces: RichLog drops a line's leading whitespace.
         for line in (layer.message or "(no message)").splitlines():

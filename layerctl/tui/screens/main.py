@@ -123,7 +123,7 @@ class MainScreen(Screen):
     def load_stack(self) -> None:
         from layerctl.containers.state import base, resolve
         from layerctl.identity import default_author
-        from layerctl.images import chain
+        from layerctl.images import chain, layer_size
         from layerctl.images import resolve as resolve_layer
 
         store = self.app.store
@@ -137,16 +137,18 @@ class MainScreen(Screen):
                 else:
                     top = None
                 layers = chain(store, top) if top else []
+                sizes = {layer.id: layer_size(store, layer) for layer in layers}
             author = default_author()
         except LayerctlError as e:
             self.app.call_from_thread(self.notify, str(e), severity="error")
             return
         pending = len(self.change_list.changes) if self.container else None
-        self.app.call_from_thread(self._show_stack, layers, pending, author)
+        self.app.call_from_thread(self._show_stack, layers, sizes, pending, author)
 
-    def _show_stack(self, layers: list, pending: int | None, author: str) -> None:
+    def _show_stack(self, layers: list, sizes: dict[str, int], pending: int | None,
+                    author: str) -> None:
         self.author = author
-        self.stack.show_stack(layers, pending, author)
+        self.stack.show_stack(layers, sizes, pending, author)
         if not layers and not self.container:
             self.notify("No image to show: try `layerctl demo`, or open Images (i).",
                         timeout=10)

@@ -38,8 +38,10 @@ class LayerStack(DataTable):
         self.add_column("Age", key="age")
         self.add_column("Size", key="size")
 
-    def show_stack(self, layers: list[Layer], pending: int | None, author: str) -> None:
-        """Fill the stack; `pending` is the container's change count (None: no container)."""
+    def show_stack(self, layers: list[Layer], sizes: dict[str, int], pending: int | None,
+                   author: str) -> None:
+        """Fill the stack; `sizes` by layer id (images.layer_size); `pending` is the
+        container's change count (None: no container)."""
         keep = self.selected_layer() if self.row_count else None
         self.clear()
         self.stack_layers = layers
@@ -52,7 +54,7 @@ class LayerStack(DataTable):
                 _clip(layer.summary or "(no message)", 20),
                 _clip(_author_name(layer.author_name), 12),
                 ago(layer.author_time, self.clock),
-                human_size(layer.size),
+                human_size(sizes[layer.id]),
                 key=layer.id,
             )
         self.border_subtitle = f"{len(layers)} layer{'s' if len(layers) != 1 else ''}"
