@@ -259,3 +259,30 @@ def test_missing_path_and_bad_target(store: Store, built: dict, cli) -> None:
     bad = cli("blame", "blamed", "../etc", check=False)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert read_layer(store, built["layers"][0]).parent is None
+
+
+def test_deletion_mechanisms_whiteout_opaque_replaced_parent(store: Store, built: dict) -> None:
+    """Each way a path can go, committed and still pending in the container."""
+    merged = built["merged"]
+    _sh("rm etc/other && rm -rf srv/.gitx && mkdir srv/.gitx && echo n > srv/.gitx/new && "
+        "rm -rf data && echo file > data", merged)
+    pend = blame.pending_of(store, cstate.resolve(store, "work"),
+                            [b"etc/other", GITX, CAFE])
+    chain = _chain(store, built["layers"][-1])
+
+    def last(path: bytes, pending: blame.Pending | None, chain: list) -> tuple:
+        hist, _ = blame.path_history(store, chain, path, pending)
+        e = hist.events[-1]
+        return e.change, e.step.id, e.mechanism, e.where
+
+    assert last(b"etc/other", pend, chain) == ("D", "(uncommitted)", "whiteout", b"etc/other")
+    assert last(GITX, pend, chain) == ("D", "(uncommitted)", "opaque directory", b"srv/.gitx")
+    assert last(CAFE, pend, chain) == ("D", "(uncommitted)", blame.BY_PARENT_REPLACED, b"data")
+    top = C.commit(store, "work", "delete three ways", author=AUTHOR).layer_id
+    chain = _chain(store, top)
+    assert last(b"etc/other", None, chain) == ("D", top, "whiteout", b"etc/other")
+    assert last(GITX, None, chain) == ("D", top, "opaque directory", b"srv/.gitx")
+    assert last(CAFE, None, chain) == ("D", top, blame.BY_PARENT_REPLACED, b"data")
+    # The replacement itself: /data changed type.
+    hist, _ = blame.path_history(store, chain, b"data")
+    assert hist.events[-1].change == "T" and hist.content.step.id == top
