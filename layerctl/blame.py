@@ -11,7 +11,6 @@ size of the image.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -375,6 +374,8 @@ def line_blame(store: object, hist: PathHistory, pend: Pending | None) -> list[B
     versions of the path's current life (from its last introduction), oldest first."""
     if not hist.exists or hist.is_dir:
         raise BadInput(f"{_show(hist.path)} is not a file here: line blame needs a text file")
+    import difflib
+
     start = max(i for i, e in enumerate(hist.events) if e.change in (INTRODUCED, TYPE))
     owners: list[Step] = []
     lines: list[bytes] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 
 import click
@@ -17,13 +18,13 @@ def _resolve_target(store: object, target: str) -> tuple[list, object | None]:
     from layerctl.blame import first_parent_chain
     from layerctl.images import resolve
 
-    try:
+    c = None
+    if os.path.isdir(store.path("containers")):  # else skip importing the containers code
         from layerctl.containers.state import base, find
-    except ImportError:  # pragma: no cover - containers are part of layerctl
-        find = None
-    c = find(store, target) if find else None
-    if c is not None:
-        return first_parent_chain(store, base(store, c)), c
+
+        c = find(store, target)
+        if c is not None:
+            return first_parent_chain(store, base(store, c)), c
     return first_parent_chain(store, resolve(store, target)), None
 
 
