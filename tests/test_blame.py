@@ -249,6 +249,17 @@ def test_cost_follows_depth_not_image_size(store: Store, built: dict) -> None:
     assert len(set(reads)) <= 4 * len(chain)
     srv = {lookup(store, la.root, b"srv")[1].rootfs for la in chain}
     assert not srv & set(reads)
+    # L5 changed only /srv: with L4's probe at hand, the walk stops at /etc (same ids)
+    # after reading L5's root trees, and reads nothing of /etc.
+    before = blame.PathLookup(store).probe(chain[4].root, [b"etc", b"hostname"])
+    reads.clear()
+    store.read_tree = counting
+    try:
+        after = blame.PathLookup(store).probe(chain[5].root, [b"etc", b"hostname"], before)
+    finally:
+        del store.read_tree
+    assert after.entry == before.entry
+    assert set(reads) <= {chain[5].root.rootfs, chain[5].root.meta}
 
 
 def test_missing_path_and_bad_target(store: Store, built: dict, cli) -> None:
