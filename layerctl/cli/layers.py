@@ -74,7 +74,18 @@ def _echo_layer(
             click.echo("")
 
 
-@click.command("log")
+class _LogCommand(click.Command):
+    """`log [IMAGE] [--] PATH...`: what follows `--` are paths, as in git."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta["log_paths"] = args[cut + 1 :]
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+@click.command("log", cls=_LogCommand)
 @click.argument("image", required=False)
 @click.option("--oneline", is_flag=True, help="One line per layer.")
 @click.option("--stat", is_flag=True, help="List the paths each layer changes.")
@@ -91,11 +102,13 @@ def log_cmd(
     patch: bool,
     max_count: int | None,
 ) -> None:
-    """Show the layer history of IMAGE (default: of every image), newest first."""
+    """Show the layer history of IMAGE (default: of every image), newest first;
+    with `-- PATH...` only the layers that changed something at or under a PATH."""
     from layerctl.images import list_images, resolve
     from layerctl.store.layers import read_layer
 
     store = open_store(ctx)
+    touches = _path_filter(store, ctx.meta.get("log_paths"))
     tips = [resolve(store, image)] if image else [sha for _, sha in list_images(store)]
     seen: set[str] = set()
     pending = {sha: read_layer(store, sha) for sha in tips}
@@ -105,10 +118,30 @@ def log_cmd(
         layer = max(pending.values(), key=lambda la: (la.author_time, la.id))
         del pending[layer.id]
         seen.add(layer.id)
-        _echo_layer(store, layer, tags, oneline, stat, patch)
-        shown += 1
-        if layer.parent and layer.parent not in seen and layer.parent not in pending:
-            pending[layer.parent] = read_layer(store, layer.parent)
+        parent = None
+        if layer.parent:
+            parent = pending.get(layer.parent) or read_layer(store, layer.parent)
+        if touches is None or touches(layer, parent):
+            _echo_layer(store, layer, tags, oneline, stat, patch)
+            shown += 1
+        if parent is not None and parent.id not in seen:
+            pending[parent.id] = parent
+
+
+def _path_filter(store: object, paths: list[str] | None):  # noqa: ANN202
+    """None, or a test "did this layer change anything at or under one of `paths`"
+    (the per-layer path lookup blame uses)."""
+    if paths is None:
+        return None
+    if not paths:
+        raise click.UsageError("log -- needs at least one path")
+    from layerctl.blame import PathLookup, parse_path, touched
+
+    lookup = PathLookup(store)
+    wanted = [(parse_path(p), {}) for p in paths]
+    return lambda layer, parent: any(
+        touched(lookup, layer, parent, parts, cache) for parts, cache in wanted
+    )
 
 
 def _split_layer_path(store: object, text: str) -> tuple[str, bytes | None]:

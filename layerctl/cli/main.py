@@ -29,6 +29,17 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "diff": ("layerctl.cli.layers", "diff_cmd", "Show changes between layers (or of a container)"),
     "checkout": ("layerctl.cli.layers", "checkout_cmd", "Write a layer's full filesystem to a dir"),
     "fsck": ("layerctl.cli.layers", "fsck_cmd", "Verify every object and record in the store"),
+    # path history (layerctl/cli/insight_blame.py)
+    "blame": (
+        "layerctl.cli.insight_blame",
+        "blame_cmd",
+        "Show which layers added, changed or deleted paths",
+    ),
+    "bisect": (
+        "layerctl.cli.insight_blame",
+        "bisect_cmd",
+        "Find the layer that broke something, by binary search",
+    ),
     # containers (layerctl/cli/containers.py)
     "create": ("layerctl.cli.containers", "create_cmd", "Create a container from an image"),
     "ps": ("layerctl.cli.containers", "ps_cmd", "List containers"),

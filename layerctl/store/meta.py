@@ -118,6 +118,26 @@ def _name_token(name: bytes) -> str:
     return "%2E" if name == b"." else escape(name)
 
 
+def record_own(data: bytes) -> Meta:
+    """The directory's own metadata from its record, reading only the first line."""
+    end = data.find(b"\n")
+    name, *fields = data[: end if end >= 0 else len(data)].decode("ascii").split(" ")
+    if name != ".":
+        raise ValueError("record has no '.' directory line")
+    return Meta.parse(fields)
+
+
+def record_entry(data: bytes, name: bytes) -> Meta | None:
+    """One child's metadata from a record without parsing the other lines."""
+    key = b"\n" + _name_token(name).encode("ascii") + b" "
+    start = data.find(key)
+    if start < 0:
+        return None
+    start += len(key)
+    end = data.find(b"\n", start)
+    return Meta.parse(data[start : end if end >= 0 else len(data)].decode("ascii").split(" "))
+
+
 def parse_record(data: bytes) -> tuple[Meta, dict[bytes, Meta]]:
     """Inverse of format_record()."""
     own: Meta | None = None
