@@ -298,6 +298,7 @@ class Validator:
                 problem = f"entry {name!r} appears twice"
             if problem:
                 self._problem(here, problem)
+                meta_dirs.pop(name, None)  # one line per bad entry is enough
                 continue
             seen.add(real)
             child = path + b"/" + real if path else real
