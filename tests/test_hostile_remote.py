@@ -14,6 +14,7 @@ from layerhelpers import import_dir
 from test_remotes import git, git_daemon  # noqa: F401 - git_daemon is a fixture
 
 from layerctl.store.names import escape
+from layerctl.store.objects import serialize_tree
 from layerctl.store.repo import Store
 
 MODE_FILE, MODE_TREE, MODE_LINK = b"100644", b"40000", b"120000"
@@ -41,8 +42,7 @@ class Forge:
         return self.add(3, data)
 
     def tree(self, entries: list[tuple[bytes, bytes, bytes]]) -> bytes:
-        key = lambda e: e[0] + (b"/" if e[1] == MODE_TREE else b"")  # noqa: E731
-        return self.add(2, b"".join(m + b" " + n + b"\0" + s for n, m, s in sorted(entries, key=key)))
+        return self.add(2, serialize_tree(entries))  # sorts, checks nothing
 
     def directory(self, files: dict, records: list[str]) -> tuple[bytes, bytes]:
         """(rootfs, meta) trees: `files` maps a raw entry name to (mode, content) or to a
