@@ -48,7 +48,8 @@ INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 
 CHUNK = 1 << 20
-MAX_MANIFEST = 4 << 20  # bytes; the distribution spec's limit for manifests
+MAX_MANIFEST = 4 << 20  # bytes; the distribution spec's limit for manifests (containerd's too)
+MAX_CONFIG = 8 << 20  # bytes; containerd's limit for image configs
 TIMEOUT = (30, 300)  # connect, read (seconds)
 
 
@@ -292,7 +293,8 @@ class RegistryClient:
 
     def get_manifest(self, reference: str) -> Manifest:
         """The manifest or index for a tag or digest, verified against a digest
-        reference and the Docker-Content-Digest header."""
+        reference and the Docker-Content-Digest header. Read while streaming, never
+        more than MAX_MANIFEST bytes (an endless answer is cut there)."""
         client = self.dxf
         what = (
             f"manifest {self.ref.path}:{reference}"
@@ -305,10 +307,12 @@ class RegistryClient:
             "manifests/" + reference,
             what=what,
             headers={"Accept": ACCEPT},
+            stream=True,
         )
-        raw = response.content
-        if len(raw) > MAX_MANIFEST:
-            raise BadInput(f"{what}: larger than {MAX_MANIFEST} bytes")
+        try:
+            raw = b"".join(self._bounded(response, MAX_MANIFEST, what, "manifest"))
+        finally:
+            response.close()
         digest = sha256_digest(raw)
         if reference.startswith("sha256:") and digest != reference:
             raise RegistryError(f"{what}: registry sent content with digest {digest}")
@@ -317,6 +321,34 @@ class RegistryClient:
             raise RegistryError(f"{what}: content digest {digest} != header {header}")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         return Manifest(raw, media_type, digest)
+
+    def _bounded(
+        self, response: object, limit: int, what: str, kind: str, exact: bool = False
+    ) -> Iterator[bytes]:
+        """The body of a streamed `response` in chunks, at most `limit` bytes: more is
+        an error the moment it arrives (the rest is never read). With `exact`, the
+        body must be `limit` bytes. Works with and without Content-Length."""
+        length = response.headers.get("Content-Length")
+        if length is not None and length.isdigit():
+            sent = int(length)
+            if sent > limit or (exact and sent != limit):
+                raise BadInput(_too_big(what, kind, sent, limit, exact))
+        done = 0
+        try:
+            for chunk in response.iter_content(CHUNK):
+                done += len(chunk)
+                if done > limit:
+                    raise BadInput(_too_big(what, kind, done, limit, exact, more=True))
+                yield chunk
+        except LayerctlError:
+            raise
+        except Exception as e:  # requests, urllib3 and socket errors mid-body
+            raise Interrupted(
+                f"{what}: the connection to {self.ref.domain} broke after {done} bytes "
+                f"({_short_reason(e)})"
+            ) from None
+        if exact and done != limit:
+            raise Interrupted(f"{what}: got {done} of {limit} bytes")
 
     def put_manifest(self, reference: str, raw: bytes, media_type: str) -> str:
         """Upload a manifest under a tag (or its digest); returns its digest."""
@@ -340,46 +372,42 @@ class RegistryClient:
             return False
         return True
 
-    def blob_chunks(self, digest: str, what: str = "") -> tuple[Iterator[bytes], int]:
-        """(chunks, size) of a blob; the digest is checked after the last chunk, and
-        a broken connection raises Interrupted."""
-        chunks, size = self._call(
-            self.dxf.pull_blob, digest, size=True, chunk_size=CHUNK, what=what
-        )
-        return self._guarded(iter(chunks), digest, size, what), size
+    def blob_chunks(self, digest: str, size: int, what: str = "") -> Iterator[bytes]:
+        """The chunks of a blob whose descriptor says `size` bytes: a registry that
+        sends more is stopped the moment it does, one that sends fewer or other bytes
+        fails after the last chunk (digest check); chunked answers work too."""
+        what = what or digest
+        response = self._call(self.dxf._request, "get", "blobs/" + digest, what=what, stream=True)
+        return self._checked_blob(response, digest, size, what)
 
-    def _guarded(
-        self, chunks: Iterator[bytes], digest: str, size: int, what: str
-    ) -> Iterator[bytes]:
-        import requests
-        import urllib3
-        from dxf.exceptions import DXFDigestMismatchError
-
-        done = 0
+    def _checked_blob(self, response: object, digest: str, size: int, what: str) -> Iterator[bytes]:
         try:
-            for chunk in chunks:
-                done += len(chunk)
+            h = hashlib.sha256()
+            for chunk in self._bounded(response, size, what, "blob", exact=True):
+                h.update(chunk)
                 yield chunk
-        except DXFDigestMismatchError as e:
-            raise RegistryError(f"{what or digest}: {e}") from None
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
-            raise Interrupted(
-                f"{what or digest}: the connection to {self.ref.domain} broke after "
-                f"{done} of {size} bytes ({_short_reason(e)})"
-            ) from None
-        if done != size:
-            raise Interrupted(f"{what or digest}: got {done} of {size} bytes")
+        finally:
+            response.close()
+        got = "sha256:" + h.hexdigest()
+        if got != digest:
+            raise RegistryError(f"{what}: the registry sent content with digest {got}")
 
-    def read_blob(self, digest: str, limit: int, what: str = "") -> bytes:
-        """A small blob (a config) in memory, digest-checked."""
-        chunks, size = self.blob_chunks(digest, what)
+    def read_blob(self, digest: str, size: int, limit: int, what: str = "") -> bytes:
+        """A small blob (a config) in memory: at most `limit` bytes, digest-checked."""
         if size > limit:
             raise BadInput(f"{what or digest}: {size} bytes is more than the limit of {limit}")
-        return b"".join(chunks)
+        return b"".join(self.blob_chunks(digest, size, what))
 
     def push_blob(self, digest: str, chunks: Iterable[bytes] | bytes, what: str = "") -> None:
         """Upload a blob whose digest is known (a monolithic, streamed PUT)."""
         self._call(self.dxf.push_blob, data=chunks, digest=digest, check_exists=False, what=what)
+
+
+def _too_big(what: str, kind: str, sent: int, limit: int, exact: bool, more: bool = False) -> str:
+    shown = f"more than {limit}" if more else str(sent)
+    if exact:
+        return f"{what}: the registry sends {shown} bytes, the descriptor says {limit}"
+    return f"{what}: the registry sends {shown} bytes, more than the limit of {limit} for a {kind}"
 
 
 def _http_error(error: object, host: str, what: str) -> LayerctlError:
