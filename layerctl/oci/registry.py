@@ -344,8 +344,8 @@ class RegistryClient:
             raise
         except Exception as e:  # requests, urllib3 and socket errors mid-body
             raise Interrupted(
-                f"{what}: the connection to {self.ref.domain} broke after {done} bytes "
-                f"({_short_reason(e)})"
+                f"{what}: the connection to {self.ref.domain} broke after {done}"
+                f"{f' of {limit}' if exact else ''} bytes ({_short_reason(e)})"
             ) from None
         if exact and done != limit:
             raise Interrupted(f"{what}: got {done} of {limit} bytes")
