@@ -49,11 +49,11 @@ class Forge:
         subdirectory (rootfs, meta) pair; `records` are the record lines after '.'."""
         rootfs, meta = [], []
         for name, value in files.items():
-            if isinstance(value[0], bytes) and value[0] in (MODE_FILE, MODE_LINK):
-                rootfs.append((name, value[0], self.blob(value[1])))
-            else:
+            if len(value[0]) == 20:  # a subdirectory's (rootfs, meta)
                 rootfs.append((name, MODE_TREE, value[0]))
                 meta.append((name, MODE_TREE, value[1]))
+            else:
+                rootfs.append((name, value[0], self.blob(value[1])))
         record = "\n".join([ROOT_LINE, *records]) + "\n"
         meta.append((b"%", MODE_FILE, self.blob(record.encode())))
         return self.tree(rootfs), self.tree(meta)
@@ -64,13 +64,14 @@ class Forge:
                   "committer layerctl <layerctl@localhost> 0 +0000", "", "evil", ""]  # fmt: skip
         return self.add(1, "\n".join(lines).encode()).hex()
 
-    def layer(self, files: dict, records: list[str], config: bytes = b"{}\n") -> str:
+    def layer(self, files: dict, records: list[str], config: bytes = b"{}\n",
+              extra: list | None = None, parent: str | None = None) -> str:  # fmt: skip
         rootfs, meta = self.directory(files, records)
         top = self.tree(
             [(b"config.json", MODE_FILE, self.blob(config)), (b"meta", MODE_TREE, meta),
-             (b"rootfs", MODE_TREE, rootfs)]
+             (b"rootfs", MODE_TREE, rootfs), *(extra or [])]
         )  # fmt: skip
-        return self.commit(top)
+        return self.commit(top, parent)
 
     def ref(self, name: str, sha: str) -> None:
         self.repo.refs[name.encode()] = sha.encode()
@@ -139,10 +140,36 @@ def _attacks(forge: Forge, canary: Path) -> dict[str, tuple[str, str]]:
     attacks["dotdot"] = ({b"%..": sub}, [], "name '..'")
     # a needless mangling ("2E."): two entries could decode to one name
     attacks["noncanon"] = ({b"%2E%2E": sub}, [], "not in canonical form")
+    two = {b"a": (MODE_FILE, b"x\n"), b"b": (MODE_FILE, b"x\n")}
+    attacks.update({
+        "linkdir": ({b"d": sub, b"z": (MODE_FILE, b"x\n")},
+                    [file_line(b"z", 2, "link=d")], "is not a file of this layer"),
+        "linkself": ({b"a": (MODE_FILE, b"x\n")}, [file_line(b"a", 2, "link=a")],
+                     "not an earlier entry"),
+        "devcontent": ({b"null": (MODE_FILE, b"data")},
+                       [f"null c 0666 0:0 {STAMP} rdev=1,3"], "entry with content"),
+        "gitlink": ({b"sub": (b"160000", b"x")}, [file_line(b"sub", 1)], "mode 160000"),
+        "xattr": (two, [file_line(b"a", 2, "x:foo=bar"), file_line(b"b", 2)], "xattr name"),
+        "owner": ({b"a": (MODE_FILE, b"")}, [f"a - 0644 4294967295:0 {STAMP} size=0"],
+                  "owner"),
+        "dirtype": ({b"a": (MODE_FILE, b"")}, [f"a d 0755 0:0 {STAMP}"], "type 'd'"),
+    })  # fmt: skip
     out = {}
     for name, (files, records, words) in attacks.items():
         ref = f"refs/images/evil/{name}/_tags/1"
         forge.ref(ref, forge.layer(files, records))
+        out[name] = (ref, words)
+    # whole-layer shapes: an extra top entry, a config that is no object, a bad parent
+    good = ({b"a": (MODE_FILE, b"ok\n")}, [file_line(b"a", 3)])
+    readme = (b"README", MODE_FILE, forge.blob(b"hi\n"))
+    bad_parent = forge.layer(*attacks["absname"][:2])
+    for name, kwargs, words in (
+        ("extratop", {"extra": [readme]}, "not a layer"),
+        ("config", {"config": b"[1]"}, "config.json is not a JSON object"),
+        ("badparent", {"parent": bad_parent}, f"layer {bad_parent[:12]}"),
+    ):
+        ref = f"refs/images/evil/{name}/_tags/1"
+        forge.ref(ref, forge.layer(*good, **kwargs))
         out[name] = (ref, words)
     return out
 
@@ -238,7 +265,9 @@ def _plant(store_root: Path, remote: Path, ref: str) -> None:
     git("--git-dir", store_root, "fetch", "-q", str(remote), f"{ref}:{ref}")
 
 
-@pytest.mark.parametrize("attack", ["absname", "dotdot", "linkabs", "linkdotdot", "linklater"])
+@pytest.mark.parametrize(
+    "attack", ["absname", "dotdot", "linkabs", "linkdotdot", "linklater", "linkdir", "linkself"]
+)
 def test_planted_layer_fsck_flags_and_checkout_refuses(cli, local, tmp_path, store_root, attack):
     _keep, canary = local
     remote = tmp_path / "evil.git"
