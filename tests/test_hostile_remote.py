@@ -332,7 +332,40 @@ def test_malformed_ref_does_not_break_images(cli, local, tmp_path, store_root):
     assert "keep" in proc.stdout and "Bad" not in proc.stdout and "blob" not in proc.stdout
     assert "refs/images/Bad/_tags/1" in proc.stderr and "blob:1" in proc.stderr
     assert "Traceback" not in proc.stderr
+    log = cli("log", "--oneline")
+    assert keep[:7] in log.stdout and "blob" not in log.stdout
+    assert "warning: skipping" in log.stderr and "Traceback" not in log.stderr
     fsck = cli("fsck", check=False)
     assert fsck.returncode == 1
     assert "refs/images/Bad/_tags/1: not an image name" in fsck.stdout
     assert "refs/images/blob/_tags/1" in fsck.stdout and "is not a commit" in fsck.stdout
+
+
+def test_objects_already_in_the_store_are_still_validated(cli, local, tmp_path, store_root):
+    """A layer's objects being present (an earlier refused fetch, a stock git fetch)
+    does not make it trusted: only layers the store's own refs reach are."""
+    _keep, canary = local
+    remote = tmp_path / "evil.git"
+    ref, words = _attacks(_evil_remote(remote), canary)["linkabs"]
+    git("--git-dir", store_root, "fetch", "-q", str(remote), f"{ref}:refs/tmp/x")
+    git("--git-dir", store_root, "update-ref", "-d", "refs/tmp/x")
+    before = _refs(store_root)
+    image = ref[len("refs/images/") :].replace("/_tags/", ":")
+    _assert_refused(cli("fetch", remote, image, check=False), ref, words)
+    assert _refs(store_root) == before
+
+
+def test_killed_between_objects_and_refs(cli, local, tmp_path, store_root):
+    """A fetch killed after its objects landed, before validation ends: no ref, both
+    fscks pass, and the next fetch works."""
+    remote = tmp_path / "good.git"
+    forge = _evil_remote(remote)
+    forge.ref("refs/images/good/_tags/1", forge.layer({b"a": (MODE_FILE, b"ok\n")},
+                                                      [file_line(b"a", 3)]))  # fmt: skip
+    before = _refs(store_root)
+    killed = cli("fetch", remote, check=False, env={"LAYERCTL_CRASH_AT": "fetch.validate"})
+    assert killed.returncode == -9
+    assert _refs(store_root) == before
+    cli("fsck")
+    git("--git-dir", store_root, "fsck", "--strict", "--no-dangling")
+    assert " * [new image]         good:1" in cli("fetch", remote).stdout
