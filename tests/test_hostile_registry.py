@@ -86,8 +86,10 @@ class HostileRegistry:
             self.routes[path] = lambda h, s, d=data, w=writer: w(h, s, d)
 
 
-def _headers(handler: http.server.BaseHTTPRequestHandler, length: int | None) -> None:
-    handler.send_response(200)
+def _headers(
+    handler: http.server.BaseHTTPRequestHandler, length: int | None, status: int = 200
+) -> None:
+    handler.send_response(status)
     handler.send_header("Content-Type", MANIFEST if "/manifests/" in handler.path else
                         "application/octet-stream")  # fmt: skip
     if length is None:
@@ -129,20 +131,22 @@ def chunked(handler, sent: Sent, data: bytes) -> None:
     _write(handler, sent, _pieces(data), chunked=True)
 
 
-def endless(handler, sent: Sent, data: bytes) -> None:
+def endless(handler, sent: Sent, data: bytes, status: int = 200) -> None:
     """The real bytes, then spaces (still valid JSON around a manifest) without end."""
+
     def forever() -> Iterator[bytes]:
         yield from _pieces(data)
         filler = b" " * (64 << 10)
         while sent.bytes < ENDLESS_CAP:
             yield filler
 
-    _headers(handler, None)
+    _headers(handler, None, status)
     _write(handler, sent, forever(), chunked=True)
 
 
 def longer(extra: int, length: bool) -> Callable:
     """The real bytes and `extra` more, announced in Content-Length or chunked."""
+
     def write(handler, sent: Sent, data: bytes) -> None:
         body = data + b"\0" * extra
         _headers(handler, len(body) if length else None)
@@ -166,7 +170,7 @@ def hostile():
 
         def do_GET(self) -> None:  # noqa: N802
             path = self.path.split("?")[0]
-            if path == "/v2/":
+            if path == "/v2/" and path not in registry.routes:
                 with_length(self, Sent(path), b"{}")
                 return
             route = registry.routes.get(path)
@@ -300,3 +304,19 @@ def test_manifest_digest_mismatch(cli, hostile, config_dir):
 
     hostile.routes["/v2/hdr/img/manifests/1"] = lying_header
     _refused(cli, f"{hostile.host}/hdr/img:1", "digest")
+
+
+def test_endless_api_root_and_error_bodies(cli, hostile, config_dir):
+    """GET /v2/ and error answers are not read whole either."""
+    hostile.routes["/v2/"] = lambda h, s: endless(h, s, b"{}")
+    hostile.serve("ok/img", make_image())
+    error = b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"no"}]'
+    hostile.routes["/v2/ok/img/manifests/2"] = lambda h, s: endless(h, s, error, 404)
+    _refused(cli, f"{hostile.host}/ok/img:2", "not found")
+    for path in ("/v2/", "/v2/ok/img/manifests/2"):
+        assert hostile.sent(path), path
+        assert all(s.client_closed and s.bytes < 64 * MiB for s in hostile.sent(path)), path
+    hostile.routes["/v2/ok/img/manifests/3"] = lambda h, s: endless(h, s, error, 500)
+    _refused(cli, f"{hostile.host}/ok/img:3", "HTTP 500")
+    [sent] = hostile.sent("/v2/ok/img/manifests/3")
+    assert sent.client_closed and sent.bytes < 64 * MiB

@@ -50,6 +50,7 @@ ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 CHUNK = 1 << 20
 MAX_MANIFEST = 4 << 20  # bytes; the distribution spec's limit for manifests (containerd's too)
 MAX_CONFIG = 8 << 20  # bytes; containerd's limit for image configs
+ERROR_BODY = 64 << 10  # bytes of an error answer read for its message
 TIMEOUT = (30, 300)  # connect, read (seconds)
 
 
@@ -229,7 +230,7 @@ class RegistryClient:
         fallback = self.tls.insecure or self.ref.is_loopback
         client = self._connect("https", verify)
         try:
-            self._call(client.api_version_check)
+            self._call(_probe, client)
             self._dxf, self.scheme = client, "https"
             return
         except RegistryError as e:
@@ -241,7 +242,7 @@ class RegistryClient:
         client.__exit__(None, None, None)
         client = self._connect("http", verify)
         try:
-            self._call(client.api_version_check)
+            self._call(_probe, client)
         except RegistryError as e:
             client.__exit__(None, None, None)
             if isinstance(e, Unauthorized):
@@ -410,18 +411,34 @@ def _too_big(what: str, kind: str, sent: int, limit: int, exact: bool, more: boo
     return f"{what}: the registry sends {shown} bytes, more than the limit of {limit} for a {kind}"
 
 
+def _probe(client: object) -> None:
+    """GET /v2/ without reading its body (an endless one must not fill memory)."""
+    client._base_request("get", "", stream=True).close()
+
+
+def _error_detail(response: object) -> str:
+    """The registry's error messages, from at most ERROR_BODY bytes of the body."""
+    import json
+
+    try:
+        body = next(response.iter_content(ERROR_BODY), b"")
+        data = json.loads(body)
+        errors = (data.get("errors") or []) if isinstance(data, dict) else []
+        return "; ".join(
+            f"{e.get('code', '')}: {e.get('message', '')}".strip(": ")
+            for e in errors
+            if isinstance(e, dict)
+        )[:500]
+    except Exception:  # any body that is not a short JSON error: no detail
+        return ""
+    finally:
+        response.close()
+
+
 def _http_error(error: object, host: str, what: str) -> LayerctlError:
     response = error.response
     status = response.status_code if response is not None else 0
-    detail = ""
-    if response is not None:
-        try:
-            errors = response.json().get("errors") or []
-            detail = "; ".join(
-                f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors
-            )
-        except ValueError:
-            detail = ""
+    detail = _error_detail(response) if response is not None else ""
     subject = what or "request"
     if status == 404:
         return NotFound(f"{subject}: not found on {host}" + (f" ({detail})" if detail else ""))
