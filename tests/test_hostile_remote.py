@@ -58,20 +58,21 @@ class Forge:
         meta.append((b"%", MODE_FILE, self.blob(record.encode())))
         return self.tree(rootfs), self.tree(meta)
 
-    def commit(self, top: bytes, parent: str | None = None) -> str:
+    def commit(self, top: bytes, parent: str | None = None, message: str = "evil") -> str:
         lines = [f"tree {top.hex()}"] + ([f"parent {parent}"] if parent else [])
         lines += ["author Mallory <m@example.com> 0 +0000",
-                  "committer layerctl <layerctl@localhost> 0 +0000", "", "evil", ""]  # fmt: skip
+                  "committer layerctl <layerctl@localhost> 0 +0000", "", message, ""]  # fmt: skip
         return self.add(1, "\n".join(lines).encode()).hex()
 
     def layer(self, files: dict, records: list[str], config: bytes = b"{}\n",
-              extra: list | None = None, parent: str | None = None) -> str:  # fmt: skip
+              extra: list | None = None, parent: str | None = None,
+              message: str = "evil") -> str:  # fmt: skip
         rootfs, meta = self.directory(files, records)
         top = self.tree(
             [(b"config.json", MODE_FILE, self.blob(config)), (b"meta", MODE_TREE, meta),
              (b"rootfs", MODE_TREE, rootfs), *(extra or [])]
         )  # fmt: skip
-        return self.commit(top, parent)
+        return self.commit(top, parent, message)
 
     def ref(self, name: str, sha: str) -> None:
         self.repo.refs[name.encode()] = sha.encode()
@@ -153,6 +154,10 @@ def _attacks(forge: Forge, canary: Path) -> dict[str, tuple[str, str]]:
         "owner": ({b"a": (MODE_FILE, b"")}, [f"a - 0644 4294967295:0 {STAMP} size=0"],
                   "owner"),
         "dirtype": ({b"a": (MODE_FILE, b"")}, [f"a d 0755 0:0 {STAMP}"], "type 'd'"),
+        "symlinknul": ({b"s": (MODE_LINK, b"/etc\0x")}, [f"s l 0777 0:0 {STAMP}"],
+                       "holding NUL"),
+        "bigxattr": ({b"a": (MODE_FILE, b"")},
+                     [file_line(b"a", 0, "x:user.big=" + escape(b"x" * 70000))], "value of"),
     })  # fmt: skip
     out = {}
     for name, (files, records, words) in attacks.items():
@@ -167,6 +172,7 @@ def _attacks(forge: Forge, canary: Path) -> dict[str, tuple[str, str]]:
         ("extratop", {"extra": [readme]}, "not a layer"),
         ("config", {"config": b"[1]"}, "config.json is not a JSON object"),
         ("badparent", {"parent": bad_parent}, f"layer {bad_parent[:12]}"),
+        ("trailer", {"message": "evil\n\nSize: lots"}, "trailer Size"),
     ):
         ref = f"refs/images/evil/{name}/_tags/1"
         forge.ref(ref, forge.layer(*good, **kwargs))
@@ -378,3 +384,20 @@ def test_killed_between_objects_and_refs(cli, local, tmp_path, store_root):
     cli("fsck")
     git("--git-dir", store_root, "fsck", "--strict", "--no-dangling")
     assert " * [new image]         good:1" in cli("fetch", remote).stdout
+
+
+def test_git_fsck_strict_cannot_see_these(cli, local, tmp_path, store_root):
+    """Stock `git fsck --strict` accepts every attack but the raw '/' name (an escape
+    path, a link to a host file, a '..' directory): layerctl's own rules refuse them,
+    and the store, holding the refused objects, still passes git's check."""
+    _keep, canary = local
+    remote = tmp_path / "evil.git"
+    attacks = _attacks(_evil_remote(remote), canary)
+    git("--git-dir", remote, "update-ref", "-d", attacks["slash"][0])
+    git("--git-dir", remote, "prune", "--expire=now")
+    git("--git-dir", remote, "fsck", "--strict", "--no-dangling")
+    before = _refs(store_root)
+    _assert_refused(cli("fetch", remote, check=False))
+    assert _refs(store_root) == before
+    git("--git-dir", store_root, "fsck", "--strict", "--no-dangling")
+    cli("fsck")

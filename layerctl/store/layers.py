@@ -58,7 +58,8 @@ class Layer:
 
     @property
     def size(self) -> int:
-        return int(self.trailers.get("Size", "0"))
+        value = self.trailers.get("Size", "0")
+        return int(value) if value.isascii() and value.isdigit() else 0  # fsck names a bad one
 
     @property
     def created_by(self) -> str:
@@ -83,7 +84,7 @@ class Layer:
         return self.message.split("\n", 1)[0]
 
 
-def _split_trailers(message: str) -> tuple[str, dict[str, str]]:
+def split_trailers(message: str) -> tuple[str, dict[str, str]]:
     body = message.rstrip("\n")
     head, sep, last = body.rpartition("\n\n")
     candidate = last if sep else body
@@ -125,7 +126,7 @@ def read_layer(store: object, hexid: str) -> Layer:
             config = None
         if not isinstance(config, dict):
             raise Corrupt(f"layer {hexid[:12]}: config.json is not a JSON object")
-    message, trailers = _split_trailers(commit.message.decode("utf-8", "replace"))
+    message, trailers = split_trailers(commit.message.decode("utf-8", "replace"))
     return Layer(
         id=hexid,
         parent=commit.parents[0].decode() if commit.parents else None,

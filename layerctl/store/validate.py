@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from layerctl.store.fstree import EMPTY_BLOB, RECORD, DirRef, git_mode, lookup
+from layerctl.store.layers import split_trailers
 from layerctl.store.meta import (
     DEVICE_KINDS,
     DIR,
@@ -44,6 +46,9 @@ _MAX_NS = 2**63
 MAX_DEPTH = 400  # checkout recurses per directory level; PATH_MAX bounds real trees anyway
 _MAX_PATH = 4095
 _XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.", b"system.")
+_XATTR_NAME_MAX, _XATTR_SIZE_MAX = 255, 65536  # Linux's limits
+_SIZE = re.compile(r"[0-9]{1,20}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def bad_name(name: bytes) -> str | None:
@@ -95,9 +100,12 @@ def meta_problem(meta: Meta, is_dir: bool) -> str | None:
     names = [name for name, _ in meta.xattrs]
     if len(set(names)) != len(names):
         return "duplicate xattr"
-    for name in names:
-        if b"\0" in name or not name.startswith(_XATTR_NAMESPACES) or name.endswith(b"."):
-            return f"xattr name {name!r}"
+    for name, value in meta.xattrs:
+        if (b"\0" in name or not name.startswith(_XATTR_NAMESPACES) or name.endswith(b".")
+                or len(name) > _XATTR_NAME_MAX):  # fmt: skip
+            return f"xattr name {name[:80]!r}"
+        if len(value) > _XATTR_SIZE_MAX:
+            return f"xattr {name!r}: value of {len(value)} bytes"
     if meta.link is not None:
         if is_dir:
             return "link= on a directory"
@@ -126,6 +134,7 @@ class Validator:
         self._layers: dict[str, bool] = {}  # layer id -> passed
         self._dirs: dict[tuple[bytes, bytes, bytes], list | None] = {}  # -> links below, or None
         self._blobs: dict[bytes, int | None] = {}  # blob id -> size (None: unreadable)
+        self._unfit: set[bytes] = set()  # blobs that cannot be a symlink's target
 
     # -- objects ------------------------------------------------------------
 
@@ -166,9 +175,12 @@ class Validator:
         return entries
 
     def _blob_size(self, sha: bytes, where: str) -> int | None:
+        """The blob's size; -1 for a symlink-unfit one (holds NUL or is too long)."""
         if sha not in self._blobs:
             data = self._read(sha, BLOB, where)
             self._blobs[sha] = None if data is None else len(data)
+            if data is not None and (b"\0" in data[:_MAX_PATH + 1] or len(data) > _MAX_PATH):
+                self._unfit.add(sha)
         return self._blobs[sha]
 
     # -- layers -------------------------------------------------------------
@@ -234,6 +246,11 @@ class Validator:
                 parsed = None
             if not isinstance(parsed, dict):
                 self._problem(here, "config.json is not a JSON object")
+        _message, trailers = split_trailers(commit.message.decode("utf-8", "replace"))
+        for key, value in trailers.items():
+            pattern = _SIZE if key == "Size" else _DIGEST if "DiffID" in key else None
+            if pattern is not None and not pattern.fullmatch(value):
+                self._problem(here, f"trailer {key}: {value[:80]!r}")
         root = DirRef(entries[b"rootfs"][1], entries[b"meta"][1])
         links = self._check_dir(root, b"", here, 0)
         if links:
@@ -350,8 +367,8 @@ class Validator:
                 return
             if meta.kind == FILE and size != meta.size:
                 self._problem(here, f"record says size={meta.size}, the blob holds {size}")
-            elif meta.kind == SYMLINK and not 0 < size <= _MAX_PATH:
-                self._problem(here, f"symlink target of {size} bytes")
+            elif meta.kind == SYMLINK and (not size or sha in self._unfit):
+                self._problem(here, f"symlink target of {size} bytes (or holding NUL)")
         elif sha != EMPTY_BLOB:
             self._problem(here, f"a {meta.kind!r} entry with content")
 
