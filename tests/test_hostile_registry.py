@@ -10,12 +10,13 @@ import gzip
 import hashlib
 import http.server
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from registryhelpers import tar_bytes
+from registryhelpers import make_cert, tar_bytes
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ENDLESS_CAP = 256 << 20  # the server gives up after this much, so a test cannot hang
@@ -63,6 +64,7 @@ class Sent:
     path: str
     bytes: int = 0
     client_closed: bool = False
+    finished: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -72,7 +74,11 @@ class HostileRegistry:
     host: str = ""
 
     def sent(self, path: str) -> list[Sent]:
-        return [s for s in self.log if s.path == path]
+        """The answers to `path`, once the server is done writing them."""
+        found = [s for s in self.log if s.path == path]
+        for s in found:
+            assert s.finished.wait(30), f"the server still writes {path}"
+        return found
 
     def serve(self, repo: str, image: Image, tag: str = "1", **behaviour: Callable) -> None:
         """Routes for `image` under `repo`; `behaviour` replaces the writer of
@@ -111,7 +117,7 @@ def _write(handler: http.server.BaseHTTPRequestHandler, sent: Sent, chunks: Iter
         if chunked:
             handler.wfile.write(b"0\r\n\r\n")
         handler.wfile.flush()
-    except (BrokenPipeError, ConnectionResetError, TimeoutError):
+    except OSError:  # a broken pipe, a reset, a TLS error: the client hung up
         sent.client_closed = True
         handler.close_connection = True
 
@@ -159,9 +165,30 @@ def other_content(handler, sent: Sent, data: bytes) -> None:
     with_length(handler, sent, data.replace(b'"schemaVersion": 2', b'"schemaVersion":  2'))
 
 
+def not_found(handler, sent: Sent) -> None:
+    body = b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}'
+    handler.send_response(404)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 @pytest.fixture
 def hostile():
-    """The server on a free port of 127.0.0.1; stopped in `finally`."""
+    """The server on a free port of 127.0.0.1 (plain http); stopped in `finally`."""
+    yield from _serve(None)
+
+
+@pytest.fixture
+def hostile_tls(tmp_path, config_dir, monkeypatch):
+    """The same over https, its certificate trusted through LAYERCTL_CA_FILE."""
+    cert, key = make_cert(tmp_path)
+    monkeypatch.setenv("LAYERCTL_CA_FILE", str(cert))
+    yield from _serve((cert, key))
+
+
+def _serve(tls: tuple | None) -> Iterator[HostileRegistry]:
     registry = HostileRegistry()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -173,24 +200,23 @@ def hostile():
             if path == "/v2/" and path not in registry.routes:
                 with_length(self, Sent(path), b"{}")
                 return
-            route = registry.routes.get(path)
+            route = registry.routes.get(path, not_found)
             sent = Sent(path)
             registry.log.append(sent)
-            if route is None:
-                body = b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}'
-                self.send_response(404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            route(self, sent)
+            try:
+                route(self, sent)
+            finally:
+                sent.finished.set()
 
         def log_message(self, *args: object) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     registry.host = f"127.0.0.1:{server.server_address[1]}"
@@ -319,4 +345,22 @@ def test_endless_api_root_and_error_bodies(cli, hostile, config_dir):
     hostile.routes["/v2/ok/img/manifests/3"] = lambda h, s: endless(h, s, error, 500)
     _refused(cli, f"{hostile.host}/ok/img:3", "HTTP 500")
     [sent] = hostile.sent("/v2/ok/img/manifests/3")
+    assert sent.client_closed and sent.bytes < 64 * MiB
+
+
+def test_endless_token_answer(cli, hostile_tls):
+    """The token service a registry names is as untrusted as the registry: its
+    answer is read at most 4 MiB too (python-dxf itself would read it whole)."""
+    realm = f'Bearer realm="https://{hostile_tls.host}/token",service="hostile"'
+
+    def challenge(handler, sent: Sent) -> None:
+        handler.send_response(401)
+        handler.send_header("WWW-Authenticate", realm)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    hostile_tls.routes["/v2/"] = challenge
+    hostile_tls.routes["/token"] = lambda h, s: endless(h, s, b'{"token": "')
+    _refused(cli, f"{hostile_tls.host}/tok/img:1", "larger than 4194304")
+    [sent] = hostile_tls.sent("/token")
     assert sent.client_closed and sent.bytes < 64 * MiB

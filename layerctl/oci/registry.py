@@ -216,8 +216,11 @@ class RegistryClient:
             tlsverify=verify,
             timeout=TIMEOUT,
         )
-        client.__enter__()
-        client._sessions[0].headers["User-Agent"] = "layerctl/0.1 (python-dxf)"
+        # what DXF.__enter__ does, with a session that bounds what dxf reads itself
+        session = _bounded_session()
+        session.__enter__()
+        client._sessions.insert(0, session)
+        session.headers["User-Agent"] = "layerctl/0.1 (python-dxf)"
         return client
 
     def ping(self) -> None:
@@ -409,6 +412,38 @@ def _too_big(what: str, kind: str, sent: int, limit: int, exact: bool, more: boo
     if exact:
         return f"{what}: the registry sends {shown} bytes, the descriptor says {limit}"
     return f"{what}: the registry sends {shown} bytes, more than the limit of {limit} for a {kind}"
+
+
+def _bounded_session() -> object:
+    """A requests session that reads no answer body past MAX_MANIFEST bytes unless the
+    caller streams it (and then bounds it itself): dxf reads token answers and others
+    whole, and a hostile server's answer may never end."""
+    import requests
+
+    class BoundedSession(requests.Session):
+        def request(self, method: str, url: str, **kwargs: object) -> requests.Response:
+            streamed = kwargs.get("stream", False)
+            kwargs["stream"] = True
+            response = super().request(method, url, **kwargs)
+            if streamed:
+                return response
+            body = bytearray()
+            try:
+                for chunk in response.iter_content(CHUNK):
+                    body += chunk
+                    if len(body) > MAX_MANIFEST:
+                        host = url.split("/")[2] if url.count("/") >= 2 else url
+                        raise RegistryError(
+                            f"{host} sent an answer larger than {MAX_MANIFEST} bytes "
+                            f"to {method} {url.split('?')[0]}"
+                        )
+            finally:
+                response.close()
+            response._content = bytes(body)  # what Response.content would hold
+            response._content_consumed = True
+            return response
+
+    return BoundedSession()
 
 
 def _probe(client: object) -> None:
