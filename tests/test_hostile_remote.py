@@ -297,6 +297,7 @@ def test_planted_layer_checkout_refuses(cli, local, tmp_path, store_root, attack
     proc = cli("checkout", image, dest, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "refusing to check out" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not dest.exists()  # nothing half written
     assert sorted(os.listdir(canary)) == ["host-secret"]
     assert not (tmp_path / "co" / "w").exists()
     assert (canary / "host-secret").stat().st_nlink == 1
@@ -311,6 +312,9 @@ def test_planted_layer_cannot_escape_the_layer_cache(cli, local, tmp_path, store
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "refusing to check out" in proc.stderr
     assert (canary / "host-secret").stat().st_nlink == 1
+    cache = store_root / "cache" / "layers"
+    assert not cache.exists() or os.listdir(cache) == []  # no half-made lower dir
+    assert cli("ps", "-a").stdout.count("\n") <= 1  # and no container
 
 
 def test_hardlinked_symlink_is_linked_not_followed(cli, local, tmp_path, store_root):

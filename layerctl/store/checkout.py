@@ -83,16 +83,22 @@ class Checkout:
                 raise LayerctlError(f"{os.fsdecode(dest_b)} exists and is not a directory")
             if os.listdir(dest_b):
                 raise LayerctlError(f"{os.fsdecode(dest_b)} is not empty")
+            made = False
         else:
             os.makedirs(dest_b)
-        d = read_dir(self.store, root)
-        self._fill(dest_b, b"", d)
-        self._dirs.append((dest_b, d.own))
-        for path, target in self._links:
-            # follow_symlinks=False: a link to a symlink links the symlink itself
-            os.link(os.path.join(dest_b, target), path, follow_symlinks=False)
-        for path, meta in reversed(self._dirs):  # children before parents
-            apply_meta(path, meta, self.as_root)
+            made = True
+        try:
+            d = read_dir(self.store, root)
+            self._fill(dest_b, b"", d)
+            self._dirs.append((dest_b, d.own))
+            for path, target in self._links:
+                # follow_symlinks=False: a link to a symlink links the symlink itself
+                os.link(os.path.join(dest_b, target), path, follow_symlinks=False)
+            for path, meta in reversed(self._dirs):  # children before parents
+                apply_meta(path, meta, self.as_root)
+        except Corrupt:  # a refused layer leaves nothing half written behind
+            _discard(dest_b, made)
+            raise
 
     def _fill(self, path: bytes, rel: bytes, d: Dir, depth: int = 0) -> None:
         if depth > MAX_DEPTH:
@@ -122,6 +128,21 @@ class Checkout:
             create_entry(self.store, child, meta, blob, self.as_root)
             apply_meta(child, meta, self.as_root)
             self._written.add(child_rel)
+
+
+def _discard(dest: bytes, made: bool) -> None:
+    """Remove what a failed checkout wrote (rmtree never follows symlinks)."""
+    import shutil
+
+    if made:
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    for name in os.listdir(dest):
+        path = os.path.join(dest, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
 
 
 def checkout(
