@@ -44,11 +44,13 @@ class Forge:
     def tree(self, entries: list[tuple[bytes, bytes, bytes]]) -> bytes:
         return self.add(2, serialize_tree(entries))  # sorts, checks nothing
 
-    def directory(self, files: dict, records: list[str]) -> tuple[bytes, bytes]:
+    def directory(self, files: dict, records: list[str], more: list = ()) -> tuple[bytes, bytes]:
         """(rootfs, meta) trees: `files` maps a raw entry name to (mode, content) or to a
-        subdirectory (rootfs, meta) pair; `records` are the record lines after '.'."""
+        subdirectory (rootfs, meta) pair; `records` are the record lines after '.';
+        `more`: further (name, value) pairs, names repeated."""
         rootfs, meta = [], []
-        for name, value in files.items():
+        files = [*files.items(), *more]
+        for name, value in files:
             if len(value[0]) == 20:  # a subdirectory's (rootfs, meta)
                 rootfs.append((name, MODE_TREE, value[0]))
                 meta.append((name, MODE_TREE, value[1]))
@@ -66,8 +68,8 @@ class Forge:
 
     def layer(self, files: dict, records: list[str], config: bytes = b"{}\n",
               extra: list | None = None, parent: str | None = None,
-              message: str = "evil") -> str:  # fmt: skip
-        rootfs, meta = self.directory(files, records)
+              message: str = "evil", more: list = ()) -> str:  # fmt: skip
+        rootfs, meta = self.directory(files, records, more)
         top = self.tree(
             [(b"config.json", MODE_FILE, self.blob(config)), (b"meta", MODE_TREE, meta),
              (b"rootfs", MODE_TREE, rootfs), *(extra or [])]
@@ -173,6 +175,8 @@ def _attacks(forge: Forge, canary: Path) -> dict[str, tuple[str, str]]:
         ("config", {"config": b"[1]"}, "config.json is not a JSON object"),
         ("badparent", {"parent": bad_parent}, f"layer {bad_parent[:12]}"),
         ("trailer", {"message": "evil\n\nSize: lots"}, "trailer Size"),
+        # a file and a directory of the same name: checkout would write the pair twice
+        ("dupname", {"more": [(b"a", sub)]}, "appears twice"),
     ):
         ref = f"refs/images/evil/{name}/_tags/1"
         forge.ref(ref, forge.layer(*good, **kwargs))
@@ -271,7 +275,8 @@ def _plant(store_root: Path, remote: Path, ref: str) -> None:
     git("--git-dir", store_root, "fetch", "-q", str(remote), f"{ref}:{ref}")
 
 
-PLANTED = ["absname", "dotdot", "linkabs", "linkdotdot", "linklater", "linkdir", "linkself"]
+PLANTED = ["absname", "dotdot", "linkabs", "linkdotdot", "linklater", "linkdir", "linkself",
+           "dupname"]  # fmt: skip
 
 
 @pytest.mark.parametrize("attack", PLANTED)
@@ -391,13 +396,15 @@ def test_killed_between_objects_and_refs(cli, local, tmp_path, store_root):
 
 
 def test_git_fsck_strict_cannot_see_these(cli, local, tmp_path, store_root):
-    """Stock `git fsck --strict` accepts every attack but the raw '/' name (an escape
+    """Stock `git fsck --strict` accepts every attack but a raw '/' name and a repeated
+    name (an escape
     path, a link to a host file, a '..' directory): layerctl's own rules refuse them,
     and the store, holding the refused objects, still passes git's check."""
     _keep, canary = local
     remote = tmp_path / "evil.git"
     attacks = _attacks(_evil_remote(remote), canary)
-    git("--git-dir", remote, "update-ref", "-d", attacks["slash"][0])
+    for name in ("slash", "dupname"):  # the two git itself refuses
+        git("--git-dir", remote, "update-ref", "-d", attacks[name][0])
     git("--git-dir", remote, "prune", "--expire=now")
     git("--git-dir", remote, "fsck", "--strict", "--no-dangling")
     before = _refs(store_root)

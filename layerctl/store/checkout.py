@@ -106,6 +106,8 @@ class Checkout:
         for name in d.names():
             child_rel = rel + b"/" + name if rel else name
             problem = bad_name(name)
+            if problem is None and name in d.dirs and name in d.files:
+                problem = "both a directory and a file"
             if problem:
                 raise Corrupt(f"refusing to check out {show(child_rel)}: {problem}")
             child = path + b"/" + name
