@@ -397,9 +397,9 @@ def test_killed_between_objects_and_refs(cli, local, tmp_path, store_root):
 
 def test_git_fsck_strict_cannot_see_these(cli, local, tmp_path, store_root):
     """Stock `git fsck --strict` accepts every attack but a raw '/' name and a repeated
-    name (an escape
-    path, a link to a host file, a '..' directory): layerctl's own rules refuse them,
-    and the store, holding the refused objects, still passes git's check."""
+    name (an escape path, a link to a host file, a '..' directory): layerctl's own
+    rules refuse them, and the store, holding the refused objects, still passes git's
+    check."""
     _keep, canary = local
     remote = tmp_path / "evil.git"
     attacks = _attacks(_evil_remote(remote), canary)
