@@ -70,10 +70,36 @@ def name_from_ref(ref: str) -> ImageName:
     return ImageName(repo, tag)
 
 
-def list_images(store: object) -> list[tuple[ImageName, str]]:
-    """(name, top layer id) for every tag, sorted by name."""
-    refs = store.refs_under(REF_PREFIX)
-    return sorted(((name_from_ref(r), sha) for r, sha in refs.items()), key=lambda x: str(x[0]))
+def ref_problem(ref: str) -> str | None:
+    """Why `ref` is not the ref of an image tag (None: it is). A ref is taken only
+    when its name decodes to an image name that encodes back to the same ref."""
+    if not ref.startswith(REF_PREFIX) or f"/{TAG_DIR}/" not in ref:
+        return f"not an image tag ref ({REF_PREFIX}<name>/{TAG_DIR}/<tag>)"
+    if not ref.isascii():
+        return "not an image name (non-ASCII)"
+    image = name_from_ref(ref)
+    try:
+        parsed = parse_name(str(image))
+    except InvalidName:
+        return "not an image name"
+    if parsed != image or parsed.ref != ref:
+        return "not an image name in canonical form"
+    return None
+
+
+def list_images(
+    store: object, broken: list[tuple[str, str]] | None = None
+) -> list[tuple[ImageName, str]]:
+    """(name, top layer id) for every tag, sorted by name. Refs that are not image
+    names are left out, and appended to `broken` as (ref, reason)."""
+    out = []
+    for ref, sha in store.refs_under(REF_PREFIX).items():
+        problem = ref_problem(ref)
+        if problem is None:
+            out.append((name_from_ref(ref), sha))
+        elif broken is not None:
+            broken.append((ref, problem))
+    return sorted(out, key=lambda x: str(x[0]))
 
 
 def image_layer(store: object, name: ImageName) -> str | None:

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from layerctl import faults
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
 from layerctl.images import REF_PREFIX, ImageName, name_from_ref
 
@@ -177,6 +178,32 @@ def _selected(refs: dict[str, str], images: list[ImageName] | None) -> dict[str,
     return {r: s for r, s in out.items() if r in wanted}
 
 
+def _known_layers(store: object) -> set[str]:
+    """Layers the store's own refs reach: they passed validation (or were made here)
+    when they came in, so a fetch stops checking there."""
+    from dulwich.objects import Commit
+
+    from layerctl.store.objects import COMMIT
+
+    known: set[str] = set()
+    for tip in store.refs_under("refs").values():
+        current: str | None = tip
+        while current and current not in known:
+            try:
+                type_num, raw = store.read_raw(current.encode())
+                parents = Commit.from_raw_string(COMMIT, raw).parents if type_num == COMMIT else []
+            except Exception:  # not a layer: fsck reports it; it vouches for nothing
+                break
+            known.add(current)
+            current = parents[0].decode() if parents else None
+    return known
+
+
+def _refuse(url: str, problems: list[str]) -> RemoteError:
+    more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    return RemoteError(f"git remote {url}: refusing {problems[0]}{more}; no image was changed")
+
+
 def fetch(
     store: object,
     url: str,
@@ -184,23 +211,50 @@ def fetch(
     force: bool = False,
     progress: Callable[[bytes], None] | None = None,
 ) -> list[RefUpdate]:
-    """Fetch image refs (all, or `images`) and their layers from `url`."""
+    """Fetch image refs (all, or `images`) and their layers from `url`.
+
+    The remote is not trusted: its objects land in the store (inert there), but
+    no ref moves until every ref name follows the image-name grammar and every
+    new layer passes layerctl.store.validate; otherwise nothing moves at all.
+    """
+    from layerctl.images import ref_problem
+    from layerctl.store.validate import Validator
+
     client, path = _client(url)
     found: dict[str, str] = {}
+    refused: list[str] = []
 
     def determine_wants(refs: dict, depth: int | None = None) -> list:
-        found.update(_selected({k.decode(): v.decode() for k, v in refs.items() if v}, images))
+        offered = {k.decode("utf-8", "replace"): v.decode() for k, v in refs.items() if v}
+        for ref, sha in sorted(_selected(offered, images).items()):
+            problem = ref_problem(ref)
+            if problem is None and not re.fullmatch(r"[0-9a-f]{40}", sha):
+                problem = f"points at {sha!r}, not an object id"
+            if problem:
+                refused.append(f"{ref}: {problem}")
+            else:
+                found[ref] = sha
+        if refused:
+            return []  # download nothing from a remote that serves bad refs
         return sorted({s.encode() for s in found.values() if not store.has(bytes.fromhex(s))})
 
     try:
         client.fetch(path, store.repo, determine_wants=determine_wants, progress=progress)
     except _transport_errors() as e:
         raise _transport_error(url, e) from None
+    if refused:
+        raise _refuse(url, refused)
     store.landed()
     if images is not None:
         missing = [str(i) for i in images if i.ref not in found]
         if missing:
             raise NotFound(f"{url} has no image {', '.join(missing)}")
+    validator = Validator(store, trusted=_known_layers(store))
+    for ref, new in sorted(found.items()):
+        faults.point("fetch.validate")
+        validator.check_layer(new, ref)
+    if validator.problems:
+        raise _refuse(url, validator.problems)
     updates = []
     for ref, new in sorted(found.items()):
         update = _decide(store, ref, store.ref(ref), new, force)

@@ -8,7 +8,7 @@ import os
 import click
 
 from layerctl.cli.common import ago, human_size, open_store, progress_printer, table
-from layerctl.errors import BadInput, NotFound
+from layerctl.errors import BadInput, LayerctlError, NotFound
 from layerctl.words import rfc3339_nano
 
 
@@ -48,8 +48,16 @@ def _image_rows(store: object) -> list[list[str]]:
     from layerctl.images import chain, image_id, image_size, list_images
 
     rows = []
-    for name, layer_id in list_images(store):
-        layers = chain(store, layer_id)
+    broken: list[tuple[str, str]] = []
+    images = list_images(store, broken)
+    for ref, reason in broken:
+        click.echo(f"layerctl: warning: skipping {ref}: {reason} (see `layerctl fsck`)", err=True)
+    for name, layer_id in images:
+        try:
+            layers = chain(store, layer_id)
+        except LayerctlError as e:  # one bad tag must not hide the others
+            click.echo(f"layerctl: warning: skipping {name}: {e}", err=True)
+            continue
         top = layers[-1]
         rows.append(
             [

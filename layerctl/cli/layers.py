@@ -111,7 +111,15 @@ def log_cmd(
     touches = _path_filter(store, ctx.meta.get("log_paths"))
     tips = [resolve(store, image)] if image else [sha for _, sha in list_images(store)]
     seen: set[str] = set()
-    pending = {sha: read_layer(store, sha) for sha in tips}
+    pending = {}
+    for sha in tips:
+        try:
+            pending[sha] = read_layer(store, sha)
+        except LayerctlError as e:
+            if image:
+                raise
+            # one broken tag must not hide the history of the others (fsck names it)
+            click.echo(f"layerctl: warning: skipping {sha[:12]}: {e}", err=True)
     tags = _tags_by_layer(store)
     shown = 0
     while pending and (max_count is None or shown < max_count):

@@ -23,7 +23,13 @@ from layerctl.errors import BadInput
 from layerctl.images import ImageName, host_arch, image_layer, set_tag
 from layerctl.oci.events import Event, Progress, quiet
 from layerctl.oci.gunzip import GunzipChunks
-from layerctl.oci.image import layer_config, layer_history, parse_config, source_image
+from layerctl.oci.image import (
+    layer_config,
+    layer_history,
+    parse_config,
+    parse_descriptor,
+    source_image,
+)
 from layerctl.oci.layerpull import PULL_REFS, LayerStream, PullIndex, land_layer, retag_config
 from layerctl.oci.prefetch import Prefetch
 from layerctl.oci.references import Reference
@@ -31,7 +37,7 @@ from layerctl.oci.registry import (
     DOCKER_SCHEMA1,
     DOCKER_SCHEMA1_SIGNED,
     INDEX_TYPES,
-    MAX_MANIFEST,
+    MAX_CONFIG,
     Interrupted,
     Manifest,
     RegistryClient,
@@ -137,10 +143,8 @@ class _Puller:
         """The layer's tar, decompressed and hashed on a reader thread when it is gzip
         (the usual case), in this thread otherwise. The blob's digest and size are
         checked by the registry client as its last chunk arrives."""
-        chunks, sent = self.client.blob_chunks(blob.digest, what=f"layer {short}")
-        if blob.size is not None and sent != blob.size:
-            raise BadInput(f"{where}: the registry sends {sent} bytes, the manifest {blob.size}")
-        total = sent
+        chunks = self.client.blob_chunks(blob.digest, blob.size, what=where)
+        total = blob.size
 
         def progress(done: int) -> None:
             self.report(Event(short, "Downloading", done, total))
@@ -178,9 +182,11 @@ def pull(
             report(Event(None, f"{ref.digest}: Pulling from {ref.path}"))
         manifest = puller.resolve(platform)
         where = f"{ref.familiar()} ({manifest.digest})"
-        image = source_image(manifest.json(), b"", where)
+        data = manifest.json()
+        image = source_image(data, b"", where)
+        config_size = parse_descriptor(data["config"], f"{where}: config").size
         config_raw = client.read_blob(
-            image.config_digest, MAX_MANIFEST, what=f"{where}: image config"
+            image.config_digest, config_size, MAX_CONFIG, what=f"{where}: image config"
         )
         config = parse_config(config_raw, f"{where}: image config")
         _check_platform(config, platform, where)

@@ -48,7 +48,9 @@ INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 
 CHUNK = 1 << 20
-MAX_MANIFEST = 4 << 20  # bytes; the distribution spec's limit for manifests
+MAX_MANIFEST = 4 << 20  # bytes; the distribution spec's limit for manifests (containerd's too)
+MAX_CONFIG = 8 << 20  # bytes; containerd's limit for image configs
+ERROR_BODY = 64 << 10  # bytes of an error answer read for its message
 TIMEOUT = (30, 300)  # connect, read (seconds)
 
 
@@ -214,8 +216,11 @@ class RegistryClient:
             tlsverify=verify,
             timeout=TIMEOUT,
         )
-        client.__enter__()
-        client._sessions[0].headers["User-Agent"] = "layerctl/0.1 (python-dxf)"
+        # what DXF.__enter__ does, with a session that bounds what dxf reads itself
+        session = _bounded_session()
+        session.__enter__()
+        client._sessions.insert(0, session)
+        session.headers["User-Agent"] = "layerctl/0.1 (python-dxf)"
         return client
 
     def ping(self) -> None:
@@ -228,7 +233,7 @@ class RegistryClient:
         fallback = self.tls.insecure or self.ref.is_loopback
         client = self._connect("https", verify)
         try:
-            self._call(client.api_version_check)
+            self._call(_probe, client)
             self._dxf, self.scheme = client, "https"
             return
         except RegistryError as e:
@@ -240,7 +245,7 @@ class RegistryClient:
         client.__exit__(None, None, None)
         client = self._connect("http", verify)
         try:
-            self._call(client.api_version_check)
+            self._call(_probe, client)
         except RegistryError as e:
             client.__exit__(None, None, None)
             if isinstance(e, Unauthorized):
@@ -292,7 +297,8 @@ class RegistryClient:
 
     def get_manifest(self, reference: str) -> Manifest:
         """The manifest or index for a tag or digest, verified against a digest
-        reference and the Docker-Content-Digest header."""
+        reference and the Docker-Content-Digest header. Read while streaming, never
+        more than MAX_MANIFEST bytes (an endless answer is cut there)."""
         client = self.dxf
         what = (
             f"manifest {self.ref.path}:{reference}"
@@ -305,10 +311,12 @@ class RegistryClient:
             "manifests/" + reference,
             what=what,
             headers={"Accept": ACCEPT},
+            stream=True,
         )
-        raw = response.content
-        if len(raw) > MAX_MANIFEST:
-            raise BadInput(f"{what}: larger than {MAX_MANIFEST} bytes")
+        try:
+            raw = b"".join(self._bounded(response, MAX_MANIFEST, what, "manifest"))
+        finally:
+            response.close()
         digest = sha256_digest(raw)
         if reference.startswith("sha256:") and digest != reference:
             raise RegistryError(f"{what}: registry sent content with digest {digest}")
@@ -317,6 +325,34 @@ class RegistryClient:
             raise RegistryError(f"{what}: content digest {digest} != header {header}")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         return Manifest(raw, media_type, digest)
+
+    def _bounded(
+        self, response: object, limit: int, what: str, kind: str, exact: bool = False
+    ) -> Iterator[bytes]:
+        """The body of a streamed `response` in chunks, at most `limit` bytes: more is
+        an error the moment it arrives (the rest is never read). With `exact`, the
+        body must be `limit` bytes. Works with and without Content-Length."""
+        length = response.headers.get("Content-Length")
+        if length is not None and length.isdigit():
+            sent = int(length)
+            if sent > limit or (exact and sent != limit):
+                raise BadInput(_too_big(what, kind, sent, limit, exact))
+        done = 0
+        try:
+            for chunk in response.iter_content(CHUNK):
+                done += len(chunk)
+                if done > limit:
+                    raise BadInput(_too_big(what, kind, done, limit, exact, more=True))
+                yield chunk
+        except LayerctlError:
+            raise
+        except Exception as e:  # requests, urllib3 and socket errors mid-body
+            raise Interrupted(
+                f"{what}: the connection to {self.ref.domain} broke after {done}"
+                f"{f' of {limit}' if exact else ''} bytes ({_short_reason(e)})"
+            ) from None
+        if exact and done != limit:
+            raise Interrupted(f"{what}: got {done} of {limit} bytes")
 
     def put_manifest(self, reference: str, raw: bytes, media_type: str) -> str:
         """Upload a manifest under a tag (or its digest); returns its digest."""
@@ -340,60 +376,104 @@ class RegistryClient:
             return False
         return True
 
-    def blob_chunks(self, digest: str, what: str = "") -> tuple[Iterator[bytes], int]:
-        """(chunks, size) of a blob; the digest is checked after the last chunk, and
-        a broken connection raises Interrupted."""
-        chunks, size = self._call(
-            self.dxf.pull_blob, digest, size=True, chunk_size=CHUNK, what=what
-        )
-        return self._guarded(iter(chunks), digest, size, what), size
+    def blob_chunks(self, digest: str, size: int, what: str = "") -> Iterator[bytes]:
+        """The chunks of a blob whose descriptor says `size` bytes: a registry that
+        sends more is stopped the moment it does, one that sends fewer or other bytes
+        fails after the last chunk (digest check); chunked answers work too."""
+        what = what or digest
+        response = self._call(self.dxf._request, "get", "blobs/" + digest, what=what, stream=True)
+        return self._checked_blob(response, digest, size, what)
 
-    def _guarded(
-        self, chunks: Iterator[bytes], digest: str, size: int, what: str
-    ) -> Iterator[bytes]:
-        import requests
-        import urllib3
-        from dxf.exceptions import DXFDigestMismatchError
-
-        done = 0
+    def _checked_blob(self, response: object, digest: str, size: int, what: str) -> Iterator[bytes]:
         try:
-            for chunk in chunks:
-                done += len(chunk)
+            h = hashlib.sha256()
+            for chunk in self._bounded(response, size, what, "blob", exact=True):
+                h.update(chunk)
                 yield chunk
-        except DXFDigestMismatchError as e:
-            raise RegistryError(f"{what or digest}: {e}") from None
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
-            raise Interrupted(
-                f"{what or digest}: the connection to {self.ref.domain} broke after "
-                f"{done} of {size} bytes ({_short_reason(e)})"
-            ) from None
-        if done != size:
-            raise Interrupted(f"{what or digest}: got {done} of {size} bytes")
+        finally:
+            response.close()
+        got = "sha256:" + h.hexdigest()
+        if got != digest:
+            raise RegistryError(f"{what}: the registry sent content with digest {got}")
 
-    def read_blob(self, digest: str, limit: int, what: str = "") -> bytes:
-        """A small blob (a config) in memory, digest-checked."""
-        chunks, size = self.blob_chunks(digest, what)
+    def read_blob(self, digest: str, size: int, limit: int, what: str = "") -> bytes:
+        """A small blob (a config) in memory: at most `limit` bytes, digest-checked."""
         if size > limit:
             raise BadInput(f"{what or digest}: {size} bytes is more than the limit of {limit}")
-        return b"".join(chunks)
+        return b"".join(self.blob_chunks(digest, size, what))
 
     def push_blob(self, digest: str, chunks: Iterable[bytes] | bytes, what: str = "") -> None:
         """Upload a blob whose digest is known (a monolithic, streamed PUT)."""
         self._call(self.dxf.push_blob, data=chunks, digest=digest, check_exists=False, what=what)
 
 
+def _too_big(what: str, kind: str, sent: int, limit: int, exact: bool, more: bool = False) -> str:
+    shown = f"more than {limit}" if more else str(sent)
+    if exact:
+        return f"{what}: the registry sends {shown} bytes, the descriptor says {limit}"
+    return f"{what}: the registry sends {shown} bytes, more than the limit of {limit} for a {kind}"
+
+
+def _bounded_session() -> object:
+    """A requests session that reads no answer body past MAX_MANIFEST bytes unless the
+    caller streams it (and then bounds it itself): dxf reads token answers and others
+    whole, and a hostile server's answer may never end."""
+    import requests
+
+    class BoundedSession(requests.Session):
+        def request(self, method: str, url: str, **kwargs: object) -> requests.Response:
+            streamed = kwargs.get("stream", False)
+            kwargs["stream"] = True
+            response = super().request(method, url, **kwargs)
+            if streamed:
+                return response
+            body = bytearray()
+            try:
+                for chunk in response.iter_content(CHUNK):
+                    body += chunk
+                    if len(body) > MAX_MANIFEST:
+                        host = url.split("/")[2] if url.count("/") >= 2 else url
+                        raise RegistryError(
+                            f"{host} sent an answer larger than {MAX_MANIFEST} bytes "
+                            f"to {method} {url.split('?')[0]}"
+                        )
+            finally:
+                response.close()
+            response._content = bytes(body)  # what Response.content would hold
+            response._content_consumed = True
+            return response
+
+    return BoundedSession()
+
+
+def _probe(client: object) -> None:
+    """GET /v2/ without reading its body (an endless one must not fill memory)."""
+    client._base_request("get", "", stream=True).close()
+
+
+def _error_detail(response: object) -> str:
+    """The registry's error messages, from at most ERROR_BODY bytes of the body."""
+    import json
+
+    try:
+        body = next(response.iter_content(ERROR_BODY), b"")
+        data = json.loads(body)
+        errors = (data.get("errors") or []) if isinstance(data, dict) else []
+        return "; ".join(
+            f"{e.get('code', '')}: {e.get('message', '')}".strip(": ")
+            for e in errors
+            if isinstance(e, dict)
+        )[:500]
+    except Exception:  # any body that is not a short JSON error: no detail
+        return ""
+    finally:
+        response.close()
+
+
 def _http_error(error: object, host: str, what: str) -> LayerctlError:
     response = error.response
     status = response.status_code if response is not None else 0
-    detail = ""
-    if response is not None:
-        try:
-            errors = response.json().get("errors") or []
-            detail = "; ".join(
-                f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors
-            )
-        except ValueError:
-            detail = ""
+    detail = _error_detail(response) if response is not None else ""
     subject = what or "request"
     if status == 404:
         return NotFound(f"{subject}: not found on {host}" + (f" ({detail})" if detail else ""))

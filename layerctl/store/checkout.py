@@ -7,9 +7,10 @@ import os
 import stat
 from collections.abc import Callable
 
-from layerctl.errors import BadInput, LayerctlError
+from layerctl.errors import BadInput, Corrupt, LayerctlError
 from layerctl.store.fstree import Dir, DirRef, read_dir
 from layerctl.store.meta import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Meta
+from layerctl.store.validate import MAX_DEPTH, bad_name, show
 
 Progress = Callable[[int, int], None]
 _MKNOD_TYPE = {CHAR: stat.S_IFCHR, BLOCK: stat.S_IFBLK, FIFO: stat.S_IFIFO, SOCKET: stat.S_IFSOCK}
@@ -59,7 +60,13 @@ def create_entry(store: object, path: bytes, meta: Meta, blob: bytes, as_root: b
 
 
 class Checkout:
-    """Materialises a layer's filesystem under `dest`."""
+    """Materialises a layer's filesystem under `dest`.
+
+    Defence in depth: fetch and fsck validate layers (layerctl.store.validate), but
+    a bad object that slipped into the store must still not write outside `dest`:
+    every name is a plain file name, every hardlink points at an entry this
+    checkout wrote earlier, and nothing follows a symlink.
+    """
 
     def __init__(self, store: object, progress: Progress | None = None) -> None:
         self.store = store
@@ -67,6 +74,7 @@ class Checkout:
         self.as_root = os.geteuid() == 0
         self._links: list[tuple[bytes, bytes]] = []
         self._dirs: list[tuple[bytes, Meta]] = []
+        self._written: set[bytes] = set()  # relative paths of non-directories written
 
     def run(self, root: DirRef, dest: str | bytes) -> None:
         dest_b = os.fsencode(dest)
@@ -75,31 +83,68 @@ class Checkout:
                 raise LayerctlError(f"{os.fsdecode(dest_b)} exists and is not a directory")
             if os.listdir(dest_b):
                 raise LayerctlError(f"{os.fsdecode(dest_b)} is not empty")
+            made = False
         else:
             os.makedirs(dest_b)
-        d = read_dir(self.store, root)
-        self._fill(dest_b, d)
-        self._dirs.append((dest_b, d.own))
-        for path, target in self._links:
-            os.link(os.path.join(dest_b, target), path)
-        for path, meta in reversed(self._dirs):  # children before parents
-            apply_meta(path, meta, self.as_root)
+            made = True
+        try:
+            d = read_dir(self.store, root)
+            self._fill(dest_b, b"", d)
+            self._dirs.append((dest_b, d.own))
+            for path, target in self._links:
+                # follow_symlinks=False: a link to a symlink links the symlink itself
+                os.link(os.path.join(dest_b, target), path, follow_symlinks=False)
+            for path, meta in reversed(self._dirs):  # children before parents
+                apply_meta(path, meta, self.as_root)
+        except Corrupt:  # a refused layer leaves nothing half written behind
+            _discard(dest_b, made)
+            raise
 
-    def _fill(self, path: bytes, d: Dir) -> None:
+    def _fill(self, path: bytes, rel: bytes, d: Dir, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            raise Corrupt(f"refusing to check out {show(rel)}: directories nested too deep")
         for name in d.names():
-            child = os.path.join(path, name)
+            child_rel = rel + b"/" + name if rel else name
+            problem = bad_name(name)
+            if problem is None and name in d.dirs and name in d.files:
+                problem = "both a directory and a file"
+            if problem:
+                raise Corrupt(f"refusing to check out {show(child_rel)}: {problem}")
+            child = path + b"/" + name
             if name in d.dirs:
                 sub = read_dir(self.store, d.dirs[name])
                 os.mkdir(child, 0o700)
                 self._dirs.append((child, sub.own))
-                self._fill(child, sub)
+                self._fill(child, child_rel, sub, depth + 1)
                 continue
             meta, blob = d.files[name]
             if meta.link is not None:
+                # only to an entry written above, by this checkout, inside dest
+                if meta.link not in self._written:
+                    raise Corrupt(
+                        f"refusing to check out {show(child_rel)}: link={show(meta.link)} "
+                        "is not an earlier file of the layer"
+                    )
                 self._links.append((child, meta.link))
                 continue
             create_entry(self.store, child, meta, blob, self.as_root)
             apply_meta(child, meta, self.as_root)
+            self._written.add(child_rel)
+
+
+def _discard(dest: bytes, made: bool) -> None:
+    """Remove what a failed checkout wrote (rmtree never follows symlinks)."""
+    import shutil
+
+    if made:
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    for name in os.listdir(dest):
+        path = os.path.join(dest, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
 
 
 def checkout(

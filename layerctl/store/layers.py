@@ -58,7 +58,8 @@ class Layer:
 
     @property
     def size(self) -> int:
-        return int(self.trailers.get("Size", "0"))
+        value = self.trailers.get("Size", "0")
+        return int(value) if value.isascii() and value.isdigit() else 0  # fsck names a bad one
 
     @property
     def created_by(self) -> str:
@@ -83,7 +84,7 @@ class Layer:
         return self.message.split("\n", 1)[0]
 
 
-def _split_trailers(message: str) -> tuple[str, dict[str, str]]:
+def split_trailers(message: str) -> tuple[str, dict[str, str]]:
     body = message.rstrip("\n")
     head, sep, last = body.rpartition("\n\n")
     candidate = last if sep else body
@@ -109,8 +110,12 @@ def read_layer(store: object, hexid: str) -> Layer:
     type_num, raw = store.read_raw(hexid.encode())
     if type_num != COMMIT:
         raise NotFound(f"{hexid[:12]} is not a layer")
-    commit = Commit.from_raw_string(COMMIT, raw)
-    tree = {name: sha for name, _mode, sha in store.read_tree(bytes.fromhex(commit.tree.decode()))}
+    try:
+        commit = Commit.from_raw_string(COMMIT, raw)
+        tree_id = bytes.fromhex(commit.tree.decode())
+    except Exception:  # dulwich raises several types on a malformed commit
+        raise Corrupt(f"layer {hexid[:12]}: malformed commit") from None
+    tree = {name: sha for name, _mode, sha in store.read_tree(tree_id)}
     if b"rootfs" not in tree or b"meta" not in tree:
         raise NotFound(f"{hexid[:12]} is a commit but not a layer")
     config = {}
@@ -118,8 +123,10 @@ def read_layer(store: object, hexid: str) -> Layer:
         try:
             config = json.loads(store.read_blob(tree[b"config.json"]))
         except ValueError:
-            raise Corrupt(f"layer {hexid[:12]}: config.json is not JSON") from None
-    message, trailers = _split_trailers(commit.message.decode("utf-8", "replace"))
+            config = None
+        if not isinstance(config, dict):
+            raise Corrupt(f"layer {hexid[:12]}: config.json is not a JSON object")
+    message, trailers = split_trailers(commit.message.decode("utf-8", "replace"))
     return Layer(
         id=hexid,
         parent=commit.parents[0].decode() if commit.parents else None,
