@@ -204,20 +204,18 @@ class _Ledger:
                 self.end(sub, DELETED_CLASS, culprit, how)
 
     def apply(self, step: Step, facts: LayerFacts) -> None:
-        opaque: list[bytes] = []
+        replaced = _replaced_dirs(step)
         i = step.index
         for ch in step.changes:
             p = ch.path
             if ch.status == DELETED:
-                in_opaque = any(p.startswith(d + b"/") for d in opaque)
+                in_opaque = any(p.startswith(d + b"/") for d in replaced)
                 if ch.old is not None and ch.old.kind == DIR:
                     self.end_below(step, p, i, OPAQUE if in_opaque else PARENT_REMOVED)
                 else:
                     self.end(p, DELETED_CLASS, i, OPAQUE if in_opaque else WHITEOUT)
                 continue
             new = ch.new
-            if ch.opaque:
-                opaque.append(p)
             if ch.old is not None and ch.old.kind == DIR and new.kind != DIR:
                 self.end_below(step, p, i, PARENT_REPLACED)
             old = self.live.pop(p, None)
@@ -231,6 +229,17 @@ class _Ledger:
             self.counts[p] = self.counts.get(p, 0) + 1
             facts.shipped += size
             facts.entries += 1
+
+
+def _replaced_dirs(step: Step) -> list[bytes]:
+    """Opaque directories that the layer fills anew: their old entries went with the
+    opaque marker. (store.diff also calls a directory emptied by `rm` opaque; there the
+    entries' own whiteouts are the cause.)"""
+    opaque = {ch.path for ch in step.changes if ch.opaque}
+    if not opaque:
+        return []
+    return sorted({p for ch in step.changes if ch.status != DELETED
+                   for p in (ch.path.rpartition(b"/")[0],) if p in opaque})
 
 
 def facts_of(step: Step) -> LayerFacts:
