@@ -298,17 +298,3 @@ def result_line(outcomes: list[Outcome]) -> str:
 
 def failed(outcomes: list[Outcome]) -> bool:
     return any(o.status == "FAIL" for o in outcomes)
-
-
-def ci_enabled(flag: bool, env: dict | os._Environ) -> bool:
-    return flag or env.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def humanize_bytes(n: int) -> str:
-    """go-humanize Bytes (SI): '7.0 kB', '13 MB', '131 B', '5 B'."""
-    if n < 10:
-        return f"{n} B"
-    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
-    e = min(int(math.floor(math.log(n) / math.log(1000))), len(units) - 1)
-    val = math.floor(n / 1000**e * 10 + 0.5) / 10
-    return (f"{val:.1f} {units[e]}" if val < 10 else f"{val:.0f} {units[e]}")

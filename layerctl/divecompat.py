@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from layerctl.errors import BadInput
 from layerctl.history import Step
 from layerctl.store.diff import DELETED
 from layerctl.store.meta import DIR
@@ -55,6 +56,8 @@ def _non_leaves(step: Step) -> set[bytes]:
 
 
 def dive_figures(store: object, steps: list[Step], variant: str = "0.13") -> DiveFigures:
+    if variant not in VARIANTS:
+        raise BadInput(f"--dive-compat: want one of {', '.join(VARIANTS)}, not {variant!r}")
     cum: dict[bytes, int] = {}
     low: dict[bytes, int] = {}
     count: dict[bytes, int] = {}
@@ -66,7 +69,7 @@ def dive_figures(store: object, steps: list[Step], variant: str = "0.13") -> Div
             if ch.status == DELETED:
                 size = 0
                 if ch.old is not None and ch.old.kind == DIR:
-                    size = sum(shipped_size(m) for _p, m in
+                    size = sum(shipped_size(m) for _p, m, _o in
                                subtree(store, step.parent_root, ch.path))
             else:
                 size = shipped_size(ch.new)

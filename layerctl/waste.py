@@ -13,12 +13,14 @@ kept, so reclaimable = total shipped - visible. See docs/design-notes.md.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from layerctl.history import Step, Target
 from layerctl.store.diff import DELETED
-from layerctl.store.fstree import DirRef, lookup, walk
+from layerctl.store.fstree import RECORD, DirRef, lookup, walk
 from layerctl.store.meta import DIR, FILE, Meta
 
 DELETED_CLASS = "deleted"
@@ -62,7 +64,6 @@ class LayerFacts:
     summary: str
     created_by: str
     shipped: int = 0  # content bytes in the layer's changeset
-    entries: int = 0  # non-directory entries in the changeset
 
 
 @dataclass
@@ -171,37 +172,48 @@ def shipped_size(meta: Meta) -> int:
     return meta.size if meta.kind == FILE and meta.link is None else 0
 
 
-def subtree(store: object, root: DirRef | None, path: bytes) -> Iterable[tuple[bytes, Meta]]:
-    """(path, meta) of every entry below the directory `path` of `root`."""
+def subtree(store: object, root: DirRef | None,
+            path: bytes) -> Iterable[tuple[bytes, Meta, object]]:
+    """(path, meta, blob id or DirRef) of every entry below the directory `path` of `root`."""
     if root is None:
         return
     found = lookup(store, root, path)
     if found is None or not isinstance(found[1], DirRef):
         return
-    for rel, meta, _obj in walk(store, found[1]):
+    for rel, meta, obj in walk(store, found[1]):
         if rel:
-            yield path + b"/" + rel, meta
+            yield path + b"/" + rel, meta, obj
 
 
 class _Ledger:
-    """The live copies while the steps are applied in order."""
+    """The live copies while the steps are applied in order. With `lazy`, layer 0 is
+    not read: a path no later layer set still holds its layer-0 copy, which the change
+    that replaces or removes it describes (its old entry)."""
 
-    def __init__(self, store: object) -> None:
+    def __init__(self, store: object, lazy: bool) -> None:
         self.store = store
+        self.lazy = lazy
         self.live: dict[bytes, Copy] = {}
         self.counts: dict[bytes, int] = {}
         self.wasted: list[Wasted] = []
 
-    def end(self, path: bytes, cls: str, culprit: int, how: str) -> None:
+    def previous(self, path: bytes, meta: Meta | None, blob: object) -> Copy | None:
         copy = self.live.pop(path, None)
+        if copy is not None or not self.lazy or meta is None or meta.kind == DIR:
+            return copy
+        self.counts[path] = self.counts.get(path, 0) + 1
+        return Copy(0, shipped_size(meta), meta, blob if isinstance(blob, bytes) else None)
+
+    def end(self, path: bytes, meta: Meta | None, blob: object, culprit: int, how: str) -> None:
+        copy = self.previous(path, meta, blob)
         if copy is not None:
-            self.wasted.append(Wasted(path, copy.size, copy.step, cls, culprit, how))
+            self.wasted.append(Wasted(path, copy.size, copy.step, DELETED_CLASS, culprit, how))
 
     def end_below(self, step: Step, path: bytes, culprit: int, how: str) -> None:
         # Cost follows the removed subtree, read from the parent layer's tree.
-        for sub, meta in subtree(self.store, step.parent_root, path):
+        for sub, meta, obj in subtree(self.store, step.parent_root, path):
             if meta.kind != DIR:
-                self.end(sub, DELETED_CLASS, culprit, how)
+                self.end(sub, meta, obj, culprit, how)
 
     def apply(self, step: Step, facts: LayerFacts) -> None:
         replaced = _replaced_dirs(step)
@@ -213,12 +225,12 @@ class _Ledger:
                 if ch.old is not None and ch.old.kind == DIR:
                     self.end_below(step, p, i, OPAQUE if in_opaque else PARENT_REMOVED)
                 else:
-                    self.end(p, DELETED_CLASS, i, OPAQUE if in_opaque else WHITEOUT)
+                    self.end(p, ch.old, ch.old_blob, i, OPAQUE if in_opaque else WHITEOUT)
                 continue
             new = ch.new
             if ch.old is not None and ch.old.kind == DIR and new.kind != DIR:
                 self.end_below(step, p, i, PARENT_REPLACED)
-            old = self.live.pop(p, None)
+            old = self.previous(p, ch.old, ch.old_blob)
             if old is not None:
                 cls = replaced_class(old, new, ch.new_blob)
                 self.wasted.append(Wasted(p, old.size, old.step, cls, i))
@@ -228,7 +240,6 @@ class _Ledger:
             self.live[p] = Copy(i, size, new, ch.new_blob)
             self.counts[p] = self.counts.get(p, 0) + 1
             facts.shipped += size
-            facts.entries += 1
 
 
 def _replaced_dirs(step: Step) -> list[bytes]:
@@ -242,32 +253,96 @@ def _replaced_dirs(step: Step) -> list[bytes]:
                    for p in (ch.path.rpartition(b"/")[0],) if p in opaque})
 
 
+_SIZED_FILE = re.compile(rb"^[^ \n]+ - [^ \n]+ [^ \n]+ [^ \n]+ size=(\d+)([^\n]*)$", re.M)
+
+
+def tree_bytes(store: object, root: DirRef) -> int:
+    """Content bytes the changeset of a whole tree ships (regular files, hardlink groups
+    once), read from the metadata records alone: half the objects of a full walk."""
+    total = 0
+    todo = [root.meta]
+    while todo:
+        for name, _mode, sha in store.read_tree(todo.pop()):
+            if name == RECORD:
+                for m in _SIZED_FILE.finditer(store.read_blob(sha)):
+                    if b" link=" not in m.group(2):
+                        total += int(m.group(1))
+            else:
+                todo.append(sha)
+    return total
+
+
+TREE_BYTES_CACHE = ("cache", "tree-bytes")
+
+
+def cached_tree_bytes(store: object, root: DirRef) -> int:
+    """tree_bytes() remembered per tree id in the store's cache dir (an append-only
+    file of "<meta tree id> <bytes>" lines; ids never change meaning, so it is never
+    stale). A base image is then summed once, not at every run."""
+    path = store.path(*TREE_BYTES_CACHE)
+    key = root.meta.hex()
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                k, _, v = line.partition(b" ")
+                if k.decode("ascii", "replace") == key and v.strip().isdigit():
+                    return int(v)
+    except FileNotFoundError:
+        pass
+    total = tree_bytes(store, root)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{key} {total}\n".encode())  # one short write: appended whole
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # a read-only store still answers, only slower
+    return total
+
+
 def facts_of(step: Step) -> LayerFacts:
     layer = step.layer
     return LayerFacts(step.index, step.id, step.label, step.summary,
                       layer.created_by if layer else "")
 
 
-def analyze(store: object, target: Target, steps: list[Step], base_index: int,
-            base_name: str) -> Report:
-    ledger = _Ledger(store)
+def analyze(store: object, target: Target, base_index: int, base_name: str,
+            duplicates: bool = False) -> Report:
+    """The report for `target`. Layer 0 is summed, not diffed, unless `duplicates` asks
+    for every visible file (then the whole top filesystem is read)."""
+    from layerctl.history import steps
+
+    ledger = _Ledger(store, lazy=not duplicates)
     layers = []
-    for step in steps:
+    todo = steps(store, target, start=0 if duplicates else 1)
+    if not duplicates:
+        first = Step(0, target.layers[0], None, [])
+        facts = facts_of(first)
+        facts.shipped = cached_tree_bytes(store, target.layers[0].root)
+        layers.append(facts)
+    for step in todo:
         facts = facts_of(step)
         ledger.apply(step, facts)
         layers.append(facts)
-    visible = sum(c.size for c in ledger.live.values())
+    total = sum(f.shipped for f in layers)
+    report = Report(target.name, layers, base_index, base_name, total,
+                    total - sum(w.size for w in ledger.wasted), ledger.wasted, ledger.counts)
+    if duplicates:
+        report.duplicates = _duplicates(ledger.live)
+    return report
+
+
+def _duplicates(live: dict[bytes, Copy]) -> list[tuple[bytes, int, list[bytes]]]:
     by_blob: dict[bytes, list[bytes]] = {}
-    for path, c in ledger.live.items():
+    for path, c in live.items():
         if c.size > 0 and c.blob is not None:
             by_blob.setdefault(c.blob, []).append(path)
-    duplicates = sorted(
-        ((blob, ledger.live[paths[0]].size, sorted(paths))
+    return sorted(
+        ((blob, live[paths[0]].size, sorted(paths))
          for blob, paths in by_blob.items() if len(paths) > 1),
         key=lambda d: (-(len(d[2]) - 1) * d[1], d[2][0]))
-    return Report(target.name, layers, base_index, base_name,
-                  sum(f.shipped for f in layers), visible, ledger.wasted, ledger.counts,
-                  duplicates)
 
 
 # -- base boundary ---------------------------------------------------------------------

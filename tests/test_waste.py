@@ -21,10 +21,11 @@ import pytest
 
 from layerctl import containers as C
 from layerctl.containers import state as cstate
-from layerctl.diveci import humanize_bytes, parse_bytes
+from layerctl.diveci import parse_bytes
 from layerctl.images import parse_name
 from layerctl.importer import import_directory
 from layerctl.store.repo import Store
+from layerctl.words import humanize_bytes
 from tests.layerhelpers import commit_edit, put_file
 from tests.test_containers import Mounted, _sh
 from tests.test_interchange_tools import Podman
@@ -176,7 +177,8 @@ def test_duplicates_are_informational(cli, store, tmp_path, needs_root):
     _write(src / "b", 7000, b"same")
     os.link(src / "a", src / "c")  # a hardlink is not a duplicate
     import_directory(store, str(src), parse_name("dup:1"), AUTHOR, "base")
-    data = _waste_json(cli, "dup:1")
+    data = _waste_json(cli, "dup:1", "--duplicates")
+    assert "duplicates" not in _waste_json(cli, "dup:1")  # reads every file: only on request
     assert data["duplicates"] == [{"sizeBytes": 7000, "wastedBytes": 7000, "paths": ["/a", "/b"]}]
     assert data["image"]["reclaimableBytes"] == 0 and data["image"]["visibleBytes"] == 14000
 

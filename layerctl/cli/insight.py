@@ -21,16 +21,16 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _analysis_block(report: object, fig: object) -> list[str]:
-    from layerctl.diveci import humanize_bytes
+def _analysis_block(report: object) -> list[str]:
+    from layerctl.words import humanize_bytes
 
     base = report.layers[report.base_index]
     return [
         "Analyzing image...",
-        f"  efficiency: {fig.efficiency * 100:2.4f} %",
-        f"  wastedBytes: {fig.wasted_bytes} bytes ({humanize_bytes(fig.wasted_bytes)})"
+        f"  efficiency: {report.efficiency * 100:2.4f} %",
+        f"  wastedBytes: {report.reclaimable} bytes ({humanize_bytes(report.reclaimable)})"
         "      reclaimable; the visible copy of each path is kept",
-        f"  userWastedPercent: {_go_percent(fig.user_ratio)} %"
+        f"  userWastedPercent: {_go_percent(report.user_ratio)} %"
         f"               base: {report.base_name} (layers 0-{base.index})",
         f"  totalBytes: {report.total} bytes ({humanize_bytes(report.total)})"
         f"  visibleBytes: {report.visible} bytes ({humanize_bytes(report.visible)})",
@@ -40,7 +40,7 @@ def _analysis_block(report: object, fig: object) -> list[str]:
 
 
 def _path_rows(report: object, show_all: bool) -> list[str]:
-    from layerctl.diveci import humanize_bytes
+    from layerctl.words import humanize_bytes
 
     lines = ["Inefficient Files:",
              f"{'Count':>5}  {'Wasted Space':>12}  {'Class':<19}  {'Wasted by layer':<40}  "
@@ -54,7 +54,7 @@ def _path_rows(report: object, show_all: bool) -> list[str]:
 
 
 def _layer_rows(report: object, show_all: bool) -> list[str]:
-    from layerctl.diveci import humanize_bytes
+    from layerctl.words import humanize_bytes
 
     lines = ["Wasted by layer:",
              f"{'Layer':>5}  {'Wasted Space':>12}  {'Shipped':>10}  {'Id':<13} Classes / Summary"]
@@ -71,7 +71,7 @@ def _layer_rows(report: object, show_all: bool) -> list[str]:
 
 
 def _class_rows(report: object, show_all: bool) -> list[str]:
-    from layerctl.diveci import humanize_bytes
+    from layerctl.words import humanize_bytes
 
     lines = ["Wasted by class:", f"{'Class':<19}  {'Copies':>6}  {'Wasted Space':>12}"]
     for cls, n, copies in report.by_class():
@@ -82,7 +82,7 @@ def _class_rows(report: object, show_all: bool) -> list[str]:
 
 
 def _duplicate_rows(report: object, show_all: bool) -> list[str]:
-    from layerctl.diveci import humanize_bytes
+    from layerctl.words import humanize_bytes
 
     dups = report.duplicates if show_all else report.duplicates[:10]
     if not dups:
@@ -95,7 +95,7 @@ def _duplicate_rows(report: object, show_all: bool) -> list[str]:
     return lines
 
 
-def _report_json(report: object, outcomes: list | None) -> dict:
+def _report_json(report: object, outcomes: list | None, duplicates: bool) -> dict:
     layers = report.layers
     rows = []
     for row in report.by_path():
@@ -131,10 +131,11 @@ def _report_json(report: object, outcomes: list | None) -> dict:
                         for f, n, c in report.by_layer()],
             "fileReference": rows,
         },
-        "duplicates": [{"sizeBytes": size, "wastedBytes": (len(paths) - 1) * size,
-                        "paths": [path_text(p) for p in paths]}
-                       for _b, size, paths in report.duplicates],
     }
+    if duplicates:
+        out["duplicates"] = [{"sizeBytes": size, "wastedBytes": (len(paths) - 1) * size,
+                              "paths": [path_text(p) for p in paths]}
+                             for _b, size, paths in report.duplicates]
     if outcomes is not None:
         out["ci"] = [{"status": o.status, "rule": o.rule, "message": o.message}
                      for o in outcomes]
@@ -142,7 +143,7 @@ def _report_json(report: object, outcomes: list | None) -> dict:
 
 
 def _dive_lines(fig: object) -> list[str]:
-    from layerctl.diveci import humanize_bytes
+    from layerctl.words import humanize_bytes
 
     lines = [
         "Analyzing image...",
@@ -186,34 +187,38 @@ def _dive_json(fig: object) -> dict:
 @click.option("--by", type=click.Choice(["path", "layer", "class"]), default="path",
               show_default=True, help="Group the wasted bytes by path, culprit layer or class.")
 @click.option("--all", "show_all", is_flag=True, help="Also show zero-byte rows.")
+@click.option("--duplicates", is_flag=True,
+              help="Also list content stored at several visible paths (reads every file).")
 @click.option("--ci", is_flag=True, help="Evaluate the CI rules (also when CI=true).")
 @click.option("--ci-config", metavar="FILE", help="dive CI file (default: ./.dive-ci).")
 @click.option("--dive-compat", "dive_compat", is_flag=False, flag_value="0.13", default=None,
               metavar="[0.13|685]", help="dive 0.13.1 numbers (or PR #685).")
 @click.pass_context
 def waste_cmd(ctx: click.Context, target: str, base_ref: str | None, as_json: bool, by: str,
-              show_all: bool, ci: bool, ci_config: str | None, dive_compat: str | None) -> None:
+              show_all: bool, duplicates: bool, ci: bool, ci_config: str | None,
+              dive_compat: str | None) -> None:
     """Wasted space in IMAGE|CONTAINER: bytes the layers ship that the final
     filesystem does not show, per path, class and culprit layer."""
-    from layerctl import diveci
-    from layerctl.divecompat import VARIANTS, dive_figures
-    from layerctl.history import resolve_target, steps
-    from layerctl.waste import METADATA_ONLY, analyze, base_of
+    from layerctl.history import resolve_target
 
-    if dive_compat is not None and dive_compat not in VARIANTS:
-        raise click.BadParameter(f"want one of {', '.join(VARIANTS)}", param_hint="--dive-compat")
     store = open_store(ctx)
-    gate = diveci.ci_enabled(ci, os.environ)
-    cfg = diveci.load_config(ci_config) if gate else None
+    gate = ci or os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+    cfg = None
+    if gate:  # imported only when used: start-up time is most of a run
+        from layerctl import diveci
+
+        cfg = diveci.load_config(ci_config)
     tgt = resolve_target(store, target)
-    all_steps = list(steps(store, tgt))
     lines: list[str] = []
     if gate:
         lines.append("  Using default CI config" if not cfg.source
                      else f"  Using CI config: {cfg.source}")
         lines.append(f"Image Source: layerctl://{tgt.name}")
     if dive_compat is not None:
-        fig = dive_figures(store, all_steps, dive_compat)
+        from layerctl.divecompat import dive_figures
+        from layerctl.history import steps
+
+        fig = dive_figures(store, list(steps(store, tgt)), dive_compat)
         outcomes = diveci.evaluate(cfg, diveci.Figures(
             fig.efficiency, fig.wasted_bytes, fig.user_ratio), own_rules=False) if gate else None
         if as_json:
@@ -227,8 +232,10 @@ def waste_cmd(ctx: click.Context, target: str, base_ref: str | None, as_json: bo
             _finish(lines, outcomes)
         _exit(outcomes)
         return
+    from layerctl.waste import METADATA_ONLY, analyze, base_of
+
     base_index, base_name = base_of(store, tgt, base_ref or (cfg.base if cfg else None))
-    report = analyze(store, tgt, all_steps, base_index, base_name)
+    report = analyze(store, tgt, base_index, base_name, duplicates)
     judged = report
     outcomes = None
     if gate:
@@ -243,11 +250,10 @@ def waste_cmd(ctx: click.Context, target: str, base_ref: str | None, as_json: bo
             judged.user_reclaimable,
             [(_wasted_by(judged, i), n) for i, n in sorted(meta_layers.items())]))
     if as_json:
-        click.echo(json.dumps(_report_json(judged, outcomes), indent=2))
+        click.echo(json.dumps(_report_json(judged, outcomes, duplicates), indent=2))
         _exit(outcomes)
         return
-    fig = diveci.Figures(judged.efficiency, judged.reclaimable, judged.user_ratio)
-    lines.extend(_analysis_block(judged, fig))
+    lines.extend(_analysis_block(judged))
     render = {"path": _path_rows, "layer": _layer_rows, "class": _class_rows}[by]
     lines.extend(render(judged, show_all))
     if not gate:
@@ -257,9 +263,9 @@ def waste_cmd(ctx: click.Context, target: str, base_ref: str | None, as_json: bo
 
 
 def _finish(lines: list[str], outcomes: list | None) -> None:
-    from layerctl.diveci import result_line
-
     if outcomes is not None:
+        from layerctl.diveci import result_line
+
         lines.append("Results:")
         lines.extend(o.line() for o in outcomes)
         lines.append(result_line(outcomes))
@@ -267,8 +273,10 @@ def _finish(lines: list[str], outcomes: list | None) -> None:
 
 
 def _exit(outcomes: list | None) -> None:
+    if outcomes is None:
+        return
     from layerctl.diveci import failed
 
-    if outcomes is not None and failed(outcomes):
+    if failed(outcomes):
         sys.stdout.flush()
         sys.exit(1)
