@@ -69,7 +69,7 @@ def dive_figures(store: object, steps: list[Step], variant: str = "0.13") -> Div
             if ch.status == DELETED:
                 size = 0
                 if ch.old is not None and ch.old.kind == DIR:
-                    size = sum(shipped_size(m) for _p, m, _o in
+                    size = sum(shipped_size(m) for _p, m in
                                subtree(store, step.parent_root, ch.path))
             else:
                 size = shipped_size(ch.new)

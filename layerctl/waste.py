@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 from layerctl.history import Step, Target
 from layerctl.store.diff import DELETED
-from layerctl.store.fstree import RECORD, DirRef, lookup, walk
-from layerctl.store.meta import DIR, FILE, Meta
+from layerctl.store.fstree import RECORD, DirRef, lookup
+from layerctl.store.meta import DIR, FILE, Meta, parse_record
+from layerctl.store.names import unmangle
 
 DELETED_CLASS = "deleted"
 OVERWRITTEN = "overwritten"
@@ -173,16 +174,23 @@ def shipped_size(meta: Meta) -> int:
 
 
 def subtree(store: object, root: DirRef | None,
-            path: bytes) -> Iterable[tuple[bytes, Meta, object]]:
-    """(path, meta, blob id or DirRef) of every entry below the directory `path` of `root`."""
+            path: bytes) -> Iterable[tuple[bytes, Meta]]:
+    """(path, meta) of every non-directory entry below the directory `path` of `root`,
+    read from the metadata side alone (records and meta trees: no rootfs trees)."""
     if root is None:
         return
     found = lookup(store, root, path)
     if found is None or not isinstance(found[1], DirRef):
         return
-    for rel, meta, obj in walk(store, found[1]):
-        if rel:
-            yield path + b"/" + rel, meta, obj
+    todo = [(path, found[1].meta)]
+    while todo:
+        prefix, meta_tree = todo.pop()
+        for name, _mode, sha in store.read_tree(meta_tree):
+            if name == RECORD:
+                for child, meta in parse_record(store.read_blob(sha))[1].items():
+                    yield prefix + b"/" + child, meta
+            else:
+                todo.append((prefix + b"/" + unmangle(name), sha))
 
 
 class _Ledger:
@@ -211,9 +219,8 @@ class _Ledger:
 
     def end_below(self, step: Step, path: bytes, culprit: int, how: str) -> None:
         # Cost follows the removed subtree, read from the parent layer's tree.
-        for sub, meta, obj in subtree(self.store, step.parent_root, path):
-            if meta.kind != DIR:
-                self.end(sub, meta, obj, culprit, how)
+        for sub, meta in subtree(self.store, step.parent_root, path):
+            self.end(sub, meta, None, culprit, how)
 
     def apply(self, step: Step, facts: LayerFacts) -> None:
         replaced = _replaced_dirs(step)
