@@ -145,6 +145,22 @@ def test_every_class_by_hand(cli, built):
     assert by_layer == {1: 6000, 2: 4 * MB, 3: 3 * MB + 30_000, 4: 200_000, 6: 3000}
 
 
+def test_lazy_base_equals_a_full_walk(cli, built):
+    # Layer 0 is summed from its records (and cached); --duplicates diffs it fully.
+    lazy, full = _waste_json(cli, "wc"), _waste_json(cli, "wc", "--duplicates")
+    keys = ("totalBytes", "visibleBytes", "reclaimableBytes", "userBytes", "classes")
+    assert {k: lazy["image"][k] for k in keys} == {k: full["image"][k] for k in keys}
+    assert lazy["image"]["fileReference"] == full["image"]["fileReference"]
+    assert [x["sizeBytes"] for x in lazy["layer"]] == [x["sizeBytes"] for x in full["layer"]]
+
+
+def test_default_base_skips_committed_tags(cli, built):
+    cli("tag", built[1], "mid:1")  # a tag on a `layerctl commit` layer is not a base
+    assert _waste_json(cli, "wc")["image"]["base"]["name"] == "wbase:1"
+    # analysing the image itself: its strict ancestors only
+    assert _waste_json(cli, "wbase:1")["image"]["base"]["index"] == 0
+
+
 def test_text_output_hides_zero_rows_and_names_culprits(cli, built):
     out = cli("waste", "wc").stdout
     assert "/lnk" not in out  # zero bytes: only with --all
@@ -463,6 +479,19 @@ def _ci_on(cli, tmp_path, rules: str):
     cfg = tmp_path / ".dive-ci"
     cfg.write_text(rules)
     return cli("waste", "wc", "--ci", check=False, cwd=tmp_path)
+
+
+def test_dive_compat_685_and_alias_and_errors(cli, ci_image, tmp_path):
+    # /a: 1000 then 2000 -> dive 0.13 adds both copies, PR #685 all but the smallest
+    v13 = json.loads(cli("waste", "ci:1", "--dive-compat", "--json").stdout)["image"]
+    v685 = json.loads(cli("waste", "ci:1", "--dive-compat=685", "--json").stdout)["image"]
+    assert (v13["inefficientBytes"], v685["inefficientBytes"]) == (3000, 2000)
+    assert v13["efficiencyScore"] == pytest.approx((1000 + 3000 + 8000) / (3000 + 3000 + 8000))
+    assert cli("efficiency", "ci:1").stdout == cli("waste", "ci:1").stdout
+    for args in (("nosuch:1",), ("ci:1", "--dive-compat=0.12")):
+        proc = cli("waste", *args, check=False)
+        assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in proc.stderr
 
 
 def test_value_parsing_matches_dive():
