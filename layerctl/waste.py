@@ -55,6 +55,7 @@ class Wasted:
     cls: str
     culprit: int
     how: str = ""
+    under: bytes | None = None  # the directory whose removal or replacement took it
 
 
 @dataclass
@@ -75,6 +76,7 @@ class PathRow:
     cls: str  # class of the last wasted copy
     culprit: int  # the layer that wasted it
     copies: list[Wasted]
+    files: int = 0  # > 0: a removed directory's row, standing for this many files
 
 
 @dataclass
@@ -127,7 +129,9 @@ class Report:
                       self.visible, [w for w in self.wasted if not ignored(w.path)],
                       self.counts, self.duplicates)
 
-    def by_path(self) -> list[PathRow]:
+    def by_path(self, collapse: bool = False) -> list[PathRow]:
+        """One row per path; with `collapse`, the files a removed or replaced directory
+        took (and that wasted nothing else) become one row for the directory."""
         rows: dict[bytes, PathRow] = {}
         for w in self.wasted:
             row = rows.get(w.path)
@@ -137,6 +141,8 @@ class Report:
             row.wasted += w.size
             row.copies.append(w)
             row.cls, row.culprit = w.cls, w.culprit
+        if collapse:
+            rows = _collapse(rows)
         return sorted(rows.values(), key=lambda r: (-r.wasted, r.path))
 
     def by_layer(self) -> list[tuple[LayerFacts, int, dict[str, int]]]:
@@ -154,6 +160,32 @@ class Report:
             items = [w for w in self.wasted if w.cls == cls]
             out.append((cls, sum(w.size for w in items), len(items)))
         return out
+
+
+def _collapse(rows: dict[bytes, PathRow]) -> dict[bytes, PathRow]:
+    out: dict[bytes, PathRow] = {}
+    dirs: dict[tuple[bytes, int], PathRow] = {}
+    for path, row in rows.items():
+        under = {w.under for w in row.copies}
+        culprits = {w.culprit for w in row.copies}
+        if len(under) != 1 or None in under or len(culprits) != 1:
+            out[path] = row
+            continue
+        key = (under.pop(), row.culprit)
+        d = dirs.get(key)
+        if d is None:
+            d = dirs[key] = PathRow(key[0], 0, 0, DELETED_CLASS, key[1], [], 0)
+        d.count += row.count
+        d.wasted += row.wasted
+        d.copies.extend(row.copies)
+        d.files += 1
+    for (under, _culprit), d in dirs.items():
+        if d.files == 1:  # a single file: its own row says more
+            only = d.copies[0].path
+            out[only] = rows[only]
+        else:
+            out[under + b"/\0" + str(d.culprit).encode()] = d
+    return out
 
 
 def _same_record(a: Meta, b: Meta) -> bool:
@@ -212,15 +244,18 @@ class _Ledger:
         self.counts[path] = self.counts.get(path, 0) + 1
         return Copy(0, shipped_size(meta), meta, blob if isinstance(blob, bytes) else None)
 
-    def end(self, path: bytes, meta: Meta | None, blob: object, culprit: int, how: str) -> None:
+    def end(self, path: bytes, meta: Meta | None, blob: object, culprit: int, how: str,
+            under: bytes | None = None) -> None:
         copy = self.previous(path, meta, blob)
         if copy is not None:
-            self.wasted.append(Wasted(path, copy.size, copy.step, DELETED_CLASS, culprit, how))
+            self.wasted.append(Wasted(path, copy.size, copy.step, DELETED_CLASS, culprit, how,
+                                      under))
 
-    def end_below(self, step: Step, path: bytes, culprit: int, how: str) -> None:
+    def end_below(self, step: Step, path: bytes, culprit: int, how: str,
+                  under: bytes) -> None:
         # Cost follows the removed subtree, read from the parent layer's tree.
         for sub, meta in subtree(self.store, step.parent_root, path):
-            self.end(sub, meta, None, culprit, how)
+            self.end(sub, meta, None, culprit, how, under)
 
     def apply(self, step: Step, facts: LayerFacts) -> None:
         replaced = _replaced_dirs(step)
@@ -228,15 +263,17 @@ class _Ledger:
         for ch in step.changes:
             p = ch.path
             if ch.status == DELETED:
-                in_opaque = any(p.startswith(d + b"/") for d in replaced)
+                opaque = next((d for d in replaced if p.startswith(d + b"/")), None)
                 if ch.old is not None and ch.old.kind == DIR:
-                    self.end_below(step, p, i, OPAQUE if in_opaque else PARENT_REMOVED)
+                    self.end_below(step, p, i, OPAQUE if opaque else PARENT_REMOVED,
+                                   opaque or p)
                 else:
-                    self.end(p, ch.old, ch.old_blob, i, OPAQUE if in_opaque else WHITEOUT)
+                    self.end(p, ch.old, ch.old_blob, i, OPAQUE if opaque else WHITEOUT,
+                             opaque)
                 continue
             new = ch.new
             if ch.old is not None and ch.old.kind == DIR and new.kind != DIR:
-                self.end_below(step, p, i, PARENT_REPLACED)
+                self.end_below(step, p, i, PARENT_REPLACED, p)
             old = self.previous(p, ch.old, ch.old_blob)
             if old is not None:
                 cls = replaced_class(old, new, ch.new_blob)

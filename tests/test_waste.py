@@ -169,6 +169,12 @@ def test_text_output_hides_zero_rows_and_names_culprits(cli, built):
     assert "metadata-only" in line and "4 chown -R" in line
     line = next(x for x in out.splitlines() if x.endswith("/app/conf"))
     assert "6 pending changes" in line and "4.0 kB" in line
+    # files a removed / replaced directory took: one row for the directory (each with --all)
+    assert re.search(r"^\s+4\s+4\.0 MB\s+deleted\s+2 rm lists\s+/data/lists/ \(dir, 4 files\)$",
+                     out, re.M)
+    assert re.search(r"^\s+3\s+3\.0 MB\s+deleted\s+3 opaque\s+/opt/old/ \(dir, 3 files\)$",
+                     out, re.M)
+    assert "/data/lists/f0" not in out and "/data/lists/f0" in cli("waste", "wc", "--all").stdout
     by_layer = cli("waste", "wc", "--by", "layer").stdout
     assert re.search(r"^\s+2\s+4\.0 MB\s+0 B\s+\S+\s+deleted 4\.0 MB / rm lists$", by_layer, re.M)
     by_class = cli("waste", "wc", "--by", "class").stdout

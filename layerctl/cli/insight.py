@@ -45,11 +45,14 @@ def _path_rows(report: object, show_all: bool) -> list[str]:
     lines = ["Inefficient Files:",
              f"{'Count':>5}  {'Wasted Space':>12}  {'Class':<19}  {'Wasted by layer':<40}  "
              "File Path"]
-    for row in report.by_path():
+    for row in report.by_path(collapse=not show_all):
         if row.wasted == 0 and not show_all:
             continue
+        shown = path_text(row.path)
+        if row.files:
+            shown += f"/ (dir, {row.files} files)"
         lines.append(f"{row.count:>5}  {humanize_bytes(row.wasted):>12}  {row.cls:<19}  "
-                     f"{_clip(_wasted_by(report, row.culprit), 40):<40}  {path_text(row.path)}")
+                     f"{_clip(_wasted_by(report, row.culprit), 40):<40}  {shown}")
     return lines
 
 
