@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -40,3 +41,13 @@ def rfc3339_nano(ns: int) -> str:
 def path_text(path: bytes) -> str:
     """A store path (no leading slash, any bytes) as users see it."""
     return "/" + path.decode("utf-8", "backslashreplace")
+
+
+def humanize_bytes(n: int) -> str:
+    """dive's sizes (go-humanize Bytes, SI): '7.0 kB', '13 MB', '131 B', '5 B'."""
+    if n < 10:
+        return f"{n} B"
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+    e = min(int(math.floor(math.log(n) / math.log(1000))), len(units) - 1)
+    val = math.floor(n / 1000**e * 10 + 0.5) / 10
+    return (f"{val:.1f} {units[e]}" if val < 10 else f"{val:.0f} {units[e]}")

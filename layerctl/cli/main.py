@@ -88,6 +88,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "logout": ("layerctl.cli.share", "logout_cmd", "Log out from a registry"),
     "remote": ("layerctl.cli.share", "remote_cmd", "Manage git remotes"),
     "fetch": ("layerctl.cli.share", "fetch_cmd", "Fetch images and layers from a git remote"),
+    # insight (layerctl/cli/insight.py)
+    "waste": ("layerctl.cli.insight", "waste_cmd", "Show wasted space per path, class and layer"),
+    "efficiency": ("layerctl.cli.insight", "waste_cmd", "Alias of waste (dive's score, corrected)"),
     # terminal UI (layerctl/cli/tui.py)
     "tui": ("layerctl.cli.tui", "tui_cmd", "Open the terminal UI"),
     "demo": ("layerctl.cli.tui", "demo_cmd", "Build a sample image and container and open the UI"),
