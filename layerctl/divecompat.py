@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from layerctl.errors import BadInput
 from layerctl.history import Step
-from layerctl.store.diff import DELETED
+from layerctl.oci.layertar import without_implied_whiteouts
+from layerctl.store.diff import DELETED, Change
 from layerctl.store.meta import DIR
 from layerctl.waste import shipped_size, subtree
 
@@ -43,9 +44,9 @@ class DiveFigures:
         return self.wasted_bytes / self.user_size
 
 
-def _non_leaves(step: Step) -> set[bytes]:
+def _non_leaves(changes: list[Change]) -> set[bytes]:
     out: set[bytes] = set()
-    for ch in step.changes:
+    for ch in changes:
         p = ch.path
         while b"/" in p:
             p = p.rpartition(b"/")[0]
@@ -63,9 +64,11 @@ def dive_figures(store: object, steps: list[Step], variant: str = "0.13") -> Div
     count: dict[bytes, int] = {}
     sizes = []
     for step in steps:
-        inner = _non_leaves(step)
+        # What the layer tar holds: an opaque directory's marker stands for its deletions.
+        entries = list(without_implied_whiteouts(step.changes))
+        inner = _non_leaves(entries)
         layer_size = 0
-        for ch in step.changes:
+        for ch in entries:
             if ch.status == DELETED:
                 size = 0
                 if ch.old is not None and ch.old.kind == DIR:

@@ -246,10 +246,11 @@ def changeset_changes(store: object, parent: DirRef | None, layer: DirRef) -> It
     opaque directory already implies. Docker and podman write the opaque marker alone
     with the new children; explicit whiteouts beside it become whiteout devices inside
     the opaque directory (entries that list but cannot be stat'ed)."""
-    return with_parents(store, layer, _without_implied_whiteouts(diff(store, parent, layer)))
+    return with_parents(store, layer, without_implied_whiteouts(diff(store, parent, layer)))
 
 
-def _without_implied_whiteouts(changes: Iterable[Change]) -> Iterator[Change]:
+def without_implied_whiteouts(changes: Iterable[Change]) -> Iterator[Change]:
+    """`changes` (walk order) less the deletions below a directory they mark opaque."""
     opaque: set[bytes] = set()
     for change in changes:
         # Under an opaque directory every old entry is gone, so nothing below it is
