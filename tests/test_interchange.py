@@ -96,10 +96,13 @@ def test_directories_holding_changes_come_with_their_metadata(store, image):
     assert int(members["etc"].mtime) == 1_700_000_000 and members["etc"].isdir()
     assert names.index("var/cache") < names.index("var/cache/apt")  # var/cache: parent of
     assert "var/cache/apt/.wh..wh..opq" in names  # an opaque directory
-    # usr/share lost its only entry, doc: opaque, and the marker alone says so (an explicit
-    # whiteout beside it would become a whiteout device inside the opaque dir in podman)
-    assert "usr/.wh.share" not in names and "usr/share/.wh.doc" not in names
-    assert names.index("usr/share") < names.index("usr/share/.wh..wh..opq")
+    # usr/share lost its only entry and gained none: emptied, not replaced, so an
+    # explicit whiteout (as `rm` gives in Docker), no opaque marker
+    assert "usr/.wh.share" not in names and "usr/share/.wh.doc" in names
+    assert "usr/share/.wh..wh..opq" not in names
+    assert names.index("usr/share") < names.index("usr/share/.wh.doc")
+    # an opaque directory's marker stands alone (an explicit whiteout beside it would
+    # become a whiteout device inside the opaque dir in podman)
     whiteouts = {n.rpartition("/")[0] for n in names if "/.wh." in "/" + n}
     opaque = {n.rpartition("/")[0] for n in names if n.endswith(".wh..wh..opq")}
     assert all(sum(1 for n in names if n.startswith(d + "/.wh.")) == 1 for d in opaque), (

@@ -236,11 +236,13 @@ def _blob(obs: Observed, hashes: HashCache) -> bytes:
 
 
 def _opaque(base: BaseTree, view: View, path: bytes) -> bool:
-    """As store.diff defines it: the old directory had entries and none is left."""
+    """As store.diff defines it: the old directory had entries, none is left, and it
+    holds new ones."""
     d = base.dir(path)
     if d is None or not d.names():
         return False
-    return all(view.resolve(path + b"/" + n) is None for n in d.names())
+    gone = all(view.resolve(path + b"/" + n) is None for n in d.names())
+    return gone and bool(view.listdir(path))
 
 
 def _hardlinks(

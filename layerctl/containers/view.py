@@ -120,10 +120,9 @@ class View:
         if state.upper:
             with os.scandir(join(self.upper, path)) as it:
                 for entry in it:
-                    if self.lower is not None and entry.is_char_device():
-                        if entry.stat(follow_symlinks=False).st_rdev == 0:
-                            names.discard(entry.name)
-                            continue
+                    if self.lower is not None and is_whiteout(entry.stat(follow_symlinks=False)):
+                        names.discard(entry.name)
+                        continue
                     names.add(entry.name)
         return sorted(names)
 

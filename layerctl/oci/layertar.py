@@ -2,7 +2,8 @@
 
 The same changes always give the same bytes, so a layer's DiffID (the sha256
 of this tar) is stable: deletions become `.wh.NAME` whiteouts, a directory
-whose old entries are all gone gets an opaque `.wh..wh..opq`, and metadata
+replaced (old entries all gone, new ones there) gets an opaque `.wh..wh..opq`
+alone with its new children, and metadata
 travels in PAX records (nanosecond mtime, SCHILY.xattr.*). The root
 directory's own metadata is a `./` entry, first, when it differs from the
 parent layer's root (for a base layer: from ROOT_DEFAULT, the root of the

@@ -21,7 +21,7 @@ class Change:
     new: Meta | None = None
     old_blob: bytes | None = None
     new_blob: bytes | None = None
-    opaque: bool = False  # a directory whose old entries are all gone (overlay opaque)
+    opaque: bool = False  # a directory replaced: old entries all gone, new ones there
 
     @property
     def content_changed(self) -> bool:
@@ -116,7 +116,7 @@ def _diff_dirs(store: object, a: Dir | None, b: Dir | None, prefix: bytes) -> It
                 continue
             sub_a = read_dir(store, a.dirs[name])
             sub_b = read_dir(store, b.dirs[name])
-            opaque = bool(sub_a.names()) and not set(sub_a.names()) & set(sub_b.names())
+            opaque = _replaced(sub_a.names(), sub_b.names())
             if sub_a.own != sub_b.own or opaque:
                 yield Change(path, CHANGED, old=sub_a.own, new=sub_b.own, opaque=opaque)
             yield from _diff_dirs(store, sub_a, sub_b, path)
@@ -130,6 +130,13 @@ def _diff_dirs(store: object, a: Dir | None, b: Dir | None, prefix: bytes) -> It
             yield Change(path, CHANGED, old=om, new=nm, old_blob=ob, new_blob=nb)
             if name in b.dirs:
                 yield from _added_children(store, read_dir(store, b.dirs[name]), path)
+
+
+def _replaced(old: list[bytes], new: list[bytes]) -> bool:
+    """A directory whose old entries are all gone and that holds new ones: written as
+    the overlay opaque marker. One that is only emptied keeps explicit whiteouts, as
+    `rm dir/*` gives in Docker's layers."""
+    return bool(old) and bool(new) and not set(old) & set(new)
 
 
 def _entry(store: object, d: Dir, name: bytes) -> tuple[Meta, bytes | None]:
