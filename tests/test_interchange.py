@@ -4,6 +4,7 @@ saves, reuse of stored layers, both docker-archive layouts, OCI layouts, export.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -424,3 +425,33 @@ def test_edit_layer_is_visible_in_the_diff(store, image):
     assert changes[b"var/cache/apt"].opaque
     assert changes[b"secret"].status == "C"
     assert changes[b"usr/share/doc"].status == "D"
+
+
+def test_fsck_notes_a_stale_diff_id_and_save_stays_consistent(store, image, tmp_path):
+    """A layer whose DiffID trailer is not its changeset's (an older writer's, or a tampered
+    one) is named by fsck; save sends it with the DiffID of the tar it writes."""
+    from layerctl.importer import commit_root
+    from layerctl.store.fsck import stale_diff_ids
+
+    assert stale_diff_ids(store) == []
+    top = read_layer(store, image[-1])
+    base = read_layer(store, image[0])
+    wrong = "sha256:" + "0" * 64
+    stale = commit_root(store, top.root, base.root, base.id, top.config, "A <a@b>", "old",
+                        "test", 0, diff_id=wrong)
+    set_tag(store, parse_name("test/stale:1"), stale)
+    notes = stale_diff_ids(store)
+    assert len(notes) == 1 and stale[:12] in notes[0] and "sha256:0000000000" in notes[0]
+    out = tmp_path / "stale"
+    save(store, ["test/stale:1"], str(out), "oci-dir")
+    index = json.loads((out / "index.json").read_text())
+    manifest = _blob(out, index["manifests"][0]["digest"])
+    config = _blob(out, manifest["config"]["digest"])
+    sent = manifest["layers"][-1]["digest"].split(":")[1]
+    assert hashlib.sha256((out / "blobs" / "sha256" / sent).read_bytes()).hexdigest() == \
+        config["rootfs"]["diff_ids"][-1].split(":")[1]
+    assert config["rootfs"]["diff_ids"][-1] != wrong
+
+
+def _blob(layout: Path, digest: str) -> dict:
+    return json.loads((layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes())

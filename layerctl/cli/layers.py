@@ -260,7 +260,7 @@ def checkout_cmd(ctx: click.Context, layer: str, directory: str) -> None:
 @click.pass_context
 def fsck_cmd(ctx: click.Context) -> None:
     """Verify every reachable object and metadata record."""
-    from layerctl.store.fsck import fsck
+    from layerctl.store.fsck import fsck, stale_diff_ids
 
     store = open_store(ctx)
     problems, count = fsck(store)
@@ -268,4 +268,10 @@ def fsck_cmd(ctx: click.Context) -> None:
         click.echo(line)
     if problems:
         raise LayerctlError(f"fsck found {len(problems)} problem(s)")
+    stale = stale_diff_ids(store)
+    for line in stale:
+        click.echo(f"note: {line}")
+    if stale:
+        click.echo(f"note: save and push send these layers with their changeset's DiffID "
+                   f"(the image ID differs from the recorded one for {len(stale)} layer(s))")
     click.echo(f"ok: {count} objects checked")

@@ -4,6 +4,7 @@ pointing at a layer."""
 
 from __future__ import annotations
 
+from layerctl.errors import LayerctlError
 from layerctl.images import REF_PREFIX, ref_problem
 from layerctl.store.validate import Validator
 
@@ -21,3 +22,29 @@ def fsck(store: object) -> tuple[list[str], int]:
                 checker.problems.append(f"{ref}: {problem}")
         checker.check_layer(sha, ref)
     return checker.problems, checker.objects
+
+
+def stale_diff_ids(store: object) -> list[str]:
+    """Lines for the layers whose DiffID trailer is not the sha256 of their changeset
+    tar as layerctl writes it now (recorded by an older writer, or tampered with).
+    Not damage: `save` and `push` put the DiffID of the tar they send in the config.
+    Reads every file of every layer's changeset once."""
+    from layerctl.images import chain
+    from layerctl.oci.changeset import write_changeset
+
+    seen: set[str] = set()
+    out = []
+    for ref, sha in sorted(store.refs_under(REF_PREFIX).items()):
+        try:
+            layers = chain(store, sha)
+        except LayerctlError:
+            continue  # fsck names it
+        for parent, layer in zip([None, *layers], layers, strict=False):
+            if layer.id in seen or not layer.diff_id:
+                continue
+            seen.add(layer.id)
+            now, _size = write_changeset(store, parent.root if parent else None, layer.root)
+            if now != layer.diff_id:
+                out.append(f"layer {layer.id[:12]} ({ref[len(REF_PREFIX):]}): recorded DiffID "
+                           f"{layer.diff_id[:19]} differs from its changeset's {now[:19]}")
+    return out
