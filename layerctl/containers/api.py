@@ -9,6 +9,7 @@ import stat
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from layerctl import faults
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
 from layerctl.store.checkout import apply_meta, create_entry
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
@@ -23,7 +24,17 @@ from . import overlay, rootless, vfs
 from .changes import BaseTree, HashCache, Scan, scan
 from .configedit import apply_changes
 from .links import walk_key
-from .state import Container, base, load, locked, new_container, resolve, save, state_dir
+from .state import (
+    Container,
+    base,
+    finish_create,
+    load,
+    locked,
+    new_container,
+    resolve,
+    save,
+    state_dir,
+)
 from .view import View
 
 DRIVERS = ("overlay", "vfs")
@@ -60,12 +71,13 @@ def create(
     state = state_dir(store, c.id)
     try:
         links_mod.load(store, layer_id, read_layer(store, layer_id).root)
+        faults.point("create.prepare-driver")
         if driver == "overlay":
             overlay.prepare(store, state, layer_id)
             c.lower = layer_id
         else:
             vfs.prepare(store, state, layer_id)
-        save(store, c)
+        finish_create(store, c)
     except BaseException:
         with contextlib.suppress(Exception):
             from .state import destroy
@@ -157,7 +169,7 @@ def remove(store: object, ref: str, force: bool = False) -> Container:
 
     from .state import destroy
 
-    c = resolve(store, ref)
+    c = resolve(store, ref, broken_ok=True)
     if runtime.status(store, c.id)[0] == "running" and not force:
         raise Conflict(f"container {c.name} is running; stop it first or use rm -f")
     runtime.forget(store, c.id, force=force)

@@ -17,7 +17,9 @@ import stat
 from collections.abc import Iterator
 
 from layerctl.errors import Conflict, LayerctlError
+from layerctl.store import debris
 from layerctl.store.checkout import apply_meta, checkout
+from layerctl.store.debris import CACHE_TMP_PREFIX
 from layerctl.store.fstree import read_dir
 from layerctl.store.layers import read_layer
 
@@ -51,10 +53,10 @@ def lower_dir(store: object, layer_id: str) -> str:
     if os.path.isdir(final):
         return final
     os.makedirs(layers_cache(store), exist_ok=True)
-    _clean_stale_tmp(layers_cache(store))
+    debris.clean_dead_dirs(layers_cache(store), CACHE_TMP_PREFIX)
     import tempfile
 
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=layers_cache(store))
+    tmp = tempfile.mkdtemp(prefix=f"{CACHE_TMP_PREFIX}{os.getpid()}-", dir=layers_cache(store))
     try:
         os.rmdir(tmp)
         checkout(store, read_layer(store, layer_id).root, tmp)
@@ -69,22 +71,6 @@ def lower_dir(store: object, layer_id: str) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def _clean_stale_tmp(cache: str) -> None:
-    for name in os.listdir(cache):
-        if not name.startswith(".tmp-"):
-            continue
-        try:
-            pid = int(name.split("-")[1])
-        except (IndexError, ValueError):
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(cache, name), ignore_errors=True)
-        except PermissionError:
-            pass
 
 
 # -- mounting ---------------------------------------------------------------------

@@ -61,6 +61,7 @@ from layerctl.images import ImageName, default_config, image_layer, parse_name, 
 from layerctl.importer import commit_root
 from layerctl.oci.compression import CorruptStream, open_decompressed
 from layerctl.oci.layertar import write_layer_tar
+from layerctl.store import debris
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import EMPTY_BLOB, RECORD, DirRef, lookup
 from layerctl.store.meta import (
@@ -573,7 +574,7 @@ class _Applier:
 
     def _spool(self, fileobj: BinaryIO, size: int, done: Callable[[bytes], None]) -> None:
         """Big files go through a temporary file in the store's pack directory."""
-        fd, tmp = tempfile.mkstemp(prefix="tmp_spool_", dir=self.writer.pack_dir)
+        fd, tmp = tempfile.mkstemp(prefix=debris.temp_prefix("spool"), dir=self.writer.pack_dir)
         try:
             with os.fdopen(fd, "wb") as out:
                 left = size

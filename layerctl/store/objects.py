@@ -16,6 +16,8 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 
+from layerctl.store import debris
+
 try:  # ISA-L deflates 5x faster than zlib at level 1, same ratio, same zlib format
     from isal import isal_zlib as _deflate
 except ImportError:  # pragma: no cover - isal is a dependency
@@ -94,7 +96,8 @@ class PackWriter:
         import tempfile  # here, not at the top: status and images never write packs
         from concurrent.futures import ThreadPoolExecutor
 
-        fd, self._tmp = tempfile.mkstemp(prefix="tmp_pack_", dir=pack_dir)
+        debris.clean_temps(pack_dir)  # packs of writers killed before finishing
+        fd, self._tmp = tempfile.mkstemp(prefix=debris.temp_prefix("pack"), dir=pack_dir)
         self._file = os.fdopen(fd, "wb")
         self._file.write(b"PACK" + struct.pack(">LL", 2, 0))
         self._offset = 12
