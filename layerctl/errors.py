@@ -33,3 +33,7 @@ class BadInput(LayerctlError):
 
 class Conflict(LayerctlError):
     """The operation would lose data or clash with existing state."""
+
+
+class TagNotMoved(LayerctlError):
+    """A layer was written, but the tag asked for could not be moved to it."""

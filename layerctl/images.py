@@ -7,9 +7,11 @@ import hashlib
 import json
 import platform
 import re
+import time
 from dataclasses import dataclass
 
-from layerctl.errors import Ambiguous, InvalidName, NotFound
+from layerctl import faults
+from layerctl.errors import Ambiguous, InvalidName, LayerctlError, NotFound, TagNotMoved
 from layerctl.store.layers import Layer, read_layer
 
 REF_PREFIX = "refs/images/"
@@ -81,13 +83,42 @@ def image_layer(store: object, name: ImageName) -> str | None:
 
 
 def set_tag(store: object, name: ImageName, layer_id: str, expected: str | None = "any") -> None:
-    """Point `name` at `layer_id`; with `expected`, only if the tag still has that value."""
-    current = store.ref(name.ref)
-    old = current if expected == "any" else expected
-    if old is None:
-        store.set_ref(name.ref, None, layer_id, f"tag {name}")
-    else:
-        store.set_ref(name.ref, old, layer_id, f"tag {name}")
+    """Point `name` at `layer_id`; with `expected`, only if the tag still has that value.
+
+    Without `expected` the last writer wins, as in Docker: a tag moved by another
+    process between our read and our compare-and-swap is read again, and a lock
+    another live process holds (for milliseconds) is waited for, up to a second.
+    """
+    from layerctl.store.repo import RefBusy, RefChanged
+
+    if expected != "any":
+        store.set_ref(name.ref, expected, layer_id, f"tag {name}")
+        return
+    deadline = time.monotonic() + 1.0
+    while True:
+        current = store.ref(name.ref)
+        faults.point("tag.move")
+        try:
+            store.set_ref(name.ref, current, layer_id, f"tag {name}")
+            return
+        except RefChanged:
+            if time.monotonic() > deadline:
+                raise
+        except RefBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def tag_new_layer(store: object, name: ImageName, layer_id: str, what: str,
+                  expected: str | None = "any") -> None:
+    """Tag a layer an operation just wrote; if the tag cannot move, the error says
+    that the layer exists all the same (`what`: "committed", "imported")."""
+    try:
+        set_tag(store, name, layer_id, expected)
+    except LayerctlError as e:
+        raise TagNotMoved(f"{what} layer {layer_id[:12]}, but tag {name} was not moved: {e}; "
+                          f"tag it with `layerctl tag {layer_id[:12]} {name}`") from None
 
 
 def remove_tag(store: object, name: ImageName) -> str:

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from layerctl import faults
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
 from layerctl.images import REF_PREFIX, ImageName, name_from_ref
 
@@ -205,6 +206,7 @@ def fetch(
     for ref, new in sorted(found.items()):
         update = _decide(store, ref, store.ref(ref), new, force)
         if update.status in (NEW, FORWARD, FORCED):
+            faults.point("fetch.move-ref")
             store.set_ref(ref, update.old, new, f"fetch {url}")
         updates.append(update)
     return updates

@@ -306,7 +306,7 @@ def commit(
     base, move the base there and optionally tag it. The upper dir / rootfs is not
     touched: committed changes simply stop differing from the new base."""
     from layerctl.identity import author_or_default
-    from layerctl.images import parse_name, set_tag
+    from layerctl.images import parse_name, tag_new_layer
 
     c = resolve(store, ref)
     who = author_or_default(author)
@@ -331,6 +331,7 @@ def commit(
             new_root = editor.write(writer)
             writer.finish()
         store.landed()
+        faults.point("commit.write-layer")
         created_by = f"layerctl commit {c.name}"
         if instructions:
             created_by += " -c " + " -c ".join(instructions)
@@ -340,9 +341,13 @@ def commit(
                              created_by, size)
         _save_links(store, new_id, base_id, layer.root, p.scan, changes,
                     full=selected_paths is None)
+        faults.point("commit.move-base")
         store.set_ref(c.ref, base_id, new_id, f"commit container {c.name}")
     if name is not None:
-        set_tag(store, name, new_id)
+        # The container is on the new layer now: a tag that cannot move must not
+        # read as a failed commit (the changes are no longer pending).
+        faults.point("commit.move-tag")
+        tag_new_layer(store, name, new_id, f"committed container {c.name} as")
     return CommitResult(new_id, changes, len(p.changes) - len(changes))
 
 

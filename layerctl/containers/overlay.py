@@ -16,6 +16,7 @@ import shutil
 import stat
 from collections.abc import Iterator
 
+from layerctl import faults
 from layerctl.errors import Conflict, LayerctlError
 from layerctl.store import debris
 from layerctl.store.checkout import apply_meta, checkout
@@ -61,6 +62,7 @@ def lower_dir(store: object, layer_id: str) -> str:
         os.rmdir(tmp)
         checkout(store, read_layer(store, layer_id).root, tmp)
         os.sync()  # the cache must be complete on disk before it is used
+        faults.point("cache.rename-lower")
         try:
             os.rename(tmp, final)
         except OSError as e:

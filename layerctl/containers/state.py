@@ -245,10 +245,7 @@ def new_container(
     os.rename(tmp, state_dir(store, cid))
     try:
         faults.point("create.reserve-name")
-        try:
-            fd = os.open(os.path.join(names, chosen), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            raise Conflict(f"the container name {chosen!r} is already in use") from None
+        fd = _reserve_name(store, os.path.join(names, chosen), chosen)
         with os.fdopen(fd, "w") as f:
             f.write(cid + "\n")
         faults.point("create.set-base")
@@ -258,6 +255,30 @@ def new_container(
             destroy(store, c)
         raise
     return c
+
+
+def _reserve_name(store: object, path: str, name: str) -> int:
+    """O_EXCL-create the name file; a name held by a container that a killed create
+    or rm left broken is taken over (that container never held any work)."""
+    for attempt in range(2):
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if attempt:
+                break
+            try:
+                with open(path) as f:
+                    owner = load(store, f.read().strip())
+            except FileNotFoundError:
+                continue
+            except NotFound:  # a name whose container is gone
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                continue
+            if not broken(owner):
+                break
+            destroy(store, owner)
+    raise Conflict(f"the container name {name!r} is already in use")
 
 
 def finish_create(store: object, c: Container) -> None:

@@ -46,6 +46,12 @@ def temp_prefix(kind: str) -> str:
 
 
 def _dead_writer(name: str, now: float, path: str) -> bool:
+    if name.startswith("pack-") and name.endswith(".pack"):
+        # renamed into place by a writer killed before it renamed the index
+        # (a live one does that a moment later): git ignores such a pack
+        if os.path.exists(path[: -len(".pack")] + ".idx"):
+            return False
+        return _older(path, now, LOCK_AGE)
     if not name.startswith("tmp"):
         return False
     head, ours, rest = name.partition(_OURS)
@@ -54,10 +60,12 @@ def _dead_writer(name: str, now: float, path: str) -> bool:
         return pid.isdigit() and not pid_alive(int(pid))
     foreign = (name.startswith("tmp_pack_")
                or (name.startswith("tmp") and name.endswith((".pack", ".idx"))))
-    if not foreign:
-        return False
+    return foreign and _older(path, now, FOREIGN_AGE)
+
+
+def _older(path: str, now: float, age: float) -> bool:
     try:
-        return now - os.lstat(path).st_mtime > FOREIGN_AGE
+        return now - os.lstat(path).st_mtime > age
     except FileNotFoundError:
         return False
 

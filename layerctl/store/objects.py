@@ -16,6 +16,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 
+from layerctl import faults
 from layerctl.store import debris
 
 try:  # ISA-L deflates 5x faster than zlib at level 1, same ratio, same zlib format
@@ -256,7 +257,9 @@ class PackWriter:
             os.fsync(f.fileno())
         os.chmod(self._tmp, 0o444)
         os.chmod(idx_tmp, 0o444)
+        faults.point("pack.rename-pack")
         os.rename(self._tmp, base + ".pack")
+        faults.point("pack.rename-index")
         os.rename(idx_tmp, base + ".idx")
         fsync_dir(self.pack_dir)
         self.pack_path = base + ".pack"

@@ -23,6 +23,17 @@ if TYPE_CHECKING:
     from dulwich.repo import Repo
 
 
+class RefChanged(Locked):
+    """A compare-and-swap lost: the ref no longer has the value it was read with."""
+
+
+class RefBusy(Locked):
+    """Another live process holds the ref's lock (for milliseconds, normally)."""
+
+
+PRIVATE_DIRS = ("cache", "containers", "runtime")
+
+
 def default_root() -> str:
     """LAYERCTL_ROOT, else $XDG_DATA_HOME/layerctl, else ~/.local/share/layerctl."""
     root = os.environ.get("LAYERCTL_ROOT")
@@ -43,6 +54,8 @@ class Store:
             if not create:
                 raise NotFound(f"no layerctl store at {self.root}")
             self._init()
+        elif os.stat(self.root).st_mode & 0o077:
+            self._make_private()
         self._repo: Repo | None = None
         self._objects = None
         self._refs = None
@@ -52,13 +65,25 @@ class Store:
             raise LayerctlError(f"{self.root} is not empty and not a layerctl store")
         from dulwich.repo import Repo
 
-        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
         repo = Repo.init_bare(self.root)
         config = repo.get_config()
         config.set((b"layerctl",), b"version", b"1")
         config.set((b"gc",), b"auto", b"0")  # git gc must not drop unreferenced container work
         config.write_to_path()
         repo.close()
+        for name in PRIVATE_DIRS:
+            os.makedirs(os.path.join(self.root, name), mode=0o700, exist_ok=True)
+        self._make_private()
+
+    def _make_private(self) -> None:
+        """Only the owner may enter the store: its layer cache and containers hold
+        images' setuid binaries, which any local user could otherwise run through a
+        world-traversable path (Docker's CVE-2021-41091). runc needs no more: it
+        runs as root, and a container process sees its rootfs as / after pivot_root."""
+        for path in (self.root, *(os.path.join(self.root, n) for n in PRIVATE_DIRS)):
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                os.chmod(path, 0o700)
 
     # -- objects --------------------------------------------------------
 
@@ -178,7 +203,7 @@ class Store:
         try:
             current = self._current_ref(name, path)
             if current != old:
-                raise Locked(f"{name} was changed by another layerctl process; try again")
+                raise RefChanged(f"{name} was changed by another layerctl process; try again")
             if new is None:
                 faults.point("ref.delete")
                 try:
@@ -222,7 +247,7 @@ class Store:
                 if attempt == 0 and debris.clear_if_stale(lock):
                     continue
                 holder = debris.lock_holder(lock)
-                raise Locked(f"{name} is locked by {holder}; try again") from None
+                raise RefBusy(f"{name} is locked by {holder}; try again") from None
             except NotADirectoryError:
                 raise Conflict(f"{name} clashes with an existing ref") from None
             debris.hold_lock(fd)
@@ -248,7 +273,7 @@ class Store:
         except FileLocked:
             raise Locked("packed-refs is locked by another process; try again") from None
         if not ok:
-            raise Locked(f"{name} was changed by another layerctl process; try again")
+            raise RefChanged(f"{name} was changed by another layerctl process; try again")
 
     # -- state directories ------------------------------------------------
 
