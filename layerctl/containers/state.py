@@ -302,16 +302,18 @@ def destroy(store: object, c: Container) -> None:
     current = store.ref(c.ref)
     if current is not None:
         store.delete_ref(c.ref, current)
+    faults.point("rm.remove-state")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(path, "state.json"))
+    shutil.rmtree(path, ignore_errors=True)
+    # The name goes last: until then `rm NAME` finds the broken container again.
+    faults.point("rm.free-name")
     name_file = os.path.join(containers_dir(store), NAMES_DIR, c.name)
     with contextlib.suppress(FileNotFoundError):
         with open(name_file) as f:
             owner = f.read().strip()
         if owner == c.id:  # a container that never got its name must not free another's
             os.unlink(name_file)
-    faults.point("rm.remove-state")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(path, "state.json"))
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def clean_debris(store: object) -> list[str]:
