@@ -10,7 +10,8 @@ ways to arm a point:
   container file for a symlink between a scan and a read.
 
 Point names are `area.what-is-about-to-happen`, listed where they are reached;
-`grep -rn "faults.point(" layerctl` finds them all.
+`grep -rn "faults.point(" layerctl` finds them all, and docs/design-notes.md
+("Crash safety") tables them with what is done and not yet done at each.
 """
 
 from __future__ import annotations
