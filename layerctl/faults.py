@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 from collections.abc import Callable, Iterator
 
 _hooks: dict[str, Callable[[], None]] = {}
@@ -32,6 +31,8 @@ def point(name: str) -> None:
     if name == _crash_name:
         _crash_left -= 1
         if _crash_left <= 0:
+            import signal  # here: every command imports this module
+
             os.kill(os.getpid(), signal.SIGKILL)
     hook = _hooks.get(name)
     if hook is not None:

@@ -428,6 +428,10 @@ CREATE_POINTS = [(p, d) for d in ("overlay", "vfs") for p in (
 @pytest.mark.parametrize(("point", "driver"), CREATE_POINTS)
 def test_create_killed(cli, store_root, base, point, driver):
     crash(cli, "create", "--driver", driver, "--name", "c1", "base:1", point=point)
+    if point == "create.publish-state":  # nothing but a temporary dir: fsck removes it
+        tmp = [p.name for p in (store_root / "containers").iterdir() if p.name[0] == "."]
+        assert len(tmp) == 1
+        assert f"removed debris of a killed process: containers/{tmp[0]}" in cli("fsck").stdout
     ps = cli("ps", "-a")  # no traceback, whatever the state
     rows = [line for line in ps.stdout.splitlines()[1:] if line.split()[-1] == "c1"]
     assert len(rows) <= 1

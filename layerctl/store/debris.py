@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import shutil
 import time
 
 MARK = b"layerctl pid "
@@ -38,6 +37,12 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _rmtree(path: str) -> None:
+    import shutil  # here: every command imports this module, few remove anything
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def temp_prefix(kind: str) -> str:
@@ -83,7 +88,7 @@ def clean_temps(directory: str) -> list[str]:
         if not _dead_writer(name, now, path):
             continue
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
+            _rmtree(path)
         else:
             try:
                 os.unlink(path)
@@ -106,7 +111,7 @@ def clean_dead_dirs(parent: str, prefix: str) -> list[str]:
         pid = name[len(prefix):].split("-", 1)[0]
         if pid.isdigit() and not pid_alive(int(pid)):
             path = os.path.join(parent, name)
-            shutil.rmtree(path, ignore_errors=True)
+            _rmtree(path)
             removed.append(path)
     return removed
 
