@@ -3,11 +3,13 @@ OCI config, history and identity."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from layerctl import faults
@@ -91,23 +93,37 @@ def set_tag(store: object, name: ImageName, layer_id: str, expected: str | None 
     """
     from layerctl.store.repo import RefBusy, RefChanged
 
-    if expected != "any":
-        store.set_ref(name.ref, expected, layer_id, f"tag {name}")
-        return
-    deadline = time.monotonic() + 1.0
-    while True:
-        current = store.ref(name.ref)
-        faults.point("tag.move")
-        try:
-            store.set_ref(name.ref, current, layer_id, f"tag {name}")
+    with _tag_errors(name):
+        if expected != "any":
+            store.set_ref(name.ref, expected, layer_id, f"tag {name}")
             return
-        except RefChanged:
-            if time.monotonic() > deadline:
-                raise
-        except RefBusy:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
+        deadline = time.monotonic() + 1.0
+        while True:
+            current = store.ref(name.ref)
+            faults.point("tag.move")
+            try:
+                store.set_ref(name.ref, current, layer_id, f"tag {name}")
+                return
+            except RefChanged:
+                if time.monotonic() > deadline:
+                    raise
+            except RefBusy:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def _tag_errors(name: ImageName) -> Iterator[None]:
+    """Ref errors in the user's words: the tag, not its ref path."""
+    from layerctl.store.repo import RefBusy, RefChanged
+
+    try:
+        yield
+    except RefBusy as e:
+        raise RefBusy(f"tag {name} is locked by {e.holder}; try again", e.holder) from None
+    except RefChanged:
+        raise RefChanged(f"tag {name} was moved by another process meanwhile") from None
 
 
 def tag_new_layer(store: object, name: ImageName, layer_id: str, what: str,
@@ -117,15 +133,16 @@ def tag_new_layer(store: object, name: ImageName, layer_id: str, what: str,
     try:
         set_tag(store, name, layer_id, expected)
     except LayerctlError as e:
-        raise TagNotMoved(f"{what} layer {layer_id[:12]}, but tag {name} was not moved: {e}; "
-                          f"tag it with `layerctl tag {layer_id[:12]} {name}`") from None
+        raise TagNotMoved(f"{what} layer {layer_id[:12]}, but {e}; tag it with "
+                          f"`layerctl tag {layer_id[:12]} {name}`") from None
 
 
 def remove_tag(store: object, name: ImageName) -> str:
     current = store.ref(name.ref)
     if current is None:
         raise NotFound(f"no such image: {name}")
-    store.delete_ref(name.ref, current)
+    with _tag_errors(name):
+        store.delete_ref(name.ref, current)
     return current
 
 

@@ -219,11 +219,41 @@ def test_commit_whose_tag_cannot_move_says_it_committed(cli, store_root, base, c
         api.commit(store, "c", tag="app:1")
     now = _base_of(cli, "c")
     assert now != base
-    assert str(e.value).startswith(f"committed container c as layer {now[:12]}, but tag app:1 "
-                                   "was not moved")
+    assert str(e.value) == (f"committed container c as layer {now[:12]}, but tag app:1 is "
+                            "locked by another process; try again; tag it with "
+                            f"`layerctl tag {now[:12]} app:1`")
     assert TagNotMoved.exit_code == 1
     assert cli("status", "c").stdout == ""
     lock.unlink()
+
+
+def test_import_whose_tag_moved_meanwhile_says_it_imported(store_root, base, src):
+    """`import` moves its tag only from the value it saw: another process tagging in
+    between makes it fail, saying what landed and how to tag it."""
+    from layerctl import faults
+    from layerctl.errors import TagNotMoved
+    from layerctl.images import parse_name
+    from layerctl.importer import import_directory
+    from layerctl.store.repo import Store
+
+    moved = []
+
+    def another_tag() -> None:
+        moved.append(subprocess.run([sys.executable, "-m", "layerctl", "rmi", "app:1"],
+                                    capture_output=True, text=True, env=_env(store_root)))
+
+    (src / "etc" / "motd").write_text("new\n")
+    store = Store(str(store_root))
+    with faults.armed("import.move-tag", another_tag), pytest.raises(TagNotMoved) as e:
+        import_directory(store, str(src), parse_name("app:1"), "me <me@x>")
+    store.close()
+    assert moved[0].returncode == 0, moved[0].stderr
+    text = str(e.value)
+    assert text.startswith("imported layer ")
+    layer = text.split()[2].rstrip(",")
+    assert text == (f"imported layer {layer}, but tag app:1 was moved by another process "
+                    f"meanwhile; tag it with `layerctl tag {layer} app:1`")
+    assert tag_ref("app:1") not in image_refs(store_root)
 
 
 def _env(root: Path) -> dict:
@@ -280,7 +310,7 @@ def test_young_foreign_lock_is_respected(cli, store_root, base):
     lock.write_text("")  # as `git update-ref` holds it, for a moment
     r = cli("tag", "base:1", "app:1", check=False)
     assert r.returncode == 1
-    assert r.stderr == f"layerctl: {tag_ref('app:1')} is locked by another process; try again\n"
+    assert r.stderr == "layerctl: tag app:1 is locked by another process; try again\n"
     cli("fsck")
     assert lock.exists()
 
@@ -307,8 +337,8 @@ def test_lock_of_a_live_layerctl_is_respected(cli, store_root, base, src):
         set_tag(store, parse_name("app:1"), other, expected=base)
     store.close()
     tag, fsck = seen
-    assert (tag.returncode, tag.stderr) == (1, f"layerctl: {tag_ref('app:1')} is locked by "
-                                               f"layerctl process {os.getpid()}; try again\n")
+    assert (tag.returncode, tag.stderr) == (1, "layerctl: tag app:1 is locked by layerctl "
+                                               f"process {os.getpid()}; try again\n")
     assert fsck.returncode == 0 and "removed" not in fsck.stdout, fsck.stdout
 
 

@@ -30,6 +30,10 @@ class RefChanged(Locked):
 class RefBusy(Locked):
     """Another live process holds the ref's lock (for milliseconds, normally)."""
 
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
 
 PRIVATE_DIRS = ("cache", "containers", "runtime")
 
@@ -247,7 +251,7 @@ class Store:
                 if attempt == 0 and debris.clear_if_stale(lock):
                     continue
                 holder = debris.lock_holder(lock)
-                raise RefBusy(f"{name} is locked by {holder}; try again") from None
+                raise RefBusy(f"{name} is locked by {holder}; try again", holder) from None
             except NotADirectoryError:
                 raise Conflict(f"{name} clashes with an existing ref") from None
             debris.hold_lock(fd)
