@@ -497,6 +497,32 @@ def test_create_takes_over_the_name_of_a_broken_container(cli, store_root, base,
     check_store(cli, store_root)
 
 
+def _mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p.startswith(str(path) + "/")]
+
+
+@pytest.mark.needs_root
+@pytest.mark.parametrize("then", ["create", "fsck"])
+def test_overlay_probe_left_mounted_is_unmounted(cli, store_root, base, then):
+    """create probes overlay with a real mount; killed before unmounting it, the
+    mount and its dirs are removed by the next create or by fsck."""
+    try:
+        crash(cli, "create", "--name", "c1", "base:1", point="overlay.unmount-probe")
+        assert len(_mounts_under(store_root)) == 1
+        if then == "create":
+            cli("create", "--name", "c1", "base:1")
+            cli("rm", "c1")
+        else:
+            assert "removed debris of a killed process: cache/probe/.probe-" in cli("fsck").stdout
+        assert _mounts_under(store_root) == []
+        assert list((store_root / "cache" / "probe").iterdir()) == []
+    finally:
+        for point in _mounts_under(store_root):
+            subprocess.run(["umount", "-l", point], check=False)
+
+
 @pytest.mark.parametrize("point", ["rm.delete-base", "rm.remove-state", "rm.free-name"])
 def test_rm_killed(cli, store_root, base, point):
     cli("create", "--driver", "vfs", "--name", "c1", "base:1")

@@ -219,12 +219,12 @@ def checkout_cmd(ctx: click.Context, layer: str, directory: str) -> None:
 @click.pass_context
 def fsck_cmd(ctx: click.Context) -> None:
     """Verify every reachable object and metadata record."""
-    from layerctl.containers.state import clean_debris
+    from layerctl.containers.state import clean_all_debris
     from layerctl.store import debris
     from layerctl.store.fsck import fsck
 
     store = open_store(ctx)
-    for path in debris.clear(store.root) + clean_debris(store):
+    for path in debris.clear(store.root) + clean_all_debris(store):
         click.echo(f"removed debris of a killed process: {os.path.relpath(path, store.root)}")
     problems, count = fsck(store)
     for line in problems:

@@ -27,6 +27,7 @@ from layerctl.store.layers import read_layer
 from .view import is_opaque, is_whiteout
 
 MOUNT_OPTIONS = "index=off,redirect_dir=off,metacopy=off,xino=off"
+PROBE_PREFIX = ".probe-"
 
 
 @functools.cache
@@ -129,9 +130,10 @@ def probe_mount(scratch: str) -> str | None:
     if reason:
         return reason
     os.makedirs(scratch, exist_ok=True)
+    clean_dead_probes(scratch)
     import tempfile
 
-    tmp = tempfile.mkdtemp(prefix=".probe-", dir=scratch)
+    tmp = tempfile.mkdtemp(prefix=f"{PROBE_PREFIX}{os.getpid()}-", dir=scratch)
     try:
         dirs = [os.path.join(tmp, d) for d in ("l", "u", "w", "m")]
         for d in dirs:
@@ -140,10 +142,22 @@ def probe_mount(scratch: str) -> str | None:
             mount_overlay(*dirs)
         except LayerctlError as e:
             return str(e)
+        faults.point("overlay.unmount-probe")
         unmount(dirs[3])
         return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def clean_dead_probes(scratch: str) -> list[str]:
+    """Remove probe dirs of killed processes, unmounting the probe they left mounted."""
+
+    def detach(path: str) -> None:
+        merged = os.path.join(path, "m")
+        if os.path.ismount(merged):
+            _libc().umount2(merged.encode(), MNT_DETACH)
+
+    return debris.clean_dead_dirs(scratch, PROBE_PREFIX, before=detach)
 
 
 # -- container directories -----------------------------------------------------------

@@ -321,6 +321,13 @@ def clean_debris(store: object) -> list[str]:
     return debris.clean_dead_dirs(containers_dir(store), CREATING_PREFIX)
 
 
+def clean_all_debris(store: object) -> list[str]:
+    """What killed container commands left, also overlay probes still mounted (fsck)."""
+    from .overlay import clean_dead_probes
+
+    return clean_debris(store) + clean_dead_probes(store.path("cache", "probe"))
+
+
 @contextlib.contextmanager
 def locked(store: object, c: Container) -> Iterator[None]:
     """Hold the container's lock; a second holder gets errors.Locked at once."""

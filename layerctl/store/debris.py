@@ -20,6 +20,7 @@ import errno
 import fcntl
 import os
 import time
+from collections.abc import Callable
 
 MARK = b"layerctl pid "
 LOCK_AGE = 60.0
@@ -98,8 +99,10 @@ def clean_temps(directory: str) -> list[str]:
     return removed
 
 
-def clean_dead_dirs(parent: str, prefix: str) -> list[str]:
-    """Remove the `<prefix><pid>-…` entries of `parent` whose pid is dead."""
+def clean_dead_dirs(parent: str, prefix: str,
+                    before: Callable[[str], None] | None = None) -> list[str]:
+    """Remove the `<prefix><pid>-…` entries of `parent` whose pid is dead, calling
+    `before(path)` first (e.g. to unmount what the dead process left mounted)."""
     try:
         names = os.listdir(parent)
     except (FileNotFoundError, NotADirectoryError):
@@ -111,6 +114,8 @@ def clean_dead_dirs(parent: str, prefix: str) -> list[str]:
         pid = name[len(prefix):].split("-", 1)[0]
         if pid.isdigit() and not pid_alive(int(pid)):
             path = os.path.join(parent, name)
+            if before is not None:
+                before(path)
             _rmtree(path)
             removed.append(path)
     return removed
