@@ -523,7 +523,8 @@ def test_overlay_probe_left_mounted_is_unmounted(cli, store_root, base, then):
             subprocess.run(["umount", "-l", point], check=False)
 
 
-@pytest.mark.parametrize("point", ["rm.delete-base", "rm.remove-state", "rm.free-name"])
+@pytest.mark.parametrize("point", ["rm.remove-files", "rm.delete-base", "rm.remove-state",
+                                   "rm.free-name"])
 def test_rm_killed(cli, store_root, base, point):
     cli("create", "--driver", "vfs", "--name", "c1", "base:1")
     crash(cli, "rm", "c1", point=point)
@@ -618,8 +619,12 @@ def tiny_fs(tmp_path):
 
 
 def _no_space(r: subprocess.CompletedProcess, root: Path) -> None:
+    """Exit 1 and one error line (after any progress lines), no traceback."""
     assert r.returncode == 1
-    assert r.stderr == f"layerctl: no space left on the store's filesystem ({root})\n"
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("layerctl:")]
+    assert errors == [f"layerctl: no space left on the store's filesystem ({root})"], r.stderr
+    assert r.stderr.endswith(errors[0] + "\n")
 
 
 @pytest.mark.needs_root
@@ -657,3 +662,39 @@ def test_commit_on_a_full_disk(cli, tiny_fs, tmp_path):
     (rootfs / "big").unlink()
     (rootfs / "x").write_text("y\n")
     cli("commit", "c", "small:2", env=env)
+
+
+@pytest.mark.needs_root
+@pytest.mark.parametrize("driver", ["overlay", "vfs"])
+def test_create_on_a_full_disk(cli, tiny_fs, tmp_path, driver):
+    """The checkout (vfs rootfs, or overlay's lower dir) does not fit: one line, and
+    neither a container nor a half-extracted lower dir is left."""
+    root = tiny_fs / "store"
+    env = {"LAYERCTL_ROOT": str(root)}
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(1_100_000))
+    cli("import", src, "big:1", env=env)
+    _no_space(cli("create", "--driver", driver, "--name", "c", "big:1", check=False, env=env),
+              root)
+    assert cli("ps", "-a", env=env).stdout.splitlines()[1:] == []
+    if driver == "overlay":
+        assert list((root / "cache" / "layers").iterdir()) == []
+    check_store(cli, root, env)
+    assert cli("create", "--driver", driver, "--name", "c", "big:1", check=False,
+               env=env).returncode == 1  # still no room, still the same clear line
+
+
+@pytest.mark.needs_root
+def test_load_on_a_full_disk(cli, store_root, tiny_fs, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(2_500_000))
+    cli("import", src, "big:1")
+    archive = tmp_path / "a.tar"
+    cli("save", "-o", archive, "big:1")
+    root = tiny_fs / "store"
+    env = {"LAYERCTL_ROOT": str(root)}
+    _no_space(cli("load", "-i", archive, check=False, env=env), root)
+    assert image_refs(root) == {}
+    check_store(cli, root, env)

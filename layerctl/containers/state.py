@@ -296,8 +296,18 @@ def destroy(store: object, c: Container) -> None:
     """
     path = state_dir(store, c.id)
     c.extra[INCOMPLETE] = {"pid": os.getpid(), "doing": "rm"}
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):  # gone already, or a full disk: remove it all the same
         save(store, c)
+    # The bulk first: on a full disk, the ref update below needs a page to write.
+    faults.point("rm.remove-files")
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(path):
+            if entry.name != "state.json":
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
     faults.point("rm.delete-base")
     current = store.ref(c.ref)
     if current is not None:

@@ -22,6 +22,8 @@ import os
 import time
 from collections.abc import Callable
 
+from layerctl.errors import is_no_space
+
 MARK = b"layerctl pid "
 LOCK_AGE = 60.0
 FOREIGN_AGE = 3600.0
@@ -137,7 +139,13 @@ def clear(root: str) -> list[str]:
 def hold_lock(fd: int) -> None:
     """Mark a freshly created ref lock as held by this (live) process."""
     fcntl.flock(fd, fcntl.LOCK_EX)
-    os.write(fd, MARK + str(os.getpid()).encode() + b"\n")
+    try:
+        os.write(fd, MARK + str(os.getpid()).encode() + b"\n")
+    except OSError as e:
+        # On a full disk the ref update fails a moment later with the real reason;
+        # unmarked, the lock is still known stale by its age if this process dies.
+        if not is_no_space(e):
+            raise
 
 
 def clear_if_stale(lock: str) -> bool:

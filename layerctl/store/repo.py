@@ -254,7 +254,12 @@ class Store:
                 raise RefBusy(f"{name} is locked by {holder}; try again", holder) from None
             except NotADirectoryError:
                 raise Conflict(f"{name} clashes with an existing ref") from None
-            debris.hold_lock(fd)
+            try:
+                debris.hold_lock(fd)
+            except BaseException:
+                os.close(fd)
+                os.unlink(lock)
+                raise
             return fd
         raise AssertionError("unreachable")
 
