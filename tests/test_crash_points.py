@@ -698,3 +698,82 @@ def test_load_on_a_full_disk(cli, store_root, tiny_fs, tmp_path):
     _no_space(cli("load", "-i", archive, check=False, env=env), root)
     assert image_refs(root) == {}
     check_store(cli, root, env)
+
+
+@pytest.mark.needs_root
+@pytest.mark.parametrize("point", ["create.reserve-name", "create.mark-complete"])
+def test_tui_shows_a_broken_container_and_removes_it(cli, store_root, base, point, tmp_path,
+                                                    monkeypatch):
+    """The containers screen lists a container a killed create left as broken (also
+    one that never got its name) and removes it like any other."""
+    import asyncio
+
+    from textual.widgets import DataTable
+
+    from layerctl.store.repo import Store
+    from layerctl.tui.app import LayerctlApp
+    from layerctl.tui.screens.containers import ContainersScreen
+    from layerctl.tui.screens.dialogs import ConfirmDialog
+
+    monkeypatch.setenv("LAYERCTL_CONFIG", str(tmp_path / "config.toml"))
+    cli("create", "--name", "ok", "base:1")
+    crash(cli, "create", "--name", "c1", "base:1", point=point)
+    store = Store(str(store_root))
+
+    async def drive() -> None:
+        app = LayerctlApp(store, container="ok")
+        async with app.run_test(size=(160, 48)) as pilot:
+            async def until(condition) -> None:
+                deadline = time.monotonic() + 10
+                while not condition():
+                    assert time.monotonic() < deadline, "timed out"
+                    await pilot.pause(0.02)
+
+            await pilot.press("o")
+            await until(lambda: isinstance(app.screen, ContainersScreen))
+            table = app.screen.query_one(DataTable)
+            await until(lambda: table.row_count == 2)
+            cells = [str(table.get_row_at(i)[0]) for i in range(2)]
+            assert sorted(cells) == ["c1 (broken: its create was interrupted; remove it)", "ok"]
+            table.move_cursor(row=cells.index(next(c for c in cells if "broken" in c)))
+            await pilot.press("x")
+            await until(lambda: isinstance(app.screen, ConfirmDialog))
+            await pilot.press("y")
+            await until(lambda: table.row_count == 1)
+            assert str(table.get_row_at(0)[0]) == "ok"
+
+    try:
+        asyncio.run(drive())
+    finally:
+        store.close()
+        cli("rm", "-f", "ok")
+    assert cli("ps", "-a").stdout.splitlines()[1:] == []
+    check_store(cli, store_root)
+
+
+@pytest.mark.needs_root
+def test_tag_and_rmi_on_a_completely_full_disk(cli, tiny_fs, tmp_path):
+    """Not a page left: a ref update fails with the one line, leaves no lock behind,
+    and works again once there is room."""
+    root = tiny_fs / "store"
+    env = {"LAYERCTL_ROOT": str(root)}
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "x").write_text("x\n")
+    layer = cli("import", src, "app:1", env=env).stdout.strip()
+    filler = tiny_fs / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    _no_space(cli("tag", "app:1", "app:2", check=False, env=env), root)
+    assert image_refs(root) == {tag_ref("app:1"): layer}
+    assert debris(root) == []
+    filler.unlink()
+    cli("tag", "app:1", "app:2", env=env)
+    cli("rmi", "app:1", env=env)
+    assert image_refs(root) == {tag_ref("app:2"): layer}
+    check_store(cli, root, env)
