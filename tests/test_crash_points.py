@@ -31,6 +31,11 @@ def crash(cli, *args: object, point: str, env: dict | None = None) -> None:
         f"`layerctl {' '.join(map(str, args))}` did not reach {point}: "
         f"exit {r.returncode}\n{r.stdout}{r.stderr}"
     )
+    # Right after the kill, before anything cleans up, git already finds no fault.
+    root = Path((env or {}).get("LAYERCTL_ROOT") or os.environ["LAYERCTL_ROOT"])
+    if (root / "HEAD").exists():
+        r = git(root, "fsck", "--strict")
+        assert r.returncode == 0 and "error" not in r.stderr.lower(), r.stdout + r.stderr
 
 
 def git(root: Path, *args: str) -> subprocess.CompletedProcess:
