@@ -394,19 +394,39 @@ def test_staging_dir_of_killed_load_is_removed(cli, store_root, base, tmp_path, 
 # -- load, pull, fetch ----------------------------------------------------------------
 
 LOAD_POINTS = ["pack.rename-index", "load.land-packs", "load.write-layers", "load.move-tag",
-               "ref.move"]
+               "ref.move", "load.move-tag#2", "ref.move#2"]
+
+
+@pytest.fixture
+def two_layers(cli, base) -> str:
+    """app:2: a second layer on base:1 (committed from a vfs container); its id."""
+    cli("create", "--driver", "vfs", "--name", "maker", "base:1")
+    rootfs = Path(cli("mount", "maker").stdout.strip())
+    (rootfs / "etc" / "motd").write_text("two\n")
+    top = cli("commit", "-m", "second", "maker", "app:2").stdout.strip()
+    cli("rm", "-f", "maker")
+    return top
 
 
 @pytest.mark.parametrize("point", LOAD_POINTS)
-def test_load_killed(cli, store_root, base, tmp_path, point):
+def test_load_killed(cli, store_root, base, two_layers, tmp_path, point):
+    """An archive of two images (app:2 on app:1's layer): a kill between the two tags
+    leaves the first complete, never a tag on a partial chain."""
     archive = tmp_path / "a.tar"
-    cli("save", "-o", archive, "app:1")
+    cli("save", "-o", archive, "app:1", "app:2")
     other = tmp_path / "other"
     env = {"LAYERCTL_ROOT": str(other)}
     crash(cli, "load", "-i", archive, point=point, env=env)
-    assert image_refs(other) == {}
+    refs = image_refs(other)
+    if point.endswith("#2"):
+        assert len(refs) == 1, refs
+    else:
+        assert refs == {}
+    expected = {tag_ref("app:1"): base, tag_ref("app:2"): two_layers}
+    assert all(expected[name] == value for name, value in refs.items())
     cli("load", "-i", archive, env=env)
-    assert layer_file(cli, "app:1", "/etc/motd", env=env) == "one\n"
+    assert image_refs(other) == expected
+    assert layer_file(cli, "app:2", "/etc/motd", env=env) == "two\n"
     check_store(cli, other, env)
 
 
@@ -425,30 +445,41 @@ def registry(tmp_path, monkeypatch):
 
 
 @pytest.mark.needs_tool("docker-registry")
-@pytest.mark.parametrize("point", ["pull.move-progress-ref", "pull.move-tag", "ref.move"])
-def test_pull_killed(cli, store_root, base, registry, tmp_path, point):
-    ref = f"{registry.host}/app:1"
-    cli("push", "app:1", ref)
+@pytest.mark.parametrize("point", ["pull.move-progress-ref", "ref.move",
+                                   "pull.move-progress-ref#2", "ref.move#2", "pull.move-tag",
+                                   "ref.move#3"])
+def test_pull_killed(cli, store_root, base, two_layers, registry, tmp_path, point):
+    """A two-layer pull killed at each step: no tag until the end, the layers that
+    landed are kept (refs/pull/…), and the next pull completes it."""
+    ref = f"{registry.host}/app:2"
+    cli("push", "app:2", ref)
     other = tmp_path / "other"
     env = {"LAYERCTL_ROOT": str(other)}
     crash(cli, "pull", ref, point=point, env=env)
-    assert tag_ref(ref) not in image_refs(other)
-    cli("pull", ref, env=env)
-    assert layer_file(cli, ref, "/etc/motd", env=env) == "one\n"
+    assert image_refs(other) == {}
+    out = cli("pull", ref, env=env).stdout
+    if point in ("ref.move#2", "pull.move-progress-ref#2", "pull.move-tag", "ref.move#3"):
+        assert "Already exists" in out  # the first layer landed before the kill: kept
+    assert layer_file(cli, ref, "/etc/motd", env=env) == "two\n"
+    assert git(other, "for-each-ref", "refs/pull").stdout == ""
     check_store(cli, other, env)
 
 
-@pytest.mark.parametrize("point", ["fetch.move-ref", "ref.move"])
-def test_fetch_killed(cli, store_root, base, tmp_path, point):
+@pytest.mark.parametrize("point", ["fetch.move-ref", "ref.move", "fetch.move-ref#2",
+                                   "ref.move#2"])
+def test_fetch_killed(cli, store_root, base, two_layers, tmp_path, point):
     bare = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
-    cli("push", "--git", bare, "app:1")
+    cli("push", "--git", bare)
     other = tmp_path / "other"
     env = {"LAYERCTL_ROOT": str(other)}
-    crash(cli, "fetch", bare, "app:1", point=point, env=env)
-    assert image_refs(other) == {}
-    cli("fetch", bare, "app:1", env=env)
-    assert image_refs(other)[tag_ref("app:1")] == base
+    crash(cli, "fetch", bare, point=point, env=env)
+    expected = image_refs(store_root)
+    refs = image_refs(other)
+    assert len(refs) == (1 if point.endswith("#2") else 0)
+    assert all(expected[name] == value for name, value in refs.items())
+    cli("fetch", bare, env=env)
+    assert image_refs(other) == expected
     check_store(cli, other, env)
 
 
