@@ -243,12 +243,16 @@ class Store:
             directory = os.path.dirname(directory)
 
     def _lock_ref(self, name: str, lock: str) -> int:
-        os.makedirs(os.path.dirname(lock), exist_ok=True)
-        for attempt in range(2):
+        cleared = False
+        for _ in range(4):
+            os.makedirs(os.path.dirname(lock), exist_ok=True)
             try:
                 fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            except FileNotFoundError:
+                continue  # a deletion pruned the emptied directory just now
             except FileExistsError:
-                if attempt == 0 and debris.clear_if_stale(lock):
+                if not cleared and debris.clear_if_stale(lock):
+                    cleared = True
                     continue
                 holder = debris.lock_holder(lock)
                 raise RefBusy(f"{name} is locked by {holder}; try again", holder) from None
@@ -261,7 +265,7 @@ class Store:
                 os.unlink(lock)
                 raise
             return fd
-        raise AssertionError("unreachable")
+        raise RefBusy(f"{name} is being changed by another process; try again", "another process")
 
     def _current_ref(self, name: str, path: str) -> str | None:
         try:
