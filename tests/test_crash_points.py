@@ -813,3 +813,20 @@ def test_tag_and_rmi_on_a_completely_full_disk(cli, tiny_fs, tmp_path):
     cli("rmi", "app:1", env=env)
     assert image_refs(root) == {tag_ref("app:2"): layer}
     check_store(cli, root, env)
+
+
+@pytest.mark.needs_root
+def test_broken_container_whose_pid_was_reused_is_still_broken(cli, store_root, base):
+    """The killed create's pid now belongs to another process (here: this test's):
+    the process start time recorded with it tells them apart."""
+    import json
+
+    crash(cli, "create", "--driver", "vfs", "--name", "c1", "base:1",
+          point="create.mark-complete")
+    (state,) = (store_root / "containers").glob("*/state.json")
+    data = json.loads(state.read_text())
+    data["extra"]["incomplete"]["pid"] = os.getpid()
+    state.write_text(json.dumps(data))
+    assert "Broken: its create was interrupted" in cli("ps", "-a").stdout
+    cli("create", "--driver", "vfs", "--name", "c1", "base:1")  # takes the name over
+    assert cli("status", "c1").stdout == ""

@@ -31,10 +31,9 @@ from dataclasses import asdict, dataclass, field
 from layerctl import faults
 from layerctl.errors import Ambiguous, Conflict, InvalidName, Locked, NotFound
 from layerctl.store import debris
-from layerctl.store.debris import pid_alive
 
 REF_PREFIX = "refs/containers/"
-INCOMPLETE = "incomplete"  # extra[...] while a create or rm is under way: {pid, doing}
+INCOMPLETE = "incomplete"  # extra[...] while a create or rm runs: {pid, started, doing}
 CREATING_PREFIX = ".tmp-"
 NAMES_DIR = "_names"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
@@ -155,17 +154,20 @@ def list_containers(store: object) -> list[Container]:
     return sorted(out, key=lambda c: -c.created)
 
 
+def _mark(doing: str) -> dict:
+    pid = os.getpid()
+    return {"pid": pid, "started": debris.start_time(pid), "doing": doing}
+
+
 def _in_progress(c: Container) -> bool:
     doing = c.extra.get(INCOMPLETE)
-    return bool(doing) and pid_alive(doing["pid"])
+    return bool(doing) and debris.process_alive(doing["pid"], doing.get("started"))
 
 
 def broken(c: Container) -> str:
     """Why `c` is unusable ("" if it is fine): a create or rm killed half-way."""
     doing = c.extra.get(INCOMPLETE)
-    if not doing:
-        return ""
-    if pid_alive(doing["pid"]):
+    if not doing or _in_progress(c):
         return ""
     return f"its {doing['doing']} was interrupted"
 
@@ -241,7 +243,7 @@ def new_container(
     cid = secrets.token_hex(32)
     chosen = name or _generated_name(store)
     c = Container(cid, chosen, image, driver, time.time(), driver_note=note)
-    c.extra[INCOMPLETE] = {"pid": os.getpid(), "doing": "create"}
+    c.extra[INCOMPLETE] = _mark("create")
     # The state dir appears with its state.json in it (a rename), so every
     # container dir says what it is.
     tmp = tempfile.mkdtemp(prefix=f"{CREATING_PREFIX}{os.getpid()}-", dir=containers_dir(store))
@@ -300,7 +302,7 @@ def destroy(store: object, c: Container) -> None:
     `rm` removes, not debris that blocks its name.
     """
     path = state_dir(store, c.id)
-    c.extra[INCOMPLETE] = {"pid": os.getpid(), "doing": "rm"}
+    c.extra[INCOMPLETE] = _mark("rm")
     with contextlib.suppress(OSError):  # gone already, or a full disk: remove it all the same
         save(store, c)
     # The bulk first: on a full disk, the ref update below needs a page to write.

@@ -48,6 +48,25 @@ def _rmtree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def start_time(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot), None if there is none:
+    with the pid, it names a process for good (pids are reused)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def process_alive(pid: int, started: int | None) -> bool:
+    """Whether the process that was `pid`, started at `started`, still runs."""
+    if not pid_alive(pid):
+        return False
+    return started is None or start_time(pid) in (None, started)
+
+
 def temp_prefix(kind: str) -> str:
     """The name prefix of this process's temporary `kind` files ("pack", "spool")."""
     return f"tmp_{kind}{_OURS}{os.getpid()}-"
