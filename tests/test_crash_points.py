@@ -509,6 +509,8 @@ def test_create_killed(cli, store_root, base, point, driver):
         assert r.returncode == 1 and r.stdout == ""
         assert r.stderr == ("layerctl: container c1 is broken (its create was interrupted); "
                             f"remove it with `layerctl rm {short}`\n")
+        assert (f"note: container c1 is broken (its create was interrupted); remove it with "
+                f"`layerctl rm {short}`") in cli("fsck").stdout
         cli("rm", short)
         assert cli("ps", "-a").stdout.splitlines()[1:] == []
     else:
