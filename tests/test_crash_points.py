@@ -145,14 +145,20 @@ COMMIT_POINTS = ["pack.rename-pack", "pack.rename-index", "commit.write-layer",
                  "commit.move-base", "ref.move", "commit.move-tag", "tag.move", "ref.move#2"]
 
 
-@pytest.fixture
-def changed(cli, base):
-    """Container c (vfs: no mount to clean up) with /etc/motd changed and /new added."""
-    cli("create", "--driver", "vfs", "--name", "c", "base:1")
-    rootfs = Path(cli("mount", "c").stdout.strip())
-    (rootfs / "etc" / "motd").write_text("changed\n")
-    (rootfs / "new").write_bytes(os.urandom(100_000))
-    return rootfs
+@pytest.fixture(params=["vfs", "overlay"])
+def changed(request, cli, base):
+    """Container c with /etc/motd changed and /new added; removed (and so unmounted)
+    afterwards, also when the test fails."""
+    if request.param == "overlay" and os.geteuid() != 0:
+        pytest.skip("overlay needs root")
+    cli("create", "--driver", request.param, "--name", "c", "base:1")
+    try:
+        rootfs = Path(cli("mount", "c").stdout.strip())
+        (rootfs / "etc" / "motd").write_text("changed\n")
+        (rootfs / "new").write_bytes(os.urandom(100_000))
+        yield rootfs
+    finally:
+        cli("rm", "-f", "c", check=False)
 
 
 def _base_of(cli, container: str) -> str:
