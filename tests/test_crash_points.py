@@ -838,3 +838,42 @@ def test_broken_container_whose_pid_was_reused_is_still_broken(cli, store_root, 
     assert "Broken: its create was interrupted" in cli("ps", "-a").stdout
     cli("create", "--driver", "vfs", "--name", "c1", "base:1")  # takes the name over
     assert cli("status", "c1").stdout == ""
+
+
+@pytest.mark.parametrize("point", ["pack.rename-pack", "pack.rename-index", "ref.move"])
+def test_fsck_and_other_writers_leave_a_live_writers_files_alone(cli, store_root, base, src,
+                                                                point):
+    """While an import is at `point` (this process, alive), another process's fsck
+    and import run: they must not take its temporary pack, its pack without index
+    yet, or its ref lock for debris."""
+    from layerctl import faults
+    from layerctl.images import parse_name
+    from layerctl.importer import import_directory
+    from layerctl.store.repo import Store
+
+    seen = []
+    other_src = src.parent / "other"
+    (other_src / "etc").mkdir(parents=True)
+    (other_src / "etc" / "motd").write_text("other\n")
+
+    def others_run() -> None:
+        before = sorted(p.name for p in store_root.rglob("*") if p.is_file())
+        fsck = subprocess.run([sys.executable, "-m", "layerctl", "fsck"],
+                              capture_output=True, text=True, env=_env(store_root))
+        other = subprocess.run([sys.executable, "-m", "layerctl", "import", str(other_src),
+                                "other:1"], capture_output=True, text=True,
+                               env=_env(store_root))
+        after = sorted(p.name for p in store_root.rglob("*") if p.is_file())
+        seen.append((fsck, other, set(before) - set(after)))
+
+    (src / "data").write_bytes(os.urandom(100_000))
+    store = Store(str(store_root))
+    with faults.armed(point, others_run):
+        import_directory(store, str(src), parse_name("app:1"), "me <me@x>")
+    store.close()
+    fsck, other, gone = seen[0]
+    assert fsck.returncode == 0 and "removed" not in fsck.stdout, fsck.stdout + fsck.stderr
+    assert other.returncode == 0, other.stderr
+    assert gone == set()
+    assert layer_file(cli, "app:1", "/etc/motd") == "one\n"
+    check_store(cli, store_root)
