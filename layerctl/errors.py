@@ -1,5 +1,7 @@
 """Errors a user can cause. The CLI prints them as one line, never a traceback."""
 
+import errno
+
 
 class LayerctlError(Exception):
     """A user-facing error: the message names the thing that is wrong."""
@@ -33,3 +35,18 @@ class BadInput(LayerctlError):
 
 class Conflict(LayerctlError):
     """The operation would lose data or clash with existing state."""
+
+
+class TagNotMoved(LayerctlError):
+    """A layer was written, but the tag asked for could not be moved to it."""
+
+
+class NoSpace(LayerctlError):
+    """The store's filesystem is full (ENOSPC) or the quota is used up (EDQUOT)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no space left on the store's filesystem ({path})")
+
+
+def is_no_space(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -3,13 +3,17 @@ OCI config, history and identity."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
 import re
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from layerctl.errors import Ambiguous, InvalidName, NotFound
+from layerctl import faults
+from layerctl.errors import Ambiguous, InvalidName, LayerctlError, NotFound, TagNotMoved
 from layerctl.store.layers import Layer, read_layer
 
 REF_PREFIX = "refs/images/"
@@ -107,20 +111,64 @@ def image_layer(store: object, name: ImageName) -> str | None:
 
 
 def set_tag(store: object, name: ImageName, layer_id: str, expected: str | None = "any") -> None:
-    """Point `name` at `layer_id`; with `expected`, only if the tag still has that value."""
-    current = store.ref(name.ref)
-    old = current if expected == "any" else expected
-    if old is None:
-        store.set_ref(name.ref, None, layer_id, f"tag {name}")
-    else:
-        store.set_ref(name.ref, old, layer_id, f"tag {name}")
+    """Point `name` at `layer_id`; with `expected`, only if the tag still has that value.
+
+    Without `expected` the last writer wins, as in Docker: a tag moved by another
+    process between our read and our compare-and-swap is read again, and a lock
+    another live process holds (for milliseconds) is waited for, up to a second.
+    """
+    from layerctl.store.repo import RefBusy, RefChanged
+
+    with _tag_errors(name):
+        if expected != "any":
+            store.set_ref(name.ref, expected, layer_id, f"tag {name}")
+            return
+        deadline = time.monotonic() + 1.0
+        while True:
+            current = store.ref(name.ref)
+            faults.point("tag.move")
+            try:
+                store.set_ref(name.ref, current, layer_id, f"tag {name}")
+                return
+            except RefChanged:
+                if time.monotonic() > deadline:
+                    raise
+            except RefBusy:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def _tag_errors(name: ImageName) -> Iterator[None]:
+    """Ref errors in the user's words: the tag, not its ref path."""
+    from layerctl.store.repo import RefBusy, RefChanged
+
+    try:
+        yield
+    except RefBusy as e:
+        raise RefBusy(f"tag {name} is locked by {e.holder}; try again", e.holder) from None
+    except RefChanged:
+        raise RefChanged(f"tag {name} was moved by another process meanwhile") from None
+
+
+def tag_new_layer(store: object, name: ImageName, layer_id: str, what: str,
+                  expected: str | None = "any") -> None:
+    """Tag a layer an operation just wrote; if the tag cannot move, the error says
+    that the layer exists all the same (`what`: "committed", "imported")."""
+    try:
+        set_tag(store, name, layer_id, expected)
+    except LayerctlError as e:
+        raise TagNotMoved(f"{what} layer {layer_id[:12]}, but {e}; tag it with "
+                          f"`layerctl tag {layer_id[:12]} {name}`") from None
 
 
 def remove_tag(store: object, name: ImageName) -> str:
     current = store.ref(name.ref)
     if current is None:
         raise NotFound(f"no such image: {name}")
-    store.delete_ref(name.ref, current)
+    with _tag_errors(name):
+        store.delete_ref(name.ref, current)
     return current
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
+from layerctl import faults
 from layerctl.errors import BadInput
-from layerctl.images import ImageName, default_config, image_layer, set_tag
+from layerctl.images import ImageName, default_config, image_layer, tag_new_layer
 from layerctl.oci.layertar import LayerTarWriter, write_layer_tar
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import write_layer
@@ -51,6 +52,7 @@ def import_directory(
         root = importer.import_dir(source)
         writer.finish()
     store.landed()
+    faults.point("import.write-layer")
     layer_id = commit_root(
         store,
         root,
@@ -63,5 +65,6 @@ def import_directory(
         importer.total,
         diff_id=tar.close(),
     )
-    set_tag(store, name, layer_id, expected=before)
+    faults.point("import.move-tag")
+    tag_new_layer(store, name, layer_id, "imported", expected=before)
     return layer_id

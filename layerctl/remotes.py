@@ -259,6 +259,7 @@ def fetch(
     for ref, new in sorted(found.items()):
         update = _decide(store, ref, store.ref(ref), new, force)
         if update.status in (NEW, FORWARD, FORCED):
+            faults.point("fetch.move-ref")
             store.set_ref(ref, update.old, new, f"fetch {url}")
         updates.append(update)
     return updates

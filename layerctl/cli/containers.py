@@ -43,12 +43,14 @@ def create_cmd(ctx: click.Context, name: str | None, driver: str | None, image: 
 @click.pass_context
 def ps_cmd(ctx: click.Context, show_all: bool, quiet: bool) -> None:
     """List containers (mounted ones; -a for all)."""
+    from layerctl.containers.state import broken
+
     store = open_store(ctx)
     containers = _containers()
     rows = []
     for c in containers.list_containers(store):
         mounted = containers.is_mounted(store, c)
-        if not (show_all or mounted):
+        if not (show_all or mounted or broken(c)):  # a broken one needs the user's rm
             continue
         if quiet:
             click.echo(c.short_id)
@@ -64,7 +66,11 @@ def ps_cmd(ctx: click.Context, show_all: bool, quiet: bool) -> None:
 def _state_text(store: object, c: object, mounted: bool) -> str:
     """Docker's STATUS words: Up, Exited (N), else whether the filesystem is mounted."""
     from layerctl import runtime
+    from layerctl.containers.state import broken
 
+    why = broken(c)
+    if why:
+        return f"Broken: {why} (rm it)"
     state, code = runtime.status(store, c.id)
     if state == "running":
         return "Up"

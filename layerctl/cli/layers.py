@@ -260,9 +260,18 @@ def checkout_cmd(ctx: click.Context, layer: str, directory: str) -> None:
 @click.pass_context
 def fsck_cmd(ctx: click.Context) -> None:
     """Verify every reachable object and metadata record."""
+    from layerctl.containers.state import broken, clean_all_debris, list_containers
+    from layerctl.store import debris
     from layerctl.store.fsck import fsck, stale_diff_ids
 
     store = open_store(ctx)
+    for path in debris.clear(store.root) + clean_all_debris(store):
+        click.echo(f"removed debris of a killed process: {os.path.relpath(path, store.root)}")
+    for c in list_containers(store):
+        why = broken(c)
+        if why:  # the user's to remove: rm tells its state from a live one's
+            click.echo(f"note: container {c.name} is broken ({why}); remove it with "
+                       f"`layerctl rm {c.short_id}`")
     problems, count = fsck(store)
     for line in problems:
         click.echo(line)

@@ -6,11 +6,12 @@ User errors (LayerctlError) print one line and exit non-zero, never a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
 
-from layerctl.errors import LayerctlError
+from layerctl.errors import LayerctlError, NoSpace, is_no_space
 
 # name -> (module, function, short help). Modules load only when their command runs.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -96,6 +97,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("layerctl.cli.tui", "demo_cmd", "Build a sample image and container and open the UI"),
 }
 
+_root: str | None = None  # the store the command was given, for errors main() reports
+
 # Short options that take a value: Docker (pflag) accepts `-m=msg`; click would keep the '='.
 _VALUE_SHORT_OPTS = set("mavcnoiewutfp")
 
@@ -138,7 +141,9 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, root: str | None) -> None:
     """layerctl: git for container filesystems."""
+    global _root
     ctx.obj = {"root": root}
+    _root = root
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,3 +165,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(141)
+    except OSError as e:
+        if not is_no_space(e):
+            raise
+        from layerctl.store.repo import default_root
+
+        click.echo(f"layerctl: {NoSpace(os.path.abspath(_root or default_root()))}", err=True)
+        sys.exit(NoSpace.exit_code)

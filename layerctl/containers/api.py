@@ -9,6 +9,7 @@ import stat
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from layerctl import faults
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
 from layerctl.store.checkout import apply_meta, create_entry
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
@@ -24,7 +25,17 @@ from . import overlay, rootless, vfs
 from .changes import BaseTree, HashCache, Scan, scan
 from .configedit import apply_changes
 from .links import walk_key
-from .state import Container, base, load, locked, new_container, resolve, save, state_dir
+from .state import (
+    Container,
+    base,
+    finish_create,
+    load,
+    locked,
+    new_container,
+    resolve,
+    save,
+    state_dir,
+)
 from .view import View
 
 DRIVERS = ("overlay", "vfs")
@@ -61,12 +72,13 @@ def create(
     state = state_dir(store, c.id)
     try:
         links_mod.load(store, layer_id, read_layer(store, layer_id).root)
+        faults.point("create.prepare-driver")
         if driver == "overlay":
             overlay.prepare(store, state, layer_id)
             c.lower = layer_id
         else:
             vfs.prepare(store, state, layer_id)
-        save(store, c)
+        finish_create(store, c)
     except BaseException:
         with contextlib.suppress(Exception):
             from .state import destroy
@@ -158,7 +170,7 @@ def remove(store: object, ref: str, force: bool = False) -> Container:
 
     from .state import destroy
 
-    c = resolve(store, ref)
+    c = resolve(store, ref, broken_ok=True)
     if runtime.status(store, c.id)[0] == "running" and not force:
         raise Conflict(f"container {c.name} is running; stop it first or use rm -f")
     runtime.forget(store, c.id, force=force)
@@ -295,7 +307,7 @@ def commit(
     base, move the base there and optionally tag it. The upper dir / rootfs is not
     touched: committed changes simply stop differing from the new base."""
     from layerctl.identity import author_or_default
-    from layerctl.images import parse_name, set_tag
+    from layerctl.images import parse_name, tag_new_layer
 
     c = resolve(store, ref)
     who = author_or_default(author)
@@ -320,6 +332,7 @@ def commit(
             new_root = editor.write(writer)
             writer.finish()
         store.landed()
+        faults.point("commit.write-layer")
         created_by = f"layerctl commit {c.name}"
         if instructions:
             created_by += " -c " + " -c ".join(instructions)
@@ -329,9 +342,13 @@ def commit(
                              created_by, size)
         _save_links(store, new_id, base_id, layer.root, p.scan, changes,
                     full=selected_paths is None)
+        faults.point("commit.move-base")
         store.set_ref(c.ref, base_id, new_id, f"commit container {c.name}")
     if name is not None:
-        set_tag(store, name, new_id)
+        # The container is on the new layer now: a tag that cannot move must not
+        # read as a failed commit (the changes are no longer pending).
+        faults.point("commit.move-tag")
+        tag_new_layer(store, name, new_id, f"committed container {c.name} as")
     return CommitResult(new_id, changes, len(p.changes) - len(changes))
 
 

@@ -16,14 +16,18 @@ import shutil
 import stat
 from collections.abc import Iterator
 
+from layerctl import faults
 from layerctl.errors import Conflict, LayerctlError
+from layerctl.store import debris
 from layerctl.store.checkout import apply_meta, checkout
+from layerctl.store.debris import CACHE_TMP_PREFIX
 from layerctl.store.fstree import read_dir
 from layerctl.store.layers import read_layer
 
 from .view import is_opaque, is_whiteout
 
 MOUNT_OPTIONS = "index=off,redirect_dir=off,metacopy=off,xino=off"
+PROBE_PREFIX = ".probe-"
 
 
 @functools.cache
@@ -51,14 +55,15 @@ def lower_dir(store: object, layer_id: str) -> str:
     if os.path.isdir(final):
         return final
     os.makedirs(layers_cache(store), exist_ok=True)
-    _clean_stale_tmp(layers_cache(store))
+    debris.clean_dead_dirs(layers_cache(store), CACHE_TMP_PREFIX)
     import tempfile
 
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=layers_cache(store))
+    tmp = tempfile.mkdtemp(prefix=f"{CACHE_TMP_PREFIX}{os.getpid()}-", dir=layers_cache(store))
     try:
         os.rmdir(tmp)
         checkout(store, read_layer(store, layer_id).root, tmp)
         os.sync()  # the cache must be complete on disk before it is used
+        faults.point("cache.rename-lower")
         try:
             os.rename(tmp, final)
         except OSError as e:
@@ -69,22 +74,6 @@ def lower_dir(store: object, layer_id: str) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def _clean_stale_tmp(cache: str) -> None:
-    for name in os.listdir(cache):
-        if not name.startswith(".tmp-"):
-            continue
-        try:
-            pid = int(name.split("-")[1])
-        except (IndexError, ValueError):
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(cache, name), ignore_errors=True)
-        except PermissionError:
-            pass
 
 
 # -- mounting ---------------------------------------------------------------------
@@ -141,9 +130,10 @@ def probe_mount(scratch: str) -> str | None:
     if reason:
         return reason
     os.makedirs(scratch, exist_ok=True)
+    clean_dead_probes(scratch)
     import tempfile
 
-    tmp = tempfile.mkdtemp(prefix=".probe-", dir=scratch)
+    tmp = tempfile.mkdtemp(prefix=f"{PROBE_PREFIX}{os.getpid()}-", dir=scratch)
     try:
         dirs = [os.path.join(tmp, d) for d in ("l", "u", "w", "m")]
         for d in dirs:
@@ -152,10 +142,22 @@ def probe_mount(scratch: str) -> str | None:
             mount_overlay(*dirs)
         except LayerctlError as e:
             return str(e)
+        faults.point("overlay.unmount-probe")
         unmount(dirs[3])
         return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def clean_dead_probes(scratch: str) -> list[str]:
+    """Remove probe dirs of killed processes, unmounting the probe they left mounted."""
+
+    def detach(path: str) -> None:
+        merged = os.path.join(path, "m")
+        if os.path.ismount(merged):
+            _libc().umount2(merged.encode(), MNT_DETACH)
+
+    return debris.clean_dead_dirs(scratch, PROBE_PREFIX, before=detach)
 
 
 # -- container directories -----------------------------------------------------------

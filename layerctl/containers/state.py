@@ -1,6 +1,7 @@
 """Container state: one directory per container under Store.path("containers", ID).
 
-    containers/ID/state.json   name, image, driver, created, lower (written atomically)
+    containers/ID/state.json   name, image, driver, created, lower (written atomically);
+                               extra["incomplete"] while a create or rm runs (see broken())
     containers/ID/lock         flock()ed by every operation that changes the container
     containers/ID/upper|work|merged   overlay driver
     containers/ID/rootfs              vfs driver
@@ -22,13 +23,18 @@ import random
 import re
 import secrets
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
+from layerctl import faults
 from layerctl.errors import Ambiguous, Conflict, InvalidName, Locked, NotFound
+from layerctl.store import debris
 
 REF_PREFIX = "refs/containers/"
+INCOMPLETE = "incomplete"  # extra[...] while a create or rm runs: {pid, started, doing}
+CREATING_PREFIX = ".tmp-"
 NAMES_DIR = "_names"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 _HEX_RE = re.compile(r"^[0-9a-f]{1,64}$")
@@ -98,12 +104,17 @@ def base(store: object, c: Container) -> str:
 
 def write_json_atomic(path: str, data: object) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def save(store: object, c: Container) -> None:
@@ -132,21 +143,60 @@ def all_ids(store: object) -> list[str]:
 
 
 def list_containers(store: object) -> list[Container]:
+    """Complete containers, and those a killed create or rm left (see `broken`);
+    not those another process is creating right now."""
     out = []
     for cid in all_ids(store):
         with contextlib.suppress(NotFound):
-            out.append(load(store, cid))
+            c = load(store, cid)
+            if not _in_progress(c):
+                out.append(c)
     return sorted(out, key=lambda c: -c.created)
 
 
-def resolve(store: object, ref: str) -> Container:
-    """A container by name, full id or unique id prefix."""
+def _mark(doing: str) -> dict:
+    pid = os.getpid()
+    return {"pid": pid, "started": debris.start_time(pid), "doing": doing}
+
+
+def _in_progress(c: Container) -> bool:
+    doing = c.extra.get(INCOMPLETE)
+    return bool(doing) and debris.process_alive(doing["pid"], doing.get("started"))
+
+
+def broken(c: Container) -> str:
+    """Why `c` is unusable ("" if it is fine): a create or rm killed half-way."""
+    doing = c.extra.get(INCOMPLETE)
+    if not doing or _in_progress(c):
+        return ""
+    return f"its {doing['doing']} was interrupted"
+
+
+def _usable(c: Container) -> Container:
+    why = broken(c)
+    if why:
+        raise Conflict(f"container {c.name} is broken ({why}); remove it with "
+                       f"`layerctl rm {c.short_id}`")
+    if _in_progress(c):
+        raise Locked(f"container {c.name} is being {c.extra[INCOMPLETE]['doing']}d by "
+                     "another layerctl process; try again")
+    return c
+
+
+def resolve(store: object, ref: str, broken_ok: bool = False) -> Container:
+    """A container by name, full id or unique id prefix. A broken one (see
+    `broken`) is an error unless `broken_ok` (for rm)."""
+    found = _resolve(store, ref)
+    return found if broken_ok and not _in_progress(found) else _usable(found)
+
+
+def _resolve(store: object, ref: str) -> Container:
     name_file = os.path.join(containers_dir(store), NAMES_DIR, ref)
     if _NAME_RE.match(ref):
         try:
             with open(name_file) as f:
                 return load(store, f.read().strip())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotFound):
             pass
     if _HEX_RE.match(ref):
         matches = [cid for cid in all_ids(store) if cid.startswith(ref)]
@@ -178,7 +228,9 @@ def _generated_name(store: object) -> str:
 def new_container(
     store: object, image: str, layer_id: str, driver: str, name: str | None, note: str = ""
 ) -> Container:
-    """Reserve a name, make the state dir and the base ref; the driver fills the rest."""
+    """Make the state dir, reserve the name and set the base ref; the driver fills the
+    rest, then `finish_create`. Until then the container is marked incomplete: hidden
+    while this process lives, shown as broken (and removable) if it was killed."""
     if name is not None and not _NAME_RE.match(name):
         raise InvalidName(
             f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*"
@@ -187,31 +239,110 @@ def new_container(
         raise InvalidName(f"invalid container name {name!r}: looks like a container id")
     names = os.path.join(containers_dir(store), NAMES_DIR)
     os.makedirs(names, exist_ok=True)
+    clean_debris(store)
     cid = secrets.token_hex(32)
     chosen = name or _generated_name(store)
-    try:
-        fd = os.open(os.path.join(names, chosen), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        raise Conflict(f"the container name {chosen!r} is already in use") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(cid + "\n")
-    os.makedirs(state_dir(store, cid))
     c = Container(cid, chosen, image, driver, time.time(), driver_note=note)
-    store.set_ref(c.ref, None, layer_id, f"create container {chosen}")
-    save(store, c)
+    c.extra[INCOMPLETE] = _mark("create")
+    # The state dir appears with its state.json in it (a rename), so every
+    # container dir says what it is.
+    tmp = tempfile.mkdtemp(prefix=f"{CREATING_PREFIX}{os.getpid()}-", dir=containers_dir(store))
+    write_json_atomic(os.path.join(tmp, "state.json"), asdict(c))
+    faults.point("create.publish-state")
+    os.rename(tmp, state_dir(store, cid))
+    try:
+        faults.point("create.reserve-name")
+        fd = _reserve_name(store, os.path.join(names, chosen), chosen)
+        with os.fdopen(fd, "w") as f:
+            f.write(cid + "\n")
+        faults.point("create.set-base")
+        store.set_ref(c.ref, None, layer_id, f"create container {chosen}")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            destroy(store, c)
+        raise
     return c
 
 
+def _reserve_name(store: object, path: str, name: str) -> int:
+    """O_EXCL-create the name file; a name held by a container that a killed create
+    or rm left broken is taken over (that container never held any work)."""
+    for attempt in range(2):
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if attempt:
+                break
+            try:
+                with open(path) as f:
+                    owner = load(store, f.read().strip())
+            except FileNotFoundError:
+                continue
+            except NotFound:  # a name whose container is gone
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                continue
+            if not broken(owner):
+                break
+            destroy(store, owner)
+    raise Conflict(f"the container name {name!r} is already in use")
+
+
+def finish_create(store: object, c: Container) -> None:
+    """The container is complete: list it as usual from now on."""
+    c.extra.pop(INCOMPLETE, None)
+    faults.point("create.mark-complete")
+    save(store, c)
+
+
 def destroy(store: object, c: Container) -> None:
-    """Remove the state, the name and the base ref (the caller made sure nothing is mounted)."""
+    """Remove the state, the name and the base ref (the caller made sure nothing is mounted).
+
+    Marked incomplete first, so a kill half-way leaves a broken container that
+    `rm` removes, not debris that blocks its name.
+    """
     path = state_dir(store, c.id)
-    os.rename(os.path.join(path, "state.json"), os.path.join(path, "state.json.removed"))
+    c.extra[INCOMPLETE] = _mark("rm")
+    with contextlib.suppress(OSError):  # gone already, or a full disk: remove it all the same
+        save(store, c)
+    # The bulk first: on a full disk, the ref update below needs a page to write.
+    faults.point("rm.remove-files")
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(path):
+            if entry.name != "state.json":
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+    faults.point("rm.delete-base")
     current = store.ref(c.ref)
     if current is not None:
         store.delete_ref(c.ref, current)
+    faults.point("rm.remove-state")
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(containers_dir(store), NAMES_DIR, c.name))
+        os.unlink(os.path.join(path, "state.json"))
     shutil.rmtree(path, ignore_errors=True)
+    # The name goes last: until then `rm NAME` finds the broken container again.
+    faults.point("rm.free-name")
+    name_file = os.path.join(containers_dir(store), NAMES_DIR, c.name)
+    with contextlib.suppress(FileNotFoundError):
+        with open(name_file) as f:
+            owner = f.read().strip()
+        if owner == c.id:  # a container that never got its name must not free another's
+            os.unlink(name_file)
+
+
+def clean_debris(store: object) -> list[str]:
+    """State dirs of creates killed before their first rename (for fsck)."""
+    return debris.clean_dead_dirs(containers_dir(store), CREATING_PREFIX)
+
+
+def clean_all_debris(store: object) -> list[str]:
+    """What killed container commands left, also overlay probes still mounted (fsck)."""
+    from .overlay import clean_dead_probes
+
+    return clean_debris(store) + clean_dead_probes(store.path("cache", "probe"))
 
 
 @contextlib.contextmanager

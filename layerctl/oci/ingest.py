@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from layerctl import faults
 from layerctl.errors import BadInput
 from layerctl.images import ImageName, canonical_json, set_tag
 from layerctl.oci.blobread import BlobReader
@@ -313,7 +314,9 @@ def ingest(
         job = _Ingest(store, staging, open_blob, label, limits, progress)
         chains = [job.image(i, img, cfg) for i, (img, cfg) in enumerate(zip(images, configs,
                                                                                strict=True))]
+        faults.point("load.land-packs")
         staging.land()
+    faults.point("load.write-layers")
     job.commit()
     loaded = []
     for img, (chain, existed) in zip(images, chains, strict=True):
@@ -321,5 +324,6 @@ def ingest(
         loaded.append(LoadedImage(list(img.tags), ids, existed))
         if ids:
             for name in img.tags:
+                faults.point("load.move-tag")
                 set_tag(store, name, ids[-1])
     return loaded

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from layerctl import faults
 from layerctl.errors import BadInput
 from layerctl.images import ImageName, host_arch, image_layer, set_tag
 from layerctl.oci.events import Event, Progress, quiet
@@ -202,6 +203,7 @@ def pull(
         before = image_layer(store, name)
         up_to_date = before == result.layer_id and result.downloaded == 0
         if not up_to_date:
+            faults.point("pull.move-tag")
             set_tag(store, name, result.layer_id, expected=before)
         pull_ref = PULL_REFS + manifest.digest.split(":", 1)[1]
         current = store.ref(pull_ref)
@@ -276,6 +278,7 @@ def _ingest(
         finally:
             stream.close()
         report(Event(short, "Download complete"))
+        faults.point("pull.move-progress-ref")
         old = store.ref(pull_ref)
         store.set_ref(pull_ref, old, layer.id, f"pull {puller.ref.familiar()}")
         index.add(layer)

@@ -18,12 +18,13 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from layerctl.errors import Corrupt
+from layerctl.store import debris
+from layerctl.store.debris import INCOMING_PREFIX
 from layerctl.store.objects import TREE, PackWriter, fsync_dir, parse_tree
 
 if TYPE_CHECKING:
     from dulwich.pack import Pack
 
-INCOMING_PREFIX = "incoming-layerctl-"
 
 
 class Staging:
@@ -135,21 +136,4 @@ class Staging:
 
 def _clean_stale(objects: str) -> None:
     """Remove the staging dirs of processes that died before landing or discarding."""
-    try:
-        names = os.listdir(objects)
-    except FileNotFoundError:
-        return
-    for name in names:
-        if not name.startswith(INCOMING_PREFIX):
-            continue
-        try:
-            pid = int(name[len(INCOMING_PREFIX) :].split("-")[0])
-        except ValueError:
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(objects, name), ignore_errors=True)
-        except PermissionError:
-            pass
-
+    debris.clean_dead_dirs(objects, INCOMING_PREFIX)

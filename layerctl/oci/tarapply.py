@@ -56,11 +56,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
+from layerctl import faults
 from layerctl.errors import BadInput
-from layerctl.images import ImageName, default_config, image_layer, parse_name, set_tag
+from layerctl.images import ImageName, default_config, image_layer, parse_name, tag_new_layer
 from layerctl.importer import commit_root
 from layerctl.oci.compression import CorruptStream, open_decompressed
 from layerctl.oci.layertar import write_layer_tar
+from layerctl.store import debris
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import EMPTY_BLOB, RECORD, DirRef, lookup
 from layerctl.store.meta import (
@@ -573,7 +575,7 @@ class _Applier:
 
     def _spool(self, fileobj: BinaryIO, size: int, done: Callable[[bytes], None]) -> None:
         """Big files go through a temporary file in the store's pack directory."""
-        fd, tmp = tempfile.mkstemp(prefix="tmp_spool_", dir=self.writer.pack_dir)
+        fd, tmp = tempfile.mkstemp(prefix=debris.temp_prefix("spool"), dir=self.writer.pack_dir)
         try:
             with os.fdopen(fd, "wb") as out:
                 left = size
@@ -921,6 +923,7 @@ def import_tar(
         if close:
             raw.close()
     store.landed()
+    faults.point("import.write-layer")
     # The DiffID is the hash of the tar layerctl writes (walk order), not of the
     # input; contents still in memory spare reading them back from the pack.
     diff_id = write_layer_tar(_KeptBlobs(store, applier.kept), None, root)
@@ -929,5 +932,6 @@ def import_tar(
         store, root, None, None, default_config(), author, message,
         f"layerctl import {label}", stats.bytes, diff_id=diff_id,
     )
-    set_tag(store, name, layer_id, expected=before)
+    faults.point("import.move-tag")
+    tag_new_layer(store, name, layer_id, "imported", expected=before)
     return layer_id

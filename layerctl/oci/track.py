@@ -123,7 +123,12 @@ def track(store: object, spec: str, name: str | None = None) -> tuple[object, st
     """Track the container `spec` (podman:NAME or docker:NAME); returns the layerctl
     container and its base layer id."""
     from layerctl.containers import links, overlay
-    from layerctl.containers.state import NAMES_DIR, containers_dir, new_container, save
+    from layerctl.containers.state import (
+        NAMES_DIR,
+        containers_dir,
+        finish_create,
+        new_container,
+    )
     from layerctl.store.layers import read_layer
 
     engine, sep, ref = spec.partition(":")
@@ -161,7 +166,7 @@ def track(store: object, spec: str, name: str | None = None) -> tuple[object, st
             "work": data.get("WorkDir", ""),
             "lower": data.get("LowerDir", ""),
         }
-        save(store, c)
+        finish_create(store, c)
     except BaseException:
         from layerctl.containers.state import destroy
 

@@ -8,13 +8,18 @@ instant leaves a valid repository.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from layerctl import faults
+from layerctl.errors import NoSpace, is_no_space
+from layerctl.store import debris
 
 try:  # ISA-L deflates 5x faster than zlib at level 1, same ratio, same zlib format
     from isal import isal_zlib as _deflate
@@ -94,7 +99,8 @@ class PackWriter:
         import tempfile  # here, not at the top: status and images never write packs
         from concurrent.futures import ThreadPoolExecutor
 
-        fd, self._tmp = tempfile.mkstemp(prefix="tmp_pack_", dir=pack_dir)
+        debris.clean_temps(pack_dir)  # packs of writers killed before finishing
+        fd, self._tmp = tempfile.mkstemp(prefix=debris.temp_prefix("pack"), dir=pack_dir)
         self._file = os.fdopen(fd, "wb")
         self._file.write(b"PACK" + struct.pack(">LL", 2, 0))
         self._offset = 12
@@ -206,6 +212,22 @@ class PackWriter:
         return sha
 
     def _write(self, sha: bytes, type_num: int, size: int, chunks: list[bytes]) -> None:
+        with self._no_space():
+            self._append(sha, type_num, size, chunks)
+
+    @contextlib.contextmanager
+    def _no_space(self) -> Iterator[None]:
+        # A full disk must not read as one of the errors the callers make of other
+        # OSErrors ("cannot read FILE", "changed while committing"): NoSpace is no OSError.
+        try:
+            yield
+        except OSError as e:
+            if is_no_space(e):
+                root = self.pack_dir.rpartition(os.sep + "objects")[0] or self.pack_dir
+                raise NoSpace(root) from None
+            raise
+
+    def _append(self, sha: bytes, type_num: int, size: int, chunks: list[bytes]) -> None:
         header = _pack_header(type_num, size)
         crc = zlib.crc32(header)
         self._file.write(header)
@@ -225,9 +247,13 @@ class PackWriter:
 
     def finish(self) -> str | None:
         """Write the index and move the pack into place; returns its path (None if empty)."""
+        self.drain()
+        with self._no_space():
+            return self._finish()
+
+    def _finish(self) -> str | None:
         from dulwich.pack import write_pack_index_v2
 
-        self.drain()
         self._pool.shutdown()
         if not self._entries:
             self.abort()
@@ -253,7 +279,9 @@ class PackWriter:
             os.fsync(f.fileno())
         os.chmod(self._tmp, 0o444)
         os.chmod(idx_tmp, 0o444)
+        faults.point("pack.rename-pack")
         os.rename(self._tmp, base + ".pack")
+        faults.point("pack.rename-index")
         os.rename(idx_tmp, base + ".idx")
         fsync_dir(self.pack_dir)
         self.pack_path = base + ".pack"
@@ -266,7 +294,8 @@ class PackWriter:
         self._pending.clear()
         self._pool.shutdown(wait=True)
         if not self._file.closed:
-            self._file.close()
+            with contextlib.suppress(OSError):  # flushing what is left fails on a full disk
+                self._file.close()
         for path in (self._tmp, self._tmp + ".idx"):
             try:
                 os.unlink(path)

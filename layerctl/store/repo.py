@@ -8,16 +8,34 @@ ROOT/cache/           extracted layers shared by overlay mounts
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from layerctl.errors import Corrupt, LayerctlError, Locked, NotFound
+from layerctl import faults
+from layerctl.errors import Conflict, Corrupt, InvalidName, LayerctlError, Locked, NotFound
+from layerctl.store import debris
 from layerctl.store.objects import PackWriter
 
 if TYPE_CHECKING:
     from dulwich.repo import Repo
+
+
+class RefChanged(Locked):
+    """A compare-and-swap lost: the ref no longer has the value it was read with."""
+
+
+class RefBusy(Locked):
+    """Another live process holds the ref's lock (for milliseconds, normally)."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+PRIVATE_DIRS = ("cache", "containers", "runtime")
 
 
 def default_root() -> str:
@@ -40,6 +58,8 @@ class Store:
             if not create:
                 raise NotFound(f"no layerctl store at {self.root}")
             self._init()
+        elif os.stat(self.root).st_mode & 0o077:
+            self._make_private()
         self._repo: Repo | None = None
         self._objects = None
         self._refs = None
@@ -50,13 +70,25 @@ class Store:
             raise LayerctlError(f"{self.root} is not empty and not a layerctl store")
         from dulwich.repo import Repo
 
-        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
         repo = Repo.init_bare(self.root)
         config = repo.get_config()
         config.set((b"layerctl",), b"version", b"1")
         config.set((b"gc",), b"auto", b"0")  # git gc must not drop unreferenced container work
         config.write_to_path()
         repo.close()
+        for name in PRIVATE_DIRS:
+            os.makedirs(os.path.join(self.root, name), mode=0o700, exist_ok=True)
+        self._make_private()
+
+    def _make_private(self) -> None:
+        """Only the owner may enter the store: its layer cache and containers hold
+        images' setuid binaries, which any local user could otherwise run through a
+        world-traversable path (Docker's CVE-2021-41091). runc needs no more: it
+        runs as root, and a container process sees its rootfs as / after pivot_root."""
+        for path in (self.root, *(os.path.join(self.root, n) for n in PRIVATE_DIRS)):
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                os.chmod(path, 0o700)
 
     # -- objects --------------------------------------------------------
 
@@ -195,30 +227,106 @@ class Store:
 
     def set_ref(self, name: str, old: str | None, new: str, message: str = "") -> None:
         """Compare-and-swap `name` from `old` (None: must not exist) to `new`."""
-        from dulwich.file import FileLocked
-
-        refs = self.refs
-        try:
-            if old is None:
-                ok = refs.add_if_new(name.encode(), new.encode(), message=message.encode() or None)
-            else:
-                ok = refs.set_if_equals(
-                    name.encode(), old.encode(), new.encode(), message=message.encode() or None
-                )
-        except FileLocked:
-            raise Locked(f"{name} is locked by another layerctl process; try again") from None
-        if not ok:
-            raise Locked(f"{name} was changed by another layerctl process; try again")
+        self._update_ref(name, old, new)
 
     def delete_ref(self, name: str, old: str) -> None:
+        self._update_ref(name, old, None)
+
+    def _update_ref(self, name: str, old: str | None, new: str | None) -> None:
+        """Git's protocol (`<ref>.lock` created exclusively, renamed over the ref), with
+        the lock flock()ed and marked so that one left by a killed process is known
+        stale and cleared here instead of blocking the ref forever (store/debris.py)."""
+        from dulwich.refs import check_ref_format
+
+        if not check_ref_format(name.encode()):
+            raise InvalidName(f"{name} is not a valid ref name")
+        path = os.path.join(self.root, name)
+        lock = path + ".lock"
+        packed_only = False
+        fd = self._lock_ref(name, lock)
+        try:
+            current = self._current_ref(name, path)
+            if current != old:
+                raise RefChanged(f"{name} was changed by another layerctl process; try again")
+            if new is None:
+                faults.point("ref.delete")
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    packed_only = True
+            elif new != current:
+                faults.point("ref.move")
+                data = new.encode() + b"\n"
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+                os.fsync(fd)
+                os.rename(lock, path)
+                lock = ""
+        finally:
+            os.close(fd)
+            if lock:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)
+        if new is None:
+            if packed_only:
+                self._delete_packed(name, old)
+            self._prune_ref_dirs(os.path.dirname(path))
+
+    def _prune_ref_dirs(self, directory: str) -> None:
+        """Remove the directories a deleted ref leaves empty, as git does."""
+        top = os.path.join(self.root, "refs")
+        while directory.startswith(top + "/"):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                return
+            directory = os.path.dirname(directory)
+
+    def _lock_ref(self, name: str, lock: str) -> int:
+        cleared = False
+        for _ in range(4):
+            os.makedirs(os.path.dirname(lock), exist_ok=True)
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            except FileNotFoundError:
+                continue  # a deletion pruned the emptied directory just now
+            except FileExistsError:
+                if not cleared and debris.clear_if_stale(lock):
+                    cleared = True
+                    continue
+                holder = debris.lock_holder(lock)
+                raise RefBusy(f"{name} is locked by {holder}; try again", holder) from None
+            except NotADirectoryError:
+                raise Conflict(f"{name} clashes with an existing ref") from None
+            try:
+                debris.hold_lock(fd)
+            except BaseException:
+                os.close(fd)
+                os.unlink(lock)
+                raise
+            return fd
+        raise RefBusy(f"{name} is being changed by another process; try again", "another process")
+
+    def _current_ref(self, name: str, path: str) -> str | None:
+        try:
+            with open(path, "rb") as f:
+                value = f.readline().strip()
+        except FileNotFoundError:
+            value = self.refs.get_packed_refs().get(name.encode())
+        except IsADirectoryError:
+            raise Conflict(f"{name} clashes with an existing ref") from None
+        return value.decode() if value else None
+
+    def _delete_packed(self, name: str, old: str) -> None:
+        # Only after `git pack-refs` by hand: dulwich rewrites packed-refs under its lock.
         from dulwich.file import FileLocked
 
         try:
             ok = self.refs.remove_if_equals(name.encode(), old.encode())
         except FileLocked:
-            raise Locked(f"{name} is locked by another layerctl process; try again") from None
+            raise Locked("packed-refs is locked by another process; try again") from None
         if not ok:
-            raise Locked(f"{name} was changed by another layerctl process; try again")
+            raise RefChanged(f"{name} was changed by another layerctl process; try again")
 
     # -- state directories ------------------------------------------------
 

@@ -49,12 +49,19 @@ class ContainersScreen(Screen):
         self.app.call_from_thread(self._show, rows)
 
     def _show(self, rows: list) -> None:
+        from layerctl.containers.state import broken
+
         table = self.query_one(DataTable)
         table.clear()
         for c, base in sorted(rows, key=lambda r: r[0].name):
-            table.add_row(Text(c.name, "bold"), self.app.short_id(c.id), c.image,
+            name = Text(c.name, "bold")
+            why = broken(c)
+            if why:
+                name.append(f" (broken: {why}; remove it)", "red")
+            # a broken container may not have got its name: its actions go by id
+            table.add_row(name, self.app.short_id(c.id), c.image,
                           self.app.short_id(base) if base else "-", c.driver,
-                          ago(c.created, self.app.clock), key=c.name)
+                          ago(c.created, self.app.clock), key=c.id if why else c.name)
         table.border_subtitle = f"{len(rows)} container{'s' if len(rows) != 1 else ''}"
 
     def _current(self) -> str | None:
