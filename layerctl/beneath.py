@@ -27,7 +27,7 @@ _PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _MAX_DIR_FDS = 128  # directory fds a Tree keeps open (walk order reuses the last few)
 # errnos meaning "not there, or not what a plain walk expects": a rescan decides
-_GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO)
+GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO)
 
 
 class Changed(Exception):
@@ -43,6 +43,12 @@ def same_file(st: os.stat_result, expect: os.stat_result) -> bool:
     return (st.st_ino == expect.st_ino and st.st_dev == expect.st_dev
             and stat.S_IFMT(st.st_mode) == stat.S_IFMT(expect.st_mode)
             and st.st_size == expect.st_size and st.st_mtime_ns == expect.st_mtime_ns)
+
+
+def moved(fd: int, expect: os.stat_result) -> bool:
+    """The open file's size or mtime is not what the scan saw: written meanwhile."""
+    st = os.fstat(fd)
+    return st.st_size != expect.st_size or st.st_mtime_ns != expect.st_mtime_ns
 
 
 def _reopen(path_fd: int, flags: int) -> int:
@@ -97,7 +103,7 @@ class Tree:
             fd, name = self._parent(rel)
             return os.stat(name, dir_fd=fd, follow_symlinks=False)
         except OSError as e:
-            if e.errno in _GONE:
+            if e.errno in GONE:
                 return None
             raise
 
@@ -115,7 +121,7 @@ class Tree:
             fd, name = self._parent(rel)
             pfd = os.open(name, _PATH, dir_fd=fd)
         except OSError as e:
-            if e.errno in _GONE:
+            if e.errno in GONE:
                 raise Changed(rel) from None
             raise
         if expect is not None and not same_file(os.fstat(pfd), expect):
@@ -142,7 +148,7 @@ class Tree:
             fd, name = self._parent(rel)
             return os.readlink(name, dir_fd=fd)
         except OSError as e:
-            if e.errno in (*_GONE, errno.EINVAL):
+            if e.errno in (*GONE, errno.EINVAL):
                 raise Changed(rel) from None
             raise
 
@@ -156,7 +162,7 @@ class Tree:
                 return read_xattrs(self.dir_fd(b""), keep)
             return read_xattrs(self.proc_path(rel), keep)
         except OSError as e:
-            if e.errno in _GONE:
+            if e.errno in GONE:
                 raise Changed(rel) from None
             raise
 
@@ -191,7 +197,7 @@ def walk(top: bytes) -> Iterator[tuple[bytes, os.stat_result, int | None]]:
     try:
         fd = os.open(top, _DIR)
     except OSError as e:
-        if e.errno in _GONE:
+        if e.errno in GONE:
             return
         raise
     try:
@@ -205,7 +211,7 @@ def _walk_fd(fd: int, rel: bytes) -> Iterator[tuple[bytes, os.stat_result, int |
         with os.scandir(fd) as it:
             names = sorted(os.fsencode(e.name) for e in it)
     except OSError as e:
-        if e.errno in _GONE:
+        if e.errno in GONE:
             return
         raise
     for name in names:
@@ -213,7 +219,7 @@ def _walk_fd(fd: int, rel: bytes) -> Iterator[tuple[bytes, os.stat_result, int |
         try:
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except OSError as e:
-            if e.errno in _GONE:
+            if e.errno in GONE:
                 continue
             raise
         if not stat.S_ISDIR(st.st_mode):
@@ -222,7 +228,7 @@ def _walk_fd(fd: int, rel: bytes) -> Iterator[tuple[bytes, os.stat_result, int |
         try:
             sub = os.open(name, _DIR, dir_fd=fd)
         except OSError as e:
-            if e.errno in _GONE:
+            if e.errno in GONE:
                 continue  # replaced by a non-directory since the stat
             raise
         try:

@@ -9,6 +9,8 @@ import stat
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from layerctl import faults
+from layerctl.beneath import Changed
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
 from layerctl.store.checkout import apply_meta, create_entry
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
@@ -17,6 +19,7 @@ from layerctl.store.fstree import EMPTY_BLOB, Dir, read_dir
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, FILE, SYMLINK
 from layerctl.store.objects import BLOB
+from layerctl.words import path_text
 
 from . import links as links_mod
 from . import overlay, rootless, vfs
@@ -352,26 +355,41 @@ def apply_changes_to(editor: TreeEditor, writer: object, p: Pending, changes: li
         obs = p.scan.observed.get(ch.path)
         if obs is None:  # a hardlink member whose only change is its link
             editor.set_file(ch.path, meta, ch.new_blob)
-        elif meta.kind == FILE:
-            size += meta.size
+            continue
+        # Read beneath the container's tree, from the inode the scan saw: what a
+        # process in it swapped in since (a symlink to a host file, a FIFO, a
+        # device) is never read, only reported as changed.
+        tree, rel = p.view.tree_of(obs.real)
+        try:
+            if meta.kind == FILE:
+                size += meta.size
 
-            def done(sha: bytes, path: bytes = ch.path, meta=meta) -> None:  # noqa: ANN001
-                editor.set_file(path, meta, sha)
+                def done(sha: bytes, path: bytes = ch.path, meta=meta) -> None:  # noqa: ANN001
+                    editor.set_file(path, meta, sha)
 
-            try:
-                writer.add_file(obs.real, meta.size, done)
-            except OSError as e:
-                raise Conflict(f"cannot read /{ch.path.decode('utf-8', 'replace')}: "
-                               f"{e}; is it changing? try again") from None
-        elif meta.kind == SYMLINK:
-            editor.set_file(ch.path, meta, writer.add(BLOB, os.readlink(obs.real)))
-        else:
-            editor.set_file(ch.path, meta, EMPTY_BLOB)
+                faults.point("commit.before-read")
+                fd = tree.open_file(rel, obs.st)
+                writer.add_file(fd, meta.size, done, expect=obs.st, label=ch.path)
+            elif meta.kind == SYMLINK:
+                editor.set_file(ch.path, meta, writer.add(BLOB, tree.readlink(rel)))
+            else:
+                editor.set_file(ch.path, meta, EMPTY_BLOB)
+        except Changed as e:
+            raise _changed_while(e, doing) from None
+        except OSError as e:
+            raise Conflict(f"cannot read {path_text(ch.path)}: {e.strerror or e}; "
+                           "is it changing? try again") from None
     try:
         writer.drain()
+    except Changed as e:
+        raise _changed_while(e, doing) from None
     except OSError as e:
         raise Conflict(f"a file changed while being {doing} ({e}); try again") from None
     return size
+
+
+def _changed_while(e: Changed, doing: str) -> Conflict:
+    return Conflict(f"{path_text(e.path)} changed while being {doing}; try again")
 
 
 def _save_links(store: object, new_id: str, base_id: str, base_root: object, sc: Scan,

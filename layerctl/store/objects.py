@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 
 from layerctl import faults
-from layerctl.beneath import Changed, read_fd, same_file
+from layerctl.beneath import Changed, moved, read_fd, same_file
 
 try:  # ISA-L deflates 5x faster than zlib at level 1, same ratio, same zlib format
     from isal import isal_zlib as _deflate
@@ -196,7 +196,7 @@ class PackWriter:
                  label: bytes | str) -> tuple:
         try:
             data = read_fd(fd, size + 1)  # one byte more: a file that grew is caught
-            if len(data) != size or (expect is not None and _moved(fd, expect)):
+            if len(data) != size or (expect is not None and moved(fd, expect)):
                 raise Changed(label)
         finally:
             os.close(fd)
@@ -244,7 +244,7 @@ class PackWriter:
                 crc = zlib.crc32(out, crc)
                 write(out)
                 length += len(out)
-            if seen != size or (expect is not None and _moved(fd, expect)):
+            if seen != size or (expect is not None and moved(fd, expect)):
                 raise Changed(label)
             out = comp.flush()
             crc = zlib.crc32(out, crc)
@@ -379,12 +379,6 @@ def _open_regular(path: bytes, expect: os.stat_result | None, label: bytes | str
         os.close(fd)
         raise Changed(label)
     return fd
-
-
-def _moved(fd: int, expect: os.stat_result) -> bool:
-    """The file's size or mtime is not what the scan saw: written while read."""
-    st = os.fstat(fd)
-    return st.st_size != expect.st_size or st.st_mtime_ns != expect.st_mtime_ns
 
 
 def fsync_dir(path: str) -> None:

@@ -19,9 +19,12 @@ Progress = Callable[[int, int], None]
 XattrFilter = Callable[[bytes], bool]
 
 
-def read_xattrs(path: bytes, keep: XattrFilter | None = None) -> tuple[tuple[bytes, bytes], ...]:
+def read_xattrs(path: bytes | int, keep: XattrFilter | None = None
+                ) -> tuple[tuple[bytes, bytes], ...]:
+    """The entry's xattrs (never following a final symlink), or an open fd's."""
+    follow = isinstance(path, int)  # an fd is the inode itself: nothing to follow
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(path, follow_symlinks=follow)
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
             return ()
@@ -32,7 +35,7 @@ def read_xattrs(path: bytes, keep: XattrFilter | None = None) -> tuple[tuple[byt
         if keep is not None and not keep(raw):
             continue
         try:
-            out.append((raw, os.getxattr(path, name, follow_symlinks=False)))
+            out.append((raw, os.getxattr(path, name, follow_symlinks=follow)))
         except OSError as e:
             if e.errno not in (errno.ENODATA, errno.ENOTSUP):
                 raise
