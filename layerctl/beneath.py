@@ -91,16 +91,22 @@ class Tree:
         self._dirs[rel] = fd
         return fd
 
-    def _parent(self, rel: bytes) -> tuple[int, bytes]:
+    def parent(self, rel: bytes) -> tuple[int, bytes]:
+        """(fd of the directory holding `rel`, its name there)."""
         parent, _, name = rel.rpartition(b"/")
         return self.dir_fd(parent), name
+
+    def forget(self, rel: bytes) -> None:
+        """Close the kept fds of directory `rel` and below (it was removed)."""
+        for path in [p for p in self._dirs if p == rel or p.startswith(rel + b"/")]:
+            os.close(self._dirs.pop(path))
 
     def lstat(self, rel: bytes) -> os.stat_result | None:
         """The entry's lstat, or None if it (or a directory on its way) is gone."""
         try:
             if not rel:
                 return os.fstat(self.dir_fd(b""))
-            fd, name = self._parent(rel)
+            fd, name = self.parent(rel)
             return os.stat(name, dir_fd=fd, follow_symlinks=False)
         except OSError as e:
             if e.errno in GONE:
@@ -110,7 +116,7 @@ class Tree:
     def proc_path(self, rel: bytes) -> bytes:
         """A path naming `rel` through its parent's fd: safe for calls that do not
         follow the final symlink (lgetxattr, lchown, utimensat with nofollow)."""
-        fd, name = self._parent(rel)
+        fd, name = self.parent(rel)
         return b"/proc/self/fd/%d/%s" % (fd, name)
 
     def open_path(self, rel: bytes, expect: os.stat_result | None = None) -> int:
@@ -118,7 +124,7 @@ class Tree:
         `expect`, Changed unless it is that same inode, size and mtime."""
         faults.point("beneath.before-open")
         try:
-            fd, name = self._parent(rel)
+            fd, name = self.parent(rel)
             pfd = os.open(name, _PATH, dir_fd=fd)
         except OSError as e:
             if e.errno in GONE:
@@ -145,7 +151,7 @@ class Tree:
     def readlink(self, rel: bytes) -> bytes:
         """A symlink's target (read, never followed); Changed if it is not a symlink now."""
         try:
-            fd, name = self._parent(rel)
+            fd, name = self.parent(rel)
             return os.readlink(name, dir_fd=fd)
         except OSError as e:
             if e.errno in (*GONE, errno.EINVAL):
