@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -177,13 +178,36 @@ def _resolve_in_root(rootfs: str, path: str) -> str:
     return os.path.join(rootfs, *done)
 
 
+USER_DB_LIMIT = 16 << 20  # /etc/passwd or /etc/group larger than this is refused
+
+
 def _read_db(rootfs: str, name: str) -> list[list[str]]:
-    """The colon-separated records of /etc/passwd or /etc/group in the image."""
+    """The colon-separated records of /etc/passwd or /etc/group in the image: a
+    missing file has none; one that is not a regular file (a FIFO, a device) or
+    is absurdly large is refused, never read (the image may be hostile)."""
+    from layerctl.beneath import Changed, Tree
+
+    rel = os.fsencode(os.path.relpath(_resolve_in_root(rootfs, name), rootfs))
+    tree = Tree(os.fsencode(rootfs))
     try:
-        with open(_resolve_in_root(rootfs, name), encoding="utf-8", errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip() and line[0] != "#"]
+        st = tree.lstat(rel)
+        if st is None:
+            return []
+        if not stat.S_ISREG(st.st_mode):
+            raise BadInput(f"{name} in the image is not a regular file; cannot look up users")
+        if st.st_size > USER_DB_LIMIT:
+            raise BadInput(f"{name} in the image is larger than {USER_DB_LIMIT >> 20} MiB")
+        data = tree.read(rel, USER_DB_LIMIT + 1, st)
+    except Changed:
+        raise BadInput(f"{name} in the image changed while read; try again") from None
     except OSError:
         return []
+    finally:
+        tree.close()
+    if len(data) > USER_DB_LIMIT:
+        raise BadInput(f"{name} in the image is larger than {USER_DB_LIMIT >> 20} MiB")
+    text = data.decode("utf-8", "replace")
+    return [line.split(":") for line in text.split("\n") if line.strip() and line[0] != "#"]
 
 
 def resolve_user(rootfs: str, user: str | None) -> dict:

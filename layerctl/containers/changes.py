@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -250,6 +251,18 @@ def _faithful(rootless: RootlessMap | None, base: BaseTree, path: bytes, meta: M
         return meta
     old = base.entry(path)
     return rootless.faithful(path, meta, old[0] if old is not None else None)
+
+
+def read_entry(view: View, real: bytes, st: os.stat_result, limit: int) -> bytes | None:
+    """At most `limit` bytes of the regular file `real` of `view` (a symlink: its
+    target) read beneath its tree from the inode `st` describes; None for other
+    kinds. Changed if it is not that entry any more."""
+    tree, rel = view.tree_of(real)
+    if stat.S_ISLNK(st.st_mode):
+        return tree.readlink(rel)
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return tree.read(rel, limit, st)
 
 
 def _observe(view: View, base: BaseTree, rootless: RootlessMap | None,
