@@ -525,6 +525,7 @@ def _parent_fd(tree: Tree, path: bytes) -> tuple[int, bytes]:
 
 def _restore_one(store: object, bt: BaseTree, tree: Tree, ch: Change) -> None:
     pfd, name = _parent_fd(tree, ch.path)
+    faults.point("restore.before-write")
     parent_st = os.fstat(pfd)
     try:
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
