@@ -391,14 +391,39 @@ def make_bundle(
 
 def _mkdir_in_root(rootfs: str, path: str, uid: int, gid: int) -> None:
     """Create the working directory in the image if missing (as Docker does)."""
-    host = _resolve_in_root(rootfs, path)
-    if os.path.isdir(host):
+    from layerctl.beneath import GONE, Tree
+
+    rel = os.path.relpath(_resolve_in_root(rootfs, path), rootfs)
+    if rel == ".":
         return
-    os.makedirs(host, mode=0o755, exist_ok=True)
+    # Made one directory at a time beneath the rootfs (O_NOFOLLOW): a symlink that
+    # appears meanwhile fails the run instead of making a directory on the host.
+    tree = Tree(os.fsencode(rootfs))
     try:
-        os.chown(host, uid, gid)
-    except OSError:
-        pass
+        done = b""
+        parts = os.fsencode(rel).split(b"/")
+        for i, part in enumerate(parts):
+            here = done + b"/" + part if done else part
+            made = False
+            try:
+                os.mkdir(part, 0o755, dir_fd=tree.dir_fd(done))
+                made = True
+            except FileExistsError:
+                pass
+            fd = tree.dir_fd(here)
+            if made and i == len(parts) - 1:  # the working directory itself, as before
+                try:
+                    os.fchown(fd, uid, gid)
+                except OSError:
+                    pass
+            done = here
+    except OSError as e:
+        if e.errno not in GONE:
+            raise
+        raise BadInput(f"cannot make the working directory {path} in the container: "
+                       f"{e.strerror}") from None
+    finally:
+        tree.close()
 
 
 def set_rootfs(bundle_dir: str, rootfs: str) -> dict:
