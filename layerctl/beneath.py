@@ -23,6 +23,9 @@ from collections.abc import Callable, Iterator
 from layerctl import faults
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Kept directory fds are O_PATH: a lookup needs search (x) permission only, as a
+# path lookup does, not read permission (rootless: an image's 0311 directory).
+_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _MAX_DIR_FDS = 128  # directory fds a Tree keeps open (walk order reuses the last few)
@@ -43,6 +46,11 @@ def same_file(st: os.stat_result, expect: os.stat_result) -> bool:
     return (st.st_ino == expect.st_ino and st.st_dev == expect.st_dev
             and stat.S_IFMT(st.st_mode) == stat.S_IFMT(expect.st_mode)
             and st.st_size == expect.st_size and st.st_mtime_ns == expect.st_mtime_ns)
+
+
+def fd_path(fd: int) -> bytes:
+    """/proc/self/fd/N: for calls that follow it, the very inode `fd` holds."""
+    return b"/proc/self/fd/%d" % fd
 
 
 def moved(fd: int, expect: os.stat_result) -> bool:
@@ -76,16 +84,17 @@ class Tree:
             pass
 
     def dir_fd(self, rel: bytes) -> int:
-        """An fd of directory `rel` (b"" is the top), kept by the Tree; OSError if
-        it is gone or not a directory (a symlink is not one)."""
+        """An O_PATH fd of directory `rel` (b"" is the top), kept by the Tree: for
+        *at() calls and fd_path(); OSError if it is gone or not a directory (a
+        symlink is not one)."""
         fd = self._dirs.get(rel)
         if fd is not None:
             return fd
         if not rel:
-            fd = os.open(self.top, _DIR)
+            fd = os.open(self.top, _DIR_PATH)
         else:
             parent, _, name = rel.rpartition(b"/")
-            fd = os.open(name, _DIR, dir_fd=self.dir_fd(parent))
+            fd = os.open(name, _DIR_PATH, dir_fd=self.dir_fd(parent))
         if len(self._dirs) >= _MAX_DIR_FDS:
             self.close()
         self._dirs[rel] = fd
@@ -112,6 +121,16 @@ class Tree:
             if e.errno in GONE:
                 return None
             raise
+
+    def names(self, rel: bytes) -> list[tuple[bytes, bool]]:
+        """(name, is a char device) of the entries of directory `rel`; OSError if
+        it is gone or not a directory."""
+        fd = _reopen(self.dir_fd(rel), _DIR & ~os.O_NOFOLLOW)
+        try:
+            with os.scandir(fd) as it:
+                return [(os.fsencode(e.name), e.is_char_device()) for e in it]
+        finally:
+            os.close(fd)
 
     def proc_path(self, rel: bytes) -> bytes:
         """A path naming `rel` through its parent's fd: safe for calls that do not
@@ -165,7 +184,11 @@ class Tree:
 
         try:
             if not rel:
-                return read_xattrs(self.dir_fd(b""), keep)
+                fd = _reopen(self.dir_fd(b""), _DIR & ~os.O_NOFOLLOW)
+                try:
+                    return read_xattrs(fd, keep)
+                finally:
+                    os.close(fd)
             return read_xattrs(self.proc_path(rel), keep)
         except OSError as e:
             if e.errno in GONE:

@@ -391,7 +391,7 @@ def make_bundle(
 
 def _mkdir_in_root(rootfs: str, path: str, uid: int, gid: int) -> None:
     """Create the working directory in the image if missing (as Docker does)."""
-    from layerctl.beneath import GONE, Tree
+    from layerctl.beneath import GONE, Tree, fd_path
 
     rel = os.path.relpath(_resolve_in_root(rootfs, path), rootfs)
     if rel == ".":
@@ -413,7 +413,7 @@ def _mkdir_in_root(rootfs: str, path: str, uid: int, gid: int) -> None:
             fd = tree.dir_fd(here)
             if made and i == len(parts) - 1:  # the working directory itself, as before
                 try:
-                    os.fchown(fd, uid, gid)
+                    os.chown(fd_path(fd), uid, gid)
                 except OSError:
                     pass
             done = here

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from layerctl import faults
-from layerctl.beneath import GONE, Changed, Tree
+from layerctl.beneath import GONE, Changed, Tree, fd_path
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
 from layerctl.store.checkout import apply_meta, create_entry
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
@@ -493,7 +493,7 @@ def _settle_parents(tree: Tree, bt: BaseTree, plan: list[Change], discard: list[
         if rmap is not None:
             now = rmap.faithful(parent, now, entry[0])
         if replace(now, mtime_ns=entry[0].mtime_ns) == entry[0]:
-            os.utime(tree.dir_fd(parent), ns=(entry[0].mtime_ns, entry[0].mtime_ns))
+            os.utime(fd_path(tree.dir_fd(parent)), ns=(entry[0].mtime_ns, entry[0].mtime_ns))
 
 
 def _meta_only_dir(ch: Change) -> bool:
@@ -544,7 +544,7 @@ def _restore_one(store: object, bt: BaseTree, tree: Tree, ch: Change) -> None:
         else:
             _recreate(store, tree, pfd, name, meta, blob)
     # Put the parent's times back: discarding a change should not create another one.
-    os.utime(pfd, ns=(parent_st.st_atime_ns, parent_st.st_mtime_ns))
+    os.utime(fd_path(pfd), ns=(parent_st.st_atime_ns, parent_st.st_mtime_ns))
 
 
 def _recreate(store: object, tree: Tree, pfd: int, name: bytes, meta: Meta, blob: bytes) -> None:
@@ -566,7 +566,7 @@ def _apply_meta_at(dir_fd: int, name: bytes | None, meta: Meta) -> None:
     cannot redirect a chmod or chown to a host file."""
     as_root = os.geteuid() == 0
     if name is None:
-        apply_meta(b"/proc/self/fd/%d" % dir_fd, meta, as_root, follow=True)
+        apply_meta(fd_path(dir_fd), meta, as_root, follow=True)
         return
     if meta.kind == SYMLINK:  # lchown, lsetxattr, lutimes: none follows the link
         apply_meta(b"/proc/self/fd/%d/%s" % (dir_fd, name), meta, as_root)
@@ -575,7 +575,7 @@ def _apply_meta_at(dir_fd: int, name: bytes | None, meta: Meta) -> None:
     try:
         if stat.S_ISLNK(os.fstat(fd).st_mode):  # not what was just created there
             raise Changed(name)
-        apply_meta(b"/proc/self/fd/%d" % fd, meta, as_root, follow=True)
+        apply_meta(fd_path(fd), meta, as_root, follow=True)
     finally:
         os.close(fd)
 

@@ -142,13 +142,11 @@ class View:
         if state.upper:
             tree = self.tree(self.upper)
             try:
-                fd = tree.dir_fd(path)
+                upper = tree.names(path)
             except OSError as e:
                 if e.errno in GONE:
                     return sorted(names)  # gone (or replaced) since the lookup
                 raise
-            with os.scandir(fd) as it:
-                upper = [(os.fsencode(e.name), e.is_char_device()) for e in it]
             for name, char in upper:
                 if self.lower is not None and char:
                     st = tree.lstat(path + b"/" + name if path else name)
