@@ -254,6 +254,7 @@ def _walk_fd(fd: int, rel: bytes) -> Iterator[tuple[bytes, os.stat_result, int |
         if not stat.S_ISDIR(st.st_mode):
             yield path, st, None
             continue
+        faults.point("walk.before-enter")
         try:
             sub = os.open(name, _DIR, dir_fd=fd)
         except OSError as e:

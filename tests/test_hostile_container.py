@@ -429,3 +429,76 @@ def test_user_lookup_refuses_special_group_through_a_symlink(tmp_path):
     os.symlink("/fifo", rootfs / "etc" / "group")
     with pytest.raises(BadInput, match="/etc/group in the image is not a regular file"):
         rt.resolve_user(str(rootfs), "alice")
+
+
+@pytest.mark.timeout(120)
+def test_big_file_import_tar_comes_from_the_same_read(store, tmp_path):
+    # The changeset tar (its sha256 is the DiffID) gets a big file's bytes from the
+    # one read that hashes and stores it: the DiffID matches the stored content.
+    from layerctl.oci.layertar import write_layer_tar
+    from layerctl.store.layers import read_layer
+
+    src = tmp_path / "imp"
+    src.mkdir()
+    (src / "a").write_bytes(b"before\n")
+    _make_big(src / "big")
+    (src / "z").write_bytes(b"after\n")
+    layer_id = import_directory(store, str(src), parse_name("imp"), AUTHOR, "x")
+    layer = read_layer(store, layer_id)
+    assert layer.diff_id == write_layer_tar(store, None, layer.root)
+    with open(src / "big", "rb") as f:
+        assert store.read_blob(_blob_of(store, layer.root, b"big")) == f.read()
+
+
+def _blob_of(store: Store, root: object, name: bytes) -> bytes:
+    from layerctl.store.fstree import read_dir
+
+    return read_dir(store, root).files[name][1]
+
+
+@pytest.mark.timeout(60)
+def test_walks_never_enter_a_directory_swapped_for_a_host_symlink(store, container, tmp_path):
+    from layerctl.containers import overlay, vfs
+
+    host_dir = tmp_path / "hostdir"
+    host_dir.mkdir()
+    (host_dir / "host-only").write_bytes(b"x")
+    sub = container / "tmp" / "sub"
+    sub.mkdir()
+    (sub / "mine").write_bytes(b"y")
+    c = C.resolve(store, "c1")
+    top = os.fsencode(C.api._dirs(store, c).get("upper") or C.api._dirs(store, c)["rootfs"])
+
+    from layerctl.beneath import walk
+
+    dirs = [rel for rel, _st, fd in walk(top) if fd is not None]
+    calls: list[int] = []
+
+    def swap() -> None:  # the walk has seen tmp/sub as a directory, and is about to enter
+        calls.append(1)
+        if len(calls) == dirs.index(b"tmp/sub") + 1:
+            shutil.rmtree(sub)
+            os.symlink(host_dir, sub)
+
+    with faults.armed("walk.before-enter", swap):
+        if c.driver == "overlay":
+            paths = [p for p, _kind in overlay.upper_entries(top)]
+        else:
+            paths = list(vfs.walk_rootfs(top))
+    assert sub.is_symlink()  # the swap happened, right before the walk entered it
+    assert not [p for p in paths if p.endswith(b"host-only")]
+
+
+@pytest.mark.timeout(60)
+def test_export_never_reads_what_is_swapped_in(store, container, host_secret, tmp_path):
+    import io
+
+    from layerctl.oci.export import export_to
+
+    target = container / "etc" / "motd"
+    target.write_bytes(MINE)
+    out = io.BytesIO()
+    with faults.armed("commit.before-read", _swap(target, _to_symlink(host_secret))):
+        with pytest.raises(Conflict, match="/etc/motd changed while being exported; try again"):
+            export_to(store, "c1", out)
+    assert SECRET not in out.getvalue()
