@@ -86,7 +86,8 @@ class Tree:
     def dir_fd(self, rel: bytes) -> int:
         """An O_PATH fd of directory `rel` (b"" is the top), kept by the Tree: for
         *at() calls and fd_path(); OSError if it is gone or not a directory (a
-        symlink is not one)."""
+        symlink is not one). Valid until the next Tree call (which may close the
+        kept fds to stay bounded): os.dup() it to hold it longer."""
         fd = self._dirs.get(rel)
         if fd is not None:
             return fd

@@ -502,3 +502,27 @@ def test_export_never_reads_what_is_swapped_in(store, container, host_secret, tm
         with pytest.raises(Conflict, match="/etc/motd changed while being exported; try again"):
             export_to(store, "c1", out)
     assert SECRET not in out.getvalue()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_restore_of_a_tree_wider_than_the_kept_fds(store, tmp_path, driver):
+    # More hardlinked directories than beneath.Tree keeps fds for: the restore's own
+    # fds stay valid while the tree closes and reopens the ones it keeps.
+    src = tmp_path / "wide"
+    for i in range(200):
+        d = src / "many" / f"s{i:03d}"
+        d.mkdir(parents=True)
+        (d / "f").write_bytes(b"%d\n" % i)
+        os.link(d / "f", d / "g")
+    import_directory(store, str(src), parse_name("wide"), AUTHOR, "x")
+    C.create(store, "wide", name="w", driver=driver)
+    top = Path(C.mount(store, "w"))
+    try:
+        shutil.rmtree(top / "many")
+        C.restore(store, "w", ["/many"])
+        assert C.status(store, "w") == []
+        st = os.stat(top / "many" / "s199" / "g")
+        assert st.st_nlink == 2 and st.st_ino == os.stat(top / "many" / "s199" / "f").st_ino
+    finally:
+        C.umount(store, "w")

@@ -524,27 +524,31 @@ def _parent_fd(tree: Tree, path: bytes) -> tuple[int, bytes]:
 
 
 def _restore_one(store: object, bt: BaseTree, tree: Tree, ch: Change) -> None:
-    pfd, name = _parent_fd(tree, ch.path)
-    faults.point("restore.before-write")
-    parent_st = os.fstat(pfd)
+    kept, name = _parent_fd(tree, ch.path)
+    pfd = os.dup(kept)  # ours: the tree may close the fds it keeps while we recreate below
     try:
-        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-    except FileNotFoundError:
-        st = None
-    if st is not None:
-        if stat.S_ISDIR(st.st_mode):
-            tree.forget(ch.path)
-            shutil.rmtree(name, dir_fd=pfd)  # fd-based: never follows a symlink inside
-        else:
-            os.unlink(name, dir_fd=pfd)
-    if ch.status != ADDED:
-        meta, blob = bt.entry(ch.path)
-        if meta.kind == DIR:
-            _recreate_dir(store, bt, tree, pfd, name, ch.path, bt.dir(ch.path))
-        else:
-            _recreate(store, tree, pfd, name, meta, blob)
-    # Put the parent's times back: discarding a change should not create another one.
-    os.utime(fd_path(pfd), ns=(parent_st.st_atime_ns, parent_st.st_mtime_ns))
+        faults.point("restore.before-write")
+        parent_st = os.fstat(pfd)
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if stat.S_ISDIR(st.st_mode):
+                tree.forget(ch.path)
+                shutil.rmtree(name, dir_fd=pfd)  # fd-based: never follows a symlink inside
+            else:
+                os.unlink(name, dir_fd=pfd)
+        if ch.status != ADDED:
+            meta, blob = bt.entry(ch.path)
+            if meta.kind == DIR:
+                _recreate_dir(store, bt, tree, pfd, name, ch.path, bt.dir(ch.path))
+            else:
+                _recreate(store, tree, pfd, name, meta, blob)
+        # Put the parent's times back: discarding a change should not create another one.
+        os.utime(fd_path(pfd), ns=(parent_st.st_atime_ns, parent_st.st_mtime_ns))
+    finally:
+        os.close(pfd)
 
 
 def _recreate(store: object, tree: Tree, pfd: int, name: bytes, meta: Meta, blob: bytes) -> None:
