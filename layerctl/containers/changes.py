@@ -24,7 +24,7 @@ from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
 from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, read_dir
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
 from layerctl.store.objects import BIG_FILE, BLOB, object_id
-from layerctl.store.snapshot import meta_from_stat, read_xattrs
+from layerctl.store.snapshot import meta_from_stat
 from layerctl.words import path_text
 
 from . import links as links_mod
@@ -37,10 +37,6 @@ RACY_NS = 1_000_000_000  # a file changed this recently may change again within 
 
 def keep_xattr(name: bytes) -> bool:
     return not name.startswith(b"trusted.overlay.")
-
-
-def observe_meta(real: bytes, st: os.stat_result) -> Meta:
-    return meta_from_stat(st, read_xattrs(real, keep_xattr))
 
 
 def observe(view: View, real: bytes, st: os.stat_result) -> Meta:
