@@ -142,7 +142,6 @@ class Tree:
     def open_path(self, rel: bytes, expect: os.stat_result | None = None) -> int:
         """An O_PATH fd of the entry (never follows it, never opens a device); with
         `expect`, Changed unless it is that same inode, size and mtime."""
-        faults.point("beneath.before-open")
         try:
             fd, name = self.parent(rel)
             pfd = os.open(name, _PATH, dir_fd=fd)
