@@ -526,3 +526,26 @@ def test_restore_of_a_tree_wider_than_the_kept_fds(store, tmp_path, driver):
         assert st.st_nlink == 2 and st.st_ino == os.stat(top / "many" / "s199" / "f").st_ino
     finally:
         C.umount(store, "w")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("swap", SWAPS)
+def test_import_never_reads_what_is_swapped_in(store, store_root, tmp_path, host_secret, swap):
+    src = tmp_path / "imp"
+    src.mkdir()
+    target = src / "file"
+    target.write_bytes(MINE)
+    make = SWAPS[swap] or _to_symlink(host_secret)
+    with faults.armed("import.before-read", _swap(target, make)):
+        with pytest.raises(BadInput, match="file changed while importing; try again"):
+            import_directory(store, str(src), parse_name("imp"), AUTHOR, "x")
+    assert "refs/images" not in _refs(store_root)
+    assert SECRET not in _all_objects(store_root)
+
+
+@pytest.mark.timeout(120)
+def test_status_cli_in_a_busy_container_never_shows_a_traceback(cli, container, churn):
+    for _ in range(8):
+        proc = cli("status", "c1", check=False)
+        assert "Traceback" not in proc.stderr
+        assert proc.returncode == 0 or "keeps changing" in proc.stderr, proc.stderr

@@ -8,6 +8,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import replace
 
+from layerctl import faults
 from layerctl.beneath import Changed
 from layerctl.errors import BadInput
 from layerctl.oci.layertar import ROOT_DEFAULT, LayerTarWriter
@@ -178,6 +179,7 @@ class DirImporter:
                 if self.progress:
                     self.progress(self.done, self.total)
 
+            faults.point("import.before-read")
             try:
                 self.writer.add_file(path, meta.size, done, with_data=True, expect=st,
                                      tee=tee if streamed else None)
