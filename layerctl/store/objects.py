@@ -110,6 +110,7 @@ class PackWriter:
         self._window_bytes = 256 << 20
         self._pending_bytes = 0
         self._lock = threading.Lock()
+        self._fds: dict[object, int] = {}  # queued job -> the fd it reads and closes
         self.bytes_in = 0
         self.pack_path: str | None = None
 
@@ -164,6 +165,7 @@ class PackWriter:
             job = _Done(self._hash_fd(fd, size, expect, label))
         else:
             job = self._pool.submit(self._hash_fd, fd, size, expect, label)
+            self._fds[job] = fd
         self._queue(job, on_done, with_data, size)
 
     def add_blob_async(self, data: bytes, on_done: Callable[[bytes], None]) -> None:
@@ -206,6 +208,7 @@ class PackWriter:
         if job is None:
             callback()
             return
+        self._fds.pop(job, None)
         sha, data, compressed = job.result()
         self._pending_bytes -= len(data)
         self.bytes_in += len(data)
@@ -318,8 +321,8 @@ class PackWriter:
 
     def abort(self) -> None:
         for job, _callback, _with_data in self._pending:
-            if job is not None:
-                job.cancel()
+            if job is not None and job.cancel() and job in self._fds:
+                os.close(self._fds.pop(job))  # never ran: its fd is still open
         self._pending.clear()
         self._pool.shutdown(wait=True)
         if not self._file.closed:
