@@ -218,6 +218,29 @@ def read_fd(fd: int, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def read_exact(fd: int, size: int, expect: os.stat_result | None, label: bytes | str) -> bytes:
+    """All of a `size`-byte file from `fd`; Changed(label) if it holds more or
+    fewer bytes, or (with `expect`, the scan's stat) was written while read."""
+    data = read_fd(fd, size + 1)  # one byte more: a file that grew is caught
+    if len(data) != size or (expect is not None and moved(fd, expect)):
+        raise Changed(label)
+    return data
+
+
+def chunks_exact(fd: int, size: int, expect: os.stat_result | None, label: bytes | str,
+                 chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """read_exact() for big files, in chunks: Changed(label) as soon as the file
+    proves longer, or at the end if it was shorter or written while read."""
+    seen = 0
+    while chunk := os.read(fd, chunk_size):
+        seen += len(chunk)
+        if seen > size:
+            raise Changed(label)
+        yield chunk
+    if seen != size or (expect is not None and moved(fd, expect)):
+        raise Changed(label)
+
+
 def walk(top: bytes) -> Iterator[tuple[bytes, os.stat_result, int | None]]:
     """(path relative to `top`, lstat, fd) of every entry below `top`,
     parents first, names sorted; fd is the open directory for directories (valid

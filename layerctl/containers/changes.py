@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from layerctl import faults
-from layerctl.beneath import Changed, Tree, moved, read_fd
+from layerctl.beneath import Changed, Tree, chunks_exact, read_exact
 from layerctl.errors import Conflict
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
 from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, read_dir
@@ -130,19 +130,10 @@ def hash_file(tree: Tree, rel: bytes, st: os.stat_result) -> bytes:
     fd = tree.open_file(rel, st)
     try:
         if size <= BIG_FILE:
-            data = read_fd(fd, size + 1)
-            if len(data) != size or moved(fd, st):
-                raise Changed(rel)
-            return object_id(BLOB, data)
+            return object_id(BLOB, read_exact(fd, size, st, rel))
         h = hashlib.sha1(b"blob %d\0" % size)
-        seen = 0
-        while chunk := os.read(fd, 1 << 20):
-            seen += len(chunk)
-            if seen > size:
-                raise Changed(rel)
+        for chunk in chunks_exact(fd, size, st, rel):
             h.update(chunk)
-        if seen != size or moved(fd, st):
-            raise Changed(rel)
         return h.digest()
     finally:
         os.close(fd)

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 
 from layerctl import faults
-from layerctl.beneath import Changed, moved, read_fd, same_file
+from layerctl.beneath import Changed, chunks_exact, read_exact, same_file
 
 try:  # ISA-L deflates 5x faster than zlib at level 1, same ratio, same zlib format
     from isal import isal_zlib as _deflate
@@ -197,9 +197,7 @@ class PackWriter:
     def _hash_fd(self, fd: int, size: int, expect: os.stat_result | None,
                  label: bytes | str) -> tuple:
         try:
-            data = read_fd(fd, size + 1)  # one byte more: a file that grew is caught
-            if len(data) != size or (expect is not None and moved(fd, expect)):
-                raise Changed(label)
+            data = read_exact(fd, size, expect, label)
         finally:
             os.close(fd)
         return self._hash_bytes(data)
@@ -229,17 +227,10 @@ class PackWriter:
         write(header)
         crc = zlib.crc32(header)
         length = len(header)
-        seen = 0
         kept = False
         try:
-            while True:
+            for chunk in chunks_exact(fd, size, expect, label, _CHUNK):
                 faults.point("pack.read-big-chunk")
-                chunk = os.read(fd, _CHUNK)
-                if not chunk:
-                    break
-                seen += len(chunk)
-                if seen > size:
-                    raise Changed(label)
                 h.update(chunk)
                 if tee is not None:
                     tee(chunk)
@@ -247,8 +238,6 @@ class PackWriter:
                 crc = zlib.crc32(out, crc)
                 write(out)
                 length += len(out)
-            if seen != size or (expect is not None and moved(fd, expect)):
-                raise Changed(label)
             out = comp.flush()
             crc = zlib.crc32(out, crc)
             write(out)
