@@ -477,18 +477,17 @@ def own_meta(store: object, ref: DirRef) -> Meta:
 
 def read_container_file(view: object, path: bytes, limit: int = PREVIEW_BYTES * 4) -> bytes:
     """The bytes of a file (a symlink's target) as the container sees it at `path`."""
-    import os
+
+    from layerctl.beneath import Changed
+    from layerctl.containers.changes import read_entry
 
     found = view.resolve(path)
     if found is None:
         return b""
-    real, st = found
-    if stat.S_ISLNK(st.st_mode):
-        return os.readlink(real)
-    if not stat.S_ISREG(st.st_mode):
-        return b""
-    with open(real, "rb") as f:
-        return f.read(limit)
+    try:  # beneath the container's tree: a symlink, FIFO or device swapped in is not read
+        return read_entry(view, *found, limit) or b""
+    except Changed:
+        return b""  # changed again since looked up: the next refresh shows it
 
 
 # -- words ----------------------------------------------------------------------

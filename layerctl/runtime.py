@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -177,13 +178,36 @@ def _resolve_in_root(rootfs: str, path: str) -> str:
     return os.path.join(rootfs, *done)
 
 
+USER_DB_LIMIT = 16 << 20  # /etc/passwd or /etc/group larger than this is refused
+
+
 def _read_db(rootfs: str, name: str) -> list[list[str]]:
-    """The colon-separated records of /etc/passwd or /etc/group in the image."""
+    """The colon-separated records of /etc/passwd or /etc/group in the image: a
+    missing file has none; one that is not a regular file (a FIFO, a device) or
+    is absurdly large is refused, never read (the image may be hostile)."""
+    from layerctl.beneath import Changed, Tree
+
+    rel = os.fsencode(os.path.relpath(_resolve_in_root(rootfs, name), rootfs))
+    tree = Tree(os.fsencode(rootfs))
     try:
-        with open(_resolve_in_root(rootfs, name), encoding="utf-8", errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip() and line[0] != "#"]
+        st = tree.lstat(rel)
+        if st is None:
+            return []
+        if not stat.S_ISREG(st.st_mode):
+            raise BadInput(f"{name} in the image is not a regular file; cannot look up users")
+        if st.st_size > USER_DB_LIMIT:
+            raise BadInput(f"{name} in the image is larger than {USER_DB_LIMIT >> 20} MiB")
+        data = tree.read(rel, USER_DB_LIMIT + 1, st)
+    except Changed:
+        raise BadInput(f"{name} in the image changed while read; try again") from None
     except OSError:
         return []
+    finally:
+        tree.close()
+    if len(data) > USER_DB_LIMIT:
+        raise BadInput(f"{name} in the image is larger than {USER_DB_LIMIT >> 20} MiB")
+    text = data.decode("utf-8", "replace")
+    return [line.split(":") for line in text.split("\n") if line.strip() and line[0] != "#"]
 
 
 def resolve_user(rootfs: str, user: str | None) -> dict:
@@ -367,14 +391,39 @@ def make_bundle(
 
 def _mkdir_in_root(rootfs: str, path: str, uid: int, gid: int) -> None:
     """Create the working directory in the image if missing (as Docker does)."""
-    host = _resolve_in_root(rootfs, path)
-    if os.path.isdir(host):
+    from layerctl.beneath import GONE, Tree, fd_path
+
+    rel = os.path.relpath(_resolve_in_root(rootfs, path), rootfs)
+    if rel == ".":
         return
-    os.makedirs(host, mode=0o755, exist_ok=True)
+    # Made one directory at a time beneath the rootfs (O_NOFOLLOW): a symlink that
+    # appears meanwhile fails the run instead of making a directory on the host.
+    tree = Tree(os.fsencode(rootfs))
     try:
-        os.chown(host, uid, gid)
-    except OSError:
-        pass
+        done = b""
+        parts = os.fsencode(rel).split(b"/")
+        for i, part in enumerate(parts):
+            here = done + b"/" + part if done else part
+            made = False
+            try:
+                os.mkdir(part, 0o755, dir_fd=tree.dir_fd(done))
+                made = True
+            except FileExistsError:
+                pass
+            fd = tree.dir_fd(here)
+            if made and i == len(parts) - 1:  # the working directory itself, as before
+                try:
+                    os.chown(fd_path(fd), uid, gid)
+                except OSError:
+                    pass
+            done = here
+    except OSError as e:
+        if e.errno not in GONE:
+            raise
+        raise BadInput(f"cannot make the working directory {path} in the container: "
+                       f"{e.strerror}") from None
+    finally:
+        tree.close()
 
 
 def set_rootfs(bundle_dir: str, rootfs: str) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import sys
 
 import click
@@ -262,14 +261,21 @@ def container_diff(ctx: click.Context, name: str, paths: tuple[str, ...], patch:
     return True
 
 
+PATCH_READ_LIMIT = 64 << 20  # a patch never reads more of a container file than this
+
+
 def _read_new(p: object, ch: object) -> bytes | None:
+    from layerctl.beneath import Changed
+    from layerctl.containers.changes import read_entry
+    from layerctl.errors import Conflict
+
     obs = p.scan.observed.get(ch.path)
     if obs is None or ch.new is None or ch.new.kind not in ("-", "l"):
         return None
-    if ch.new.kind == "l":
-        return os.readlink(obs.real)
-    with open(obs.real, "rb") as f:
-        return f.read()
+    try:  # beneath the container's tree, from the inode the scan saw, capped
+        return read_entry(p.view, obs.real, obs.st, PATCH_READ_LIMIT)
+    except Changed:
+        raise Conflict(f"{path_text(ch.path)} changed while being read; try again") from None
 
 
 def _text(data: bytes) -> list[str] | None:

@@ -10,15 +10,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from layerctl import faults
+from layerctl.beneath import GONE, Changed, Tree, fd_path
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
 from layerctl.store.checkout import apply_meta, create_entry
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
 from layerctl.store.edit import TreeEditor, split_path
 from layerctl.store.fstree import EMPTY_BLOB, Dir, read_dir
 from layerctl.store.layers import read_layer
-from layerctl.store.meta import DIR, FILE, SYMLINK
+from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
 from layerctl.store.objects import BLOB
-from layerctl.words import rfc3339_nano
+from layerctl.store.snapshot import meta_from_stat
+from layerctl.words import path_text, rfc3339_nano
 
 from . import links as links_mod
 from . import overlay, rootless, vfs
@@ -370,26 +372,41 @@ def apply_changes_to(editor: TreeEditor, writer: object, p: Pending, changes: li
         obs = p.scan.observed.get(ch.path)
         if obs is None:  # a hardlink member whose only change is its link
             editor.set_file(ch.path, meta, ch.new_blob)
-        elif meta.kind == FILE:
-            size += meta.size
+            continue
+        # Read beneath the container's tree, from the inode the scan saw: what a
+        # process in it swapped in since (a symlink to a host file, a FIFO, a
+        # device) is never read, only reported as changed.
+        tree, rel = p.view.tree_of(obs.real)
+        try:
+            if meta.kind == FILE:
+                size += meta.size
 
-            def done(sha: bytes, path: bytes = ch.path, meta=meta) -> None:  # noqa: ANN001
-                editor.set_file(path, meta, sha)
+                def done(sha: bytes, path: bytes = ch.path, meta=meta) -> None:  # noqa: ANN001
+                    editor.set_file(path, meta, sha)
 
-            try:
-                writer.add_file(obs.real, meta.size, done)
-            except OSError as e:
-                raise Conflict(f"cannot read /{ch.path.decode('utf-8', 'replace')}: "
-                               f"{e}; is it changing? try again") from None
-        elif meta.kind == SYMLINK:
-            editor.set_file(ch.path, meta, writer.add(BLOB, os.readlink(obs.real)))
-        else:
-            editor.set_file(ch.path, meta, EMPTY_BLOB)
+                faults.point("commit.before-read")
+                fd = tree.open_file(rel, obs.st)
+                writer.add_file(fd, meta.size, done, expect=obs.st, label=ch.path)
+            elif meta.kind == SYMLINK:
+                editor.set_file(ch.path, meta, writer.add(BLOB, tree.readlink(rel)))
+            else:
+                editor.set_file(ch.path, meta, EMPTY_BLOB)
+        except Changed as e:
+            raise _changed_while(e, doing) from None
+        except OSError as e:
+            raise Conflict(f"cannot read {path_text(ch.path)}: {e.strerror or e}; "
+                           "is it changing? try again") from None
     try:
         writer.drain()
+    except Changed as e:
+        raise _changed_while(e, doing) from None
     except OSError as e:
         raise Conflict(f"a file changed while being {doing} ({e}); try again") from None
     return size
+
+
+def _changed_while(e: Changed, doing: str) -> Conflict:
+    return Conflict(f"{path_text(e.path)} changed while being {doing}; try again")
 
 
 def _save_links(store: object, new_id: str, base_id: str, base_root: object, sc: Scan,
@@ -448,37 +465,51 @@ def restore(store: object, ref: str, paths: list[str]) -> list[Change]:
             if not _meta_only_dir(ch):
                 replaced.append(ch.path)
         with _writable_root(store, c) as top:
-            top_b = os.fsencode(top)
-            for ch in plan:
-                if not _meta_only_dir(ch):
-                    _restore_one(store, bt, top_b, ch)
-            for ch in reversed(plan):  # directories' own metadata last, children first
-                if _meta_only_dir(ch):
-                    apply_meta(top_b + b"/" + ch.path, ch.old, os.geteuid() == 0)
-            rmap = rootless.load(state_dir(store, c.id)) if c.driver == "vfs" else None
-            _settle_parents(top_b, bt, plan, discard, p.changes, rmap)
+            # Every step goes through directory fds of the container's tree: a symlink
+            # a process in it made (or swaps in meanwhile) is never followed, so no
+            # host file is removed, written, chmod-ed or hardlinked by a restore.
+            tree = Tree(os.fsencode(top))
+            try:
+                for ch in plan:
+                    if not _meta_only_dir(ch):
+                        _restore_one(store, bt, tree, ch)
+                for ch in reversed(plan):  # directories' own metadata last, children first
+                    if _meta_only_dir(ch):
+                        _apply_meta_at(tree.dir_fd(ch.path), None, ch.old)
+                rmap = rootless.load(state_dir(store, c.id)) if c.driver == "vfs" else None
+                _settle_parents(tree, bt, plan, discard, p.changes, rmap)
+            except Changed as e:
+                raise Conflict(f"{path_text(e.path)} changed while being restored; "
+                               "try again") from None
+            except OSError as e:
+                if e.errno not in GONE:
+                    raise
+                raise Conflict(f"cannot restore: {e.strerror} under the container's "
+                               "filesystem (a directory there changed); try again") from None
+            finally:
+                tree.close()
     return discard
 
 
-def _settle_parents(top: bytes, bt: BaseTree, plan: list[Change], discard: list[Change],
+def _settle_parents(tree: Tree, bt: BaseTree, plan: list[Change], discard: list[Change],
                     changes: list[Change], rmap: rootless.RootlessMap | None = None) -> None:
     """A parent whose only difference left is the mtime our restore caused gets the
     base's mtime back, when no other pending change is directly inside it."""
+    from .changes import keep_xattr
+
     gone = {ch.path for ch in discard}
     busy = {ch.path.rpartition(b"/")[0] for ch in changes if ch.path not in gone}
     parents = {ch.path.rpartition(b"/")[0] for ch in plan} - busy - gone
     for parent in sorted(parents, key=walk_key, reverse=True):
         entry = bt.entry(parent)
-        real = top + b"/" + parent if parent else top
-        if entry is None or entry[0].kind != DIR or not os.path.isdir(real):
+        st = tree.lstat(parent)
+        if entry is None or entry[0].kind != DIR or st is None or not stat.S_ISDIR(st.st_mode):
             continue
-        from .changes import observe_meta
-
-        now = observe_meta(real, os.lstat(real))
+        now = meta_from_stat(st, tree.xattrs(parent, keep_xattr))
         if rmap is not None:
             now = rmap.faithful(parent, now, entry[0])
         if replace(now, mtime_ns=entry[0].mtime_ns) == entry[0]:
-            os.utime(real, ns=(entry[0].mtime_ns, entry[0].mtime_ns), follow_symlinks=False)
+            os.utime(fd_path(tree.dir_fd(parent)), ns=(entry[0].mtime_ns, entry[0].mtime_ns))
 
 
 def _meta_only_dir(ch: Change) -> bool:
@@ -496,57 +527,94 @@ def _writable_root(store: object, c: Container):  # noqa: ANN202
         yield merged
 
 
-def _safe_parent(top: bytes, path: bytes) -> bytes:
-    """The real directory holding `path`, refusing symlinks on the way."""
-    cur = top
-    for part in path.split(b"/")[:-1]:
-        cur = cur + b"/" + part
-        st = os.lstat(cur)
-        if not stat.S_ISDIR(st.st_mode):
-            raise Conflict(f"cannot restore: {os.fsdecode(cur)} is not a directory")
-    return cur
+def _parent_fd(tree: Tree, path: bytes) -> tuple[int, bytes]:
+    """(fd of the real directory holding `path`, its name), refusing symlinks on the way."""
+    try:
+        return tree.parent(path)
+    except OSError as e:
+        if e.errno not in GONE:
+            raise
+        parent = path.rpartition(b"/")[0]
+        raise Conflict(f"cannot restore {path_text(path)}: {path_text(parent)} is not a "
+                       "directory") from None
 
 
-def _restore_one(store: object, bt: BaseTree, top: bytes, ch: Change) -> None:
-    parent = _safe_parent(top, ch.path)
-    target = parent + b"/" + ch.path.rpartition(b"/")[2]
-    parent_st = os.lstat(parent)
-    if os.path.lexists(target):
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-        else:
-            os.unlink(target)
-    if ch.status != ADDED:
-        entry = bt.entry(ch.path)
-        meta, blob = entry
-        if meta.kind == DIR:
-            _recreate_dir(store, top, ch.path, bt.dir(ch.path))
-        else:
-            _recreate(store, top, ch.path, meta, blob)
-    # Put the parent's times back: discarding a change should not create another one.
-    os.utime(parent, ns=(parent_st.st_atime_ns, parent_st.st_mtime_ns), follow_symlinks=False)
+def _restore_one(store: object, bt: BaseTree, tree: Tree, ch: Change) -> None:
+    kept, name = _parent_fd(tree, ch.path)
+    pfd = os.dup(kept)  # ours: the tree may close the fds it keeps while we recreate below
+    try:
+        faults.point("restore.before-write")
+        parent_st = os.fstat(pfd)
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if stat.S_ISDIR(st.st_mode):
+                tree.forget(ch.path)
+                shutil.rmtree(name, dir_fd=pfd)  # fd-based: never follows a symlink inside
+            else:
+                os.unlink(name, dir_fd=pfd)
+        if ch.status != ADDED:
+            meta, blob = bt.entry(ch.path)
+            if meta.kind == DIR:
+                _recreate_dir(store, bt, tree, pfd, name, ch.path, bt.dir(ch.path))
+            else:
+                _recreate(store, tree, pfd, name, meta, blob)
+        # Put the parent's times back: discarding a change should not create another one.
+        os.utime(fd_path(pfd), ns=(parent_st.st_atime_ns, parent_st.st_mtime_ns))
+    finally:
+        os.close(pfd)
 
 
-def _recreate(store: object, top: bytes, path: bytes, meta: object, blob: bytes) -> None:
-    target = top + b"/" + path
-    if meta.link is not None and os.path.lexists(top + b"/" + meta.link):
-        os.link(top + b"/" + meta.link, target)
+def _recreate(store: object, tree: Tree, pfd: int, name: bytes, meta: Meta, blob: bytes) -> None:
+    if meta.link is not None:
+        first = tree.lstat(meta.link)
+        if first is not None and not stat.S_ISDIR(first.st_mode):
+            # linkat without AT_SYMLINK_FOLLOW: links the entry itself, never a symlink's target
+            src_fd, src_name = tree.parent(meta.link)
+            os.link(src_name, name, src_dir_fd=src_fd, dst_dir_fd=pfd, follow_symlinks=False)
+            return
+    create_entry(store, b"/proc/self/fd/%d/%s" % (pfd, name), meta.without_link(), blob,
+                 os.geteuid() == 0)
+    _apply_meta_at(pfd, name, meta)
+
+
+def _apply_meta_at(dir_fd: int, name: bytes | None, meta: Meta) -> None:
+    """apply_meta on `name` in directory `dir_fd` (None: on that directory) through an
+    fd of the entry checked to be of meta's kind, so a symlink swapped in meanwhile
+    cannot redirect a chmod or chown to a host file."""
+    as_root = os.geteuid() == 0
+    if name is None:
+        apply_meta(fd_path(dir_fd), meta, as_root, follow=True)
         return
-    create_entry(store, target, meta.without_link(), blob, os.geteuid() == 0)
-    apply_meta(target, meta, os.geteuid() == 0)
+    if meta.kind == SYMLINK:  # lchown, lsetxattr, lutimes: none follows the link
+        apply_meta(b"/proc/self/fd/%d/%s" % (dir_fd, name), meta, as_root)
+        return
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if stat.S_ISLNK(os.fstat(fd).st_mode):  # not what was just created there
+            raise Changed(name)
+        apply_meta(fd_path(fd), meta, as_root, follow=True)
+    finally:
+        os.close(fd)
 
 
-def _recreate_dir(store: object, top: bytes, path: bytes, d: Dir) -> None:
-    target = top + b"/" + path
-    os.mkdir(target, 0o700)
-    for name in d.names():
-        sub = path + b"/" + name
-        if name in d.dirs:
-            _recreate_dir(store, top, sub, read_dir(store, d.dirs[name]))
-        else:
-            meta, blob = d.files[name]
-            _recreate(store, top, sub, meta, blob)
-    apply_meta(target, d.own, os.geteuid() == 0)
+def _recreate_dir(store: object, bt: BaseTree, tree: Tree, pfd: int, name: bytes, path: bytes,
+                  d: Dir) -> None:
+    os.mkdir(name, 0o700, dir_fd=pfd)
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    try:
+        for child in d.names():
+            sub = path + b"/" + child
+            if child in d.dirs:
+                _recreate_dir(store, bt, tree, fd, child, sub, read_dir(store, d.dirs[child]))
+            else:
+                meta, blob = d.files[child]
+                _recreate(store, tree, fd, child, meta, blob)
+        _apply_meta_at(fd, None, d.own)
+    finally:
+        os.close(fd)
 
 
 def reset(store: object, ref: str, layer: str | None = None) -> tuple[Container, str]:

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import marshal
 import os
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from layerctl import faults
+from layerctl.beneath import Changed, Tree, chunks_exact, read_exact
+from layerctl.errors import Conflict
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
 from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, read_dir
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
 from layerctl.store.objects import BIG_FILE, BLOB, object_id
-from layerctl.store.snapshot import meta_from_stat, read_xattrs
+from layerctl.store.snapshot import meta_from_stat
+from layerctl.words import path_text
 
 from . import links as links_mod
 from .links import walk_key
@@ -34,8 +39,10 @@ def keep_xattr(name: bytes) -> bool:
     return not name.startswith(b"trusted.overlay.")
 
 
-def observe_meta(real: bytes, st: os.stat_result) -> Meta:
-    return meta_from_stat(st, read_xattrs(real, keep_xattr))
+def observe(view: View, real: bytes, st: os.stat_result) -> Meta:
+    """The entry's metadata, xattrs read beneath its tree; Changed if it is gone."""
+    tree, rel = view.tree_of(real)
+    return meta_from_stat(st, tree.xattrs(rel, keep_xattr))
 
 
 class BaseTree:
@@ -87,12 +94,15 @@ class HashCache:
             except (FileNotFoundError, EOFError, ValueError, TypeError):
                 self.entries = {}
 
-    def blob(self, real: bytes, st: os.stat_result) -> bytes:
+    def blob(self, view: View, real: bytes, st: os.stat_result) -> bytes:
+        """The blob id of the file `real` that `st` describes; Changed if it is not
+        that file any more (replaced, rewritten, gone)."""
         key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         found = self.entries.get(real)
         if found is not None and found[:4] == key:
             return found[4]
-        sha = hash_file(real, st.st_size)
+        tree, rel = view.tree_of(real)
+        sha = hash_file(tree, rel, st)
         if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
             self.entries[real] = (*key, sha)
             self.dirty = True
@@ -111,17 +121,22 @@ class HashCache:
         self.dirty = False
 
 
-def hash_file(real: bytes, size: int) -> bytes:
+def hash_file(tree: Tree, rel: bytes, st: os.stat_result) -> bytes:
+    """The blob id of regular file `rel` of `tree`, read once from the inode `st`
+    describes; Changed if it is another file now or was written while read."""
     import hashlib
 
-    if size <= BIG_FILE:
-        with open(real, "rb") as f:
-            return object_id(BLOB, f.read())
-    h = hashlib.sha1(b"blob %d\0" % size)
-    with open(real, "rb") as f:
-        while chunk := f.read(1 << 20):
+    size = st.st_size
+    fd = tree.open_file(rel, st)
+    try:
+        if size <= BIG_FILE:
+            return object_id(BLOB, read_exact(fd, size, st, rel))
+        h = hashlib.sha1(b"blob %d\0" % size)
+        for chunk in chunks_exact(fd, size, st, rel):
             h.update(chunk)
-    return h.digest()
+        return h.digest()
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -171,10 +186,9 @@ def scan(
                     todo.append(child)
     observed: dict[bytes, Observed] = {}
     for p in cands:
-        found = view.resolve(p)
-        if found is not None:
-            real, st = found
-            observed[p] = Observed(real, st, _faithful(rootless, base, p, observe_meta(real, st)))
+        obs = _observe(view, base, rootless, p)
+        if obs is not None:
+            observed[p] = obs
 
     link_of, extra, touched, new_groups = _hardlinks(store, base_id, base, cands, observed, view)
 
@@ -182,6 +196,13 @@ def scan(
     for p in sorted(cands, key=walk_key):
         old = base.entry(p)
         obs = observed.get(p)
+        new_blob = None
+        if obs is not None and obs.meta.kind != DIR:
+            obs, new_blob = _content(view, base, rootless, p, obs, hashes)
+            if obs is None:
+                del observed[p]
+            else:
+                observed[p] = obs
         if obs is None:
             if old is None:
                 continue
@@ -192,7 +213,6 @@ def scan(
         new_meta = obs.meta
         if new_meta.kind != DIR:
             new_meta = replace(new_meta, link=link_of.get(p))
-        new_blob = None if new_meta.kind == DIR else _blob(obs, hashes)
         if old is None:
             changes.append(Change(p, ADDED, new=new_meta, new_blob=new_blob))
             continue
@@ -212,7 +232,7 @@ def scan(
     root_meta = None
     found = view.resolve(b"")
     if found is not None:
-        now = _faithful(rootless, base, b"", observe_meta(*found))
+        now = _faithful(rootless, base, b"", observe(view, *found))
         if now != base.entry(b"")[0]:
             root_meta = now
     hashes.save()
@@ -226,12 +246,62 @@ def _faithful(rootless: RootlessMap | None, base: BaseTree, path: bytes, meta: M
     return rootless.faithful(path, meta, old[0] if old is not None else None)
 
 
-def _blob(obs: Observed, hashes: HashCache) -> bytes:
+def read_entry(view: View, real: bytes, st: os.stat_result, limit: int) -> bytes | None:
+    """At most `limit` bytes of the regular file `real` of `view` (a symlink: its
+    target) read beneath its tree from the inode `st` describes; None for other
+    kinds. Changed if it is not that entry any more."""
+    tree, rel = view.tree_of(real)
+    if stat.S_ISLNK(st.st_mode):
+        return tree.readlink(rel)
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return tree.read(rel, limit, st)
+
+
+def _observe(view: View, base: BaseTree, rootless: RootlessMap | None,
+             path: bytes) -> Observed | None:
+    """What is at `path` now, or None if nothing is; an entry that changes while
+    observed (a busy container's temp file) is looked at once more, then absent."""
+    for _attempt in range(2):
+        found = view.resolve(path)
+        if found is None:
+            return None
+        real, st = found
+        faults.point("scan.after-lstat")
+        try:
+            return Observed(real, st, _faithful(rootless, base, path, observe(view, real, st)))
+        except Changed:
+            continue
+    return None
+
+
+def _content(view: View, base: BaseTree, rootless: RootlessMap | None, path: bytes,
+             obs: Observed, hashes: HashCache) -> tuple[Observed | None, bytes | None]:
+    """(what is at `path`, its blob id) for a non-directory, looked at once more if
+    it changed since observed: (None, None) if it is gone by then, Conflict if it
+    changed again."""
+    try:
+        return obs, _blob(view, obs, hashes)
+    except Changed:
+        pass
+    again = _observe(view, base, rootless, path)
+    if again is None or again.meta.kind == DIR:
+        return again, None
+    try:
+        return again, _blob(view, again, hashes)
+    except Changed:
+        raise Conflict(f"{path_text(path)} keeps changing while being read; "
+                       "try again") from None
+
+
+def _blob(view: View, obs: Observed, hashes: HashCache) -> bytes:
     kind = obs.meta.kind
     if kind == FILE:
-        return hashes.blob(obs.real, obs.st)
+        faults.point("scan.before-hash")
+        return hashes.blob(view, obs.real, obs.st)
     if kind == SYMLINK:
-        return object_id(BLOB, os.readlink(obs.real))
+        tree, rel = view.tree_of(obs.real)
+        return object_id(BLOB, tree.readlink(rel))
     return EMPTY_BLOB
 
 

@@ -13,10 +13,10 @@ import errno
 import functools
 import os
 import shutil
-import stat
 from collections.abc import Iterator
 
 from layerctl import faults
+from layerctl.beneath import walk
 from layerctl.errors import Conflict, LayerctlError
 from layerctl.store import debris
 from layerctl.store.checkout import apply_meta, checkout
@@ -187,24 +187,16 @@ def clear_upper(state: str) -> None:
         os.mkdir(path)
 
 
-def upper_entries(upper: bytes, under: bytes = b"") -> Iterator[tuple[bytes, str]]:
+def upper_entries(upper: bytes) -> Iterator[tuple[bytes, str]]:
     """(container path, kind) for every entry of the upper dir, parents first.
 
     kind: "whiteout", "opaque" (a directory hiding its lower entries), "dir", "other".
+    Walked by directory fds (beneath.walk): entries a busy container removes
+    meanwhile are skipped, and a directory swapped for a symlink is not followed.
     """
-    top = upper + b"/" + under if under else upper
-    try:
-        it = os.scandir(top)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    with it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        rel = under + b"/" + entry.name if under else entry.name
-        st = entry.stat(follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            yield rel, ("opaque" if is_opaque(entry.path) else "dir")
-            yield from upper_entries(upper, rel)
+    for rel, st, fd in walk(upper):
+        if fd is not None:
+            yield rel, ("opaque" if is_opaque(fd) else "dir")
         elif is_whiteout(st):
             yield rel, "whiteout"
         else:

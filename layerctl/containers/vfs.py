@@ -15,6 +15,7 @@ import shutil
 import stat
 import time
 
+from layerctl import beneath
 from layerctl.store.checkout import checkout
 from layerctl.store.diff import diff
 from layerctl.store.fstree import walk
@@ -32,18 +33,9 @@ def stat_key(st: os.stat_result) -> tuple:
 
 
 def walk_rootfs(top: bytes) -> dict[bytes, os.stat_result]:
-    out: dict[bytes, os.stat_result] = {}
-    stack = [(top, b"")]
-    while stack:
-        abspath, rel = stack.pop()
-        with os.scandir(abspath) as it:
-            for entry in it:
-                path = rel + b"/" + entry.name if rel else entry.name
-                st = entry.stat(follow_symlinks=False)
-                out[path] = st
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append((entry.path, path))
-    return out
+    """lstat of every entry below `top`, walked by directory fds (beneath.walk):
+    what a running container removes meanwhile is absent, symlinks are not followed."""
+    return {path: st for path, st, _fd in beneath.walk(top)}
 
 
 def cache_path(state: str) -> str:

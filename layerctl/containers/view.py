@@ -4,7 +4,10 @@ For overlay, the view is what the kernel shows in merged/, computed from the
 upper dir (whiteouts: char device 0/0; opaque dirs: trusted.overlay.opaque=y)
 over the lower dir, so it works mounted or not, and never follows a symlink
 in the middle of a path (a container's symlinks point into the container, not
-the host). For vfs, the view is the rootfs itself.
+the host). For vfs, the view is the rootfs itself. Entries are looked up and
+read through beneath.Tree (directory fds, O_NOFOLLOW), so a container that
+swaps a directory for a symlink meanwhile cannot point a lookup at the host;
+an entry that vanishes while looked at is simply absent.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import errno
 import os
 import stat
 
+from layerctl.beneath import GONE, Tree
+
 OPAQUE_XATTR = b"trusted.overlay.opaque"
 
 
@@ -20,11 +25,14 @@ def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def is_opaque(path: bytes) -> bool:
+def is_opaque(path: bytes | int) -> bool:
+    """`path` (or an open directory fd) is marked opaque."""
     try:
+        if isinstance(path, int):
+            return os.getxattr(path, OPAQUE_XATTR) == b"y"
         return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError as e:
-        if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.ENOENT, errno.ENOTDIR):
+        if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
             return False
         raise
 
@@ -56,10 +64,26 @@ class View:
         self.upper = upper
         self.lower = lower
         self._dirs: dict[bytes, _DirState] = {b"": _DirState(True, True, lower is not None)}
+        self._trees: dict[bytes, Tree] = {}
 
     def forget(self) -> None:
         """Drop cached directory facts (after the tree changed)."""
         self._dirs = {b"": _DirState(True, True, self.lower is not None)}
+        for tree in self._trees.values():
+            tree.close()
+
+    def tree(self, top: bytes) -> Tree:
+        found = self._trees.get(top)
+        if found is None:
+            found = self._trees[top] = Tree(top)
+        return found
+
+    def tree_of(self, real: bytes) -> tuple[Tree, bytes]:
+        """The Tree holding a real path resolve() gave, and the path inside it."""
+        for top in (self.upper, self.lower):
+            if top is not None and (real == top or real.startswith(top + b"/")):
+                return self.tree(top), real[len(top) + 1:]
+        raise ValueError(f"{real!r} is not in this view")
 
     def _dir(self, path: bytes) -> _DirState:
         found = self._dirs.get(path)
@@ -94,17 +118,15 @@ class View:
         if not parent.exists:
             return None
         if parent.upper:
-            real = join(self.upper, path)
-            st = _lstat(real)
+            st = self.tree(self.upper).lstat(path)
             if st is not None:
                 if self.lower is not None and is_whiteout(st):
                     return None
-                return real, st
+                return join(self.upper, path), st
         if parent.lower:
-            real = join(self.lower, path)
-            st = _lstat(real)
+            st = self.tree(self.lower).lstat(path)
             if st is not None:
-                return real, st
+                return join(self.lower, path), st
         return None
 
     def is_dir(self, path: bytes) -> bool:
@@ -118,12 +140,22 @@ class View:
         if state.lower:
             names.update(os.listdir(join(self.lower, path)))
         if state.upper:
-            with os.scandir(join(self.upper, path)) as it:
-                for entry in it:
-                    if self.lower is not None and is_whiteout(entry.stat(follow_symlinks=False)):
-                        names.discard(entry.name)
+            tree = self.tree(self.upper)
+            try:
+                upper = tree.names(path)
+            except OSError as e:
+                if e.errno in GONE:
+                    return sorted(names)  # gone (or replaced) since the lookup
+                raise
+            for name, char in upper:
+                if self.lower is not None and char:
+                    st = tree.lstat(path + b"/" + name if path else name)
+                    if st is None:
+                        continue  # vanished since the listing
+                    if is_whiteout(st):
+                        names.discard(name)
                         continue
-                    names.add(entry.name)
+                names.add(name)
         return sorted(names)
 
     def hides_lower(self, path: bytes) -> bool:

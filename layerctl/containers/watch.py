@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from layerctl.errors import Conflict
 from layerctl.store.diff import Change
 
 from .api import _dirs, pending
@@ -89,7 +90,15 @@ class ChangeWatcher:
         noticed = set(paths)
         noticed.update(p for p in self.known
                        if any(p.startswith(q + b"/") for q in paths))
-        result = pending(self.store, self.container, tuple(sorted(noticed)))
+        try:
+            result = pending(self.store, self.container, tuple(sorted(noticed)))
+        except Conflict:
+            # A path kept changing while read (a busy container): look again at the
+            # next event or tick, never die.
+            with self._lock:
+                self._pending.update(paths)
+            self._wake.set()
+            return []
         now = {c.path: c for c in result.changes}
         updates: Update = []
         for path in sorted(noticed | now.keys()):

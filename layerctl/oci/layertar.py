@@ -186,6 +186,16 @@ class LayerTarWriter:
         else:
             self._emit(entry_header(path, meta))
 
+    def begin_file(self, path: bytes, meta: Meta) -> None:
+        """A file entry whose content follows by feed() calls, then end_file()."""
+        self._emit(entry_header(path, meta, meta.size))
+
+    def feed(self, chunk: bytes) -> None:
+        self._emit(chunk)
+
+    def end_file(self, size: int) -> None:
+        self._emit(_padding(size))
+
     def whiteout(self, path: bytes) -> None:
         head, _, tail = path.rpartition(b"/")
         name = (head + b"/" if head else b"") + WHITEOUT_PREFIX + tail

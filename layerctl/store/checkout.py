@@ -16,21 +16,22 @@ Progress = Callable[[int, int], None]
 _MKNOD_TYPE = {CHAR: stat.S_IFCHR, BLOCK: stat.S_IFBLK, FIFO: stat.S_IFIFO, SOCKET: stat.S_IFSOCK}
 
 
-def apply_meta(path: bytes, meta: Meta, as_root: bool) -> None:
+def apply_meta(path: bytes, meta: Meta, as_root: bool, follow: bool = False) -> None:
     """Set owner, xattrs, mode and mtime on an existing entry, in that order:
-    chown drops security.capability and setuid, and every change bumps the mtime."""
+    chown drops security.capability and setuid, and every change bumps the mtime.
+    `follow`: `path` is a /proc/self/fd/N link to the very inode (a checked fd)."""
     link = meta.kind == SYMLINK
     if as_root:
-        os.chown(path, meta.uid, meta.gid, follow_symlinks=False)
+        os.chown(path, meta.uid, meta.gid, follow_symlinks=follow)
     for name, value in meta.xattrs:
         try:
-            os.setxattr(path, name, value, follow_symlinks=False)
+            os.setxattr(path, name, value, follow_symlinks=follow)
         except OSError as e:
             if as_root or e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES):
                 raise
     if not link:
         os.chmod(path, meta.mode)
-    os.utime(path, ns=(meta.mtime_ns, meta.mtime_ns), follow_symlinks=False)
+    os.utime(path, ns=(meta.mtime_ns, meta.mtime_ns), follow_symlinks=follow)
 
 
 def create_entry(store: object, path: bytes, meta: Meta, blob: bytes, as_root: bool) -> None:

@@ -9,8 +9,10 @@ instant leaves a valid repository.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 import struct
 import threading
 import zlib
@@ -18,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 from layerctl import faults
+from layerctl.beneath import Changed, chunks_exact, read_exact, same_file
 from layerctl.errors import NoSpace, is_no_space
 from layerctl.store import debris
 
@@ -111,6 +114,7 @@ class PackWriter:
         self._window_bytes = 256 << 20
         self._pending_bytes = 0
         self._lock = threading.Lock()
+        self._fds: dict[object, int] = {}  # queued job -> the fd it reads and closes
         self.bytes_in = 0
         self.pack_path: str | None = None
 
@@ -130,23 +134,42 @@ class PackWriter:
         return sha
 
     def add_file(
-        self, path: bytes, size: int, on_done: Callable[..., None], with_data: bool = False
+        self,
+        source: bytes | int,
+        size: int,
+        on_done: Callable[..., None],
+        with_data: bool = False,
+        expect: os.stat_result | None = None,
+        label: bytes | str = b"",
+        tee: Callable[[bytes], None] | None = None,
     ) -> None:
-        """Hash (and, if new, compress) a file's content as a blob.
+        """Hash (and, if new, compress) a file's content as a blob, reading it once.
 
+        `source` is a path, or an fd open for reading that the writer closes
+        (from beneath.Tree.open_file: the inode a scan checked). The content
+        must be `size` bytes and, with `expect` (the scan's stat), the file must
+        still have its size and mtime after the read; else Changed(label) is
+        raised, here or by a later call, and no object is kept for it.
         `on_done(binary_id)` — or `on_done(binary_id, content)` with
         `with_data` (content is None for big files, which are streamed) — is
         called on this thread, in submission order, by a later call or drain().
+        `tee(chunk)` also gets a big file's content, from the same read.
         """
+        label = label or (source if isinstance(source, bytes) else b"")
+        fd = source if isinstance(source, int) else _open_regular(source, expect, label)
         if size > BIG_FILE:
-            self.drain()
-            sha = self._add_big_file(path, size)
+            try:
+                self.drain()
+                sha = self._add_big_file(fd, size, expect, label, tee)
+            finally:
+                os.close(fd)
             on_done(sha, None) if with_data else on_done(sha)
             return
         if size < SMALL_FILE:
-            job = _Done(self._hash_file(path, size))
+            job = _Done(self._hash_fd(fd, size, expect, label))
         else:
-            job = self._pool.submit(self._hash_file, path, size)
+            job = self._pool.submit(self._hash_fd, fd, size, expect, label)
+            self._fds[job] = fd
         self._queue(job, on_done, with_data, size)
 
     def add_blob_async(self, data: bytes, on_done: Callable[[bytes], None]) -> None:
@@ -175,17 +198,19 @@ class PackWriter:
             return sha, data, None
         return sha, data, _compress(data, self._level)
 
-    def _hash_file(self, path: bytes, size: int) -> tuple:
-        with open(path, "rb") as f:
-            data = f.read()
-        if len(data) != size:
-            raise OSError(f"{os.fsdecode(path)} changed size while being read")
+    def _hash_fd(self, fd: int, size: int, expect: os.stat_result | None,
+                 label: bytes | str) -> tuple:
+        try:
+            data = read_exact(fd, size, expect, label)
+        finally:
+            os.close(fd)
         return self._hash_bytes(data)
 
     def _land(self, job: object, callback: Callable[..., None], with_data: bool | None) -> None:
         if job is None:
             callback()
             return
+        self._fds.pop(job, None)
         sha, data, compressed = job.result()
         self._pending_bytes -= len(data)
         self.bytes_in += len(data)
@@ -193,22 +218,44 @@ class PackWriter:
             self._write(sha, BLOB, len(data), [compressed])
         callback(sha, data) if with_data else callback(sha)
 
-    def _add_big_file(self, path: bytes, size: int) -> bytes:
+    def _add_big_file(self, fd: int, size: int, expect: os.stat_result | None,
+                      label: bytes | str, tee: Callable[[bytes], None] | None) -> bytes:
+        """Hash and deflate in one pass over `fd`, straight into the pack. Until
+        the byte count and the stat check pass, the object is not an entry, and
+        on any failure (or when the store already has it) the pack is cut back."""
+        start = self._offset
+        header = _pack_header(BLOB, size)
         h = hashlib.sha1(b"blob %d\0" % size)
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        sha = h.digest()
-        self.bytes_in += size
-        if self.has(sha):
-            return sha
         comp = _deflate.compressobj(min(self._level, 3))
-        chunks = []
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                chunks.append(comp.compress(chunk))
-        chunks.append(comp.flush())
-        self._write(sha, BLOB, size, chunks)
+        write = self._file.write
+        write(header)
+        crc = zlib.crc32(header)
+        length = len(header)
+        kept = False
+        try:
+            for chunk in chunks_exact(fd, size, expect, label, _CHUNK):
+                faults.point("pack.read-big-chunk")
+                h.update(chunk)
+                if tee is not None:
+                    tee(chunk)
+                out = comp.compress(chunk)
+                crc = zlib.crc32(out, crc)
+                write(out)
+                length += len(out)
+            out = comp.flush()
+            crc = zlib.crc32(out, crc)
+            write(out)
+            length += len(out)
+            sha = h.digest()
+            self.bytes_in += size
+            kept = sha not in self._entries and not self.has(sha)
+        finally:
+            if not kept:
+                self._file.truncate(start)  # flushes first; the position stays
+                self._file.seek(start)
+        if kept:
+            self._entries[sha] = (start, crc & 0xFFFFFFFF)
+            self._offset = start + length
         return sha
 
     def _write(self, sha: bytes, type_num: int, size: int, chunks: list[bytes]) -> None:
@@ -289,8 +336,8 @@ class PackWriter:
 
     def abort(self) -> None:
         for job, _callback, _with_data in self._pending:
-            if job is not None:
-                job.cancel()
+            if job is not None and job.cancel() and job in self._fds:
+                os.close(self._fds.pop(job))  # never ran: its fd is still open
         self._pending.clear()
         self._pool.shutdown(wait=True)
         if not self._file.closed:
@@ -332,6 +379,25 @@ class _Done:
 
     def cancel(self) -> bool:
         return False
+
+
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def _open_regular(path: bytes, expect: os.stat_result | None, label: bytes | str) -> int:
+    """`path` opened for reading if it is (still) a regular file (the one `expect`
+    describes): O_NONBLOCK so a FIFO swapped in cannot block the open."""
+    try:
+        fd = os.open(path, _OPEN)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
+            raise Changed(label) from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (expect is not None and not same_file(st, expect)):
+        os.close(fd)
+        raise Changed(label)
+    return fd
 
 
 def fsync_dir(path: str) -> None:

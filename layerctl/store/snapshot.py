@@ -5,22 +5,27 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 
+from layerctl import faults
+from layerctl.beneath import Changed
 from layerctl.errors import BadInput
 from layerctl.oci.layertar import ROOT_DEFAULT, LayerTarWriter
 from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, write_dir
 from layerctl.store.meta import DEVICE_KINDS, DIR, FILE, SYMLINK, Meta, kind_of
-from layerctl.store.objects import BLOB, PackWriter
+from layerctl.store.objects import BIG_FILE, BLOB, PackWriter
 
 Progress = Callable[[int, int], None]
 XattrFilter = Callable[[bytes], bool]
 
 
-def read_xattrs(path: bytes, keep: XattrFilter | None = None) -> tuple[tuple[bytes, bytes], ...]:
+def read_xattrs(path: bytes | int, keep: XattrFilter | None = None
+                ) -> tuple[tuple[bytes, bytes], ...]:
+    """The entry's xattrs (never following a final symlink), or an open fd's."""
+    follow = isinstance(path, int)  # an fd is the inode itself: nothing to follow
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(path, follow_symlinks=follow)
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
             return ()
@@ -31,7 +36,7 @@ def read_xattrs(path: bytes, keep: XattrFilter | None = None) -> tuple[tuple[byt
         if keep is not None and not keep(raw):
             continue
         try:
-            out.append((raw, os.getxattr(path, name, follow_symlinks=False)))
+            out.append((raw, os.getxattr(path, name, follow_symlinks=follow)))
         except OSError as e:
             if e.errno not in (errno.ENODATA, errno.ENOTSUP):
                 raise
@@ -96,6 +101,8 @@ class DirImporter:
             self._scan(top_b, b"", root)
             self.writer.add(BLOB, b"")
             self.writer.drain()  # worker threads' read errors surface here
+        except Changed as e:
+            raise _changed(e) from None
         except OSError as e:
             raise BadInput(f"cannot import {os.fsdecode(top_b)}: {e}") from None
         self._resolve_links()
@@ -136,29 +143,48 @@ class DirImporter:
                     self._tar_entry(rel, replace(first[3], link=first[0]))
                     continue
                 self._inodes[key] = (rel, node, entry.name, meta)
-            self._add_content(path, rel, node, entry.name, meta)
+            self._add_content(path, rel, node, entry.name, meta, st)
 
     def _tar_entry(self, rel: bytes, meta: Meta, content: bytes | None = None) -> None:
         if self.tar is not None:
             tar = self.tar
             self.writer.then(lambda: tar.add(rel, meta, content))
 
-    def _add_content(self, path: bytes, rel: bytes, node: _Node, name: bytes, meta: Meta) -> None:
+    def _add_content(self, path: bytes, rel: bytes, node: _Node, name: bytes, meta: Meta,
+                     st: os.stat_result) -> None:
         files = node.dir.files
         if meta.kind == FILE:
             self.total += meta.size
             tar = self.tar
 
+            streamed = tar is not None and meta.size > BIG_FILE
+            if streamed:
+                # A big file reaches the tar from the one read that hashes it (after
+                # add_file's drain: every earlier entry is in the tar by then).
+                begun: list[bool] = []
+
+                def tee(chunk: bytes) -> None:
+                    if not begun:
+                        tar.begin_file(rel, meta)
+                        begun.append(True)
+                    tar.feed(chunk)
+
             def done(sha: bytes, data: bytes | None) -> None:
                 files[name] = (meta, sha)
                 self.done += meta.size
-                if tar is not None:
-                    tar.add(rel, meta, data, None if data is not None else _chunks(path))
+                if streamed:
+                    tar.end_file(meta.size)
+                elif tar is not None:
+                    tar.add(rel, meta, data)
                 if self.progress:
                     self.progress(self.done, self.total)
 
+            faults.point("import.before-read")
             try:
-                self.writer.add_file(path, meta.size, done, with_data=True)
+                self.writer.add_file(path, meta.size, done, with_data=True, expect=st,
+                                     tee=tee if streamed else None)
+            except Changed as e:
+                raise _changed(e) from None
             except OSError as e:
                 raise BadInput(f"cannot read {os.fsdecode(path)}: {e.strerror or e}") from None
         elif meta.kind == SYMLINK:
@@ -183,7 +209,5 @@ class DirImporter:
         return write_dir(self.writer, node.dir)
 
 
-def _chunks(path: bytes, size: int = 1 << 20) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(size):
-            yield chunk
+def _changed(e: Changed) -> BadInput:
+    return BadInput(f"{os.fsdecode(e.path)} changed while importing; try again")
