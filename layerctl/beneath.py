@@ -124,12 +124,13 @@ class Tree:
             raise
 
     def names(self, rel: bytes) -> list[tuple[bytes, bool]]:
-        """(name, is a char device) of the entries of directory `rel`; OSError if
-        it is gone or not a directory."""
+        """(name, may be a device: neither directory, file nor symlink, so worth an
+        lstat to tell a whiteout) of the entries of directory `rel`; OSError if it
+        is gone or not a directory."""
         fd = _reopen(self.dir_fd(rel), _DIR & ~os.O_NOFOLLOW)
         try:
             with os.scandir(fd) as it:
-                return [(os.fsencode(e.name), e.is_char_device()) for e in it]
+                return [(os.fsencode(e.name), _special(e)) for e in it]
         finally:
             os.close(fd)
 
@@ -289,3 +290,9 @@ def _walk_fd(fd: int, rel: bytes) -> Iterator[tuple[bytes, os.stat_result, int |
             yield from _walk_fd(sub, path)
         finally:
             os.close(sub)
+
+
+def _special(entry: os.DirEntry) -> bool:
+    # d_type from the listing: no stat for the common kinds
+    return not (entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False)
+                or entry.is_symlink())
