@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -27,6 +28,33 @@ def ago(timestamp: float, clock: Callable[[], float] = time.time) -> str:
     return "Less than a minute ago" if delta >= 1 else "Less than a second ago"
 
 
+_C_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v",
+              "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+# Control characters (C0, DEL, C1), Unicode line/paragraph separators, bidi
+# overrides, quote and backslash; lone surrogates stand for undecodable bytes.
+_UNSAFE = re.compile('[\x00-\x1f"\\\\\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069'
+                     "\udc80-\udcff]")
+
+
+def quote_name(raw: bytes) -> str:
+    """A file name (any bytes) as one safe line of text, the way git quotes paths
+    (core.quotePath=false): as is when harmless, else in double quotes with C escapes
+    and octal bytes ("a\\nb", "\\377"), so a name can never forge an output line."""
+    text = raw.decode("utf-8", "surrogateescape")
+    if not _UNSAFE.search(text):
+        return text
+    return '"' + _UNSAFE.sub(_escape, text) + '"'
+
+
+def _escape(m: re.Match) -> str:
+    ch = m.group()
+    if ch in _C_ESCAPES:
+        return _C_ESCAPES[ch]
+    raw = ch.encode("utf-8", "surrogateescape")
+    return "".join(f"\\{b:03o}" for b in raw)
+
+
 def path_text(path: bytes) -> str:
-    """A store path (no leading slash, any bytes) as users see it."""
-    return "/" + path.decode("utf-8", "backslashreplace")
+    """A store path (no leading slash, any bytes) as users see it: /etc/passwd,
+    or quoted like git when it holds control characters or undecodable bytes."""
+    return quote_name(b"/" + path)

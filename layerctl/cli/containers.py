@@ -3,9 +3,7 @@ and the container side of `diff` and `inspect`."""
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
 import sys
 
 import click
@@ -256,57 +254,12 @@ def container_diff(ctx: click.Context, name: str, paths: tuple[str, ...], patch:
     return True
 
 
-def _read_new(p: object, ch: object) -> bytes | None:
-    obs = p.scan.observed.get(ch.path)
-    if obs is None or ch.new is None or ch.new.kind not in ("-", "l"):
-        return None
-    if ch.new.kind == "l":
-        return os.readlink(obs.real)
-    with open(obs.real, "rb") as f:
-        return f.read()
-
-
-def _text(data: bytes) -> list[str] | None:
-    if b"\0" in data[:8192]:
-        return None
-    try:
-        return data.decode("utf-8").splitlines(keepends=True)
-    except UnicodeDecodeError:
-        return None
-
-
 def patch_lines(store: object, p: object, ch: object) -> list[str]:
-    """A git-style patch for one change: header, metadata lines, then the content diff."""
-    rel = ch.path.decode("utf-8", "backslashreplace")
-    out = [f"diff --layerctl a/{rel} b/{rel}"]
-    if ch.status == "A":
-        out.append(f"new {_kind_word(ch.new)} mode {ch.new.mode:04o}")
-    elif ch.status == "D":
-        out.append(f"deleted {_kind_word(ch.old)} mode {ch.old.mode:04o}")
-    else:
-        out.extend(ch.details())
-    old = new = b""
-    if ch.old is not None and ch.old.kind in ("-", "l") and ch.old_blob is not None:
-        old = store.read_blob(ch.old_blob)
-    if ch.new is not None and ch.new.kind in ("-", "l"):
-        new = _read_new(p, ch) or b""
-    content = (ch.status != "C" and ((ch.old or ch.new).kind in ("-", "l"))) or \
-        (ch.status == "C" and ch.content_changed)
-    if not content or old == new:
-        return out
-    a_name = "/dev/null" if ch.status == "A" else f"a/{rel}"
-    b_name = "/dev/null" if ch.status == "D" else f"b/{rel}"
-    old_t, new_t = _text(old), _text(new)
-    if old_t is None or new_t is None:
-        out.append(f"Binary files {a_name} and {b_name} differ")
-        return out
-    for line in difflib.unified_diff(old_t, new_t, a_name, b_name):
-        out.append(line.rstrip("\n"))
-        if not line.endswith("\n"):
-            out.append("\\ No newline at end of file")
-    return out
+    """A git-style patch for one pending change; new content is read (bounded) from
+    the container."""
+    from functools import partial
 
+    from layerctl.browse import read_container_file
+    from layerctl.patch import render_patch
 
-def _kind_word(meta: object) -> str:
-    return {"-": "file", "d": "directory", "l": "symlink", "c": "char device",
-            "b": "block device", "p": "fifo", "s": "socket"}[meta.kind]
+    return render_patch(ch, store.read_blob, partial(read_container_file, p.view, ch.path))

@@ -137,6 +137,7 @@ def show_cmd(ctx: click.Context, target: str, patch: bool) -> None:
     """Show LAYER and its changes, or the content of LAYER:PATH."""
     from layerctl.store.fstree import DirRef, lookup_follow
     from layerctl.store.layers import read_layer
+    from layerctl.words import path_text
 
     store = open_store(ctx)
     layer_id, path = _split_layer_path(store, target)
@@ -147,23 +148,27 @@ def show_cmd(ctx: click.Context, target: str, patch: bool) -> None:
     found = lookup_follow(store, layer.root, path)
     if found is None:
         raise NotFound(
-            f"no such path in layer {layer_id[:12]}: /{path.decode('utf-8', 'replace').lstrip('/')}"
+            f"no such path in layer {layer_id[:12]}: {path_text(path.lstrip(b'/'))}"
         )
     meta, obj = found
     if isinstance(obj, DirRef):
         from layerctl.store.fstree import read_dir
+        from layerctl.words import quote_name
 
         d = read_dir(store, obj)
         for name in d.names():
             suffix = "/" if name in d.dirs else ""
-            click.echo(name.decode("utf-8", "backslashreplace") + suffix)
+            click.echo(quote_name(name) + suffix)
         return
     if meta.kind not in ("-", "l"):
         raise LayerctlError(
-            f"/{path.decode('utf-8', 'replace').lstrip('/')} is a special file ({meta.format()})"
+            f"{path_text(path.lstrip(b'/'))} is a special file ({meta.format()})"
         )
+    from layerctl.store.blobstream import iter_blob
+
     sys.stdout.flush()
-    sys.stdout.buffer.write(store.read_blob(obj))
+    for piece in iter_blob(store, obj):  # in pieces: a layer may hold a multi-GiB file
+        sys.stdout.buffer.write(piece)
     sys.stdout.buffer.flush()
 
 

@@ -17,6 +17,7 @@ from layerctl.store.fstree import EMPTY_BLOB, Dir, read_dir
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, FILE, SYMLINK
 from layerctl.store.objects import BLOB
+from layerctl.words import path_text
 
 from . import links as links_mod
 from . import overlay, rootless, vfs
@@ -308,7 +309,7 @@ def commit(
         config = apply_changes(layer.config, list(instructions or []))
         if not changes and not instructions and not allow_empty:
             if selected_paths is not None and p.changes:
-                shown = ", ".join("/" + s.decode("utf-8", "replace") for s in selected_paths)
+                shown = ", ".join(path_text(s) for s in selected_paths)
                 raise NothingToCommit(f"nothing to commit under {shown} in container {c.name}")
             raise NothingToCommit(f"nothing to commit: container {c.name} has no changes")
         editor = TreeEditor(store, layer.root)

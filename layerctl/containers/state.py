@@ -30,8 +30,8 @@ from layerctl.errors import Ambiguous, Conflict, InvalidName, Locked, NotFound
 
 REF_PREFIX = "refs/containers/"
 NAMES_DIR = "_names"
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
-_HEX_RE = re.compile(r"^[0-9a-f]{1,64}$")
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")  # \Z: "$" lets a newline end it
+_HEX_RE = re.compile(r"^[0-9a-f]{1,64}\Z")
 
 _ADJECTIVES = (
     "admiring adoring agitated amazing angry awesome blissful bold boring brave busy charming "

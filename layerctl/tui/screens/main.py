@@ -7,6 +7,7 @@ lock (dulwich pack readers are not thread-safe); the UI thread only renders.
 from __future__ import annotations
 
 import threading
+from functools import partial
 
 from textual import work
 from textual.app import ComposeResult
@@ -213,8 +214,7 @@ class MainScreen(Screen):
     def _new_pending_browser(self, changes: list) -> None:
         view = self.view
         self.pending_browser = PendingBrowser(
-            self.app.store, self.base_root, changes,
-            lambda path: read_container_file(view, path))
+            self.app.store, self.base_root, changes, partial(read_container_file, view))
 
     def _changes_loaded(self, changes: list) -> None:
         self.change_list.load(changes)
