@@ -159,10 +159,7 @@ def _resolve_base(store: object, base: str) -> str:
             return found
     lowered = base.lower()
     if _HEX.match(lowered):
-        matches = {
-            sha.decode() if isinstance(sha, bytes) else sha
-            for sha in store.objects.iter_prefix(lowered.encode())
-        }
+        matches = store.ids_with_prefix(lowered)
         layers = [m for m in matches if _is_layer(store, m)]
         if len(layers) == 1:
             return layers[0]

@@ -9,7 +9,7 @@ import time
 import click
 
 from layerctl.cli.common import open_store
-from layerctl.errors import LayerctlError, NotFound
+from layerctl.errors import BadInput, LayerctlError, NotFound
 
 
 def _tags_by_layer(store: object) -> dict[str, list[str]]:
@@ -213,10 +213,16 @@ def checkout_cmd(ctx: click.Context, layer: str, directory: str) -> None:
     from layerctl.store.checkout import checkout
     from layerctl.store.layers import read_layer
 
+    if not directory:
+        raise BadInput("checkout needs a target directory (got an empty path)")
     store = open_store(ctx)
     root = read_layer(store, resolve(store, layer)).root
     if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
         raise LayerctlError(f"{directory} is not an empty directory")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f"cannot create {directory}: {e.strerror or e}") from None
     checkout(store, root, directory)
 
 

@@ -9,15 +9,28 @@ ROOT/cache/           extracted layers shared by overlay mounts
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from layerctl.errors import Corrupt, LayerctlError, Locked, NotFound
+from layerctl.errors import BadInput, Corrupt, LayerctlError, Locked, NotFound
 from layerctl.store.objects import PackWriter
 
 if TYPE_CHECKING:
     from dulwich.repo import Repo
+
+
+def is_damage(e: Exception) -> bool:
+    """Whether `e` is what dulwich raises on a truncated or bit-flipped pack, index or
+    loose object (its parsers trip on whatever comes first)."""
+    from dulwich.errors import ApplyDeltaError, ChecksumMismatch
+    from dulwich.objects import ObjectFormatException
+
+    return not isinstance(e, LayerctlError) and isinstance(e, (
+        OSError, ValueError, AssertionError, IndexError, zlib.error, struct.error,
+        ChecksumMismatch, ApplyDeltaError, ObjectFormatException))
 
 
 def default_root() -> str:
@@ -36,6 +49,8 @@ class Store:
 
     def __init__(self, root: str | None = None, create: bool = True) -> None:
         self.root = os.path.abspath(root or default_root())
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise BadInput(f"{self.root} is not a directory: the store root must be one")
         if not os.path.isfile(os.path.join(self.root, "HEAD")):
             if not create:
                 raise NotFound(f"no layerctl store at {self.root}")
@@ -96,6 +111,23 @@ class Store:
             return self.objects.get_raw(hexsha)
         except KeyError:
             raise Corrupt(f"object {hexsha.decode()} is missing from the store") from None
+        except Exception as e:  # noqa: BLE001 - is_damage decides
+            if not is_damage(e):
+                raise
+        # Raised outside the handler: the parser's frames (holding views of the pack's
+        # mmap) must be gone, or closing the store fails with BufferError.
+        raise Corrupt(f"store is damaged: object {hexsha.decode()} cannot be read; "
+                      "run layerctl fsck")
+
+    def ids_with_prefix(self, prefix: str) -> set[str]:
+        """The hex ids of the objects whose id starts with `prefix` (hex)."""
+        try:
+            return {sha.decode() if isinstance(sha, bytes) else sha
+                    for sha in self.objects.iter_prefix(prefix.encode())}
+        except Exception as e:  # noqa: BLE001 - is_damage decides
+            if not is_damage(e):
+                raise
+        raise Corrupt("store is damaged: a pack index cannot be read; run layerctl fsck")
 
     def read_blob(self, binsha: bytes) -> bytes:
         return self.read_raw(binsha)[1]
