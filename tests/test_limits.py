@@ -77,6 +77,7 @@ def test_diff_patch_of_sparse_3gib_container_file_stays_small(cli, store_root, t
     cli("status", "big")  # hash the file once (bounded: reads in pieces)
     code, out, err, rss = measured(store_root, tmp_path, "diff", "-p", "big")
     assert code == 0, err
+    assert rss < RSS_LIMIT, f"diff -p peaked at {rss // MiB} MiB"
     text = out.decode()
     assert "Binary files /dev/null and b/sparse differ (too large to show: 3221225472 bytes)" \
         in text
@@ -127,8 +128,8 @@ def test_large_layer_file_in_diff_show_log_and_tui_preview_stays_small(cli, stor
                  ("log", "-p", "img:2")):
         code, out, err, rss = measured(store_root, tmp_path, *args)
         assert code == 0, err
-        assert f"(too large to show: {size} bytes)".encode() in out, args
         assert rss < RSS_LIMIT, f"{args} peaked at {rss // MiB} MiB"
+        assert f"(too large to show: {size} bytes)".encode() in out, args
     code, out, err, rss = measured(store_root, tmp_path, "show", "img:2:sparse", keep=False)
     assert code == 0, err
     assert os.path.getsize(tmp_path / "rss.out") == size
@@ -373,3 +374,55 @@ def test_damaged_pack_gives_one_line(cli, store_root, tmp_path, how):
                  ("show", layer[:8]), ("checkout", "img:1", tmp_path / "out"),
                  ("history", "img:1"), ("create", "img:1")):
         one_error_line(cli(*args, check=False), "store is damaged", "layerctl fsck")
+
+
+# -- runs: mount points, running containers -------------------------------------------
+
+
+def _image_without_mount_points(cli) -> str:
+    """The Debian corpus ("deb", from cli_deb) without /dev, /proc and /sys."""
+    root = vfs_container(cli, "strip", "deb")
+    for name in ("dev", "proc", "sys"):
+        subprocess.run(["rm", "-rf", str(root / name)], check=True)
+    cli("commit", "strip", "nodev:1")
+    cli("rm", "-f", "strip")
+    return "nodev:1"
+
+
+@pytest.mark.timeout(300)
+def test_run_without_dev_proc_sys_leaves_no_pending_changes(cli_deb):
+    cli = cli_deb
+    image = _image_without_mount_points(cli)
+    for driver in ("vfs", "overlay"):
+        name = f"run-{driver}"
+        r = cli("run", "--driver", driver, "--name", name, image, "sh", "-c",
+                "test -d /proc/self && test -d /sys/kernel && test -d /dev/pts", check=False)
+        assert r.returncode == 0, r.stderr
+        assert cli("status", name).stdout == "", driver
+        assert cli("diff", name).stdout == ""
+        # what the process really writes is still a change, in or out of those dirs
+        cli("run", "--driver", driver, "--name", f"{name}-2", image, "sh", "-c",
+            "echo x > /made")
+        assert cli("status", f"{name}-2").stdout == "A /made\n"
+        r = cli("commit", f"{name}-2", f"nodev:{driver}")
+        assert cli("diff", image, f"nodev:{driver}").stdout.split("\n")[0] == "A /made"
+        if driver == "vfs":
+            d = Path(cli("mount", name).stdout.strip())
+            (d / "proc" / "kept").write_text("x\n")
+            assert cli("status", name).stdout == "A /proc\nA /proc/kept\n"
+
+
+@pytest.mark.timeout(300)
+def test_reset_of_a_running_container_is_refused(cli_deb):
+    cli = cli_deb
+    for driver in ("vfs", "overlay"):
+        name = f"busy-{driver}"
+        cli("run", "-d", "--driver", driver, "--name", name, "deb", "sh", "-c",
+            "echo kept > /work; sleep 300")
+        cli("exec", name, "sh", "-c", "echo more > /work2")
+        one_error_line(cli("reset", name, check=False), "is running", "stop it")
+        assert cli("exec", name, "cat", "/work", "/work2").stdout == "kept\nmore\n"
+        assert cli("status", name).stdout == "A /work\nA /work2\n"
+        cli("stop", "-t", "0", name)
+        cli("reset", name)
+        assert cli("status", name).stdout == ""
