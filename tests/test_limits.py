@@ -426,3 +426,64 @@ def test_reset_of_a_running_container_is_refused(cli_deb):
         cli("stop", "-t", "0", name)
         cli("reset", name)
         assert cli("status", name).stdout == ""
+
+
+# -- status --watch follows commits made elsewhere --------------------------------------
+
+
+class LineReader:
+    """Lines of a child's stdout, read with a deadline (never a sleep)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc, self.buf, self.lines = proc, b"", []
+
+    def until(self, wanted: str, timeout: float = 30) -> list[str]:
+        import selectors
+        import time
+
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while wanted not in self.lines:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    raise AssertionError(f"no line {wanted!r} within {timeout}s: {self.lines}")
+                data = os.read(self.proc.stdout.fileno(), 65536)
+                if not data:
+                    raise AssertionError(f"watch ended before {wanted!r}: {self.lines}")
+                self.buf += data
+                *done, self.buf = self.buf.split(b"\n")
+                self.lines += [line.decode() for line in done]
+        return self.lines
+
+
+@pytest.mark.parametrize("driver", ["vfs", "overlay"])
+def test_status_watch_drops_paths_committed_by_another_shell(cli, store_root, tmp_path,
+                                                             driver):
+    cli("import", small_tree(tmp_path / "src"), "img:1")
+    cli("create", "--driver", driver, "--name", "w", "img:1")
+    root = Path(cli("mount", "w").stdout.strip())
+    try:
+        (root / "a.txt").write_text("a\n")
+        (root / "b.txt").write_text("b\n")
+        proc = subprocess.Popen([sys.executable, "-m", "layerctl", "status", "--watch", "w"],
+                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                env=_env(store_root))
+        try:
+            out = LineReader(proc)
+            out.until("A /b.txt")
+            assert "A /a.txt" in out.lines
+            cli("commit", "w", "img:2", "--", "/a.txt")
+            out.until("  /a.txt (no longer changed)")
+            cli("commit", "w", "img:3")
+            lines = out.until("  /b.txt (no longer changed)")
+            (root / "c.txt").write_text("c\n")  # and it keeps watching the files
+            lines = out.until("A /c.txt")
+            assert "  /b.txt (no longer changed)" not in lines[:lines.index(
+                "  /a.txt (no longer changed)")]
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+    finally:
+        cli("umount", "w", check=False)

@@ -139,6 +139,7 @@ def status_cmd(ctx: click.Context, as_json: bool, watch: bool, container: str | 
         click.echo(f"{ch.status} {path_text(ch.path)}")
     if not watch:
         return
+    sys.stdout.flush()  # a pipe reader sees the starting state before any update
     from layerctl.containers.watch import ChangeWatcher
 
     def show(updates: list[tuple[bytes, object]]) -> None:
