@@ -487,3 +487,14 @@ def test_status_watch_drops_paths_committed_by_another_shell(cli, store_root, tm
             proc.stdout.close()
     finally:
         cli("umount", "w", check=False)
+
+
+def test_messages_that_are_not_utf8_give_one_line(cli, store_root, tmp_path):
+    src = small_tree(tmp_path / "a")
+    bad = os.fsdecode(b"caf\xe9")  # Latin-1 bytes from a shell: surrogate escapes
+    env = _env(store_root)
+    for args in (["-m", bad], ["-a", f"{bad} <a@b>"]):
+        r = subprocess.run([sys.executable, "-m", "layerctl", "import", str(src), "x:1", *args],
+                           capture_output=True, text=True, env=env)
+        one_error_line(r, "not valid UTF-8")
+    assert "x " not in cli("images").stdout
