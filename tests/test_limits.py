@@ -498,3 +498,26 @@ def test_messages_that_are_not_utf8_give_one_line(cli, store_root, tmp_path):
                            capture_output=True, text=True, env=env)
         one_error_line(r, "not valid UTF-8")
     assert "x " not in cli("images").stdout
+
+
+@pytest.mark.needs_tool("docker-registry", "openssl")
+def test_odd_tags_push_and_pull_through_a_registry(cli, tmp_path, monkeypatch):
+    from registryhelpers import Registry
+
+    monkeypatch.setenv("LAYERCTL_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    cli("import", small_tree(tmp_path / "a"), "img:1")
+    reg = Registry(tmp_path / "registry")
+    try:
+        reg.start()
+        other = tmp_path / "other"
+        other.mkdir()
+        for tag in ("1..2", "v1.", "x.lock"):
+            remote = f"{reg.host}/img:{tag}"
+            cli("tag", "img:1", remote)
+            cli("push", "-q", remote)
+            cli("pull", "-q", remote, env={"LAYERCTL_ROOT": str(other)})
+        pulled = _listed(lambda *a: cli(*a, env={"LAYERCTL_ROOT": str(other)}))
+        assert pulled == {f"{reg.host}/img:{t}" for t in ("1..2", "v1.", "x.lock")}
+    finally:
+        reg.stop()
