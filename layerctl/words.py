@@ -54,6 +54,15 @@ def _escape(m: re.Match) -> str:
     return "".join(f"\\{b:03o}" for b in raw)
 
 
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+
+
+def one_line(text: str) -> str:
+    """Free text (a message, a created-by, a name from an image config) for one cell of
+    one output line: control characters as C escapes, nothing else changed."""
+    return _CONTROLS.sub(_escape, text) if _CONTROLS.search(text) else text
+
+
 def path_text(path: bytes) -> str:
     """A store path (no leading slash, any bytes) as users see it: /etc/passwd,
     or quoted like git when it holds control characters or undecodable bytes."""

@@ -521,3 +521,10 @@ def test_odd_tags_push_and_pull_through_a_registry(cli, tmp_path, monkeypatch):
         assert pulled == {f"{reg.host}/img:{t}" for t in ("1..2", "v1.", "x.lock")}
     finally:
         reg.stop()
+
+
+def test_table_cells_cannot_break_their_line(cli, tmp_path):
+    cli("import", small_tree(tmp_path / "a"), "img:1", "-m", "\x1b[2Jwiped\ttab\x7f")
+    out = cli("history", "img:1").stdout
+    assert "\x1b" not in out and "\x7f" not in out and "\t" not in out
+    assert "\\033[2Jwiped\\ttab\\177" in out
