@@ -528,3 +528,62 @@ def test_table_cells_cannot_break_their_line(cli, tmp_path):
     out = cli("history", "img:1").stdout
     assert "\x1b" not in out and "\x7f" not in out and "\t" not in out
     assert "\\033[2Jwiped\\ttab\\177" in out
+
+
+# -- blobs read in pieces -------------------------------------------------------------
+
+
+def test_blob_pieces_match_whole_reads_for_loose_packed_and_delta_objects(store_root,
+                                                                          tmp_path):
+    from layerctl.errors import Corrupt
+    from layerctl.store.blobstream import iter_blob, read_head
+    from layerctl.store.objects import BLOB
+    from layerctl.store.repo import Store
+
+    base = os.urandom(300_000)
+    datas = [b"", b"x", base, base[:150_000] + b"changed" + base[150_000:], b"\0" * 3_000_000]
+    store = Store(str(store_root))
+    try:
+        loose = [store.add_object(BLOB, d) for d in datas]
+        for sha, data in zip(loose, datas, strict=True):
+            assert b"".join(iter_blob(store, sha, 4096)) == data
+            assert read_head(store, sha, 10) == data[:10]
+        git = ["git", "--git-dir", str(store_root)]
+        subprocess.run([*git, "pack-objects", "-q", str(store_root / "objects" / "pack" / "pack")],
+                       input="".join(sha.hex() + "\n" for sha in loose), text=True,
+                       check=True, capture_output=True)
+        subprocess.run([*git, "prune-packed"], check=True)
+        kinds = subprocess.run(["git", "--git-dir", str(store_root), "verify-pack", "-v",
+                                *map(str, (store_root / "objects" / "pack").glob("*.idx"))],
+                               capture_output=True, text=True, check=True).stdout
+        assert any(len(line.split()) > 6 for line in kinds.splitlines()
+                   if " blob " in line), "git made no delta: the delta path is not covered"
+    finally:
+        store.close()
+    store = Store(str(store_root))
+    try:
+        for sha, data in zip(loose, datas, strict=True):
+            pieces = list(iter_blob(store, sha, 4096))
+            assert b"".join(pieces) == data
+        (pack,) = (store_root / "objects" / "pack").glob("*.pack")
+        raw = bytearray(pack.read_bytes())
+        for i in range(40, len(raw) - 40, 5):
+            raw[i] ^= 0xFF
+        pack.write_bytes(bytes(raw))
+        store.close()
+        store = Store(str(store_root))
+        with pytest.raises(Corrupt, match="store is damaged"):
+            b"".join(iter_blob(store, loose[4]))
+    finally:
+        store.close()
+
+
+def test_status_json_keeps_names_as_they_are(cli, tmp_path):
+    import json
+
+    cli("import", small_tree(tmp_path / "a"), "img:1")
+    root = vfs_container(cli, "js", "img:1")
+    (root / "a\nb").write_text("x\n")
+    (root / 'q"').write_text("x\n")
+    paths = {item["Path"] for item in json.loads(cli("status", "--json", "js").stdout)}
+    assert paths == {"/a\nb", '/q"'}

@@ -116,8 +116,14 @@ def _default_container(store: object, ref: str | None) -> str:
 _KIND = {"C": 0, "A": 1, "D": 2}
 
 
+def _json_path(path: bytes) -> str:
+    """JSON escapes control characters itself: the path as it is (bytes that are not
+    UTF-8 as \\xNN), not quoted for a terminal."""
+    return "/" + path.decode("utf-8", "backslashreplace")
+
+
 def _change_json(ch: object) -> dict:
-    return {"Path": path_text(ch.path), "Kind": _KIND[ch.status], "Status": ch.status,
+    return {"Path": _json_path(ch.path), "Kind": _KIND[ch.status], "Status": ch.status,
             "Details": ch.details()}
 
 
@@ -145,7 +151,7 @@ def status_cmd(ctx: click.Context, as_json: bool, watch: bool, container: str | 
     def show(updates: list[tuple[bytes, object]]) -> None:
         for path, ch in updates:
             if as_json:
-                item = _change_json(ch) if ch else {"Path": path_text(path), "Status": "clean"}
+                item = _change_json(ch) if ch else {"Path": _json_path(path), "Status": "clean"}
                 click.echo(json.dumps(item))
             else:
                 click.echo(f"{ch.status} {path_text(path)}" if ch else f"  {path_text(path)} "
