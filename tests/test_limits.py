@@ -347,7 +347,17 @@ def test_bad_paths_and_roots_give_one_line(cli, store_root, tmp_path):
     assert sorted(os.listdir(notstore)) == ["data"]
 
 
-def _damage(store_root: Path, how: str) -> None:
+def _damage(store_root: Path, how: str, layer: str = "") -> None:
+    if how.startswith("loose"):  # the layer's commit, a loose object
+        obj = store_root / "objects" / layer[:2] / layer[2:]
+        os.chmod(obj, 0o644)
+        data = bytearray(obj.read_bytes())
+        if how == "loose-empty":
+            data = bytearray()
+        for i in range(5, len(data) - 5, 3):
+            data[i] ^= 0x55
+        obj.write_bytes(bytes(data))
+        return
     pack_dir = store_root / "objects" / "pack"
     (pack,) = pack_dir.glob("*.pack")
     if how == "truncate":
@@ -362,14 +372,15 @@ def _damage(store_root: Path, how: str) -> None:
         os.truncate(idx, 100)
 
 
-@pytest.mark.parametrize("how", ["truncate", "flip", "index"])
-def test_damaged_pack_gives_one_line(cli, store_root, tmp_path, how):
+@pytest.mark.parametrize("how", ["truncate", "flip", "index", "loose-flip", "loose-empty"])
+def test_damaged_store_gives_one_line(cli, store_root, tmp_path, how):
     src = small_tree(tmp_path / "a")
     cli("import", src, "img:1")
-    layer = cli("log", "--oneline", "img:1").stdout.split()[0]
-    subprocess.run(["git", "--git-dir", str(store_root), "repack", "-a", "-d", "-q"],
-                   check=True)
-    _damage(store_root, how)
+    layer = cli("history", "--no-trunc", "img:1").stdout.splitlines()[1].split()[0]
+    if not how.startswith("loose"):
+        subprocess.run(["git", "--git-dir", str(store_root), "repack", "-a", "-d", "-q"],
+                       check=True)
+    _damage(store_root, how, layer)
     for args in (("images",), ("log",), ("show", "img:1"), ("show", "img:1:etc/hostname"),
                  ("show", layer[:8]), ("checkout", "img:1", tmp_path / "out"),
                  ("history", "img:1"), ("create", "img:1")):

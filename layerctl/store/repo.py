@@ -25,12 +25,11 @@ if TYPE_CHECKING:
 def is_damage(e: Exception) -> bool:
     """Whether `e` is what dulwich raises on a truncated or bit-flipped pack, index or
     loose object (its parsers trip on whatever comes first)."""
-    from dulwich.errors import ApplyDeltaError, ChecksumMismatch
-    from dulwich.objects import ObjectFormatException
+    from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatException
 
     return not isinstance(e, LayerctlError) and isinstance(e, (
         OSError, ValueError, AssertionError, IndexError, zlib.error, struct.error,
-        ChecksumMismatch, ApplyDeltaError, ObjectFormatException))
+        ChecksumMismatch, ApplyDeltaError, FileFormatException))
 
 
 def default_root() -> str:
