@@ -345,6 +345,13 @@ def test_bad_paths_and_roots_give_one_line(cli, store_root, tmp_path):
     (notstore / "data").write_text("x")
     one_error_line(cli("--root", notstore, "images", check=False), "not a layerctl store")
     assert sorted(os.listdir(notstore)) == ["data"]
+    repo = tmp_path / "repo.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    before = sorted(os.listdir(repo))
+    for args in (("images",), ("import", tmp_path / "a", "x:1")):
+        one_error_line(cli("--root", repo, *args, check=False),
+                       "git repository but not a layerctl store")
+    assert sorted(os.listdir(repo)) == before
 
 
 def _damage(store_root: Path, how: str, layer: str = "") -> None:

@@ -22,6 +22,16 @@ if TYPE_CHECKING:
     from dulwich.repo import Repo
 
 
+def _is_layerctl_config(path: str) -> bool:
+    """Whether a git config has the [layerctl] section every store is made with (so a
+    command never writes layerctl's state into somebody's git repository)."""
+    try:
+        with open(path, "rb") as f:
+            return any(line.strip().lower().startswith(b"[layerctl]") for line in f)
+    except OSError:
+        return False
+
+
 def is_damage(e: Exception) -> bool:
     """Whether `e` is what dulwich raises on a truncated or bit-flipped pack, index or
     loose object (its parsers trip on whatever comes first)."""
@@ -54,6 +64,8 @@ class Store:
             if not create:
                 raise NotFound(f"no layerctl store at {self.root}")
             self._init()
+        elif not _is_layerctl_config(os.path.join(self.root, "config")):
+            raise BadInput(f"{self.root} is a git repository but not a layerctl store")
         self._repo: Repo | None = None
         self._objects = None
         self._refs = None
