@@ -61,6 +61,8 @@ def _ref_decode(text: str) -> str:
 
 def parse_name(text: str) -> ImageName:
     """'name[:tag]' per the distribution reference grammar; tag defaults to latest."""
+    if not text.isascii():
+        raise InvalidName(f"invalid image name {text!r}: names and tags are ASCII only")
     m = _REFERENCE.match(text)
     if not m or m["digest"]:
         raise InvalidName(

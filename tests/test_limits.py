@@ -302,6 +302,8 @@ def test_non_ascii_tags_and_names_are_refused(cli, tmp_path):
     from layerctl.oci.references import parse_reference
 
     cli("import", small_tree(tmp_path / "a"), "img:1")
+    for bad in ("img:é", "img:v１", "café:1"):
+        one_error_line(cli("tag", "img:1", bad, check=False), "ASCII only")
     for bad in ("img:é", "img:v１", "café:1", "img:1\n"):
         one_error_line(cli("tag", "img:1", bad, check=False), "invalid image name")
         with pytest.raises(InvalidName):

@@ -117,6 +117,8 @@ def split_domain(name: str) -> tuple[str, str]:
 def parse_reference(text: str, default_tag: bool = True) -> Reference:
     """Parse and normalise `text`; a reference without tag or digest gets `latest`
     when `default_tag` is true."""
+    if not text.isascii():
+        raise InvalidName(f"invalid reference {text!r}: names and tags are ASCII only")
     if _HEX_ID.fullmatch(text):
         raise InvalidName(
             f"invalid reference {text!r}: a 64-hex image ID cannot be pulled or pushed; "
