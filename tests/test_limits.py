@@ -82,6 +82,19 @@ def test_diff_patch_of_sparse_3gib_container_file_stays_small(cli, store_root, t
     assert "Binary files /dev/null and b/sparse differ (too large to show: 3221225472 bytes)" \
         in text
     assert "-base\n+edited" in text  # small files still get a real patch
+    preview = (  # the TUI's pending pane: content and diff previews of the live file
+        "from layerctl.browse import PendingBrowser\n"
+        "from layerctl.store.repo import Store\n"
+        f"s = Store({str(store_root)!r})\n"
+        "b = PendingBrowser.for_container(s, 'big')\n"
+        "e = b.entry(b'sparse')\n"
+        "print(b.preview(e).text)\n"
+        "print(b.preview(e, diff=True).text)\n"
+    )
+    code, out, err, rss = measured(store_root, tmp_path, code=preview)
+    assert code == 0, err
+    assert rss < RSS_LIMIT, f"the TUI preview peaked at {rss // MiB} MiB"
+    assert b"binary file, 3.22GB" in out and b"too large to show: 3221225472 bytes" in out
     assert rss < RSS_LIMIT, f"diff -p peaked at {rss // MiB} MiB"
 
 
