@@ -256,8 +256,7 @@ class _Base:
             word = "added" if change.status == ADDED else "deleted"
             return Preview("info", title, f"directory {word}: {describe_meta(e.meta)}")
 
-        lines = render_patch(change, self.store.read_blob,
-                             lambda limit: self.read_new(e, limit))
+        lines = render_patch(change, self.store, lambda limit: self.read_new(e, limit))
         truncated = len(lines) > 5000
         text = "\n".join(lines[:5000])
         if len(lines) <= 1 or (change.status == CHANGED and not change.content_changed):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable
 
+from layerctl.store.blobstream import read_head
 from layerctl.store.diff import ADDED, DELETED, Change
 from layerctl.store.meta import FILE, SYMLINK, Meta
 from layerctl.words import path_text, quote_name
@@ -35,14 +36,14 @@ def is_binary(data: bytes) -> bool:
     return False
 
 
-def render_patch(change: Change, read_blob: Callable[[bytes], bytes],
+def render_patch(change: Change, store: object,
                  read_new: Callable[[int], bytes] | None = None) -> list[str]:
     """A git-style patch for one change: header, metadata words, unified diff.
 
-    Old content comes from `read_blob`; new content too, unless `read_new(limit)` is
+    Content comes from the store's blobs, the new side from `read_new(limit)` when
     given (a container's live file: it returns at most `limit` bytes). A side over
-    PATCH_MAX_BYTES is never read: it is shown as binary with its size, so a multi-GiB
-    (or sparse) file costs no memory."""
+    PATCH_MAX_BYTES is never read whole, whatever its record says: it is shown as
+    binary with its size, so a multi-GiB (or sparse) file costs no memory."""
     a_name, b_name = quote_name(b"a/" + change.path), quote_name(b"b/" + change.path)
     lines = [f"diff --layerctl {a_name} {b_name}"]
     old, new = change.old, change.new
@@ -63,15 +64,16 @@ def render_patch(change: Change, read_blob: Callable[[bytes], bytes],
     sizes = [m.size for m, has in ((old, old_has), (new, new_has)) if has]
     if max(sizes) > PATCH_MAX_BYTES:
         return [*lines, f"{binary} (too large to show: {max(sizes)} bytes)"]
-    a = read_blob(change.old_blob) if old_has else b""
+    limit = PATCH_MAX_BYTES + 1  # one more tells a file that grew since its size was taken
+    a = read_head(store, change.old_blob, limit) if old_has else b""
     if not new_has:
         b = b""
     elif read_new is not None:
-        b = read_new(PATCH_MAX_BYTES + 1)  # the file may have grown since the scan
-        if len(b) > PATCH_MAX_BYTES:
-            return [*lines, f"{binary} (too large to show: over {PATCH_MAX_BYTES} bytes)"]
+        b = read_new(limit)
     else:
-        b = read_blob(change.new_blob)
+        b = read_head(store, change.new_blob, limit)
+    if len(a) > PATCH_MAX_BYTES or len(b) > PATCH_MAX_BYTES:
+        return [*lines, f"{binary} (too large to show: over {PATCH_MAX_BYTES} bytes)"]
     if a == b:
         return lines
     if is_binary(a) or is_binary(b):

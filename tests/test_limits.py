@@ -121,7 +121,7 @@ def test_patch_of_a_file_that_grew_after_the_scan_is_bounded(cli, store_root, tm
             with open(root / "etc" / "hostname", "rb") as f:
                 return f.read(limit)
 
-        lines = render_patch(ch, store.read_blob, read_new)
+        lines = render_patch(ch, store, read_new)
     finally:
         store.close()
     assert asked == [PATCH_MAX_BYTES + 1]
@@ -620,3 +620,25 @@ def test_status_json_keeps_names_as_they_are(cli, tmp_path):
     (root / 'q"').write_text("x\n")
     paths = {item["Path"] for item in json.loads(cli("status", "--json", "js").stdout)}
     assert paths == {"/a\nb", '/q"'}
+
+
+def test_patch_does_not_trust_the_recorded_size(store_root):
+    """A record (from a hostile remote, say) that claims a small size for a big blob
+    still gets a bounded read."""
+    from layerctl.patch import PATCH_MAX_BYTES, render_patch
+    from layerctl.store.diff import Change
+    from layerctl.store.meta import Meta
+    from layerctl.store.objects import BLOB
+    from layerctl.store.repo import Store
+
+    store = Store(str(store_root))
+    try:
+        big = store.add_object(BLOB, b"a\n" * (PATCH_MAX_BYTES // 2 + 10))
+        small = store.add_object(BLOB, b"a\n")
+        liar = Meta("-", 0o644, size=2)
+        lines = render_patch(Change(b"f", "C", old=liar, new=liar, old_blob=small,
+                                    new_blob=big), store)
+    finally:
+        store.close()
+    assert lines[-1] == ("Binary files a/f and b/f differ "
+                         f"(too large to show: over {PATCH_MAX_BYTES} bytes)")

@@ -269,4 +269,4 @@ def patch_lines(store: object, p: object, ch: object) -> list[str]:
     from layerctl.browse import read_container_file
     from layerctl.patch import render_patch
 
-    return render_patch(ch, store.read_blob, partial(read_container_file, p.view, ch.path))
+    return render_patch(ch, store, partial(read_container_file, p.view, ch.path))

@@ -39,7 +39,7 @@ def _echo_changes(store: object, changes: list, stat: bool, patch: bool) -> None
         click.echo(" " + summary)
     if patch:
         for change in changes:
-            for line in render_patch(change, store.read_blob):
+            for line in render_patch(change, store):
                 click.echo(line)
 
 
@@ -197,7 +197,7 @@ def diff_cmd(ctx: click.Context, args: tuple[str, ...], patch: bool, name_status
     new = read_layer(store, resolve(store, args[1]))
     for change in diff(store, old.root, new.root):
         if patch:
-            for line in render_patch(change, store.read_blob):
+            for line in render_patch(change, store):
                 click.echo(line)
         else:
             click.echo(status_line(change) if name_status else detail_line(change))
