@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterator
 
 from layerctl.errors import Corrupt
+from layerctl.store.repo import is_damage
 
 CHUNK = 1 << 20
 _BLOB = 3
@@ -22,6 +23,16 @@ _READ = 64 * 1024
 
 def iter_blob(store: object, binsha: bytes, chunk: int = CHUNK) -> Iterator[bytes]:
     """The blob's content as pieces of at most `chunk` bytes."""
+    try:
+        yield from _pieces(store, binsha, chunk)
+        return
+    except Exception as e:  # noqa: BLE001 - is_damage decides
+        if not is_damage(e):
+            raise
+    raise _damaged(binsha)  # outside the handler: no frame keeps a view of the pack
+
+
+def _pieces(store: object, binsha: bytes, chunk: int) -> Iterator[bytes]:
     for pack in store.objects.packs:
         try:
             offset = pack.index.object_offset(binsha)
