@@ -230,18 +230,22 @@ def test_control_character_names_are_quoted_in_container_output(cli, tmp_path):
 
 
 def test_tui_entries_use_the_same_quoting(cli, store_root, tmp_path):
-    from layerctl.browse import LayerBrowser
+    from layerctl.browse import LayerBrowser, describe_meta
     from layerctl.images import resolve
     from layerctl.store.repo import Store
 
-    cli("import", _nasty_tree(tmp_path / "b"), "img:1")
+    src = _nasty_tree(tmp_path / "b")
+    os.link(os.path.join(os.fsencode(src), FORGED), src / "zlink")  # a hardlink to it
+    cli("import", src, "img:1")
     store = Store(str(store_root))
     try:
         b = LayerBrowser.for_layer(store, resolve(store, "img:1"))
         shown = {e.path_text for e in b.children()}
         names = {e.name_text for e in b.children()}
+        link = describe_meta(b.entry(b"zlink").meta)
     finally:
         store.close()
+    assert 'hardlink to "/x\\nD passwd"' in link
     assert set(SHOWN) <= shown
     assert '"x\\nD passwd"' in names
     assert not any("\n" in s or "\x1b" in s for s in shown | names)
