@@ -646,3 +646,49 @@ def test_patch_does_not_trust_the_recorded_size(store_root):
         store.close()
     assert lines[-1] == ("Binary files a/f and b/f differ "
                          f"(too large to show: over {PATCH_MAX_BYTES} bytes)")
+
+
+def test_tui_shows_names_that_look_like_markup_or_controls(cli, store_root, tmp_path,
+                                                           monkeypatch):
+    import asyncio
+    import time
+
+    from textual.content import Content
+
+    from layerctl.store.repo import Store
+    from layerctl.tui.app import LayerctlApp
+    from layerctl.tui.widgets.files import FileTree
+    from layerctl.tui.widgets.preview import FilePreview
+
+    monkeypatch.setenv("LAYERCTL_CONFIG", str(tmp_path / "config.toml"))
+    src = _nasty_tree(tmp_path / "src")
+    for name in ("[link=x:y]q", "[red]x", "[@click=app.quit]z"):  # the first breaks markup
+        (src / name).write_text("text\n")
+    cli("import", src, "img:1")
+
+    async def drive() -> list[str]:
+        store = Store(str(store_root))
+        titles = []
+        try:
+            app = LayerctlApp(store, image="img:1")
+            async with app.run_test(size=(160, 48)) as pilot:
+                tree = app.screen.query_one(FileTree)
+                deadline = time.monotonic() + 10
+                while len(tree.root.children) < 5:
+                    assert time.monotonic() < deadline, "the tree did not load"
+                    await pilot.pause(0.02)
+                tree.focus()
+                for _ in range(len(tree.root.children)):
+                    await pilot.press("down")
+                    await pilot.pause(0.05)
+                    title = app.screen.query_one(FilePreview).border_title  # as markup
+                    titles.append(Content.from_markup(title).plain)
+        finally:
+            store.close()
+        return titles
+
+    titles = asyncio.run(drive())
+    joined = "\n".join(titles)
+    assert "/[link=x:y]q" in joined and "/[red]x" in joined, titles
+    assert "/[@click=app.quit]z" in joined
+    assert '"/x\\nD passwd"' in joined and "\x1b" not in joined
