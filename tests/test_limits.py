@@ -24,23 +24,30 @@ def _env(store_root: Path) -> dict:
     return env
 
 
+# A child's peak RSS starts at its parent's size at fork (exec keeps the old high-water
+# mark), and pytest may be large: a small Python in between forks the measured process.
+_WAIT4 = (
+    "import os, subprocess, sys\n"
+    "p = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(p.pid, 0)\n"
+    "p.returncode = 0\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss * 1024))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def measured(store_root: Path, tmp_path: Path, *args: str, code: str | None = None,
              keep: bool = True) -> tuple[int, bytes, str, int]:
     """Run `layerctl ARGS` (or `python -c CODE`) and return (exit code, stdout, stderr,
-    peak RSS in bytes) of that one child, from wait4. With keep=False stdout stays in
-    tmp_path/rss.out: a child's peak RSS starts at this process's size at fork, so this
-    process must never hold a large output itself."""
-    out, err = tmp_path / "rss.out", tmp_path / "rss.err"
+    peak RSS in bytes of that process). With keep=False stdout stays in
+    tmp_path/rss.out (never read into this process)."""
+    out, err, rss = tmp_path / "rss.out", tmp_path / "rss.err", tmp_path / "rss"
     argv = [sys.executable, "-c", code] if code else [sys.executable, "-m", "layerctl", *args]
     with open(out, "wb") as o, open(err, "wb") as e:
-        proc = subprocess.Popen(argv, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
-                                env=_env(store_root))
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            proc.returncode = 0  # reaped by wait4: Popen must not wait again
-    return (os.waitstatus_to_exitcode(status), out.read_bytes() if keep else b"",
-            err.read_text(errors="replace"), usage.ru_maxrss * 1024)
+        proc = subprocess.run([sys.executable, "-c", _WAIT4, str(rss), *argv], stdout=o,
+                              stderr=e, stdin=subprocess.DEVNULL, env=_env(store_root))
+    return (proc.returncode, out.read_bytes() if keep else b"",
+            err.read_text(errors="replace"), int(rss.read_text()))
 
 
 def small_tree(top: Path) -> Path:

@@ -146,4 +146,6 @@ class ChangeWatcher:
                 break
             if woke:
                 time.sleep(self.debounce)  # let a burst of events settle
+            elif self.store.ref(self.container.ref) == self._base:
+                continue  # the timed check: nothing moved, poll() (and its locks) not needed
             self.poll()
