@@ -19,12 +19,14 @@ import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from layerctl.patch import is_binary, render_patch
+from layerctl.store.blobstream import read_head
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
 from layerctl.store.fstree import RECORD, Dir, DirRef, read_dir
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
-from layerctl.words import human_size
+from layerctl.words import human_size, path_text, quote_name
 
 UNCHANGED = ""
 ALL_KINDS = frozenset({ADDED, CHANGED, DELETED, UNCHANGED})
@@ -58,11 +60,11 @@ class Entry:
 
     @property
     def name_text(self) -> str:
-        return self.name.decode("utf-8", "backslashreplace")
+        return quote_name(self.name)
 
     @property
     def path_text(self) -> str:
-        return "/" + self.path.decode("utf-8", "backslashreplace")
+        return path_text(self.path)
 
     @property
     def is_dir(self) -> bool:
@@ -207,11 +209,12 @@ class _Base:
 
     # -- content ----------------------------------------------------------------
 
-    def read_new(self, e: Entry) -> bytes:  # pragma: no cover - abstract
+    def read_new(self, e: Entry, limit: int) -> bytes:  # pragma: no cover - abstract
+        """At most `limit` bytes of the entry's content on the new side."""
         raise NotImplementedError
 
-    def read_old(self, e: Entry) -> bytes:
-        return self.store.read_blob(e.old_blob if e.status != DELETED else e.blob)
+    def read_old(self, e: Entry, limit: int) -> bytes:
+        return read_head(self.store, e.old_blob if e.status != DELETED else e.blob, limit)
 
     def preview(self, e: Entry, diff: bool = False) -> Preview:
         """A file's content, or (diff=True) its change against the layer below; binaries,
@@ -230,19 +233,19 @@ class _Base:
             n = len(self.children(e.path))
             return Preview("directory", title, f"{describe_meta(e.meta)}; {n} entries")
         if kind == SYMLINK:
-            target = self._read(e).decode("utf-8", "backslashreplace")
+            target = quote_name(self._read(e, PREVIEW_BYTES))
             return Preview("info", title, f"symbolic link → {target}")
         if kind != FILE:
             return Preview("info", title, describe_meta(e.meta))
-        data = self._read(e)
+        data = self._read(e, PREVIEW_BYTES + 1)  # one more tells whether it was cut
         if is_binary(data[:PREVIEW_BYTES]) and not _cut_utf8(data):
             return Preview("binary", title, f"binary file, {human_size(e.meta.size)}"
                            f" ({sniff(data)}), {describe_meta(e.meta)}")
         text, truncated = _text_head(data)
         return Preview("text", title, text, syntax_hint=e.name_text, truncated=truncated)
 
-    def _read(self, e: Entry) -> bytes:
-        return self.read_old(e) if e.status == DELETED else self.read_new(e)
+    def _read(self, e: Entry, limit: int) -> bytes:
+        return self.read_old(e, limit) if e.status == DELETED else self.read_new(e, limit)
 
     def _diff_preview(self, e: Entry) -> Preview:
         title = f"{e.path_text} against the layer below"
@@ -253,12 +256,7 @@ class _Base:
             word = "added" if change.status == ADDED else "deleted"
             return Preview("info", title, f"directory {word}: {describe_meta(e.meta)}")
 
-        def read(blob: bytes) -> bytes:
-            if change.status != DELETED and blob == change.new_blob:
-                return self.read_new(e)
-            return self.store.read_blob(blob)
-
-        lines = render_patch(change, read)
+        lines = render_patch(change, self.store, lambda limit: self.read_new(e, limit))
         truncated = len(lines) > 5000
         text = "\n".join(lines[:5000])
         if len(lines) <= 1 or (change.status == CHANGED and not change.content_changed):
@@ -343,8 +341,8 @@ class LayerBrowser(_Base):
                                  old_blob=oblob, ref=nref, old_ref=oref, dirty=nref is not None))
         return out
 
-    def read_new(self, e: Entry) -> bytes:
-        return self.store.read_blob(e.blob)
+    def read_new(self, e: Entry, limit: int) -> bytes:
+        return read_head(self.store, e.blob, limit)
 
 
 def _side(b: LayerBrowser, side: int, d: Dir, name: bytes, path: bytes) -> tuple:
@@ -357,8 +355,8 @@ def _side(b: LayerBrowser, side: int, d: Dir, name: bytes, path: bytes) -> tuple
 class PendingBrowser(_Base):
     """A container's pending filesystem: its base layer with `changes` on top.
 
-    `read_pending(path)` returns the current bytes of a file (or symlink target) in
-    the container; the base side comes from the store.
+    `read_pending(path, limit)` returns the current bytes of a file (or symlink
+    target) in the container, at most `limit`; the base side comes from the store.
     """
 
     def __init__(
@@ -366,7 +364,7 @@ class PendingBrowser(_Base):
         store: object,
         base: DirRef,
         changes: Iterable[Change],
-        read_pending: Callable[[bytes], bytes],
+        read_pending: Callable[[bytes, int], bytes],
     ) -> None:
         super().__init__(store)
         self.base = LayerBrowser(store, base, base)  # the base as-is, every entry unchanged
@@ -394,7 +392,7 @@ class PendingBrowser(_Base):
             changes = pending(store, c).changes
         view = view_of(store, c)
         layer = read_layer(store, base(store, c))
-        return cls(store, layer.root, changes, lambda path: read_container_file(view, path))
+        return cls(store, layer.root, changes, partial(read_container_file, view))
 
     def _entries(self, path: bytes) -> list[Entry]:
         pend = self._by_parent.get(path, {})
@@ -457,10 +455,10 @@ class PendingBrowser(_Base):
             return self._dir_size_pending(e)
         return e.meta.size
 
-    def read_new(self, e: Entry) -> bytes:
+    def read_new(self, e: Entry, limit: int) -> bytes:
         if e.status == UNCHANGED:
-            return self.store.read_blob(e.blob)
-        return self.read_pending(e.path)
+            return read_head(self.store, e.blob, limit)
+        return self.read_pending(e.path, limit)
 
 
 def own_meta(store: object, ref: DirRef) -> Meta:
@@ -475,9 +473,9 @@ def own_meta(store: object, ref: DirRef) -> Meta:
     return read_dir(store, ref).own  # not the expected layout: let read_dir judge it
 
 
-def read_container_file(view: object, path: bytes, limit: int = PREVIEW_BYTES * 4) -> bytes:
-    """The bytes of a file (a symlink's target) as the container sees it at `path`."""
-
+def read_container_file(view: object, path: bytes, limit: int) -> bytes:
+    """At most `limit` bytes of a file (a symlink's target) as the container sees it
+    at `path`."""
     from layerctl.beneath import Changed
     from layerctl.containers.changes import read_entry
 
@@ -505,9 +503,9 @@ def describe_meta(meta: Meta) -> str:
     words.append(f"mode {meta.mode:04o}")
     words.append(f"owner {meta.uid}:{meta.gid}")
     if meta.xattrs:
-        words.append("xattrs " + ", ".join(k.decode("utf-8", "replace") for k, _ in meta.xattrs))
+        words.append("xattrs " + ", ".join(quote_name(k) for k, _ in meta.xattrs))
     if meta.link is not None:
-        words.append("hardlink to /" + meta.link.decode("utf-8", "backslashreplace"))
+        words.append("hardlink to " + path_text(meta.link))
     return ", ".join(words)
 
 

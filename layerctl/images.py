@@ -23,11 +23,11 @@ DEFAULT_TAG = "latest"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # ASCII, as the distribution grammar
 _DIGEST = r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}"
 _REFERENCE = re.compile(
     rf"^(?P<name>(?:(?P<domain>{_DOMAIN})/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
-    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?\Z"
 )
 
 
@@ -41,13 +41,32 @@ class ImageName:
 
     @property
     def ref(self) -> str:
-        repo = self.repository.replace("%", "%25").replace(":", "%3A")
-        repo = repo.replace("[", "%5B").replace("]", "%5D")
-        return f"{REF_PREFIX}{repo}/{TAG_DIR}/{self.tag}"
+        repo = "/".join(_ref_component(c) for c in self.repository.split("/"))
+        return f"{REF_PREFIX}{repo}/{TAG_DIR}/{_ref_component(self.tag)}"
+
+
+# Git refuses some names the reference grammar allows: ':' '[' ']' in a registry
+# host, and a component with '..', ending in '.' or '.lock' (tags `1..2`, `v1.`,
+# `x.lock`). Those characters are percent-encoded; the grammar has no '%', so
+# decoding is exact and refs written before this encoding decode the same.
+_ENCODE = {"%": "%25", ":": "%3A", "[": "%5B", "]": "%5D", ".": "%2E"}
+_DECODE = re.compile(r"%(25|3A|5B|5D|2E)")
+_DOTS = re.compile(r"\.(?=\.)|(?<=\.)\.|^\.|\.$|\.(?=lock$)")
+
+
+def _ref_component(text: str) -> str:
+    text = re.sub(r"[%:\[\]]", lambda m: _ENCODE[m.group()], text)
+    return _DOTS.sub("%2E", text)
+
+
+def _ref_decode(text: str) -> str:
+    return _DECODE.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
 def parse_name(text: str) -> ImageName:
     """'name[:tag]' per the distribution reference grammar; tag defaults to latest."""
+    if not text.isascii():
+        raise InvalidName(f"invalid image name {text!r}: names and tags are ASCII only")
     m = _REFERENCE.match(text)
     if not m or m["digest"]:
         raise InvalidName(
@@ -70,8 +89,7 @@ def parse_name(text: str) -> ImageName:
 def name_from_ref(ref: str) -> ImageName:
     body = ref[len(REF_PREFIX) :]
     repo, _, tag = body.rpartition(f"/{TAG_DIR}/")
-    repo = repo.replace("%3A", ":").replace("%5B", "[").replace("%5D", "]").replace("%25", "%")
-    return ImageName(repo, tag)
+    return ImageName(_ref_decode(repo), _ref_decode(tag))
 
 
 def ref_problem(ref: str) -> str | None:
@@ -176,7 +194,7 @@ def remove_tag(store: object, name: ImageName) -> str:
 
 _ANCESTRY = re.compile(r"(\^\d*|~\d*)")
 _SUFFIX = re.compile(r"(?:\^\d*|~\d*)*")
-_HEX = re.compile(r"^[0-9a-f]{4,40}$")
+_HEX = re.compile(r"^[0-9a-f]{4,40}\Z")
 
 
 def resolve(store: object, text: str) -> str:
@@ -217,10 +235,7 @@ def _resolve_base(store: object, base: str) -> str:
             return found
     lowered = base.lower()
     if _HEX.match(lowered):
-        matches = {
-            sha.decode() if isinstance(sha, bytes) else sha
-            for sha in store.objects.iter_prefix(lowered.encode())
-        }
+        matches = store.ids_with_prefix(lowered)
         layers = [m for m in matches if _is_layer(store, m)]
         if len(layers) == 1:
             return layers[0]

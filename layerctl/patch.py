@@ -5,11 +5,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable
 
+from layerctl.store.blobstream import read_head
 from layerctl.store.diff import ADDED, DELETED, Change
-from layerctl.store.meta import FILE, SYMLINK
-from layerctl.words import path_text
+from layerctl.store.meta import FILE, SYMLINK, Meta
+from layerctl.words import path_text, quote_name
 
 BINARY_SNIFF = 8000
+# git's big-file idea: content above this is never read for a patch, only named
+PATCH_MAX_BYTES = 8 * 1024 * 1024
 
 
 def status_line(change: Change) -> str:
@@ -33,10 +36,16 @@ def is_binary(data: bytes) -> bool:
     return False
 
 
-def render_patch(change: Change, read_blob: Callable[[bytes], bytes]) -> list[str]:
-    """A git-style patch for one change: header, metadata words, unified diff."""
-    name = change.path.decode("utf-8", "backslashreplace")
-    lines = [f"diff --layerctl a/{name} b/{name}"]
+def render_patch(change: Change, store: object,
+                 read_new: Callable[[int], bytes] | None = None) -> list[str]:
+    """A git-style patch for one change: header, metadata words, unified diff.
+
+    Content comes from the store's blobs, the new side from `read_new(limit)` when
+    given (a container's live file: it returns at most `limit` bytes). A side over
+    PATCH_MAX_BYTES is never read whole, whatever its record says: it is shown as
+    binary with its size, so a multi-GiB (or sparse) file costs no memory."""
+    a_name, b_name = quote_name(b"a/" + change.path), quote_name(b"b/" + change.path)
+    lines = [f"diff --layerctl {a_name} {b_name}"]
     old, new = change.old, change.new
     if change.status == ADDED:
         lines.append(f"new {_kind_word(new.kind)} mode {new.mode:04o} owner {new.uid}:{new.gid}")
@@ -44,33 +53,47 @@ def render_patch(change: Change, read_blob: Callable[[bytes], bytes]) -> list[st
         lines.append(f"deleted {_kind_word(old.kind)} mode {old.mode:04o}")
     else:
         lines.extend(change.details())
-    old_data = _content(old, change.old_blob, read_blob)
-    new_data = _content(new, change.new_blob, read_blob)
-    if old_data is None and new_data is None or old_data == new_data:
+    old_has, new_has = _has_content(old, change.old_blob), _has_content(new, change.new_blob)
+    if not (old_has or new_has):
         return lines
-    a = old_data or b""
-    b = new_data or b""
+    if old_has and new_has and change.old_blob == change.new_blob and old.kind == new.kind:
+        return lines
+    a_label = a_name if change.status != ADDED else "/dev/null"
+    b_label = b_name if change.status != DELETED else "/dev/null"
+    binary = f"Binary files {a_label} and {b_label} differ"
+    sizes = [m.size for m, has in ((old, old_has), (new, new_has)) if has]
+    if max(sizes) > PATCH_MAX_BYTES:
+        return [*lines, f"{binary} (too large to show: {max(sizes)} bytes)"]
+    limit = PATCH_MAX_BYTES + 1  # one more tells a file that grew since its size was taken
+    a = read_head(store, change.old_blob, limit) if old_has else b""
+    if not new_has:
+        b = b""
+    elif read_new is not None:
+        b = read_new(limit)
+    else:
+        b = read_head(store, change.new_blob, limit)
+    if len(a) > PATCH_MAX_BYTES or len(b) > PATCH_MAX_BYTES:
+        return [*lines, f"{binary} (too large to show: over {PATCH_MAX_BYTES} bytes)"]
+    if a == b:
+        return lines
     if is_binary(a) or is_binary(b):
-        lines.append(f"Binary files a/{name} and b/{name} differ")
-        return lines
-    a_label = f"a/{name}" if change.status != ADDED else "/dev/null"
-    b_label = f"b/{name}" if change.status != DELETED else "/dev/null"
-    lines.extend(
-        line.rstrip("\n")
-        for line in difflib.unified_diff(
-            a.decode().splitlines(keepends=True),
-            b.decode().splitlines(keepends=True),
-            a_label,
-            b_label,
-        )
-    )
+        return [*lines, binary]
+    for line in difflib.unified_diff(
+        a.decode().splitlines(keepends=True),
+        b.decode().splitlines(keepends=True),
+        a_label,
+        b_label,
+    ):
+        lines.append(line.rstrip("\n"))
+        if not line.endswith("\n"):
+            lines.append("\\ No newline at end of file")
     return lines
 
 
-def _content(meta: object, blob: bytes | None, read_blob: Callable[[bytes], bytes]) -> bytes | None:
-    if meta is None or blob is None or meta.kind not in (FILE, SYMLINK) or meta.link:
-        return None
-    return read_blob(blob)
+def _has_content(meta: Meta | None, blob: bytes | None) -> bool:
+    """Whether a side has bytes a patch shows (a hardlink member shows none)."""
+    return meta is not None and blob is not None and meta.kind in (FILE, SYMLINK) \
+        and not meta.link
 
 
 def _kind_word(kind: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 
@@ -38,11 +39,6 @@ def rfc3339_nano(ns: int) -> str:
     return text + "Z"
 
 
-def path_text(path: bytes) -> str:
-    """A store path (no leading slash, any bytes) as users see it."""
-    return "/" + path.decode("utf-8", "backslashreplace")
-
-
 def humanize_bytes(n: int) -> str:
     """dive's sizes (go-humanize Bytes, SI): '7.0 kB', '13 MB', '131 B', '5 B'."""
     if n < 10:
@@ -51,3 +47,44 @@ def humanize_bytes(n: int) -> str:
     e = min(int(math.floor(math.log(n) / math.log(1000))), len(units) - 1)
     val = math.floor(n / 1000**e * 10 + 0.5) / 10
     return (f"{val:.1f} {units[e]}" if val < 10 else f"{val:.0f} {units[e]}")
+
+
+_C_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v",
+              "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+# Control characters (C0, DEL, C1), Unicode line/paragraph separators, bidi
+# overrides, quote and backslash; lone surrogates stand for undecodable bytes.
+_UNSAFE = re.compile('[\x00-\x1f"\\\\\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069'
+                     "\udc80-\udcff]")
+
+
+def quote_name(raw: bytes) -> str:
+    """A file name (any bytes) as one safe line of text, the way git quotes paths
+    (core.quotePath=false): as is when harmless, else in double quotes with C escapes
+    and octal bytes ("a\\nb", "\\377"), so a name can never forge an output line."""
+    text = raw.decode("utf-8", "surrogateescape")
+    if not _UNSAFE.search(text):
+        return text
+    return '"' + _UNSAFE.sub(_escape, text) + '"'
+
+
+def _escape(m: re.Match) -> str:
+    ch = m.group()
+    if ch in _C_ESCAPES:
+        return _C_ESCAPES[ch]
+    raw = ch.encode("utf-8", "surrogateescape")
+    return "".join(f"\\{b:03o}" for b in raw)
+
+
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+
+
+def one_line(text: str) -> str:
+    """Free text (a message, a created-by, a name from an image config) for one cell of
+    one output line: control characters as C escapes, nothing else changed."""
+    return _CONTROLS.sub(_escape, text) if _CONTROLS.search(text) else text
+
+
+def path_text(path: bytes) -> str:
+    """A store path (no leading slash, any bytes) as users see it: /etc/passwd,
+    or quoted like git when it holds control characters or undecodable bytes."""
+    return quote_name(b"/" + path)

@@ -156,7 +156,7 @@ def test_pending_browser_overlays_changes(store, tree):
         Change(b"usr", DELETED, old=Meta(DIR, 0o755)),
     ]
     content = {b"etc/hostname": b"edited\n", b"srv/www.txt": b"hi\n"}
-    p = PendingBrowser(store, layer.root, changes, content.__getitem__)
+    p = PendingBrowser(store, layer.root, changes, lambda path, limit: content[path][:limit])
     assert names(p.children(kinds=CHANGE_KINDS)) == [
         ("", "etc"), ("A", "srv"), ("D", "usr")]
     assert names(p.children(b"srv")) == [("A", "www.txt")]

@@ -251,6 +251,7 @@ async def test_log_screen_shows_each_layer_with_its_stat(store, container):
 async def test_images_screen_tags_creates_and_removes(store, container):
     from textual.widgets import DataTable
 
+    from layerctl.containers.state import find  # None until the worker made it
     from layerctl.tui.screens.dialogs import PromptDialog
     from layerctl.tui.screens.images import ImagesScreen
 
@@ -273,7 +274,7 @@ async def test_images_screen_tags_creates_and_removes(store, container):
         await wait_for(pilot, lambda: isinstance(app.screen, PromptDialog))
         app.screen.query_one("#prompt-input").value = "fromcopy"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: api.resolve(store, "fromcopy") is not None,
+        await wait_for(pilot, lambda: find(store, "fromcopy") is not None,
                        what="the container")
         table.move_cursor(row=table.get_row_index("copy:v1"))
         await pilot.press("x")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import click
 
 from layerctl.store.repo import Store
-from layerctl.words import ago, human_size, path_text  # noqa: F401 - re-exported
+from layerctl.words import ago, human_size, one_line, path_text  # noqa: F401 - re-exported
 
 
 def open_store(ctx: click.Context) -> Store:
@@ -20,6 +20,7 @@ def open_store(ctx: click.Context) -> Store:
 
 
 def table(rows: list[list[str]], headers: list[str]) -> None:
+    rows = [[one_line(c) for c in row] for row in rows]  # a cell never breaks its line
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]

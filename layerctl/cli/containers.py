@@ -3,7 +3,6 @@ and the container side of `diff` and `inspect`."""
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 
@@ -123,8 +122,14 @@ def _default_container(store: object, ref: str | None) -> str:
 _KIND = {"C": 0, "A": 1, "D": 2}
 
 
+def _json_path(path: bytes) -> str:
+    """JSON escapes control characters itself: the path as it is (bytes that are not
+    UTF-8 as \\xNN), not quoted for a terminal."""
+    return "/" + path.decode("utf-8", "backslashreplace")
+
+
 def _change_json(ch: object) -> dict:
-    return {"Path": path_text(ch.path), "Kind": _KIND[ch.status], "Status": ch.status,
+    return {"Path": _json_path(ch.path), "Kind": _KIND[ch.status], "Status": ch.status,
             "Details": ch.details()}
 
 
@@ -146,12 +151,13 @@ def status_cmd(ctx: click.Context, as_json: bool, watch: bool, container: str | 
         click.echo(f"{ch.status} {path_text(ch.path)}")
     if not watch:
         return
+    sys.stdout.flush()  # a pipe reader sees the starting state before any update
     from layerctl.containers.watch import ChangeWatcher
 
     def show(updates: list[tuple[bytes, object]]) -> None:
         for path, ch in updates:
             if as_json:
-                item = _change_json(ch) if ch else {"Path": path_text(path), "Status": "clean"}
+                item = _change_json(ch) if ch else {"Path": _json_path(path), "Status": "clean"}
                 click.echo(json.dumps(item))
             else:
                 click.echo(f"{ch.status} {path_text(path)}" if ch else f"  {path_text(path)} "
@@ -261,64 +267,12 @@ def container_diff(ctx: click.Context, name: str, paths: tuple[str, ...], patch:
     return True
 
 
-PATCH_READ_LIMIT = 64 << 20  # a patch never reads more of a container file than this
-
-
-def _read_new(p: object, ch: object) -> bytes | None:
-    from layerctl.beneath import Changed
-    from layerctl.containers.changes import read_entry
-    from layerctl.errors import Conflict
-
-    obs = p.scan.observed.get(ch.path)
-    if obs is None or ch.new is None or ch.new.kind not in ("-", "l"):
-        return None
-    try:  # beneath the container's tree, from the inode the scan saw, capped
-        return read_entry(p.view, obs.real, obs.st, PATCH_READ_LIMIT)
-    except Changed:
-        raise Conflict(f"{path_text(ch.path)} changed while being read; try again") from None
-
-
-def _text(data: bytes) -> list[str] | None:
-    if b"\0" in data[:8192]:
-        return None
-    try:
-        return data.decode("utf-8").splitlines(keepends=True)
-    except UnicodeDecodeError:
-        return None
-
-
 def patch_lines(store: object, p: object, ch: object) -> list[str]:
-    """A git-style patch for one change: header, metadata lines, then the content diff."""
-    rel = ch.path.decode("utf-8", "backslashreplace")
-    out = [f"diff --layerctl a/{rel} b/{rel}"]
-    if ch.status == "A":
-        out.append(f"new {_kind_word(ch.new)} mode {ch.new.mode:04o}")
-    elif ch.status == "D":
-        out.append(f"deleted {_kind_word(ch.old)} mode {ch.old.mode:04o}")
-    else:
-        out.extend(ch.details())
-    old = new = b""
-    if ch.old is not None and ch.old.kind in ("-", "l") and ch.old_blob is not None:
-        old = store.read_blob(ch.old_blob)
-    if ch.new is not None and ch.new.kind in ("-", "l"):
-        new = _read_new(p, ch) or b""
-    content = (ch.status != "C" and ((ch.old or ch.new).kind in ("-", "l"))) or \
-        (ch.status == "C" and ch.content_changed)
-    if not content or old == new:
-        return out
-    a_name = "/dev/null" if ch.status == "A" else f"a/{rel}"
-    b_name = "/dev/null" if ch.status == "D" else f"b/{rel}"
-    old_t, new_t = _text(old), _text(new)
-    if old_t is None or new_t is None:
-        out.append(f"Binary files {a_name} and {b_name} differ")
-        return out
-    for line in difflib.unified_diff(old_t, new_t, a_name, b_name):
-        out.append(line.rstrip("\n"))
-        if not line.endswith("\n"):
-            out.append("\\ No newline at end of file")
-    return out
+    """A git-style patch for one pending change; new content is read (bounded) from
+    the container."""
+    from functools import partial
 
+    from layerctl.browse import read_container_file
+    from layerctl.patch import render_patch
 
-def _kind_word(meta: object) -> str:
-    return {"-": "file", "d": "directory", "l": "symlink", "c": "char device",
-            "b": "block device", "p": "fifo", "s": "socket"}[meta.kind]
+    return render_patch(ch, store, partial(read_container_file, p.view, ch.path))

@@ -9,7 +9,7 @@ import time
 import click
 
 from layerctl.cli.common import open_store
-from layerctl.errors import LayerctlError, NotFound
+from layerctl.errors import BadInput, LayerctlError, NotFound
 
 
 def _tags_by_layer(store: object) -> dict[str, list[str]]:
@@ -39,7 +39,7 @@ def _echo_changes(store: object, changes: list, stat: bool, patch: bool) -> None
         click.echo(" " + summary)
     if patch:
         for change in changes:
-            for line in render_patch(change, store.read_blob):
+            for line in render_patch(change, store):
                 click.echo(line)
 
 
@@ -178,6 +178,7 @@ def show_cmd(ctx: click.Context, target: str, patch: bool) -> None:
     """Show LAYER and its changes, or the content of LAYER:PATH."""
     from layerctl.store.fstree import DirRef, lookup_follow
     from layerctl.store.layers import read_layer
+    from layerctl.words import path_text
 
     store = open_store(ctx)
     layer_id, path = _split_layer_path(store, target)
@@ -188,23 +189,27 @@ def show_cmd(ctx: click.Context, target: str, patch: bool) -> None:
     found = lookup_follow(store, layer.root, path)
     if found is None:
         raise NotFound(
-            f"no such path in layer {layer_id[:12]}: /{path.decode('utf-8', 'replace').lstrip('/')}"
+            f"no such path in layer {layer_id[:12]}: {path_text(path.lstrip(b'/'))}"
         )
     meta, obj = found
     if isinstance(obj, DirRef):
         from layerctl.store.fstree import read_dir
+        from layerctl.words import quote_name
 
         d = read_dir(store, obj)
         for name in d.names():
             suffix = "/" if name in d.dirs else ""
-            click.echo(name.decode("utf-8", "backslashreplace") + suffix)
+            click.echo(quote_name(name) + suffix)
         return
     if meta.kind not in ("-", "l"):
         raise LayerctlError(
-            f"/{path.decode('utf-8', 'replace').lstrip('/')} is a special file ({meta.format()})"
+            f"{path_text(path.lstrip(b'/'))} is a special file ({meta.format()})"
         )
+    from layerctl.store.blobstream import iter_blob
+
     sys.stdout.flush()
-    sys.stdout.buffer.write(store.read_blob(obj))
+    for piece in iter_blob(store, obj):  # in pieces: a layer may hold a multi-GiB file
+        sys.stdout.buffer.write(piece)
     sys.stdout.buffer.flush()
 
 
@@ -233,7 +238,7 @@ def diff_cmd(ctx: click.Context, args: tuple[str, ...], patch: bool, name_status
     new = read_layer(store, resolve(store, args[1]))
     for change in diff(store, old.root, new.root):
         if patch:
-            for line in render_patch(change, store.read_blob):
+            for line in render_patch(change, store):
                 click.echo(line)
         else:
             click.echo(status_line(change) if name_status else detail_line(change))
@@ -249,10 +254,16 @@ def checkout_cmd(ctx: click.Context, layer: str, directory: str) -> None:
     from layerctl.store.checkout import checkout
     from layerctl.store.layers import read_layer
 
+    if not directory:
+        raise BadInput("checkout needs a target directory (got an empty path)")
     store = open_store(ctx)
     root = read_layer(store, resolve(store, layer)).root
     if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
         raise LayerctlError(f"{directory} is not an empty directory")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f"cannot create {directory}: {e.strerror or e}") from None
     checkout(store, root, directory)
 
 

@@ -222,7 +222,7 @@ def pending(store: object, c: Container, paths: tuple[bytes, ...] | None = None)
     rmap = rootless.load(state) if c.driver == "vfs" else None
     if paths is not None:
         result = scan(store, layer.root, base_id, view, paths, hashes, rmap)
-        return Pending(c, base_id, result, view)
+        return Pending(c, base_id, _without_mount_points(result), view)
     if c.driver == "overlay":
         cands = {p for p, _kind in overlay.upper_entries(view.upper)}
         lower_id = c.lower or base_id
@@ -235,7 +235,29 @@ def pending(store: object, c: Container, paths: tuple[bytes, ...] | None = None)
         result = scan(store, layer.root, base_id, view, cands, hashes, rmap)
         vfs.refresh(state, base_id, entries, cands, {ch.path for ch in result.changes},
                     result.observed, label)
-    return Pending(c, base_id, result, view)
+    return Pending(c, base_id, _without_mount_points(result), view)
+
+
+# The mount points every run needs (runtime.py mounts proc, a tmpfs and sysfs there);
+# the runtime makes them when the image lacks them. Docker keeps them in an "init"
+# layer that diff and commit skip; here they are skipped while they are empty
+# directories the base does not have (see docs/design-notes.md).
+RUNTIME_MOUNT_POINTS = frozenset({b"dev", b"proc", b"sys"})
+
+
+def _without_mount_points(result: Scan) -> Scan:
+    added = [ch for ch in result.changes if ch.path in RUNTIME_MOUNT_POINTS
+             and ch.status == ADDED and ch.new.kind == DIR]
+    if not added:
+        return result
+    skip = {ch.path for ch in added}
+    for ch in result.changes:
+        top = ch.path.partition(b"/")[0]
+        if top in skip and ch.path != top:
+            skip.discard(top)  # not empty: something was put there
+    if skip:
+        result.changes = [ch for ch in result.changes if ch.path not in skip]
+    return result
 
 
 def status(store: object, ref: str) -> list[Change]:
@@ -323,7 +345,7 @@ def commit(
         config = apply_changes(layer.config, list(instructions or []))
         if not changes and not instructions and not allow_empty:
             if selected_paths is not None and p.changes:
-                shown = ", ".join("/" + s.decode("utf-8", "replace") for s in selected_paths)
+                shown = ", ".join(path_text(s) for s in selected_paths)
                 raise NothingToCommit(f"nothing to commit under {shown} in container {c.name}")
             raise NothingToCommit(f"nothing to commit: container {c.name} has no changes")
         editor = TreeEditor(store, layer.root)
@@ -624,6 +646,9 @@ def reset(store: object, ref: str, layer: str | None = None) -> tuple[Container,
     c = resolve(store, ref)
     _refuse_if_external(c, "reset")
     with locked(store, c):
+        # Its processes would keep writing into a tree that is being replaced (vfs:
+        # removed under them, the writes lost) or an upper dir cleared under them.
+        _refuse_if_running(store, c, "reset")
         old = base(store, c)
         target = resolve_layer(store, layer) if layer else old
         read_layer(store, target)  # must be a layer

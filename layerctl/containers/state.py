@@ -36,8 +36,8 @@ REF_PREFIX = "refs/containers/"
 INCOMPLETE = "incomplete"  # extra[...] while a create or rm runs: {pid, started, doing}
 CREATING_PREFIX = ".tmp-"
 NAMES_DIR = "_names"
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
-_HEX_RE = re.compile(r"^[0-9a-f]{1,64}$")
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")  # \Z: "$" lets a newline end it
+_HEX_RE = re.compile(r"^[0-9a-f]{1,64}\Z")
 
 _ADJECTIVES = (
     "admiring adoring agitated amazing angry awesome blissful bold boring brave busy charming "

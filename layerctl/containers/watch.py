@@ -2,6 +2,10 @@
 events into debounced "these paths may have changed" notices; only those paths are
 re-evaluated against the base layer.
 
+The container's base is watched too: when another process commits (or resets) the
+container, refs/containers/<id> moves while the upper dir stays as it is, so every
+known path is re-evaluated against the new base.
+
 Hardlink groups are evaluated per notice, so a link field whose group spans paths
 of different notices can lag until the next full `status`.
 """
@@ -17,10 +21,11 @@ from layerctl.errors import Conflict
 from layerctl.store.diff import Change
 
 from .api import _dirs, pending
-from .state import Container
+from .state import Container, load
 
 Update = list[tuple[bytes, Change | None]]  # (path, its change now, or None: clean)
 DEBOUNCE = 0.2
+BASE_CHECK = 1.0  # seconds: a moved base is also noticed without a refs event (packed refs)
 
 
 class ChangeWatcher:
@@ -49,6 +54,7 @@ class ChangeWatcher:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._base = store.ref(container.ref)
         watcher = self
 
         class Handler(FileSystemEventHandler):
@@ -60,8 +66,15 @@ class ChangeWatcher:
                     if path:
                         watcher._note(os.fsencode(path))
 
+        class RefHandler(FileSystemEventHandler):
+            def on_any_event(self, event: object) -> None:  # noqa: ANN001
+                watcher._wake.set()  # poll() compares the base
+
         self._observer = Observer()
         self._observer.schedule(Handler(), self.top, recursive=True)
+        refs = os.path.join(store.root, "refs", "containers")
+        if os.path.isdir(refs):
+            self._observer.schedule(RefHandler(), refs, recursive=False)
 
     def _note(self, real: bytes) -> None:
         if real == self._top_b or not real.startswith(self._top_b + b"/"):
@@ -82,6 +95,9 @@ class ChangeWatcher:
 
     def poll(self) -> Update:
         """Re-evaluate the paths noticed so far; returns (and reports) what changed."""
+        base = self.store.ref(self.container.ref)
+        if base != self._base:
+            return self._rebase(base)
         with self._lock:
             paths, self._pending = self._pending, set()
         if not paths:
@@ -115,12 +131,30 @@ class ChangeWatcher:
             self.on_update(updates)
         return updates
 
+    def _rebase(self, base: str | None) -> Update:
+        """The base moved: re-evaluate everything against it (a full status)."""
+        with self._lock:
+            self._pending = set()
+        self.container = load(self.store, self.container.id)  # reset may change lower
+        self.store.landed()  # the new layer's objects came in another process's pack
+        now = {c.path: c for c in pending(self.store, self.container).changes}
+        self._base = base
+        updates: Update = [(path, now.get(path)) for path in sorted(self.known.keys() | now.keys())
+                           if self.known.get(path) != now.get(path)]
+        self.known = now
+        if updates:
+            self.on_update(updates)
+        return updates
+
     def run_forever(self) -> None:
         self.start()
         while not self._stop.is_set():
-            self._wake.wait()
+            woke = self._wake.wait(BASE_CHECK)
             self._wake.clear()
             if self._stop.is_set():
                 break
-            time.sleep(self.debounce)  # let a burst of events settle
+            if woke:
+                time.sleep(self.debounce)  # let a burst of events settle
+            elif self.store.ref(self.container.ref) == self._base:
+                continue  # the timed check: nothing moved, poll() (and its locks) not needed
             self.poll()

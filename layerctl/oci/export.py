@@ -62,6 +62,8 @@ def export_to(store: object, ref: str, out: BinaryIO) -> str:
 
 def export(store: object, ref: str, output: str) -> str:
     """export_to() a file (written beside it, then renamed) or `-` (stdout)."""
+    if not output:
+        raise BadInput("the output path is empty: name a file or -")
     if output == "-":
         if sys.stdout.isatty():
             raise BadInput("refusing to write a tar to a terminal: use -o FILE")

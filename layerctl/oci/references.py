@@ -24,7 +24,7 @@ DEFAULT_TAG = "latest"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # ASCII only, as the grammar
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 _PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _DOMAIN_RE = re.compile(_DOMAIN)
@@ -117,6 +117,8 @@ def split_domain(name: str) -> tuple[str, str]:
 def parse_reference(text: str, default_tag: bool = True) -> Reference:
     """Parse and normalise `text`; a reference without tag or digest gets `latest`
     when `default_tag` is true."""
+    if not text.isascii():
+        raise InvalidName(f"invalid reference {text!r}: names and tags are ASCII only")
     if _HEX_ID.fullmatch(text):
         raise InvalidName(
             f"invalid reference {text!r}: a 64-hex image ID cannot be pulled or pushed; "

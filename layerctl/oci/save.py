@@ -119,6 +119,8 @@ def save(
     """Write the images `refs` to `output` (a file, `-` for stdout, or for oci-dir a
     directory); returns them and the Blobs record. A file or directory appears only
     complete (written beside it, then renamed)."""
+    if not output:
+        raise BadInput("the output path is empty: name a file, a directory or -")
     if fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r}: use {', '.join(FORMATS)}")
     compression = compression or NONE

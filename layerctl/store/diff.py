@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from layerctl.store.fstree import Dir, DirRef, read_dir, walk_children
 from layerctl.store.meta import DIR, Meta
+from layerctl.words import path_text, quote_name
 
 ADDED, CHANGED, DELETED = "A", "C", "D"
 
@@ -52,7 +53,7 @@ class Change:
             out.append(f"rdev {_rdev(old.rdev)}→{_rdev(new.rdev)}")
         old_x, new_x = dict(old.xattrs), dict(new.xattrs)
         for name in sorted(old_x.keys() | new_x.keys()):
-            label = name.decode("utf-8", "backslashreplace")
+            label = quote_name(name)
             if name not in old_x:
                 out.append(f"xattr {label} added")
             elif name not in new_x:
@@ -84,7 +85,7 @@ def _rdev(rdev: tuple[int, int] | None) -> str:
 
 
 def _link(link: bytes | None) -> str:
-    return "/" + link.decode("utf-8", "backslashreplace") if link else "none"
+    return path_text(link) if link else "none"
 
 
 def diff(store: object, old: DirRef | None, new: DirRef | None) -> Iterator[Change]:

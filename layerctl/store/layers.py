@@ -173,7 +173,11 @@ def write_layer(
         lines.append(f"parent {parent}")
     lines.append(f"author {author} {stamp}")
     lines.append(f"committer {COMMITTER} {stamp}")
-    raw = ("\n".join(lines) + "\n\n" + format_message(message, trailers)).encode("utf-8")
+    try:
+        raw = ("\n".join(lines) + "\n\n" + format_message(message, trailers)).encode("utf-8")
+    except UnicodeEncodeError:  # bytes from argv that are not UTF-8 (surrogate escapes)
+        raise BadInput("the layer's message, author or -c instructions are not valid UTF-8 "
+                       "text") from None
     return store.add_object(COMMIT, raw).hex()
 
 

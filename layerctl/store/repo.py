@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
+import zlib
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from layerctl import faults
-from layerctl.errors import Conflict, Corrupt, InvalidName, LayerctlError, Locked, NotFound
+from layerctl.errors import (
+    BadInput,
+    Conflict,
+    Corrupt,
+    InvalidName,
+    LayerctlError,
+    Locked,
+    NotFound,
+)
 from layerctl.store import debris
 from layerctl.store.objects import PackWriter
 
@@ -38,6 +48,26 @@ class RefBusy(Locked):
 PRIVATE_DIRS = ("cache", "containers", "runtime")
 
 
+def _is_layerctl_config(path: str) -> bool:
+    """Whether a git config has the [layerctl] section every store is made with (so a
+    command never writes layerctl's state into somebody's git repository)."""
+    try:
+        with open(path, "rb") as f:
+            return any(line.strip().lower().startswith(b"[layerctl]") for line in f)
+    except OSError:
+        return False
+
+
+def is_damage(e: Exception) -> bool:
+    """Whether `e` is what dulwich raises on a truncated or bit-flipped pack, index or
+    loose object (its parsers trip on whatever comes first)."""
+    from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatException
+
+    return not isinstance(e, LayerctlError) and isinstance(e, (
+        OSError, ValueError, AssertionError, IndexError, zlib.error, struct.error,
+        ChecksumMismatch, ApplyDeltaError, FileFormatException))
+
+
 def default_root() -> str:
     """LAYERCTL_ROOT, else $XDG_DATA_HOME/layerctl, else ~/.local/share/layerctl."""
     root = os.environ.get("LAYERCTL_ROOT")
@@ -54,10 +84,14 @@ class Store:
 
     def __init__(self, root: str | None = None, create: bool = True) -> None:
         self.root = os.path.abspath(root or default_root())
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise BadInput(f"{self.root} is not a directory: the store root must be one")
         if not os.path.isfile(os.path.join(self.root, "HEAD")):
             if not create:
                 raise NotFound(f"no layerctl store at {self.root}")
             self._init()
+        elif not _is_layerctl_config(os.path.join(self.root, "config")):
+            raise BadInput(f"{self.root} is a git repository but not a layerctl store")
         elif os.stat(self.root).st_mode & 0o077:
             self._make_private()
         self._repo: Repo | None = None
@@ -123,13 +157,25 @@ class Store:
         return store.contains_packed(binsha) or store.contains_loose(binsha)
 
     def read_raw(self, sha: bytes) -> tuple[int, bytes]:
-        """(type number, content) of an object given its binary or hex id.
+        """(type number, content) of an object given its binary or hex id."""
+        binsha = sha if len(sha) == 20 else bytes.fromhex(sha.decode())
+        try:
+            return self._lookup(binsha)
+        except LayerctlError:
+            raise
+        except Exception as e:  # noqa: BLE001 - is_damage decides
+            if not is_damage(e):
+                raise
+        # Raised outside the handler: the parser's frames (holding views of the pack's
+        # mmap) must be gone, or closing the store fails with BufferError.
+        raise Corrupt(f"store is damaged: object {binsha.hex()} cannot be read; "
+                      "run layerctl fsck")
 
-        A store holds a pack per import or commit and its layer commits loose, and
+    def _lookup(self, binsha: bytes) -> tuple[int, bytes]:
+        """A store holds a pack per import or commit and its layer commits loose, and
         reads come in runs from one layer: the pack that answered last is asked
         first, then the loose objects, then the other packs (dulwich asks every pack
         in a fixed order before the loose objects, ~25 us a pack)."""
-        binsha = sha if len(sha) == 20 else bytes.fromhex(sha.decode())
         packs = self._packs
         if packs is None:
             packs = self._packs = list(self.objects.packs)
@@ -151,22 +197,28 @@ class Store:
             raise Corrupt(f"object {binsha.hex()} is missing from the store") from None
 
     def _read_loose(self, hexsha: str) -> tuple[int, bytes] | None:
-        import zlib
-
         path = os.path.join(self.root, "objects", hexsha[:2], hexsha[2:])
         try:
             with open(path, "rb") as f:
                 raw = zlib.decompress(f.read())
         except FileNotFoundError:
             return None
-        except (OSError, zlib.error) as e:
-            raise Corrupt(f"object {hexsha} is damaged ({e}); run layerctl fsck") from None
         header, _, body = raw.partition(b"\0")
         kind, _, size = header.partition(b" ")
         type_num = _LOOSE_TYPES.get(kind)
         if type_num is None or not size.isdigit() or int(size) != len(body):
-            raise Corrupt(f"object {hexsha} is damaged (bad header); run layerctl fsck")
+            raise ValueError(f"loose object {hexsha}: bad header")  # damage: read_raw says so
         return type_num, body
+
+    def ids_with_prefix(self, prefix: str) -> set[str]:
+        """The hex ids of the objects whose id starts with `prefix` (hex)."""
+        try:
+            return {sha.decode() if isinstance(sha, bytes) else sha
+                    for sha in self.objects.iter_prefix(prefix.encode())}
+        except Exception as e:  # noqa: BLE001 - is_damage decides
+            if not is_damage(e):
+                raise
+        raise Corrupt("store is damaged: a pack index cannot be read; run layerctl fsck")
 
     def read_blob(self, binsha: bytes) -> bytes:
         return self.read_raw(binsha)[1]

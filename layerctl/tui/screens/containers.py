@@ -142,9 +142,9 @@ class ContainersScreen(Screen):
                     c, target = api.reset(store, name, arg or None)
                     done = f"Container {c.name} is now at {self.app.short_id(target)}"
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
             return
-        self.app.call_from_thread(self.notify, done)
+        self.app.call_from_thread(self.notify, done, markup=False)
         self.app.call_from_thread(self._after, what, name)
 
     def _after(self, what: str, name: str) -> None:

@@ -131,7 +131,7 @@ class ImagesScreen(Screen):
                     c, notice = api.create(store, name, name=arg or None)
                     done = f"Created container {c.name}" + (f" ({notice})" if notice else "")
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
             return
-        self.app.call_from_thread(self.notify, done)
+        self.app.call_from_thread(self.notify, done, markup=False)
         self.load()

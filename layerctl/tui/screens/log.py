@@ -60,7 +60,7 @@ class LogScreen(Screen):
                     top = resolve_layer(store, self.image)
                 layers = chain(store, top) if top else []
         except LayerctlError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
             return
         for layer in reversed(layers):
             with self.app.store_lock:

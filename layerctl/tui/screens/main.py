@@ -7,6 +7,7 @@ lock (dulwich pack readers are not thread-safe); the UI thread only renders.
 from __future__ import annotations
 
 import threading
+from functools import partial
 
 from textual import work
 from textual.app import ComposeResult
@@ -140,7 +141,7 @@ class MainScreen(Screen):
                 sizes = {layer.id: layer_size(store, layer) for layer in layers}
             author = default_author()
         except LayerctlError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
             return
         pending = len(self.change_list.changes) if self.container else None
         self.app.call_from_thread(self._show_stack, layers, sizes, pending, author)
@@ -169,7 +170,7 @@ class MainScreen(Screen):
                     browser = LayerBrowser.for_layer(self.app.store, layer_id)
                     label = f"layer {self.app.short_id(layer_id)}"
         except LayerctlError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
             return
         if browser is not None:
             self.app.call_from_thread(self._browse, browser, label)
@@ -196,7 +197,7 @@ class MainScreen(Screen):
                 self.base_root = read_layer(store, p.base_id).root
                 self._new_pending_browser(p.changes)
         except LayerctlError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
             return
         watcher = LockedWatcher(self.app.store_lock, self._watch_failed, store, c, self._updated,
                                 initial=p.changes, debounce=self.app.debounce)
@@ -205,7 +206,8 @@ class MainScreen(Screen):
         watcher.run_forever()  # returns when stop_watch() stops it
 
     def _watch_failed(self, error: Exception) -> None:
-        self.app.call_from_thread(self.notify, f"watching stopped: {error}", severity="error")
+        self.app.call_from_thread(self.notify, f"watching stopped: {error}", severity="error",
+                                  markup=False)
 
     def stop_watch(self) -> None:
         if self.watcher is not None:
@@ -215,8 +217,7 @@ class MainScreen(Screen):
     def _new_pending_browser(self, changes: list) -> None:
         view = self.view
         self.pending_browser = PendingBrowser(
-            self.app.store, self.base_root, changes,
-            lambda path: read_container_file(view, path))
+            self.app.store, self.base_root, changes, partial(read_container_file, view))
 
     def _changes_loaded(self, changes: list) -> None:
         self.change_list.load(changes)
@@ -258,7 +259,7 @@ class MainScreen(Screen):
                     self.watcher.known = {ch.path: ch for ch in p.changes}
                 self._new_pending_browser(p.changes)
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
             return
         self.app.call_from_thread(self._changes_loaded, p.changes)
 
@@ -283,7 +284,8 @@ class MainScreen(Screen):
                 entry = item if isinstance(item, Entry) else browser.entry_for_change(item)
                 result = browser.preview(entry, diff=diff)
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, f"cannot preview: {e}", severity="error")
+            self.app.call_from_thread(self.notify, f"cannot preview: {e}", severity="error",
+                                      markup=False)
             return
         self.highlighted = (browser, entry)
         self.app.call_from_thread(self.query_one(FilePreview).show_preview, result,
@@ -373,9 +375,10 @@ class MainScreen(Screen):
             with self.app.store_lock:
                 done = restore(self.app.store, self.container, [path])
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
             return
-        self.app.call_from_thread(self.notify, f"Discarded {len(done)} change(s) at {path}")
+        self.app.call_from_thread(self.notify, f"Discarded {len(done)} change(s) at {path}",
+                                  markup=False)
         self.rescan()
 
     def action_reset_to_layer(self) -> None:
@@ -406,8 +409,8 @@ class MainScreen(Screen):
             with self.app.store_lock:
                 reset(self.app.store, self.container, layer_id)
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
         else:
-            self.app.call_from_thread(self.notify, f"Reset to layer {layer_id[:12]}")
+            self.app.call_from_thread(self.notify, f"Reset to layer {layer_id[:12]}", markup=False)
         self.app.call_from_thread(self.load_stack)
         self.app.call_from_thread(self.start_watch)

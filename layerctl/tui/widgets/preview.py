@@ -52,7 +52,8 @@ class FilePreview(VerticalScroll):
             self.border_title = "Preview"
             body.update(Text("Select a file to see it here.", style="italic"))
             return
-        self.border_title = f"Preview · {mode} · {preview.title}"
+        # Text, not a str: a str is parsed as markup, and a file name is not markup
+        self.border_title = Text(f"Preview · {mode} · {preview.title}")
         self.border_subtitle = "first part only" if preview.truncated else ""
         body.update(self._renderable(preview, lexer))
         self.scroll_home(animate=False)
