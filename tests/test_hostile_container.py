@@ -372,15 +372,17 @@ def churn(container: Path) -> Iterator[Path]:
 
 @pytest.mark.timeout(120)
 def test_status_in_a_busy_container_never_crashes(store, container, churn):
-    seen = 0
+    listings = set()
     for _ in range(40):
+        listings.add(frozenset(os.listdir(churn)))
         try:
-            changes = C.status(store, "c1")
+            C.status(store, "c1")
         except Conflict as e:  # a file rewritten twice while read: said, not a crash
             assert "keeps changing" in str(e)
-            continue
-        seen += any(ch.path.startswith(b"tmp/") for ch in changes)
-    assert seen  # the churn was really seen
+    # The churn really ran while status did (whether a status call happened to catch a
+    # temp file alive is timing; the vanished-entry path itself is hit deterministically
+    # by test_entry_vanishing_after_lstat_is_absent).
+    assert len(listings) > 1
 
 
 @pytest.mark.timeout(120)
