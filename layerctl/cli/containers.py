@@ -269,10 +269,20 @@ def container_diff(ctx: click.Context, name: str, paths: tuple[str, ...], patch:
 
 def patch_lines(store: object, p: object, ch: object) -> list[str]:
     """A git-style patch for one pending change; new content is read (bounded) from
-    the container."""
-    from functools import partial
-
-    from layerctl.browse import read_container_file
+    the container, from the very entry the scan saw (one swapped in since is refused,
+    not shown as this change)."""
+    from layerctl.beneath import Changed
+    from layerctl.containers.changes import read_entry
+    from layerctl.errors import Conflict
     from layerctl.patch import render_patch
 
-    return render_patch(ch, store, partial(read_container_file, p.view, ch.path))
+    def read_new(limit: int) -> bytes:
+        obs = p.scan.observed.get(ch.path)
+        if obs is None:
+            return b""
+        try:
+            return read_entry(p.view, obs.real, obs.st, limit) or b""
+        except Changed:
+            raise Conflict(f"{path_text(ch.path)} changed while being read; try again") from None
+
+    return render_patch(ch, store, read_new)

@@ -8,7 +8,7 @@ import os
 import click
 
 from layerctl.cli.common import ago, human_size, open_store, progress_printer, table
-from layerctl.errors import BadInput, LayerctlError, NotFound
+from layerctl.errors import BadInput, Corrupt, LayerctlError, NotFound
 from layerctl.words import rfc3339_nano
 
 
@@ -55,6 +55,8 @@ def _image_rows(store: object) -> list[list[str]]:
     for name, layer_id in images:
         try:
             layers = chain(store, layer_id)
+        except Corrupt:
+            raise  # a damaged store is the one thing to say (fsck finds the rest)
         except LayerctlError as e:  # one bad tag must not hide the others
             click.echo(f"layerctl: warning: skipping {name}: {e}", err=True)
             continue

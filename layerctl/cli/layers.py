@@ -9,7 +9,7 @@ import time
 import click
 
 from layerctl.cli.common import open_store
-from layerctl.errors import BadInput, LayerctlError, NotFound
+from layerctl.errors import BadInput, Corrupt, LayerctlError, NotFound
 
 
 def _tags_by_layer(store: object) -> dict[str, list[str]]:
@@ -116,8 +116,8 @@ def log_cmd(
         try:
             pending[sha] = read_layer(store, sha)
         except LayerctlError as e:
-            if image:
-                raise
+            if image or isinstance(e, Corrupt):
+                raise  # a damaged store is the one thing to say (fsck finds the rest)
             # one broken tag must not hide the history of the others (fsck names it)
             click.echo(f"layerctl: warning: skipping {sha[:12]}: {e}", err=True)
     tags = _tags_by_layer(store)
@@ -260,11 +260,7 @@ def checkout_cmd(ctx: click.Context, layer: str, directory: str) -> None:
     root = read_layer(store, resolve(store, layer)).root
     if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
         raise LayerctlError(f"{directory} is not an empty directory")
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as e:
-        raise BadInput(f"cannot create {directory}: {e.strerror or e}") from None
-    checkout(store, root, directory)
+    checkout(store, root, directory)  # makes the directory, and removes it if refused
 
 
 @click.command("fsck")

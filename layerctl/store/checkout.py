@@ -86,7 +86,10 @@ class Checkout:
                 raise LayerctlError(f"{os.fsdecode(dest_b)} is not empty")
             made = False
         else:
-            os.makedirs(dest_b)
+            try:
+                os.makedirs(dest_b)
+            except OSError as e:
+                raise BadInput(f"cannot create {os.fsdecode(dest_b)}: {e.strerror or e}") from None
             made = True
         try:
             d = read_dir(self.store, root)
