@@ -219,3 +219,28 @@ def test_history_shows_each_layers_own_size(cli, tree, store_root):
     top, base = cli("history", "img:2").stdout.splitlines()[1:]
     assert "two" in top and " 5kB " in top  # only what the layer adds
     assert "one" in base and " 3.01kB " in base  # a base layer: its whole tree
+
+
+def test_checkout_of_an_entry_the_filesystem_refuses_is_one_line(cli, tree, store_root, tmp_path):
+    """A layer whose file carries an xattr value the kernel rejects (a security.capability
+    that is not one): checkout says which entry, exits 1 and leaves no target behind."""
+    from layerctl.store.meta import FILE, Meta
+    from layerctl.store.objects import BLOB
+    from layerctl.store.repo import Store
+    from tests.layerhelpers import commit_edit
+
+    cli("import", tree, "x:1")
+    store = Store(str(store_root))
+
+    def edit(editor, writer):
+        blob = writer.add(BLOB, b"data\n")
+        editor.set_file(b"caps", Meta(FILE, 0o755, 0, 0, 10**18, 5,
+                                      xattrs=((b"security.capability", b"\x01junk"),)), blob)
+
+    commit_edit(store, "x:1", edit, name="x:2")
+    store.close()
+    dest = tmp_path / "co"
+    proc = cli("checkout", "x:2", dest, check=False)
+    no_traceback(proc)
+    assert proc.returncode == 1 and "cannot check out" in proc.stderr and "/caps" in proc.stderr
+    assert not dest.exists()
