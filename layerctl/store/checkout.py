@@ -7,7 +7,7 @@ import os
 import stat
 from collections.abc import Callable
 
-from layerctl.errors import BadInput, Corrupt, LayerctlError, NoSpace, is_no_space
+from layerctl.errors import BadInput, Corrupt, LayerctlError, is_no_space
 from layerctl.store.fstree import Dir, DirRef, read_dir
 from layerctl.store.meta import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Meta
 from layerctl.store.validate import MAX_DEPTH, bad_name, show
@@ -106,7 +106,7 @@ class Checkout:
         except OSError as e:  # the target's filesystem refuses an entry (or is full)
             _discard(dest_b, made)
             if is_no_space(e):
-                raise NoSpace(os.fsdecode(dest_b)) from None
+                raise  # said once, naming the store, by the CLI
             where = os.fsdecode(e.filename) if e.filename else os.fsdecode(dest_b)
             raise BadInput(f"cannot check out {where}: {e.strerror or e}") from None
 

@@ -176,8 +176,14 @@ class MainScreen(Screen):
             self.app.call_from_thread(self._browse, browser, label)
 
     def _browse(self, browser: object, label: str) -> None:
+        from textual.css.query import NoMatches
+
+        try:
+            tree = self.file_tree
+        except NoMatches:
+            return  # the screen was taken down while the worker read the store
         self.browser = browser
-        self.file_tree.browse(browser, label)
+        tree.browse(browser, label)
 
     # -- changes ------------------------------------------------------------------
 
