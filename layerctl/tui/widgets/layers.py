@@ -9,6 +9,7 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
+from textual.widgets.data_table import RowDoesNotExist
 
 from layerctl.store.layers import Layer
 from layerctl.tui.format import ago, human_size
@@ -88,6 +89,17 @@ class LayerStack(DataTable):
             return None
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
         return None if key == PENDING else key
+
+    def select_layer(self, layer_id: str | None) -> bool:
+        """Move the cursor to a layer (None: the pending row); False if it is not in the
+        stack. Moving posts LayerSelected as a user's move would."""
+        key = PENDING if layer_id is None else layer_id
+        try:
+            row = self.get_row_index(key)
+        except RowDoesNotExist:
+            return False
+        self.move_cursor(row=row)
+        return True
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
