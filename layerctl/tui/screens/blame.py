@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
 from layerctl.errors import LayerctlError
-from layerctl.tui.format import human_size
+from layerctl.tui.format import author_short, human_size
 from layerctl.words import one_line, path_text
 
 
@@ -94,7 +94,7 @@ class BlameScreen(Screen):
             table.add_row(
                 Text(self.app.short_id(layer.id) if layer else e.step.id, style="bold"),
                 Text(what_happened(e)),
-                Text(one_line(layer.author_name) if layer else ""),
+                Text(one_line(author_short(layer.author_name)) if layer else ""),
                 Text(layer.created_iso[:10] if layer else ""),
                 Text(shown_size, justify="right"),
                 Text(one_line(layer.summary or layer.created_by) if layer else "pending changes",

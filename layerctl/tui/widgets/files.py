@@ -121,7 +121,7 @@ class FileTree(Tree):
         if generation != self._generation:
             return
         node.remove_children()
-        depth = 0 if node is self.root else node.tree_level
+        depth = _level(node)
         for e in entries:
             child = node.add(self._label(e, depth), data=e, allow_expand=e.is_dir)
             if e.is_dir and e.path in self._expanded:
@@ -140,7 +140,7 @@ class FileTree(Tree):
     def _resize(self, node: TreeNode, sizes: dict[bytes, int], generation: int) -> None:
         if generation != self._generation:
             return
-        depth = 0 if node is self.root else node.tree_level
+        depth = _level(node)
         for child in node.children:
             e = child.data
             if isinstance(e, Entry) and e.path in sizes:
@@ -242,6 +242,14 @@ class FileTree(Tree):
         search = self.parent.query_one("#file-search", Input)
         search.display = True
         search.focus()
+
+
+def _level(node: TreeNode) -> int:
+    """How deep `node` is: 0 for the (hidden) root, 1 for a top-level entry."""
+    level = 0
+    while node.parent is not None:
+        level, node = level + 1, node.parent
+    return level
 
 
 class FilesPane(Vertical):
