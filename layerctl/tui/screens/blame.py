@@ -33,7 +33,8 @@ class BlameScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("q", "app.pop_screen", "Back", show=False),
-        Binding("enter", "jump", "Go to layer"),
+        # priority: before the table's own enter (which the footer would not show)
+        Binding("enter", "jump", "Go to layer", priority=True),
         Binding("question_mark", "app.show_help", "Help"),
     ]
 

@@ -42,7 +42,8 @@ class WasteScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("q", "app.pop_screen", "Back", show=False),
-        Binding("enter", "jump", "Go to layer and path"),
+        # priority: before the table's own enter (which the footer would not show)
+        Binding("enter", "jump", "Go to layer and path", priority=True),
         Binding("s", "sort('size')", "Sort by size"),
         Binding("p", "sort('path')", "Sort by path"),
         Binding("k", "sort('class')", "Sort by class"),
@@ -111,8 +112,10 @@ class WasteScreen(Screen):
         self.report = report
         self.rows = [r for r in report.by_path(collapse=True) if r.wasted > 0]
         text = Text()
-        for i, (label, value) in enumerate(figures(report)):
-            text.append(("   " if i else "") + f"{label}: ", style="bold")
+        shown = figures(report)
+        for i, (label, value) in enumerate(shown):
+            gap = "" if i == 0 else "\n" if i == len(shown) - 1 else "   "
+            text.append(f"{gap}{label}: ", style="bold")
             text.append(value)
         self.query_one("#waste-summary", Static).update(text)
         self.table.border_subtitle = f"{len(self.rows)} path{'s' if len(self.rows) != 1 else ''}"
