@@ -5,6 +5,8 @@ screen checked in the Layers and Files panes."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from layerctl.history import resolve_target
@@ -207,3 +209,88 @@ async def test_blame_of_a_deleted_path_names_the_deleting_layer(store, image):
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is main and main.selected == base
                        and _files_cursor(app) == b"data/a")
+
+
+@sync
+async def test_a_containers_pending_layer_is_a_culprit_and_a_blame_event(store, image):
+    """The pending change rewrites /keep: the "(uncommitted)" step wasted its 10 bytes,
+    and the base moves to the image the container was made from."""
+    from textual.command import CommandPalette
+
+    from layerctl import demo
+    from layerctl.containers import api
+
+    base, l1, l2, l3 = image
+    api.create(store, IMAGE, name="wc")
+    demo.write_pending(store, "wc", "keep", "K" * 25)
+    app = LayerctlApp(store, container="wc")
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.screen
+        await wait_for(pilot, lambda: main.stack.row_count == 5
+                       and len(main.change_list.changes) == 1, what="stack and change")
+        main.stack.select_layer(l1)  # away from the pending row, so the jump must move
+        await wait_for(pilot, lambda: main.selected == l1)
+        await pilot.press("ctrl+p")  # the palette offers the waste view
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"Waste")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, WasteScreen)
+                       and app.screen.table.row_count == 3, what="three inefficient paths")
+        screen = app.screen
+        summary = str(screen.query_one("#waste-summary").render())
+        # user layers: only the pending one (25 bytes shipped, 10 wasted)
+        assert "User wasted: 40.0000 %" in summary and "base wimg:latest: layers 0-3" in summary
+        total = 13_010 + 3000 + 2000 + 25
+        assert f"({total:,} bytes)" in summary and "(9,010 bytes)" in summary
+        rows = {_cells(screen.table, i)[4]: i for i in range(3)}
+        keep = _cells(screen.table, rows["/keep"])
+        assert keep[1] == "overwritten" and keep[2].startswith("4 (uncommitted) pending")
+        screen.table.move_cursor(row=rows["/keep"])
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is main and main.selected is None
+                       and _files_cursor(app) == b"keep", what="the pending row and /keep")
+        assert main.stack.selected_layer() is None and main.stack.cursor_row == 0
+
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, BlameScreen)
+                       and app.screen.table.row_count == 2, what="blame of /keep")
+        rows = [_cells(app.screen.table, i) for i in range(2)]
+        assert [r[0] for r in rows] == [app.short_id(base), "(uncommitted)"]
+        assert rows[1][1].startswith("content") and rows[1][4] == human_size(25)
+        app.screen.table.move_cursor(row=0)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is main and main.selected == base
+                       and _files_cursor(app) == b"keep", what="the base layer")
+
+
+HOSTILE = b"we\x1bird\n[red]x\xff"  # an escape, a newline, markup, a byte that is not UTF-8
+
+
+@sync
+async def test_hostile_names_are_quoted_and_still_found(store, tmp_path):
+    from layerctl.words import path_text
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / os.fsdecode(HOSTILE)).write_bytes(b"h" * 300)
+    (src / "other").write_bytes(b"o")
+    base = import_dir(store, src, "hostile:base")
+    top = commit_edit(store, base, _delete(HOSTILE), name="hostile:latest", message="rm it")
+    app = LayerctlApp(store, image="hostile:latest")
+    async with app.run_test(size=SIZE) as pilot:
+        main = await _main_ready(pilot, app, top)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, WasteScreen)
+                       and app.screen.table.row_count == 1)
+        shown = _cells(app.screen.table, 0)[4]
+        assert shown == path_text(HOSTILE) == '"/we\\033ird\\n[red]x\\377"'
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is main and _files_cursor(app) == HOSTILE)
+        assert main.selected == top
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, BlameScreen)
+                       and app.screen.table.row_count == 2)
+        assert path_text(HOSTILE) in str(app.screen.table.border_title)
+        assert [_cells(app.screen.table, i)[0] for i in range(2)] == [
+            app.short_id(base), app.short_id(top)]
