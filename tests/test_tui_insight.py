@@ -294,3 +294,34 @@ async def test_hostile_names_are_quoted_and_still_found(store, tmp_path):
         assert path_text(HOSTILE) in str(app.screen.table.border_title)
         assert [_cells(app.screen.table, i)[0] for i in range(2)] == [
             app.short_id(base), app.short_id(top)]
+
+
+@sync
+async def test_a_removed_directory_is_one_row_and_enter_reveals_it(store, tmp_path):
+    """rm -rf of a directory of three files: one row standing for them (as the CLI
+    collapses it), and enter opens the culprit layer on the directory itself."""
+    src = tmp_path / "src"
+    (src / "srv" / "cache").mkdir(parents=True)
+    for i in range(3):
+        (src / "srv" / "cache" / f"f{i}").write_bytes(b"c" * 1000)
+    base = import_dir(store, src, "dirs:base")
+    top = commit_edit(store, base, _delete(b"srv/cache"), name="dirs:latest", message="rm -rf")
+    app = LayerctlApp(store, image="dirs:latest")
+    async with app.run_test(size=SIZE) as pilot:
+        main = await _main_ready(pilot, app, top)
+        main.stack.select_layer(base)
+        await wait_for(pilot, lambda: main.selected == base)
+        # Files hides deleted entries and searches for something else: the jump drops both
+        main.file_tree.action_toggle_kind("D")
+        main.file_tree.set_query("nothing-like-it")
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, WasteScreen)
+                       and app.screen.table.row_count == 1)
+        row = _cells(app.screen.table, 0)
+        assert row[4] == "/srv/cache/ (directory, 3 files)"
+        assert row[0].strip() == human_size(3000) and row[1] == "deleted"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is main and main.selected == top
+                       and _files_cursor(app) == b"srv/cache", what="the removed directory")
+        assert main.file_tree.cursor_node.data.status == "D"
+        assert main.file_tree.query_text == "" and "D" in main.file_tree.kinds
