@@ -25,6 +25,8 @@ from layerctl.store.objects import MODE_TREE
 
 # Event kinds (the letters of insight-specs §D3).
 INTRODUCED, CONTENT, METADATA, TYPE, REMOVED = "A", "M", "m", "T", "D"
+EVENT_WORDS = {INTRODUCED: "added", CONTENT: "content", METADATA: "metadata", TYPE: "type",
+               REMOVED: "deleted"}
 # How a path was deleted.
 BY_WHITEOUT, BY_OPAQUE = "whiteout", "opaque directory"
 BY_PARENT, BY_PARENT_REPLACED = "parent removed", "parent replaced by a non-directory"

@@ -68,7 +68,13 @@ def resolve_target(store: object, ref: str) -> Target:
         container = find(store, ref)
         if container is None:
             raise NotFound(f"no such image, layer or container: {ref}") from e
+    return container_target(store, container)
+
+
+def container_target(store: object, container: object) -> Target:
+    """A container's layers and its pending changes (the last, uncommitted step)."""
     from layerctl.containers.api import pending
+    from layerctl.images import chain
 
     p = pending(store, container)
     return Target(container.name, chain(store, p.base_id), p)

@@ -139,6 +139,35 @@ def test_help_screen(snap_compare, make_app, theme):
     assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.parametrize("theme", THEMES)
+def test_waste_screen(snap_compare, make_app, theme):
+    """The demo's layer 3 deletes file5 of layer 2: one inefficient path."""
+    async def run_before(pilot):
+        await main_ready(pilot)
+        await pilot.press("w")
+        await settle(pilot, lambda: pilot.app.screen.__class__.__name__ == "WasteScreen"
+                     and pilot.app.screen.table.row_count == 1)
+
+    assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
+
+
+def test_blame_screen(snap_compare, make_app, store):
+    """file5: added by layer 2, deleted by layer 3's whiteout."""
+    layers = demo.build_image(store)
+
+    async def run_before(pilot):
+        await main_ready(pilot)
+        main = pilot.app.screen
+        main.show_layer(layers[2], b"file5")
+        tree = main.query_one(FileTree)
+        await settle(pilot, lambda: getattr(tree.cursor_node.data, "path", None) == b"file5")
+        await pilot.press("b")
+        await settle(pilot, lambda: pilot.app.screen.__class__.__name__ == "BlameScreen"
+                     and pilot.app.screen.table.row_count == 2)
+
+    assert snap_compare(make_app("dark"), terminal_size=SIZE, run_before=run_before)
+
+
 def test_wide_characters_keep_the_columns_aligned(make_app):
     """Chinese author names and messages take two cells each: every rendered row of the
     stack is exactly as wide as the pane, and the columns after them line up."""

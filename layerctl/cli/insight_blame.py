@@ -78,9 +78,6 @@ def _facts(e: object) -> str:
     return f"{size}{meta.kind}{meta.mode:04o} {meta.uid}:{meta.gid}"
 
 
-_LABELS = {"A": "added", "M": "content", "m": "metadata", "T": "type", "D": "deleted"}
-
-
 def _event_line(e: object, label: str) -> str:
     extra = ""
     if e.change == "D":

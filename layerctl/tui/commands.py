@@ -21,6 +21,9 @@ ACTIONS: list[tuple[str, str, str]] = [
     ("Files: filter deleted", "Show or hide deleted entries", "files_kind('D')"),
     ("Files: sort by name / size", "Toggle the sort order", "files_sort"),
     ("Files: search by name", "Find entries whose name contains a text", "files_search"),
+    ("Files: blame the highlighted path", "Every layer that added, changed or deleted it",
+     "blame"),
+    ("Waste", "Wasted space: efficiency, reclaimable bytes, inefficient paths", "waste"),
     ("Refresh", "Reload the stack and rescan the changes", "refresh"),
     ("Log", "Layer history with per-layer stat", "app.show_log"),
     ("Images", "List, tag and remove images", "app.show_images"),
@@ -34,6 +37,15 @@ SCREEN_ACTIONS: dict[str, list[tuple[str, str, str]]] = {
         ("Images: tag", "Give the highlighted image another name:tag", "tag"),
         ("Images: new container", "Create a container from the image", "create"),
         ("Images: remove tag", "Remove the highlighted tag (asks first)", "remove"),
+    ],
+    "WasteScreen": [
+        ("Waste: go to layer and path", "Select the culprit layer and the path", "jump"),
+        ("Waste: sort by size", "Most wasted first (again: reversed)", "sort('size')"),
+        ("Waste: sort by path", "By path name (again: reversed)", "sort('path')"),
+        ("Waste: sort by class", "By class of waste (again: reversed)", "sort('class')"),
+    ],
+    "BlameScreen": [
+        ("Blame: go to layer", "Select the highlighted event's layer", "jump"),
     ],
     "ContainersScreen": [
         ("Containers: open", "Show the highlighted container", "open"),

@@ -10,7 +10,7 @@ from rich.text import Text
 from layerctl import words
 from layerctl.words import human_size  # noqa: F401 - re-exported
 
-__all__ = ["ago", "human_size", "status_text", "STATUS_WORDS"]
+__all__ = ["ago", "author_short", "human_size", "status_text", "STATUS_WORDS"]
 
 STATUS_WORDS = {"A": "added", "C": "changed", "D": "deleted", "": "unchanged"}
 _FALLBACK = {"A": "green", "C": "yellow", "D": "red", "": "", "staged": "cyan", "dim": "grey50"}
@@ -30,3 +30,8 @@ def ago(timestamp: float, clock: Callable[[], float] = time.time) -> str:
     """'3 days ago', compact enough for a table column."""
     text = words.ago(timestamp, clock)
     return "just now" if text.startswith("Less than") else text
+
+
+def author_short(author: str) -> str:
+    """'Jane <jane@x>' -> 'Jane': tables show names, the log shows emails."""
+    return author.split(" <", 1)[0] if " <" in author else author

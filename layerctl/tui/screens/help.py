@@ -23,6 +23,7 @@ below) and a **Preview** of the highlighted file.
 | anywhere | `c` | commit the staged changes (all, if none are staged) |
 | anywhere | `v` | preview: file content or its diff |
 | anywhere | `l` / `i` / `o` | log, images, containers |
+| anywhere | `w` | waste: efficiency, reclaimable bytes, inefficient paths |
 | anywhere | `r` | refresh |
 | anywhere | `ctrl+p` | command palette: every action, themes |
 | anywhere | `?` / `q` | this help / quit |
@@ -35,6 +36,10 @@ below) and a **Preview** of the highlighted file.
 | Files | `1` `2` `3` | show or hide added, changed, deleted |
 | Files | `s` | sort by name or size |
 | Files | `/` | search names; `esc` clears |
+| Files | `b` | blame: every layer that added, changed or deleted the path |
+| Waste | `s` `p` `k` | sort by size, path, class (again: reversed) |
+| Waste | `enter` | select the layer that wasted the path, and the path |
+| Blame | `enter` | select the event's layer (and the path) |
 | Commit dialog | `ctrl+s` / `esc` | commit / cancel |
 | Images | `enter` `t` `n` `x` | open, tag, new container, remove tag |
 | Containers | `enter` `n` `x` `R` | open, create, remove, reset |

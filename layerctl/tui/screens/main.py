@@ -61,6 +61,7 @@ class MainScreen(Screen):
         Binding("l", "app.show_log", "Log"),
         Binding("i", "app.show_images", "Images"),
         Binding("o", "app.show_containers", "Containers"),
+        Binding("w", "waste", "Waste"),
         Binding("r", "refresh", "Refresh"),
         Binding("slash", "files_search", "Search files", show=False),
         Binding("question_mark", "app.show_help", "Help"),
@@ -303,6 +304,50 @@ class MainScreen(Screen):
             browser, entry = self.highlighted
             self.preview(browser, entry, self.diff_mode)
         self.notify(f"Preview shows {'diffs' if self.diff_mode else 'content'}", timeout=2)
+
+    # -- jumps from the insight screens -------------------------------------------
+
+    def show_layer(self, layer_id: str | None, path: bytes | None = None) -> bool:
+        """Select a layer in Layers (None: the pending row) and, given `path`, put the
+        Files cursor on it once that layer's files load. False if the layer is not in
+        the stack."""
+        tree = self.file_tree
+        stack = self.stack
+        if stack.row_count and stack.selected_layer() == layer_id and (
+                layer_id is not None or stack.has_pending):
+            if path is not None:
+                tree.reveal(path)
+        else:
+            if path is not None:
+                tree.reveal(path, now=False)
+            if not stack.select_layer(layer_id):
+                return False
+        (tree if path is not None else stack).focus()
+        return True
+
+    def _jump(self, result: tuple[str | None, bytes | None] | None) -> None:
+        if result is not None and not self.show_layer(*result):
+            self.notify("That layer is not in this stack.", severity="warning")
+
+    def action_waste(self) -> None:
+        from layerctl.tui.screens.waste import WasteScreen
+
+        if not self.stack.stack_layers:
+            self.notify("No image to analyse.", severity="warning")
+            return
+        self.app.push_screen(WasteScreen(self.container, self.image), self._jump)
+
+    def action_blame(self) -> None:
+        from layerctl.browse import Entry
+        from layerctl.tui.screens.blame import BlameScreen
+
+        node = self.file_tree.cursor_node
+        entry = node.data if node is not None else None
+        if not isinstance(entry, Entry) or not self.stack.stack_layers:
+            self.notify("Highlight a file in Files to blame it.", severity="warning")
+            return
+        top = self.stack.stack_layers[-1].id
+        self.app.push_screen(BlameScreen(self.container, top, entry.path), self._jump)
 
     # -- actions ------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ class FileTree(Tree):
         Binding("3", "toggle_kind('D')", "Deleted", show=False),
         Binding("s", "toggle_sort", "Sort"),
         Binding("slash", "search", "Search"),
+        Binding("b", "screen.blame", "Blame"),
     ]
 
     def __init__(self) -> None:
@@ -46,6 +47,8 @@ class FileTree(Tree):
         self._generation = 0
         self._expanded: set[bytes] = set()
         self._cursor_path: bytes | None = None  # kept across reloads (live updates)
+        self._target: bytes | None = None  # reveal(): where the cursor goes once loaded
+        self._next_target: bytes | None = None  # the same, for the next browse()
 
     # -- loading ----------------------------------------------------------------
 
@@ -57,7 +60,30 @@ class FileTree(Tree):
         if not same:
             self._expanded.clear()
             self._cursor_path = None
+            self._target = None
+        if self._next_target is not None:
+            self._target, self._next_target = self._next_target, None
+            self._open_to(self._target)
         self.reload()
+
+    def reveal(self, path: bytes, now: bool = True) -> None:
+        """Put the cursor on `path`: its parents are opened as they load. With `now`
+        false, on the next browse() (a layer selection that is about to land). Filters
+        and search are dropped so that the path is listed whatever its status."""
+        if now:
+            self._target = path
+            self._open_to(path)
+            self.reload()
+        else:
+            self._next_target = path
+
+    def _open_to(self, path: bytes) -> None:
+        self.kinds = set(ALL_KINDS)
+        self.query_text = ""
+        if isinstance(self.parent, FilesPane):
+            self.parent.hide_search()
+        parts = path.split(b"/")
+        self._expanded.update(b"/".join(parts[:i]) for i in range(1, len(parts)))
 
     def reload(self) -> None:
         self._generation += 1
@@ -95,12 +121,16 @@ class FileTree(Tree):
         if generation != self._generation:
             return
         node.remove_children()
-        depth = 0 if node is self.root else node.tree_level
+        depth = _level(node)
         for e in entries:
             child = node.add(self._label(e, depth), data=e, allow_expand=e.is_dir)
             if e.is_dir and e.path in self._expanded:
                 child.expand()
-            if e.path == self._cursor_path:
+            if e.path == self._target:
+                self._target = None
+                self._cursor_path = e.path
+                self.call_after_refresh(self.move_cursor, child)
+            elif e.path == self._cursor_path and self._target is None:
                 self.call_after_refresh(self.move_cursor, child)
         if not entries and node is self.root:
             node.add_leaf(Text("(nothing to show with these filters)", style="italic"))
@@ -110,7 +140,7 @@ class FileTree(Tree):
     def _resize(self, node: TreeNode, sizes: dict[bytes, int], generation: int) -> None:
         if generation != self._generation:
             return
-        depth = 0 if node is self.root else node.tree_level
+        depth = _level(node)
         for child in node.children:
             e = child.data
             if isinstance(e, Entry) and e.path in sizes:
@@ -214,6 +244,14 @@ class FileTree(Tree):
         search.focus()
 
 
+def _level(node: TreeNode) -> int:
+    """How deep `node` is: 0 for the (hidden) root, 1 for a top-level entry."""
+    level = 0
+    while node.parent is not None:
+        level, node = level + 1, node.parent
+    return level
+
+
 class FilesPane(Vertical):
     """The tree plus its search box (hidden until `/`)."""
 
@@ -238,10 +276,13 @@ class FilesPane(Vertical):
         self.file_tree.set_query(event.value)
         self.file_tree.focus()
 
-    def action_clear_search(self) -> None:
+    def hide_search(self) -> None:
         search = self.query_one("#file-search", Input)
         search.value = ""
         search.display = False
+
+    def action_clear_search(self) -> None:
+        self.hide_search()
         if self.file_tree.query_text:
             self.file_tree.set_query("")
         self.file_tree.focus()

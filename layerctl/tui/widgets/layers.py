@@ -9,9 +9,10 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
+from textual.widgets.data_table import RowDoesNotExist
 
 from layerctl.store.layers import Layer
-from layerctl.tui.format import ago, human_size
+from layerctl.tui.format import ago, author_short, human_size
 from layerctl.tui.messages import LayerSelected
 
 PENDING = "pending"
@@ -52,7 +53,7 @@ class LayerStack(DataTable):
             self.add_row(
                 Text(self.app.short_id(layer.id), style="bold"),
                 _clip(layer.summary or "(no message)", 20),
-                _clip(_author_name(layer.author_name), 12),
+                _clip(author_short(layer.author_name), 12),
                 ago(layer.author_time, self.clock),
                 human_size(sizes[layer.id]),
                 key=layer.id,
@@ -70,7 +71,7 @@ class LayerStack(DataTable):
         return (
             Text("(pending)", style="italic bold"),
             Text(f"{pending} pending {word}", style="italic"),
-            _clip(_author_name(author), 12),
+            _clip(author_short(author), 12),
             "now",
             "",
         )
@@ -89,6 +90,17 @@ class LayerStack(DataTable):
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
         return None if key == PENDING else key
 
+    def select_layer(self, layer_id: str | None) -> bool:
+        """Move the cursor to a layer (None: the pending row); False if it is not in the
+        stack. Moving posts LayerSelected as a user's move would."""
+        key = PENDING if layer_id is None else layer_id
+        try:
+            row = self.get_row_index(key)
+        except RowDoesNotExist:
+            return False
+        self.move_cursor(row=row)
+        return True
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         key = event.row_key.value
@@ -100,8 +112,3 @@ def _clip(text: str, width: int) -> str:
     from rich.cells import cell_len, set_cell_size
 
     return text if cell_len(text) <= width else set_cell_size(text, width - 1) + "…"
-
-
-def _author_name(author: str) -> str:
-    """'Jane <jane@x>' -> 'Jane': the table shows names, the log shows emails."""
-    return author.split(" <", 1)[0] if " <" in author else author
