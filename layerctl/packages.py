@@ -12,10 +12,7 @@ traceback and never a made-up diff.
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import struct
-import tempfile
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
@@ -365,9 +362,16 @@ def parse_rpm_header(blob: bytes) -> dict[int, object]:
     return out
 
 
+_SHAPES = {_NAME: bytes, _VERSION: bytes, _RELEASE: bytes, _ARCH: bytes, _EPOCH: tuple,
+           _DIRINDEXES: tuple, _BASENAMES: list, _DIRNAMES: list}
+
+
 def _rpm_package(h: dict[int, object]) -> tuple[tuple[str, str, str], list[bytes]]:
     if _NAME not in h or _VERSION not in h:
         raise Malformed("a header without NAME or VERSION")
+    for tag, value in h.items():
+        if not isinstance(value, _SHAPES[tag]):
+            raise Malformed(f"tag {tag} has the wrong type")
     version = _decode(h[_VERSION]) + (f"-{_decode(h[_RELEASE])}" if _RELEASE in h else "")
     epoch = h.get(_EPOCH)
     if epoch:
@@ -387,6 +391,10 @@ def _rpm_package(h: dict[int, object]) -> tuple[tuple[str, str, str], list[bytes
 def parse_rpmdb(data: bytes) -> tuple[dict[str, Package], dict[bytes, str]]:
     """Packages and file owners from an rpmdb.sqlite image (opened read-only from a
     private temporary copy: sqlite needs a file, the store holds a blob)."""
+    import os
+    import sqlite3  # here: only RPM images pay for the import
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix="layerctl-rpmdb-")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -417,17 +425,13 @@ def parse_rpmdb(data: bytes) -> tuple[dict[str, Package], dict[bytes, str]]:
     return pkgs, owners
 
 
-def parse_dpkg_list(data: bytes) -> list[bytes]:
-    return [line.strip(b"/") for line in data.split(b"\n") if line.strip(b"/")]
-
-
 # -- the reader ---------------------------------------------------------------------
 
 
 @dataclass
 class _Db:
     packages: dict[str, Package]
-    owners: dict[bytes, str] | None = None  # path -> package key (dpkg: built lazily)
+    owners: dict[bytes, str] = field(default_factory=dict)  # path -> key (not dpkg's)
 
 
 @dataclass
@@ -438,8 +442,7 @@ class Packages:
     store: object
     warnings: list[str] = field(default_factory=list)
     _dbs: dict[tuple, _Db | None] = field(default_factory=dict)
-    _lists: dict[Hashable, list[bytes]] = field(default_factory=dict)
-    _owners: dict[tuple, dict[bytes, str]] = field(default_factory=dict)
+    _lists: dict[Hashable, bytes] = field(default_factory=dict)
     _lookup: object = None
 
     def tree(self, root: DirRef, label: str) -> LayerTree:
@@ -521,46 +524,45 @@ class Packages:
     def owner(self, tree: object, path: bytes) -> Package | None:
         """The installed package that lists `path` in `tree`, when one does."""
         path = path.strip(b"/")
+        spellings = (path, _merged_usr(path))
         for kind in DB_PATHS:
             db = self._db(tree, kind)
             if not db:
                 continue
-            owners = db.owners if kind != "deb" else self._dpkg_owners(tree, db)
-            key = owners.get(path) if owners else None
-            if key is None:
-                key = owners.get(_merged_usr(path)) if owners else None
+            if kind == "deb":
+                key = self._dpkg_owner(tree, db, spellings)
+            else:
+                key = next((db.owners[p] for p in spellings if p in db.owners), None)
             if key is not None and key in db.packages:
                 return db.packages[key]
         return None
 
-    def _dpkg_owners(self, tree: object, db: _Db) -> dict[bytes, str] | None:
+    def _dpkg_owner(self, tree: object, db: _Db, spellings: tuple[bytes, ...]) -> str | None:
+        """dpkg keeps each package's files in info/<pkg>[:arch].list: search the lists
+        (each read once per blob id, kept as one string: a search is a memchr-fast
+        scan, cheaper than building a path map for the one or few paths asked)."""
         found = tree.listing(DPKG_INFO)
         if found is None:
             return None
-        dir_key, names = found
-        cache_key = (id(db), dir_key)
-        owners = self._owners.get(cache_key)
-        if owners is not None:
-            return owners
-        owners = {}
+        names = found[1]
+        needles = [b"\n/" + p + b"\n" for p in spellings]
         for pkg in db.packages.values():
             blob = names.get(f"{pkg.name}:{pkg.arch}.list".encode()) or names.get(
                 f"{pkg.name}.list".encode())
             if blob is None:
                 continue
-            paths = self._lists.get(blob)
-            if paths is None:
+            data = self._lists.get(blob)
+            if data is None:
                 data = tree.read(blob, MAX_LIST + 1)
                 if len(data) > MAX_LIST:
                     self._warn(f"{DPKG_INFO.decode()}/{pkg.name}.list in {tree.label} is "
                                f"over {MAX_LIST} bytes; its files are not attributed")
                     data = b""
-                paths = parse_dpkg_list(data)
-                self._lists[blob] = paths
-            for p in paths:
-                owners.setdefault(p, pkg.key)
-        self._owners[cache_key] = owners
-        return owners
+                data = b"\n" + data.rstrip(b"\n") + b"\n"
+                self._lists[blob] = data
+            if any(n in data for n in needles):
+                return pkg.key
+        return None
 
 
 def _merged_usr(path: bytes) -> bytes:

@@ -389,8 +389,25 @@ def _bad_rpm_header_db(tmp_path: Path) -> bytes:
     return _rpmdb(tmp_path, [good, lying])
 
 
+def _unterminated() -> bytes:
+    """A header whose last string (ARCH) has lost its NUL, the data length consistent."""
+    h = _rpm("bash", "5.1.8", "6.el9")
+    il, dl = struct.unpack_from(">II", h)
+    return struct.pack(">II", il, dl - 1) + h[8:-1]
+
+
+def _sqlite_without_packages(tmp_path: Path) -> bytes:
+    path = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE Other (x)")
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
 @pytest.mark.parametrize("kind", ["dpkg-line", "dpkg-noversion", "apk", "rpm-not-sqlite",
-                                  "rpm-header", "rpm-dirindex"])
+                                  "rpm-header", "rpm-dirindex", "rpm-type", "rpm-string",
+                                  "rpm-table"])
 def test_malformed_database_is_one_warning(tmp_path: Path, kind: str) -> None:
     bad = {
         "dpkg-line": (STATUS, b"Package: a\nStatus: install ok installed\nVersion: 1\n"
@@ -402,6 +419,13 @@ def test_malformed_database_is_one_warning(tmp_path: Path, kind: str) -> None:
         "rpm-dirindex": (b"var/lib/rpm/rpmdb.sqlite", _rpmdb(tmp_path, [_rpm_header([
             (1000, 6, b"x"), (1001, 6, b"1"), (1116, 4, [7]), (1117, 8, [b"f"]),
             (1118, 8, [b"/d/"])])])),
+        # NAME as a string array
+        "rpm-type": (b"var/lib/rpm/rpmdb.sqlite", _rpmdb(tmp_path, [_rpm_header([
+            (1000, 8, [b"x", b"y"]), (1001, 6, b"1")])])),
+        # a string without its terminating NUL
+        "rpm-string": (b"var/lib/rpm/rpmdb.sqlite", _rpmdb(tmp_path, [_unterminated()])),
+        # a sqlite database without a Packages table
+        "rpm-table": (b"var/lib/rpm/rpmdb.sqlite", _sqlite_without_packages(tmp_path)),
     }[kind]
     root = tmp_path / "store"
     store = Store(str(root))
