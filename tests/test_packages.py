@@ -555,3 +555,35 @@ def test_diff_packages_of_a_container(tmp_path: Path) -> None:
     finally:
         C.umount(store, "work")
         store.close()
+
+
+def test_oversized_file_list_is_not_attributed(deb: dict, monkeypatch: pytest.MonkeyPatch,
+                                               ) -> None:
+    L = deb["layers"]
+    store = Store(str(deb["root"]))
+    try:
+        pkgs = packages.Packages(store)
+        tree = pkgs.tree(read_layer(store, L[1]).root, "l1")
+        assert pkgs.owner(tree, b"/usr/bin/hello").key == "hello"
+        monkeypatch.setattr(packages, "MAX_LIST", 62)  # hello.list is 63 bytes
+        pkgs = packages.Packages(store)
+        tree = pkgs.tree(read_layer(store, L[1]).root, "l1")
+        assert pkgs.owner(tree, b"/usr/bin/hello") is None
+        assert ("var/lib/dpkg/info/hello.list in l1 is over 62 bytes; "
+                "its files are not attributed") in pkgs.warnings
+    finally:
+        store.close()
+
+
+def test_arch_change_and_repeated_names() -> None:
+    old = packages.parse_dpkg_status(
+        b"Package: libx\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n"
+        b"Package: libx\nStatus: install ok installed\nArchitecture: i386\nVersion: 1\n\n"
+        b"Package: tool\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2\n\n"
+        b"Package: gone\nStatus: deinstall ok config-files\nArchitecture: all\nVersion: 3\n")
+    new = packages.parse_dpkg_status(
+        b"Package: libx\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n"
+        b"Package: tool\nStatus: hold ok installed\nArchitecture: arm64\nVersion: 2\n")
+    assert sorted(old) == ["libx:amd64", "libx:i386", "tool"]  # config-files: not installed
+    texts = [c.text() for c in packages.diff_packages("deb", old, new)]
+    assert texts == ["+libx 1", "~tool 2 (amd64 -> arm64)", "-libx:amd64", "-libx:i386"]

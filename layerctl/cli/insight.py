@@ -39,7 +39,7 @@ def _analysis_block(report: object) -> list[str]:
     ]
 
 
-def _row_owners(store: object, tgt: object, report: object, rows: list) -> dict:
+def _row_owners(store: object, tgt: object, rows: list) -> dict:
     """path -> the package that installed the row's last wasted copy (read from the
     package database of the layer that shipped it), when one says so."""
     from layerctl.packages import Packages
@@ -289,7 +289,7 @@ def waste_cmd(ctx: click.Context, target: str, base_ref: str | None, as_json: bo
             judged.user_reclaimable,
             [(_wasted_by(judged, i), n) for i, n in sorted(meta_layers.items())]))
     def owners_of(rows: list) -> dict:
-        return _row_owners(store, tgt, judged, rows)
+        return _row_owners(store, tgt, rows)
 
     if as_json:
         click.echo(json.dumps(_report_json(judged, outcomes, duplicates, owners_of), indent=2))
