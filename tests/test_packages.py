@@ -544,8 +544,14 @@ def test_diff_packages_of_a_container(tmp_path: Path) -> None:
             b"Package: c\nStatus: install ok installed\nArchitecture: all\nVersion: 0.1~git\n")
         (merged / "var/lib/dpkg/info").mkdir()
         (merged / "var/lib/dpkg/info/c.list").write_bytes(b"/usr/bin/c\n")
+        (merged / "usr/bin").mkdir(parents=True)
+        (merged / "usr/bin/c").write_bytes(b"#!/bin/sh\n")
         out = run(root, "diff", "--packages", "work").stdout.splitlines()
         assert out == ["+c 0.1~git", "~a 1.0 -> 1.1", "-b"]
+        hist = json.loads(run(root, "blame", "--json", "work", "/usr/bin/c").stdout)[0]
+        assert [(e["change"], e["layer"], e["package"]) for e in hist["events"]] == [
+            ("A", "(uncommitted)", {"format": "deb", "name": "c", "version": "0.1~git",
+                                    "arch": "all"})]
         pkgs = packages.Packages(store)
         from layerctl.containers.api import pending
         from layerctl.containers.state import find

@@ -171,7 +171,7 @@ def blame_cmd(ctx: click.Context, target: str, paths: tuple[str, ...], all_event
             results.append((hist, blame.dir_view(store, chain, path, pend)))
         else:
             results.append((hist, None))
-    owners = _owners(store, chain, [h for h, _ in results])
+    owners = _owners(store, chain, [h for h, _ in results], container)
     if as_json:
         click.echo(json.dumps([_json(h, extra, summary, owners) for h, extra in results],
                               indent=2))
@@ -185,12 +185,14 @@ def blame_cmd(ctx: click.Context, target: str, paths: tuple[str, ...], all_event
             _print_history(hist, all_events, owners)
 
 
-def _owners(store: object, chain: list, hists: list) -> dict:
+def _owners(store: object, chain: list, hists: list, container: object) -> dict:
     """id(event) -> the package that lists the path in the event's layer (for a
-    deletion: in the layer before it), when a package database there says so."""
-    from layerctl.packages import Packages
+    deletion: in the layer before it; for a container's pending change: in its
+    view), when a package database there says so."""
+    from layerctl.packages import Packages, pending_trees
 
     pkgs = Packages(store)
+    view = None
     out = {}
     for hist in hists:
         for e in hist.events:
@@ -198,9 +200,18 @@ def _owners(store: object, chain: list, hists: list) -> dict:
                 continue  # dpkg lists directories under every package that uses them
             i = e.step.index - (1 if e.change == "D" else 0)
             if 0 <= i < len(chain):
-                pkg = pkgs.owner(pkgs.tree(chain[i].root, chain[i].id[:12]), hist.path)
-                if pkg is not None:
-                    out[id(e)] = pkg
+                tree = pkgs.tree(chain[i].root, chain[i].id[:12])
+            elif container is not None and i == len(chain):
+                if view is None:  # every pending change: the database and its file lists
+                    from layerctl.containers.api import pending
+
+                    view = pending_trees(pkgs, pending(store, container))[1]
+                tree = view
+            else:
+                continue
+            pkg = pkgs.owner(tree, hist.path)
+            if pkg is not None:
+                out[id(e)] = pkg
     echo_package_warnings(pkgs)
     return out
 
