@@ -343,6 +343,7 @@ def _rpm(name: str, version: str, release: str, epoch: int | None = None,
 def _rpmdb(tmp_path: Path, headers: list[bytes]) -> bytes:
     path = tmp_path / f"rpmdb-{len(list(tmp_path.glob('rpmdb-*')))}.sqlite"
     conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")  # as rpm leaves it; closing checkpoints
     conn.execute("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, "
                  "blob BLOB NOT NULL)")
     conn.executemany("INSERT INTO Packages (blob) VALUES (?)", [(h,) for h in headers])
