@@ -49,3 +49,11 @@ def progress_printer(label: str) -> Callable[[int, int], None] | None:
     return show
 
 
+
+
+def echo_package_warnings(pkgs: object) -> None:
+    """The one-line warnings of a layerctl.packages.Packages reader, on stderr."""
+    if pkgs is None:
+        return
+    for line in pkgs.warnings:
+        click.echo(f"layerctl: warning: {line}", err=True)

@@ -267,6 +267,17 @@ def container_diff(ctx: click.Context, name: str, paths: tuple[str, ...], patch:
     return True
 
 
+def container_package_trees(store: object, pkgs: object, name: str) -> tuple | None:
+    """(base tree, container tree) for `diff --packages CONTAINER`; None if `name` is
+    not a container."""
+    from layerctl.containers.api import pending
+    from layerctl.containers.state import find
+    from layerctl.packages import pending_trees
+
+    c = find(store, name)
+    return None if c is None else pending_trees(pkgs, pending(store, c))
+
+
 def patch_lines(store: object, p: object, ch: object) -> list[str]:
     """A git-style patch for one pending change; new content is read (bounded) from
     the container, from the very entry the scan saw (one swapped in since is refused,

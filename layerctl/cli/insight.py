@@ -39,24 +39,53 @@ def _analysis_block(report: object) -> list[str]:
     ]
 
 
-def _path_rows(report: object, show_all: bool) -> list[str]:
+def _row_owners(store: object, tgt: object, rows: list) -> dict:
+    """path -> the package that installed the row's last wasted copy (read from the
+    package database of the layer that shipped it), when one says so."""
+    from layerctl.packages import Packages
+
+    pkgs = Packages(store)
+    out = {}
+    for row in rows:
+        if row.files or not row.copies or row.wasted == 0:
+            continue
+        step = row.copies[-1].step
+        if step >= len(tgt.layers):
+            continue  # the container's pending copy: no committed database to ask
+        layer = tgt.layers[step]
+        pkg = pkgs.owner(pkgs.tree(layer.root, layer.id[:12]), row.path)
+        if pkg is not None:
+            out[row.path] = pkg
+    from layerctl.cli.common import echo_package_warnings
+
+    echo_package_warnings(pkgs)
+    return out
+
+
+def _path_rows(report: object, show_all: bool, owners_of: object) -> list[str]:
     from layerctl.words import humanize_bytes
 
+    rows = [row for row in report.by_path(collapse=not show_all)
+            if row.wasted or show_all]
+    owners = owners_of(rows)
+    pkg_col = f"{'Package':<24}  " if owners else ""
     lines = ["Inefficient Files:",
              f"{'Count':>5}  {'Wasted Space':>12}  {'Class':<19}  {'Wasted by layer':<40}  "
-             "File Path"]
-    for row in report.by_path(collapse=not show_all):
-        if row.wasted == 0 and not show_all:
-            continue
+             f"{pkg_col}File Path"]
+    for row in rows:
         shown = path_text(row.path)
         if row.files:
             shown += f"/ (dir, {row.files} files)"
+        pkg = ""
+        if owners:
+            owner = owners.get(row.path)
+            pkg = f"{_clip(owner.label if owner else '-', 24):<24}  "
         lines.append(f"{row.count:>5}  {humanize_bytes(row.wasted):>12}  {row.cls:<19}  "
-                     f"{_clip(_wasted_by(report, row.culprit), 40):<40}  {shown}")
+                     f"{_clip(_wasted_by(report, row.culprit), 40):<40}  {pkg}{shown}")
     return lines
 
 
-def _layer_rows(report: object, show_all: bool) -> list[str]:
+def _layer_rows(report: object, show_all: bool, _owners_of: object = None) -> list[str]:
     from layerctl.words import humanize_bytes
 
     lines = ["Wasted by layer:",
@@ -73,7 +102,7 @@ def _layer_rows(report: object, show_all: bool) -> list[str]:
     return lines
 
 
-def _class_rows(report: object, show_all: bool) -> list[str]:
+def _class_rows(report: object, show_all: bool, _owners_of: object = None) -> list[str]:
     from layerctl.words import humanize_bytes
 
     lines = ["Wasted by class:", f"{'Class':<19}  {'Copies':>6}  {'Wasted Space':>12}"]
@@ -98,11 +127,18 @@ def _duplicate_rows(report: object, show_all: bool) -> list[str]:
     return lines
 
 
-def _report_json(report: object, outcomes: list | None, duplicates: bool) -> dict:
+def _report_json(report: object, outcomes: list | None, duplicates: bool,
+                 owners_of: object) -> dict:
     layers = report.layers
     rows = []
-    for row in report.by_path():
+    by_path = report.by_path()
+    owners = owners_of(by_path)
+    for row in by_path:
+        owner = owners.get(row.path)
         rows.append({
+            "package": None if owner is None else {
+                "format": owner.kind, "name": owner.key, "version": owner.version,
+                "arch": owner.arch},
             "count": row.count,
             "sizeBytes": row.wasted,
             "file": path_text(row.path),
@@ -252,13 +288,16 @@ def waste_cmd(ctx: click.Context, target: str, base_ref: str | None, as_json: bo
             judged.efficiency, judged.reclaimable, judged.user_ratio, judged.reclaimable,
             judged.user_reclaimable,
             [(_wasted_by(judged, i), n) for i, n in sorted(meta_layers.items())]))
+    def owners_of(rows: list) -> dict:
+        return _row_owners(store, tgt, rows)
+
     if as_json:
-        click.echo(json.dumps(_report_json(judged, outcomes, duplicates), indent=2))
+        click.echo(json.dumps(_report_json(judged, outcomes, duplicates, owners_of), indent=2))
         _exit(outcomes)
         return
     lines.extend(_analysis_block(judged))
     render = {"path": _path_rows, "layer": _layer_rows, "class": _class_rows}[by]
-    lines.extend(render(judged, show_all))
+    lines.extend(render(judged, show_all, owners_of))
     if not gate:
         lines.extend(_duplicate_rows(judged, show_all))
     _finish(lines, outcomes)

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from layerctl.cli.common import human_size, open_store, path_text
+from layerctl.cli.common import echo_package_warnings, human_size, open_store, path_text
 from layerctl.errors import BadInput, LayerctlError
 
 
@@ -45,9 +45,16 @@ def _step_fields(step: object) -> dict:
             "message": layer.summary}
 
 
-def _event_json(e: object) -> dict:
+def _package_json(pkg: object) -> dict | None:
+    if pkg is None:
+        return None
+    return {"format": pkg.kind, "name": pkg.key, "version": pkg.version, "arch": pkg.arch}
+
+
+def _event_json(e: object, owners: dict) -> dict:
     meta = e.meta
-    out = {**_step_fields(e.step), "change": e.change, "mechanism": e.mechanism or None}
+    out = {**_step_fields(e.step), "change": e.change, "mechanism": e.mechanism or None,
+           "package": _package_json(owners.get(id(e)))}
     if e.where is not None:
         out["where"] = _path_json(e.where).popitem()[1]
     if meta is not None:
@@ -78,7 +85,7 @@ def _facts(e: object) -> str:
     return f"{size}{meta.kind}{meta.mode:04o} {meta.uid}:{meta.gid}"
 
 
-def _event_line(e: object, label: str) -> str:
+def _event_line(e: object, label: str, owners: dict) -> str:
     extra = ""
     if e.change == "D":
         where = path_text(e.where) if e.where is not None else ""
@@ -86,28 +93,31 @@ def _event_line(e: object, label: str) -> str:
     elif e.details:
         extra = f"  ({', '.join(e.details)})"
     facts = "" if e.change == "D" else f"  {_facts(e)}"
-    return f"  {label:<9} {e.step.short:<13} {_when(e.step):<10}  {_who_what(e.step)}{facts}{extra}"
+    pkg = owners.get(id(e))
+    owned = f"  [{pkg.kind} {pkg.key} {pkg.version}]" if pkg is not None else ""
+    return (f"  {label:<9} {e.step.short:<13} {_when(e.step):<10}  {_who_what(e.step)}"
+            f"{facts}{extra}{owned}")
 
 
-def _print_history(hist: object, all_events: bool) -> None:
+def _print_history(hist: object, all_events: bool, owners: dict) -> None:
     click.echo(path_text(hist.path) + ("/" if hist.is_dir else ""))
     if not hist.events:
         click.echo("  (never present in this chain)")
         return
     if all_events:
         for e in hist.events:
-            click.echo(_event_line(e, e.change))
+            click.echo(_event_line(e, e.change, owners))
         return
     if not hist.exists:
-        click.echo(_event_line(hist.deleted, "deleted"))
+        click.echo(_event_line(hist.deleted, "deleted", owners))
         return
     content, metadata, added = hist.content, hist.metadata, hist.introduced
     if not hist.is_dir:
-        click.echo(_event_line(content, "content"))
+        click.echo(_event_line(content, "content", owners))
     if metadata is not None and (hist.is_dir or metadata is not content):
-        click.echo(_event_line(metadata, "metadata"))
+        click.echo(_event_line(metadata, "metadata", owners))
     if added is not None and (hist.is_dir or added is not content):
-        click.echo(_event_line(added, "added"))
+        click.echo(_event_line(added, "added", owners))
     earlier = [e for e in hist.events if e.change == "D"]
     if earlier:
         click.echo(f"  (deleted {len(earlier)} time(s) before; --all-events shows every event)")
@@ -158,8 +168,10 @@ def blame_cmd(ctx: click.Context, target: str, paths: tuple[str, ...], all_event
             results.append((hist, blame.dir_view(store, chain, path, pend)))
         else:
             results.append((hist, None))
+    owners = _owners(store, chain, [h for h, _ in results], container)
     if as_json:
-        click.echo(json.dumps([_json(h, extra, summary) for h, extra in results], indent=2))
+        click.echo(json.dumps([_json(h, extra, summary, owners) for h, extra in results],
+                              indent=2))
         return
     for hist, extra in results:
         if isinstance(extra, list):
@@ -167,15 +179,46 @@ def blame_cmd(ctx: click.Context, target: str, paths: tuple[str, ...], all_event
         elif extra is not None:
             _print_dir(hist, extra, summary)
         else:
-            _print_history(hist, all_events)
+            _print_history(hist, all_events, owners)
 
 
-def _json(hist: object, extra: object, summary: bool) -> dict:
+def _owners(store: object, chain: list, hists: list, container: object) -> dict:
+    """id(event) -> the package that lists the path in the event's layer (for a
+    deletion: in the layer before it; for a container's pending change: in its
+    view), when a package database there says so."""
+    from layerctl.packages import Packages, pending_trees
+
+    pkgs = Packages(store)
+    view = None
+    out = {}
+    for hist in hists:
+        for e in hist.events:
+            if e.meta is not None and e.meta.kind == "d":
+                continue  # dpkg lists directories under every package that uses them
+            i = e.step.index - (1 if e.change == "D" else 0)
+            if 0 <= i < len(chain):
+                tree = pkgs.tree(chain[i].root, chain[i].id[:12])
+            elif container is not None and i == len(chain):
+                if view is None:  # every pending change: the database and its file lists
+                    from layerctl.containers.api import pending
+
+                    view = pending_trees(pkgs, pending(store, container))[1]
+                tree = view
+            else:
+                continue
+            pkg = pkgs.owner(tree, hist.path)
+            if pkg is not None:
+                out[id(e)] = pkg
+    echo_package_warnings(pkgs)
+    return out
+
+
+def _json(hist: object, extra: object, summary: bool, owners: dict) -> dict:
     def layer_of(e: object) -> str | None:
         return e.step.id if e is not None else None
 
     out = {**_path_json(hist.path), "exists": hist.exists,
-           "events": [_event_json(e) for e in hist.events],
+           "events": [_event_json(e, owners) for e in hist.events],
            "content_layer": layer_of(hist.content), "metadata_layer": layer_of(hist.metadata),
            "introduced_layer": layer_of(hist.introduced), "deleted_layer": layer_of(hist.deleted)}
     if isinstance(extra, list):

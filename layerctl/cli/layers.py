@@ -8,7 +8,7 @@ import time
 
 import click
 
-from layerctl.cli.common import open_store
+from layerctl.cli.common import echo_package_warnings, open_store
 from layerctl.errors import BadInput, Corrupt, LayerctlError, NotFound
 
 
@@ -29,7 +29,18 @@ def _changes(store: object, layer: object) -> list:
     return list(diff(store, parent, layer.root))
 
 
-def _echo_changes(store: object, changes: list, stat: bool, patch: bool) -> None:
+def _package_changes(pkgs: object, store: object, layer: object) -> list:
+    """The packages `layer` adds, removes or changes against its parent."""
+    from layerctl.store.layers import read_layer
+
+    old = None
+    if layer.parent:
+        old = pkgs.tree(read_layer(store, layer.parent).root, layer.parent[:12])
+    return pkgs.changes(old, pkgs.tree(layer.root, layer.id[:12]))
+
+
+def _echo_changes(store: object, changes: list, stat: bool, patch: bool,
+                  packages: list | None = None) -> None:
     from layerctl.patch import render_patch, stat_summary
 
     if stat:
@@ -37,6 +48,10 @@ def _echo_changes(store: object, changes: list, stat: bool, patch: bool) -> None
         for line in lines:
             click.echo(" " + line)
         click.echo(" " + summary)
+        if packages:
+            from layerctl.packages import summary_line
+
+            click.echo(" " + summary_line(packages))
     if patch:
         for change in changes:
             for line in render_patch(change, store):
@@ -53,7 +68,8 @@ def _date(layer: object) -> str:
 
 
 def _echo_layer(
-    store: object, layer: object, tags: dict, oneline: bool, stat: bool, patch: bool
+    store: object, layer: object, tags: dict, oneline: bool, stat: bool, patch: bool,
+    pkgs: object = None,
 ) -> None:
     decoration = f" ({', '.join(tags[layer.id])})" if layer.id in tags else ""
     if oneline:
@@ -69,7 +85,8 @@ def _echo_layer(
             click.echo(f"    {line}")
         click.echo("")
     if stat or patch:
-        _echo_changes(store, _changes(store, layer), stat, patch)
+        packages = _package_changes(pkgs, store, layer) if stat and pkgs is not None else None
+        _echo_changes(store, _changes(store, layer), stat, patch, packages)
         if not oneline:
             click.echo("")
 
@@ -121,6 +138,11 @@ def log_cmd(
             # one broken tag must not hide the history of the others (fsck names it)
             click.echo(f"layerctl: warning: skipping {sha[:12]}: {e}", err=True)
     tags = _tags_by_layer(store)
+    pkgs = None
+    if stat:
+        from layerctl.packages import Packages
+
+        pkgs = Packages(store)
     shown = 0
     while pending and (max_count is None or shown < max_count):
         layer = max(pending.values(), key=lambda la: (la.author_time, la.id))
@@ -130,10 +152,11 @@ def log_cmd(
         if layer.parent:
             parent = pending.get(layer.parent) or read_layer(store, layer.parent)
         if touches is None or touches(layer, parent):
-            _echo_layer(store, layer, tags, oneline, stat, patch)
+            _echo_layer(store, layer, tags, oneline, stat, patch, pkgs)
             shown += 1
         if parent is not None and parent.id not in seen:
             pending[parent.id] = parent
+    echo_package_warnings(pkgs)
 
 
 def _path_filter(store: object, paths: list[str] | None):  # noqa: ANN202
@@ -184,7 +207,11 @@ def show_cmd(ctx: click.Context, target: str, patch: bool) -> None:
     layer_id, path = _split_layer_path(store, target)
     layer = read_layer(store, layer_id)
     if path is None:
-        _echo_layer(store, layer, _tags_by_layer(store), False, True, patch)
+        from layerctl.packages import Packages
+
+        pkgs = Packages(store)
+        _echo_layer(store, layer, _tags_by_layer(store), False, True, patch, pkgs)
+        echo_package_warnings(pkgs)
         return
     found = lookup_follow(store, layer.root, path)
     if found is None:
@@ -217,13 +244,23 @@ def show_cmd(ctx: click.Context, target: str, patch: bool) -> None:
 @click.argument("args", nargs=-1, required=True)
 @click.option("-p", "--patch", is_flag=True, help="Show text patches.")
 @click.option("--name-status", is_flag=True, help="Only A/C/D and path (like docker diff).")
+@click.option("--packages", is_flag=True,
+              help="Only the dpkg/apk/rpm packages added, removed or changed.")
+@click.option("--json", "as_json", is_flag=True, help="With --packages: as JSON.")
 @click.pass_context
-def diff_cmd(ctx: click.Context, args: tuple[str, ...], patch: bool, name_status: bool) -> None:
-    """diff LAYER LAYER [-p], or diff CONTAINER [PATH...] [-p]."""
+def diff_cmd(ctx: click.Context, args: tuple[str, ...], patch: bool, name_status: bool,
+             packages: bool, as_json: bool) -> None:
+    """diff LAYER LAYER [-p], or diff CONTAINER [PATH...] [-p]; --packages names the
+    packages (read from the package databases in the trees) instead of paths."""
+    if as_json and not packages:
+        raise click.UsageError("--json goes with --packages")
     try:
         from layerctl.cli.containers import container_diff
     except ImportError:
         container_diff = None
+    if packages:
+        _diff_packages(ctx, args, as_json, container_diff is not None)
+        return
     if container_diff is not None and container_diff(ctx, args[0], args[1:], patch):
         return
     from layerctl.images import resolve
@@ -242,6 +279,35 @@ def diff_cmd(ctx: click.Context, args: tuple[str, ...], patch: bool, name_status
                 click.echo(line)
         else:
             click.echo(status_line(change) if name_status else detail_line(change))
+
+
+def _diff_packages(ctx: click.Context, args: tuple[str, ...], as_json: bool,
+                   containers: bool) -> None:
+    import json
+
+    from layerctl.images import resolve
+    from layerctl.packages import Packages
+    from layerctl.store.layers import read_layer
+
+    store = open_store(ctx)
+    pkgs = Packages(store)
+    pair = None
+    if len(args) == 1 and containers:
+        from layerctl.cli.containers import container_package_trees
+
+        pair = container_package_trees(store, pkgs, args[0])
+    if pair is None:
+        if len(args) != 2:
+            raise click.UsageError("diff --packages takes two layers or a container")
+        ids = [resolve(store, a) for a in args]
+        pair = tuple(pkgs.tree(read_layer(store, i).root, i[:12]) for i in ids)
+    changes = pkgs.changes(*pair)
+    if as_json:
+        click.echo(json.dumps([c.as_json() for c in changes], indent=2))
+    else:
+        for c in changes:
+            click.echo(c.text())
+    echo_package_warnings(pkgs)
 
 
 @click.command("checkout")

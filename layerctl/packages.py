@@ -1,0 +1,601 @@
+"""Installed packages read straight from a layer's tree (no package manager): Debian
+dpkg, Alpine apk and RPM (sqlite rpmdb) databases, the changes between two trees,
+and which package owns a path.
+
+Cost follows changes: a database is parsed only when its blob differs from one
+already parsed (results are cached by blob id), so walking a chain of layers reads
+each distinct database once; dpkg's per-package file lists are cached the same way.
+Every reader is bounded (MAX_DB bytes) and treats its input as hostile: a database
+that cannot be parsed yields one warning line and counts as unknown, never a
+traceback and never a made-up diff.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+from layerctl.pkgversion import COMPARE
+from layerctl.store.fstree import DirRef
+from layerctl.store.meta import FILE
+from layerctl.store.names import unmangle
+from layerctl.store.objects import MODE_TREE
+
+MAX_DB = 64 << 20  # bytes read of one database file
+MAX_LIST = 16 << 20  # bytes read of one dpkg .list file
+
+DPKG_STATUS = b"var/lib/dpkg/status"
+DPKG_INFO = b"var/lib/dpkg/info"
+APK_DB = b"lib/apk/db/installed"
+RPM_DBS = (b"var/lib/rpm/rpmdb.sqlite", b"usr/lib/sysimage/rpm/rpmdb.sqlite")
+DB_PATHS = {"deb": (DPKG_STATUS,), "apk": (APK_DB,), "rpm": RPM_DBS}
+
+
+class Malformed(ValueError):
+    """A database that does not parse; the message says where."""
+
+
+@dataclass(frozen=True)
+class Package:
+    kind: str  # deb | apk | rpm
+    key: str  # unique within its database (name, or name:arch when a name repeats)
+    name: str
+    version: str
+    arch: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.key} {self.version}"
+
+
+@dataclass(frozen=True)
+class PackageChange:
+    op: str  # "+" added, "-" removed, "~" version (or arch) changed
+    kind: str
+    key: str
+    old: Package | None
+    new: Package | None
+
+    @property
+    def downgrade(self) -> bool:
+        return (self.op == "~" and self.old.version != self.new.version
+                and COMPARE[self.kind](self.new.version, self.old.version) < 0)
+
+    def text(self) -> str:
+        """'+curl 7.88.1-10', '-vim', '~libc6 2.36-9 -> 2.36-9+deb12u1'."""
+        if self.op == "+":
+            return f"+{self.key} {self.new.version}"
+        if self.op == "-":
+            return f"-{self.key}"
+        if self.old.version == self.new.version:
+            return f"~{self.key} {self.new.version} ({self.old.arch} -> {self.new.arch})"
+        return (f"~{self.key} {self.old.version} -> {self.new.version}"
+                + (" (downgrade)" if self.downgrade else ""))
+
+    def as_json(self) -> dict:
+        return {"op": {"+": "added", "-": "removed"}.get(
+                    self.op, "downgraded" if self.downgrade else "upgraded"),
+                "format": self.kind, "package": self.key,
+                "old": self.old.version if self.old else None,
+                "new": self.new.version if self.new else None}
+
+
+_OP_ORDER = {"+": 0, "~": 1, "-": 2}
+
+
+# -- trees --------------------------------------------------------------------------
+
+
+class LayerTree:
+    """A layer's filesystem as the readers see it: regular files by path, each with a
+    content key (its blob id) so unchanged databases are recognised without reading."""
+
+    def __init__(self, store: object, root: DirRef, label: str, lookup: object = None) -> None:
+        from layerctl.blame import PathLookup
+
+        self.store = store
+        self.root = root
+        self.label = label
+        self.lookup = lookup or PathLookup(store)
+
+    def file(self, path: bytes) -> tuple[Hashable, int] | None:
+        """(content key, size) of the regular file at `path`, else None."""
+        from layerctl.blame import parse_path
+
+        entry = self.lookup.probe(self.root, parse_path(path)).entry
+        if entry is None or entry[0].kind != FILE or not isinstance(entry[1], bytes):
+            return None
+        return entry[1], entry[0].size
+
+    def read(self, key: Hashable, limit: int) -> bytes:
+        from layerctl.store.blobstream import read_head
+
+        return read_head(self.store, key, limit)
+
+    def listing(self, path: bytes) -> tuple[Hashable, dict[bytes, Hashable]] | None:
+        """(key of the directory, {name: content key}) of the regular files (and
+        symlinks) in the directory at `path`."""
+        from layerctl.blame import parse_path
+
+        entry = self.lookup.probe(self.root, parse_path(path)).entry
+        if entry is None or not isinstance(entry[1], DirRef):
+            return None
+        ref = entry[1]
+        names = {unmangle(n): sha for n, mode, sha in self.store.read_tree(ref.rootfs)
+                 if mode != MODE_TREE}
+        return ref.rootfs, names
+
+
+class PendingTree:
+    """A container's view: its base layer with the pending changes on top; new content
+    is read through `read_new(path, limit)` (the entry the scan saw)."""
+
+    def __init__(self, base: LayerTree, changes: list, read_new: Callable[[bytes, int], bytes],
+                 label: str) -> None:
+        self.base = base
+        self.label = label
+        self.read_new = read_new
+        self.by_path = {c.path: c for c in changes}
+
+    def _gone(self, path: bytes) -> bool:
+        parts = path.split(b"/")
+        for k in range(1, len(parts)):
+            ch = self.by_path.get(b"/".join(parts[:k]))
+            if ch is not None and (ch.status == "D" or (ch.new is not None
+                                                       and ch.new.kind != "d")):
+                return True
+        return False
+
+    def _pending_file(self, path: bytes) -> tuple[Hashable, int] | None | bool:
+        ch = self.by_path.get(path)
+        if ch is None:
+            return None if self._gone(path) else False
+        if ch.status == "D" or ch.new is None or ch.new.kind != FILE:
+            return None
+        return ("pending", path, ch.new_blob), ch.new.size
+
+    def file(self, path: bytes) -> tuple[Hashable, int] | None:
+        mine = self._pending_file(path)
+        return self.base.file(path) if mine is False else mine
+
+    def read(self, key: Hashable, limit: int) -> bytes:
+        if isinstance(key, tuple) and key and key[0] == "pending":
+            return self.read_new(key[1], limit)
+        return self.base.read(key, limit)
+
+    def listing(self, path: bytes) -> tuple[Hashable, dict[bytes, Hashable]] | None:
+        if self._gone(path):
+            return None
+        found = self.base.listing(path)
+        names = dict(found[1]) if found else {}
+        prefix = path + b"/"
+        touched = False
+        for p, ch in self.by_path.items():
+            if not p.startswith(prefix) or b"/" in p[len(prefix):]:
+                continue
+            touched = True
+            name = p[len(prefix):]
+            if ch.status == "D" or ch.new is None or ch.new.kind == "d":
+                names.pop(name, None)
+            else:
+                names[name] = ("pending", p, ch.new_blob)
+        if found is None and not touched:
+            return None
+        key = (found[0] if found else None, tuple(sorted(
+            (n, k) for n, k in names.items() if isinstance(k, tuple))))
+        return key, names
+
+
+def pending_trees(pkgs: Packages, p: object) -> tuple[LayerTree, PendingTree]:
+    """(base layer, container view) trees of a container's pending changes `p`
+    (containers.api.Pending); new content is the very entry the scan saw."""
+    from layerctl.beneath import Changed
+    from layerctl.containers.changes import read_entry
+    from layerctl.errors import Conflict
+    from layerctl.store.layers import read_layer
+
+    base = pkgs.tree(read_layer(pkgs.store, p.base_id).root, p.base_id[:12])
+
+    def read_new(path: bytes, limit: int) -> bytes:
+        obs = p.scan.observed.get(path)
+        if obs is None:
+            return b""
+        try:
+            return read_entry(p.view, obs.real, obs.st, limit) or b""
+        except Changed:
+            raise Conflict(f"{path.decode('utf-8', 'replace')} changed while being read; "
+                           "try again") from None
+
+    return base, PendingTree(base, p.changes, read_new, p.container.name)
+
+
+# -- readers ------------------------------------------------------------------------
+
+
+def _fields(text: str, where: str) -> list[dict[str, str]]:
+    """RFC-822-style stanzas (dpkg status): 'Field: value' lines, continuation lines
+    starting with a blank, stanzas separated by empty lines."""
+    stanzas: list[dict[str, str]] = []
+    cur: dict[str, str] = {}
+    last = None
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            if cur:
+                stanzas.append(cur)
+            cur, last = {}, None
+            continue
+        if line[0] in " \t":
+            if last is None:
+                raise Malformed(f"{where} line {n}: continuation line outside a field")
+            continue  # only single-line fields are read
+        name, sep, value = line.partition(":")
+        if not sep or not name or " " in name:
+            raise Malformed(f"{where} line {n}: not a 'Field: value' line")
+        last = name.lower()
+        cur[last] = value.strip()
+    if cur:
+        stanzas.append(cur)
+    return stanzas
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _keyed(kind: str, found: list[tuple[str, str, str]], sep: str) -> dict[str, Package]:
+    """Packages keyed by name; a name installed more than once (multi-arch, rpm's
+    gpg-pubkey) by name<sep>arch, then by name<sep>arch<sep>version."""
+    count: dict[str, int] = {}
+    for name, _v, _a in found:
+        count[name] = count.get(name, 0) + 1
+    out: dict[str, Package] = {}
+    for name, version, arch in found:
+        key = name if count[name] == 1 else f"{name}{sep}{arch}"
+        if key in out:
+            key = f"{key}{sep}{version}"
+        out[key] = Package(kind, key, name, version, arch)
+    return out
+
+
+def parse_dpkg_status(data: bytes, where: str = "var/lib/dpkg/status") -> dict[str, Package]:
+    found = []
+    for st in _fields(_decode(data), where):
+        status = st.get("status", "").split()
+        if len(status) != 3 or status[2] != "installed":
+            continue
+        name, version = st.get("package"), st.get("version")
+        if not name or not version:
+            raise Malformed(f"{where}: an installed package without Package or Version")
+        found.append((name, version, st.get("architecture", "")))
+    return _keyed("deb", found, ":")
+
+
+def parse_apk_installed(data: bytes, where: str = "lib/apk/db/installed",
+                        ) -> tuple[dict[str, Package], dict[bytes, str]]:
+    """(packages, owner of each file path) from apk's installed database."""
+    found: list[tuple[str, str, str]] = []
+    files: list[list[bytes]] = []
+    cur: dict[str, str] = {}
+    cur_files: list[bytes] = []
+    folder: bytes | None = None
+
+    def close() -> None:
+        if not cur:
+            return
+        if "P" not in cur or "V" not in cur:
+            raise Malformed(f"{where}: a package without P: or V:")
+        found.append((cur["P"], cur["V"], cur.get("A", "")))
+        files.append(list(cur_files))
+
+    for n, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            close()
+            cur, cur_files, folder = {}, [], None
+            continue
+        if len(raw) < 2 or raw[1:2] != b":" or not raw[:1].isalpha():
+            raise Malformed(f"{where} line {n}: not an 'X:value' line")
+        tag, value = chr(raw[0]), raw[2:]
+        if tag == "F":
+            folder = value.strip(b"/")
+        elif tag == "R":
+            if folder is None:
+                raise Malformed(f"{where} line {n}: R: before any F:")
+            cur_files.append(folder + b"/" + value if folder else value)
+        elif tag in "PVA" and tag not in cur:
+            cur[tag] = _decode(value).strip()
+    close()
+    pkgs = _keyed("apk", found, ":")
+    owners: dict[bytes, str] = {}
+    for pkg, paths in zip(pkgs.values(), files, strict=True):
+        for p in paths:
+            owners[p] = pkg.key
+    return pkgs, owners
+
+
+# RPM header tags and types (rpm's lib/rpmtag.h).
+_NAME, _VERSION, _RELEASE, _EPOCH, _ARCH = 1000, 1001, 1002, 1003, 1022
+_DIRINDEXES, _BASENAMES, _DIRNAMES = 1116, 1117, 1118
+_INT32, _STRING, _STRING_ARRAY, _I18NSTRING = 4, 6, 8, 9
+_WANTED = {_NAME, _VERSION, _RELEASE, _EPOCH, _ARCH, _DIRINDEXES, _BASENAMES, _DIRNAMES}
+_HEADER_MAGIC = b"\x8e\xad\xe8\x01"
+
+
+def _strings(store: bytes, offset: int, count: int) -> list[bytes]:
+    out = []
+    for _ in range(count):
+        end = store.find(b"\0", offset)
+        if end < 0:
+            raise Malformed("string runs past the header's data")
+        out.append(store[offset:end])
+        offset = end + 1
+    return out
+
+
+def parse_rpm_header(blob: bytes) -> dict[int, object]:
+    """The tags layerctl needs from one RPM header: an index of 16-byte entries (tag,
+    type, offset, count, big-endian) then the data store they point into."""
+    off = 8 if blob[:4] == _HEADER_MAGIC else 0
+    if len(blob) < off + 8:
+        raise Malformed("header shorter than its preamble")
+    il, dl = struct.unpack_from(">II", blob, off)
+    start = off + 8
+    data_at = start + 16 * il
+    if il > 0x10000 or data_at + dl > len(blob):
+        raise Malformed(f"header claims {il} entries and {dl} data bytes; it has {len(blob)}")
+    store = blob[data_at : data_at + dl]
+    out: dict[int, object] = {}
+    for i in range(il):
+        tag, typ, offset, count = struct.unpack_from(">IIII", blob, start + 16 * i)
+        if tag not in _WANTED:
+            continue
+        if offset >= dl or count > dl or count == 0:
+            raise Malformed(f"tag {tag}: offset {offset} / count {count} outside the data")
+        if typ in (_STRING, _I18NSTRING):
+            out[tag] = _strings(store, offset, 1)[0]
+        elif typ == _STRING_ARRAY:
+            out[tag] = _strings(store, offset, count)
+        elif typ == _INT32:
+            if offset + 4 * count > dl:
+                raise Malformed(f"tag {tag}: integers run past the data")
+            out[tag] = struct.unpack_from(f">{count}I", store, offset)
+    return out
+
+
+_SHAPES = {_NAME: bytes, _VERSION: bytes, _RELEASE: bytes, _ARCH: bytes, _EPOCH: tuple,
+           _DIRINDEXES: tuple, _BASENAMES: list, _DIRNAMES: list}
+
+
+def _rpm_package(h: dict[int, object]) -> tuple[tuple[str, str, str], list[bytes]]:
+    if _NAME not in h or _VERSION not in h:
+        raise Malformed("a header without NAME or VERSION")
+    for tag, value in h.items():
+        if not isinstance(value, _SHAPES[tag]):
+            raise Malformed(f"tag {tag} has the wrong type")
+    version = _decode(h[_VERSION]) + (f"-{_decode(h[_RELEASE])}" if _RELEASE in h else "")
+    epoch = h.get(_EPOCH)
+    if epoch:
+        version = f"{epoch[0]}:{version}"
+    paths: list[bytes] = []
+    base, dirs, idx = h.get(_BASENAMES), h.get(_DIRNAMES), h.get(_DIRINDEXES)
+    if base is not None:
+        if dirs is None or idx is None or len(idx) != len(base):
+            raise Malformed("file names without matching DIRNAMES/DIRINDEXES")
+        for name, i in zip(base, idx, strict=True):
+            if i >= len(dirs):
+                raise Malformed(f"DIRINDEXES entry {i} past {len(dirs)} DIRNAMES")
+            paths.append((dirs[i] + name).strip(b"/"))
+    return (_decode(h[_NAME]), version, _decode(h.get(_ARCH, b""))), paths
+
+
+def parse_rpmdb(data: bytes) -> tuple[dict[str, Package], dict[bytes, str]]:
+    """Packages and file owners from an rpmdb.sqlite image (opened read-only from a
+    private temporary copy: sqlite needs a file, the store holds a blob)."""
+    import os
+    import sqlite3  # here: only RPM images pay for the import
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix="layerctl-rpmdb-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        conn = sqlite3.connect(f"file:{tmp}?mode=ro&immutable=1", uri=True)
+        try:
+            rows = conn.execute("SELECT blob FROM Packages ORDER BY hnum").fetchall()
+        except sqlite3.Error as e:
+            raise Malformed(f"sqlite: {e}") from None
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise Malformed(f"sqlite: {e}") from None
+    finally:
+        os.unlink(tmp)
+    found, files = [], []
+    for (blob,) in rows:
+        if not isinstance(blob, bytes):
+            raise Malformed("a Packages row without a header blob")
+        pkg, paths = _rpm_package(parse_rpm_header(blob))
+        if pkg[0] == "gpg-pubkey":
+            continue  # imported signing keys: not installed software
+        found.append(pkg)
+        files.append(paths)
+    pkgs = _keyed("rpm", found, ".")
+    owners = {p: pkg.key for pkg, paths in zip(pkgs.values(), files, strict=True)
+              for p in paths}
+    return pkgs, owners
+
+
+# -- the reader ---------------------------------------------------------------------
+
+
+@dataclass
+class _Db:
+    packages: dict[str, Package]
+    owners: dict[bytes, str] = field(default_factory=dict)  # path -> key (not dpkg's)
+
+
+@dataclass
+class Packages:
+    """Reads and caches package databases across trees; `warnings` collects one line
+    per database that could not be read."""
+
+    store: object
+    warnings: list[str] = field(default_factory=list)
+    _dbs: dict[tuple, _Db | None] = field(default_factory=dict)
+    _lists: dict[Hashable, bytes] = field(default_factory=dict)
+    _lookup: object = None
+
+    def tree(self, root: DirRef, label: str) -> LayerTree:
+        if self._lookup is None:
+            from layerctl.blame import PathLookup
+
+            self._lookup = PathLookup(self.store)
+        return LayerTree(self.store, root, label, self._lookup)
+
+    def _warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+    def _locate(self, tree: object, kind: str) -> tuple[bytes, Hashable, int] | None:
+        for path in DB_PATHS[kind]:
+            found = tree.file(path)
+            if found is not None:
+                return path, found[0], found[1]
+        return None
+
+    def _db(self, tree: object, kind: str) -> _Db | None | bool:
+        """The database of `kind` in `tree`: False when there is none, None when it
+        cannot be read (a warning says why)."""
+        loc = self._locate(tree, kind)
+        if loc is None:
+            return False
+        path, key, size = loc
+        cache_key = (kind, key)
+        if cache_key in self._dbs:
+            return self._dbs[cache_key]
+        where = f"{path.decode('utf-8', 'replace')} in {tree.label}"
+        db = None
+        if size > MAX_DB:
+            self._warn(f"package database {where} is {size} bytes (over {MAX_DB}); "
+                       "not read")
+        else:
+            try:
+                data = tree.read(key, MAX_DB + 1)
+                if len(data) > MAX_DB:
+                    raise Malformed(f"larger than {MAX_DB} bytes")
+                if kind == "deb":
+                    db = _Db(parse_dpkg_status(data, where))
+                elif kind == "apk":
+                    db = _Db(*parse_apk_installed(data, where))
+                else:
+                    db = _Db(*parse_rpmdb(data))
+            except (Malformed, struct.error, ValueError, OverflowError) as e:
+                self._warn(f"unreadable package database {where}: {e}")
+        self._dbs[cache_key] = db
+        return db
+
+    def installed(self, tree: object) -> dict[str, dict[str, Package] | None]:
+        """{format: packages (None: unreadable)} for each database present in `tree`."""
+        out = {}
+        for kind in DB_PATHS:
+            db = self._db(tree, kind)
+            if db is not False:
+                out[kind] = db.packages if db is not None else None
+        return out
+
+    def changes(self, old: object | None, new: object) -> list[PackageChange]:
+        """What the packages of `new` add, remove and change against `old` (None: the
+        empty filesystem). A database present with the same content in both is not
+        read; an unreadable one on either side contributes nothing."""
+        out: list[PackageChange] = []
+        for kind in DB_PATHS:
+            a = self._locate(old, kind) if old is not None else None
+            b = self._locate(new, kind)
+            if a is None and b is None or (a and b and a[1] == b[1]):
+                continue
+            da = self._db(old, kind) if a else False
+            db = self._db(new, kind) if b else False
+            if da is None or db is None:
+                continue
+            out.extend(diff_packages(kind, da.packages if da else {},
+                                     db.packages if db else {}))
+        return out
+
+    def owner(self, tree: object, path: bytes) -> Package | None:
+        """The installed package that lists `path` in `tree`, when one does."""
+        path = path.strip(b"/")
+        spellings = (path, _merged_usr(path))
+        for kind in DB_PATHS:
+            db = self._db(tree, kind)
+            if not db:
+                continue
+            if kind == "deb":
+                key = self._dpkg_owner(tree, db, spellings)
+            else:
+                key = next((db.owners[p] for p in spellings if p in db.owners), None)
+            if key is not None and key in db.packages:
+                return db.packages[key]
+        return None
+
+    def _dpkg_owner(self, tree: object, db: _Db, spellings: tuple[bytes, ...]) -> str | None:
+        """dpkg keeps each package's files in info/<pkg>[:arch].list: search the lists
+        (each read once per blob id, kept as one string: a search is a memchr-fast
+        scan, cheaper than building a path map for the one or few paths asked)."""
+        found = tree.listing(DPKG_INFO)
+        if found is None:
+            return None
+        names = found[1]
+        needles = [b"\n/" + p + b"\n" for p in spellings]
+        for pkg in db.packages.values():
+            blob = names.get(f"{pkg.name}:{pkg.arch}.list".encode()) or names.get(
+                f"{pkg.name}.list".encode())
+            if blob is None:
+                continue
+            data = self._lists.get(blob)
+            if data is None:
+                data = tree.read(blob, MAX_LIST + 1)
+                if len(data) > MAX_LIST:
+                    self._warn(f"{DPKG_INFO.decode()}/{pkg.name}.list in {tree.label} is "
+                               f"over {MAX_LIST} bytes; its files are not attributed")
+                    data = b""
+                data = b"\n" + data.rstrip(b"\n") + b"\n"
+                self._lists[blob] = data
+            if any(n in data for n in needles):
+                return pkg.key
+        return None
+
+
+def _merged_usr(path: bytes) -> bytes:
+    """The other spelling of a path under merged /usr (dpkg lists /bin/ls while the
+    file lives at /usr/bin/ls, and the reverse)."""
+    for top in (b"bin/", b"sbin/", b"lib/", b"lib32/", b"lib64/", b"libx32/"):
+        if path.startswith(b"usr/" + top):
+            return path[4:]
+        if path.startswith(top):
+            return b"usr/" + path
+    return path
+
+
+def diff_packages(kind: str, old: dict[str, Package], new: dict[str, Package],
+                  ) -> list[PackageChange]:
+    out = []
+    for key in old.keys() | new.keys():
+        a, b = old.get(key), new.get(key)
+        if a is None:
+            out.append(PackageChange("+", kind, key, None, b))
+        elif b is None:
+            out.append(PackageChange("-", kind, key, a, None))
+        elif (a.version, a.arch) != (b.version, b.arch):
+            out.append(PackageChange("~", kind, key, a, b))
+    out.sort(key=lambda c: (_OP_ORDER[c.op], c.key))
+    return out
+
+
+def summary_line(changes: list[PackageChange], limit: int = 20) -> str:
+    """'packages: +curl 7.88.1-10 ~libc6 2.36-9 -> 2.36-9+deb12u1 -vim' (the first
+    `limit` changes, then a count)."""
+    words = [c.text() for c in changes[:limit]]
+    if len(changes) > limit:
+        words.append(f"(+{len(changes) - limit} more)")
+    return "packages: " + " ".join(words)
+
