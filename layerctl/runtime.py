@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
+from layerctl.store.debris import start_time
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -456,23 +457,10 @@ def _read_json(path: str) -> dict | None:
 # -- process records ----------------------------------------------------------------
 
 
-def _start_time(pid: int) -> int | None:
-    """Kernel start time of `pid` (guards against pid reuse), or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2 :].split()
-    if fields[0] == b"Z":
-        return None
-    return int(fields[19])
-
-
 def _alive(record: dict | None) -> bool:
     if not record or "pid" not in record:
         return False
-    return _start_time(record["pid"]) == record.get("start_time")
+    return start_time(record["pid"]) == record.get("start_time")
 
 
 def _supervised(bundle_dir: str) -> bool:
@@ -493,7 +481,7 @@ def _record_start(bundle_dir: str, rt: Runtime, container_id: str, detach: bool)
         {
             "id": container_id,
             "pid": pid,
-            "start_time": _start_time(pid),
+            "start_time": start_time(pid),
             "runtime": rt.binary,
             "root": rt.root,
             "detached": detach,

@@ -203,6 +203,17 @@ def store_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture
+def container_store(store_root: Path) -> Iterator[object]:
+    """A Store at `store_root` whose containers' mounts are released afterwards."""
+    from layerctl.store.repo import Store
+    from tests.layerhelpers import release_containers
+
+    s = Store(str(store_root))
+    yield s
+    release_containers(s)
+
+
 CliRunner = Callable[..., subprocess.CompletedProcess]
 
 

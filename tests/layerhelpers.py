@@ -1,8 +1,9 @@
-"""Test helpers: build layers through the core API (no containers needed)."""
+"""Test helpers: build layers through the core API; release what container tests mounted."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 
 from layerctl.images import parse_name, resolve, set_tag
 from layerctl.importer import commit_root, import_directory
@@ -63,3 +64,15 @@ def put_file(
 ) -> None:
     blob = writer.add(BLOB, data)
     editor.set_file(path, Meta(FILE, mode, uid, gid, mtime_ns, len(data)), blob)
+
+
+def release_containers(store: object) -> None:
+    """Unmount what the containers of `store` left mounted (a failed test's) and close
+    the store: a container test's teardown."""
+    from layerctl.containers import state as cstate
+
+    for c in cstate.list_containers(store):
+        merged = os.path.join(cstate.state_dir(store, c.id), "merged")
+        if os.path.ismount(merged):
+            subprocess.run(["umount", "-l", merged], check=False)
+    store.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -21,11 +20,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from layerctl import containers as C
-from layerctl.containers import state as cstate
 from layerctl.store.checkout import checkout
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
-from tests.layerhelpers import import_dir
+from tests.layerhelpers import import_dir, release_containers
 from tests.treecompare import compare
 
 pytestmark = pytest.mark.needs_root
@@ -122,11 +120,7 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     s = Store(str(top / "store"))
     import_dir(s, rootfs, "model:base")
     yield s
-    for c in cstate.list_containers(s):
-        merged = os.path.join(cstate.state_dir(s, c.id), "merged")
-        if os.path.ismount(merged):
-            subprocess.run(["umount", "-l", merged], check=False)
-    s.close()
+    release_containers(s)
 
 
 def _check_commit(store: Store, name: str, root: str, step: int) -> None:

@@ -49,15 +49,17 @@ def _rmtree(path: str) -> None:
 
 
 def start_time(pid: int) -> int | None:
-    """When process `pid` started (clock ticks since boot), None if there is none:
-    with the pid, it names a process for good (pids are reused)."""
+    """When process `pid` started (clock ticks since boot), None if there is none (or
+    only its zombie): with the pid, it names a process for good (pids are reused)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
     fields = stat[stat.rfind(b")") + 2 :].split()
-    return int(fields[19]) if len(fields) > 19 else None
+    if len(fields) <= 19 or fields[0] == b"Z":
+        return None  # a zombie has finished all but being reaped
+    return int(fields[19])
 
 
 def process_alive(pid: int, started: int | None) -> bool:
