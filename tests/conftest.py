@@ -236,12 +236,9 @@ def cli(store_root: Path) -> CliRunner:
         cwd: str | os.PathLike | None = None,
         timeout: float = 300,
     ) -> subprocess.CompletedProcess:
-        full_env = dict(os.environ)
-        full_env["LAYERCTL_ROOT"] = str(store_root)
-        # Run the working tree's package whether or not it is pip-installed.
-        full_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
-        )
+        from tests.layerhelpers import cli_env
+
+        full_env = cli_env(store_root, REPO_ROOT)
         for key, value in (env or {}).items():
             if value is None:
                 full_env.pop(key, None)

@@ -76,3 +76,15 @@ def release_containers(store: object) -> None:
         if os.path.ismount(merged):
             subprocess.run(["umount", "-l", merged], check=False)
     store.close()
+
+
+def cli_env(store_root: object, repo_root: object) -> dict[str, str]:
+    """The environment a test runs `python -m layerctl` in: this working tree's
+    package, the store at `store_root`, and no CI=true (the runner's, not the
+    command's: `waste` would turn into the CI gate; tests that mean it set it)."""
+    env = dict(os.environ)
+    env.pop("CI", None)
+    env["LAYERCTL_ROOT"] = str(store_root)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(repo_root), os.environ.get("PYTHONPATH")) if p)
+    return env

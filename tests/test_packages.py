@@ -21,7 +21,7 @@ from layerctl.pkgversion import apk_compare, deb_compare, rpm_compare, rpmvercmp
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, Meta
 from layerctl.store.repo import Store
-from tests.layerhelpers import commit_edit, import_dir
+from tests.layerhelpers import cli_env, commit_edit, import_dir
 from tests.layerhelpers import put_file as _put_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def put_file(ed: object, w: object, path: bytes, data: bytes, mode: int = 0o644)
 
 
 def run(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LAYERCTL_ROOT=str(root), PYTHONPATH=str(REPO))
+    env = cli_env(root, REPO)
     proc = subprocess.run([sys.executable, "-m", "layerctl", *args], capture_output=True,
                           text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
     if check:
