@@ -98,6 +98,7 @@ class LayerTree:
         self.root = root
         self.label = label
         self.lookup = lookup or PathLookup(store)
+        self._listings: dict[bytes, tuple[Hashable, dict[bytes, Hashable]] | None] = {}
 
     def file(self, path: bytes) -> tuple[Hashable, int] | None:
         """(content key, size) of the regular file at `path`, else None."""
@@ -116,15 +117,18 @@ class LayerTree:
     def listing(self, path: bytes) -> tuple[Hashable, dict[bytes, Hashable]] | None:
         """(key of the directory, {name: content key}) of the regular files (and
         symlinks) in the directory at `path`."""
+        if path in self._listings:
+            return self._listings[path]
         from layerctl.blame import parse_path
 
         entry = self.lookup.probe(self.root, parse_path(path)).entry
-        if entry is None or not isinstance(entry[1], DirRef):
-            return None
-        ref = entry[1]
-        names = {unmangle(n): sha for n, mode, sha in self.store.read_tree(ref.rootfs)
-                 if mode != MODE_TREE}
-        return ref.rootfs, names
+        found = None
+        if entry is not None and isinstance(entry[1], DirRef):
+            ref = entry[1]
+            found = ref.rootfs, {unmangle(n): sha for n, mode, sha in
+                                 self.store.read_tree(ref.rootfs) if mode != MODE_TREE}
+        self._listings[path] = found
+        return found
 
 
 class PendingTree:
@@ -443,14 +447,20 @@ class Packages:
     warnings: list[str] = field(default_factory=list)
     _dbs: dict[tuple, _Db | None] = field(default_factory=dict)
     _lists: dict[Hashable, bytes] = field(default_factory=dict)
+    _dpkg_maps: dict[tuple, dict[bytes, str]] = field(default_factory=dict)
+    _trees: dict[DirRef, LayerTree] = field(default_factory=dict)
     _lookup: object = None
 
     def tree(self, root: DirRef, label: str) -> LayerTree:
-        if self._lookup is None:
-            from layerctl.blame import PathLookup
+        """One LayerTree per root, so what it has listed is listed once."""
+        found = self._trees.get(root)
+        if found is None:
+            if self._lookup is None:
+                from layerctl.blame import PathLookup
 
-            self._lookup = PathLookup(self.store)
-        return LayerTree(self.store, root, label, self._lookup)
+                self._lookup = PathLookup(self.store)
+            found = self._trees[root] = LayerTree(self.store, root, label, self._lookup)
+        return found
 
     def _warn(self, text: str) -> None:
         if text not in self.warnings:
@@ -538,14 +548,19 @@ class Packages:
         return None
 
     def _dpkg_owner(self, tree: object, db: _Db, spellings: tuple[bytes, ...]) -> str | None:
-        """dpkg keeps each package's files in info/<pkg>[:arch].list: search the lists
-        (each read once per blob id, kept as one string: a search is a memchr-fast
-        scan, cheaper than building a path map for the one or few paths asked)."""
+        """dpkg keeps each package's files in info/<pkg>[:arch].list: read them once per
+        (info directory, database) into a path -> package map (the first package that
+        lists a path owns it), so asking for many paths costs one pass."""
         found = tree.listing(DPKG_INFO)
         if found is None:
             return None
-        names = found[1]
-        needles = [b"\n/" + p + b"\n" for p in spellings]
+        owners = self._dpkg_maps.get((found[0], id(db)))
+        if owners is None:
+            owners = self._dpkg_maps[(found[0], id(db))] = self._dpkg_map(tree, db, found[1])
+        return next((owners[p] for p in spellings if p in owners), None)
+
+    def _dpkg_map(self, tree: object, db: _Db, names: dict[bytes, Hashable]) -> dict:
+        owners: dict[bytes, str] = {}
         for pkg in db.packages.values():
             blob = names.get(f"{pkg.name}:{pkg.arch}.list".encode()) or names.get(
                 f"{pkg.name}.list".encode())
@@ -558,11 +573,11 @@ class Packages:
                     self._warn(f"{DPKG_INFO.decode()}/{pkg.name}.list in {tree.label} is "
                                f"over {MAX_LIST} bytes; its files are not attributed")
                     data = b""
-                data = b"\n" + data.rstrip(b"\n") + b"\n"
                 self._lists[blob] = data
-            if any(n in data for n in needles):
-                return pkg.key
-        return None
+            for line in data.split(b"\n"):
+                if line.startswith(b"/"):
+                    owners.setdefault(line[1:].rstrip(b"/"), pkg.key)
+        return owners
 
 
 def _merged_usr(path: bytes) -> bytes:
