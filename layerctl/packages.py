@@ -513,6 +513,16 @@ class Packages:
                 out[kind] = db.packages if db is not None else None
         return out
 
+    def of_layer(self, layer: object) -> list[PackageChange]:
+        """The packages `layer` (a store.layers.Layer) adds, removes or changes against
+        its parent: what `log --stat` and the TUI's log show."""
+        from layerctl.store.layers import read_layer
+
+        old = None
+        if layer.parent:
+            old = self.tree(read_layer(self.store, layer.parent).root, layer.parent[:12])
+        return self.changes(old, self.tree(layer.root, layer.id[:12]))
+
     def changes(self, old: object | None, new: object) -> list[PackageChange]:
         """What the packages of `new` add, remove and change against `old` (None: the
         empty filesystem). A database present with the same content in both is not

@@ -594,3 +594,37 @@ def test_arch_change_and_repeated_names() -> None:
     assert sorted(old) == ["libx:amd64", "libx:i386", "tool"]  # config-files: not installed
     texts = [c.text() for c in packages.diff_packages("deb", old, new)]
     assert texts == ["+libx 1", "~tool 2 (amd64 -> arm64)", "-libx:amd64", "-libx:i386"]
+
+
+def test_tui_log_names_each_layers_packages(deb: dict) -> None:
+    """The TUI's log shows the same packages line as `log --stat`, per layer."""
+    import asyncio
+
+    from textual.widgets import RichLog
+
+    from layerctl.store.repo import Store
+    from layerctl.tui.app import LayerctlApp
+    from layerctl.tui.screens.log import LogScreen
+
+    L = deb["layers"]
+    store = Store(str(deb["root"]))
+
+    async def scenario() -> str:
+        app = LayerctlApp(store, image=L[-1])
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("l")
+            for _ in range(200):
+                if isinstance(app.screen, LogScreen):
+                    text = "\n".join(line.text for line in app.screen.query_one(RichLog).lines)
+                    if "packages: +adduser" in text:  # the base layer comes last
+                        return text
+                await pilot.pause(0.05)
+        raise AssertionError("the log never showed the base layer's packages")
+
+    try:
+        text = asyncio.run(scenario())
+    finally:
+        store.close()
+    assert f"packages: +hello {HELLO_1}" in text
+    assert f"packages: ~libc6 {LIBC_OLD} -> {LIBC_NEW} -hostname" in text
+    assert f"~sed {SED_OLD} -> {SED_NEW} (downgrade)" in text

@@ -29,16 +29,6 @@ def _changes(store: object, layer: object) -> list:
     return list(diff(store, parent, layer.root))
 
 
-def _package_changes(pkgs: object, store: object, layer: object) -> list:
-    """The packages `layer` adds, removes or changes against its parent."""
-    from layerctl.store.layers import read_layer
-
-    old = None
-    if layer.parent:
-        old = pkgs.tree(read_layer(store, layer.parent).root, layer.parent[:12])
-    return pkgs.changes(old, pkgs.tree(layer.root, layer.id[:12]))
-
-
 def _echo_changes(store: object, changes: list, stat: bool, patch: bool,
                   packages: list | None = None) -> None:
     from layerctl.patch import render_patch, stat_summary
@@ -85,7 +75,7 @@ def _echo_layer(
             click.echo(f"    {line}")
         click.echo("")
     if stat or patch:
-        packages = _package_changes(pkgs, store, layer) if stat and pkgs is not None else None
+        packages = pkgs.of_layer(layer) if stat and pkgs is not None else None
         _echo_changes(store, _changes(store, layer), stat, patch, packages)
         if not oneline:
             click.echo("")

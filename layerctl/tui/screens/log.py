@@ -46,6 +46,7 @@ class LogScreen(Screen):
         from layerctl.containers.state import base, resolve
         from layerctl.images import chain, layer_size
         from layerctl.images import resolve as resolve_layer
+        from layerctl.packages import Packages, summary_line
         from layerctl.patch import stat_summary
         from layerctl.store.diff import diff
         from layerctl.store.layers import read_layer
@@ -62,13 +63,19 @@ class LogScreen(Screen):
         except LayerctlError as e:
             self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
             return
+        pkgs = Packages(store)
         for layer in reversed(layers):
             with self.app.store_lock:
                 parent = read_layer(store, layer.parent).root if layer.parent else None
                 changes = list(diff(store, parent, layer.root))
                 size = layer_size(store, layer)
+                packages = pkgs.of_layer(layer)
             lines, summary = stat_summary(changes)
+            if packages:
+                summary += "\n" + summary_line(packages)
             self.app.call_from_thread(self._write_layer, layer, size, changes, lines, summary)
+        for warning in pkgs.warnings:
+            self.app.call_from_thread(self.notify, warning, severity="warning", markup=False)
 
     def _write_layer(self, layer: object, size: int, changes: list, lines: list[str],
                      summary: str) -> None:
