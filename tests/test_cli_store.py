@@ -244,3 +244,23 @@ def test_checkout_of_an_entry_the_filesystem_refuses_is_one_line(cli, tree, stor
     no_traceback(proc)
     assert proc.returncode == 1 and "cannot check out" in proc.stderr and "/caps" in proc.stderr
     assert not dest.exists()
+
+
+def test_rmi_refuses_an_image_a_container_uses_unless_forced(cli, tree):
+    cli("import", tree, "used:1")
+    cli("tag", "used:1", "used:2")
+    cli("create", "--driver", "vfs", "--name", "user", "used:1")
+    proc = cli("rmi", "used:2", "used:1", check=False)
+    no_traceback(proc)
+    assert proc.returncode == 1
+    assert 'unable to remove repository reference "used:1" (must force)' in proc.stderr
+    assert _tags(cli) == {"used:1", "used:2"}  # nothing removed when one is refused
+    cli("rmi", "-f", "used:1")
+    assert _tags(cli) == {"used:2"}
+    cli("rm", "user")
+    cli("rmi", "used:2")
+    assert _tags(cli) == set()
+
+
+def _tags(cli) -> set[str]:
+    return {":".join(line.split()[:2]) for line in cli("images").stdout.splitlines()[1:]}

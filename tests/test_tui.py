@@ -279,6 +279,14 @@ async def test_images_screen_tags_creates_and_removes(store, container):
         table.move_cursor(row=table.get_row_index("copy:v1"))
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")  # refused, as Docker's rmi: container fromcopy uses it
+        await wait_for(pilot, lambda: any("must force" in str(n.message)
+                                          for n in app._notifications), what="the refusal")
+        assert store.ref("refs/images/copy/_tags/v1") is not None
+        api.remove(store, "fromcopy", force=True)
+        table.move_cursor(row=table.get_row_index("copy:v1"))
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
         await wait_for(pilot, lambda: table.row_count == 1, what="the removal")
         assert store.ref("refs/images/copy/_tags/v1") is None

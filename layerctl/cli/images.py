@@ -101,30 +101,17 @@ def tag_cmd(ctx: click.Context, source: str, target: str) -> None:
 
 @click.command("rmi")
 @click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Untag even if a container uses it.")
 @click.pass_context
-def rmi_cmd(ctx: click.Context, names: tuple[str, ...]) -> None:
+def rmi_cmd(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
     """Remove image tags (the layers stay while anything else uses them)."""
-    from layerctl.images import parse_name, remove_tag
+    from layerctl.containers.state import remove_images
+    from layerctl.images import parse_name
 
     store = open_store(ctx)
-    _refuse_if_used(store, names)
-    for text in names:
-        name = parse_name(text)
-        layer_id = remove_tag(store, name)
+    for name, layer_id in remove_images(store, [parse_name(t) for t in names], force):
         click.echo(f"Untagged: {name}")
         click.echo(f"Deleted: {layer_id}")
-
-
-def _refuse_if_used(store: object, names: tuple[str, ...]) -> None:
-    """Docker refuses to remove an image a container was created from."""
-    try:
-        from layerctl.containers import containers_using_image
-    except ImportError:
-        return
-    for text in names:
-        users = containers_using_image(store, text)
-        if users:
-            raise BadInput(f"image {text} is used by container {users[0]}; remove it first")
 
 
 @click.command("inspect")

@@ -207,6 +207,37 @@ def _resolve(store: object, ref: str) -> Container:
     raise NotFound(f"no such container: {ref}")
 
 
+def users_of(store: object, name: object) -> list[Container]:
+    """The containers created from image `name` (an images.ImageName), as Docker's
+    `rmi` looks for them: by the reference the container was created from."""
+    from layerctl.errors import InvalidName
+    from layerctl.images import parse_name
+
+    out = []
+    for c in list_containers(store):
+        try:
+            if parse_name(c.image) == name:
+                out.append(c)
+        except InvalidName:
+            continue  # created from a layer id, not a name
+    return out
+
+
+def remove_images(store: object, names: list, force: bool = False) -> list[tuple[object, str]]:
+    """Untag images (images.ImageName) as Docker's `rmi` does: none of them while a
+    container was created from one, unless `force`. Returns (name, layer id) untagged."""
+    from layerctl.errors import Conflict
+    from layerctl.images import remove_tag
+
+    for name in names if not force else ():
+        users = users_of(store, name)
+        if users:  # Docker's refusal, word for word where it applies
+            raise Conflict(f"conflict: unable to remove repository reference \"{name}\" "
+                           f"(must force) - container {users[0].short_id} is using its "
+                           "referenced image")
+    return [(name, remove_tag(store, name)) for name in names]
+
+
 def find(store: object, ref: str) -> Container | None:
     try:
         return resolve(store, ref)

@@ -116,7 +116,8 @@ class ImagesScreen(Screen):
     @work(thread=True, group="images-action")
     def _run(self, what: str, name: str, arg: str) -> None:
         from layerctl.containers import api
-        from layerctl.images import parse_name, remove_tag, resolve, set_tag
+        from layerctl.containers.state import remove_images
+        from layerctl.images import parse_name, resolve, set_tag
 
         store = self.app.store
         try:
@@ -125,7 +126,7 @@ class ImagesScreen(Screen):
                     set_tag(store, parse_name(arg), resolve(store, name))
                     done = f"Tagged {name} as {arg}"
                 elif what == "remove":
-                    remove_tag(store, parse_name(name))
+                    remove_images(store, [parse_name(name)])
                     done = f"Removed {name}"
                 else:
                     c, notice = api.create(store, name, name=arg or None)
