@@ -18,7 +18,7 @@ from layerctl.errors import BadInput, Corrupt, NotFound
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
 from layerctl.store.edit import split_path
 from layerctl.store.fstree import RECORD, DirRef
-from layerctl.store.layers import Layer, read_layer
+from layerctl.store.layers import Layer
 from layerctl.store.meta import DIR, FILE, Meta, record_entry, record_own
 from layerctl.store.names import mangle
 from layerctl.store.objects import MODE_TREE
@@ -136,17 +136,6 @@ class Step:
     @property
     def short(self) -> str:
         return self.layer.id[:12] if self.layer else UNCOMMITTED
-
-
-def first_parent_chain(store: object, top: str) -> list[Layer]:
-    """Layers from the base up to `top` along first parents."""
-    out = []
-    current: str | None = top
-    while current:
-        layer = read_layer(store, current)
-        out.append(layer)
-        current = layer.parent
-    return out[::-1]
 
 
 @dataclass

@@ -15,7 +15,7 @@ from layerctl import blame
 from layerctl import containers as C
 from layerctl.containers import state as cstate
 from layerctl.errors import BadInput, NotFound
-from layerctl.images import parse_name
+from layerctl.images import chain, parse_name
 from layerctl.importer import import_directory
 from layerctl.store.fstree import lookup
 from layerctl.store.layers import read_layer
@@ -81,7 +81,7 @@ def built(store: Store, tmp_path: Path) -> dict:
 
 
 def _chain(store: Store, top: str) -> list:
-    return blame.first_parent_chain(store, top)
+    return chain(store, top)
 
 
 def _events(hist: blame.PathHistory) -> list[tuple]:

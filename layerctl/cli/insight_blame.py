@@ -15,7 +15,7 @@ from layerctl.errors import BadInput, LayerctlError
 
 def _resolve_target(store: object, target: str) -> tuple[list, object | None]:
     """IMAGE|CONTAINER|LAYER -> (layer chain oldest first, container or None)."""
-    from layerctl.blame import first_parent_chain
+    from layerctl.images import chain as layer_chain
     from layerctl.images import resolve
 
     c = None
@@ -24,8 +24,8 @@ def _resolve_target(store: object, target: str) -> tuple[list, object | None]:
 
         c = find(store, target)
         if c is not None:
-            return first_parent_chain(store, base(store, c)), c
-    return first_parent_chain(store, resolve(store, target)), None
+            return layer_chain(store, base(store, c)), c
+    return layer_chain(store, resolve(store, target)), None
 
 
 def _path_json(path: bytes) -> dict:

@@ -68,11 +68,12 @@ class BlameScreen(Screen):
     @work(thread=True, exclusive=True)
     def load(self) -> None:
         from layerctl import blame
+        from layerctl.images import chain as layer_chain
 
         store = self.app.store
         try:
             with self.app.store_lock:
-                chain = blame.first_parent_chain(store, self.top)
+                chain = layer_chain(store, self.top)
                 pend = None
                 if self.container:
                     from layerctl.containers.state import resolve
