@@ -1,0 +1,191 @@
+"""`system df` and the prune commands, on real overlay mounts and a real git."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from layerctl import containers as api
+from layerctl import prune
+from layerctl.containers import state as cstate
+from layerctl.store.objects import BLOB
+from layerctl.store.repo import Store
+from tests.layerhelpers import commit_edit, import_dir, put_file
+
+pytestmark = [pytest.mark.needs_root, pytest.mark.needs_tool("git")]
+
+
+def _du(*paths: Path | str) -> int:
+    """`du -s -B1` over all paths at once: disk blocks, each inode once."""
+    existing = [str(p) for p in paths if os.path.lexists(p)]
+    if not existing:
+        return 0
+    out = subprocess.run(["du", "-s", "-B1", "-c", *existing], capture_output=True,
+                         text=True, check=True).stdout
+    return int(out.splitlines()[-1].split()[0])
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "--git-dir", str(root), *args], capture_output=True, text=True)
+
+
+@pytest.fixture
+def two_images(container_store: Store, tmp_path: Path) -> Store:
+    """base:1 (a tree with a hardlink), and app:1 on it with its own layer."""
+    src = tmp_path / "src"
+    (src / "etc").mkdir(parents=True)
+    (src / "etc" / "big").write_bytes(os.urandom(50_000))
+    os.link(src / "etc" / "big", src / "etc" / "big-link")
+    (src / "small").write_text("x")
+    import_dir(container_store, src, "base:1")
+    commit_edit(container_store, "base:1",
+                lambda e, w: put_file(e, w, b"app", os.urandom(20_000)), name="app:1")
+    return container_store
+
+
+def _cache(store: Store) -> set[str]:
+    return set(prune.cache_entries(store))
+
+
+def _write_in(store: Store, ref: str, name: str, size: int) -> None:
+    merged = api.mount(store, ref)
+    with open(os.path.join(merged, name), "wb") as f:
+        f.write(os.urandom(size))
+    os.link(os.path.join(merged, name), os.path.join(merged, name + "-link"))
+    api.umount(store, ref)
+
+
+def test_system_df_adds_up_against_du(two_images: Store, cli) -> None:
+    store = two_images
+    c1, _ = api.create(store, "base:1", name="one")
+    c2, _ = api.create(store, "app:1", name="two")
+    _write_in(store, "one", "data", 30_000)
+    _write_in(store, "two", "data", 70_000)
+    api.mount(store, "two")  # active
+
+    u = prune.usage(store)
+    root = Path(store.root)
+    assert u.objects_size == _du(root / "objects")
+    uppers = {c.id: root / "containers" / c.id / "upper" for c in (c1, c2)}
+    assert {c.container.id: c.size for c in u.containers} == {
+        cid: _du(p) for cid, p in uppers.items()}
+    assert sum(c.size for c in u.containers) == _du(*uppers.values())
+    caches = sorted((root / "cache" / "layers").iterdir())
+    assert len(caches) == 2
+    assert sum(c.size for c in u.cache) == _du(*caches)
+    # the image's hardlink counts once: a cache dir is about one copy of `big`
+    assert all(c.size < 2 * 50_000 for c in u.cache if c.layer_id == cstate.base(store, c1))
+    assert {c.container.name: c.active for c in u.containers} == {"one": "", "two": "mounted"}
+    assert [c.used for c in u.cache] == [True, True]
+    sizes = {str(i.name): (i.size, i.shared, i.containers) for i in u.images}
+    base = sizes["base:1"][0]
+    assert base >= 50_000 + 1 and sizes["app:1"] == (base + 20_000, base, 1)
+    assert sizes["base:1"] == (base, base, 1)
+
+    out = cli("system", "df").stdout.splitlines()
+    assert out[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert out[2].split()[:3] == ["Containers", "2", "1"]
+    verbose = cli("system", "df", "-v").stdout
+    assert "SHARED SIZE" in verbose and "UNIQUE SIZE" in verbose and "two" in verbose
+
+
+def test_container_prune_removes_stopped_keeps_mounted(two_images: Store, cli) -> None:
+    store = two_images
+    stopped, _ = api.create(store, "base:1", name="stopped")
+    mounted, _ = api.create(store, "base:1", name="mounted")
+    api.mount(store, "mounted")
+    out = cli("container", "prune", "-f").stdout
+    assert out.splitlines()[:2] == ["Deleted Containers:", stopped.id]
+    assert "Total reclaimed space:" in out.splitlines()[-1]
+    left = [c.name for c in cstate.list_containers(store)]
+    assert left == ["mounted"]
+    assert not os.path.exists(cstate.state_dir(store, stopped.id))
+    assert os.path.ismount(os.path.join(cstate.state_dir(store, mounted.id), "merged"))
+
+
+def test_image_prune_removes_unused_cache_and_with_a_unused_images(
+        two_images: Store, cli) -> None:
+    store = two_images
+    gone, _ = api.create(store, "app:1", name="gone")
+    app_layer = cstate.base(store, gone)
+    api.remove(store, "gone")  # its lower dir stays in the cache
+    kept, _ = api.create(store, "base:1", name="kept")
+    base_layer = cstate.base(store, kept)
+    assert _cache(store) == {app_layer, base_layer}
+
+    out = cli("image", "prune", "-f").stdout
+    assert f"deleted layer cache: {app_layer}" in out
+    assert _cache(store) == {base_layer}
+    tag = _git(Path(store.root), "rev-parse", "--verify", "refs/images/app/_tags/1")
+    assert tag.returncode == 0
+
+    out = cli("image", "prune", "-a", "-f").stdout
+    assert "untagged: app:1" in out and "base:1" not in out
+    refs = _git(Path(store.root), "for-each-ref", "--format=%(refname)", "refs/images").stdout
+    assert refs.split() == ["refs/images/base/_tags/1"]
+    assert _cache(store) == {base_layer}
+
+
+def test_system_prune_removes_what_it_reports_and_keeps_a_sound_store(
+        two_images: Store, cli) -> None:
+    store = two_images
+    old_pack = None
+    with store.pack_writer() as w:  # an object nothing reaches, written long ago
+        old_blob = w.add(BLOB, b"unreferenced and old\n")
+        old_pack = w.finish()
+    for p in (old_pack, old_pack[: -len(".pack")] + ".idx"):
+        os.utime(p, (time.time() - 7200, time.time() - 7200))
+    gone, _ = api.create(store, "app:1", name="gone")
+    app_layer = cstate.base(store, gone)
+    kept, _ = api.create(store, "base:1", name="kept")
+    api.mount(store, "kept")
+    store.close()
+
+    out = cli("system", "prune", "-a", "-f").stdout
+    assert out.splitlines()[:2] == ["Deleted Containers:", gone.id]
+    assert "untagged: app:1" in out and f"deleted layer cache: {app_layer}" in out
+    assert "base:1" not in out and kept.id not in out
+    assert [c.name for c in cstate.list_containers(store)] == ["kept"]
+    assert _cache(store) == {cstate.base(store, kept)}
+    fresh = Store(store.root)
+    try:
+        assert not fresh.has(old_blob)
+    finally:
+        fresh.close()
+    r = _git(Path(store.root), "fsck", "--strict")
+    assert r.returncode == 0 and "error" not in r.stderr.lower(), r.stdout + r.stderr
+    cli("fsck")
+    assert "kept" in cli("ps", "-a").stdout
+
+
+def test_young_unreferenced_object_survives_system_prune(two_images: Store, cli) -> None:
+    store = two_images
+    with store.pack_writer() as w:  # a commit or pull that has not moved its ref yet
+        young = w.add(BLOB, b"written, ref not moved yet\n")
+        w.finish()
+    store.close()
+    cli("system", "prune", "-a", "-f")
+    fresh = Store(store.root)
+    try:
+        assert fresh.has(young)
+        assert fresh.read_blob(young) == b"written, ref not moved yet\n"
+    finally:
+        fresh.close()
+
+
+@pytest.mark.parametrize("args", [("system", "prune"), ("container", "prune"),
+                                  ("image", "prune", "-a")])
+def test_prune_refuses_without_f_on_non_interactive_stdin(two_images: Store, cli,
+                                                          args: tuple[str, ...]) -> None:
+    store = two_images
+    c, _ = api.create(store, "app:1", name="idle")
+    before = (_cache(store), _git(Path(store.root), "for-each-ref").stdout)
+    r = cli(*args, check=False)
+    assert r.returncode != 0
+    assert r.stderr.strip().count("\n") == 0 and "-f" in r.stderr, r.stderr
+    assert [x.id for x in cstate.list_containers(store)] == [c.id]
+    assert (_cache(store), _git(Path(store.root), "for-each-ref").stdout) == before
