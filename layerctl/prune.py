@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
+from layerctl import faults
 from layerctl.containers import state as cstate
 from layerctl.errors import Conflict, LayerctlError, Locked, NotFound
 from layerctl.store.debris import CACHE_TMP_PREFIX
@@ -263,6 +264,7 @@ def _remove_cache_dir(store: object, lid: str) -> int | None:
         os.rename(final, trash)
     except FileNotFoundError:
         return None
+    faults.point("prune.cache-aside")
     if lid in used_lowers(store):
         try:
             os.rename(trash, final)

@@ -189,3 +189,61 @@ def test_prune_refuses_without_f_on_non_interactive_stdin(two_images: Store, cli
     assert r.stderr.strip().count("\n") == 0 and "-f" in r.stderr, r.stderr
     assert [x.id for x in cstate.list_containers(store)] == [c.id]
     assert (_cache(store), _git(Path(store.root), "for-each-ref").stdout) == before
+
+
+def test_image_prune_leaves_a_dir_a_concurrent_create_takes(two_images: Store) -> None:
+    """A create that set its base ref (the first thing it does) just after prune
+    listed the users gets the very same dir back, never a half-removed one."""
+    from layerctl import faults
+
+    store = two_images
+    gone, _ = api.create(store, "app:1", name="gone")
+    app_layer = cstate.base(store, gone)
+    api.remove(store, "gone")
+    cache = Path(store.root) / "cache" / "layers" / app_layer
+    inode = cache.stat().st_ino
+    late = []
+
+    def create_starts() -> None:  # new_container: state dir, name, base ref
+        late.append(cstate.new_container(store, "app:1", app_layer, "overlay", "late"))
+
+    with faults.armed("prune.cache-aside", create_starts):
+        pruned = prune.prune_images(store)
+    assert pruned.cache == [] and cache.stat().st_ino == inode
+    assert (cache / "app").is_file()
+    assert not [p for p in cache.parent.iterdir() if p.name.startswith(".tmp-")]
+    cstate.destroy(store, late[0])
+
+
+def test_a_create_while_the_dir_is_aside_gets_a_whole_dir(two_images: Store) -> None:
+    from layerctl import faults
+
+    store = two_images
+    gone, _ = api.create(store, "app:1", name="gone")
+    app_layer = cstate.base(store, gone)
+    api.remove(store, "gone")
+
+    def create() -> None:  # finds no dir, extracts its own
+        api.create(store, "app:1", name="late")
+
+    with faults.armed("prune.cache-aside", create):
+        pruned = prune.prune_images(store)
+    assert pruned.cache == []
+    merged = Path(api.mount(store, "late"))
+    assert sorted(p.name for p in merged.iterdir()) == ["app", "etc", "small"]
+    assert set(prune.cache_entries(store)) == {app_layer}
+
+
+def test_kill_during_prune_leaves_no_partial_dir(two_images: Store, cli) -> None:
+    store = two_images
+    gone, _ = api.create(store, "app:1", name="gone")
+    app_layer = cstate.base(store, gone)
+    api.remove(store, "gone")
+    r = cli("image", "prune", "-f", check=False, env={"LAYERCTL_CRASH_AT": "prune.cache-aside"})
+    assert r.returncode == -9, r.stderr
+    layers = Path(store.root) / "cache" / "layers"
+    assert app_layer not in prune.cache_entries(store)  # the aside dir is never used
+    cli("fsck")
+    assert not [p for p in layers.iterdir() if p.name.startswith(".tmp-")]
+    c, _ = api.create(store, "app:1", name="again")
+    assert (Path(api.mount(store, "again")) / "app").is_file()
