@@ -247,3 +247,37 @@ def test_kill_during_prune_leaves_no_partial_dir(two_images: Store, cli) -> None
     assert not [p for p in layers.iterdir() if p.name.startswith(".tmp-")]
     c, _ = api.create(store, "app:1", name="again")
     assert (Path(api.mount(store, "again")) / "app").is_file()
+
+
+def _on_terminal(store_root: Path, answer: str, *args: str) -> str:
+    """Run `layerctl ARGS` with a pseudo-terminal as stdin, typing `answer`."""
+    import pty
+    import sys
+
+    from tests.conftest import REPO_ROOT
+    from tests.layerhelpers import cli_env
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "layerctl", *args], stdin=follower,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=cli_env(store_root, REPO_ROOT), text=True)
+        os.write(leader, answer.encode() + b"\n")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert proc.returncode == 0, out
+    return out
+
+
+def test_prune_asks_on_a_terminal(two_images: Store, store_root: Path) -> None:
+    store = two_images
+    c, _ = api.create(store, "app:1", name="idle")
+    out = _on_terminal(store_root, "n", "container", "prune")
+    assert "WARNING! This will remove all stopped containers." in out
+    assert "Are you sure you want to continue? [y/N]" in out
+    assert [x.id for x in cstate.list_containers(store)] == [c.id]
+    out = _on_terminal(store_root, "y", "container", "prune")
+    assert f"Deleted Containers:\n{c.id}\n" in out
+    assert cstate.list_containers(store) == []
