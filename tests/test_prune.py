@@ -281,3 +281,16 @@ def test_prune_asks_on_a_terminal(two_images: Store, store_root: Path) -> None:
     out = _on_terminal(store_root, "y", "container", "prune")
     assert f"Deleted Containers:\n{c.id}\n" in out
     assert cstate.list_containers(store) == []
+
+
+def test_container_prune_vfs_driver(two_images: Store, cli) -> None:
+    store = two_images
+    stopped, _ = api.create(store, "base:1", name="vstopped", driver="vfs")
+    mounted, _ = api.create(store, "base:1", name="vmounted", driver="vfs")
+    api.mount(store, "vmounted")
+    u = prune.usage(store)
+    assert {c.container.name: c.size for c in u.containers} == {
+        c.name: _du(Path(cstate.state_dir(store, c.id)) / "rootfs") for c in (stopped, mounted)}
+    out = cli("container", "prune", "-f").stdout
+    assert out.splitlines()[:2] == ["Deleted Containers:", stopped.id]
+    assert [c.name for c in cstate.list_containers(store)] == ["vmounted"]
