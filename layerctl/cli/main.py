@@ -92,6 +92,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     # insight (layerctl/cli/insight.py)
     "waste": ("layerctl.cli.insight", "waste_cmd", "Show wasted space per path, class and layer"),
     "efficiency": ("layerctl.cli.insight", "waste_cmd", "Alias of waste (dive's score, corrected)"),
+    # disk usage and prune (layerctl/cli/system.py)
+    "system": ("layerctl.cli.system", "system_cmd", "Show disk usage (df) and prune"),
+    "container": ("layerctl.cli.system", "container_cmd", "Manage containers (prune)"),
+    "image": ("layerctl.cli.system", "image_cmd", "Manage images (prune)"),
     # terminal UI (layerctl/cli/tui.py)
     "tui": ("layerctl.cli.tui", "tui_cmd", "Open the terminal UI"),
     "demo": ("layerctl.cli.tui", "demo_cmd", "Build a sample image and container and open the UI"),
