@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from layerctl.errors import BadInput
+from layerctl.words import one_line
 
 
 class TemplateError(BadInput):
@@ -136,11 +137,11 @@ _REFUSED = {"if", "else", "end", "range", "with", "define", "template", "block",
 
 _TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<raw>`[^`]*`)|(?P<num>-?\d+)'
                     r"|(?P<field>(?:\.[A-Za-z_][A-Za-z0-9_]*)+)|(?P<dot>\.)"
-                    r"|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<pipe>\|))")
+                    r"|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<pipe>\|)|(?P<open>\()|(?P<close>\)))")
 
 
-def _parse_action(src: str) -> list[_Command]:
-    pipeline: list[_Command] = [[]]
+def _tokens(src: str) -> list[tuple[str, str]]:
+    out = []
     pos = 0
     src = src.strip()
     while pos < len(src):
@@ -148,32 +149,60 @@ def _parse_action(src: str) -> list[_Command]:
         if not m or m.end() == pos:
             raise TemplateError(f"template: :1: unexpected {src[pos:].strip()[:20]!r} in command")
         pos = m.end()
-        kind = m.lastgroup
-        text = m.group(kind).strip()
+        out.append((m.lastgroup, m.group(m.lastgroup).strip()))
+    return out
+
+
+def _parse_action(src: str) -> list[_Command]:
+    tokens = _tokens(src)
+    pipeline, rest = _parse_pipeline(tokens)
+    if rest:
+        raise TemplateError("template: :1: unexpected \")\" in operand")
+    return pipeline
+
+
+def _parse_pipeline(tokens: list[tuple[str, str]]) -> tuple[list[_Command], list]:
+    """A pipeline up to the end or to the `)` closing it; returns it and what follows."""
+    pipeline: list[_Command] = [[]]
+    while tokens:
+        (kind, text), tokens = tokens[0], tokens[1:]
+        if kind == "close":
+            if not any(pipeline):
+                raise TemplateError("template: :1: missing value for command")
+            return pipeline, [("close", text), *tokens]
         if kind == "pipe":
             pipeline.append([])
             continue
-        if kind == "str":
-            arg = _Arg("str", json.loads(text), text)
-        elif kind == "raw":
-            arg = _Arg("str", text[1:-1], text)
-        elif kind == "num":
-            arg = _Arg("num", int(text), text)
-        elif kind == "field":
-            arg = _Arg("field", text[1:].split("."), text)
-        elif kind == "dot":
-            arg = _Arg("dot", None, text)
-        else:
-            if text in _REFUSED:
-                raise TemplateError(f"template: :1: {{{{{text}}}}} is not supported by "
-                                    "layerctl's --format (fields and functions only)")
-            if text not in _FUNCS and text not in ("true", "false", "nil"):
-                raise TemplateError(f'template: :1: function "{text}" not defined')
-            arg = _Arg("ident", text, text)
-        pipeline[-1].append(arg)
+        if kind == "open":
+            sub, tokens = _parse_pipeline(tokens)
+            if not tokens or tokens[0][0] != "close":
+                raise TemplateError("template: :1: unclosed left paren")
+            tokens = tokens[1:]
+            pipeline[-1].append(_Arg("sub", sub, "(...)"))
+            continue
+        pipeline[-1].append(_token_arg(kind, text))
     if any(not cmd for cmd in pipeline):
         raise TemplateError("template: :1: missing value for command")
-    return pipeline
+    return pipeline, []
+
+
+def _token_arg(kind: str, text: str) -> _Arg:
+    if kind == "str":
+        return _Arg("str", json.loads(text), text)
+    if kind == "raw":
+        return _Arg("str", text[1:-1], text)
+    if kind == "num":
+        return _Arg("num", int(text), text)
+    if kind == "field":
+        return _Arg("field", text[1:].split("."), text)
+    if kind == "dot":
+        return _Arg("dot", None, text)
+    if text in _REFUSED:
+        raise TemplateError(f"template: :1: {{{{{text}}}}} is not supported by "
+                            "layerctl's --format (fields and functions only)")
+    if text not in _FUNCS and text not in ("true", "false", "nil"):
+        raise TemplateError(f'template: :1: function "{text}" not defined')
+    return _Arg("ident", text, text)
 
 
 def parse(text: str) -> list[_Node]:
@@ -220,7 +249,13 @@ class Template:
             if isinstance(node, str):
                 out.append(node)
             else:
-                out.append(go_text(self._pipeline(node, data)))
+                value = go_text(self._pipeline(node, data))
+                # a field's own text (a created-by, a message) can never forge a line;
+                # what a function makes (println, json) is the user's choice
+                last = node[-1]
+                if len(last) == 1 and last[0].kind in ("field", "dot"):
+                    value = one_line(value)
+                out.append(value)
         return "".join(out)
 
     def _pipeline(self, pipeline: list[_Command], data: object) -> object:
@@ -232,6 +267,8 @@ class Template:
 
     def _command(self, cmd: _Command, data: object, extra: list) -> object:
         head = cmd[0]
+        if head.kind == "sub" and len(cmd) == 1 and not extra:
+            return self._arg(head, data)
         if head.kind == "ident" and head.value in _FUNCS:
             args = [self._arg(a, data) for a in cmd[1:]] + extra
             try:
@@ -254,6 +291,8 @@ class Template:
     def _arg(self, arg: _Arg, data: object) -> object:
         if arg.kind == "dot":
             return data
+        if arg.kind == "sub":
+            return self._pipeline(arg.value, data)
         if arg.kind == "ident":
             if arg.value in _FUNCS:
                 return _FUNCS[arg.value]()  # e.g. {{println}}
