@@ -87,8 +87,8 @@ def _pad(s: object, before: object, after: object) -> str:
 
 
 def _title(s: object) -> str:
-    # Go's strings.Title: upper-case the first letter of each word, leave the rest.
-    return re.sub(r"(^|\s)(\S)", lambda m: m.group(1) + m.group(2).upper(), _need_str("title", s))
+    # Go's strings.Title: upper-case each letter that follows a non-word character.
+    return re.sub(r"(^|\W)(\w)", lambda m: m.group(1) + m.group(2).upper(), _need_str("title", s))
 
 
 def _index(obj: object, *keys: object) -> object:

@@ -28,7 +28,7 @@ def known(cli, tmp_path: Path):
     cli("import", src, "fmt:base", "-m", "base layer")
     cli("create", "--driver", "vfs", "--name", "c1", "fmt:base")
     try:
-        merged = cli("inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", "c1").stdout.strip()
+        merged = json.loads(cli("inspect", "c1").stdout)[0]["GraphDriver"]["Data"]["MergedDir"]
         Path(merged, "new").write_bytes(b"hello\n")
         cli("commit", "-c", "ENV GREETING=hi", "-c", 'CMD ["/bin/echo","hello"]',
             "-c", "LABEL team=core", "-m", "add file", "c1", "fmt:1")
@@ -153,6 +153,7 @@ def test_functions(known):
     assert 'FMT|abc|1|a-b| 1 |"fmt"' in lines, lines
     out = cli("history", "fmt:1", "--format", "{{title .Comment}}|{{.Comment | upper}}").stdout
     assert out.splitlines()[0] == "Add File|ADD FILE"
+    assert cli("inspect", "-f", '{{title "x-y z_w"}}', "fmt:1").stdout == "X-Y Z_w\n"
     out = cli("inspect", "-f", '{{join .Config.Env ","}}|{{len .RootFS.Layers}}', "fmt:1").stdout
     assert out == "GREETING=hi|2\n"
     assert cli("inspect", "-f", "{{println .Os}}x", "fmt:1").stdout == "linux\nx\n"
