@@ -88,3 +88,14 @@ def path_text(path: bytes) -> str:
     """A store path (no leading slash, any bytes) as users see it: /etc/passwd,
     or quoted like git when it holds control characters or undecodable bytes."""
     return quote_name(b"/" + path)
+
+
+def go_time(timestamp: float) -> str:
+    """A time as Go's time.Time prints it (Docker's CreatedAt in `images`/`ps`
+    --format), in UTC: '2024-01-02 03:04:05 +0000 UTC'."""
+    return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(timestamp))
+
+
+def rfc3339(timestamp: float) -> str:
+    """Go's RFC3339 in UTC, whole seconds (Docker's `history` CreatedAt)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

@@ -34,12 +34,24 @@ def create_cmd(ctx: click.Context, name: str | None, driver: str | None, image: 
     click.echo(c.id)
 
 
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+              "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
+              "State": "STATE", "Status": "STATUS", "Size": "SIZE", "Names": "NAMES",
+              "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+              "LocalVolumes": "LOCAL VOLUMES"}
+
+
 @click.command("ps", context_settings=_SETTINGS)
 @click.option("-a", "--all", "show_all", is_flag=True,
               help="Show all containers (default: mounted ones).")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container ids.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
+@click.option("--format", "fmt", metavar="TEMPLATE",
+              help="Go-template output like Docker's: '{{.ID}} {{.Names}}', '{{json .}}'.")
 @click.pass_context
-def ps_cmd(ctx: click.Context, show_all: bool, quiet: bool) -> None:
+def ps_cmd(
+    ctx: click.Context, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | None
+) -> None:
     """List containers (mounted ones; -a for all)."""
     from layerctl.containers.state import broken
 
@@ -51,14 +63,64 @@ def ps_cmd(ctx: click.Context, show_all: bool, quiet: bool) -> None:
         if not (show_all or mounted or broken(c)):  # a broken one needs the user's rm
             continue
         if quiet:
-            click.echo(c.short_id)
+            click.echo(c.id if no_trunc else c.short_id)
             continue
-        base = store.ref(c.ref) or ""
-        rows.append([c.short_id, c.image, base[:12], ago(c.created),
-                     _state_text(store, c, mounted), c.driver, c.name])
-    if not quiet:
-        table(rows, ["CONTAINER ID", "IMAGE", "BASE LAYER", "CREATED", "STATUS", "DRIVER",
-                     "NAMES"])
+        rows.append(_ps_row(store, c, mounted, no_trunc))
+    if quiet:
+        return
+    if fmt:
+        from layerctl.cli.images import print_formatted
+
+        print_formatted(fmt, [r for r, _ in rows], PS_HEADERS, "*formatter.ContainerContext",
+                        "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}"
+                        "\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}")
+        return
+    table([[r["ID"], r["Image"], base, r["RunningFor"], r["Status"], driver, r["Names"]]
+           for r, (base, driver) in rows],
+          ["CONTAINER ID", "IMAGE", "BASE LAYER", "CREATED", "STATUS", "DRIVER", "NAMES"])
+
+
+def _ps_row(
+    store: object, c: object, mounted: bool, no_trunc: bool
+) -> tuple[dict, tuple[str, str]]:
+    """Docker's ps --format fields for one container (plus layerctl's driver and base
+    layer for the default table, which the template does not see)."""
+    from layerctl import runtime
+    from layerctl.containers.state import broken
+    from layerctl.store.layers import read_layer
+    from layerctl.words import go_time
+
+    base = store.ref(c.ref) or ""
+    config = {}
+    if base:
+        try:
+            config = read_layer(store, base).config.get("config") or {}
+        except Exception:  # noqa: BLE001 - a broken base shows as Broken in STATUS
+            config = {}
+    argv = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
+    command = " ".join(argv)
+    if not no_trunc and len(command) > 20:  # Docker: 20 characters, then an ellipsis
+        command = command[:19] + "…"
+    state = "dead" if broken(c) else runtime.status(store, c.id)[0]
+    labels = config.get("Labels") or {}
+    row = {
+        "ID": c.id if no_trunc else c.short_id,
+        "Image": c.image,
+        "Command": f'"{command}"',
+        "CreatedAt": go_time(c.created),
+        "RunningFor": ago(c.created),
+        "Ports": "",  # layerctl containers have no network namespace to publish
+        "State": state if state in ("running", "exited", "dead") else "created",
+        "Status": _state_text(store, c, mounted),
+        "Size": "N/A",
+        "Names": c.name,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "Label": lambda key: labels.get(key, ""),
+        "Mounts": "",
+        "Networks": "",
+        "LocalVolumes": "0",
+    }
+    return row, (base[:12], c.driver)
 
 
 def _state_text(store: object, c: object, mounted: bool) -> str:

@@ -9,7 +9,7 @@ import click
 
 from layerctl.cli.common import ago, human_size, open_store, progress_printer, table
 from layerctl.errors import BadInput, Corrupt, LayerctlError, NotFound
-from layerctl.words import rfc3339_nano
+from layerctl.words import go_time, rfc3339, rfc3339_nano
 
 
 @click.command("import")
@@ -44,7 +44,8 @@ def import_cmd(
     click.echo(layer_id)
 
 
-def _image_rows(store: object) -> list[list[str]]:
+def _image_rows(store: object, no_trunc: bool = False) -> list[dict[str, str]]:
+    """One dict per image with Docker's --format field names and values."""
     from layerctl.images import chain, image_id, image_size, list_images
 
     rows = []
@@ -61,29 +62,65 @@ def _image_rows(store: object) -> list[list[str]]:
             click.echo(f"layerctl: warning: skipping {name}: {e}", err=True)
             continue
         top = layers[-1]
-        rows.append(
-            [
-                name.repository,
-                name.tag,
-                image_id(layers)[7:19],
-                ago(top.author_time),
-                human_size(image_size(store, layers)),
-            ]
-        )
+        size = human_size(image_size(store, layers))
+        full_id = image_id(layers)
+        rows.append({
+            "Containers": "N/A",  # Docker too, unless asked to count (system df)
+            "CreatedAt": go_time(top.author_time),
+            "CreatedSince": ago(top.author_time),
+            "Digest": "<none>",  # layerctl keeps no registry manifest digest per tag
+            "ID": full_id if no_trunc else full_id[7:19],
+            "Repository": name.repository,
+            "SharedSize": "N/A",
+            "Size": size,
+            "Tag": name.tag,
+            "UniqueSize": "N/A",
+            "VirtualSize": size,
+        })
     return rows
+
+
+IMAGE_HEADERS = {"Containers": "CONTAINERS", "CreatedAt": "CREATED AT",
+                 "CreatedSince": "CREATED", "Digest": "DIGEST", "ID": "IMAGE ID",
+                 "Repository": "REPOSITORY", "SharedSize": "SHARED SIZE", "Size": "SIZE",
+                 "Tag": "TAG", "UniqueSize": "UNIQUE SIZE", "VirtualSize": "VIRTUAL SIZE"}
+
+
+def format_option(f):  # noqa: ANN001, ANN201 - a click decorator
+    return click.option("--format", "fmt", metavar="TEMPLATE",
+                        help="Go-template output like Docker's: '{{.ID}}', "
+                        "'table {{.Repository}}\\t{{.Size}}', '{{json .}}'.")(f)
+
+
+def print_formatted(fmt: str, rows: list[dict], headers: dict[str, str], type_name: str,
+                    default: str) -> None:
+    from layerctl.gotemplate import format_rows
+
+    if fmt.strip() == "table":  # Docker: the bare word means the default table
+        fmt = default
+    elif fmt.strip() == "json":  # Docker's shorthand for {{json .}}
+        fmt = "{{json .}}"
+    click.echo(format_rows(fmt, rows, headers, type_name), nl=False)
 
 
 @click.command("images")
 @click.option("-q", "--quiet", is_flag=True, help="Only image IDs.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
+@format_option
 @click.pass_context
-def images_cmd(ctx: click.Context, quiet: bool) -> None:
+def images_cmd(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
     """List images (REPOSITORY, TAG, IMAGE ID, CREATED, SIZE)."""
-    rows = _image_rows(open_store(ctx))
+    rows = _image_rows(open_store(ctx), no_trunc)
     if quiet:
         for row in rows:
-            click.echo(row[2])
+            click.echo(row["ID"])
         return
-    table(rows, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"])
+    if fmt:
+        print_formatted(fmt, rows, IMAGE_HEADERS, "*formatter.ImageContext",
+                        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}")
+        return
+    table([[r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]] for r in rows],
+          ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"])
 
 
 @click.command("tag")
@@ -116,8 +153,10 @@ def rmi_cmd(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
 
 @click.command("inspect")
 @click.argument("targets", nargs=-1, required=True)
+@click.option("-f", "--format", "fmt", metavar="TEMPLATE",
+              help="Go-template per object like Docker's: '{{.Config.Env}}', '{{json .RootFS}}'.")
 @click.pass_context
-def inspect_cmd(ctx: click.Context, targets: tuple[str, ...]) -> None:
+def inspect_cmd(ctx: click.Context, targets: tuple[str, ...], fmt: str | None) -> None:
     """Show images, layers or containers as JSON (Docker's keys where they apply)."""
     store = open_store(ctx)
     out = []
@@ -126,6 +165,12 @@ def inspect_cmd(ctx: click.Context, targets: tuple[str, ...]) -> None:
         if data is None:
             data = inspect_image(store, target)
         out.append(data)
+    if fmt and fmt.strip() != "json":  # Docker: `json` is the default document
+        from layerctl.gotemplate import format_rows
+
+        # Docker applies the template to the inspect document itself (a JSON map)
+        click.echo(format_rows(fmt, out, {}), nl=False)
+        return
     click.echo(json.dumps(out, indent=4, ensure_ascii=False))
 
 
@@ -168,8 +213,12 @@ def inspect_image(store: object, target: str) -> dict:
 @click.command("history")
 @click.argument("image")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only layer IDs.")
+@format_option
 @click.pass_context
-def history_cmd(ctx: click.Context, image: str, no_trunc: bool) -> None:
+def history_cmd(
+    ctx: click.Context, image: str, no_trunc: bool, quiet: bool, fmt: str | None
+) -> None:
     """Show an image's layers (IMAGE, CREATED, CREATED BY, SIZE, COMMENT)."""
     from layerctl.images import chain, layer_size, resolve
 
@@ -183,13 +232,26 @@ def history_cmd(ctx: click.Context, image: str, no_trunc: bool) -> None:
         if not no_trunc:
             created_by = created_by if len(created_by) <= 45 else created_by[:44] + "…"
             comment = comment if len(comment) <= 40 else comment[:39] + "…"
-        rows.append(
-            [
-                layer.id if no_trunc else layer.id[:12],
-                ago(layer.author_time),
-                created_by,
-                human_size(size),
-                comment,
-            ]
-        )
-    table(rows, ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"])
+        rows.append({
+            "ID": layer.id if no_trunc else layer.id[:12],
+            "CreatedSince": ago(layer.author_time),
+            "CreatedAt": rfc3339(layer.author_time),
+            "CreatedBy": created_by,
+            "Size": human_size(size),
+            "Comment": comment,
+        })
+    if quiet:
+        for row in rows:
+            click.echo(row["ID"])
+        return
+    if fmt:
+        print_formatted(fmt, rows, HISTORY_HEADERS, "*formatter.historyContext",
+                        "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}"
+                        "\t{{.Comment}}")
+        return
+    table([[r["ID"], r["CreatedSince"], r["CreatedBy"], r["Size"], r["Comment"]] for r in rows],
+          ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"])
+
+
+HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+                   "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
