@@ -7,6 +7,7 @@ lock (dulwich pack readers are not thread-safe); the UI thread only renders.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import partial
 
 from textual import work
@@ -105,6 +106,21 @@ class MainScreen(Screen):
     def file_tree(self) -> FileTree:
         return self.query_one(FileTree)
 
+    def _ui(self, fn: Callable[..., object], *args: object, **kwargs: object) -> None:
+        """From a worker: run `fn` on the UI thread, unless the screen has been taken
+        down meanwhile (a store read that finishes while the app exits)."""
+        self.app.call_from_thread(self._if_shown, fn, args, kwargs)
+
+    def _if_shown(self, fn: Callable[..., object], args: tuple, kwargs: dict) -> None:
+        from textual.css.query import NoMatches
+
+        if not self.is_attached:
+            return
+        try:
+            fn(*args, **kwargs)
+        except NoMatches:
+            pass  # its widgets went while the call was queued
+
     def on_mount(self) -> None:
         what = f"container {self.container}" if self.container else (
             f"image {self.image}" if self.image else "no image")
@@ -142,10 +158,10 @@ class MainScreen(Screen):
                 sizes = {layer.id: layer_size(store, layer) for layer in layers}
             author = default_author()
         except LayerctlError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
+            self._ui(self.notify, str(e), severity="error", markup=False)
             return
         pending = len(self.change_list.changes) if self.container else None
-        self.app.call_from_thread(self._show_stack, layers, sizes, pending, author)
+        self._ui(self._show_stack, layers, sizes, pending, author)
 
     def _show_stack(self, layers: list, sizes: dict[str, int], pending: int | None,
                     author: str) -> None:
@@ -171,20 +187,14 @@ class MainScreen(Screen):
                     browser = LayerBrowser.for_layer(self.app.store, layer_id)
                     label = f"layer {self.app.short_id(layer_id)}"
         except LayerctlError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
+            self._ui(self.notify, str(e), severity="error", markup=False)
             return
         if browser is not None:
-            self.app.call_from_thread(self._browse, browser, label)
+            self._ui(self._browse, browser, label)
 
     def _browse(self, browser: object, label: str) -> None:
-        from textual.css.query import NoMatches
-
-        try:
-            tree = self.file_tree
-        except NoMatches:
-            return  # the screen was taken down while the worker read the store
         self.browser = browser
-        tree.browse(browser, label)
+        self.file_tree.browse(browser, label)
 
     # -- changes ------------------------------------------------------------------
 
@@ -204,16 +214,16 @@ class MainScreen(Screen):
                 self.base_root = read_layer(store, p.base_id).root
                 self._new_pending_browser(p.changes)
         except LayerctlError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
+            self._ui(self.notify, str(e), severity="error", markup=False)
             return
         watcher = LockedWatcher(self.app.store_lock, self._watch_failed, store, c, self._updated,
                                 initial=p.changes, debounce=self.app.debounce)
         self.watcher = watcher
-        self.app.call_from_thread(self._changes_loaded, p.changes)
+        self._ui(self._changes_loaded, p.changes)
         watcher.run_forever()  # returns when stop_watch() stops it
 
     def _watch_failed(self, error: Exception) -> None:
-        self.app.call_from_thread(self.notify, f"watching stopped: {error}", severity="error",
+        self._ui(self.notify, f"watching stopped: {error}", severity="error",
                                   markup=False)
 
     def stop_watch(self) -> None:
@@ -237,7 +247,7 @@ class MainScreen(Screen):
         with self.app.store_lock:
             known = list(self.watcher.known.values()) if self.watcher else []
             self._new_pending_browser(known)
-        self.app.call_from_thread(self._apply_updates, updates)
+        self._ui(self._apply_updates, updates)
 
     def _apply_updates(self, updates: list) -> None:
         self.change_list.apply(updates)
@@ -253,8 +263,8 @@ class MainScreen(Screen):
         from layerctl.store.layers import read_layer
 
         if restart:
-            self.app.call_from_thread(self.stop_watch)
-            self.app.call_from_thread(self.start_watch)
+            self._ui(self.stop_watch)
+            self._ui(self.start_watch)
             return
         store = self.app.store
         try:
@@ -266,9 +276,9 @@ class MainScreen(Screen):
                     self.watcher.known = {ch.path: ch for ch in p.changes}
                 self._new_pending_browser(p.changes)
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
+            self._ui(self.notify, str(e), severity="error", markup=False)
             return
-        self.app.call_from_thread(self._changes_loaded, p.changes)
+        self._ui(self._changes_loaded, p.changes)
 
     def on_staging_changed(self, event: StagingChanged) -> None:
         event.stop()
@@ -291,12 +301,12 @@ class MainScreen(Screen):
                 entry = item if isinstance(item, Entry) else browser.entry_for_change(item)
                 result = browser.preview(entry, diff=diff)
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, f"cannot preview: {e}", severity="error",
+            self._ui(self.notify, f"cannot preview: {e}", severity="error",
                                       markup=False)
             return
         self.highlighted = (browser, entry)
-        self.app.call_from_thread(self.query_one(FilePreview).show_preview, result,
-                                  "diff" if diff else "content", lexer_for(result))
+        self._ui(lambda: self.query_one(FilePreview).show_preview(
+            result, "diff" if diff else "content", lexer_for(result)))
 
     def action_toggle_diff(self) -> None:
         self.diff_mode = not self.diff_mode
@@ -426,9 +436,9 @@ class MainScreen(Screen):
             with self.app.store_lock:
                 done = restore(self.app.store, self.container, [path])
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
+            self._ui(self.notify, str(e), severity="error", markup=False)
             return
-        self.app.call_from_thread(self.notify, f"Discarded {len(done)} change(s) at {path}",
+        self._ui(self.notify, f"Discarded {len(done)} change(s) at {path}",
                                   markup=False)
         self.rescan()
 
@@ -455,13 +465,13 @@ class MainScreen(Screen):
     def reset(self, layer_id: str) -> None:
         from layerctl.containers.api import reset
 
-        self.app.call_from_thread(self.stop_watch)
+        self._ui(self.stop_watch)
         try:
             with self.app.store_lock:
                 reset(self.app.store, self.container, layer_id)
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
+            self._ui(self.notify, str(e), severity="error", markup=False)
         else:
-            self.app.call_from_thread(self.notify, f"Reset to layer {layer_id[:12]}", markup=False)
-        self.app.call_from_thread(self.load_stack)
-        self.app.call_from_thread(self.start_watch)
+            self._ui(self.notify, f"Reset to layer {layer_id[:12]}", markup=False)
+        self._ui(self.load_stack)
+        self._ui(self.start_watch)
