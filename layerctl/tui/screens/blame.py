@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header
 
 from layerctl.errors import LayerctlError
 from layerctl.tui.format import author_short, human_size
+from layerctl.tui.workers import WorkerCalls
 from layerctl.words import one_line, path_text
 
 
@@ -29,7 +30,7 @@ def what_happened(event: object) -> str:
     return f"{word} ({', '.join(event.details)})" if event.details else word
 
 
-class BlameScreen(Screen):
+class BlameScreen(WorkerCalls, Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("q", "app.pop_screen", "Back", show=False),
@@ -81,9 +82,9 @@ class BlameScreen(Screen):
                     pend = blame.pending_of(store, resolve(store, self.container), [self.path])
                 hist, _probes = blame.path_history(store, chain, self.path, pend)
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
+            self._ui(self.notify, str(e), severity="error", markup=False)
             return
-        self.app.call_from_thread(self._show, hist)
+        self._ui(self._show, hist)
 
     def _show(self, hist: object) -> None:
         self.history = hist

@@ -15,6 +15,7 @@ from layerctl.errors import LayerctlError
 from layerctl.patch import path_text
 from layerctl.store.diff import Change
 from layerctl.tui.format import human_size
+from layerctl.tui.workers import WorkerCalls
 
 SHOWN_PATHS = 200  # the list shows this many; the commit takes them all
 
@@ -42,7 +43,7 @@ def check_author(text: str) -> str | None:
     return None
 
 
-class CommitDialog(ModalScreen):
+class CommitDialog(WorkerCalls, ModalScreen):
     """Dismissed with the core's CommitResult, or None when cancelled."""
 
     DEFAULT_CSS = """
@@ -212,9 +213,9 @@ class CommitDialog(ModalScreen):
                 result = api.commit(self.app.store, self.container, message=message,
                                     author=author, tag=tag, paths=paths)
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self._failed, str(e))
+            self._ui(self._failed, str(e))
             return
-        self.app.call_from_thread(self.dismiss, result)
+        self._ui(self.dismiss, result)
 
     def _failed(self, text: str) -> None:
         self._set_busy(False)

@@ -12,9 +12,10 @@ from textual.widgets import DataTable, Footer, Header
 from layerctl.errors import LayerctlError
 from layerctl.tui.format import ago
 from layerctl.tui.screens.dialogs import ConfirmDialog, PromptDialog
+from layerctl.tui.workers import WorkerCalls
 
 
-class ContainersScreen(Screen):
+class ContainersScreen(WorkerCalls, Screen):
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("n", "create", "Create"),
@@ -46,7 +47,7 @@ class ContainersScreen(Screen):
         with self.app.store_lock:
             rows = [(c, self.app.store.ref(c.ref) or "")
                     for c in list_containers(self.app.store)]
-        self.app.call_from_thread(self._show, rows)
+        self._ui(self._show, rows)
 
     def _show(self, rows: list) -> None:
         from layerctl.containers.state import broken
@@ -142,10 +143,10 @@ class ContainersScreen(Screen):
                     c, target = api.reset(store, name, arg or None)
                     done = f"Container {c.name} is now at {self.app.short_id(target)}"
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
+            self._ui(self.notify, str(e), severity="error", markup=False)
             return
-        self.app.call_from_thread(self.notify, done, markup=False)
-        self.app.call_from_thread(self._after, what, name)
+        self._ui(self.notify, done, markup=False)
+        self._ui(self._after, what, name)
 
     def _after(self, what: str, name: str) -> None:
         self.load()

@@ -13,9 +13,10 @@ from layerctl.errors import LayerctlError
 from layerctl.tui.format import ago, human_size
 from layerctl.tui.screens.commit import check_tag
 from layerctl.tui.screens.dialogs import ConfirmDialog, PromptDialog
+from layerctl.tui.workers import WorkerCalls
 
 
-class ImagesScreen(Screen):
+class ImagesScreen(WorkerCalls, Screen):
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("t", "tag", "Tag"),
@@ -53,7 +54,7 @@ class ImagesScreen(Screen):
                 except LayerctlError:
                     continue
                 rows.append((name, layer_id, layers, size))
-        self.app.call_from_thread(self._show, rows)
+        self._ui(self._show, rows)
 
     def _show(self, rows: list) -> None:
         table = self.query_one(DataTable)
@@ -132,7 +133,7 @@ class ImagesScreen(Screen):
                     c, notice = api.create(store, name, name=arg or None)
                     done = f"Created container {c.name}" + (f" ({notice})" if notice else "")
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
+            self._ui(self.notify, str(e), severity="error", markup=False)
             return
-        self.app.call_from_thread(self.notify, done, markup=False)
+        self._ui(self.notify, done, markup=False)
         self.load()

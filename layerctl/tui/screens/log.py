@@ -12,11 +12,12 @@ from textual.widgets import Footer, Header, RichLog
 
 from layerctl.errors import LayerctlError
 from layerctl.tui.format import human_size, status_colour
+from layerctl.tui.workers import WorkerCalls
 
 STAT_LINES = 12  # per layer; the rest is summarised in the count line
 
 
-class LogScreen(Screen):
+class LogScreen(WorkerCalls, Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("q", "app.pop_screen", "Back", show=False),
@@ -61,7 +62,7 @@ class LogScreen(Screen):
                     top = resolve_layer(store, self.image)
                 layers = chain(store, top) if top else []
         except LayerctlError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
+            self._ui(self.notify, str(e), severity="error", markup=False)
             return
         pkgs = Packages(store)
         for layer in reversed(layers):
@@ -73,9 +74,9 @@ class LogScreen(Screen):
             lines, summary = stat_summary(changes)
             if packages:
                 summary += "\n" + summary_line(packages)
-            self.app.call_from_thread(self._write_layer, layer, size, changes, lines, summary)
+            self._ui(self._write_layer, layer, size, changes, lines, summary)
         for warning in pkgs.warnings:
-            self.app.call_from_thread(self.notify, warning, severity="warning", markup=False)
+            self._ui(self.notify, warning, severity="warning", markup=False)
 
     def _write_layer(self, layer: object, size: int, changes: list, lines: list[str],
                      summary: str) -> None:

@@ -7,7 +7,6 @@ lock (dulwich pack readers are not thread-safe); the UI thread only renders.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from functools import partial
 
 from textual import work
@@ -31,6 +30,7 @@ from layerctl.tui.widgets.changes import ChangeList, DiscardRequested
 from layerctl.tui.widgets.files import FilesPane, FileTree
 from layerctl.tui.widgets.layers import LayerStack
 from layerctl.tui.widgets.preview import FilePreview, lexer_for
+from layerctl.tui.workers import WorkerCalls
 
 
 class LockedWatcher(ChangeWatcher):
@@ -55,7 +55,7 @@ class LockedWatcher(ChangeWatcher):
             return []
 
 
-class MainScreen(Screen):
+class MainScreen(WorkerCalls, Screen):
     BINDINGS = [
         Binding("c", "commit", "Commit"),
         Binding("v", "toggle_diff", "Content/diff"),
@@ -105,21 +105,6 @@ class MainScreen(Screen):
     @property
     def file_tree(self) -> FileTree:
         return self.query_one(FileTree)
-
-    def _ui(self, fn: Callable[..., object], *args: object, **kwargs: object) -> None:
-        """From a worker: run `fn` on the UI thread, unless the screen has been taken
-        down meanwhile (a store read that finishes while the app exits)."""
-        self.app.call_from_thread(self._if_shown, fn, args, kwargs)
-
-    def _if_shown(self, fn: Callable[..., object], args: tuple, kwargs: dict) -> None:
-        from textual.css.query import NoMatches
-
-        if not self.is_attached:
-            return
-        try:
-            fn(*args, **kwargs)
-        except NoMatches:
-            pass  # its widgets went while the call was queued
 
     def on_mount(self) -> None:
         what = f"container {self.container}" if self.container else (

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from layerctl.errors import LayerctlError
 from layerctl.history import UNCOMMITTED
 from layerctl.tui.format import human_size
+from layerctl.tui.workers import WorkerCalls
 from layerctl.words import one_line, path_text
 
 BY_SIZE, BY_PATH, BY_CLASS = "size", "path", "class"
@@ -38,7 +39,7 @@ def _bytes(n: int) -> str:
     return f"{human_size(n)} ({n:,} bytes)"
 
 
-class WasteScreen(Screen):
+class WasteScreen(WorkerCalls, Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("q", "app.pop_screen", "Back", show=False),
@@ -104,9 +105,9 @@ class WasteScreen(Screen):
                 base_index, base_name = base_of(store, target, None)
                 report = analyze(store, target, base_index, base_name)
         except (LayerctlError, OSError) as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error", markup=False)
+            self._ui(self.notify, str(e), severity="error", markup=False)
             return
-        self.app.call_from_thread(self._show, report)
+        self._ui(self._show, report)
 
     def _show(self, report: object) -> None:
         self.report = report

@@ -19,12 +19,13 @@ from textual.worker import get_current_worker
 from layerctl.browse import ALL_KINDS, BY_NAME, BY_SIZE, UNCHANGED, Entry
 from layerctl.tui.format import STATUS_WORDS, human_size, status_colour
 from layerctl.tui.messages import EntryHighlighted
+from layerctl.tui.workers import WorkerCalls
 
 NAME_WIDTH = 34  # name column, less the tree's indent, so the meta columns line up
 SEARCH_LIMIT = 2000
 
 
-class FileTree(Tree):
+class FileTree(WorkerCalls, Tree):
     BINDINGS = [
         Binding("t", "toggle_layer_only", "Layer only/all"),
         Binding("1", "toggle_kind('A')", "Added", show=False),
@@ -105,7 +106,7 @@ class FileTree(Tree):
             entries = browser.children(path, self.kinds, self.sort_by)
         if generation != self._generation:
             return
-        self.app.call_from_thread(self._fill, node, entries, generation)
+        self._ui(self._fill, node, entries, generation)
         # Directory sizes walk subtrees: fill them in after the names are on screen.
         sizes = {}
         for e in entries:
@@ -115,7 +116,7 @@ class FileTree(Tree):
                 with self.app.store_lock:
                     sizes[e.path] = browser.size(e)
         if sizes:
-            self.app.call_from_thread(self._resize, node, sizes, generation)
+            self._ui(self._resize, node, sizes, generation)
 
     def _fill(self, node: TreeNode, entries: list[Entry], generation: int) -> None:
         if generation != self._generation:
@@ -196,7 +197,7 @@ class FileTree(Tree):
                                     cancelled=lambda: worker.is_cancelled):
                 found.append(e)
         if generation == self._generation and not worker.is_cancelled:
-            self.app.call_from_thread(self._fill_search, found, generation)
+            self._ui(self._fill_search, found, generation)
 
     def _fill_search(self, found: list[Entry], generation: int) -> None:
         if generation != self._generation:
