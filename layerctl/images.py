@@ -268,28 +268,34 @@ def chain(store: object, layer_id: str) -> list[Layer]:
 # -- sizes, as Docker defines them ------------------------------------------------
 
 
-def layer_size(store: object, layer: Layer) -> int:
-    """Docker's layer size (`history` SIZE): bytes of regular-file content the layer's
-    changeset adds or changes, each hardlink group once. Derived from the trees, not
-    the Size trailer (whose meaning older layerctl commits did not keep to), and
-    cached by layer id since a layer never changes."""
+def layer_sizes(store: object, layers: list[Layer]) -> list[int]:
+    """Docker's layer size (`history` SIZE) of each layer: bytes of regular-file
+    content its changeset adds or changes, each hardlink group once. Derived from the
+    trees, not the Size trailer (whose meaning older layerctl commits did not keep
+    to), and cached by layer id since a layer never changes (the cache file is
+    written once, when anything was new)."""
     cache = _size_cache(store)
-    found = cache.get(layer.id)
-    if found is None:
+    missing = [layer for layer in layers if layer.id not in cache]
+    if missing:
         from layerctl.store.diff import diff
         from layerctl.store.meta import FILE
 
-        parent = read_layer(store, layer.parent).root if layer.parent else None
-        found = cache[layer.id] = sum(
-            ch.new.size for ch in diff(store, parent, layer.root)
-            if ch.new is not None and ch.new.kind == FILE and ch.new.link is None)
+        for layer in missing:
+            parent = read_layer(store, layer.parent).root if layer.parent else None
+            cache[layer.id] = sum(
+                ch.new.size for ch in diff(store, parent, layer.root)
+                if ch.new is not None and ch.new.kind == FILE and ch.new.link is None)
         _save_size_cache(store, cache)
-    return found
+    return [cache[layer.id] for layer in layers]
+
+
+def layer_size(store: object, layer: Layer) -> int:
+    return layer_sizes(store, [layer])[0]
 
 
 def image_size(store: object, layers: list[Layer]) -> int:
     """Docker's image size (`images` SIZE, `inspect` Size): the sum of its layers' sizes."""
-    return sum(layer_size(store, layer) for layer in layers)
+    return sum(layer_sizes(store, layers))
 
 
 _SIZE_CACHE = ("cache", "layer-sizes.json")

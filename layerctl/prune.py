@@ -139,7 +139,7 @@ class Usage:
 
 def usage(store: object, verbose: bool = True) -> Usage:
     """What `system df` shows. Hardlinks count once across everything measured."""
-    from layerctl.images import chain, image_id, layer_size, list_images
+    from layerctl.images import chain, image_id, layer_sizes, list_images
 
     seen: set[tuple[int, int]] = set()
     out = Usage(objects_size=disk_usage(store.path("objects"), seen))
@@ -170,7 +170,8 @@ def usage(store: object, verbose: bool = True) -> Usage:
             kept.update(layer.id for layer in chain(store, ref))
     for name, (lid, layers) in chains.items():
         n = sum(count for image, count in users.items() if _same_image(image, name))
-        sizes = [(layer.id, layer_size(store, layer)) for layer in layers]
+        sizes = list(zip((layer.id for layer in layers), layer_sizes(store, layers),
+                         strict=True))
         if n:
             kept.update(layer.id for layer in layers)
         out.images.append(ImageUse(
@@ -181,9 +182,9 @@ def usage(store: object, verbose: bool = True) -> Usage:
     # of the layers nothing in use reaches (objects are compressed: at most that).
     loose = {}
     for _lid, layers in chains.values():
-        for layer in layers:
-            if layer.id not in kept:
-                loose[layer.id] = layer_size(store, layer)
+        unkept = [layer for layer in layers if layer.id not in kept]
+        loose.update(zip((layer.id for layer in unkept), layer_sizes(store, unkept),
+                         strict=True))
     out.images_reclaimable = min(out.objects_size, sum(loose.values()))
     return out
 

@@ -7,8 +7,6 @@ an image's size (`images` SIZE, `inspect` Size) is the sum of its layers' sizes.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import os
 import re
@@ -20,15 +18,7 @@ from layerctl.store.layers import read_layer
 from layerctl.store.meta import Meta
 from layerctl.store.repo import Store
 from tests.layerhelpers import commit_edit, import_dir, put_file
-
-
-def sync(fn):
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        asyncio.run(fn(*args, **kwargs))
-
-    return run
-
+from tests.test_tui import sync
 
 RFC3339_NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z$")
 

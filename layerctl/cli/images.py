@@ -220,12 +220,12 @@ def history_cmd(
     ctx: click.Context, image: str, no_trunc: bool, quiet: bool, fmt: str | None
 ) -> None:
     """Show an image's layers (IMAGE, CREATED, CREATED BY, SIZE, COMMENT)."""
-    from layerctl.images import chain, layer_size, resolve
+    from layerctl.images import chain, layer_sizes, resolve
 
     store = open_store(ctx)
     layers = chain(store, resolve(store, image))
     rows = []
-    sizes = [layer_size(store, layer) for layer in layers]
+    sizes = layer_sizes(store, layers)
     for layer, size in zip(reversed(layers), reversed(sizes), strict=True):
         created_by = layer.created_by
         comment = layer.summary

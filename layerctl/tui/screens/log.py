@@ -45,7 +45,7 @@ class LogScreen(WorkerCalls, Screen):
     @work(thread=True, exclusive=True)
     def load(self) -> None:
         from layerctl.containers.state import base, resolve
-        from layerctl.images import chain, layer_size
+        from layerctl.images import chain, layer_sizes
         from layerctl.images import resolve as resolve_layer
         from layerctl.packages import Packages, summary_line
         from layerctl.patch import stat_summary
@@ -61,6 +61,8 @@ class LogScreen(WorkerCalls, Screen):
                 elif top is None and self.image:
                     top = resolve_layer(store, self.image)
                 layers = chain(store, top) if top else []
+                sizes = dict(zip((layer.id for layer in layers), layer_sizes(store, layers),
+                                 strict=True))
         except LayerctlError as e:
             self._ui(self.notify, str(e), severity="error", markup=False)
             return
@@ -69,7 +71,7 @@ class LogScreen(WorkerCalls, Screen):
             with self.app.store_lock:
                 parent = read_layer(store, layer.parent).root if layer.parent else None
                 changes = list(diff(store, parent, layer.root))
-                size = layer_size(store, layer)
+                size = sizes[layer.id]
                 packages = pkgs.of_layer(layer)
             lines, summary = stat_summary(changes)
             if packages:

@@ -126,7 +126,7 @@ class MainScreen(WorkerCalls, Screen):
     def load_stack(self) -> None:
         from layerctl.containers.state import base, resolve
         from layerctl.identity import default_author
-        from layerctl.images import chain, layer_size
+        from layerctl.images import chain, layer_sizes
         from layerctl.images import resolve as resolve_layer
 
         store = self.app.store
@@ -140,7 +140,8 @@ class MainScreen(WorkerCalls, Screen):
                 else:
                     top = None
                 layers = chain(store, top) if top else []
-                sizes = {layer.id: layer_size(store, layer) for layer in layers}
+                sizes = dict(zip((layer.id for layer in layers),
+                                 layer_sizes(store, layers), strict=True))
             author = default_author()
         except LayerctlError as e:
             self._ui(self.notify, str(e), severity="error", markup=False)
