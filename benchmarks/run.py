@@ -17,7 +17,14 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks.harness import BENCH_DIR, RESULTS_PATH, Options, Row, print_table
+from benchmarks.harness import (
+    BENCH_DIR,
+    RESULTS_PATH,
+    Options,
+    Row,
+    prepare_interpreter,
+    print_table,
+)
 
 Benchmark = Callable[[Options], list[Row]]
 
@@ -61,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:40} {(fn.__doc__ or '').strip().splitlines()[0]}")
         return 0
 
+    prepare_interpreter()
     repeat = args.repeat or (1 if args.quick else 3)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="layerctl-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)

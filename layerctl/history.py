@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from layerctl.errors import BadInput
-from layerctl.store.diff import Change, diff
+from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import Layer
+from layerctl.store.meta import Meta
 
 UNCOMMITTED = "(uncommitted)"
 
@@ -85,10 +86,48 @@ def steps(store: object, target: Target, start: int = 0) -> Iterator[Step]:
     then the pending step."""
     parent = target.layers[start - 1].root if start > 0 else None
     for i, layer in enumerate(target.layers[start:], start):
-        yield Step(i, layer, parent, list(diff(store, parent, layer.root)))
+        yield Step(i, layer, parent, layer_changes(store, layer, parent))
         parent = layer.root
     if target.pending is not None:
         yield Step(len(target.layers), None, parent, list(target.pending.changes))
+
+
+def layer_changes(store: object, layer: Layer, parent: DirRef | None) -> list[Change]:
+    """store.diff of a layer against its parent's root, kept in the store's cache by
+    layer id (a layer fixes both trees), so each layer is diffed once per store."""
+    from layerctl.store import cache
+
+    kept = cache.load(store, "changes", layer.id)
+    if isinstance(kept, list):
+        try:
+            return [_change(t) for t in kept]
+        except (TypeError, ValueError):
+            pass  # malformed: recompute
+    changes = list(diff(store, parent, layer.root))
+    cache.save(store, "changes", layer.id, [_tuple(c) for c in changes])
+    return changes
+
+
+def _tuple(c: Change) -> tuple:
+    return (c.path, c.status, _meta_tuple(c.old), _meta_tuple(c.new), c.old_blob, c.new_blob,
+            c.opaque)
+
+
+def _meta_tuple(m: Meta | None) -> tuple | None:
+    if m is None:
+        return None
+    return (m.kind, m.mode, m.uid, m.gid, m.mtime_ns, m.size, m.rdev, m.xattrs, m.link)
+
+
+def _change(t: tuple) -> Change:
+    path, status, old, new, old_blob, new_blob, opaque = t
+    if not isinstance(path, bytes) or status not in (ADDED, CHANGED, DELETED):
+        raise ValueError("not a change")
+    return Change(path, status, _meta(old), _meta(new), old_blob, new_blob, bool(opaque))
+
+
+def _meta(t: tuple | None) -> Meta | None:
+    return None if t is None else Meta(*t)
 
 
 def ancestor_index(target: Target, layer_id: str) -> int:

@@ -449,6 +449,8 @@ class Packages:
     _lists: dict[Hashable, bytes] = field(default_factory=dict)
     _dpkg_maps: dict[tuple, dict[bytes, str]] = field(default_factory=dict)
     _trees: dict[DirRef, LayerTree] = field(default_factory=dict)
+    # (id(tree), kind) -> where that database is in it; trees live as long as self
+    _located: dict[tuple[int, str], tuple | None] = field(default_factory=dict)
     _lookup: object = None
 
     def tree(self, root: DirRef, label: str) -> LayerTree:
@@ -476,7 +478,9 @@ class Packages:
     def _db(self, tree: object, kind: str) -> _Db | None | bool:
         """The database of `kind` in `tree`: False when there is none, None when it
         cannot be read (a warning says why)."""
-        loc = self._locate(tree, kind)
+        loc = self._located.get((id(tree), kind), ())
+        if loc == ():
+            loc = self._located[(id(tree), kind)] = self._locate(tree, kind)
         if loc is None:
             return False
         path, key, size = loc
@@ -566,8 +570,24 @@ class Packages:
             return None
         owners = self._dpkg_maps.get((found[0], id(db)))
         if owners is None:
-            owners = self._dpkg_maps[(found[0], id(db))] = self._dpkg_map(tree, db, found[1])
+            owners = self._dpkg_maps[(found[0], id(db))] = self._kept_dpkg_map(tree, db, found)
         return next((owners[p] for p in spellings if p in owners), None)
+
+    def _kept_dpkg_map(self, tree: object, db: _Db, found: tuple) -> dict[bytes, str]:
+        """The map, kept in the store's cache under the info directory's and the status
+        file's object ids (both fix it), so a store reads the lists once."""
+        from layerctl.store import cache
+
+        status = self._located.get((id(tree), "deb"))
+        ids = (found[0], status[1] if status else None)
+        key = "-".join(i.hex() for i in ids) if all(isinstance(i, bytes) for i in ids) else ""
+        kept = cache.load(self.store, "dpkg-owners", key) if key else None
+        if isinstance(kept, tuple) and kept[0] == MAX_LIST and isinstance(kept[1], dict):
+            return kept[1]
+        owners = self._dpkg_map(tree, db, found[1])
+        if key and not self.warnings:  # a map missing an oversized list is not kept
+            cache.save(self.store, "dpkg-owners", key, (MAX_LIST, owners))
+        return owners
 
     def _dpkg_map(self, tree: object, db: _Db, names: dict[bytes, Hashable]) -> dict:
         owners: dict[bytes, str] = {}

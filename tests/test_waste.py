@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import marshal
 import os
 import re
 import shutil
@@ -145,6 +146,21 @@ def test_lazy_base_equals_a_full_walk(cli, built):
     assert {k: lazy["image"][k] for k in keys} == {k: full["image"][k] for k in keys}
     assert lazy["image"]["fileReference"] == full["image"]["fileReference"]
     assert [x["sizeBytes"] for x in lazy["layer"]] == [x["sizeBytes"] for x in full["layer"]]
+
+
+def test_kept_changes_answer_as_fresh_and_damage_is_recomputed(cli, built, store):
+    # The first run diffs each layer and keeps its changes under cache/changes; later
+    # runs read them. A cache file that is damaged or from another version is ignored.
+    first = _waste_json(cli, "wc")
+    kept = Path(store.path("cache", "changes"))
+    files = sorted(kept.iterdir())
+    assert {f.name for f in files} == set(built)  # one per committed layer above the base
+    assert _waste_json(cli, "wc") == first
+    files[0].write_bytes(b"\xff not marshal")
+    files[1].write_bytes(files[1].read_bytes()[:-7])  # truncated
+    files[2].write_bytes(marshal.dumps((999, [])))  # another cache version: not trusted
+    assert _waste_json(cli, "wc") == first
+    assert files[0].read_bytes()[:1] != b"\xff"  # rewritten from the trees
 
 
 def test_default_base_skips_committed_tags(cli, built):

@@ -1,0 +1,54 @@
+"""Derived facts kept under the store's cache/ directory.
+
+Each file is a pure function of immutable objects named by its key (a layer id, a
+tree id), so it never needs invalidating: a missing, unreadable or malformed file is
+recomputed from the objects. Values are marshalled (plain tuples, bytes, ints, str:
+fast to load and, unlike pickle, no code runs on load). A file is written whole and
+renamed into place; no fsync, since losing one to a crash costs only the recomputation.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import re
+
+_VERSION = 1
+_KEY = re.compile(r"[0-9a-f]{8,128}(-[0-9a-f]{8,128})*")
+
+
+def _path(store: object, kind: str, key: str) -> str | None:
+    if not _KEY.fullmatch(key):
+        return None
+    return store.path("cache", kind, key)
+
+
+def load(store: object, kind: str, key: str) -> object | None:
+    """The value kept for `key`, or None when there is none or it cannot be read."""
+    path = _path(store, kind, key)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            version, value = marshal.loads(f.read())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    return value if version == _VERSION else None
+
+
+def save(store: object, kind: str, key: str, value: object) -> None:
+    """Keep `value` for `key`; best effort (a read-only store just recomputes)."""
+    path = _path(store, kind, key)
+    if path is None:
+        return
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(marshal.dumps((_VERSION, value)))
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
