@@ -316,13 +316,12 @@ def _size_cache(store: object) -> dict[str, int]:
 def _save_size_cache(store: object, cache: dict[str, int]) -> None:
     import os
 
+    from layerctl.atomic import write_file
+
     path = store.path(*_SIZE_CACHE)
-    tmp = f"{path}.tmp.{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(cache, f)
-        os.replace(tmp, path)
+        write_file(path, json.dumps(cache).encode(), durable=False)
     except OSError:
         pass  # a cache only
 

@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from layerctl.atomic import write_json
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
 from layerctl.store.debris import start_time
 
@@ -439,11 +440,7 @@ def set_rootfs(bundle_dir: str, rootfs: str) -> dict:
 
 
 def _write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json(path, data)
 
 
 def _read_json(path: str) -> dict | None:

@@ -43,6 +43,7 @@ import os
 import stat
 from dataclasses import dataclass, field, replace
 
+from layerctl.atomic import write_file
 from layerctl.errors import Corrupt
 from layerctl.store.fstree import DirRef, walk
 from layerctl.store.meta import FILE, SYMLINK, Meta, kind_of
@@ -135,11 +136,7 @@ def _path(state: str) -> str:
 def save(state: str, m: RootlessMap) -> None:
     data = {"version": _VERSION, "uid": m.uid, "gid": m.gid, "placeholders": m.placeholders,
             "xattrs": m.xattrs, "modes": m.modes}
-    path = _path(state)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        marshal.dump(data, f)
-    os.rename(tmp, path)
+    write_file(_path(state), marshal.dumps(data))
 
 
 def load(state: str) -> RootlessMap | None:

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 from layerctl import faults
+from layerctl.atomic import write_json
 from layerctl.errors import Ambiguous, Conflict, InvalidName, Locked, NotFound
 from layerctl.store import debris
 
@@ -103,18 +104,7 @@ def base(store: object, c: Container) -> str:
 
 
 def write_json_atomic(path: str, data: object) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_json(path, data)
 
 
 def save(store: object, c: Container) -> None:

@@ -16,6 +16,7 @@ import stat
 import time
 
 from layerctl import beneath
+from layerctl.atomic import write_file
 from layerctl.store.checkout import checkout
 from layerctl.store.diff import diff
 from layerctl.store.fstree import walk
@@ -52,11 +53,7 @@ def load_cache(state: str) -> tuple[str | None, dict[bytes, tuple]]:
 
 
 def save_cache(state: str, label: str, entries: dict[bytes, tuple]) -> None:
-    path = cache_path(state)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        marshal.dump((label, entries), f)
-    os.rename(tmp, path)
+    write_file(cache_path(state), marshal.dumps((label, entries)), durable=False)
 
 
 def prepare(store: object, state: str, layer_id: str) -> None:

@@ -15,9 +15,9 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 
+from layerctl.atomic import write_json
 from layerctl.errors import BadInput
 from layerctl.oci.references import DEFAULT_DOMAIN, registry_key
 
@@ -119,16 +119,7 @@ def _write_config(data: dict) -> str:
     directory = config_dir()
     os.makedirs(directory, mode=0o700, exist_ok=True)
     path = os.path.join(directory, CONFIG_FILE)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".config-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_json(path, data, mode=0o600)
     return path
 
 

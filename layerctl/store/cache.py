@@ -3,8 +3,8 @@
 Each file is a pure function of immutable objects named by its key (a layer id, a
 tree id), so it never needs invalidating: a missing, unreadable or malformed file is
 recomputed from the objects. Values are marshalled (plain tuples, bytes, ints, str:
-fast to load and, unlike pickle, no code runs on load). A file is written whole and
-renamed into place; no fsync, since losing one to a crash costs only the recomputation.
+fast to load and, unlike pickle, no code runs on load). Written with atomic.write_file,
+not durable: losing one to a crash costs only the recomputation.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import marshal
 import os
 import re
+
+from layerctl.atomic import write_file
 
 _VERSION = 1
 _KEY = re.compile(r"[0-9a-f]{8,128}(-[0-9a-f]{8,128})*")
@@ -41,14 +43,8 @@ def save(store: object, kind: str, key: str, value: object) -> None:
     path = _path(store, kind, key)
     if path is None:
         return
-    tmp = f"{path}.tmp.{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(marshal.dumps((_VERSION, value)))
-        os.replace(tmp, path)
+        write_file(path, marshal.dumps((_VERSION, value)), durable=False)
     except (OSError, ValueError):
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        pass

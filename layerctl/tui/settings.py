@@ -14,6 +14,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from layerctl.atomic import write_file
+
 DEFAULT_THEME = "dark"
 
 
@@ -49,9 +51,7 @@ def save_config(values: dict) -> None:
     path = config_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_file(str(path), ("\n".join(lines) + "\n").encode(), durable=False)
     except OSError:
         pass  # remembering the theme is a convenience, not worth an error
 
