@@ -25,7 +25,7 @@ from layerctl.patch import is_binary, render_patch
 from layerctl.store.blobstream import read_head
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
 from layerctl.store.fstree import RECORD, Dir, DirRef, read_dir
-from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
+from layerctl.store.meta import DIR, FILE, KIND_NAMES, SYMLINK, Meta
 from layerctl.words import human_size, path_text, quote_name
 
 UNCHANGED = ""
@@ -491,13 +491,9 @@ def read_container_file(view: object, path: bytes, limit: int) -> bytes:
 # -- words ----------------------------------------------------------------------
 
 
-_KIND_WORDS = {"-": "regular file", "d": "directory", "l": "symbolic link",
-               "c": "character device", "b": "block device", "p": "fifo", "s": "socket"}
-
-
 def describe_meta(meta: Meta) -> str:
     """'character device 1,3, mode 0666, owner 0:0' and the like."""
-    words = [_KIND_WORDS[meta.kind]]
+    words = [KIND_NAMES[meta.kind]]
     if meta.rdev is not None:
         words[0] += f" {meta.rdev[0]},{meta.rdev[1]}"
     words.append(f"mode {meta.mode:04o}")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 
 from layerctl.store.blobstream import read_head
 from layerctl.store.diff import ADDED, DELETED, Change
-from layerctl.store.meta import FILE, SYMLINK, Meta
+from layerctl.store.meta import FILE, KIND_NAMES, SYMLINK, Meta
 from layerctl.words import path_text, quote_name
 
 BINARY_SNIFF = 8000
@@ -48,9 +48,9 @@ def render_patch(change: Change, store: object,
     lines = [f"diff --layerctl {a_name} {b_name}"]
     old, new = change.old, change.new
     if change.status == ADDED:
-        lines.append(f"new {_kind_word(new.kind)} mode {new.mode:04o} owner {new.uid}:{new.gid}")
+        lines.append(f"new {KIND_NAMES[new.kind]} mode {new.mode:04o} owner {new.uid}:{new.gid}")
     elif change.status == DELETED:
-        lines.append(f"deleted {_kind_word(old.kind)} mode {old.mode:04o}")
+        lines.append(f"deleted {KIND_NAMES[old.kind]} mode {old.mode:04o}")
     else:
         lines.extend(change.details())
     old_has, new_has = _has_content(old, change.old_blob), _has_content(new, change.new_blob)
@@ -94,18 +94,6 @@ def _has_content(meta: Meta | None, blob: bytes | None) -> bool:
     """Whether a side has bytes a patch shows (a hardlink member shows none)."""
     return meta is not None and blob is not None and meta.kind in (FILE, SYMLINK) \
         and not meta.link
-
-
-def _kind_word(kind: str) -> str:
-    return {
-        "-": "file",
-        "d": "directory",
-        "l": "symlink",
-        "c": "char device",
-        "b": "block device",
-        "p": "fifo",
-        "s": "socket",
-    }[kind]
 
 
 def stat_summary(changes: Iterable[Change]) -> tuple[list[str], str]:

@@ -446,7 +446,7 @@ def test_rootless_devices_restore_and_reset(rootless, tmp_path):
     rl.run(["sh", "-c", f"echo data > {rootfs}/dev/null"])
     changes = json.loads(rl.layerctl("status", "--json", "rl2").stdout)
     assert [c["Path"] for c in changes] == ["/dev/null"]
-    assert changes[0]["Details"][0] == "type chardev→file"
+    assert changes[0]["Details"][0] == "type char device→file"
 
     # Writing to a setgid binary: the kernel clears the bit for the unprivileged
     # owner, root would not have: only the content changes.

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from layerctl.store.fstree import Dir, DirRef, read_dir, walk_children
-from layerctl.store.meta import DIR, Meta
+from layerctl.store.meta import DIR, KIND_NAMES, Meta
 from layerctl.words import path_text, quote_name
 
 ADDED, CHANGED, DELETED = "A", "C", "D"
@@ -40,7 +40,7 @@ class Change:
             return []
         out = []
         if old.kind != new.kind:
-            out.append(f"type {_KIND_NAMES[old.kind]}→{_KIND_NAMES[new.kind]}")
+            out.append(f"type {KIND_NAMES[old.kind]}→{KIND_NAMES[new.kind]}")
         elif self.content_changed:
             out.append("target" if new.kind == "l" else "content")
         if old.mode != new.mode:
@@ -67,17 +67,6 @@ class Change:
         if old.mtime_ns != new.mtime_ns and not out:
             out.append("mtime")
         return out
-
-
-_KIND_NAMES = {
-    "-": "file",
-    "d": "dir",
-    "l": "symlink",
-    "c": "chardev",
-    "b": "blockdev",
-    "p": "fifo",
-    "s": "socket",
-}
 
 
 def _rdev(rdev: tuple[int, int] | None) -> str:

@@ -20,6 +20,9 @@ from layerctl.store.names import escape, unescape
 
 # ls(1) type letters.
 FILE, DIR, SYMLINK, CHAR, BLOCK, FIFO, SOCKET = "-", "d", "l", "c", "b", "p", "s"
+# The one word for each kind, in every output (status details, patches, previews).
+KIND_NAMES = {FILE: "file", DIR: "directory", SYMLINK: "symlink", CHAR: "char device",
+              BLOCK: "block device", FIFO: "fifo", SOCKET: "socket"}
 _FMT = {
     FILE: stat.S_IFREG,
     DIR: stat.S_IFDIR,
