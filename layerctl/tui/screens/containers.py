@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header
+from textual.widgets import DataTable
 
-from layerctl.errors import LayerctlError
 from layerctl.tui.format import ago
-from layerctl.tui.screens.dialogs import ConfirmDialog, PromptDialog
-from layerctl.tui.workers import WorkerCalls
+from layerctl.tui.screens.dialogs import PromptDialog
+from layerctl.tui.screens.table import TableScreen
 
 
-class ContainersScreen(WorkerCalls, Screen):
+class ContainersScreen(TableScreen):
+    TABLE_ID = "containers"
+    COLUMNS = ("Name", "Container ID", "Image", "Base layer", "Driver", "Created")
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("n", "create", "Create"),
@@ -24,21 +25,6 @@ class ContainersScreen(WorkerCalls, Screen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("question_mark", "app.show_help", "Help"),
     ]
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        table = DataTable(cursor_type="row", id="containers", classes="pane")
-        table.border_title = "Containers"
-        yield table
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.sub_title = "containers"
-        table = self.query_one(DataTable)
-        for label in ("Name", "Container ID", "Image", "Base layer", "Driver", "Created"):
-            table.add_column(label, key=label.lower())
-        table.focus()
-        self.load()
 
     @work(thread=True, exclusive=True)
     def load(self) -> None:
@@ -65,12 +51,6 @@ class ContainersScreen(WorkerCalls, Screen):
                           ago(c.created, self.app.clock), key=c.id if why else c.name)
         table.border_subtitle = f"{len(rows)} container{'s' if len(rows) != 1 else ''}"
 
-    def _current(self) -> str | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-
     def action_open(self) -> None:
         name = self._current()
         if name:
@@ -83,7 +63,7 @@ class ContainersScreen(WorkerCalls, Screen):
 
             def got_name(name: str | None) -> None:
                 if name is not None:
-                    self._run("create", image, name)
+                    self._create(image, name)
 
             self.app.push_screen(PromptDialog(f"Name for the container from {image}",
                                               placeholder="(empty: a generated name)"),
@@ -93,60 +73,53 @@ class ContainersScreen(WorkerCalls, Screen):
                                           check=lambda v: None if v else "give an image"),
                              got_image)
 
+    def _create(self, image: str, name: str) -> None:
+        def create(store: object) -> str:
+            from layerctl.containers import api
+
+            c, notice = api.create(store, image, name=name or None)
+            return f"Created container {c.name}" + (f" ({notice})" if notice else "")
+
+        self._act(create, self.load)
+
     def action_remove(self) -> None:
         name = self._current()
         if not name:
             return
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._run("remove", name, "")
+        def remove(store: object) -> str:
+            from layerctl.containers import api
 
-        self.app.push_screen(ConfirmDialog(
-            f"Remove container {name}?\n\nIts pending changes are lost; the layers it "
-            "committed stay in the store.", "Remove"), answered)
+            api.remove(store, name, force=True)
+            return f"Removed container {name}"
+
+        self._confirm(f"Remove container {name}?\n\nIts pending changes are lost; the "
+                      "layers it committed stay in the store.", "Remove",
+                      lambda: self._act(remove, lambda: self._after("remove", name)))
 
     def action_reset(self) -> None:
         name = self._current()
         if not name:
             return
 
+        def reset(layer: str) -> Callable[[object], str]:
+            def run(store: object) -> str:
+                from layerctl.containers import api
+
+                c, target = api.reset(store, name, layer or None)
+                return f"Container {c.name} is now at {self.app.short_id(target)}"
+
+            return run
+
         def got_layer(layer: str | None) -> None:
-            if layer is None:
-                return
-
-            def answered(yes: bool | None) -> None:
-                if yes:
-                    self._run("reset", name, layer)
-
-            self.app.push_screen(ConfirmDialog(
-                f"Reset container {name} to {layer or 'its base layer'}?\n\n"
-                "Every pending change is discarded.", "Reset"), answered)
+            if layer is not None:
+                self._confirm(f"Reset container {name} to {layer or 'its base layer'}?\n\n"
+                              "Every pending change is discarded.", "Reset",
+                              lambda: self._act(reset(layer),
+                                                lambda: self._after("reset", name)))
 
         self.app.push_screen(PromptDialog(
             f"Reset {name} to which layer? (id, name:tag, ~N; empty: its base)"), got_layer)
-
-    @work(thread=True, group="containers-action")
-    def _run(self, what: str, name: str, arg: str) -> None:
-        from layerctl.containers import api
-
-        store = self.app.store
-        try:
-            with self.app.store_lock:
-                if what == "create":
-                    c, notice = api.create(store, name, name=arg or None)
-                    done = f"Created container {c.name}" + (f" ({notice})" if notice else "")
-                elif what == "remove":
-                    api.remove(store, name, force=True)
-                    done = f"Removed container {name}"
-                else:
-                    c, target = api.reset(store, name, arg or None)
-                    done = f"Container {c.name} is now at {self.app.short_id(target)}"
-        except (LayerctlError, OSError) as e:
-            self._ui(self.notify, str(e), severity="error", markup=False)
-            return
-        self._ui(self.notify, done, markup=False)
-        self._ui(self._after, what, name)
 
     def _after(self, what: str, name: str) -> None:
         self.load()
