@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from layerctl.images import default_config, image_layer, parse_name, set_tag
-from layerctl.oci.layertar import write_layer_tar
+from layerctl.oci.changeset import write_changeset
 from layerctl.store.edit import TreeEditor
 from layerctl.store.layers import read_layer, write_layer
 from layerctl.store.meta import DIR, FILE, Meta
@@ -77,7 +77,7 @@ def build_image(store: object, name: str = IMAGE) -> list[str]:
         store.landed()
         size = sum(len(t.encode()) for t in files.values())
         trailers = {
-            "DiffID": write_layer_tar(store, parent_root, root),
+            "DiffID": write_changeset(store, parent_root, root)[0],
             "Size": str(size),
             "Created-By": f"layerctl demo (layer {i + 1})",
         }

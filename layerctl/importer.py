@@ -7,7 +7,8 @@ import os
 from layerctl import faults
 from layerctl.errors import BadInput
 from layerctl.images import ImageName, default_config, image_layer, tag_new_layer
-from layerctl.oci.layertar import LayerTarWriter, write_layer_tar
+from layerctl.oci.changeset import write_changeset
+from layerctl.oci.layertar import LayerTarWriter
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import write_layer
 from layerctl.store.snapshot import DirImporter, Progress
@@ -29,7 +30,7 @@ def commit_root(
 
     `diff_id`, when the caller already hashed the changeset tar, saves a pass.
     """
-    diff_id = diff_id or write_layer_tar(store, parent, root)
+    diff_id = diff_id or write_changeset(store, parent, root)[0]
     trailers = {"DiffID": diff_id, "Size": str(size), "Created-By": created_by}
     return write_layer(store, root, config, parent_id, author, message, trailers)
 

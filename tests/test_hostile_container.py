@@ -430,7 +430,7 @@ def test_user_lookup_refuses_special_group_through_a_symlink(tmp_path):
 def test_big_file_import_tar_comes_from_the_same_read(store, tmp_path):
     # The changeset tar (its sha256 is the DiffID) gets a big file's bytes from the
     # one read that hashes and stores it: the DiffID matches the stored content.
-    from layerctl.oci.layertar import write_layer_tar
+    from layerctl.oci.changeset import write_changeset
     from layerctl.store.layers import read_layer
 
     src = tmp_path / "imp"
@@ -440,7 +440,7 @@ def test_big_file_import_tar_comes_from_the_same_read(store, tmp_path):
     (src / "z").write_bytes(b"after\n")
     layer_id = import_directory(store, str(src), parse_name("imp"), AUTHOR, "x")
     layer = read_layer(store, layer_id)
-    assert layer.diff_id == write_layer_tar(store, None, layer.root)
+    assert layer.diff_id == write_changeset(store, None, layer.root)[0]
     with open(src / "big", "rb") as f:
         assert store.read_blob(_blob_of(store, layer.root, b"big")) == f.read()
 

@@ -16,9 +16,10 @@ import pytest
 
 from layerctl.errors import BadInput
 from layerctl.images import chain, image_id, parse_name, resolve, set_tag
+from layerctl.oci.blobread import BlobReader
 from layerctl.oci.changeset import write_changeset
 from layerctl.oci.export import export
-from layerctl.oci.layertar import write_layer_tar
+from layerctl.oci.layertar import changeset_changes
 from layerctl.oci.load import load
 from layerctl.oci.save import save
 from layerctl.store.layers import read_layer
@@ -68,16 +69,24 @@ def _out(tmp_path: Path, fmt: str, name: str = "out") -> str:
 # -- the changeset tar --------------------------------------------------------------------
 
 
-def test_fast_changeset_is_byte_identical_to_layertar(store, image):
+def test_changeset_hashes_what_it_writes_and_serves_kept_contents_first(store, image):
+    # The one changeset writer: its DiffID is the sha256 of the bytes written and the
+    # one recorded at commit. Contents still in memory after an apply (import, pull)
+    # are served before the packs: poisoned kept bytes must show up in the tar.
     layers = chain(store, image[-1])
     for parent, layer in ((None, layers[0]), (layers[0], layers[1])):
-        slow, fast = io.BytesIO(), io.BytesIO()
+        out = io.BytesIO()
         p = parent.root if parent else None
-        want = write_layer_tar(store, p, layer.root, slow)
-        got, size = write_changeset(store, p, layer.root, fast)
-        assert (got, size) == (want, len(slow.getvalue()))
-        assert fast.getvalue() == slow.getvalue()
-        assert got == layer.diff_id
+        got, size = write_changeset(store, p, layer.root, out)
+        assert got == layer.diff_id == "sha256:" + hashlib.sha256(out.getvalue()).hexdigest()
+        assert size == len(out.getvalue())
+        blobs = {c.new_blob for c in changeset_changes(store, p, layer.root)
+                 if c.new_blob and c.new is not None and c.new.kind == "-" and c.new.size}
+        kept = {b: b"poison" for b in blobs}
+        poisoned = io.BytesIO()
+        with BlobReader.for_store(store, kept=kept) as reader:
+            bad, _ = write_changeset(store, p, layer.root, poisoned, reader)
+        assert bad != got and poisoned.getvalue().count(b"poison") == len(blobs) > 0
 
 
 def test_root_metadata_travels_as_dot_entry(store, image):
@@ -113,7 +122,7 @@ def test_directories_holding_changes_come_with_their_metadata(store, image):
 
 def _tar(store, parent, root) -> io.BytesIO:
     out = io.BytesIO()
-    write_layer_tar(store, parent, root, out)
+    write_changeset(store, parent, root, out)
     out.seek(0)
     return out
 

@@ -313,7 +313,7 @@ def test_debian_rootfs_fidelity(debian_rootfs, tmp_path):
 
 def test_import_diffid_matches_the_changeset_tar(tmp_path):
     """Import hashes its tar in the same pass; it must equal the tar `save` writes."""
-    from layerctl.oci.layertar import write_layer_tar
+    from layerctl.oci.changeset import write_changeset
 
     src = tmp_path / "src"
     src.mkdir()
@@ -321,4 +321,4 @@ def test_import_diffid_matches_the_changeset_tar(tmp_path):
     (src / "big").write_bytes(os.urandom(200_000))  # through the worker threads
     store = Store(str(tmp_path / "store"))
     layer = read_layer(store, import_dir(store, src, "img"))
-    assert layer.diff_id == write_layer_tar(store, None, layer.root)
+    assert layer.diff_id == write_changeset(store, None, layer.root)[0]

@@ -1,6 +1,6 @@
 """Reading layer tars (layerctl.oci.tarapply) and decompression (layerctl.oci.compression).
 
-Round trips: a layer made with import_directory, written with write_layer_tar
+Round trips: a layer made with import_directory, written with write_changeset
 and applied back onto its parent, gives exactly the same trees (same ids).
 The changeset never carries the root directory's own metadata (diff() starts
 below the root), so test trees keep the root at 0755 root:root mtime 0, which
@@ -34,8 +34,8 @@ from hypothesis import strategies as st
 from layerctl.errors import BadInput
 from layerctl.images import parse_name
 from layerctl.importer import import_directory
+from layerctl.oci.changeset import write_changeset
 from layerctl.oci.compression import CorruptStream, detect_compression, open_decompressed
-from layerctl.oci.layertar import write_layer_tar
 from layerctl.oci.tarapply import Limits, apply_layer_tar, import_tar
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef, walk
@@ -63,7 +63,7 @@ def import_dir(store: Store, path: Path | str, name: str = "t:1") -> DirRef:
 
 def layer_tar(store: Store, parent: DirRef | None, root: DirRef) -> bytes:
     out = io.BytesIO()
-    write_layer_tar(store, parent, root, out)
+    write_changeset(store, parent, root, out)
     return out.getvalue()
 
 

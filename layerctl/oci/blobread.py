@@ -110,14 +110,19 @@ class BlobReader:
         object_format: object,
         fallback: Callable[[bytes], bytes],
         threads: int | None = None,
+        kept: dict[bytes, bytes] | None = None,
     ) -> None:
         self.packs = [_PackFile(b, object_format) for b in bases]
         self.fallback = fallback
         self.pool = ThreadPoolExecutor(threads or max(2, os.cpu_count() or 2))
+        self.kept = kept or {}
 
     @classmethod
-    def for_store(cls, store: object, extra: list[str] = ()) -> BlobReader:
-        """A reader over `extra` packs (e.g. staged ones) and every pack of `store`."""
+    def for_store(cls, store: object, extra: list[str] = (),
+                  kept: dict[bytes, bytes] | None = None) -> BlobReader:
+        """A reader over `extra` packs (e.g. staged ones) and every pack of `store`;
+        `kept`: contents still in memory (blob id -> bytes) from the apply that just
+        wrote them, served first so a DiffID pass need not inflate them again."""
         pack_dir = store.path("objects", "pack")
         try:
             names = sorted(os.listdir(pack_dir))
@@ -129,7 +134,7 @@ class BlobReader:
             if n.endswith(".idx") and n[:-4] + ".pack" in names
         ]
         read = getattr(store, "read_blob", None)
-        return cls([*extra, *bases], store.objects.object_format, read)
+        return cls([*extra, *bases], store.objects.object_format, read, kept=kept)
 
     def _locate(self, binsha: bytes) -> tuple[mmap.mmap, int, int] | None:
         for pack in self.packs:
@@ -147,6 +152,9 @@ class BlobReader:
 
     def submit(self, binsha: bytes, size_hint: int) -> Future | _Ready:
         """Start reading a blob of about `size_hint` bytes; .result() gives its content."""
+        data = self.kept.get(binsha)
+        if data is not None:
+            return _Ready(data)
         found = self._locate(binsha)
         if found is None:
             return _Ready(self.fallback(binsha))

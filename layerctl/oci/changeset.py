@@ -1,5 +1,6 @@
-"""A layer's changeset tar, written fast: the bytes of layertar.write_layer_tar, with
-file contents read ahead on worker threads (blobread) while the tar is written."""
+"""A layer's changeset tar: the one writer (save, push, export, import, fetch and fsck
+DiffIDs), with file contents read ahead on worker threads (blobread) while the tar is
+written."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def write_changeset(
     strict: bool = False,
 ) -> tuple[str, int]:
     """Write the changeset tar of `layer` against `parent` to `out` (None: hash only),
-    or into `tar`; returns (DiffID, tar size). The same bytes as layertar.write_layer_tar.
+    or into `tar`; returns (DiffID, tar size).
 
     With `strict`, a name starting with `.wh.` is refused: in a layer tar it would be
     read back as a whiteout, and the file lost."""

@@ -70,26 +70,6 @@ class _KeepingWriter:
         self._writer.add_blob_async(data, keep)
 
 
-class _Now:
-    __slots__ = ("value",)
-
-    def __init__(self, value: bytes) -> None:
-        self.value = value
-
-    def result(self) -> bytes:
-        return self.value
-
-
-class _KeptReader(BlobReader):
-    """A BlobReader serving kept contents first."""
-
-    kept: dict[bytes, bytes] = {}
-
-    def submit(self, binsha: bytes, size_hint: int) -> object:
-        data = self.kept.get(binsha)
-        return _Now(data) if data is not None else super().submit(binsha, size_hint)
-
-
 class _Hashing:
     """Hashes what is read through it."""
 
@@ -160,8 +140,7 @@ def land_layer(
         root = editor.write(packer)
         packer.finish()
     store.landed()
-    with _KeptReader.for_store(store) as reader:
-        reader.kept = writer.kept
+    with BlobReader.for_store(store, kept=writer.kept) as reader:
         ours, _size = write_changeset(store, parent_root, root, None, reader)
     writer.kept = {}
     trailers = {

@@ -271,33 +271,3 @@ def without_implied_whiteouts(changes: Iterable[Change]) -> Iterator[Change]:
         if change.opaque:
             opaque.add(change.path)
         yield change
-
-
-def write_changes(
-    store: object, changes: Iterable[Change], out: BinaryIO | None = None, root: Meta | None = None
-) -> str:
-    """Write a layer tar for `changes` (after the root's metadata `root`, if given) to `out`
-    (None: only hash it); returns the DiffID."""
-    tar = LayerTarWriter(out)
-    if root is not None:
-        tar.add(b".", root)
-    for change in changes:
-        if change.status == DELETED:
-            tar.whiteout(change.path)
-            continue
-        meta = change.new
-        content = None
-        if meta.link is None and meta.kind in (FILE, SYMLINK):
-            content = store.read_blob(change.new_blob)
-        tar.add(change.path, meta, content)
-        if change.opaque:
-            tar.opaque(change.path)
-    return tar.close()
-
-
-def write_layer_tar(
-    store: object, parent: DirRef | None, layer: DirRef, out: BinaryIO | None = None
-) -> str:
-    """The changeset tar of `layer` against `parent`; returns its DiffID."""
-    return write_changes(store, changeset_changes(store, parent, layer), out,
-                         root_change(store, parent, layer))

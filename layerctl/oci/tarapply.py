@@ -60,8 +60,9 @@ from layerctl import faults
 from layerctl.errors import BadInput
 from layerctl.images import ImageName, default_config, image_layer, parse_name, tag_new_layer
 from layerctl.importer import commit_root
+from layerctl.oci.blobread import BlobReader
+from layerctl.oci.changeset import write_changeset
 from layerctl.oci.compression import CorruptStream, open_decompressed
-from layerctl.oci.layertar import write_layer_tar
 from layerctl.store import debris
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import EMPTY_BLOB, RECORD, DirRef, lookup
@@ -816,24 +817,6 @@ def _lower_groups(store: object, root: DirRef) -> dict[bytes, list[bytes]]:
 # -- public API -------------------------------------------------------------------
 
 
-class _KeptBlobs:
-    """The store, serving file contents still in memory without reading the pack."""
-
-    def __init__(self, store: object, kept: dict[bytes, bytes]) -> None:
-        self.store = store
-        self.kept = kept
-
-    def read_tree(self, sha: bytes) -> list[tuple[bytes, bytes, bytes]]:
-        return self.store.read_tree(sha)
-
-    def read_blob(self, sha: bytes) -> bytes:
-        data = self.kept.get(sha)
-        return data if data is not None else self.store.read_blob(sha)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.store, name)
-
-
 def apply_layer_tar(
     editor: TreeEditor,
     writer: PackWriter,
@@ -926,7 +909,8 @@ def import_tar(
     faults.point("import.write-layer")
     # The DiffID is the hash of the tar layerctl writes (walk order), not of the
     # input; contents still in memory spare reading them back from the pack.
-    diff_id = write_layer_tar(_KeptBlobs(store, applier.kept), None, root)
+    with BlobReader.for_store(store, kept=applier.kept) as kept:
+        diff_id, _size = write_changeset(store, None, root, None, kept)
     applier.kept.clear()
     layer_id = commit_root(
         store, root, None, None, default_config(), author, message,

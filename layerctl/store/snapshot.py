@@ -96,7 +96,7 @@ class DirImporter:
             raise BadInput(f"{os.fsdecode(top_b)} is not a directory")
         root = _Node(meta_from_stat(st, self._xattrs(top_b)))
         if root.dir.own != ROOT_DEFAULT:
-            self._tar_entry(b".", root.dir.own)  # as layertar.write_layer_tar writes it
+            self._tar_entry(b".", root.dir.own)  # as changeset.write_changeset writes it
         try:
             self._scan(top_b, b"", root)
             self.writer.add(BLOB, b"")
