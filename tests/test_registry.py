@@ -232,6 +232,22 @@ def test_push_and_read_back_with_skopeo(cli, registry, local_image, tmp_path):
     assert cli("inspect", ref).stdout.count(local_image[-1].id) >= 1
 
 
+def test_save_gzip_and_push_give_a_layer_the_same_blob(cli, registry, local_image, tmp_path):
+    # One deterministic gzip: a layer saved as a gzip OCI layout and the same layer
+    # pushed are the same bytes, so registries and layouts agree on its digest.
+    ref = f"{registry.host}/same/app:1"
+    cli("push", "app:1", ref)
+    manifest = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}"))
+    pushed = [d["digest"] for d in manifest["layers"]]
+    out = tmp_path / "layout"
+    cli("save", "--format", "oci-dir", "--compress", "gzip", "-o", out, "app:1")
+    index = json.loads((out / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":", 1)[1]
+    saved = json.loads((out / "blobs" / "sha256" / digest).read_text())
+    assert [d["digest"] for d in saved["layers"]] == pushed
+    assert all(d["mediaType"].endswith("tar+gzip") for d in saved["layers"])
+
+
 @pytest.fixture
 def podman(tmp_path):
     """podman with a private storage root in tmp (vfs: no mounts left behind)."""

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import queue
-import struct
 import threading
-import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -21,10 +19,10 @@ from layerctl.oci.blobread import BlobReader
 from layerctl.oci.changeset import write_changeset
 from layerctl.oci.compression import GZIP, NONE, ZSTD
 from layerctl.oci.layertar import LayerTarWriter
+from layerctl.oci.pgzip import GzipWriter
 from layerctl.store.fstree import DirRef
 
 COMPRESSIONS = (NONE, GZIP, ZSTD)
-GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
 _BATCH = 1 << 20
 
@@ -37,35 +35,11 @@ class BlobInfo:
     compression: str
 
 
-class _Gzip:
-    """RFC 1952 by hand, so that every header byte is fixed."""
-
-    def __init__(self, level: int) -> None:
-        self.comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-        self.crc = 0
-        self.length = 0
-        self.started = False
-
-    def compress(self, data: bytes) -> bytes:
-        self.crc = zlib.crc32(data, self.crc)
-        self.length += len(data)
-        out = self.comp.compress(data)
-        if not self.started:
-            self.started = True
-            return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + out
-        return out
-
-    def flush(self) -> bytes:
-        head = b"" if self.started else b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-        self.started = True
-        return head + self.comp.flush() + struct.pack("<II", self.crc, self.length & 0xFFFFFFFF)
-
-
 def _compressor(compression: str) -> object | None:
     if compression == NONE:
         return None
-    if compression == GZIP:
-        return _Gzip(GZIP_LEVEL)
+    if compression == GZIP:  # the same bytes as `push` sends for the layer
+        return GzipWriter(None)
     if compression == ZSTD:
         import zstandard
 

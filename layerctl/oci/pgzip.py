@@ -1,4 +1,4 @@
-"""Deterministic gzip on all cores, for layer blobs pushed to registries.
+"""Deterministic gzip on all cores: the one gzip for layer blobs (`push`, `save`).
 
 The input is cut into fixed 1 MiB blocks; each block is deflated on a worker
 thread (zlib releases the GIL) with the previous block's last 32 KiB as its
@@ -42,9 +42,12 @@ def _deflate(block: bytes, dictionary: bytes, level: int) -> bytes:
 
 class GzipWriter:
     """A binary sink: write() plain bytes, close() ends the stream. The gzip bytes go
-    to `out`; `digest` and `size` describe them, `raw_size` the input."""
+    to `out`; `digest` and `size` describe them, `raw_size` the input. With out=None
+    it is a compressor object instead: compress() and flush() return the gzip bytes."""
 
-    def __init__(self, out: BinaryIO, level: int = LEVEL, threads: int | None = None) -> None:
+    def __init__(self, out: BinaryIO | None, level: int = LEVEL,
+                 threads: int | None = None) -> None:
+        self._held: list[bytes] = []
         self.out = out
         self.level = level
         self.pool = ThreadPoolExecutor(threads or max(2, os.cpu_count() or 2))
@@ -61,7 +64,25 @@ class GzipWriter:
     def _emit(self, data: bytes) -> None:
         self.sha256.update(data)
         self.size += len(data)
-        self.out.write(data)
+        if self.out is None:
+            self._held.append(data)
+        else:
+            self.out.write(data)
+
+    def _take(self) -> bytes:
+        data = b"".join(self._held)
+        self._held.clear()
+        return data
+
+    def compress(self, data: bytes) -> bytes:
+        """zlib-compressobj style (out=None): the gzip bytes ready so far."""
+        self.write(data)
+        return self._take()
+
+    def flush(self) -> bytes:
+        """zlib-compressobj style (out=None): end the stream; the rest of its bytes."""
+        self.close()
+        return self._take()
 
     def write(self, data: bytes) -> int:
         self.buffer += data
