@@ -55,6 +55,33 @@ def test_exit_codes_propagate(cli_deb):
     assert cli_deb("run", "--rm", "deb", "true").returncode == 0
 
 
+def test_a_script_runs_containers_without_the_cli(cli_deb, store_root):
+    # The run/exec/start/stop use case lives in the core (containers.process): the
+    # TUI or a script drives a container's processes with no CLI in between.
+    from layerctl.containers import list_containers
+    from layerctl.containers.process import Process, exec_in, run, start, stop
+    from layerctl.runtime import status
+    from layerctl.store.repo import Store
+
+    store = Store(str(store_root))
+    try:
+        c, code = run(store, "deb", Process(["sh", "-c", "echo hi > /made; exit 4"]),
+                      name="scripted")
+        assert code == 4
+        assert "A /made" in cli_deb("status", "scripted").stdout
+        c2, code = run(store, "deb", Process(["true"]), remove_after=True)
+        assert code == 0 and c2.id not in {x.id for x in list_containers(store)}
+        d, code = run(store, "deb", Process(["sleep", "600"]), name="bg", detach=True)
+        assert code is None and status(store, d.id)[0] == "running"
+        assert exec_in(store, "bg", Process(["sh", "-c", "test -f /etc/debian_version"])) == 0
+        assert exec_in(store, "bg", Process(["sh", "-c", "exit 7"])) == 7
+        stop(store, "bg", timeout=1)
+        assert status(store, d.id)[0] != "running"
+        assert start(store, "scripted", attach=True) == 4  # its last command again
+    finally:
+        store.close()
+
+
 def _read_until(fd, needle, timeout):
     buf = b""
     deadline = time.monotonic() + timeout

@@ -9,27 +9,9 @@ import time
 import click
 
 from layerctl.cli.common import open_store
-from layerctl.errors import BadInput, LayerctlError, NotFound
+from layerctl.errors import BadInput
 
 _CONTEXT = {"ignore_unknown_options": False, "allow_interspersed_args": False}
-
-
-def _containers():  # noqa: ANN202 - the layerctl.containers module, imported lazily
-    import layerctl.containers as containers
-
-    return containers
-
-
-def _image_config(store: object, container: object) -> dict:
-    from layerctl.containers.state import base
-    from layerctl.store.layers import read_layer
-
-    return read_layer(store, base(store, container)).config
-
-
-def _check_tty(tty: bool) -> None:
-    if tty and not sys.stdin.isatty():
-        raise BadInput("the input device is not a TTY (drop -t)")
 
 
 def _self_argv(store: object) -> list[str]:
@@ -40,27 +22,6 @@ def _self_argv(store: object) -> list[str]:
         "from layerctl.cli.main import main; main(sys.argv[1:])"
     )
     return [sys.executable, "-c", code, pkg_parent, "--root", store.root]
-
-
-def _bundle_for(
-    store: object,
-    container: object,
-    rootfs: str,
-    *,
-    args: list[str] | None,
-    env: list[str],
-    workdir: str | None,
-    user: str | None,
-    tty: bool,
-) -> str:
-    from layerctl import runtime
-
-    bundle = runtime.bundle_path(store, container.id)
-    runtime.make_bundle(
-        bundle, rootfs, _image_config(store, container), args=args, env=env, workdir=workdir,
-        user=user, tty=tty, hostname=container.id[:12],
-    )
-    return bundle
 
 
 @click.command("run", context_settings=_CONTEXT)
@@ -91,48 +52,19 @@ def run_cmd(
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND (default: the image's) in a new container made from IMAGE."""
-    from layerctl import runtime
+    from layerctl.containers.process import Process, run
 
-    if not detach:
-        _check_tty(tty)
     store = open_store(ctx)
-    rt = runtime.runtime_for(store)  # no runtime: say so before creating anything
-    containers = _containers()
-    c, notice = containers.create(store, image, name, driver)
-    if notice:
-        click.echo(f"layerctl: {notice}", err=True)
-    started = False
-    try:
-        rootfs = containers.mount(store, c.id)
-        bundle = _bundle_for(
-            store, c, rootfs, args=list(command) or None, env=list(env), workdir=workdir,
-            user=user, tty=tty and not detach,
-        )
-        if detach:
-            on_exit = [*_self_argv(store), "rm", "-f", c.id] if remove else None
-            runtime.run(rt, c.id, bundle, detach=True, on_exit=on_exit, remove_bundle=remove)
-            started = True
-            click.echo(c.id)
-            return
-        started = True
-        code = runtime.run(rt, c.id, bundle, tty=tty, interactive=interactive)
-    except BaseException:
-        if not started:  # nothing ran: leave no half-made container behind
-            _remove(store, c.id)
-        raise
-    if remove:
-        _remove(store, c.id)
+    c, code = run(
+        store, image, Process(list(command) or None, list(env), workdir, user, tty, interactive),
+        name=name, driver=driver, detach=detach, remove_after=remove,
+        remover=[*_self_argv(store), "rm", "-f"], notice=lambda why: click.echo(
+            f"layerctl: {why}", err=True),
+    )
+    if code is None:
+        click.echo(c.id)
+        return
     sys.exit(code)  # main() drops a click Exit code in non-standalone mode
-
-
-def _remove(store: object, cid: str) -> None:
-    from layerctl import runtime
-
-    runtime.forget(store, cid, force=True)
-    try:
-        _containers().remove(store, cid, force=True)
-    except NotFound:
-        pass
 
 
 @click.command("exec", context_settings=_CONTEXT)
@@ -157,20 +89,11 @@ def exec_cmd(
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND in the running CONTAINER."""
-    from layerctl import runtime
+    from layerctl.containers.process import Process, exec_in
 
-    if not detach:
-        _check_tty(tty)
-    store = open_store(ctx)
-    containers = _containers()
-    c = containers.resolve(store, container)
-    if runtime.status(store, c.id)[0] != "running":
-        raise LayerctlError(f"container {container} is not running")
-    rt = runtime.runtime_of(store, c.id)
-    code = runtime.exec_(
-        rt, c.id, list(command), env=list(env), workdir=workdir, user=user,
-        tty=tty and not detach, rootfs=containers.root_dir(store, c), detach=detach,
-    )
+    code = exec_in(open_store(ctx), container,
+                   Process(list(command), list(env), workdir, user, tty, interactive),
+                   detach=detach)
     sys.exit(code)  # main() drops a click Exit code in non-standalone mode
 
 
@@ -183,35 +106,15 @@ def start_cmd(
     ctx: click.Context, attach: bool, interactive: bool, containers: tuple[str, ...]
 ) -> None:
     """Start stopped (or created) containers again, with the command they last ran."""
-    from layerctl import runtime
+    from layerctl.containers.process import start
 
     store = open_store(ctx)
-    api = _containers()
-    rt = runtime.runtime_for(store)
     if attach and len(containers) > 1:
         raise BadInput("you cannot start and attach multiple containers at once")
     for ref in containers:
-        c = api.resolve(store, ref)
-        if runtime.status(store, c.id)[0] == "running":
-            click.echo(ref)  # like Docker: starting a running container is a no-op
-            continue
-        rootfs = api.mount(store, c.id)
-        bundle = runtime.bundle_path(store, c.id)
-        if os.path.isfile(os.path.join(bundle, "config.json")):
-            # The rootfs may have moved since the last run; the process settings stay.
-            spec = runtime.set_rootfs(bundle, rootfs)
-            tty = bool(spec.get("process", {}).get("terminal"))
-            if tty and not attach:
-                raise BadInput(f"{ref} runs with a terminal: start it with -a -i")
-            if tty:
-                _check_tty(True)
-        else:  # created with `layerctl create`: run the image's default command
-            tty = False
-            _bundle_for(store, c, rootfs, args=None, env=[], workdir=None, user=None, tty=False)
-        if attach:
-            code = runtime.run(rt, c.id, bundle, tty=tty, interactive=interactive)
+        code = start(store, ref, attach=attach, interactive=interactive)
+        if attach and code is not None:
             sys.exit(code)  # main() drops a click Exit code in non-standalone mode
-        runtime.run(rt, c.id, bundle, detach=True)
         click.echo(ref)
 
 
@@ -222,15 +125,11 @@ def start_cmd(
 @click.pass_context
 def stop_cmd(ctx: click.Context, timeout: float, containers: tuple[str, ...]) -> None:
     """Stop running containers: SIGTERM, then SIGKILL after the timeout."""
-    from layerctl import runtime
+    from layerctl.containers.process import stop
 
     store = open_store(ctx)
-    api = _containers()
     for ref in containers:
-        c = api.resolve(store, ref)
-        if runtime.status(store, c.id)[0] == "running":
-            runtime.stop(runtime.runtime_of(store, c.id), c.id, timeout,
-                         runtime.bundle_path(store, c.id))
+        stop(store, ref, timeout)
         click.echo(ref)
 
 
@@ -241,9 +140,10 @@ def stop_cmd(ctx: click.Context, timeout: float, containers: tuple[str, ...]) ->
 def logs_cmd(ctx: click.Context, follow: bool, container: str) -> None:
     """Show the output of a detached container (foreground runs print to the terminal)."""
     from layerctl import runtime
+    from layerctl.containers.state import resolve
 
     store = open_store(ctx)
-    c = _containers().resolve(store, container)
+    c = resolve(store, container)
     path = runtime.log_path(store, c.id)
     if not os.path.exists(path):
         return

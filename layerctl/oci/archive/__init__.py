@@ -1,0 +1,1 @@
+"""Images as files: docker-archive and OCI layout, read (fs, load) and written (out, blobs, save, export)."""
