@@ -181,7 +181,6 @@ class Tree:
     def xattrs(self, rel: bytes, keep: Callable[[bytes], bool] | None = None
                ) -> tuple[tuple[bytes, bytes], ...]:
         """The entry's extended attributes (those `keep` accepts); Changed if it is gone."""
-        from layerctl.store.snapshot import read_xattrs
 
         try:
             if not rel:
@@ -296,3 +295,29 @@ def _special(entry: os.DirEntry) -> bool:
     # d_type from the listing: no stat for the common kinds
     return not (entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False)
                 or entry.is_symlink())
+
+
+XattrFilter = Callable[[bytes], bool]
+
+
+def read_xattrs(path: bytes | int, keep: XattrFilter | None = None
+                ) -> tuple[tuple[bytes, bytes], ...]:
+    """The entry's xattrs (never following a final symlink), or an open fd's."""
+    follow = isinstance(path, int)  # an fd is the inode itself: nothing to follow
+    try:
+        names = os.listxattr(path, follow_symlinks=follow)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return ()
+        raise
+    out = []
+    for name in names:
+        raw = os.fsencode(name)
+        if keep is not None and not keep(raw):
+            continue
+        try:
+            out.append((raw, os.getxattr(path, name, follow_symlinks=follow)))
+        except OSError as e:
+            if e.errno not in (errno.ENODATA, errno.ENOTSUP):
+                raise
+    return tuple(sorted(out))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from layerctl.changeset.write import write_changeset
 from layerctl.images import default_config, image_layer, parse_name, set_tag
-from layerctl.oci.changeset import write_changeset
 from layerctl.store.edit import TreeEditor
 from layerctl.store.layers import read_layer, write_layer
 from layerctl.store.meta import DIR, FILE, Meta

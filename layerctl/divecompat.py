@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from layerctl.changeset.tar import without_implied_whiteouts
 from layerctl.errors import BadInput
 from layerctl.history import Step
-from layerctl.oci.layertar import without_implied_whiteouts
 from layerctl.store.diff import DELETED, Change
 from layerctl.store.meta import DIR
 from layerctl.waste import shipped_size, subtree

@@ -29,8 +29,8 @@ def stale_diff_ids(store: object) -> list[str]:
     tar as layerctl writes it now (recorded by an older writer, or tampered with).
     Not damage: `save` and `push` put the DiffID of the tar they send in the config.
     Reads every file of every layer's changeset once."""
+    from layerctl.changeset.write import write_changeset
     from layerctl.images import chain
-    from layerctl.oci.changeset import write_changeset
 
     seen: set[str] = set()
     out = []

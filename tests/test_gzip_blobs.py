@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
+from layerctl.compress.gunzip import GunzipChunks
+from layerctl.compress.gzip import BLOCK, GzipWriter
 from layerctl.errors import BadInput
-from layerctl.oci.gunzip import GunzipChunks
-from layerctl.oci.pgzip import BLOCK, GzipWriter
 
 
 def _pgzip(data: bytes, pieces: int = 7, threads: int | None = None) -> tuple[bytes, str]:

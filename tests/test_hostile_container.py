@@ -430,7 +430,7 @@ def test_user_lookup_refuses_special_group_through_a_symlink(tmp_path):
 def test_big_file_import_tar_comes_from_the_same_read(store, tmp_path):
     # The changeset tar (its sha256 is the DiffID) gets a big file's bytes from the
     # one read that hashes and stores it: the DiffID matches the stored content.
-    from layerctl.oci.changeset import write_changeset
+    from layerctl.changeset.write import write_changeset
     from layerctl.store.layers import read_layer
 
     src = tmp_path / "imp"
@@ -488,7 +488,7 @@ def test_walks_never_enter_a_directory_swapped_for_a_host_symlink(store, contain
 def test_export_never_reads_what_is_swapped_in(store, container, host_secret, tmp_path):
     import io
 
-    from layerctl.oci.export import export_to
+    from layerctl.oci.archive.export import export_to
 
     target = container / "etc" / "motd"
     target.write_bytes(MINE)

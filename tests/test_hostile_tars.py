@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from layerctl.changeset.apply import Limits, apply_layer_tar
+from layerctl.compress.detect import open_decompressed
 from layerctl.errors import BadInput
 from layerctl.images import parse_name
-from layerctl.importer import import_directory
-from layerctl.oci.compression import open_decompressed
-from layerctl.oci.tarapply import Limits, apply_layer_tar, import_tar
+from layerctl.importer import import_directory, import_tar
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef, walk
 from layerctl.store.layers import read_layer

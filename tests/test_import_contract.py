@@ -58,3 +58,126 @@ def test_core_modules_import_the_core_only():
         bad = [n for n in imported_names(path)
                if n.startswith(("layerctl.cli", "layerctl.tui"))]
         assert not bad, f"{path.relative_to(PACKAGE.parent)} imports {bad}"
+
+
+# -- the layer order: each folder imports only the layers below it ---------------------
+
+# Lowest first. A module may import its own layer and any layer before it (imports
+# inside functions included): docs/design-notes.md "Where things live" explains each.
+LAYERS: list[tuple[str, set[str]]] = [
+    ("base", {"errors", "words", "faults", "atomic", "beneath"}),
+    ("store", {"store"}),
+    ("format", {"changeset", "compress"}),
+    ("images", {"images", "importer", "remotes", "identity"}),
+    ("runtime", {"runtime"}),
+    ("containers", {"containers"}),
+    ("oci", {"oci"}),
+    ("uses", {"history", "packages", "pkgversion", "blame", "bisect", "waste", "divecompat",
+              "diveci", "browse", "patch", "prune", "demo", "gotemplate", "fsck"}),
+    ("fronts", {"cli", "tui", "__main__"}),
+]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _layer_of(module: str) -> int | None:
+    top = module.split(".")[1] if "." in module else None
+    return next((i for i, (_n, members) in enumerate(LAYERS) if top in members), None)
+
+
+def _resolve(name: str) -> str:
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def _edges(module: str) -> set[str]:
+    """The layerctl modules `module` imports (a `from PKG import sub` counts as sub)."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(_resolve(a.name) for a in node.names if a.name.startswith("layerctl."))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                source = base + ("." + node.module if node.module else "")
+            elif node.module and node.module.startswith("layerctl"):
+                source = node.module
+            else:
+                continue
+            subs = [f"{source}.{a.name}" for a in node.names if f"{source}.{a.name}" in MODULES]
+            out.update(subs if len(subs) == len(node.names) else [*subs, _resolve(source)])
+    out.discard(module)
+    out.discard("layerctl")
+    return out
+
+
+def test_every_module_has_a_layer():
+    lost = [m for m in MODULES if m != "layerctl" and _layer_of(m) is None]
+    assert not lost, f"put these in a layer of LAYERS: {lost}"
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    bad = []
+    for module in MODULES:
+        mine = _layer_of(module)
+        if mine is None:
+            continue
+        for target in _edges(module):
+            theirs = _layer_of(target)
+            if theirs is not None and theirs > mine:
+                bad.append(f"{module} ({LAYERS[mine][0]}) imports {target} "
+                           f"({LAYERS[theirs][0]})")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycles():
+    graph = {m: _edges(m) for m in MODULES}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_checks_see_a_violation():
+    # the order check is not vacuous: store importing the front ends would be caught
+    assert _layer_of("layerctl.store.repo") < _layer_of("layerctl.cli.main")
+    assert "layerctl.store.layers" in _edges("layerctl.images")

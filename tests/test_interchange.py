@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from layerctl.changeset.tar import changeset_changes
+from layerctl.changeset.write import write_changeset
 from layerctl.errors import BadInput
 from layerctl.images import chain, image_id, parse_name, resolve, set_tag
-from layerctl.oci.blobread import BlobReader
-from layerctl.oci.changeset import write_changeset
-from layerctl.oci.export import export
-from layerctl.oci.layertar import changeset_changes
-from layerctl.oci.load import load
-from layerctl.oci.save import save
+from layerctl.oci.archive.export import export
+from layerctl.oci.archive.load import load
+from layerctl.oci.archive.save import save
+from layerctl.store.blobread import BlobReader
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
 from tests.interchange_helpers import (
@@ -439,8 +439,8 @@ def test_edit_layer_is_visible_in_the_diff(store, image):
 def test_fsck_notes_a_stale_diff_id_and_save_stays_consistent(store, image, tmp_path):
     """A layer whose DiffID trailer is not its changeset's (an older writer's, or a tampered
     one) is named by fsck; save sends it with the DiffID of the tar it writes."""
+    from layerctl.fsck import stale_diff_ids
     from layerctl.importer import commit_root
-    from layerctl.store.fsck import stale_diff_ids
 
     assert stale_diff_ids(store) == []
     top = read_layer(store, image[-1])

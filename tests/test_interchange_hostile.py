@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from layerctl.errors import BadInput
-from layerctl.oci import image as image_mod
-from layerctl.oci.load import load
-from layerctl.oci.save import save
+from layerctl.oci import model as image_mod
+from layerctl.oci.archive.load import load
+from layerctl.oci.archive.save import save
 from layerctl.store.repo import Store
 from tests.interchange_helpers import (
     file_info,

@@ -16,9 +16,9 @@ import pytest
 
 from layerctl import containers
 from layerctl.images import chain, image_id, resolve
-from layerctl.oci.load import load
-from layerctl.oci.save import save
-from layerctl.oci.track import track
+from layerctl.oci.archive.load import load
+from layerctl.oci.archive.save import save
+from layerctl.oci.engines import track
 from layerctl.store.checkout import checkout
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store

@@ -323,7 +323,7 @@ def test_odd_tags_round_trip_through_a_git_remote(cli, store_root, tmp_path):
 
 def test_non_ascii_tags_and_names_are_refused(cli, tmp_path):
     from layerctl.images import parse_name
-    from layerctl.oci.references import parse_reference
+    from layerctl.oci.registry.reference import parse_reference
 
     cli("import", small_tree(tmp_path / "a"), "img:1")
     for bad in ("img:é", "img:v１", "café:1"):

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from layerctl.errors import InvalidName
-from layerctl.oci import auth
-from layerctl.oci.references import parse_reference, registry_key
+from layerctl.oci.registry import auth
+from layerctl.oci.registry.reference import parse_reference, registry_key
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -313,7 +313,7 @@ def test_debian_rootfs_fidelity(debian_rootfs, tmp_path):
 
 def test_import_diffid_matches_the_changeset_tar(tmp_path):
     """Import hashes its tar in the same pass; it must equal the tar `save` writes."""
-    from layerctl.oci.changeset import write_changeset
+    from layerctl.changeset.write import write_changeset
 
     src = tmp_path / "src"
     src.mkdir()

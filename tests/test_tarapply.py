@@ -1,4 +1,4 @@
-"""Reading layer tars (layerctl.oci.tarapply) and decompression (layerctl.oci.compression).
+"""Reading layer tars (layerctl.changeset.apply) and decompression (layerctl.compress.detect).
 
 Round trips: a layer made with import_directory, written with write_changeset
 and applied back onto its parent, gives exactly the same trees (same ids).
@@ -31,12 +31,12 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from layerctl.changeset.apply import Limits, apply_layer_tar
+from layerctl.changeset.write import write_changeset
+from layerctl.compress.detect import CorruptStream, detect_compression, open_decompressed
 from layerctl.errors import BadInput
 from layerctl.images import parse_name
-from layerctl.importer import import_directory
-from layerctl.oci.changeset import write_changeset
-from layerctl.oci.compression import CorruptStream, detect_compression, open_decompressed
-from layerctl.oci.tarapply import Limits, apply_layer_tar, import_tar
+from layerctl.importer import import_directory, import_tar
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef, walk
 from layerctl.store.layers import read_layer

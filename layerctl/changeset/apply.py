@@ -1,9 +1,8 @@
 """Reading layer tars: the inverse of layertar.py.
 
 `apply_layer_tar` streams a layer changeset (OCI image-spec layer.md, Docker's
-layer format) or a plain root filesystem tar onto a TreeEditor; `import_tar`
-turns a rootfs tar into a base layer, like `import_directory` does for a
-directory.
+layer format) and `apply_rootfs_tar` a plain root filesystem tar onto a TreeEditor
+(importer.import_tar makes the latter a base layer).
 
 Layer tars are untrusted input. Nothing is ever written to disk: entries only
 become editor entries and blobs in the caller's PackWriter, so a path cannot
@@ -48,7 +47,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import sys
 import tarfile
 import tempfile
 import urllib.parse
@@ -56,13 +54,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from layerctl import faults
+from layerctl.compress.detect import CorruptStream, open_decompressed
 from layerctl.errors import BadInput
-from layerctl.images import ImageName, default_config, image_layer, parse_name, tag_new_layer
-from layerctl.importer import commit_root
-from layerctl.oci.blobread import BlobReader
-from layerctl.oci.changeset import write_changeset
-from layerctl.oci.compression import CorruptStream, open_decompressed
 from layerctl.store import debris
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import EMPTY_BLOB, RECORD, DirRef, lookup
@@ -85,7 +78,7 @@ __all__ = [
     "ApplyStats",
     "Limits",
     "apply_layer_tar",
-    "import_tar",
+    "apply_rootfs_tar",
     "open_decompressed",
 ]
 
@@ -118,7 +111,6 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
-KEEP_FOR_DIFF_ID = 128 << 20  # import_tar: file contents kept in memory for the DiffID pass
 
 
 @dataclass
@@ -817,6 +809,15 @@ def _lower_groups(store: object, root: DirRef) -> dict[bytes, list[bytes]]:
 # -- public API -------------------------------------------------------------------
 
 
+def apply_rootfs_tar(
+    editor: TreeEditor, writer: PackWriter, stream: BinaryIO, limits: Limits, keep_bytes: int,
+) -> tuple[ApplyStats, dict[bytes, bytes]]:
+    """A root filesystem tar (`.wh.` names are plain files) onto `editor`; also returns
+    the file contents kept in memory (up to `keep_bytes`) for the DiffID pass."""
+    applier = _Applier(editor, writer, False, limits, keep_bytes)
+    return applier.run(stream), applier.kept
+
+
 def apply_layer_tar(
     editor: TreeEditor,
     writer: PackWriter,
@@ -834,88 +835,3 @@ def apply_layer_tar(
     after an error and must be discarded.
     """
     return _Applier(editor, writer, whiteouts, limits).run(stream)
-
-
-class _Progress:
-    """Reports the compressed bytes read from the source: (done, size of the file).
-
-    With an unknown size (a pipe) it reports once, at the end.
-    """
-
-    def __init__(self, raw: BinaryIO, total: int, progress: Callable[[int, int], None]) -> None:
-        self.raw = raw
-        self.total = total
-        self.done = 0
-        self.progress = progress
-        self._next = 1 << 20
-        self._finished = False
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.done += len(data)
-        if self._finished:
-            return data
-        if not data or (self.total and self.done >= self.total):
-            self._finished = True
-            self.progress(self.done, max(self.total, self.done))
-        elif self.total and self.done >= self._next:
-            self._next = self.done + (1 << 20)
-            self.progress(self.done, self.total)
-        return data
-
-
-def import_tar(
-    store: object,
-    source: str | os.PathLike,
-    name: ImageName | str,
-    author: str,
-    message: str = "",
-    progress: Callable[[int, int], None] | None = None,
-    *,
-    limits: Limits = DEFAULT_LIMITS,
-) -> str:
-    """Import the root filesystem tar `source` (`-`: stdin; plain, gzip, zstd, xz, bzip2)
-    as a new base layer tagged `name`; returns the layer id.
-
-    `progress(done, total)` gets compressed bytes read and the file's size.
-    The store is unchanged if the tar is refused.
-    """
-    if isinstance(name, str):
-        name = parse_name(name)
-    source = os.fspath(source)
-    if source == "-":
-        raw, label, total, close = sys.stdin.buffer, "-", 0, False
-    else:
-        if os.path.isdir(source):
-            raise BadInput(f"{source}: is a directory, not a tar archive")
-        try:
-            raw = open(source, "rb")
-        except OSError as e:
-            raise BadInput(f"cannot open {source}: {e.strerror}") from None
-        label, close = os.path.basename(source), True
-        total = os.fstat(raw.fileno()).st_size
-    try:
-        reader = _Progress(raw, total, progress) if progress else raw
-        before = image_layer(store, name)
-        with store.pack_writer() as writer:
-            applier = _Applier(TreeEditor(store, None), writer, False, limits, KEEP_FOR_DIFF_ID)
-            stats = applier.run(open_decompressed(reader))
-            root = applier.editor.write(writer)
-            writer.finish()
-    finally:
-        if close:
-            raw.close()
-    store.landed()
-    faults.point("import.write-layer")
-    # The DiffID is the hash of the tar layerctl writes (walk order), not of the
-    # input; contents still in memory spare reading them back from the pack.
-    with BlobReader.for_store(store, kept=applier.kept) as kept:
-        diff_id, _size = write_changeset(store, None, root, None, kept)
-    applier.kept.clear()
-    layer_id = commit_root(
-        store, root, None, None, default_config(), author, message,
-        f"layerctl import {label}", stats.bytes, diff_id=diff_id,
-    )
-    faults.point("import.move-tag")
-    tag_new_layer(store, name, layer_id, "imported", expected=before)
-    return layer_id

@@ -2,59 +2,20 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from collections.abc import Callable
 from dataclasses import replace
 
 from layerctl import faults
-from layerctl.beneath import Changed
+from layerctl.beneath import Changed, XattrFilter, read_xattrs
+from layerctl.changeset.tar import ROOT_DEFAULT, LayerTarWriter
 from layerctl.errors import BadInput
-from layerctl.oci.layertar import ROOT_DEFAULT, LayerTarWriter
 from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, write_dir
-from layerctl.store.meta import DEVICE_KINDS, DIR, FILE, SYMLINK, Meta, kind_of
+from layerctl.store.meta import DIR, FILE, SYMLINK, Meta, meta_from_stat
 from layerctl.store.objects import BIG_FILE, BLOB, PackWriter
 
 Progress = Callable[[int, int], None]
-XattrFilter = Callable[[bytes], bool]
-
-
-def read_xattrs(path: bytes | int, keep: XattrFilter | None = None
-                ) -> tuple[tuple[bytes, bytes], ...]:
-    """The entry's xattrs (never following a final symlink), or an open fd's."""
-    follow = isinstance(path, int)  # an fd is the inode itself: nothing to follow
-    try:
-        names = os.listxattr(path, follow_symlinks=follow)
-    except OSError as e:
-        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            return ()
-        raise
-    out = []
-    for name in names:
-        raw = os.fsencode(name)
-        if keep is not None and not keep(raw):
-            continue
-        try:
-            out.append((raw, os.getxattr(path, name, follow_symlinks=follow)))
-        except OSError as e:
-            if e.errno not in (errno.ENODATA, errno.ENOTSUP):
-                raise
-    return tuple(sorted(out))
-
-
-def meta_from_stat(st: os.stat_result, xattrs: tuple[tuple[bytes, bytes], ...]) -> Meta:
-    kind = kind_of(st.st_mode)
-    return Meta(
-        kind=kind,
-        mode=stat.S_IMODE(st.st_mode),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        mtime_ns=st.st_mtime_ns,
-        size=st.st_size if kind == FILE else 0,
-        rdev=(os.major(st.st_rdev), os.minor(st.st_rdev)) if kind in DEVICE_KINDS else None,
-        xattrs=xattrs,
-    )
 
 
 class _Node:

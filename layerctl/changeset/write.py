@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections import deque
 from typing import BinaryIO
 
+from layerctl.changeset.tar import LayerTarWriter, changeset_changes, root_change
 from layerctl.errors import BadInput
-from layerctl.oci.blobread import STREAM, BlobReader
-from layerctl.oci.layertar import LayerTarWriter, changeset_changes, root_change
+from layerctl.store.blobread import STREAM, BlobReader
 from layerctl.store.diff import DELETED, Change
 from layerctl.store.fstree import DirRef
 from layerctl.store.meta import FILE, SYMLINK

@@ -38,7 +38,7 @@ def import_cmd(
     else:
         if source != "-" and not os.access(source, os.R_OK):
             raise BadInput(f"{source}: permission denied")
-        from layerctl.oci.tarapply import import_tar
+        from layerctl.importer import import_tar
 
         layer_id = import_tar(store, source, image, who, message, progress)
     click.echo(layer_id)

@@ -25,7 +25,7 @@ def _short(digest: str) -> str:
 def load_cmd(ctx: click.Context, source: str, quiet: bool) -> None:
     """Load images from a docker-archive or an OCI image layout (like docker load)."""
     from layerctl.images import chain, image_id
-    from layerctl.oci.load import load
+    from layerctl.oci.archive.load import load
 
     if source == "-" and sys.stdin.isatty():
         raise BadInput("requested load from stdin, but stdin is a terminal: use -i FILE")
@@ -62,7 +62,7 @@ def load_cmd(ctx: click.Context, source: str, quiet: bool) -> None:
 def save_cmd(ctx: click.Context, images: tuple[str, ...], output: str, fmt: str,
              compress: str | None, quiet: bool) -> None:
     """Save IMAGES (names or layer ids) with all their layers to an archive."""
-    from layerctl.oci.save import save, saved_image_id
+    from layerctl.oci.archive.save import save, saved_image_id
 
     if compress is None:
         compress = "none" if fmt == "docker-archive" else "gzip"
@@ -90,7 +90,7 @@ def save_cmd(ctx: click.Context, images: tuple[str, ...], output: str, fmt: str,
 @click.pass_context
 def export_cmd(ctx: click.Context, source: str, output: str) -> None:
     """Export the filesystem of a container (with its pending changes) or a layer as a tar."""
-    from layerctl.oci.export import export
+    from layerctl.oci.archive.export import export
 
     export(open_store(ctx), source, output)
 
@@ -104,7 +104,7 @@ def track_cmd(ctx: click.Context, container: str, name: str | None) -> None:
 
     `layerctl status`, `diff` and `commit` then work on the container's real upper dir.
     """
-    from layerctl.oci.track import track
+    from layerctl.oci.engines import track
 
     c, layer_id = track(open_store(ctx), container, name)
     click.echo(f"layerctl: tracking {container} as container {c.name} on layer {layer_id[:12]}",

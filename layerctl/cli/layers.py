@@ -324,8 +324,8 @@ def checkout_cmd(ctx: click.Context, layer: str, directory: str) -> None:
 def fsck_cmd(ctx: click.Context) -> None:
     """Verify every reachable object and metadata record."""
     from layerctl.containers.state import broken, clean_all_debris, list_containers
+    from layerctl.fsck import fsck, stale_diff_ids
     from layerctl.store import debris
-    from layerctl.store.fsck import fsck, stale_diff_ids
 
     store = open_store(ctx)
     for path in debris.clear(store.root) + clean_all_debris(store):

@@ -25,7 +25,7 @@ def _tls_options(f: object) -> object:
 
 
 def _tls(insecure: bool, ca_file: str | None) -> object:
-    from layerctl.oci.registry import TlsOptions, quiet_insecure_warnings
+    from layerctl.oci.registry.client import TlsOptions, quiet_insecure_warnings
 
     if insecure:
         quiet_insecure_warnings()
@@ -90,8 +90,8 @@ def pull_cmd(
     quiet: bool,
 ) -> None:
     """Pull REFERENCE ([registry/]name[:tag|@digest]) from a registry."""
-    from layerctl.oci.pull import pull
-    from layerctl.oci.references import parse_reference
+    from layerctl.oci.registry.pull import pull
+    from layerctl.oci.registry.reference import parse_reference
 
     ref = parse_reference(reference)
     store = open_store(ctx)
@@ -127,8 +127,8 @@ def push_cmd(
     if image is None:
         raise BadInput("push: missing IMAGE (or --git REMOTE)")
     from layerctl.images import parse_name
-    from layerctl.oci.push import push
-    from layerctl.oci.references import parse_reference
+    from layerctl.oci.registry.push import push
+    from layerctl.oci.registry.reference import parse_reference
 
     name = parse_name(image)
     ref = parse_reference(destination or str(name))
@@ -151,8 +151,8 @@ def login_cmd(
     ca_file: str | None,
 ) -> None:
     """Log in to a registry (default docker.io); the credentials are checked first."""
-    from layerctl.oci.auth import Credentials, store_credentials
-    from layerctl.oci.registry import check_login
+    from layerctl.oci.registry.auth import Credentials, store_credentials
+    from layerctl.oci.registry.client import check_login
 
     if password_stdin:
         if password is not None:
@@ -180,8 +180,8 @@ def login_cmd(
 def logout_cmd(server: str) -> None:
     """Forget the credentials stored for a registry (default docker.io)."""
     from layerctl.errors import NotFound
-    from layerctl.oci.auth import remove_credentials
-    from layerctl.oci.references import registry_key
+    from layerctl.oci.registry.auth import remove_credentials
+    from layerctl.oci.registry.reference import registry_key
 
     host = registry_key(server)
     if not remove_credentials(server):

@@ -17,9 +17,8 @@ from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
 from layerctl.store.edit import TreeEditor, split_path
 from layerctl.store.fstree import EMPTY_BLOB, Dir, read_dir
 from layerctl.store.layers import read_layer
-from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
+from layerctl.store.meta import DIR, FILE, SYMLINK, Meta, meta_from_stat
 from layerctl.store.objects import BLOB
-from layerctl.store.snapshot import meta_from_stat
 from layerctl.words import path_text, rfc3339_nano
 
 from . import links as links_mod
@@ -93,7 +92,7 @@ def create(
 def _dirs(store: object, c: Container) -> dict[str, str]:
     state = state_dir(store, c.id)
     external = c.extra.get("external")
-    if external:  # a tracked podman/docker container (oci/track.py): its engine's dirs
+    if external:  # a tracked podman/docker container (oci/engines.py): its engine's dirs
         return {"upper": external["upper"], "work": external.get("work", ""), "merged": ""}
     if c.driver == "overlay":
         return {

@@ -22,9 +22,8 @@ from layerctl.beneath import Changed, Tree, chunks_exact, read_exact
 from layerctl.errors import Conflict
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
 from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, read_dir
-from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
+from layerctl.store.meta import DIR, FILE, SYMLINK, Meta, meta_from_stat
 from layerctl.store.objects import BIG_FILE, BLOB, object_id
-from layerctl.store.snapshot import meta_from_stat
 from layerctl.words import path_text
 
 from . import links as links_mod

@@ -44,10 +44,10 @@ import stat
 from dataclasses import dataclass, field, replace
 
 from layerctl.atomic import write_file
+from layerctl.beneath import read_xattrs
 from layerctl.errors import Corrupt
 from layerctl.store.fstree import DirRef, walk
 from layerctl.store.meta import FILE, SYMLINK, Meta, kind_of
-from layerctl.store.snapshot import read_xattrs
 
 MAP_NAME = "rootless"
 _VERSION = 1

@@ -93,7 +93,7 @@ def _stored_chain(store: object, diff_ids: list[str]) -> str | None:
 def ensure_image(store: object, engine: str, image: str) -> tuple[str, list[ImageName]]:
     """The layer id of the engine's image `image` in the store, loading it if missing;
     and its names (tagged in layerctl too when it is loaded)."""
-    from layerctl.oci.load import load
+    from layerctl.oci.archive.load import load
 
     cmd = engine_command(engine)
     info = _inspect(cmd, "image", image, engine)

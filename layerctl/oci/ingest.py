@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from layerctl import faults
+from layerctl.changeset.apply import DEFAULT_LIMITS, Limits, apply_layer_tar
+from layerctl.changeset.write import write_changeset
+from layerctl.compress.detect import NONE, open_decompressed
 from layerctl.errors import BadInput
 from layerctl.images import ImageName, canonical_json, set_tag
-from layerctl.oci.blobread import BlobReader
 from layerctl.oci.chains import LayerIndex
-from layerctl.oci.changeset import write_changeset
-from layerctl.oci.compression import NONE, open_decompressed
-from layerctl.oci.image import (
+from layerctl.oci.model import (
     MAX_IMAGES,
     BlobOpener,
     History,
@@ -40,11 +40,11 @@ from layerctl.oci.image import (
     parse_config,
     sha256_digest,
 )
-from layerctl.oci.staging import Staging
-from layerctl.oci.tarapply import DEFAULT_LIMITS, Limits, apply_layer_tar
+from layerctl.store.blobread import BlobReader
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import Layer, write_layer
+from layerctl.store.staging import Staging
 
 _DRAIN = 1 << 20
 

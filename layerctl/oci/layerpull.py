@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from layerctl.changeset.apply import apply_layer_tar
+from layerctl.changeset.write import write_changeset
+from layerctl.compress.detect import open_decompressed
 from layerctl.errors import BadInput
-from layerctl.oci.blobread import BlobReader
 from layerctl.oci.chains import LayerIndex
-from layerctl.oci.changeset import write_changeset
-from layerctl.oci.compression import open_decompressed
-from layerctl.oci.image import History
-from layerctl.oci.tarapply import apply_layer_tar
+from layerctl.oci.model import History
+from layerctl.store.blobread import BlobReader
 from layerctl.store.edit import TreeEditor
 from layerctl.store.layers import Layer, read_layer, write_layer
 from layerctl.store.objects import PackWriter

@@ -339,11 +339,8 @@ def tag_of(text: str, where: str) -> ImageName:
         raise BadInput(f"{where}: {e}") from None
 
 
-# `ingest` lives in layerctl.oci.ingest; re-exported here as the module's entry point.
-from layerctl.oci.ingest import LayerEvent, LoadedImage, ingest  # noqa: E402
-
 __all__ = [
-    "BlobOpener", "Descriptor", "History", "LayerBlob", "LayerEvent", "LoadedImage",
-    "SourceImage", "config_blob", "index_blob", "ingest", "layer_config", "layer_history",
+    "BlobOpener", "Descriptor", "History", "LayerBlob",
+    "SourceImage", "config_blob", "index_blob", "layer_config", "layer_history",
     "manifest_blob", "parse_config", "parse_descriptor", "source_image",
 ]

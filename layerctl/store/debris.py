@@ -28,7 +28,7 @@ MARK = b"layerctl pid "
 LOCK_AGE = 60.0
 FOREIGN_AGE = 3600.0
 _OURS = "_layerctl-"
-INCOMING_PREFIX = "incoming-layerctl-"  # oci/staging.py's quarantine dirs
+INCOMING_PREFIX = "incoming-layerctl-"  # store/staging.py's quarantine dirs
 CACHE_TMP_PREFIX = ".tmp-"  # containers/overlay.py's lower dirs being extracted
 
 

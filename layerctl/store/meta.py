@@ -13,6 +13,7 @@ their own record, so touching a file rewrites only the records on its path.
 
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import dataclass, field, replace
 
@@ -155,3 +156,17 @@ def parse_record(data: bytes) -> tuple[Meta, dict[bytes, Meta]]:
     if own is None or own.kind != DIR:
         raise ValueError("record has no '.' directory line")
     return own, children
+
+
+def meta_from_stat(st: os.stat_result, xattrs: tuple[tuple[bytes, bytes], ...]) -> Meta:
+    kind = kind_of(st.st_mode)
+    return Meta(
+        kind=kind,
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        mtime_ns=st.st_mtime_ns,
+        size=st.st_size if kind == FILE else 0,
+        rdev=(os.major(st.st_rdev), os.minor(st.st_rdev)) if kind in DEVICE_KINDS else None,
+        xattrs=xattrs,
+    )

@@ -1,1 +1,2 @@
-"""Images as files: docker-archive and OCI layout, read (fs, load) and written (out, blobs, save, export)."""
+"""Images as files: docker-archive and OCI layout, read (fs, load) and written (out,
+blobs, save, export)."""

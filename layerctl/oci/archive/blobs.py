@@ -1,9 +1,10 @@
-"""A layer's blob for an archive: its changeset tar, optionally compressed, hashed twice
-(the DiffID of the tar, the digest of the blob) on a second thread while the first
-one reads the store and builds the tar.
+"""Layer blobs for an archive: each layer's changeset tar, optionally compressed, hashed
+twice (the DiffID of the tar, the digest of the blob) on a second thread while the
+first one reads the store and builds the tar; `Blobs` writes each layer once per
+archive, for the docker-archive and OCI layout writers.
 
-Compression is deterministic: gzip with mtime 0, no file name, level 6 (what
-Docker uses); zstd at level 3, single-threaded, no content size.
+Compression is deterministic: compress.gzip (the same bytes `push` sends); zstd at
+level 3, single-threaded, no content size.
 """
 
 from __future__ import annotations
@@ -11,16 +12,20 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from layerctl.changeset.tar import LayerTarWriter
+from layerctl.changeset.write import write_changeset
+from layerctl.compress.detect import GZIP, NONE, ZSTD
+from layerctl.compress.gzip import GzipWriter
 from layerctl.errors import BadInput
-from layerctl.oci.blobread import BlobReader
-from layerctl.oci.changeset import write_changeset
-from layerctl.oci.compression import GZIP, NONE, ZSTD
-from layerctl.oci.layertar import LayerTarWriter
-from layerctl.oci.pgzip import GzipWriter
+from layerctl.images import ImageName
+from layerctl.oci.archive.out import DirOut, Pending, TarOut
+from layerctl.store.blobread import BlobReader
 from layerctl.store.fstree import DirRef
+from layerctl.store.layers import Layer
 
 COMPRESSIONS = (NONE, GZIP, ZSTD)
 ZSTD_LEVEL = 3
@@ -143,3 +148,50 @@ def write_layer_blob(
         raise
     diff_id, digest, size = tar.result
     return BlobInfo(diff_id, digest, size, compression)
+
+
+@dataclass
+class SaveImage:
+    """An image to save: its tags (maybe none) and its layers, base first."""
+
+    tags: list[ImageName]
+    layers: list[Layer]
+
+    @property
+    def top(self) -> Layer:
+        return self.layers[-1]
+
+
+@dataclass
+class Blobs:
+    """Writes each layer's blob once per archive; remembers what it wrote."""
+
+    store: object
+    compression: str
+    reader: BlobReader
+    progress: Callable[[Layer, BlobInfo], None] | None = None
+    written: dict[str, tuple[BlobInfo, str]] = field(default_factory=dict)  # id -> (info, name)
+    stale: list[str] = field(default_factory=list)
+
+    def write(self, layer: Layer, parent: Layer | None, out: TarOut | DirOut,
+              name_of: Callable[[BlobInfo], str]) -> tuple[BlobInfo, str]:
+        found = self.written.get(layer.id)
+        if found is not None:
+            return found
+        pending: Pending = out.pending()
+        try:
+            info = write_layer_blob(
+                self.store, parent.root if parent else None, layer.root, pending,
+                self.compression, self.reader,
+            )
+        except BaseException:
+            pending.abort()
+            raise
+        name = name_of(info)
+        pending.finish(name)
+        if layer.diff_id and layer.diff_id != info.diff_id:
+            self.stale.append(layer.id)
+        self.written[layer.id] = (info, name)
+        if self.progress is not None:
+            self.progress(layer, info)
+        return info, name

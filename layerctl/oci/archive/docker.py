@@ -22,8 +22,10 @@ import json
 import re
 
 from layerctl.errors import BadInput
-from layerctl.oci.archivefs import ArchiveFS
-from layerctl.oci.image import (
+from layerctl.oci.archive.blobs import BlobInfo, Blobs, SaveImage
+from layerctl.oci.archive.fs import ArchiveFS
+from layerctl.oci.archive.out import DirOut, TarOut
+from layerctl.oci.model import (
     MAX_IMAGES,
     MAX_JSON_BYTES,
     MAX_LAYERS,
@@ -34,9 +36,6 @@ from layerctl.oci.image import (
     sha256_digest,
     tag_of,
 )
-from layerctl.oci.layerblob import BlobInfo
-from layerctl.oci.outputs import DirOut, TarOut
-from layerctl.oci.save import Blobs, SaveImage
 
 _HEX_NAME = re.compile(r"^(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json)?$")
 _BLOB_PATH = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")

@@ -13,13 +13,13 @@ import sys
 import tempfile
 from typing import BinaryIO
 
+from layerctl.changeset.write import write_changeset
 from layerctl.errors import BadInput
-from layerctl.oci.blobread import BlobReader
-from layerctl.oci.changeset import write_changeset
-from layerctl.oci.staging import Staging
+from layerctl.store.blobread import BlobReader
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import read_layer
+from layerctl.store.staging import Staging
 
 
 def _container_tree(store: object, staging: Staging, c: object) -> DirRef:

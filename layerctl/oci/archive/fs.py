@@ -18,8 +18,8 @@ import tarfile
 import tempfile
 from typing import BinaryIO
 
+from layerctl.compress.detect import NONE, detect_compression, open_decompressed
 from layerctl.errors import BadInput
-from layerctl.oci.compression import NONE, detect_compression, open_decompressed
 
 MAX_MEMBERS = 1_000_000  # members of an outer archive
 _MAX_HOPS = 16

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from layerctl.errors import BadInput
 from layerctl.images import ImageName, host_arch
-from layerctl.oci.archivefs import ArchiveFS
-from layerctl.oci.image import (
+from layerctl.oci.archive.blobs import BlobInfo, Blobs, SaveImage
+from layerctl.oci.archive.fs import ArchiveFS
+from layerctl.oci.archive.out import DirOut, TarOut
+from layerctl.oci.model import (
     CONTAINERD_NAME,
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -39,9 +41,6 @@ from layerctl.oci.image import (
     source_image,
     tag_of,
 )
-from layerctl.oci.layerblob import BlobInfo
-from layerctl.oci.outputs import DirOut, TarOut
-from layerctl.oci.save import Blobs, SaveImage
 
 _MAX_DEPTH = 4
 

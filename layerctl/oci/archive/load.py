@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from layerctl.changeset.apply import DEFAULT_LIMITS, Limits
 from layerctl.errors import BadInput
-from layerctl.oci.archive import is_docker_archive, read_docker_archive
-from layerctl.oci.archivefs import ArchiveFS, open_archive
-from layerctl.oci.image import SourceImage
+from layerctl.oci.archive.docker import is_docker_archive, read_docker_archive
+from layerctl.oci.archive.fs import ArchiveFS, open_archive
+from layerctl.oci.archive.layout import is_oci_layout, read_oci_layout
 from layerctl.oci.ingest import LayerEvent, LoadedImage, ingest
-from layerctl.oci.layout import is_oci_layout, read_oci_layout
-from layerctl.oci.tarapply import DEFAULT_LIMITS, Limits
+from layerctl.oci.model import SourceImage
 
 
 def read_images(fs: ArchiveFS) -> tuple[str, list[SourceImage]]:

@@ -1,7 +1,7 @@
 """`layerctl save`: images out as a docker-archive, an oci-archive or an OCI layout dir.
 
-The layers' blobs come from their changesets (layertar's deterministic tar, via
-layerblob), each written once per archive however many images share it. The
+The layers' blobs come from their changesets (changeset.write, via
+archive.blobs), each written once per archive however many images share it. The
 config is images.oci_config with the DiffIDs of the tars just written, so an
 archive is always self-consistent; `stale` lists layers whose recorded DiffID
 trailer did not match (a store written by an older layerctl).
@@ -13,64 +13,16 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from layerctl.compress.detect import NONE
 from layerctl.errors import BadInput, InvalidName, LayerctlError
-from layerctl.images import ImageName, chain, image_id, parse_name, resolve
-from layerctl.oci.blobread import BlobReader
-from layerctl.oci.compression import NONE
-from layerctl.oci.layerblob import COMPRESSIONS, BlobInfo, write_layer_blob
-from layerctl.oci.outputs import DirOut, Pending, TarOut, remove_tree
+from layerctl.images import chain, image_id, parse_name, resolve
+from layerctl.oci.archive.blobs import COMPRESSIONS, BlobInfo, Blobs, SaveImage
+from layerctl.oci.archive.out import DirOut, TarOut, remove_tree
+from layerctl.store.blobread import BlobReader
 from layerctl.store.layers import Layer
 
 FORMATS = ("docker-archive", "oci", "oci-dir")
-
-
-@dataclass
-class SaveImage:
-    """An image to save: its tags (maybe none) and its layers, base first."""
-
-    tags: list[ImageName]
-    layers: list[Layer]
-
-    @property
-    def top(self) -> Layer:
-        return self.layers[-1]
-
-
-@dataclass
-class Blobs:
-    """Writes each layer's blob once per archive; remembers what it wrote."""
-
-    store: object
-    compression: str
-    reader: BlobReader
-    progress: Callable[[Layer, BlobInfo], None] | None = None
-    written: dict[str, tuple[BlobInfo, str]] = field(default_factory=dict)  # id -> (info, name)
-    stale: list[str] = field(default_factory=list)
-
-    def write(self, layer: Layer, parent: Layer | None, out: TarOut | DirOut,
-              name_of: Callable[[BlobInfo], str]) -> tuple[BlobInfo, str]:
-        found = self.written.get(layer.id)
-        if found is not None:
-            return found
-        pending: Pending = out.pending()
-        try:
-            info = write_layer_blob(
-                self.store, parent.root if parent else None, layer.root, pending,
-                self.compression, self.reader,
-            )
-        except BaseException:
-            pending.abort()
-            raise
-        name = name_of(info)
-        pending.finish(name)
-        if layer.diff_id and layer.diff_id != info.diff_id:
-            self.stale.append(layer.id)
-        self.written[layer.id] = (info, name)
-        if self.progress is not None:
-            self.progress(layer, info)
-        return info, name
 
 
 def collect(store: object, refs: list[str]) -> list[SaveImage]:
@@ -99,11 +51,11 @@ def collect(store: object, refs: list[str]) -> list[SaveImage]:
 def _write(store: object, images: list[SaveImage], out: TarOut | DirOut, fmt: str,
            blobs: Blobs) -> None:
     if fmt == "docker-archive":
-        from layerctl.oci.archive import write_docker_archive
+        from layerctl.oci.archive.docker import write_docker_archive
 
         write_docker_archive(images, out, blobs)
     else:
-        from layerctl.oci.layout import write_oci_layout
+        from layerctl.oci.archive.layout import write_oci_layout
 
         write_oci_layout(images, out, blobs)
 
@@ -196,7 +148,7 @@ def saved_image_id(image: SaveImage, blobs: Blobs) -> str:
     """The image ID in the archive (differs from images.image_id only for stale DiffIDs)."""
     if not any(layer.id in blobs.stale for layer in image.layers):
         return image_id(image.layers)
-    from layerctl.oci.image import config_blob, sha256_digest
+    from layerctl.oci.model import config_blob, sha256_digest
 
     diff_ids = [blobs.written[layer.id][0].diff_id for layer in image.layers]
     return sha256_digest(config_blob(image.layers, diff_ids))

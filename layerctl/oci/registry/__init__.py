@@ -1,1 +1,2 @@
-"""Images over the network: references, auth, the registry client, pull (with downloads, prefetch) and push."""
+"""Images over the network: references, auth, the registry client, pull (with downloads,
+prefetch) and push."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from layerctl.atomic import write_json
 from layerctl.errors import BadInput
-from layerctl.oci.references import DEFAULT_DOMAIN, registry_key
+from layerctl.oci.registry.reference import DEFAULT_DOMAIN, registry_key
 
 CONFIG_FILE = "config.json"
 

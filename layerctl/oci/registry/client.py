@@ -3,7 +3,7 @@
 python-dxf does the HTTP work: sessions, the WWW-Authenticate challenge
 (Basic, or Bearer through the token service), streaming blob downloads with
 digest checks, and uploads. This module adds what layerctl needs around it:
-picking http or https, credentials from the store in layerctl.oci.auth,
+picking http or https, credentials from the store in layerctl.oci.registry.auth,
 manifests by media type, and one-line errors for every failure.
 
 Transport rules (decided here, documented in the README):
@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from layerctl.errors import BadInput, LayerctlError, NotFound
-from layerctl.oci.auth import Credentials, config_dir, get_credentials
-from layerctl.oci.references import Reference
+from layerctl.oci.registry.auth import Credentials, config_dir, get_credentials
+from layerctl.oci.registry.reference import Reference
 
 # media types
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -488,7 +488,7 @@ def _http_error(error: object, host: str, what: str) -> LayerctlError:
 
 def check_login(server: str, credentials: Credentials, tls: TlsOptions | None = None) -> None:
     """Raise Unauthorized unless `server` accepts `credentials` (GET /v2/ with them)."""
-    from layerctl.oci.references import DEFAULT_DOMAIN, registry_key
+    from layerctl.oci.registry.reference import DEFAULT_DOMAIN, registry_key
 
     domain = registry_key(server)
     ref = Reference(domain, "" if domain != DEFAULT_DOMAIN else "library/hello-world")

@@ -20,21 +20,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from layerctl import faults
+from layerctl.compress.gunzip import GunzipChunks
 from layerctl.errors import BadInput
 from layerctl.images import ImageName, host_arch, image_layer, set_tag
 from layerctl.oci.events import Event, Progress, quiet
-from layerctl.oci.gunzip import GunzipChunks
-from layerctl.oci.image import (
+from layerctl.oci.layerpull import PULL_REFS, LayerStream, PullIndex, land_layer, retag_config
+from layerctl.oci.model import (
     layer_config,
     layer_history,
     parse_config,
     parse_descriptor,
     source_image,
 )
-from layerctl.oci.layerpull import PULL_REFS, LayerStream, PullIndex, land_layer, retag_config
-from layerctl.oci.prefetch import Prefetch
-from layerctl.oci.references import Reference
-from layerctl.oci.registry import (
+from layerctl.oci.registry.client import (
     DOCKER_SCHEMA1,
     DOCKER_SCHEMA1_SIGNED,
     INDEX_TYPES,
@@ -44,6 +42,8 @@ from layerctl.oci.registry import (
     RegistryClient,
     TlsOptions,
 )
+from layerctl.oci.registry.prefetch import Prefetch
+from layerctl.oci.registry.reference import Reference
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from layerctl.changeset.write import write_changeset
+from layerctl.compress.gzip import GzipWriter
 from layerctl.errors import BadInput, NotFound
 from layerctl.images import ImageName, chain, image_layer
-from layerctl.oci.changeset import write_changeset
 from layerctl.oci.events import Event, Progress, quiet
-from layerctl.oci.image import (
+from layerctl.oci.model import (
     OCI_CONFIG,
     OCI_MANIFEST,
     Descriptor,
@@ -31,9 +32,8 @@ from layerctl.oci.image import (
     manifest_blob,
     sha256_digest,
 )
-from layerctl.oci.pgzip import GzipWriter
-from layerctl.oci.references import Reference
-from layerctl.oci.registry import RegistryClient, TlsOptions
+from layerctl.oci.registry.client import RegistryClient, TlsOptions
+from layerctl.oci.registry.reference import Reference
 from layerctl.store.layers import Layer
 
 UPLOAD_CHUNK = 1 << 20
