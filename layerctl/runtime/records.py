@@ -1,0 +1,53 @@
+"""Process records in a container's bundle: run.json (who supervises the process,
+since when) and exit.json (its exit code once it has ended)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from layerctl.atomic import write_json
+from layerctl.runtime.find import Runtime
+from layerctl.runtime.spec import read_json
+from layerctl.store.debris import start_time
+
+
+def alive(record: dict | None) -> bool:
+    if not record or "pid" not in record:
+        return False
+    return start_time(record["pid"]) == record.get("start_time")
+
+
+def supervised(bundle_dir: str) -> bool:
+    """A supervisor is still waiting for the container's process."""
+    if os.path.exists(os.path.join(bundle_dir, "exit.json")):
+        return False
+    return alive(read_json(os.path.join(bundle_dir, "run.json")))
+
+
+def record_start(bundle_dir: str, rt: Runtime, container_id: str, detach: bool) -> None:
+    try:
+        os.unlink(os.path.join(bundle_dir, "exit.json"))
+    except FileNotFoundError:
+        pass
+    pid = os.getpid()
+    write_json(
+        os.path.join(bundle_dir, "run.json"),
+        {
+            "id": container_id,
+            "pid": pid,
+            "start_time": start_time(pid),
+            "runtime": rt.binary,
+            "root": rt.root,
+            "detached": detach,
+            "started": time.time(),
+        },
+    )
+
+
+def record_exit(bundle_dir: str, code: int) -> None:
+    write_json(os.path.join(bundle_dir, "exit.json"), {"exit_code": code, "finished": time.time()})
+
+
+def exit_code(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
