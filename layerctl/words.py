@@ -99,3 +99,8 @@ def go_time(timestamp: float) -> str:
 def rfc3339(timestamp: float) -> str:
     """Go's RFC3339 in UTC, whole seconds (Docker's `history` CreatedAt)."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def short_digest(digest: str) -> str:
+    """The 12 hex digits Docker shows for a digest or id (`sha256:` dropped)."""
+    return digest.split(":", 1)[-1][:12]

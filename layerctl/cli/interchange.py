@@ -8,12 +8,9 @@ import click
 
 from layerctl.cli.common import human_size, open_store
 from layerctl.errors import BadInput
+from layerctl.words import short_digest
 
 _SETTINGS = {"help_option_names": ["-h", "--help"]}
-
-
-def _short(digest: str) -> str:
-    return digest.split(":", 1)[-1][:12]
 
 
 @click.command("load", context_settings=_SETTINGS)
@@ -34,7 +31,7 @@ def load_cmd(ctx: click.Context, source: str, quiet: bool) -> None:
     def progress(event: object) -> None:
         if quiet:
             return
-        where = f"{_short(event.diff_id)} [{event.layer + 1}/{event.layers}]"
+        where = f"{short_digest(event.diff_id)} [{event.layer + 1}/{event.layers}]"
         if event.status == "exists":
             click.echo(f"Layer {where}: already exists", err=True)
         elif event.status == "loading":
@@ -70,7 +67,7 @@ def save_cmd(ctx: click.Context, images: tuple[str, ...], output: str, fmt: str,
 
     def progress(layer: object, info: object) -> None:
         if not quiet:
-            click.echo(f"Writing layer {_short(info.diff_id)} ({human_size(info.size)})",
+            click.echo(f"Writing layer {short_digest(info.diff_id)} ({human_size(info.size)})",
                        err=True)
 
     saved, blobs = save(store, list(images), output, fmt, compress, progress)
@@ -80,7 +77,8 @@ def save_cmd(ctx: click.Context, images: tuple[str, ...], output: str, fmt: str,
     if not quiet:
         for image in saved:
             names = ", ".join(str(t) for t in image.tags) or image.top.id[:12]
-            click.echo(f"Saved image {_short(saved_image_id(image, blobs))} ({names})", err=True)
+            short = short_digest(saved_image_id(image, blobs))
+            click.echo(f"Saved image {short} ({names})", err=True)
 
 
 @click.command("export", context_settings=_SETTINGS)

@@ -30,21 +30,19 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from layerctl.errors import BadInput, LayerctlError, NotFound
+from layerctl.oci.model import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    sha256_digest,
+)
 from layerctl.oci.registry.auth import Credentials, config_dir, get_credentials
 from layerctl.oci.registry.reference import Reference
 
-# media types
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+# media types: oci.model's, plus Docker's schema 1 (refused, by name)
 DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
 DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 
 CHUNK = 1 << 20
@@ -90,10 +88,6 @@ class Manifest:
         if not isinstance(data, dict):
             raise BadInput(f"manifest {self.digest} is not a JSON object")
         return data
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _certs_d(domain: str) -> list[str]:

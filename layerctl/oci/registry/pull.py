@@ -26,6 +26,7 @@ from layerctl.images import ImageName, host_arch, image_layer, set_tag
 from layerctl.oci.events import Event, Progress, quiet
 from layerctl.oci.layerpull import PULL_REFS, LayerStream, PullIndex, land_layer, retag_config
 from layerctl.oci.model import (
+    INDEX_TYPES,
     layer_config,
     layer_history,
     parse_config,
@@ -35,7 +36,6 @@ from layerctl.oci.model import (
 from layerctl.oci.registry.client import (
     DOCKER_SCHEMA1,
     DOCKER_SCHEMA1_SIGNED,
-    INDEX_TYPES,
     MAX_CONFIG,
     Interrupted,
     Manifest,
@@ -44,6 +44,7 @@ from layerctl.oci.registry.client import (
 )
 from layerctl.oci.registry.prefetch import Prefetch
 from layerctl.oci.registry.reference import Reference
+from layerctl.words import short_digest
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,6 @@ def choose_manifest(index: dict, platform: tuple[str, str, str], where: str) -> 
         )
     candidates.sort(key=lambda c: c[0])
     return candidates[0][1]
-
-
-def _short(digest: str) -> str:
-    return digest.split(":", 1)[-1][:12]
 
 
 class _Puller:
@@ -258,14 +255,14 @@ def _ingest(
         parent_id = found.id
     existing = len(chain)
     for blob in image.layers[:existing]:
-        report(Event(_short(blob.digest), "Already exists"))
+        report(Event(short_digest(blob.digest), "Already exists"))
     for blob in image.layers[existing:]:
-        report(Event(_short(blob.digest), "Pulling fs layer"))
+        report(Event(short_digest(blob.digest), "Pulling fs layer"))
 
     parent = chain[-1] if chain else None
     for j in range(existing, len(diff_ids)):
         blob = image.layers[j]
-        short = _short(blob.digest)
+        short = short_digest(blob.digest)
         here = f"{where}: layer {short}"
         stream = puller.open_layer(blob, short, here)
         try:

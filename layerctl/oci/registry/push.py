@@ -35,6 +35,7 @@ from layerctl.oci.model import (
 from layerctl.oci.registry.client import RegistryClient, TlsOptions
 from layerctl.oci.registry.reference import Reference
 from layerctl.store.layers import Layer
+from layerctl.words import short_digest
 
 UPLOAD_CHUNK = 1 << 20
 
@@ -71,10 +72,6 @@ def _remember_blob(store: object, layer_id: str, digest: str, size: int, diff_id
     os.replace(tmp, path)
 
 
-def _short(digest: str) -> str:
-    return digest.split(":", 1)[-1][:12]
-
-
 def _file_chunks(path: str, size: int, short: str, report: Progress) -> Iterator[bytes]:
     done = 0
     report(Event(short, "Pushing", 0, size))
@@ -94,7 +91,7 @@ class _LayerPusher:
 
     def push(self, parent: Layer | None, layer: Layer) -> tuple[Descriptor, str]:
         """(blob descriptor, DiffID of the tar in it)."""
-        short = _short(layer.diff_id or layer.id)
+        short = short_digest(layer.diff_id or layer.id)
         media_type = layer_media_type("gzip")
         known = cached_blob(self.store, layer.id)
         if known and self.client.has_blob(known[0]):
@@ -152,7 +149,7 @@ def push(
     with RegistryClient(ref, tls) as client:
         client.ping()
         for layer in layers:
-            report(Event(_short(layer.diff_id or layer.id), "Preparing"))
+            report(Event(short_digest(layer.diff_id or layer.id), "Preparing"))
         pusher = _LayerPusher(store, client, report)
         descriptors, diff_ids = [], []
         parent = None
