@@ -9,12 +9,12 @@ afterwards, so exporting leaves the store exactly as it was.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from typing import BinaryIO
 
 from layerctl.changeset.write import write_changeset
 from layerctl.errors import BadInput
+from layerctl.oci.archive.out import write_output
 from layerctl.store.blobread import BlobReader
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef
@@ -64,12 +64,7 @@ def export(store: object, ref: str, output: str) -> str:
     """export_to() a file (written beside it, then renamed) or `-` (stdout)."""
     if not output:
         raise BadInput("the output path is empty: name a file or -")
-    if output == "-":
-        if sys.stdout.isatty():
-            raise BadInput("refusing to write a tar to a terminal: use -o FILE")
-        what = export_to(store, ref, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-        return what
+    return write_output(output, lambda f: export_to(store, ref, f), "a tar")
     directory = os.path.dirname(os.path.abspath(output))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", dir=directory)

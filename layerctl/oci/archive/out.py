@@ -13,11 +13,15 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
-from typing import BinaryIO
+from collections.abc import Callable
+from typing import BinaryIO, TypeVar
 
-from layerctl.errors import LayerctlError
+from layerctl.errors import BadInput, LayerctlError
+
+T = TypeVar("T")
 
 _BLOCK = 512
 _COPY = 1 << 20
@@ -211,3 +215,38 @@ class _DirPending(Pending):
 
 def remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_output(output: str, write: Callable[[BinaryIO], T], what: str) -> T:
+    """`write(f)` to `output`, a file that appears only complete (a temporary beside
+    it, mode 0644 less the umask, renamed into place), or to stdout for `-` (never a
+    terminal: `what` names what is refused there)."""
+    if output == "-":
+        if sys.stdout.isatty():
+            raise BadInput(f"refusing to write {what} to a terminal: use -o FILE")
+        result = write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return result
+    if os.path.isdir(output):
+        raise BadInput(f"{output} is a directory: name a file")
+    directory = os.path.dirname(os.path.abspath(output))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", dir=directory)
+    except OSError as e:
+        raise BadInput(f"cannot write {output}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            result = write(f)
+            os.fchmod(f.fileno(), 0o644 & ~umask())
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return result

@@ -10,15 +10,15 @@ trailer did not match (a store written by an older layerctl).
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from collections.abc import Callable
+from typing import BinaryIO
 
 from layerctl.compress.detect import NONE
 from layerctl.errors import BadInput, InvalidName, LayerctlError
 from layerctl.images import chain, image_id, parse_name, resolve
 from layerctl.oci.archive.blobs import COMPRESSIONS, BlobInfo, Blobs, SaveImage
-from layerctl.oci.archive.out import DirOut, TarOut, remove_tree
+from layerctl.oci.archive.out import DirOut, TarOut, remove_tree, umask, write_output
 from layerctl.store.blobread import BlobReader
 from layerctl.store.layers import Layer
 
@@ -83,37 +83,18 @@ def save(
         blobs = Blobs(store, compression, reader, progress)
         if fmt == "oci-dir":
             _save_dir(store, images, output, blobs)
-        elif output == "-":
-            if sys.stdout.isatty():
-                raise BadInput("refusing to write an archive to a terminal: use -o FILE")
-            out = TarOut(sys.stdout.buffer, spool_dir=store.path())
-            _write(store, images, out, fmt, blobs)
-            out.close()
         else:
-            _save_file(store, images, output, fmt, blobs)
+            if output != "-" and os.path.isdir(output):
+                raise BadInput(f"{output} is a directory (use --format oci-dir to write a "
+                               "layout there)")
+
+            def write(f: BinaryIO) -> None:
+                out = TarOut(f, spool_dir=store.path())
+                _write(store, images, out, fmt, blobs)
+                out.close()
+
+            write_output(output, write, "an archive")
     return images, blobs
-
-
-def _save_file(store: object, images: list[SaveImage], output: str, fmt: str,
-               blobs: Blobs) -> None:
-    directory = os.path.dirname(os.path.abspath(output))
-    if os.path.isdir(output):
-        raise BadInput(f"{output} is a directory (use --format oci-dir to write a layout there)")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", dir=directory)
-    except OSError as e:
-        raise BadInput(f"cannot write {output}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            out = TarOut(f, spool_dir=store.path())
-            _write(store, images, out, fmt, blobs)
-            out.close()
-            os.fchmod(f.fileno(), 0o644 & ~_umask())
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _save_dir(store: object, images: list[SaveImage], output: str, blobs: Blobs) -> None:
@@ -127,7 +108,7 @@ def _save_dir(store: object, images: list[SaveImage], output: str, blobs: Blobs)
     except OSError as e:
         raise BadInput(f"cannot write {output}: {e.strerror or e}") from None
     try:
-        os.chmod(tmp, 0o755 & ~_umask())
+        os.chmod(tmp, 0o755 & ~umask())
         out = DirOut(tmp)
         _write(store, images, out, "oci-dir", blobs)
         if os.path.isdir(output):
@@ -136,12 +117,6 @@ def _save_dir(store: object, images: list[SaveImage], output: str, blobs: Blobs)
     except BaseException:
         remove_tree(tmp)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def saved_image_id(image: SaveImage, blobs: Blobs) -> str:
