@@ -349,11 +349,13 @@ def test_interrupted_pull_resumes(cli, registry, tmp_path):
 
 def test_multi_arch_platform(cli, registry, tmp_path):
     layout = tmp_path / "multi"
-    write_layout(layout, [
+    images = [
         {"platform": ("linux", "amd64"), "layers": [tar_bytes([("arch", b"amd64\n")])]},
         {"platform": ("linux", "arm64", "v8"), "layers": [tar_bytes([("arch", b"arm64\n")])]},
         {"platform": ("linux", "arm", "v7"), "layers": [tar_bytes([("arch", b"armv7\n")])]},
-    ], tag="m")  # fmt: skip
+    ]  # fmt: skip
+    write_layout(layout, images, tag="m")
+    write_layout(tmp_path / "named", images, tag="localhost/multi:1")
     ref = f"{registry.host}/multi/img:1"
     skopeo("copy", "-q", "--all", "--dest-tls-verify=false", f"oci:{layout}:m", f"docker://{ref}")
     from layerctl.images import host_arch
@@ -362,6 +364,18 @@ def test_multi_arch_platform(cli, registry, tmp_path):
     if expected:
         cli("pull", ref)
         assert cli("show", f"{ref}:arch").stdout == expected
+        # `load` of the same index chooses by the same rule (oci.platform)
+        cli("load", "-i", tmp_path / "named")
+        assert cli("show", "localhost/multi:1:arch").stdout == expected
+    other = tmp_path / "other"
+    write_layout(other, [
+        {"platform": ("linux", "s390x"), "layers": [tar_bytes([("arch", b"s390x\n")])]},
+        {"platform": ("windows", host_arch()), "layers": [tar_bytes([("arch", b"win\n")])]},
+    ], tag="o")  # fmt: skip
+    bad = cli("load", "-i", other, check=False)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1
+    assert (f"no image for platform linux/{host_arch()}" in bad.stderr
+            and f"(available: linux/s390x, windows/{host_arch()})" in bad.stderr)
     for platform, content in (("linux/arm64", "arm64\n"), ("linux/arm/v7", "armv7\n"),
                               ("linux/amd64", "amd64\n")):  # fmt: skip
         cli("pull", "--platform", platform, ref)

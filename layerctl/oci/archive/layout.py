@@ -41,6 +41,7 @@ from layerctl.oci.model import (
     source_image,
     tag_of,
 )
+from layerctl.oci.platform import choose, parse_platform
 
 _MAX_DEPTH = 4
 
@@ -71,11 +72,6 @@ def _tags(desc: Descriptor, where: str) -> list[ImageName]:
     if ":" in ref or "/" in ref:
         return [tag_of(ref, where)]
     return []  # a bare tag names no repository
-
-
-def _platform_ok(desc: Descriptor) -> bool:
-    p = desc.platform or {}
-    return p.get("os", "linux") == "linux" and p.get("architecture", host_arch()) == host_arch()
 
 
 class _Reader:
@@ -124,13 +120,9 @@ class _Reader:
                  for i, m in enumerate(manifests)]
         if depth > 0:  # a platform index: the manifest for this machine
             images = [d for d in descs if d.media_type not in INDEX_TYPES]
-            chosen = [d for d in images if _platform_ok(d)][:1]
-            if not chosen:
-                have = sorted({f"{(d.platform or {}).get('os', '?')}/"
-                               f"{(d.platform or {}).get('architecture', '?')}" for d in images})
-                raise BadInput(f"{self.fs.label}: {where}: no image for linux/{host_arch()} "
-                               f"(it has {', '.join(have) or 'none'})")
-            self.entry(chosen[0], tags, where, depth)
+            chosen = choose([d.platform for d in images], parse_platform(None),
+                            f"{self.fs.label}: {where}")
+            self.entry(images[chosen], tags, where, depth)
             return
         for i, d in enumerate(descs):
             label = f"{where}: manifests[{i}]"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from layerctl import faults
 from layerctl.compress.gunzip import GunzipChunks
 from layerctl.errors import BadInput
-from layerctl.images import ImageName, host_arch, image_layer, set_tag
+from layerctl.images import ImageName, image_layer, set_tag
 from layerctl.oci.events import Event, Progress, quiet
 from layerctl.oci.layerpull import PULL_REFS, LayerStream, PullIndex, land_layer, retag_config
 from layerctl.oci.model import (
@@ -33,6 +33,7 @@ from layerctl.oci.model import (
     parse_descriptor,
     source_image,
 )
+from layerctl.oci.platform import Platform, choose, parse_platform
 from layerctl.oci.registry.client import (
     DOCKER_SCHEMA1,
     DOCKER_SCHEMA1_SIGNED,
@@ -58,54 +59,13 @@ class PullResult:
     up_to_date: bool  # the tag already pointed at this image
 
 
-def parse_platform(text: str | None) -> tuple[str, str, str]:
-    """'os/arch[/variant]' -> (os, arch, variant); None -> this host's platform."""
-    if not text:
-        arch = host_arch()
-        return "linux", arch, {"arm": "v7", "arm64": "v8"}.get(arch, "")
-    parts = text.split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise BadInput(f"invalid platform {text!r}: expected os/arch[/variant]")
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(parts[1], parts[1])
-    variant = parts[2] if len(parts) == 3 else ""
-    return parts[0], arch, variant
-
-
-def _platform_text(p: dict) -> str:
-    return "/".join(x for x in (p.get("os", ""), p.get("architecture", ""), p.get("variant")) if x)
-
-
-def choose_manifest(index: dict, platform: tuple[str, str, str], where: str) -> dict:
-    """The descriptor in `index` for `platform`; a missing variant matches any."""
-    want_os, want_arch, want_variant = platform
+def choose_manifest(index: dict, platform: Platform, where: str) -> dict:
+    """The descriptor in `index` for `platform` (oci.platform's rule)."""
     entries = index.get("manifests")
     if not isinstance(entries, list):
         raise BadInput(f"{where}: manifests must be a list")
-    candidates = []
-    for entry in entries:
-        p = entry.get("platform") if isinstance(entry, dict) else None
-        if not isinstance(p, dict):
-            continue
-        if p.get("os") != want_os or p.get("architecture") != want_arch:
-            continue
-        variant = p.get("variant") or ""
-        if want_variant and variant and variant != want_variant:
-            if not (want_arch == "arm64" and {variant, want_variant} <= {"v8", ""}):
-                continue
-        # an exact variant first, then entries without one
-        candidates.append((variant != want_variant, entry))
-    if not candidates:
-        offered = sorted(
-            {_platform_text(e["platform"]) for e in entries if isinstance(e, dict)
-             and isinstance(e.get("platform"), dict)
-             and e["platform"].get("os") != "unknown"}
-        )  # fmt: skip
-        wanted = "/".join(x for x in platform if x)
-        raise BadInput(
-            f"{where}: no image for platform {wanted} (available: {', '.join(offered) or 'none'})"
-        )
-    candidates.sort(key=lambda c: c[0])
-    return candidates[0][1]
+    return entries[choose([e.get("platform") if isinstance(e, dict) else None
+                           for e in entries], platform, where)]
 
 
 class _Puller:
