@@ -17,16 +17,15 @@ the commits and tags get written: a bad archive leaves the store as it was.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from layerctl import faults
 from layerctl.changeset.apply import DEFAULT_LIMITS, Limits, apply_layer_tar
 from layerctl.changeset.write import write_changeset
 from layerctl.compress.detect import NONE, open_decompressed
 from layerctl.errors import BadInput
+from layerctl.hashing import HashingReader
 from layerctl.images import ImageName, canonical_json, set_tag
 from layerctl.oci.chains import LayerIndex
 from layerctl.oci.model import (
@@ -46,7 +45,6 @@ from layerctl.store.fstree import DirRef
 from layerctl.store.layers import Layer, write_layer
 from layerctl.store.staging import Staging
 
-_DRAIN = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -69,34 +67,6 @@ class LoadedImage:
     @property
     def top(self) -> str:
         return self.layer_ids[-1]
-
-
-class _Hashing:
-    """A reader that hashes and counts what passes through it."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.sha = hashlib.sha256()
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            parts = []
-            while chunk := self.read(_DRAIN):
-                parts.append(chunk)
-            return b"".join(parts)
-        data = self.raw.read(n)
-        self.sha.update(data)
-        self.count += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(_DRAIN):
-            pass
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self.sha.hexdigest()
 
 
 @dataclass(eq=False)
@@ -207,10 +177,10 @@ class _Ingest:
         parent_root = self._root(parent)
         raw = self.open_blob(blob)
         try:
-            hashed = _Hashing(raw)
+            hashed = HashingReader(raw)
             stream = open_decompressed(hashed)
             plain = stream.compression == NONE
-            tar = hashed if plain else _Hashing(stream)
+            tar = hashed if plain else HashingReader(stream)
             source = stream if plain else tar
             with self.staging.pack_writer() as writer:
                 editor = TreeEditor(self.staging, parent_root)
@@ -238,7 +208,7 @@ class _Ingest:
                      stats.bytes)
 
     def _check_blob(
-        self, blob: LayerBlob, hashed: _Hashing, where: str, drain: bool = False
+        self, blob: LayerBlob, hashed: HashingReader, where: str, drain: bool = False
     ) -> None:
         if blob.digest is None and blob.size is None:
             return

@@ -10,7 +10,6 @@ changeset tar, Source-DiffID trailer, history as author/message/time).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -19,6 +18,7 @@ from layerctl.changeset.apply import apply_layer_tar
 from layerctl.changeset.write import write_changeset
 from layerctl.compress.detect import open_decompressed
 from layerctl.errors import BadInput
+from layerctl.hashing import HashingReader
 from layerctl.oci.chains import LayerIndex
 from layerctl.oci.model import History
 from layerctl.store.blobread import BlobReader
@@ -70,23 +70,6 @@ class _KeepingWriter:
         self._writer.add_blob_async(data, keep)
 
 
-class _Hashing:
-    """Hashes what is read through it."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.sha = hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(_DRAIN if n is None or n < 0 else n)
-        self.sha.update(data)
-        return data
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self.sha.hexdigest()
-
-
 @dataclass
 class LayerStream:
     """A layer's tar (decompressed) and, once it is read to the end, its sha256."""
@@ -99,7 +82,7 @@ class LayerStream:
     def plain(cls, raw: BinaryIO, where: str) -> LayerStream:
         """From a blob in any compression layerctl reads (decompressed here)."""
         try:
-            hashed = _Hashing(open_decompressed(raw))
+            hashed = HashingReader(open_decompressed(raw))
         except BadInput as e:
             raise BadInput(f"{where}: {e}") from None
         return cls(hashed, lambda: hashed.digest, raw)
