@@ -46,7 +46,6 @@ from layerctl.store.layers import Layer, write_layer
 from layerctl.store.staging import Staging
 
 
-
 @dataclass(frozen=True)
 class LayerEvent:
     """Progress of one layer: status is "exists", "loading" or "loaded"."""
