@@ -11,6 +11,9 @@ Nothing here walks a whole image to list a directory: `children()` reads the two
 directories at that path (memoised), so a 100k-entry image opens as fast as a
 small one. Directory sizes and searches walk, and are meant for a worker thread.
 The front ends (CLI, TUI) only render what this module returns.
+
+Over 500 lines because both sources and the previews they give share one Entry
+model and one directory merge; split, each half would import the other.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("containers", {"containers"}),
     ("oci", {"oci"}),
     ("uses", {"history", "packages", "pkgversion", "blame", "bisect", "waste", "divecompat",
-              "diveci", "browse", "patch", "prune", "demo", "gotemplate", "fsck"}),
+              "diveci", "browse", "patch", "prune", "demo", "gotemplate", "fsck", "pkgdb"}),
     ("fronts", {"cli", "tui", "__main__"}),
 ]
 

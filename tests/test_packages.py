@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from layerctl import packages
+from layerctl import packages, pkgdb
 from layerctl.pkgversion import apk_compare, deb_compare, rpm_compare, rpmvercmp
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, Meta
@@ -583,12 +583,12 @@ def test_oversized_file_list_is_not_attributed(deb: dict, monkeypatch: pytest.Mo
 
 
 def test_arch_change_and_repeated_names() -> None:
-    old = packages.parse_dpkg_status(
+    old = pkgdb.parse_dpkg_status(
         b"Package: libx\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n"
         b"Package: libx\nStatus: install ok installed\nArchitecture: i386\nVersion: 1\n\n"
         b"Package: tool\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2\n\n"
         b"Package: gone\nStatus: deinstall ok config-files\nArchitecture: all\nVersion: 3\n")
-    new = packages.parse_dpkg_status(
+    new = pkgdb.parse_dpkg_status(
         b"Package: libx\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n"
         b"Package: tool\nStatus: hold ok installed\nArchitecture: arm64\nVersion: 2\n")
     assert sorted(old) == ["libx:amd64", "libx:i386", "tool"]  # config-files: not installed

@@ -40,6 +40,9 @@ PackWriter, leaving the store as it was. The rules:
   error, not a short layer: a bad header after the first entry is not taken
   for the end of the archive, and the stream is read to its end so that a
   gzip/zstd trailer is checked. A missing end-of-archive marker is accepted.
+
+Over 500 lines on purpose: every rule above is enforced in the one pass that
+applies the tar (`_Applier`), and each rule is next to the code it guards.
 """
 
 from __future__ import annotations
