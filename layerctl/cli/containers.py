@@ -204,6 +204,10 @@ def status_cmd(ctx: click.Context, as_json: bool, watch: bool, container: str | 
     """Show a container's changes against its base layer (A added, C changed, D deleted)."""
     store = open_store(ctx)
     containers = _containers()
+    from layerctl.rewrite import progress_line
+
+    if not as_json and (line := progress_line(store)):
+        click.echo(line)
     ref = _default_container(store, container)
     changes = containers.status(store, ref)
     if as_json and not watch:
