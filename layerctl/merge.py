@@ -46,7 +46,7 @@ class MergeConflict:
     markers: bool = False  # the partial tree holds a text file with conflict markers
 
     def line(self) -> str:
-        text = f"{self.kind}: {path_text(b'/' + self.path)}"
+        text = f"{self.kind}: {path_text(self.path)}"
         return f"{text} ({self.detail})" if self.detail else text
 
 
@@ -215,7 +215,7 @@ class _Merger:
             return
         if t is None:  # the layer deletes p
             if o is None:
-                self.result.notes.append(f"{path_text(b'/' + p)}: deleted by the layer, "
+                self.result.notes.append(f"{path_text(p)}: deleted by the layer, "
                                          "already absent in the new base")
                 return
             if self._unchanged(p, b, o):
@@ -323,7 +323,7 @@ class _Merger:
         base_ref = lookup(self.store, self.base, p)[1]
         ours_ref = lookup(self.store, self.ours, p)[1]
         for ch in diff(self.store, base_ref, ours_ref):
-            return f"new base changed {path_text(b'/' + p + b'/' + ch.path)}"
+            return f"new base changed {path_text(p + b'/' + ch.path)}"
         if read_dir(self.store, base_ref).own != read_dir(self.store, ours_ref).own:
             return "new base changed its metadata"
         return "new base changed it"

@@ -410,22 +410,35 @@ def _finish(store: object, state: dict) -> Outcome:
 
 def _finish_container(store: object, state: dict) -> None:
     """The container onto the new base (state['container_base']) with the replayed
-    pending changes (the tip) as its pending changes again: reset to the tip, then move
-    only its base ref, so the difference reads as pending (as after a commit)."""
+    pending changes (the tip) as its pending changes again."""
+    base_id = state.get("container_base") or state["tip"]
+    set_container(store, state["target"]["id"], base_id, state["tip"])
+
+
+def set_container(store: object, cid: str, base_id: str, tree_id: str) -> None:
+    """Make container `cid` sit on layer `base_id` with pending changes that give layer
+    `tree_id`'s tree: reset it to `base_id`, point its base at `tree_id` for a moment
+    and restore every path that differs (restore writes the base's version into the
+    upper dir / rootfs), then back to `base_id`. The changes end up as real files, so
+    they survive a remount (a lower dir ahead of the base would not). Starts with a
+    reset, so running it again after a kill gives the same result."""
     from layerctl.containers import api
     from layerctl.containers.state import resolve as find_container
 
-    c = find_container(store, state["target"]["id"])
-    base_id = state.get("container_base") or state["tip"]
-    tip = state["tip"]
+    c = find_container(store, cid)
     faults.point("rebase.reset-container")
-    current = store.ref(c.ref)
-    if current not in (base_id, tip):
-        api.reset(store, c.id, tip)
+    api.reset(store, c.id, base_id)
+    if tree_id == base_id:
+        return
+    paths = [ch.path for ch in diff(store, read_layer(store, base_id).root,
+                                    read_layer(store, tree_id).root)]
+    tops = [p for p in paths if not any(p.startswith(q + b"/") for q in paths if q != p)]
     faults.point("rebase.move-container")
-    current = store.ref(c.ref)
-    if current != base_id:
-        store.set_ref(c.ref, current, base_id, f"rebase container {c.name}")
+    store.set_ref(c.ref, base_id, tree_id, f"rebase container {c.name}")
+    try:
+        api.restore(store, c.id, [os.fsdecode(p) for p in tops])
+    finally:
+        store.set_ref(c.ref, tree_id, base_id, f"rebase container {c.name}")
 
 
 # -- start, continue, skip, abort -------------------------------------------------------
@@ -500,7 +513,7 @@ def _check_resolved(store: object, root: DirRef, stop: dict) -> None:
             continue
         found = lookup(store, root, os.fsencode(path))
         if found and found[0].kind == FILE and has_markers(store.read_blob(found[1])):
-            left.append(path_text(b"/" + os.fsencode(path)))
+            left.append(path_text(os.fsencode(path)))
     if left:
         raise Conflict(f"still has conflict markers: {', '.join(left)} (edit them in container "
                        f"{stop['container']}, or use --skip or --abort)")
@@ -546,15 +559,8 @@ def abort(store: object) -> str:
         with contextlib.suppress(NotFound):
             api.remove(store, stop["container"], force=True)
     target = state["target"]
-    if target["kind"] == "container":
-        from layerctl.containers.state import resolve as find_container
-
-        c = find_container(store, target["id"])
-        current = store.ref(c.ref)
-        if current != state["orig"] or (c.lower or current) != target["lower"]:
-            # finishing had begun: back onto the snapshot, then the original base
-            api.reset(store, c.id, state.get("snapshot") or state["orig"])
-            store.set_ref(c.ref, store.ref(c.ref), state["orig"], f"rebase abort {c.name}")
+    if target["kind"] == "container" and state.get("phase") == "finishing":
+        set_container(store, target["id"], state["orig"], state.get("snapshot") or state["orig"])
     tag = state.get("result_tag")
     if tag:
         name = parse_name(tag)
@@ -705,6 +711,9 @@ def rebase(store: object, ref: str, onto: str, base: str | None = None, mode: st
     else:
         old_index, _how = find_old_base(store, t, layers)
     old = layers[old_index]
+    if old_index == len(layers) - 1 and t.kind == "image":
+        raise BadInput(f"{t.name} has no layers above its base {old.id[:12]}: nothing to "
+                       "rebase (pass --base LAYER)")
     if old.id == onto_id:
         return Outcome(t.top, f"{t.name} is already based on {onto}: nothing to do")
     new_base = read_layer(store, onto_id)
