@@ -477,6 +477,9 @@ def continue_(store: object, editor: Editor | None = None) -> Outcome:
     if state.get("phase") == "finishing":
         return _finish(store, state)
     stop = state.get("stop")
+    if stop and _remade_container(store, stop):
+        raise RebaseStopped(f"container {stop['container']} was recreated on the stopped "
+                            "step; make your changes there, then --continue")
     if stop:
         resolved = api.commit(store, stop["container"], message="rebase resolution",
                               allow_empty=True).layer_id
@@ -504,6 +507,23 @@ def continue_(store: object, editor: Editor | None = None) -> Outcome:
             _keep(store, "tip", new)
         _end_stop(store, state)
     return _run(store, state, editor)
+
+
+def _remade_container(store: object, stop: dict) -> bool:
+    """Make the stop's container again if a kill left it missing or half made."""
+    from layerctl.containers import api
+    from layerctl.containers.state import broken, resolve
+
+    try:
+        c = resolve(store, stop["container"], broken_ok=True)
+    except NotFound:
+        c = None
+    if c is not None and not broken(c):
+        return False
+    if c is not None:
+        api.remove(store, c.id, force=True)
+    api.create(store, stop["at"], name=stop["container"])
+    return True
 
 
 def _check_resolved(store: object, root: DirRef, stop: dict) -> None:
@@ -920,9 +940,14 @@ def split(store: object, layer: str, paths: list[str], ref: str | None = None) -
 
 
 def _image_holding(store: object, layer_id: str) -> str:
+    """The one image whose layers include `layer_id` (error if none or several)."""
     from layerctl.images import chain, list_images
 
-    for name, top in list_images(store):
-        if any(la.id == layer_id for la in chain(store, top)):
-            return str(name)
-    raise NotFound(f"no image holds layer {layer_id[:12]}: name one with --image")
+    found = [str(name) for name, top in list_images(store)
+             if any(la.id == layer_id for la in chain(store, top))]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise NotFound(f"no image holds layer {layer_id[:12]}: name the image")
+    raise BadInput(f"layer {layer_id[:12]} is in {len(found)} images ({', '.join(found[:5])}): "
+                   "name the image")

@@ -404,6 +404,29 @@ def test_kill_during_rebase_leaves_old_or_new(env, point):
     fsck_clean(root)
 
 
+def test_kill_before_the_resolution_container_exists(env):
+    root, store, old, new = env
+
+    def clash(ed, w):
+        data = store.read_blob(lookup(store, read_layer(store, old).root, b"etc/passwd")[1])
+        put_file(ed, w, b"etc/passwd", data.replace(b"/usr/sbin/nologin", b"/bin/zsh", 1))
+
+    commit_edit(store, old, clash, name="apps:1")
+    refs_before = all_refs(root)
+    r = run(root, "rebase", "apps:1", "--onto", "deb:new", check=False,
+            env={"LAYERCTL_CRASH_AT": "create.set-base"})
+    assert r.returncode == KILLED
+    fsck_clean(root)
+    r = run(root, "rebase", "--continue", check=False)
+    assert r.returncode == 1 and "was recreated" in r.stderr
+    container = [w for w in r.stderr.split() if w.startswith("rebase-")][0]
+    merged = Path(run(root, "mount", container).stdout.strip())
+    assert b"<<<<<<<" in (merged / "etc/passwd").read_bytes()
+    run(root, "rebase", "--abort")
+    assert all_refs(root) == refs_before
+    assert run(root, "ps", "-a", "-q").stdout.strip() == ""
+
+
 def test_kill_while_moving_container_then_abort_restores_it(env):
     root, store, old, new = env
     run(root, "create", "deb:old", "--name", "ck")
