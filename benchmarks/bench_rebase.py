@@ -6,6 +6,8 @@ Rows:
   added, 10 deleted, dpkg status and /etc/passwd rewritten): `layerctl rebase IMAGE --onto
   NEW -t T` vs `git rebase NEW` of the same three commits in a git checkout of the same
   trees (target: at most 1.0x).
+- the same rebase with 100k more files in both bases, against the same rebase on the
+  minbase (target: at most 1.5x).
 - squash of 10 layers (100 files each) on Debian: `layerctl squash IMAGE BASE..`; the
   peer is `buildah commit --squash` when buildah is installed, else the time is absolute
   (podman's `build --squash` reruns the steps, not comparable).
@@ -78,16 +80,65 @@ def _unavailable() -> str | None:
     return layerctl_unavailable()
 
 
+def _layerctl_rebase(opts: Options, store: Path, old_tree: Path, new_tree: Path) -> float:
+    """Import both bases, commit the app's three layers from a container on the old
+    one, and time `layerctl rebase` of them onto the new one."""
+    layerctl(store, "import", old_tree, "deb:old")
+    layerctl(store, "import", new_tree, "deb:new")
+    layerctl(store, "create", "--name", "b", "deb:old")
+    try:
+        merged = Path(layerctl(store, "mount", "b").stdout.decode().strip())
+        for k in range(3):
+            app_step(merged, k)
+            layerctl(store, "commit", "-m", f"app {k}", "b", "app:1")
+        layerctl(store, "umount", "b")
+    finally:
+        layerctl(store, "rm", "-f", "b")
+
+    def reset() -> None:
+        try:
+            layerctl(store, "rmi", "app:r")
+        except CommandFailed:
+            pass
+
+    return timeit(lambda: layerctl(store, "rebase", "app:1", "--onto", "deb:new", "-t",
+                                   "app:r"), opts.repeat, reset)
+
+
+def _git_rebase(opts: Options, old_tree: Path, checkout: Path) -> float:
+    """The same trees and commits in a git checkout; time `git rebase new`."""
+    copy_tree(old_tree, checkout)
+    gw = ["-C", checkout]
+    git(*gw, "init", "-q", "-b", "old")
+    git(*gw, "add", "-A")
+    git(*gw, "commit", "-q", "-m", "old base")
+    git(*gw, "checkout", "-q", "-b", "new")
+    upgrade(checkout)
+    git(*gw, "add", "-A")
+    git(*gw, "commit", "-q", "-m", "new base")
+    git(*gw, "checkout", "-q", "-f", "-b", "app-orig", "old")
+    for k in range(3):
+        app_step(checkout, k)
+        git(*gw, "add", "-A")
+        git(*gw, "commit", "-q", "-m", f"app {k}")
+    return timeit(lambda: git(*gw, "rebase", "-q", "new"), opts.repeat,
+                  lambda: git(*gw, "checkout", "-q", "-f", "-B", "app", "app-orig"))
+
+
+def _debian_or_reason() -> tuple[Path | None, str | None]:
+    reason = _unavailable()
+    if reason:
+        return None, reason
+    try:
+        return corpus.debian_minbase(), None
+    except corpus.CorpusUnavailable as e:
+        return None, f"corpus unavailable: {e}"
+
+
 def rebase_replay(opts: Options) -> list[Row]:
     name = "rebase replay: 3-layer app (1k files), Debian -> upgraded Debian"
     peer = "git rebase"
-    reason = _unavailable()
-    source = None
-    if not reason:
-        try:
-            source = corpus.debian_minbase()
-        except corpus.CorpusUnavailable as e:
-            reason = f"corpus unavailable: {e}"
+    source, reason = _debian_or_reason()
     if reason:
         return [Row(name, None, peer, None, reason)]
     work = fresh_dir(opts.workdir / "rebase")
@@ -97,50 +148,42 @@ def rebase_replay(opts: Options) -> list[Row]:
     try:
         new_tree = copy_tree(source, work / "new")
         upgrade(new_tree)
-        layerctl(store, "import", source, "deb:old")
-        layerctl(store, "import", new_tree, "deb:new")
-        layerctl(store, "create", "--name", "b", "deb:old")
-        merged = Path(layerctl(store, "mount", "b").stdout.decode().strip())
-        for k in range(3):
-            app_step(merged, k)
-            layerctl(store, "commit", "-m", f"app {k}", "b", "app:1")
-        layerctl(store, "umount", "b")
-
-        def ours() -> None:
-            layerctl(store, "rebase", "app:1", "--onto", "deb:new", "-t", "app:r")
-
-        def reset_ours() -> None:
-            try:
-                layerctl(store, "rmi", "app:r")
-            except CommandFailed:
-                pass
-
-        t_ours = timeit(ours, opts.repeat, reset_ours)
-        # the git peer: the same trees and commits in a checkout
-        checkout = copy_tree(source, work / "git")
-        gw = ["-C", checkout]
-        git(*gw, "init", "-q", "-b", "old")
-        git(*gw, "add", "-A")
-        git(*gw, "commit", "-q", "-m", "old base")
-        git(*gw, "checkout", "-q", "-b", "new")
-        upgrade(checkout)
-        git(*gw, "add", "-A")
-        git(*gw, "commit", "-q", "-m", "new base")
-        git(*gw, "checkout", "-q", "-f", "-b", "app-orig", "old")
-        for k in range(3):
-            app_step(checkout, k)
-            git(*gw, "add", "-A")
-            git(*gw, "commit", "-q", "-m", f"app {k}")
-        t_git = timeit(lambda: git(*gw, "rebase", "-q", "new"), opts.repeat,
-                       lambda: git(*gw, "checkout", "-q", "-f", "-B", "app", "app-orig"))
+        t_ours = _layerctl_rebase(opts, store, source, new_tree)
+        t_git = _git_rebase(opts, source, work / "git")
         return [Row(name, t_ours, peer, t_git)]
     except CommandFailed as e:
         return [Row(name, None, peer, None, f"failed: {e}")]
     finally:
-        try:
-            layerctl(store, "rm", "-f", "b")
-        except CommandFailed:
-            pass
+        fresh_dir(work)
+
+
+def rebase_replay_100k(opts: Options) -> list[Row]:
+    """The same app and upgrade with 100k more files in both bases: the peer is the same
+    rebase on the minbase (target: at most 1.5x — cost follows the changed paths)."""
+    name = "rebase replay: same app, base with 100k more files"
+    peer = "layerctl rebase on minbase"
+    source, reason = _debian_or_reason()
+    if reason:
+        return [Row(name, None, peer, None, reason)]
+    n = 20_000 if opts.quick else 100_000
+    work = fresh_dir(opts.workdir / "rebase100k")
+    work.mkdir(parents=True)
+    try:
+        small_new = copy_tree(source, work / "small-new")
+        upgrade(small_new)
+        (work / "s1").mkdir()
+        t_small = _layerctl_rebase(opts, work / "s1", source, small_new)
+        fresh_dir(small_new)
+        big_old = copy_tree(source, work / "big-old")
+        copy_tree(corpus.synthetic(n), big_old / "usr/share/synth")
+        big_new = copy_tree(big_old, work / "big-new")
+        upgrade(big_new)
+        (work / "s2").mkdir()
+        t_big = _layerctl_rebase(opts, work / "s2", big_old, big_new)
+        return [Row(name, t_big, peer, t_small, f"{n} extra files")]
+    except (CommandFailed, corpus.CorpusUnavailable) as e:
+        return [Row(name, None, peer, None, f"failed: {e}")]
+    finally:
         fresh_dir(work)
 
 
@@ -188,4 +231,4 @@ def squash_ten(opts: Options) -> list[Row]:
         fresh_dir(work)
 
 
-BENCHMARKS = [rebase_replay, squash_ten]
+BENCHMARKS = [rebase_replay, rebase_replay_100k, squash_ten]
