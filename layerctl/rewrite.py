@@ -105,7 +105,8 @@ def progress_line(store: object) -> str:
     done, total = len(state["done"]), len(state["done"]) + len(state["todo"])
     stop = state.get("stop")
     if stop:
-        where = f"stopped at {stop['action']} {stop['layer'][:12]} ({done + 1}/{total})"
+        at = done + 1 if stop.get("conflicts") else done  # an edit stop's step is done
+        where = f"stopped at {stop['action']} {stop['layer'][:12]} ({at}/{total})"
         if stop.get("conflicts"):
             where += (f", {len(stop['conflicts'])} conflicts, resolve in container "
                       f"{stop['container']}")

@@ -309,3 +309,59 @@ def test_revert_conflict_is_reported(store, base, cli):
     assert "deleted by layer, modified by new base: /app (new base changed /app/a)" in r.stderr
     assert resolve(store, "rv:1") == l2
     cli("rebase", "--abort")
+
+
+def test_rebase_i_edit_stops_and_amends(store, base, cli, tmp_path):
+    l1, l2, l3, l4, l5 = six_layers(store, base)
+    todo = f"pick {l1[:10]}\npick {l2[:10]}\nedit {l3[:10]}\npick {l4[:10]}\npick {l5[:10]}\n"
+    r = cli("rebase", "-i", "six:1", "--base", "base:1", env=scripted_editor(tmp_path, todo),
+            check=False)
+    assert r.returncode == 1 and "stopped to edit layer" in r.stderr
+    container = [w.strip(",") for w in r.stderr.split() if w.startswith("rebase-")][0]
+    assert "amend in container" in cli("status", container).stdout.splitlines()[0]
+    assert resolve(store, "six:1") == l5  # nothing moved yet
+    merged = Path(cli("mount", container).stdout.strip())
+    assert (merged / "app/a").read_text() == "a2\n"
+    (merged / "app/a").write_text("a3\n")
+    cli("umount", container)
+    cli("rebase", "--continue")
+    store = Store(str(store.root))
+    layers = chain(store, resolve(store, "six:1"))
+    assert [la.id for la in layers[:3]] == [base, l1, l2] and len(layers) == 6
+    assert layers[3].trailers["Rebased-From"] == l3 and layers[3].message == "L3"
+    assert store.read_blob(lookup(store, layers[3].root, b"app/a")[1]) == b"a3\n"
+    assert store.read_blob(lookup(store, layers[5].root, b"app/a")[1]) == b"a3\n"
+    assert lookup(store, layers[5].root, b"app/b") is None
+
+
+def test_cherry_pick_conflict_with_container_changes_resolved(store, base, cli):
+    def conf(ed, w):
+        put_file(ed, w, b"etc/conf", b"a=1\nb=2\nc=3\nd=4\ne=from-layer\n")
+
+    picked = commit_edit(store, base, conf, message="conf")
+    cli("create", base, "--name", "cq")
+    merged = Path(cli("mount", "cq").stdout.strip())
+    (merged / "etc/conf").write_text("a=1\nb=2\nc=3\nd=4\ne=mine\n")
+    (merged / "etc/other").write_text("mine too\n")
+    cli("umount", "cq")
+    before = cli("status", "cq").stdout
+    r = cli("cherry-pick", picked[:12], "--onto", "cq", check=False)
+    assert r.returncode == 1 and "both modified: /etc/conf" in r.stderr
+    assert "pending changes" in r.stderr or "replaying layer" in r.stderr
+    container = [w.strip(",") for w in r.stderr.split() if w.startswith("rebase-")][0]
+    fix = Path(cli("mount", container).stdout.strip())
+    assert "<<<<<<< new base\ne=from-layer\n=======\ne=mine\n>>>>>>>" in (
+        fix / "etc/conf").read_text()
+    (fix / "etc/conf").write_text("a=1\nb=2\nc=3\nd=4\ne=both\n")
+    cli("umount", container)
+    cli("rebase", "--continue")
+    from layerctl.containers.state import base as container_base
+    from layerctl.containers.state import resolve as find
+
+    store = Store(str(store.root))
+    assert container_base(store, find(store, "cq")) == picked  # the layer is committed
+    assert cli("status", "cq").stdout == before  # the same paths pending, resolved content
+    merged = Path(cli("mount", "cq").stdout.strip())
+    assert (merged / "etc/conf").read_text() == "a=1\nb=2\nc=3\nd=4\ne=both\n"
+    assert (merged / "etc/other").read_text() == "mine too\n"
+    cli("umount", "cq")
