@@ -307,7 +307,7 @@ def _run(store: object, state: dict, editor: Editor | None) -> Outcome:
         picked, conflicts, partial = _step_pick(store, state, step)
         if conflicts:
             _stop(store, state, step, partial, conflicts)
-        if action in ("squash", "fixup"):
+        if action in ("squash", "fixup") and picked != state["tip"]:  # else: empty, dropped
             picked = _combine(store, state, picked, step, editor)
         elif action == "reword":
             layer = read_layer(store, picked)
@@ -708,7 +708,9 @@ def find_old_base(store: object, t: _Target, layers: list[Layer]) -> tuple[int, 
         base = layer.trailers.get("Base-Layer", "")
         if base in ids and ids[base] < len(layers) - (0 if t.kind == "container" else 1):
             return ids[base], f"base annotation ({layer.trailers.get('Base-Name') or base[:12]})"
-    index, name = default_base(store, Target(t.name, layers, t.snapshot and True or None))
+    # a container's own base layer may be the base (its pending changes are the app)
+    index, name = default_base(store, Target(t.name, layers,
+                                             True if t.kind == "container" else None))
     if index == 0 and name == "layer 0" and len(layers) > 1:
         raise BadInput(f"cannot tell where the base of {t.name} ends: pass --base LAYER "
                        "(one of: " + ", ".join(la.id[:12] for la in layers[:-1]) + ")")

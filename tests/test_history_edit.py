@@ -365,3 +365,28 @@ def test_cherry_pick_conflict_with_container_changes_resolved(store, base, cli):
     assert (merged / "etc/conf").read_text() == "a=1\nb=2\nc=3\nd=4\ne=both\n"
     assert (merged / "etc/other").read_text() == "mine too\n"
     cli("umount", "cq")
+
+
+def test_container_rebase_takes_its_own_image_as_the_old_base(store, base, cli):
+    """A container made from an image (not from layerctl commits) has that image as its
+    base: only its pending changes move, the image's layers are not replayed."""
+    commit_edit(store, base, e1, name="two:1", message="part of the image")
+
+    def newer(ed, w):
+        put_file(ed, w, b"etc/newfile", b"n\n")
+
+    nb = commit_edit(store, base, newer, name="nb:1")
+    cli("create", "two:1", "--name", "cr")
+    merged = Path(cli("mount", "cr").stdout.strip())
+    (merged / "etc/passwd").write_text("root:x:0:0::/root:/bin/bash\n")
+    cli("umount", "cr")
+    cli("rebase", "cr", "--onto", "nb:1")
+    from layerctl.containers.state import base as container_base
+    from layerctl.containers.state import resolve as find
+
+    store = Store(str(store.root))
+    assert container_base(store, find(store, "cr")) == nb
+    merged = Path(cli("mount", "cr").stdout.strip())
+    assert not (merged / "app").exists() and (merged / "etc/newfile").exists()
+    assert (merged / "etc/passwd").read_text() == "root:x:0:0::/root:/bin/bash\n"
+    cli("umount", "cr")
