@@ -427,7 +427,9 @@ def test_kill_before_the_resolution_container_exists(env):
     assert run(root, "ps", "-a", "-q").stdout.strip() == ""
 
 
-def test_kill_while_moving_container_then_abort_restores_it(env):
+@pytest.mark.parametrize("point", ["rebase.save-state#1", "rebase.reset-container",
+                                   "rebase.move-container", "rebase.cleanup"])
+def test_kill_while_moving_container_then_abort_restores_it(env, point):
     root, store, old, new = env
     run(root, "create", "deb:old", "--name", "ck")
     merged = Path(run(root, "mount", "ck").stdout.strip())
@@ -437,7 +439,7 @@ def test_kill_while_moving_container_then_abort_restores_it(env):
     refs_before = all_refs(root)
     status_before = run(root, "status", "ck").stdout
     r = run(root, "rebase", "ck", "--onto", "deb:new", check=False,
-            env={"LAYERCTL_CRASH_AT": "rebase.move-container"})
+            env={"LAYERCTL_CRASH_AT": point})
     assert r.returncode == KILLED
     fsck_clean(root)
     run(root, "rebase", "--abort")
