@@ -459,7 +459,15 @@ def _begin(store: object, state: dict, editor: Editor | None) -> Outcome:
     if state.get("snapshot"):
         _keep(store, "pending", state["snapshot"])
     _save(store, state)
-    return _run(store, state, editor)
+    try:
+        return _run(store, state, editor)
+    except RebaseStopped:
+        raise
+    except LayerctlError:
+        # refused before anything moved (a split that selects nothing, a tag moved
+        # meanwhile): nothing to continue, so leave no rebase behind
+        abort(store)
+        raise
 
 
 def _require(store: object) -> dict:

@@ -218,6 +218,8 @@ def test_split_moves_paths_into_their_own_layer(store, base, cli):
     assert layers[3].root == read_layer(store, top).root
     r = cli("split", layers[1].id[:12], "--", "/usr", check=False)
     assert r.returncode != 0 and "changes nothing under usr" in r.stderr
+    assert not os.path.exists(store.path("rebase", "state.json"))  # no rebase left behind
+    assert resolve(store, "sp:1") == layers[3].id
 
 
 def _conf_layer(store: Store, base: str, cli, name: str) -> str:
