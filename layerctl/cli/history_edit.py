@@ -40,7 +40,7 @@ def _message_from_editor(text: str) -> str:
 
 
 @click.command("rebase", context_settings=_SETTINGS)
-@click.argument("target", required=False)
+@click.argument("target", required=False, metavar="[IMAGE|CONTAINER]")
 @click.option("--onto", "onto", metavar="NEWBASE", help="The image or layer to put under it.")
 @click.option("--base", "base", metavar="OLDBASE",
               help="Where the base ends (default: a previous rebase's base, else the nearest "
@@ -105,14 +105,20 @@ def _interactive_editor(text: str) -> str:
 
 @click.command("cherry-pick", context_settings=_SETTINGS)
 @click.argument("layer")
-@click.option("--onto", required=True, metavar="IMAGE|CONTAINER",
-              help="Where to apply it (an image's tag moves; a container keeps its changes).")
+@click.option("--onto", metavar="IMAGE|CONTAINER",
+              help="Where to apply it (an image's tag moves; a container keeps its changes; "
+                   "default: the only container).")
 @click.pass_context
-def cherry_pick_cmd(ctx: click.Context, layer: str, onto: str) -> None:
+def cherry_pick_cmd(ctx: click.Context, layer: str, onto: str | None) -> None:
     """Apply LAYER's changeset onto an image or container, by three-way merge."""
     from layerctl import rewrite
 
-    click.echo(rewrite.cherry_pick(open_store(ctx), layer, onto).message)
+    store = open_store(ctx)
+    if onto is None:
+        from layerctl.cli.containers import _default_container
+
+        onto = _default_container(store, None)
+    click.echo(rewrite.cherry_pick(store, layer, onto).message)
 
 
 @click.command("revert", context_settings=_SETTINGS)
