@@ -591,11 +591,11 @@ def abort(store: object) -> str:
     if target["kind"] == "container" and state.get("phase") == "finishing":
         set_container(store, target["id"], state["orig"], state.get("snapshot") or state["orig"])
     tag = state.get("result_tag")
-    if tag:
+    if tag and state.get("phase") == "finishing":
         name = parse_name(tag)
         old = state.get("result_tag_old")
         current = store.ref(name.ref)
-        if current != old:
+        if current == state["tip"] and current != old:  # ours, not another writer's
             if old is None:
                 store.delete_ref(name.ref, current)
             else:
