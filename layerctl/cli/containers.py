@@ -4,6 +4,7 @@ and the container side of `diff` and `inspect`."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -204,6 +205,10 @@ def status_cmd(ctx: click.Context, as_json: bool, watch: bool, container: str | 
     """Show a container's changes against its base layer (A added, C changed, D deleted)."""
     store = open_store(ctx)
     containers = _containers()
+    if not as_json and os.path.exists(store.path("rebase", "state.json")):
+        from layerctl.rewrite import progress_line  # only while a rebase is under way
+
+        click.echo(progress_line(store))
     ref = _default_container(store, container)
     changes = containers.status(store, ref)
     if as_json and not watch:

@@ -96,6 +96,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "system": ("layerctl.cli.system", "system_cmd", "Show disk usage (df) and prune"),
     "container": ("layerctl.cli.system", "container_cmd", "Manage containers (prune)"),
     "image": ("layerctl.cli.system", "image_cmd", "Manage images (prune)"),
+    # history editing (layerctl/cli/history_edit.py)
+    "rebase": ("layerctl.cli.history_edit", "rebase_cmd", "Replay layers on a new base; -i edits"),
+    "cherry-pick": ("layerctl.cli.history_edit", "cherry_pick_cmd", "Apply a layer's changes"),
+    "revert": ("layerctl.cli.history_edit", "revert_cmd", "Apply the inverse of a layer"),
+    "squash": ("layerctl.cli.history_edit", "squash_cmd", "Fold a range of layers into one"),
+    "split": ("layerctl.cli.history_edit", "split_cmd", "Move paths of a layer to their own"),
     # terminal UI (layerctl/cli/tui.py)
     "tui": ("layerctl.cli.tui", "tui_cmd", "Open the terminal UI"),
     "demo": ("layerctl.cli.tui", "demo_cmd", "Build a sample image and container and open the UI"),

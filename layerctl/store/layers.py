@@ -16,7 +16,10 @@ from layerctl.store.objects import BLOB, COMMIT, MODE_FILE, MODE_TREE, TREE, ser
 COMMITTER = "layerctl <layerctl@localhost>"
 # Source-DiffID: the DiffID of the layer tar an image archive or registry gave, when it
 # differs from DiffID (the sha256 of layerctl's own changeset tar of the layer).
-TRAILER_KEYS = ("DiffID", "Size", "Created-By", "Source-DiffID")
+# Rebased-From: the layer a rebase/cherry-pick/squash rewrote into this one; Base-Name,
+# Base-Layer: the base a rebase put under it (OCI's org.opencontainers.image.base.*).
+TRAILER_KEYS = ("DiffID", "Size", "Created-By", "Source-DiffID", "Rebased-From", "Base-Name",
+                "Base-Layer")
 _AUTHOR_RE = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>]*)>\s*$")
 
 
