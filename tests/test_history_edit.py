@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from layerctl.images import chain, parse_name, resolve, set_tag
 from layerctl.changeset.tar import write_layer_tar
+from layerctl.images import chain, parse_name, resolve, set_tag
 from layerctl.store.checkout import checkout
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import lookup

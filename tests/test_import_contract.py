@@ -73,7 +73,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("containers", {"containers"}),
     ("oci", {"oci"}),
     ("uses", {"history", "packages", "pkgversion", "blame", "bisect", "waste", "divecompat",
-              "diveci", "browse", "patch", "prune", "demo", "gotemplate", "fsck", "pkgdb"}),
+              "diveci", "browse", "patch", "prune", "demo", "gotemplate", "fsck", "pkgdb",
+              "merge", "rewrite"}),
     ("fronts", {"cli", "tui", "__main__"}),
 ]
 
