@@ -153,12 +153,12 @@ def write_step_layer(store: object, root: DirRef, parent: Layer | None, config: 
                      when: int | None = None) -> str:
     """A new layer on `parent` with `like`'s author, time, message and Created-By,
     recording where it came from (Rebased-From)."""
-    from layerctl.changeset.tar import write_layer_tar
+    from layerctl.changeset.write import write_changeset
 
     parent_root = parent.root if parent else None
     extra = dict(trailers or {})
     extra.setdefault("Rebased-From", like.id)
-    diff_id = write_layer_tar(store, parent_root, root)
+    diff_id = write_changeset(store, parent_root, root)[0]
     source = extra.pop("Source-DiffID", "")
     all_trailers = {"DiffID": diff_id, "Size": str(changes_size(store, parent_root, root)),
                     "Created-By": like.created_by if created_by is None else created_by,

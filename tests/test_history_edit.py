@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from layerctl.changeset.tar import write_layer_tar
+from layerctl.changeset.write import write_changeset
 from layerctl.images import chain, parse_name, resolve, set_tag
 from layerctl.store.checkout import checkout
 from layerctl.store.edit import TreeEditor
@@ -180,7 +180,7 @@ def test_squash_of_add_then_delete_ships_no_bytes(store, base, cli):
     layers = chain(store, resolve(store, "sq:1"))
     assert len(layers) == 2 and layers[1].root == read_layer(store, top).root
     tar = io.BytesIO()
-    write_layer_tar(store, layers[0].root, layers[1].root, tar)
+    write_changeset(store, layers[0].root, layers[1].root, tar)
     assert b"big.bin" not in tar.getvalue() and len(tar.getvalue()) < 20_000
     assert layers[1].size < 100
 

@@ -325,3 +325,39 @@ async def test_a_removed_directory_is_one_row_and_enter_reveals_it(store, tmp_pa
                        and _files_cursor(app) == b"srv/cache", what="the removed directory")
         assert main.file_tree.cursor_node.data.status == "D"
         assert main.file_tree.query_text == "" and "D" in main.file_tree.kinds
+
+
+@sync
+async def test_edit_history_screen_drops_and_rewords_layers(store, image):
+    # `E` opens the todo list of rebase -i; the edited list runs with ctrl+s, and a
+    # reword asks for the message in a prompt.
+    from textual.widgets import Input, TextArea
+
+    from layerctl.images import chain, resolve
+    from layerctl.store.fstree import lookup
+    from layerctl.tui.screens.rebase import RebaseScreen
+
+    base, l1, l2, l3 = image
+    app = LayerctlApp(store, image=IMAGE)
+    async with app.run_test(size=SIZE) as pilot:
+        await _main_ready(pilot, app, l3)
+        await pilot.press("E")
+        await wait_for(pilot, lambda: isinstance(app.screen, RebaseScreen)
+                       and "pick" in app.screen.query_one(TextArea).text, what="the todo")
+        area = app.screen.query_one(TextArea)
+        lines = area.text.splitlines()
+        assert [ln.split()[:2] for ln in lines[:3]] == [
+            ["pick", l1[:12]], ["pick", l2[:12]], ["pick", l3[:12]]]
+        area.text = "\n".join([lines[0].replace("pick", "reword", 1),
+                               lines[1].replace("pick", "drop", 1), lines[2]]) + "\n"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-input"), what="the prompt")
+        prompt = app.screen.query_one("#prompt-input", Input)
+        assert prompt.value == "grow conf"
+        prompt.value = "grow the conf"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="main again")
+    layers = chain(store, resolve(store, IMAGE))
+    assert [la.id for la in layers][0] == base and len(layers) == 3
+    assert [la.summary for la in layers[1:]] == ["grow the conf", "shrink conf"]
+    assert lookup(store, layers[-1].root, b"data/a") is not None  # its deletion dropped

@@ -24,6 +24,8 @@ ACTIONS: list[tuple[str, str, str]] = [
     ("Files: blame the highlighted path", "Every layer that added, changed or deleted it",
      "blame"),
     ("Waste", "Wasted space: efficiency, reclaimable bytes, inefficient paths", "waste"),
+    ("Edit history (rebase -i)", "Reorder, reword, squash, fixup or drop layers",
+     "edit_history"),
     ("Refresh", "Reload the stack and rescan the changes", "refresh"),
     ("Log", "Layer history with per-layer stat", "app.show_log"),
     ("Images", "List, tag and remove images", "app.show_images"),
@@ -43,6 +45,9 @@ SCREEN_ACTIONS: dict[str, list[tuple[str, str, str]]] = {
         ("Waste: sort by size", "Most wasted first (again: reversed)", "sort('size')"),
         ("Waste: sort by path", "By path name (again: reversed)", "sort('path')"),
         ("Waste: sort by class", "By class of waste (again: reversed)", "sort('class')"),
+    ],
+    "RebaseScreen": [
+        ("Rebase: run the todo list", "Apply the edited history (ctrl+s)", "run"),
     ],
     "BlameScreen": [
         ("Blame: go to layer", "Select the highlighted event's layer", "jump"),

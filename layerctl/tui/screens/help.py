@@ -24,6 +24,7 @@ below) and a **Preview** of the highlighted file.
 | anywhere | `v` | preview: file content or its diff |
 | anywhere | `l` / `i` / `o` | log, images, containers |
 | anywhere | `w` | waste: efficiency, reclaimable bytes, inefficient paths |
+| anywhere | `E` | edit history (rebase -i): reorder, reword, squash, fixup, drop layers |
 | anywhere | `r` | refresh |
 | anywhere | `ctrl+p` | command palette: every action, themes |
 | anywhere | `?` / `q` | this help / quit |
@@ -40,6 +41,7 @@ below) and a **Preview** of the highlighted file.
 | Waste | `s` `p` `k` | sort by size, path, class (again: reversed) |
 | Waste | `enter` | select the layer that wasted the path, and the path |
 | Blame | `enter` | select the event's layer (and the path) |
+| Edit history | `ctrl+s` / `esc` | run the todo list / cancel |
 | Commit dialog | `ctrl+s` / `esc` | commit / cancel |
 | Images | `enter` `t` `n` `x` | open, tag, new container, remove tag |
 | Containers | `enter` `n` `x` `R` | open, create, remove, reset |

@@ -63,6 +63,7 @@ class MainScreen(WorkerCalls, Screen):
         Binding("i", "app.show_images", "Images"),
         Binding("o", "app.show_containers", "Containers"),
         Binding("w", "waste", "Waste"),
+        Binding("E", "edit_history", "Edit history"),
         Binding("r", "refresh", "Refresh"),
         Binding("slash", "files_search", "Search files", show=False),
         Binding("question_mark", "app.show_help", "Help"),
@@ -332,6 +333,15 @@ class MainScreen(WorkerCalls, Screen):
             self.notify("No image to analyse.", severity="warning")
             return
         self.app.push_screen(WasteScreen(self.container, self.image), self._jump)
+
+    def action_edit_history(self) -> None:
+        from layerctl.tui.screens.rebase import RebaseScreen
+
+        target = self.container or self.image
+        if not target or not self.stack.stack_layers:
+            self.notify("No image or container to edit.", severity="warning")
+            return
+        self.app.push_screen(RebaseScreen(target))
 
     def action_blame(self) -> None:
         from layerctl.browse import Entry
