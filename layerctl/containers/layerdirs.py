@@ -29,7 +29,7 @@ import stat
 import tempfile
 
 from layerctl import faults
-from layerctl.errors import Corrupt
+from layerctl.errors import Corrupt, LayerctlError, is_no_space
 from layerctl.store import debris
 from layerctl.store.checkout import apply_meta, create_entry
 from layerctl.store.debris import CACHE_TMP_PREFIX
@@ -135,6 +135,13 @@ def build(store: object, layer_id: str) -> None:
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
             shutil.rmtree(tmp)  # another process built it first
+    except OSError as e:  # the cache's filesystem refuses an entry (or is full)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_no_space(e):
+            raise  # said once, naming the store, by the CLI
+        where = os.fsdecode(e.filename) if e.filename else layer_id
+        raise LayerctlError(f"cannot build the layer dir of {layer_id[:12]}: {where}: "
+                            f"{e.strerror or e}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
