@@ -93,6 +93,7 @@ def _tricky_chain(store: Store, tmp_path: Path) -> str:
     (src / "was-dir" / "inner").write_text("inner\n")
     (src / "was-file").write_text("file\n")
     (src / "big").write_bytes(os.urandom(10_000))
+    (src / "doc" / "plain").write_text("plain\n")
     os.link(src / "big", src / "big-link")
     os.chmod(src / "etc" / "hostname", 0o640)
     os.chown(src / "etc" / "hostname", 7, 8)
@@ -359,3 +360,48 @@ def test_commit_walkthrough_loop_on_debian(deb_store, tmp_path, cli):
         cli("rm", "-f", f"run{i}")
         image = new
     assert not (root / "cache" / "layers").exists()
+
+
+def test_two_builders_of_one_layer_dir_leave_one_whole_dir(store, tmp_path):
+    """A second process builds the same dir between our write and our rename: ours
+    is dropped, theirs serves, nothing half-made is left."""
+    from layerctl import faults
+
+    top = _tricky_chain(store, tmp_path)
+    for lid in layerdirs.chain_ids(store, top)[1:]:
+        layerdirs.ensure(store, lid)
+    theirs = []
+
+    def other_builder() -> None:
+        if not theirs:
+            theirs.append(True)
+            layerdirs.build(store, top)  # the other process, done first
+
+    with faults.armed("layerdir.rename", other_builder):
+        layerdirs.ensure(store, top)
+    inode = os.stat(layerdirs.diff_path(store, top)).st_ino
+    assert theirs and not [p for p in Path(layerdirs.root(store)).iterdir()
+                           if p.name.startswith(".tmp-")]
+    api.create(store, "tricky:2", name="c")
+    assert os.stat(layerdirs.diff_path(store, top)).st_ino == inode
+    _same_as_image(store, "tricky:2", Path(api.mount(store, "c")), tmp_path)
+
+
+def test_restore_and_reset_over_a_chain_of_layer_dirs(store, tmp_path):
+    _tricky_chain(store, tmp_path)
+    api.create(store, "tricky:2", name="c")
+    merged = Path(api.mount(store, "c"))
+    (merged / "etc" / "hostname").write_text("changed\n")  # from L1's dir
+    (merged / "doc" / "plain").unlink()  # from the base's dir
+    shutil.rmtree(merged / "doc" / "apt")  # L1's opaque dir
+    assert {ch.path for ch in api.status(store, "c")} >= {b"etc/hostname", b"doc/plain",
+                                                           b"doc/apt"}
+    api.restore(store, "c", ["etc/hostname", "doc/plain", "doc/apt"])
+    assert api.status(store, "c") == []
+    _same_as_image(store, "tricky:2", merged, tmp_path)
+    (merged / "x").write_text("x\n")
+    api.commit(store, "c", tag="tricky:3")
+    _, target = api.reset(store, "c", "tricky:0")
+    assert api.status(store, "c") == []
+    _same_as_image(store, "tricky:0", Path(api.mount(store, "c")), tmp_path)
+    assert len(_lowerdirs_of(str(merged))) == 1
