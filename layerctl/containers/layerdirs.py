@@ -36,7 +36,7 @@ from layerctl.store.debris import CACHE_TMP_PREFIX
 from layerctl.store.diff import DELETED, diff
 from layerctl.store.fstree import DirRef, lookup, read_dir
 from layerctl.store.layers import read_layer
-from layerctl.store.meta import DIR, Meta
+from layerctl.store.meta import DIR, FILE, Meta
 from layerctl.store.validate import bad_name, show
 
 from .view import OPAQUE_XATTR
@@ -126,8 +126,9 @@ def build(store: object, layer_id: str) -> None:
         for name in ("diff", "work", "merged"):
             os.mkdir(os.path.join(tmp, name), 0o700)
         faults.point("layerdir.write")
-        _Builder(store, layer_id, layer.root, os.path.join(tmp, "diff")).run(parent_root)
-        _syncfs(tmp)  # complete on disk before the rename makes it usable
+        builder = _Builder(store, layer_id, layer.root, os.path.join(tmp, "diff"))
+        builder.run(parent_root)
+        builder.sync(os.fsencode(tmp))  # complete on disk before the rename makes it usable
         faults.point("layerdir.rename")
         try:
             os.rename(tmp, layer_path(store, layer_id))
@@ -147,7 +148,20 @@ def build(store: object, layer_id: str) -> None:
         raise
 
 
-def _syncfs(path: str) -> None:
+# Up to this many entries a layer dir is flushed entry by entry (a commit's few
+# changes); more, and one syncfs is cheaper than thousands of journal commits.
+FSYNC_EACH = 256
+
+
+def _fsync(path: bytes) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _syncfs(path: bytes) -> None:
     from .overlay import _libc
 
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -168,7 +182,7 @@ class _Builder:
         self.as_root = os.geteuid() == 0
         self.dirs: dict[bytes, Meta] = {}  # made here -> its metadata, applied last
         self.hidden: set[bytes] = set()  # whiteouts and opaque dirs written here
-        self.first_of: dict[bytes, bytes] = {}  # hardlink member -> first member written
+        self.written: list[bytes] = []  # regular files written (symlinks, nodes: no fsync)
 
     def run(self, parent_root: DirRef | None) -> None:
         files: dict[bytes, tuple[Meta, bytes]] = {}
@@ -204,10 +218,24 @@ class _Builder:
                 continue
             create_entry(self.store, target, meta.without_link(), blob, self.as_root)
             apply_meta(target, meta, self.as_root)
+            if meta.kind == FILE:
+                self.written.append(target)
         own = read_dir(self.store, self.root).own
         self.dirs[b""] = own
         for path in sorted(self.dirs, key=lambda p: p.count(b"/") + bool(p), reverse=True):
             apply_meta(self._at(path), self.dirs[path], self.as_root)
+
+    def sync(self, top: bytes) -> None:
+        """Flush what was written (and `top`, the dir about to be renamed)."""
+        if len(self.written) + len(self.dirs) > FSYNC_EACH:
+            _syncfs(top)
+            return
+        for path in self.written:
+            _fsync(path)
+        for path in self.dirs:
+            _fsync(self._at(path))
+        for d in (os.path.join(top, b"diff"), top):
+            _fsync(d)
 
     def _whole_groups(self, files: dict[bytes, tuple[Meta, bytes]]) -> None:
         """A hardlink group the layer touches is written whole, so its members stay

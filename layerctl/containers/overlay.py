@@ -34,9 +34,13 @@ PROBE_PREFIX = ".probe-"
 @functools.cache
 def _libc():  # noqa: ANN202 - loaded on first mount: ctypes costs start-up time
     import ctypes
-    import ctypes.util
 
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    try:  # glibc's soname: find_library would spawn ldconfig (~0.1 s a command)
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        import ctypes.util
+
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 MNT_DETACH = 2
 
 
