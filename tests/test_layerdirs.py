@@ -290,10 +290,22 @@ def test_old_full_checkout_cache_is_still_read_and_pruned(store, tmp_path):
     assert _lowerdirs_of(str(merged))[-1] == old  # stands on it, builds no dir below
     assert l1 not in layerdirs.entries(store)
     _same_as_image(store, "tricky:2", merged, tmp_path)
+    # commit on it: the new layer's dir stacks over the old checkout
+    (merged / "etc" / "added").write_text("added\n")
+    new = api.commit(store, "c", tag="tricky:3").layer_id
+    api.umount(store, "c")
+    merged = Path(api.mount(store, "c"))
+    lowers = _lowerdirs_of(str(merged))
+    assert lowers[0] == layerdirs.short_path(store, new) and lowers[-1] == old
+    assert api.status(store, "c") == []
+    _same_as_image(store, "tricky:3", merged, tmp_path)
     api.umount(store, "c")
     api.remove(store, "c")
     pruned = prune.prune_images(store)
     assert (prune.CHECKOUT, l1) in pruned.cache and not os.path.exists(old)
+    api.create(store, "tricky:3", name="after")  # now built from changesets alone
+    _same_as_image(store, "tricky:3", Path(api.mount(store, "after")), tmp_path)
+    assert l1 in layerdirs.entries(store)
 
 
 # -- Debian: sharing and the commit loop --------------------------------------------------
@@ -405,3 +417,21 @@ def test_restore_and_reset_over_a_chain_of_layer_dirs(store, tmp_path):
     assert api.status(store, "c") == []
     _same_as_image(store, "tricky:0", Path(api.mount(store, "c")), tmp_path)
     assert len(_lowerdirs_of(str(merged))) == 1
+
+
+def test_prune_while_a_layer_dir_is_being_built_leaves_it_whole(store, tmp_path):
+    """prune runs between a build's write and its rename: the temporary dir is not
+    an entry (never removed half-way), and the renamed dir is complete and kept."""
+    from layerctl import faults
+
+    top = _tricky_chain(store, tmp_path)
+    pruned = []
+
+    def prune_now() -> None:
+        pruned.append(prune.prune_images(store))
+
+    with faults.armed("layerdir.rename", prune_now):
+        api.create(store, "tricky:2", name="c")
+    assert pruned and all(p.cache == [] for p in pruned)
+    assert set(layerdirs.entries(store)) == set(layerdirs.chain_ids(store, top))
+    _same_as_image(store, "tricky:2", Path(api.mount(store, "c")), tmp_path)
