@@ -435,3 +435,24 @@ def test_prune_while_a_layer_dir_is_being_built_leaves_it_whole(store, tmp_path)
     assert pruned and all(p.cache == [] for p in pruned)
     assert set(layerdirs.entries(store)) == set(layerdirs.chain_ids(store, top))
     _same_as_image(store, "tricky:2", Path(api.mount(store, "c")), tmp_path)
+
+
+def test_overlay_is_probed_once_per_boot(store, tmp_path):
+    """create's probe mount (whose unmount syncs the filesystem) runs once; the
+    success is kept with the boot id, and a stale boot id probes again."""
+    from layerctl import faults
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("f\n")
+    import_dir(store, src, "p:1")
+    probes = []
+    with faults.armed("overlay.unmount-probe", lambda: probes.append(1)):
+        api.create(store, "p:1", name="a")
+        api.create(store, "p:1", name="b")
+        assert len(probes) == 1
+        Path(store.path("cache", "overlay-probed")).write_text("another-boot\n")
+        api.create(store, "p:1", name="c")
+    assert len(probes) == 2
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        assert Path(store.path("cache", "overlay-probed")).read_text().strip() == f.read().strip()

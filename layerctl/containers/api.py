@@ -60,7 +60,8 @@ def create(
     layer_id = resolve_layer(store, image)
     notice = ""
     if driver is None or driver == "overlay":
-        reason = overlay.probe_mount(store.path("cache", "probe"))
+        reason = overlay.probe_mount(store.path("cache", "probe"),
+                                     store.path("cache", "overlay-probed"))
         if reason:
             if driver == "overlay":
                 raise LayerctlError(f"overlay driver unavailable: {reason}")

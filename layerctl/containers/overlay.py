@@ -183,11 +183,26 @@ def probe() -> str | None:
     return None
 
 
-def probe_mount(scratch: str) -> str | None:
-    """Try a real overlay mount under `scratch`; None if it works."""
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def probe_mount(scratch: str, remember: str | None = None) -> str | None:
+    """Try a real overlay mount under `scratch`; None if it works. With `remember`, a
+    success is written there with the boot id and not tried again until a reboot
+    (the probe's unmount syncs the upper filesystem: ~70 ms of every create)."""
     reason = probe()
     if reason:
         return reason
+    boot = _boot_id()
+    if remember and boot:
+        with contextlib.suppress(OSError), open(remember) as f:
+            if f.read().strip() == boot:
+                return None
     os.makedirs(scratch, exist_ok=True)
     clean_dead_probes(scratch)
     import tempfile
@@ -203,6 +218,11 @@ def probe_mount(scratch: str) -> str | None:
             return str(e)
         faults.point("overlay.unmount-probe")
         unmount(dirs[3])
+        if remember and boot:
+            part = f"{remember}.{PROBE_PREFIX}{os.getpid()}"
+            with open(part, "w") as f:
+                f.write(boot + "\n")
+            os.rename(part, remember)
         return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
