@@ -43,18 +43,33 @@ def disk_usage(path: str, seen: set[tuple[int, int]]) -> int:
     return total
 
 
-def _cache_dir(store: object) -> str:
-    return store.path("cache", "layers")
+CHECKOUT, LAYER_DIR = "checkout", "layer dir"
 
 
-def cache_entries(store: object) -> list[str]:
-    """Layer ids with a cached lower dir (not those being extracted: debris.py's)."""
+def _cache_dir(store: object, kind: str) -> str:
+    from layerctl.containers import layerdirs
+
+    return store.path("cache", "layers") if kind == CHECKOUT else layerdirs.root(store)
+
+
+def _entry_path(store: object, kind: str, lid: str) -> str:
+    return os.path.join(_cache_dir(store, kind), lid)
+
+
+def cache_entries(store: object) -> list[tuple[str, str]]:
+    """(kind, layer id) of every complete cached dir: the per-layer diff dirs and the
+    full checkouts (a deep chain's flattened bottom, or an older store's lower
+    dirs); not those being built or pruned (debris.py's)."""
+    from layerctl.containers import layerdirs
+
+    out = [(LAYER_DIR, lid) for lid in layerdirs.entries(store)]
     try:
-        names = os.listdir(_cache_dir(store))
+        names = os.listdir(_cache_dir(store, CHECKOUT))
     except FileNotFoundError:
-        return []
-    return sorted(n for n in names if not n.startswith(CACHE_TMP_PREFIX)
-                  and os.path.isdir(os.path.join(_cache_dir(store), n)))
+        names = []
+    out += sorted((CHECKOUT, n) for n in names if not n.startswith(CACHE_TMP_PREFIX)
+                  and os.path.isdir(_entry_path(store, CHECKOUT, n)))
+    return out
 
 
 def _container_data(store: object, c: cstate.Container) -> str | None:
@@ -78,25 +93,53 @@ def container_active(store: object, c: cstate.Container) -> str:
     return ""
 
 
-def used_lowers(store: object) -> set[str]:
-    """Layer ids whose cached dir a container uses or is about to use: every container's
-    base ref (set before a create extracts it; also containers being created) and
-    every state's `lower`, and any dir an overlay mount names."""
-    used = set(store.refs_under(cstate.REF_PREFIX).values())
+def _kind_of(store: object, path: str) -> tuple[str, str] | None:
+    """(kind, layer id) of a lower dir path (a diff dir, its short link, a checkout)."""
+    from layerctl.containers import layerdirs
+
+    lid = layerdirs.real_id(store, path)
+    if lid is not None:
+        return LAYER_DIR, lid
+    checkouts = _cache_dir(store, CHECKOUT) + "/"
+    if path.startswith(checkouts):
+        return CHECKOUT, path[len(checkouts):].split("/", 1)[0]
+    return None
+
+
+def used_lowers(store: object) -> set[tuple[str, str]]:
+    """(kind, layer id) of the cached dirs in use or about to be: every layer dir of a
+    tagged image's chain; the stack (layer dirs, the checkout it stands on) of every
+    container's base ref (set before a create builds its dirs; also containers
+    being created) and of every state's `lower`; and any dir an overlay mount names."""
+    from layerctl.containers import layerdirs
+    from layerctl.images import list_images
+
+    used: set[tuple[str, str]] = set()
+    tops = set(store.refs_under(cstate.REF_PREFIX).values())
     for cid in cstate.all_ids(store):
         with contextlib.suppress(NotFound):
             lower = cstate.load(store, cid).lower
             if lower:
-                used.add(lower)
-    cache = _cache_dir(store) + "/"
+                tops.add(lower)
+    for top in tops:
+        with contextlib.suppress(LayerctlError):
+            for d in layerdirs.stack(store, top, make=False):
+                found = _kind_of(store, d)
+                if found:
+                    used.add(found)
+    for _name, lid in list_images(store):
+        with contextlib.suppress(LayerctlError):
+            used.update((LAYER_DIR, i) for i in layerdirs.chain_ids(store, lid))
     with contextlib.suppress(OSError), open("/proc/self/mountinfo") as f:
         for line in f:
             for part in line.split():
                 for opt in part.split(","):
-                    if opt.startswith("lowerdir="):
-                        for d in opt[len("lowerdir="):].split(":"):
-                            if d.startswith(cache):
-                                used.add(d[len(cache):].split("/", 1)[0])
+                    key, _, value = opt.partition("=")
+                    if key in ("lowerdir", "lowerdir+"):
+                        for d in value.split(":"):
+                            found = _kind_of(store, d)
+                            if found:
+                                used.add(found)
     return used
 
 
@@ -126,6 +169,7 @@ class CacheUse:
     layer_id: str
     size: int
     used: bool
+    kind: str = LAYER_DIR
 
 
 @dataclass
@@ -149,9 +193,9 @@ def usage(store: object, verbose: bool = True) -> Usage:
         size = disk_usage(data, seen) if data else 0
         out.containers.append(ContainerUse(c, size, container_active(store, c)))
     used = used_lowers(store)
-    for lid in cache_entries(store):
-        out.cache.append(CacheUse(lid, disk_usage(os.path.join(_cache_dir(store), lid), seen),
-                                  lid in used))
+    for kind, lid in cache_entries(store):
+        size = disk_usage(_entry_path(store, kind, lid), seen)
+        out.cache.append(CacheUse(lid, size, (kind, lid) in used, kind))
 
     users: dict[str, int] = {}
     for c in containers:
@@ -206,7 +250,7 @@ def _same_image(text: str, name: object) -> bool:
 class Pruned:
     containers: list[str] = field(default_factory=list)  # ids
     images: list[str] = field(default_factory=list)  # image names untagged
-    cache: list[str] = field(default_factory=list)  # layer ids whose dir was removed
+    cache: list[tuple[str, str]] = field(default_factory=list)  # (kind, layer id) removed
     reclaimed: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -232,8 +276,9 @@ def prune_containers(store: object, out: Pruned | None = None) -> Pruned:
 
 
 def prune_images(store: object, all_images: bool = False, out: Pruned | None = None) -> Pruned:
-    """Remove cached lower dirs no container uses; with `all_images` first untag the
-    images no container was created from (their objects go at the next gc)."""
+    """Remove the layer dirs no image or container uses and the checkouts no container
+    uses; with `all_images` first untag the images no container was created from
+    (their objects go at the next gc)."""
     from layerctl.images import list_images, remove_tag
 
     out = out or Pruned()
@@ -244,29 +289,38 @@ def prune_images(store: object, all_images: bool = False, out: Pruned | None = N
             with contextlib.suppress(NotFound, Locked):
                 remove_tag(store, name)
                 out.images.append(str(name))
+    return prune_cache(store, out)
+
+
+def prune_cache(store: object, out: Pruned | None = None,
+                only: set[str] | None = None) -> Pruned:
+    """Remove the cached dirs `used_lowers` does not name; `only`: just the layer dirs
+    of these layers (`rmi`: the dirs of the untagged image's chain nothing else uses)."""
+    out = out or Pruned()
     used = used_lowers(store)
-    for lid in cache_entries(store):
-        if lid in used:
+    for entry in cache_entries(store):
+        if entry in used or (only is not None and (entry[0] != LAYER_DIR
+                                                   or entry[1] not in only)):
             continue
-        size = _remove_cache_dir(store, lid)
+        size = _remove_cache_dir(store, *entry)
         if size is not None:
-            out.cache.append(lid)
+            out.cache.append(entry)
             out.reclaimed += size
     return out
 
 
-def _remove_cache_dir(store: object, lid: str) -> int | None:
+def _remove_cache_dir(store: object, kind: str, lid: str) -> int | None:
     """Move the dir aside (atomically: no mount ever sees half of it), then check
     again that nobody took it meanwhile; a container's ref is set before its create
     or mount looks the dir up, so one that did shows in `used_lowers` now."""
-    final = os.path.join(_cache_dir(store), lid)
-    trash = os.path.join(_cache_dir(store), f"{CACHE_TMP_PREFIX}{os.getpid()}-prune-{lid}")
+    final = _entry_path(store, kind, lid)
+    trash = os.path.join(_cache_dir(store, kind), f"{CACHE_TMP_PREFIX}{os.getpid()}-prune-{lid}")
     try:
         os.rename(final, trash)
     except FileNotFoundError:
         return None
     faults.point("prune.cache-aside")
-    if lid in used_lowers(store):
+    if (kind, lid) in used_lowers(store):
         try:
             os.rename(trash, final)
         except OSError:  # extracted again meanwhile: that copy serves

@@ -11,6 +11,7 @@ import pytest
 
 from layerctl import containers as api
 from layerctl import prune
+from layerctl.containers import overlay
 from layerctl.containers import state as cstate
 from layerctl.store.objects import BLOB
 from layerctl.store.repo import Store
@@ -48,7 +49,15 @@ def two_images(container_store: Store, tmp_path: Path) -> Store:
 
 
 def _cache(store: Store) -> set[str]:
-    return set(prune.cache_entries(store))
+    """Layer ids with a layer dir (the full checkouts are asked for by kind)."""
+    return {lid for kind, lid in prune.cache_entries(store) if kind == prune.LAYER_DIR}
+
+
+def _untag_app(store: Store) -> str:
+    """Untag app:1 (as `rmi` does, without its freeing of the dirs); its layer id."""
+    from layerctl.images import parse_name, remove_tag
+
+    return remove_tag(store, parse_name("app:1"))
 
 
 def _write_in(store: Store, ref: str, name: str, size: int) -> None:
@@ -74,8 +83,8 @@ def test_system_df_adds_up_against_du(two_images: Store, cli) -> None:
     assert {c.container.id: c.size for c in u.containers} == {
         cid: _du(p) for cid, p in uppers.items()}
     assert sum(c.size for c in u.containers) == _du(*uppers.values())
-    caches = sorted((root / "cache" / "layers").iterdir())
-    assert len(caches) == 2
+    caches = sorted(p for p in (root / "cache" / "overlay").iterdir() if p.name != "l")
+    assert len(caches) == 2 and not (root / "cache" / "layers").exists()
     assert sum(c.size for c in u.cache) == _du(*caches)
     # the image's hardlink counts once: a cache dir is about one copy of `big`
     assert all(c.size < 2 * 50_000 for c in u.cache if c.layer_id == cstate.base(store, c1))
@@ -112,19 +121,22 @@ def test_image_prune_removes_unused_cache_and_with_a_unused_images(
     store = two_images
     gone, _ = api.create(store, "app:1", name="gone")
     app_layer = cstate.base(store, gone)
-    api.remove(store, "gone")  # its lower dir stays in the cache
+    api.remove(store, "gone")  # its layer dir stays: app:1 still uses it
     kept, _ = api.create(store, "base:1", name="kept")
     base_layer = cstate.base(store, kept)
     assert _cache(store) == {app_layer, base_layer}
+    overlay.lower_dir(store, app_layer)  # a full checkout, as an older store kept
 
     out = cli("image", "prune", "-f").stdout
-    assert f"deleted layer cache: {app_layer}" in out
-    assert _cache(store) == {base_layer}
+    assert f"deleted checkout: {app_layer}" in out and "layer dir" not in out
+    assert _cache(store) == {app_layer, base_layer}
+    assert prune.cache_entries(store) == [(prune.LAYER_DIR, lid) for lid in sorted(_cache(store))]
     tag = _git(Path(store.root), "rev-parse", "--verify", "refs/images/app/_tags/1")
     assert tag.returncode == 0
 
     out = cli("image", "prune", "-a", "-f").stdout
     assert "untagged: app:1" in out and "base:1" not in out
+    assert f"deleted layer dir: {app_layer}" in out
     refs = _git(Path(store.root), "for-each-ref", "--format=%(refname)", "refs/images").stdout
     assert refs.split() == ["refs/images/base/_tags/1"]
     assert _cache(store) == {base_layer}
@@ -147,7 +159,7 @@ def test_system_prune_removes_what_it_reports_and_keeps_a_sound_store(
 
     out = cli("system", "prune", "-a", "-f").stdout
     assert out.splitlines()[:2] == ["Deleted Containers:", gone.id]
-    assert "untagged: app:1" in out and f"deleted layer cache: {app_layer}" in out
+    assert "untagged: app:1" in out and f"deleted layer dir: {app_layer}" in out
     assert "base:1" not in out and kept.id not in out
     assert [c.name for c in cstate.list_containers(store)] == ["kept"]
     assert _cache(store) == {cstate.base(store, kept)}
@@ -200,17 +212,18 @@ def test_image_prune_leaves_a_dir_a_concurrent_create_takes(two_images: Store) -
     gone, _ = api.create(store, "app:1", name="gone")
     app_layer = cstate.base(store, gone)
     api.remove(store, "gone")
-    cache = Path(store.root) / "cache" / "layers" / app_layer
+    _untag_app(store)
+    cache = Path(store.root) / "cache" / "overlay" / app_layer
     inode = cache.stat().st_ino
     late = []
 
     def create_starts() -> None:  # new_container: state dir, name, base ref
-        late.append(cstate.new_container(store, "app:1", app_layer, "overlay", "late"))
+        late.append(cstate.new_container(store, app_layer, app_layer, "overlay", "late"))
 
     with faults.armed("prune.cache-aside", create_starts):
         pruned = prune.prune_images(store)
     assert pruned.cache == [] and cache.stat().st_ino == inode
-    assert (cache / "app").is_file()
+    assert (cache / "diff" / "app").is_file()
     assert not [p for p in cache.parent.iterdir() if p.name.startswith(".tmp-")]
     cstate.destroy(store, late[0])
 
@@ -222,16 +235,17 @@ def test_a_create_while_the_dir_is_aside_gets_a_whole_dir(two_images: Store) -> 
     gone, _ = api.create(store, "app:1", name="gone")
     app_layer = cstate.base(store, gone)
     api.remove(store, "gone")
+    _untag_app(store)
 
-    def create() -> None:  # finds no dir, extracts its own
-        api.create(store, "app:1", name="late")
+    def create() -> None:  # finds no dir, builds its own
+        api.create(store, app_layer, name="late")
 
     with faults.armed("prune.cache-aside", create):
         pruned = prune.prune_images(store)
     assert pruned.cache == []
     merged = Path(api.mount(store, "late"))
     assert sorted(p.name for p in merged.iterdir()) == ["app", "etc", "small"]
-    assert set(prune.cache_entries(store)) == {app_layer}
+    assert app_layer in _cache(store)
 
 
 def test_kill_during_prune_leaves_no_partial_dir(two_images: Store, cli) -> None:
@@ -239,13 +253,14 @@ def test_kill_during_prune_leaves_no_partial_dir(two_images: Store, cli) -> None
     gone, _ = api.create(store, "app:1", name="gone")
     app_layer = cstate.base(store, gone)
     api.remove(store, "gone")
+    _untag_app(store)
     r = cli("image", "prune", "-f", check=False, env={"LAYERCTL_CRASH_AT": "prune.cache-aside"})
     assert r.returncode == -9, r.stderr
-    layers = Path(store.root) / "cache" / "layers"
-    assert app_layer not in prune.cache_entries(store)  # the aside dir is never used
+    layers = Path(store.root) / "cache" / "overlay"
+    assert app_layer not in _cache(store)  # the aside dir is never used
     cli("fsck")
     assert not [p for p in layers.iterdir() if p.name.startswith(".tmp-")]
-    c, _ = api.create(store, "app:1", name="again")
+    c, _ = api.create(store, app_layer, name="again")
     assert (Path(api.mount(store, "again")) / "app").is_file()
 
 

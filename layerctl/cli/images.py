@@ -142,13 +142,18 @@ def tag_cmd(ctx: click.Context, source: str, target: str) -> None:
 @click.pass_context
 def rmi_cmd(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
     """Remove image tags (the layers stay while anything else uses them)."""
+    from layerctl.containers.layerdirs import chain_ids
     from layerctl.containers.state import remove_images
     from layerctl.images import parse_name
+    from layerctl.prune import prune_cache
 
     store = open_store(ctx)
+    freed: set[str] = set()
     for name, layer_id in remove_images(store, [parse_name(t) for t in names], force):
         click.echo(f"Untagged: {name}")
         click.echo(f"Deleted: {layer_id}")
+        freed.update(chain_ids(store, layer_id))
+    prune_cache(store, only=freed)  # the layer dirs nothing else uses any more
 
 
 @click.command("inspect")
@@ -183,6 +188,7 @@ def _inspect_container(store: object, target: str) -> dict | None:
 
 
 def inspect_image(store: object, target: str) -> dict:
+    from layerctl.containers.layerdirs import graph_driver
     from layerctl.images import chain, image_id, image_size, list_images, oci_config, resolve
 
     layer_id = resolve(store, target)
@@ -201,6 +207,7 @@ def inspect_image(store: object, target: str) -> dict:
         "Architecture": config.get("architecture"),
         "Os": config.get("os"),
         "Size": image_size(store, layers),
+        "GraphDriver": graph_driver(store, layer_id),
         "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in layers]},
         "Layerctl": {
             "Layer": top.id,

@@ -39,8 +39,8 @@ def _report(pruned: object) -> None:
         click.echo("Deleted Images:")
         for name in pruned.images:
             click.echo(f"untagged: {name}")
-        for lid in pruned.cache:
-            click.echo(f"deleted layer cache: {lid}")
+        for kind, lid in pruned.cache:
+            click.echo(f"deleted {kind}: {lid}")
         click.echo()
     for note in pruned.notes:
         click.echo(f"layerctl: {note}", err=True)
@@ -89,7 +89,7 @@ def df_cmd(ctx: click.Context, verbose: bool) -> None:
     click.echo("\nLocal Volumes space usage:\n")
     table([], ["VOLUME NAME", "LINKS", "SIZE"])
     click.echo(f"\nLayer cache usage: {human_size(cache_size)}\n")
-    table([[c.layer_id[:12], "lower dir", human_size(c.size), str(c.used).lower()]
+    table([[c.layer_id[:12], c.kind, human_size(c.size), str(c.used).lower()]
            for c in u.cache], ["CACHE ID", "CACHE TYPE", "SIZE", "IN USE"])
 
 

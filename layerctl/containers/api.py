@@ -21,8 +21,8 @@ from layerctl.store.meta import DIR, FILE, SYMLINK, Meta, meta_from_stat
 from layerctl.store.objects import BLOB
 from layerctl.words import path_text, rfc3339_nano
 
+from . import layerdirs, overlay, rootless, vfs
 from . import links as links_mod
-from . import overlay, rootless, vfs
 from .changes import BaseTree, HashCache, Scan, scan
 from .configedit import apply_changes
 from .links import walk_key
@@ -59,7 +59,8 @@ def create(
     layer_id = resolve_layer(store, image)
     notice = ""
     if driver is None or driver == "overlay":
-        reason = overlay.probe_mount(store.path("cache", "probe"))
+        reason = overlay.probe_mount(store.path("cache", "probe"),
+                                     store.path("cache", "overlay-probed"))
         if reason:
             if driver == "overlay":
                 raise LayerctlError(f"overlay driver unavailable: {reason}")
@@ -136,13 +137,14 @@ def mount(store: object, ref: str) -> str:
         if overlay.is_mounted(d["merged"]):
             return d["merged"]
         layer_id = base(store, c)
-        lower = overlay.lower_dir(store, layer_id)
+        lower = layerdirs.stack(store, layer_id)
         if c.lower != layer_id:
             # The upper dir holds every change since c.lower, and every layer committed
-            # since came from it: over the base's checkout it shows the same tree.
+            # since came from it: over the base's layer dirs it shows the same tree.
             c.lower = layer_id
             save(store, c)
-        overlay.mount_overlay(lower, d["upper"], d["work"], d["merged"])
+        overlay.mount_overlay(layerdirs.for_mount(store, lower), d["upper"], d["work"],
+                              d["merged"])
         return d["merged"]
 
 
@@ -193,8 +195,8 @@ def remove(store: object, ref: str, force: bool = False) -> Container:
 def view_of(store: object, c: Container) -> View:
     d = _dirs(store, c)
     if c.driver == "overlay":
-        lower = overlay.lower_dir(store, c.lower or base(store, c))
-        return View(os.fsencode(d["upper"]), os.fsencode(lower))
+        lowers = layerdirs.stack(store, c.lower or base(store, c))
+        return View(os.fsencode(d["upper"]), [os.fsencode(p) for p in lowers])
     return View(os.fsencode(d["rootfs"]), None)
 
 
@@ -543,7 +545,7 @@ def _writable_root(store: object, c: Container):  # noqa: ANN202
     if c.driver == "vfs":
         yield _dirs(store, c)["rootfs"]
         return
-    lower = overlay.lower_dir(store, c.lower or base(store, c))
+    lower = layerdirs.for_mount(store, layerdirs.stack(store, c.lower or base(store, c)))
     with overlay.temporary_mount(lower, state_dir(store, c.id)) as merged:
         yield merged
 
@@ -654,7 +656,7 @@ def reset(store: object, ref: str, layer: str | None = None) -> tuple[Container,
         state = state_dir(store, c.id)
         if c.driver == "overlay":
             d = _dirs(store, c)
-            lower = overlay.lower_dir(store, target)
+            lower = layerdirs.stack(store, target)
             links_mod.load(store, target, read_layer(store, target).root)
             was_mounted = overlay.is_mounted(d["merged"])
             if was_mounted:
@@ -670,7 +672,8 @@ def reset(store: object, ref: str, layer: str | None = None) -> tuple[Container,
             c.lower = target
             save(store, c)
             if was_mounted:
-                overlay.mount_overlay(lower, d["upper"], d["work"], d["merged"])
+                overlay.mount_overlay(layerdirs.for_mount(store, lower), d["upper"], d["work"],
+                              d["merged"])
         else:
             rootfs = _dirs(store, c)["rootfs"]
             vfs.remove_tree(rootfs)
@@ -698,9 +701,8 @@ def inspect_container(store: object, name: str) -> dict | None:
     mounted = is_mounted(store, c)
     d = _dirs(store, c)
     if c.driver == "overlay":
-        lower = overlay.lower_dir(store, c.lower) if c.lower else ""
-        data = {"LowerDir": lower, "UpperDir": d["upper"], "MergedDir": d["merged"],
-                "WorkDir": d["work"]}
+        data = {"LowerDir": layerdirs.describe(store, c.lower) if c.lower else "",
+                "UpperDir": d["upper"], "MergedDir": d["merged"], "WorkDir": d["work"]}
     else:
         data = {"Dir": d["rootfs"], "MergedDir": d["rootfs"]}
     return {

@@ -49,26 +49,40 @@ def join(top: bytes, path: bytes) -> bytes:
 
 
 class _DirState:
-    __slots__ = ("exists", "upper", "lower")
+    __slots__ = ("exists", "upper", "lowers")
 
-    def __init__(self, exists: bool, upper: bool, lower: bool) -> None:
+    def __init__(self, exists: bool, upper: bool, lowers: tuple[int, ...]) -> None:
         self.exists = exists  # the directory exists in the merged view
         self.upper = upper  # ... and is a directory in the upper dir
-        self.lower = lower  # ... and its lower counterpart shows through
+        self.lowers = lowers  # ... and these lower dirs (indices, top first) show through
+
+    @property
+    def lower(self) -> bool:
+        return bool(self.lowers)
 
 
 class View:
-    """Resolves container paths (b"etc/hostname") to the file that holds them."""
+    """Resolves container paths (b"etc/hostname") to the file that holds them.
 
-    def __init__(self, upper: bytes, lower: bytes | None) -> None:
+    `lower` is one lower dir or a list of them, top first (a chain of layer
+    dirs), merged as overlayfs does: a whiteout or a non-directory hides what is
+    below it, a directory merges with the directories below until an opaque one.
+    """
+
+    def __init__(self, upper: bytes, lower: bytes | list[bytes] | None) -> None:
         self.upper = upper
-        self.lower = lower
-        self._dirs: dict[bytes, _DirState] = {b"": _DirState(True, True, lower is not None)}
+        if lower is None:
+            self.lowers: list[bytes] = []
+        else:
+            self.lowers = [lower] if isinstance(lower, bytes) else list(lower)
+        self.lower = self.lowers[0] if self.lowers else None  # None: no lower at all
+        self._all = tuple(range(len(self.lowers)))
+        self._dirs: dict[bytes, _DirState] = {b"": _DirState(True, True, self._all)}
         self._trees: dict[bytes, Tree] = {}
 
     def forget(self) -> None:
         """Drop cached directory facts (after the tree changed)."""
-        self._dirs = {b"": _DirState(True, True, self.lower is not None)}
+        self._dirs = {b"": _DirState(True, True, self._all)}
         for tree in self._trees.values():
             tree.close()
 
@@ -80,8 +94,8 @@ class View:
 
     def tree_of(self, real: bytes) -> tuple[Tree, bytes]:
         """The Tree holding a real path resolve() gave, and the path inside it."""
-        for top in (self.upper, self.lower):
-            if top is not None and (real == top or real.startswith(top + b"/")):
+        for top in (self.upper, *self.lowers):
+            if real == top or real.startswith(top + b"/"):
                 return self.tree(top), real[len(top) + 1:]
         raise ValueError(f"{real!r} is not in this view")
 
@@ -91,23 +105,38 @@ class View:
             return found
         parent_path, _, name = path.rpartition(b"/")
         parent = self._dir(parent_path)
-        state = _DirState(False, False, False)
+        state = _DirState(False, False, ())
         if parent.exists:
             upper_st = _lstat(join(self.upper, path)) if parent.upper else None
             if upper_st is not None:
                 if stat.S_ISDIR(upper_st.st_mode):
-                    lower = (
-                        parent.lower
-                        and self.lower is not None
-                        and not is_opaque(join(self.upper, path))
-                        and _isdir(join(self.lower, path))
-                    )
-                    state = _DirState(True, True, lower)
+                    opaque = is_opaque(join(self.upper, path))
+                    lowers = () if opaque else self._lower_dirs(parent.lowers, path)
+                    state = _DirState(True, True, lowers)
                 # a whiteout or a non-directory hides everything below
-            elif parent.lower and self.lower is not None and _isdir(join(self.lower, path)):
-                state = _DirState(True, False, True)
+            else:
+                lowers = self._lower_dirs(parent.lowers, path)
+                if lowers:
+                    state = _DirState(True, False, lowers)
         self._dirs[path] = state
         return state
+
+    def _lower_dirs(self, candidates: tuple[int, ...], path: bytes) -> tuple[int, ...]:
+        """The lower dirs (of `candidates`, top first) whose `path` merges into the
+        view: directories down to the first opaque one, stopping at a whiteout or a
+        non-directory."""
+        out: list[int] = []
+        for i in candidates:
+            full = join(self.lowers[i], path)
+            st = _lstat(full)
+            if st is None:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                break
+            out.append(i)
+            if len(self.lowers) > 1 and is_opaque(full):
+                break
+        return tuple(out)
 
     def resolve(self, path: bytes) -> tuple[bytes, os.stat_result] | None:
         """(real path, lstat) of a container path, or None if it does not exist."""
@@ -123,10 +152,13 @@ class View:
                 if self.lower is not None and is_whiteout(st):
                     return None
                 return join(self.upper, path), st
-        if parent.lower:
-            st = self.tree(self.lower).lstat(path)
+        for i in parent.lowers:
+            top = self.lowers[i]
+            st = self.tree(top).lstat(path)
             if st is not None:
-                return join(self.lower, path), st
+                if is_whiteout(st) and len(self.lowers) > 1:
+                    return None
+                return join(top, path), st
         return None
 
     def is_dir(self, path: bytes) -> bool:
@@ -137,23 +169,26 @@ class View:
         if not state.exists:
             return []
         names: set[bytes] = set()
-        if state.lower:
-            names.update(os.listdir(join(self.lower, path)))
-        if state.upper:
-            tree = self.tree(self.upper)
+        hidden: set[bytes] = set()
+        layers = [(self.upper, self.lower is not None)] if state.upper else []
+        layers += [(self.lowers[i], len(self.lowers) > 1) for i in state.lowers]
+        for top, whiteouts in layers:
+            tree = self.tree(top)
             try:
-                upper = tree.names(path)
+                found = tree.names(path)
             except OSError as e:
                 if e.errno in GONE:
-                    return sorted(names)  # gone (or replaced) since the lookup
+                    continue  # gone (or replaced) since the lookup
                 raise
-            for name, char in upper:
-                if self.lower is not None and char:
+            for name, char in found:
+                if name in hidden or name in names:
+                    continue
+                if whiteouts and char:
                     st = tree.lstat(path + b"/" + name if path else name)
                     if st is None:
                         continue  # vanished since the listing
                     if is_whiteout(st):
-                        names.discard(name)
+                        hidden.add(name)
                         continue
                 names.add(name)
         return sorted(names)

@@ -122,7 +122,7 @@ def ensure_image(store: object, engine: str, image: str) -> tuple[str, list[Imag
 def track(store: object, spec: str, name: str | None = None) -> tuple[object, str]:
     """Track the container `spec` (podman:NAME or docker:NAME); returns the layerctl
     container and its base layer id."""
-    from layerctl.containers import links, overlay
+    from layerctl.containers import layerdirs, links
     from layerctl.containers.state import (
         NAMES_DIR,
         containers_dir,
@@ -155,7 +155,7 @@ def track(store: object, spec: str, name: str | None = None) -> tuple[object, st
     c = new_container(store, image, layer_id, "overlay", name,
                       f"tracks {engine} container {info.get('Name') or ref}")
     try:
-        overlay.lower_dir(store, layer_id)
+        layerdirs.stack(store, layer_id)
         links.load(store, layer_id, read_layer(store, layer_id).root)
         c.lower = layer_id
         c.extra["external"] = {

@@ -151,6 +151,7 @@ def clear(root: str) -> list[str]:
     removed += clean_temps(objects) + clean_temps(os.path.join(objects, "pack"))
     removed += clean_dead_dirs(objects, INCOMING_PREFIX)
     removed += clean_dead_dirs(os.path.join(root, "cache", "layers"), CACHE_TMP_PREFIX)
+    removed += clean_dead_dirs(os.path.join(root, "cache", "overlay"), CACHE_TMP_PREFIX)
     return removed
 
 

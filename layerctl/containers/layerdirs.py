@@ -1,0 +1,373 @@
+"""Per-layer diff dirs (Docker overlay2's layout): one directory per layer holding
+only that layer's changes, shared by every image and container whose chain has it.
+
+    cache/overlay/<layer-id>/diff     the layer's changeset: added and changed
+                                      entries, whiteouts (0/0 char devices),
+                                      replaced directories opaque
+                                      (trusted.overlay.opaque=y)
+    cache/overlay/<layer-id>/work     empty; GraphDriver's WorkDir
+    cache/overlay/<layer-id>/merged   empty; GraphDriver's MergedDir
+    cache/overlay/l/<short>           -> ../<layer-id>/diff (mount options name these)
+
+A dir is built from `diff(parent, layer)` in O(changes) under a temporary name
+and renamed into place whole: one that exists is complete. A container mounts
+its chain top first; a chain deeper than MAX_LOWERS stands on the full checkout
+(`overlay.lower_dir`) of an older layer at a STEP boundary, so the flattened
+dir changes once every STEP commits, not at each one. See docs/design-notes.md
+("Layer dirs").
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+
+from layerctl import faults
+from layerctl.errors import Corrupt, LayerctlError, is_no_space
+from layerctl.store import debris
+from layerctl.store.checkout import apply_meta, create_entry
+from layerctl.store.debris import CACHE_TMP_PREFIX
+from layerctl.store.diff import DELETED, diff
+from layerctl.store.fstree import DirRef, lookup, read_dir
+from layerctl.store.layers import read_layer
+from layerctl.store.meta import DIR, FILE, Meta
+from layerctl.store.validate import bad_name, show
+
+from .view import OPAQUE_XATTR
+
+# The kernel stacks at most 500 lower layers (OVL_MAX_STACK); Docker's overlay2
+# refuses chains deeper than 128. Deeper chains stand on a flattened checkout.
+MAX_LOWERS = 128
+STEP = 64
+SHORT_LEN = 12
+
+
+def root(store: object) -> str:
+    return store.path("cache", "overlay")
+
+
+def layer_path(store: object, layer_id: str) -> str:
+    return os.path.join(root(store), layer_id)
+
+
+def diff_path(store: object, layer_id: str) -> str:
+    return os.path.join(root(store), layer_id, "diff")
+
+
+def short_name(layer_id: str) -> str:
+    digest = hashlib.sha256(layer_id.encode()).digest()
+    return base64.b32encode(digest).decode()[:SHORT_LEN]
+
+
+def short_path(store: object, layer_id: str) -> str:
+    return os.path.join(root(store), "l", short_name(layer_id))
+
+
+def exists(store: object, layer_id: str) -> bool:
+    return os.path.isdir(diff_path(store, layer_id))
+
+
+def entries(store: object) -> list[str]:
+    """Layer ids with a complete layer dir (not those being built or pruned)."""
+    try:
+        names = os.listdir(root(store))
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n != "l" and not n.startswith(CACHE_TMP_PREFIX)
+                  and os.path.isdir(os.path.join(root(store), n, "diff")))
+
+
+def ensure(store: object, layer_id: str) -> str:
+    """`layer_id`'s diff dir, built now from its changeset if missing."""
+    if not exists(store, layer_id):
+        build(store, layer_id)
+    link = short_path(store, layer_id)
+    if not os.path.islink(link):
+        _make_link(store, layer_id, link)
+    return diff_path(store, layer_id)
+
+
+def for_mount(store: object, dirs: list[str]) -> list[str]:
+    """`dirs` with each diff dir named by its short link (l/<short>), as overlay2
+    does, so a chain's mount options stay short (and fit mount(2)'s page on
+    kernels without `lowerdir+`)."""
+    out = []
+    for d in dirs:
+        layer_id = real_id(store, d)
+        out.append(short_path(store, layer_id)
+                   if layer_id and d == diff_path(store, layer_id) else d)
+    return out
+
+
+def _make_link(store: object, layer_id: str, link: str) -> None:
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    tmp = f"{link}.{CACHE_TMP_PREFIX}{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.symlink(os.path.join("..", layer_id, "diff"), tmp)
+    os.rename(tmp, link)  # atomic: a mount never reads a half-made link
+
+
+def build(store: object, layer_id: str) -> None:
+    """Write `layer_id`'s diff dir from its changeset, atomically."""
+    top = root(store)
+    os.makedirs(top, exist_ok=True)
+    debris.clean_dead_dirs(top, CACHE_TMP_PREFIX)
+    layer = read_layer(store, layer_id)
+    parent_root = read_layer(store, layer.parent).root if layer.parent else None
+    tmp = tempfile.mkdtemp(prefix=f"{CACHE_TMP_PREFIX}{os.getpid()}-", dir=top)
+    try:
+        for name in ("diff", "work", "merged"):
+            os.mkdir(os.path.join(tmp, name), 0o700)
+        faults.point("layerdir.write")
+        builder = _Builder(store, layer_id, layer.root, os.path.join(tmp, "diff"))
+        builder.run(parent_root)
+        builder.sync(os.fsencode(tmp))  # complete on disk before the rename makes it usable
+        faults.point("layerdir.rename")
+        try:
+            os.rename(tmp, layer_path(store, layer_id))
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            shutil.rmtree(tmp)  # another process built it first
+    except OSError as e:  # the cache's filesystem refuses an entry (or is full)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_no_space(e):
+            raise  # said once, naming the store, by the CLI
+        where = os.fsdecode(e.filename) if e.filename else layer_id
+        raise LayerctlError(f"cannot build the layer dir of {layer_id[:12]}: {where}: "
+                            f"{e.strerror or e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# Up to this many entries a layer dir is flushed entry by entry (a commit's few
+# changes); more, and one syncfs is cheaper than thousands of journal commits.
+FSYNC_EACH = 256
+
+
+def _fsync(path: bytes) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _syncfs(path: bytes) -> None:
+    from .overlay import _libc
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _libc().syncfs(fd)
+    finally:
+        os.close(fd)
+
+
+class _Builder:
+    """One layer's changeset written as an overlay upper dir."""
+
+    def __init__(self, store: object, layer_id: str, new_root: DirRef, dest: str) -> None:
+        self.store = store
+        self.layer_id = layer_id
+        self.root = new_root
+        self.dest = os.fsencode(dest)
+        self.as_root = os.geteuid() == 0
+        self.dirs: dict[bytes, Meta] = {}  # made here -> its metadata, applied last
+        self.hidden: set[bytes] = set()  # whiteouts and opaque dirs written here
+        self.written: list[bytes] = []  # regular files written (symlinks, nodes: no fsync)
+
+    def run(self, parent_root: DirRef | None) -> None:
+        files: dict[bytes, tuple[Meta, bytes]] = {}
+        linked = False
+        for ch in diff(self.store, parent_root, self.root):
+            _check(ch.path)
+            if ch.status == DELETED:
+                if not self._below_hidden(ch.path):
+                    self._parents(ch.path)
+                    os.mknod(self._at(ch.path), stat.S_IFCHR | 0o600, 0)
+                    self.hidden.add(ch.path)
+                continue
+            if ch.new.kind == DIR:
+                self._parents(ch.path)
+                self._mkdir(ch.path, ch.new)
+                if ch.opaque or (ch.old is not None and ch.old.kind != DIR):
+                    os.setxattr(self._at(ch.path), OPAQUE_XATTR, b"y", follow_symlinks=False)
+                    self.hidden.add(ch.path)
+                continue
+            files[ch.path] = (ch.new, ch.new_blob)
+            linked = linked or ch.new.link is not None
+        if linked:
+            self._whole_groups(files)
+        from .links import walk_key
+
+        for path in sorted(files, key=walk_key):
+            meta, blob = files[path]
+            self._parents(path)
+            target = self._at(path)
+            first = meta.link
+            if first is not None and first in files and first != path:
+                os.link(self._at(first), target, follow_symlinks=False)
+                continue
+            create_entry(self.store, target, meta.without_link(), blob, self.as_root)
+            apply_meta(target, meta, self.as_root)
+            if meta.kind == FILE:
+                self.written.append(target)
+        own = read_dir(self.store, self.root).own
+        self.dirs[b""] = own
+        for path in sorted(self.dirs, key=lambda p: p.count(b"/") + bool(p), reverse=True):
+            apply_meta(self._at(path), self.dirs[path], self.as_root)
+
+    def sync(self, top: bytes) -> None:
+        """Flush what was written (and `top`, the dir about to be renamed)."""
+        if len(self.written) + len(self.dirs) > FSYNC_EACH:
+            _syncfs(top)
+            return
+        for path in self.written:
+            _fsync(path)
+        for path in self.dirs:
+            _fsync(self._at(path))
+        for d in (os.path.join(top, b"diff"), top):
+            _fsync(d)
+
+    def _whole_groups(self, files: dict[bytes, tuple[Meta, bytes]]) -> None:
+        """A hardlink group the layer touches is written whole, so its members stay
+        one inode in the merged view (a link cannot reach into another layer's dir)."""
+        from . import links as links_mod
+
+        groups = links_mod.load(self.store, self.layer_id, self.root)
+        wanted = {m.link for m, _b in files.values() if m.link is not None}
+        for first in wanted:
+            for member in groups.get(first, [first]):
+                if member not in files:
+                    found = lookup(self.store, self.root, member)
+                    if found is None or found[0].kind == DIR:
+                        raise Corrupt(f"layer {self.layer_id[:12]}: hardlink group of "
+                                      f"{show(first)} names {show(member)}, not a file")
+                    files[member] = found
+
+    def _at(self, path: bytes) -> bytes:
+        return self.dest + b"/" + path if path else self.dest
+
+    def _below_hidden(self, path: bytes) -> bool:
+        parent = path.rpartition(b"/")[0]
+        while parent:
+            if parent in self.hidden:
+                return True
+            parent = parent.rpartition(b"/")[0]
+        return False
+
+    def _parents(self, path: bytes) -> None:
+        parent = path.rpartition(b"/")[0]
+        if not parent or parent in self.dirs:
+            return
+        self._parents(parent)
+        found = lookup(self.store, self.root, parent)
+        if found is None or found[0].kind != DIR:
+            raise Corrupt(f"layer {self.layer_id[:12]}: {show(path)} has no parent directory")
+        self._mkdir(parent, found[0])
+
+    def _mkdir(self, path: bytes, meta: Meta) -> None:
+        if path not in self.dirs:
+            os.mkdir(self._at(path), 0o700)
+        self.dirs[path] = meta
+
+
+def _check(path: bytes) -> None:
+    """Defence in depth, as in checkout: only plain names, never `..` or `/`."""
+    for name in path.split(b"/"):
+        problem = bad_name(name)
+        if problem:
+            raise Corrupt(f"refusing to write layer dir entry {show(path)}: {problem}")
+
+
+# -- stacks ---------------------------------------------------------------------------
+
+
+def stack(store: object, layer_id: str, make: bool = True) -> list[str]:
+    """The lower dirs of a container on `layer_id`, top first: the layers' diff dirs
+    down to the base, or to a full checkout that already exists (an older store's
+    cache dir is read as is), or, past MAX_LOWERS, to a flattened checkout. With
+    `make`, missing diff dirs are built (from their own changesets); without, a
+    missing one is named by its path all the same (see `missing`)."""
+    from .overlay import checkout_dir, lower_dir
+
+    ids: list[str] = []
+    current: str | None = layer_id
+    while current is not None:
+        if os.path.isdir(checkout_dir(store, current)):
+            return [_dir(store, i, make) for i in ids] + [checkout_dir(store, current)]
+        ids.append(current)
+        current = read_layer(store, current).parent
+    if len(ids) > MAX_LOWERS:
+        # positions from the base: 0 .. n-1; flatten at the first STEP boundary that
+        # leaves at most MAX_LOWERS - 1 diff dirs above it
+        n = len(ids)
+        flat = n - MAX_LOWERS
+        flat += (STEP - 1 - flat % STEP) % STEP
+        keep = ids[: n - 1 - flat]  # top first, the layers above the flattened one
+        bottom = lower_dir(store, ids[n - 1 - flat]) if make else checkout_dir(
+            store, ids[n - 1 - flat])
+        return [_dir(store, i, make) for i in keep] + [bottom]
+    return [_dir(store, i, make) for i in ids]
+
+
+def _dir(store: object, layer_id: str, make: bool) -> str:
+    return ensure(store, layer_id) if make else diff_path(store, layer_id)
+
+
+def real_id(store: object, path: str) -> str | None:
+    """The layer id a stack entry (short link, diff dir or checkout) stands for."""
+    top = root(store) + "/"
+    if path.startswith(top + "l/"):
+        try:
+            path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+        except OSError:
+            return None
+    if path.startswith(top):
+        return path[len(top):].split("/", 1)[0]
+    return None
+
+
+def chain_ids(store: object, layer_id: str) -> list[str]:
+    out = []
+    current: str | None = layer_id
+    while current is not None:
+        out.append(current)
+        current = read_layer(store, current).parent
+    return out
+
+
+NOT_MADE = "<not made yet: made when a container first needs it>"
+
+
+def describe(store: object, layer_id: str) -> str:
+    """The lower dirs of a container on `layer_id`, `:`-joined as Docker prints
+    LowerDir, or NOT_MADE while one of them does not exist yet."""
+    dirs = stack(store, layer_id, make=False)
+    return ":".join(dirs) if all(os.path.isdir(d) for d in dirs) else NOT_MADE
+
+
+def graph_driver(store: object, layer_id: str) -> dict:
+    """`inspect IMAGE`'s GraphDriver: the top layer's dir over the rest of its chain."""
+    dirs = stack(store, layer_id, make=False)
+    made = [os.path.isdir(d) for d in dirs]
+    top = dirs[0]
+    data = {"LowerDir": ":".join(dirs[1:]) if all(made[1:]) else NOT_MADE,
+            "UpperDir": top if made[0] else NOT_MADE}
+    if top == diff_path(store, layer_id):
+        here = layer_path(store, layer_id)
+        data["WorkDir"] = os.path.join(here, "work") if made[0] else NOT_MADE
+        data["MergedDir"] = os.path.join(here, "merged") if made[0] else NOT_MADE
+    else:  # an older store's full checkout: no work or merged dir of its own
+        data["WorkDir"] = data["MergedDir"] = "<none: a full checkout of the layer>"
+    if len(dirs) == 1:
+        del data["LowerDir"]  # Docker omits it for a one-layer image
+    return {"Name": "overlay", "Data": data}
