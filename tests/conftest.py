@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -204,8 +205,9 @@ def store_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def container_store(store_root: Path) -> Iterator[object]:
-    """A Store at `store_root` whose containers' mounts are released afterwards."""
+def store(store_root: Path) -> Iterator[object]:
+    """The test's Store (at `store_root`, where `cli` works too); the mounts its
+    containers left are released and it is closed afterwards."""
     from layerctl.store.repo import Store
     from tests.layerhelpers import release_containers
 
@@ -348,3 +350,18 @@ def cli_deb(cli, debian_rootfs: Path, store_root: Path):
         runtime.forget(store, c.id, force=True)
         cli("rm", "-f", c.id, check=False)
     store.close()
+
+
+@pytest.fixture
+def podman(tmp_path_factory, needs_tool, monkeypatch):
+    """podman on private storage (overlay) under a temporary dir, removed afterwards;
+    LAYERCTL_PODMAN points layerctl's own podman calls at it."""
+    from tests.interchange_helpers import Podman
+
+    needs_tool("podman")
+    p = Podman(tmp_path_factory.mktemp("podman"))
+    monkeypatch.setenv("LAYERCTL_PODMAN", shlex.join(p.argv))
+    try:
+        yield p
+    finally:
+        p.cleanup()

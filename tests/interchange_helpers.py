@@ -7,8 +7,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
+
+import pytest
 
 from layerctl.images import chain, parse_name, resolve
 from layerctl.store.layers import read_layer
@@ -157,3 +161,35 @@ def fingerprint(root: Path) -> dict[str, str]:
                 with open(full, "rb") as f:
                     out[rel] = hashlib.sha256(f.read()).hexdigest()
     return out
+
+
+class Podman:
+    """podman on a private storage (graph root, run root and tmp dir under `top`)."""
+
+    def __init__(self, top: Path) -> None:
+        self.top = top
+        self.argv = [
+            "podman", "--root", str(top / "root"), "--runroot", str(top / "run"),
+            "--storage-driver", "overlay", "--storage-opt", "overlay.mountopt=nodev",
+            "--tmpdir", str(top / "tmp"), "--events-backend", "none",
+        ]
+
+    def __call__(self, *args: object, check: bool = True) -> str:
+        proc = subprocess.run([*self.argv, *map(str, args)], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=600)
+        if check and proc.returncode != 0:
+            pytest.fail(f"podman {' '.join(map(str, args))}: {proc.stderr}", pytrace=False)
+        return proc.stdout.strip()
+
+    def inspect(self, ref: str) -> dict:
+        return json.loads(self("image", "inspect", ref))[0]
+
+    def cleanup(self) -> None:
+        self("rm", "-af", check=False)
+        self("image", "unmount", "--all", "--force", check=False)
+        self("rmi", "-af", check=False)
+        leaked = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                  if line.split()[1].startswith(str(self.top))]
+        for point in sorted(leaked, key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], check=False)
+        shutil.rmtree(self.top, ignore_errors=True)

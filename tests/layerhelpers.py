@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
+from layerctl import containers as C
+from layerctl.errors import NotFound
 from layerctl.images import parse_name, resolve, set_tag
 from layerctl.importer import commit_root, import_directory
 from layerctl.store.edit import TreeEditor
@@ -88,3 +91,25 @@ def cli_env(store_root: object, repo_root: object) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(repo_root), os.environ.get("PYTHONPATH")) if p)
     return env
+
+
+class Mounted:
+    """Create + mount a container; unmounts in __exit__ even when the test fails."""
+
+    def __init__(self, store: Store, image: str, name: str, driver: str = "overlay") -> None:
+        self.store, self.image, self.name, self.driver = store, image, name, driver
+
+    def __enter__(self) -> Path:
+        c, _ = C.create(self.store, self.image, name=self.name, driver=self.driver)
+        self.container = c
+        return Path(C.mount(self.store, self.name))
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            C.umount(self.store, self.name)
+        except NotFound:
+            pass
+
+
+def sh(cmd: str, cwd: Path) -> None:
+    subprocess.run(cmd, shell=True, check=True, cwd=cwd)

@@ -41,13 +41,6 @@ def _mini_rootfs(dest: Path) -> None:
 
 
 @pytest.fixture
-def store(store_root: Path) -> Store:
-    s = Store(str(store_root))
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def sixteen(store: Store, tmp_path: Path) -> list[str]:
     """A 16-layer image: the base, then 15 layers each adding a file; layer 11 also
     deletes /etc/ok."""

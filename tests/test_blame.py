@@ -55,11 +55,6 @@ def _sh(cmd: str, cwd: Path) -> None:
 
 
 @pytest.fixture
-def store(container_store: Store) -> Store:
-    return container_store
-
-
-@pytest.fixture
 def built(store: Store, tmp_path: Path) -> dict:
     """The base image, one layer per STEPS entry, and container `work` on top, mounted."""
     src = tmp_path / "src"

@@ -11,15 +11,7 @@ from layerctl.browse import CHANGE_KINDS, LayerBrowser, PendingBrowser
 from layerctl.store.diff import diff
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, Meta
-from layerctl.store.repo import Store
 from tests.layerhelpers import commit_edit, put_file
-
-
-@pytest.fixture
-def store(store_root):
-    s = Store(str(store_root))
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import sys
 import time
 
 import pytest
-from treecompare import compare, snapshot
+
+from tests.treecompare import compare, snapshot
 
 
 @pytest.fixture
@@ -202,9 +203,8 @@ def test_killed_import_leaves_a_valid_store(tmp_path, store_root):
 
 
 def test_history_shows_each_layers_own_size(cli, tree, store_root):
-    from layerhelpers import commit_edit, put_file
-
     from layerctl.store.repo import Store
+    from tests.layerhelpers import commit_edit, put_file
 
     (tree / "base.bin").write_bytes(b"b" * 3000)
     cli("import", tree, "img:1", "-m", "one")

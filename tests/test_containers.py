@@ -14,13 +14,14 @@ import pytest
 from layerctl import containers as C
 from layerctl.containers import state as cstate
 from layerctl.containers.watch import ChangeWatcher
-from layerctl.errors import Conflict, InvalidName, Locked, NotFound
+from layerctl.errors import Conflict, InvalidName, Locked
 from layerctl.images import parse_name
 from layerctl.importer import import_directory
 from layerctl.store.checkout import checkout
 from layerctl.store.diff import diff
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
+from tests.layerhelpers import Mounted, sh
 from tests.treecompare import compare, snapshot
 
 pytestmark = pytest.mark.needs_root
@@ -49,37 +50,10 @@ def _small_rootfs(top: Path) -> Path:
 
 
 @pytest.fixture
-def store(container_store: Store) -> Store:
-    return container_store
-
-
-@pytest.fixture
 def small_image(store: Store, tmp_path: Path) -> str:
     src = _small_rootfs(tmp_path / "src")
     import_directory(store, str(src), parse_name("small"), AUTHOR, "base")
     return "small"
-
-
-class Mounted:
-    """Create + mount a container; unmounts in __exit__ even when the test fails."""
-
-    def __init__(self, store: Store, image: str, name: str, driver: str = "overlay") -> None:
-        self.store, self.image, self.name, self.driver = store, image, name, driver
-
-    def __enter__(self) -> Path:
-        c, _ = C.create(self.store, self.image, name=self.name, driver=self.driver)
-        self.container = c
-        return Path(C.mount(self.store, self.name))
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            C.umount(self.store, self.name)
-        except NotFound:
-            pass
-
-
-def _sh(cmd: str, cwd: Path) -> None:
-    subprocess.run(cmd, shell=True, check=True, cwd=cwd)
 
 
 def _statuses(changes: list) -> list[tuple[str, bytes]]:
@@ -147,7 +121,7 @@ def test_small_scenario_overlay_and_vfs_agree(store, small_image, tmp_path):
     layers = {}
     for driver in ("overlay", "vfs"):
         with Mounted(store, small_image, f"sc-{driver}", driver) as root:
-            _sh(SCENARIO, root)
+            sh(SCENARIO, root)
             _pin_mtimes(root, C.status(store, f"sc-{driver}"))
             layers[driver] = _check_scenario(store, f"sc-{driver}", root, tmp_path)
             # A later deletion of a committed file shows as D.
@@ -167,7 +141,7 @@ def test_debian_acceptance(store, debian_rootfs, tmp_path):
     for driver in ("overlay", "vfs"):
         name = f"deb-{driver}"
         with Mounted(store, "debian", name, driver) as root:
-            _sh("echo new > newfile; echo other > etc/newconf; echo changed > etc/hostname; "
+            sh("echo new > newfile; echo other > etc/newconf; echo changed > etc/hostname; "
                 "rm etc/motd; rm -rf usr/share/doc; mkdir usr/share/doc; "
                 "echo one > usr/share/doc/only; chmod u+s usr/bin/env; "
                 "chown 1000:1000 etc/issue; mkfifo tmp/fifo; ln newfile tmp/hardlink; "
@@ -271,7 +245,7 @@ def test_docker_commit_walkthrough(store, tmp_path, cli):
     assert len(cid) == 64 and all(ch in "0123456789abcdef" for ch in cid)
     merged = Path(cli("mount", "tomcat01").stdout.strip())
     try:
-        _sh("cp -r webapps.dist/* webapps", merged / "usr/local/tomcat")
+        sh("cp -r webapps.dist/* webapps", merged / "usr/local/tomcat")
         out = cli("status", "tomcat01").stdout.splitlines()
         assert "A /usr/local/tomcat/webapps/ROOT/index.jsp" in out
         cli("commit", "-a", "kuangshen", "-m", "add webapps app", "tomcat01", "tomcat02:1.0")
@@ -310,14 +284,14 @@ def test_restore_and_reset(store, small_image):
     with Mounted(store, small_image, "rr") as root:
         (root / "etc" / "hostname").write_text("changed\n")
         (root / "etc" / "motd").unlink()
-        _sh("rm -rf usr/share/doc; echo x > newfile", root)
+        sh("rm -rf usr/share/doc; echo x > newfile", root)
         C.restore(store, "rr", ["/etc/hostname", "etc/motd", "/usr/share/doc"])
         assert (root / "etc" / "hostname").read_text() == "base\n"
         assert (root / "etc" / "motd").read_text() == "welcome\n"
         assert (root / "usr/share/doc/pkg/copyright").read_text() == "GPL\n"
         assert _statuses(C.status(store, "rr")) == [("A", b"newfile")]
         with pytest.raises(Conflict, match="parent /usr/share/doc is gone too"):
-            _sh("rm -rf usr/share/doc", root)
+            sh("rm -rf usr/share/doc", root)
             C.restore(store, "rr", ["usr/share/doc/README"])
         first = cstate.base(store, cstate.resolve(store, "rr"))
         layer = C.commit(store, "rr", author=AUTHOR).layer_id

@@ -438,7 +438,7 @@ def test_load_killed(cli, store_root, base, two_layers, tmp_path, point):
 
 @pytest.fixture
 def registry(tmp_path, monkeypatch):
-    from registryhelpers import Registry
+    from tests.registryhelpers import Registry
 
     monkeypatch.setenv("LAYERCTL_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))

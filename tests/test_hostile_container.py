@@ -39,11 +39,6 @@ MINE = b"m" * (len(SECRET) - 1) + b"\n"  # as long as the secret: a size check c
 
 
 @pytest.fixture
-def store(container_store: Store) -> Store:
-    return container_store
-
-
-@pytest.fixture
 def image(store: Store, tmp_path: Path) -> str:
     src = tmp_path / "src"
     (src / "etc").mkdir(parents=True)

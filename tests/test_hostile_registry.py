@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from registryhelpers import make_cert, tar_bytes
+
+from tests.registryhelpers import make_cert, tar_bytes
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ENDLESS_CAP = 256 << 20  # the server gives up after this much, so a test cannot hang

@@ -10,12 +10,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from layerhelpers import import_dir
 from test_remotes import git, git_daemon  # noqa: F401 - git_daemon is a fixture
 
 from layerctl.store.names import escape
 from layerctl.store.objects import serialize_tree
 from layerctl.store.repo import Store
+from tests.layerhelpers import import_dir
 
 MODE_FILE, MODE_TREE, MODE_LINK = b"100644", b"40000", b"120000"
 STAMP = "0.000000000"
@@ -420,7 +420,7 @@ def test_every_layer_layerctl_makes_passes(cli, tmp_path, store_root, debian_roo
     symlinks go through push and fetch; the Debian corpus passes fsck."""
     import tarfile
 
-    from interchange_helpers import make_tree
+    from tests.interchange_helpers import make_tree
 
     make_tree(tmp_path / "odd")
     cli("import", tmp_path / "odd", "odd:1")

@@ -38,13 +38,6 @@ AUTHOR = "Test <test@example.com>"
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = Store(str(tmp_path / "store"))
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def parent(store: Store, tmp_path: Path) -> DirRef:
     """A lower layer with a symlink to /etc, a directory and a file."""
     src = tmp_path / "lower"

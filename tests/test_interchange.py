@@ -44,13 +44,6 @@ FORMATS = [("docker-archive", "none"), ("docker-archive", "gzip"), ("oci", "gzip
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = Store(str(tmp_path / "store"))
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def fresh(tmp_path: Path):
     s = Store(str(tmp_path / "fresh"))
     yield s

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import tarfile
@@ -22,7 +21,7 @@ from layerctl.oci.engines import track
 from layerctl.store.checkout import checkout
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
-from tests.interchange_helpers import make_tree, two_layer_image
+from tests.interchange_helpers import Podman, make_tree, two_layer_image
 from tests.layerhelpers import import_dir
 from tests.treecompare import compare
 
@@ -30,58 +29,6 @@ pytestmark = pytest.mark.needs_root
 
 # podman's `image mount` root is a directory of its own (0555, mount time), not the image's
 PODMAN_ROOT = {"mode:.", "mtime:.", "uid:.", "gid:."}
-
-
-class Podman:
-    """podman on a private storage (graph root, run root and tmp dir under `top`)."""
-
-    def __init__(self, top: Path) -> None:
-        self.top = top
-        self.argv = [
-            "podman", "--root", str(top / "root"), "--runroot", str(top / "run"),
-            "--storage-driver", "overlay", "--storage-opt", "overlay.mountopt=nodev",
-            "--tmpdir", str(top / "tmp"), "--events-backend", "none",
-        ]
-
-    def __call__(self, *args: object, check: bool = True) -> str:
-        proc = subprocess.run([*self.argv, *map(str, args)], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=600)
-        if check and proc.returncode != 0:
-            pytest.fail(f"podman {' '.join(map(str, args))}: {proc.stderr}", pytrace=False)
-        return proc.stdout.strip()
-
-    def inspect(self, ref: str) -> dict:
-        return json.loads(self("image", "inspect", ref))[0]
-
-    def cleanup(self) -> None:
-        self("rm", "-af", check=False)
-        self("image", "unmount", "--all", "--force", check=False)
-        self("rmi", "-af", check=False)
-        leaked = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-                  if line.split()[1].startswith(str(self.top))]
-        for point in sorted(leaked, key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], check=False)
-        shutil.rmtree(self.top, ignore_errors=True)
-
-
-@pytest.fixture
-def podman(tmp_path_factory, needs_tool, monkeypatch):
-    needs_tool("podman")
-    p = Podman(tmp_path_factory.mktemp("podman"))
-    monkeypatch.setenv("LAYERCTL_PODMAN", shlex.join(p.argv))
-    try:
-        yield p
-    finally:
-        p.cleanup()
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(str(tmp_path / "store"))
-    yield s
-    for c in containers.list_containers(s):
-        containers.remove(s, c.name, force=True)
-    s.close()
 
 
 @pytest.fixture

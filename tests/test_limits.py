@@ -546,7 +546,7 @@ def test_messages_that_are_not_utf8_give_one_line(cli, store_root, tmp_path):
 
 @pytest.mark.needs_tool("docker-registry", "openssl")
 def test_odd_tags_push_and_pull_through_a_registry(cli, tmp_path, monkeypatch):
-    from registryhelpers import Registry
+    from tests.registryhelpers import Registry
 
     monkeypatch.setenv("LAYERCTL_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))

@@ -35,17 +35,17 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def two_images(container_store: Store, tmp_path: Path) -> Store:
+def two_images(store: Store, tmp_path: Path) -> Store:
     """base:1 (a tree with a hardlink), and app:1 on it with its own layer."""
     src = tmp_path / "src"
     (src / "etc").mkdir(parents=True)
     (src / "etc" / "big").write_bytes(os.urandom(50_000))
     os.link(src / "etc" / "big", src / "etc" / "big-link")
     (src / "small").write_text("x")
-    import_dir(container_store, src, "base:1")
-    commit_edit(container_store, "base:1",
+    import_dir(store, src, "base:1")
+    commit_edit(store, "base:1",
                 lambda e, w: put_file(e, w, b"app", os.urandom(20_000)), name="app:1")
-    return container_store
+    return store
 
 
 def _cache(store: Store) -> set[str]:

@@ -8,16 +8,15 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
-from layerhelpers import commit_edit, import_dir, put_file
-from registryhelpers import CuttingProxy, Registry, tar_bytes, write_layout
-from treecompare import assert_same_tree
 
 from layerctl.images import chain, resolve
 from layerctl.store.repo import Store
+from tests.layerhelpers import commit_edit, import_dir, put_file
+from tests.registryhelpers import CuttingProxy, Registry, tar_bytes, write_layout
+from tests.treecompare import assert_same_tree
 
 pytestmark = pytest.mark.needs_tool("docker-registry", "skopeo", "openssl")
 
@@ -246,29 +245,6 @@ def test_save_gzip_and_push_give_a_layer_the_same_blob(cli, registry, local_imag
     saved = json.loads((out / "blobs" / "sha256" / digest).read_text())
     assert [d["digest"] for d in saved["layers"]] == pushed
     assert all(d["mediaType"].endswith("tar+gzip") for d in saved["layers"])
-
-
-@pytest.fixture
-def podman(tmp_path):
-    """podman with a private storage root in tmp (vfs: no mounts left behind)."""
-    if shutil.which("podman") is None:
-        pytest.skip("podman not installed")
-    root = tmp_path / "podman-root"
-    run = Path(tempfile.mkdtemp(prefix="lc-podman-"))  # podman wants a short runroot
-    base = ["podman", "--root", str(root), "--runroot", str(run), "--storage-driver", "vfs"]
-
-    env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONFIG"}
-
-    def run_podman(*args: str) -> str:
-        out = subprocess.run([*base, *args], capture_output=True, text=True, env=env)
-        assert out.returncode == 0, out.stderr
-        return out.stdout
-
-    yield run_podman
-    subprocess.run([*base, "rmi", "-a", "-f"], capture_output=True, env=env)
-    subprocess.run(["umount", "-R", str(root)], capture_output=True)
-    shutil.rmtree(root, ignore_errors=True)
-    shutil.rmtree(run, ignore_errors=True)
 
 
 @pytest.mark.needs_root

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from layerhelpers import commit_edit, import_dir, put_file
 
 from layerctl.store.repo import Store
+from tests.layerhelpers import commit_edit, import_dir, put_file
 
 GIT_ENV = {
     **os.environ,

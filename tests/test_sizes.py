@@ -18,7 +18,7 @@ from layerctl.store.layers import read_layer
 from layerctl.store.meta import Meta
 from layerctl.store.repo import Store
 from tests.layerhelpers import commit_edit, import_dir, put_file
-from tests.test_tui import sync
+from tests.tuihelpers import sync
 
 RFC3339_NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z$")
 

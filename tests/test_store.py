@@ -8,8 +8,6 @@ import sys
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from layerhelpers import commit_edit, import_dir, put_file
-from treecompare import compare, snapshot
 
 from layerctl.errors import Ambiguous, BadInput, InvalidName, Locked, NotFound
 from layerctl.images import parse_name, resolve, set_tag
@@ -17,6 +15,8 @@ from layerctl.store.checkout import checkout
 from layerctl.store.diff import diff
 from layerctl.store.layers import parse_author, read_layer
 from layerctl.store.repo import Store
+from tests.layerhelpers import commit_edit, import_dir, put_file
+from tests.treecompare import compare, snapshot
 
 ROOT = os.geteuid() == 0
 MTIME = 1_700_000_000_123_456_789

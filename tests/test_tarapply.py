@@ -50,13 +50,6 @@ AUTHOR = "Test <test@example.com>"
 # -- helpers ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(str(tmp_path / "store"))
-    yield s
-    s.close()
-
-
 def import_dir(store: Store, path: Path | str, name: str = "t:1") -> DirRef:
     return read_layer(store, import_directory(store, str(path), parse_name(name), AUTHOR)).root
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from treecompare import FIELDS, ROOT, assert_same_tree, compare, snapshot
+
+from tests.treecompare import FIELDS, ROOT, assert_same_tree, compare, snapshot
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root")
@@ -428,7 +429,7 @@ def test_ignore_rejects_unknown_field(tree: Path):
 
 
 def test_fields_are_documented():
-    import treecompare
+    import tests.treecompare as treecompare
 
     for name in FIELDS:
         assert name in (treecompare.__doc__ or "")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import os
 import time
 
@@ -13,37 +11,18 @@ from layerctl import demo
 from layerctl.containers import api
 from layerctl.store.diff import diff
 from layerctl.store.layers import read_layer
-from layerctl.store.repo import Store
 from layerctl.tui.app import LayerctlApp
 from layerctl.tui.screens.commit import CommitDialog
 from layerctl.tui.screens.dialogs import ConfirmDialog
 from layerctl.tui.widgets.changes import ChangeList
 from layerctl.tui.widgets.files import FileTree
-
-SIZE = (160, 48)
-
-
-def sync(fn):
-    """Run an async test with asyncio (no async pytest plugin needed)."""
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        asyncio.run(fn(*args, **kwargs))
-
-    return run
+from tests.tuihelpers import SIZE, sync, wait_for
 
 
 @pytest.fixture(autouse=True)
 def _config(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERCTL_CONFIG", str(tmp_path / "config.toml"))
     monkeypatch.setenv("LAYERCTL_AUTHOR", "Tester <tester@example.com>")
-
-
-@pytest.fixture
-def store(store_root):
-    s = Store(str(store_root))
-    yield s
-    s.close()
 
 
 @pytest.fixture
@@ -54,14 +33,6 @@ def container(store):
     for name in ("a.txt", "b.txt", "c.txt"):
         demo.write_pending(store, c.name, name, f"{name} content\n")
     return c.name
-
-
-async def wait_for(pilot, condition, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
 
 
 def changes_of(app) -> ChangeList:

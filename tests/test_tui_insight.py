@@ -10,7 +10,6 @@ import os
 import pytest
 
 from layerctl.history import resolve_target
-from layerctl.store.repo import Store
 from layerctl.tui.app import LayerctlApp
 from layerctl.tui.screens.blame import BlameScreen
 from layerctl.tui.screens.main import MainScreen
@@ -19,7 +18,7 @@ from layerctl.tui.widgets.files import FileTree
 from layerctl.waste import analyze, default_base
 from layerctl.words import human_size
 from tests.layerhelpers import commit_edit, import_dir, put_file
-from tests.test_tui import SIZE, sync, wait_for
+from tests.tuihelpers import SIZE, sync, wait_for
 
 IMAGE = "wimg:latest"
 
@@ -28,13 +27,6 @@ IMAGE = "wimg:latest"
 def _config(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERCTL_CONFIG", str(tmp_path / "config.toml"))
     monkeypatch.setenv("LAYERCTL_AUTHOR", "Tester <tester@example.com>")
-
-
-@pytest.fixture
-def store(store_root):
-    s = Store(str(store_root))
-    yield s
-    s.close()
 
 
 def _put(path: bytes, size: int):

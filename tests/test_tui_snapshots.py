@@ -15,7 +15,6 @@ import pytest
 
 from layerctl import demo
 from layerctl.containers import api
-from layerctl.store.repo import Store
 from layerctl.tui.app import LayerctlApp
 from layerctl.tui.widgets.changes import ChangeList
 from layerctl.tui.widgets.files import FileTree
@@ -29,13 +28,6 @@ CLOCK = demo.EPOCH + 3 * 86400  # three days after the demo's first layer
 def _env(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERCTL_CONFIG", str(tmp_path / "config.toml"))
     monkeypatch.setenv("LAYERCTL_AUTHOR", "李雷 <lilei@example.com>")
-
-
-@pytest.fixture
-def store(store_root):
-    s = Store(str(store_root))
-    yield s
-    s.close()
 
 
 @pytest.fixture

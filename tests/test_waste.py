@@ -26,17 +26,11 @@ from layerctl.images import parse_name
 from layerctl.importer import import_directory
 from layerctl.store.repo import Store
 from layerctl.words import humanize_bytes
-from tests.layerhelpers import commit_edit, put_file
-from tests.test_containers import Mounted, _sh
-from tests.test_interchange_tools import Podman
+from tests.interchange_helpers import Podman
+from tests.layerhelpers import Mounted, commit_edit, put_file, sh
 
 AUTHOR = "Jane <jane@example.com>"
 MB = 1_000_000
-
-
-@pytest.fixture
-def store(container_store: Store) -> Store:
-    return container_store
 
 
 def _write(path: Path, size: int, fill: bytes = b"x") -> None:
@@ -87,9 +81,9 @@ def built(store: Store, tmp_path: Path, needs_root):
             ("hardlinks", "mkdir hl; head -c 40000 /dev/urandom > hl/a; ln hl/a hl/b"),
         ]
         for message, cmd in steps:
-            _sh(cmd, root)
+            sh(cmd, root)
             layers.append(C.commit(store, "wc", message=message, author=AUTHOR).layer_id)
-        _sh("head -c 3500 /dev/zero > app/conf", root)  # pending: the "(uncommitted)" layer
+        sh("head -c 3500 /dev/zero > app/conf", root)  # pending: the "(uncommitted)" layer
         yield layers
 
 

@@ -1,0 +1,28 @@
+"""Running Textual apps in tests: the terminal size, async tests without a plugin,
+waiting for a condition under Pilot."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+
+SIZE = (160, 48)
+
+
+def sync(fn):
+    """Run an async test with asyncio (no async pytest plugin needed)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        asyncio.run(fn(*args, **kwargs))
+
+    return run
+
+
+async def wait_for(pilot, condition, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
