@@ -20,7 +20,7 @@ from layerctl.store.fstree import lookup
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, Meta
 from layerctl.store.repo import Store
-from tests.layerhelpers import commit_edit, import_dir, put_file, release_containers
+from tests.layerhelpers import commit_edit, import_dir, put_file
 from tests.treecompare import compare
 
 DIRMETA = Meta(DIR, 0o755, 0, 0, 1_700_000_000_000_000_000)
@@ -34,13 +34,6 @@ def _rootfs(top: Path) -> Path:
     (root / "usr/bin").mkdir(parents=True)
     (root / "usr/bin/tool").write_text("#!/bin/sh\n")
     return root
-
-
-@pytest.fixture
-def store(store_root: Path):
-    s = Store(str(store_root))
-    yield s
-    release_containers(s)
 
 
 @pytest.fixture

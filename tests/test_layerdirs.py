@@ -70,11 +70,6 @@ def _dir_meta(mode: int = 0o755, mtime: int = MTIME) -> Meta:
     return Meta(DIR, mode, 0, 0, mtime, 0)
 
 
-@pytest.fixture
-def store(container_store: Store) -> Store:
-    return container_store
-
-
 # -- a small image with every kind of change --------------------------------------------
 
 

@@ -82,13 +82,6 @@ def test_merge3_conflict_markers_and_missing_newline():
 # -- trees -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(str(tmp_path / "store"))
-    yield s
-    s.close()
-
-
 def f(size: int = 0, mode: int = 0o644, uid: int = 0, mtime: int = T0) -> Meta:
     return Meta(FILE, mode, uid, 0, mtime, size)
 

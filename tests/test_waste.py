@@ -26,7 +26,6 @@ from layerctl.images import parse_name
 from layerctl.importer import import_directory
 from layerctl.store.repo import Store
 from layerctl.words import humanize_bytes
-from tests.interchange_helpers import Podman
 from tests.layerhelpers import Mounted, commit_edit, put_file, sh
 
 AUTHOR = "Jane <jane@example.com>"
@@ -245,16 +244,6 @@ def _archive(path: Path, layers: list[tuple[str, bytes]], tag: str) -> None:
         add("manifest.json", json.dumps([{"Config": "config.json", "RepoTags": [tag],
                                           "Layers": [f"l{i}/layer.tar"
                                                      for i in range(len(layers))]}]).encode())
-
-
-@pytest.fixture
-def podman(tmp_path_factory, needs_tool, needs_root):
-    needs_tool("podman")
-    p = Podman(tmp_path_factory.mktemp("podman"))
-    try:
-        yield p
-    finally:
-        p.cleanup()
 
 
 @pytest.fixture
