@@ -111,12 +111,12 @@ def apply_tree(store: object, c: Container, old: DirRef, new: DirRef,
             for step in reversed(plan):
                 if _dir_meta_only(step):
                     _apply_meta_at(tree.dir_fd(step.path), None, step.new)
-            if new_root != old_root:
-                _apply_meta_at(tree.dir_fd(b""), None, new_root)
             from . import rootless
 
             rmap = rootless.load(state_dir(store, c.id)) if c.driver == "vfs" else None
             _settle_parents(tree, BaseTree(store, settle or old), plan, plan, plan, rmap)
+            if new_root != old_root:  # last: every step above changes its times
+                _apply_meta_at(tree.dir_fd(b""), None, new_root)
         except Changed as e:
             raise Conflict(f"{path_text(e.path)} changed while being written back; "
                            "try again") from None
