@@ -4,96 +4,22 @@ command (refs, checkouts, a container's files and `status`), also after kill -9.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.test_crash_points import KILLED
-from tests.treecompare import compare, snapshot
+from tests.treecompare import compare
+from tests.undohelpers import Box, fscks, git, make_box
 
 pytestmark = pytest.mark.needs_root
 
 
-def _rootfs(top: Path) -> Path:
-    (top / "etc" / "conf.d").mkdir(parents=True)
-    (top / "etc" / "hostname").write_text("base\n")
-    (top / "etc" / "motd").write_text("one\ntwo\nthree\n")
-    (top / "etc" / "conf.d" / "a.conf").write_text("a=1\n")
-    (top / "etc" / "conf.d" / "b.conf").write_text("b=1\n")
-    (top / "usr" / "bin").mkdir(parents=True)
-    (top / "usr" / "bin" / "tool").write_bytes(b"\x7fELF\0tool")
-    (top / "usr" / "bin" / "tool").chmod(0o755)
-    (top / "srv").mkdir()
-    (top / "srv" / "old").write_text("old\n")
-    os.symlink("usr/bin", top / "bin")
-    return top
-
-
-def git(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "--git-dir", str(root), *args], capture_output=True, text=True)
-
-
-@dataclass
-class Box:
-    cli: object
-    root: Path
-    tmp: Path
-    merged: str
-
-    def refs(self) -> dict[str, str]:
-        out = git(self.root, "for-each-ref", "--format=%(refname) %(objectname)",
-                  "refs/images", "refs/containers").stdout
-        return dict(line.split() for line in out.splitlines())
-
-    def state(self) -> tuple:
-        """Refs, `status`, and every entry of the container's tree with its metadata."""
-        status = self.cli("status", "c1").stdout
-        return self.refs(), status, snapshot(self.merged)
-
-    def assert_state(self, expected: tuple) -> None:
-        refs, status, tree = self.state()
-        assert refs == expected[0]
-        assert status == expected[1]
-        assert compare(expected[2], tree) == []
-
-    def checkout(self, ref: str, name: str) -> dict:
-        dest = self.tmp / name
-        self.cli("checkout", ref, dest)
-        return snapshot(dest)
-
-    def edit(self) -> None:
-        """Changes of every kind: content, added file and dir, deleted file and dir,
-        mode, a symlink, a file replaced by a directory."""
-        m = Path(self.merged)
-        (m / "etc" / "motd").write_text("one\nTWO\nthree\n")
-        (m / "etc" / "new.conf").write_text("new\n")
-        (m / "opt" / "app").mkdir(parents=True)
-        (m / "opt" / "app" / "run").write_text("#!/bin/sh\n")
-        (m / "etc" / "hostname").unlink()
-        subprocess.run(["rm", "-rf", str(m / "etc" / "conf.d")], check=True)
-        (m / "usr" / "bin" / "tool").chmod(0o700)
-        os.symlink("/etc/motd", m / "etc" / "motd.link")
-        (m / "srv" / "old").unlink()
-        (m / "srv" / "old").mkdir()
-        (m / "srv" / "old" / "inside").write_text("x\n")
-
-
 @pytest.fixture
-def box(cli, store_root: Path, tmp_path: Path) -> Iterator[Box]:
-    from layerctl.store.repo import Store
-    from tests.layerhelpers import release_containers
-
-    cli("import", _rootfs(tmp_path / "src"), "small")
-    cli("create", "--name", "c1", "small")
-    merged = cli("mount", "c1").stdout.strip()
-    try:
-        yield Box(cli, store_root, tmp_path, merged)
-    finally:
-        release_containers(Store(str(store_root)))
+def box(cli, store_root: Path, tmp_path: Path) -> Iterator[Box]:  # noqa: ANN001
+    with make_box(cli, store_root, tmp_path) as b:
+        yield b
 
 
 def test_undo_reset_brings_back_every_pending_change(box: Box) -> None:
@@ -251,7 +177,7 @@ def test_kill_during_reset_loses_nothing(box: Box, point: str) -> None:
     before = box.state()
     r = box.cli("reset", "c1", check=False, env={"LAYERCTL_CRASH_AT": point})
     assert r.returncode == KILLED
-    _fscks(box)
+    fscks(box)
     box.cli("reset", "c1")
     box.cli("undo")
     box.assert_state(before)
@@ -270,10 +196,10 @@ def test_kill_during_undo_then_undo_again(box: Box, point: str) -> None:
         box.cli("rmi", "x:1")
     r = box.cli("undo", check=False, env={"LAYERCTL_CRASH_AT": point})
     assert r.returncode == KILLED
-    _fscks(box)
+    fscks(box)
     box.cli("undo")  # finishes the undo the kill cut short
     box.assert_state(before)
-    _fscks(box)
+    fscks(box)
 
 
 def test_kill_after_logging_a_move_that_never_landed(box: Box) -> None:
@@ -281,12 +207,6 @@ def test_kill_after_logging_a_move_that_never_landed(box: Box) -> None:
     r = box.cli("tag", "small", "x:1", check=False, env={"LAYERCTL_CRASH_AT": "ref.logged"})
     assert r.returncode == KILLED
     assert box.refs() == before
-    _fscks(box)
+    fscks(box)
     box.cli("undo")  # nothing to move back: the tag never moved
     assert box.refs() == before
-
-
-def _fscks(box: Box) -> None:
-    r = git(box.root, "fsck", "--strict")
-    assert r.returncode == 0 and "error" not in r.stderr.lower(), r.stdout + r.stderr
-    assert box.cli("fsck").returncode == 0

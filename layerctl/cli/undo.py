@@ -175,6 +175,8 @@ def _ask(question: str, keys: str) -> str:
         if not line:
             click.echo("")
             return "q"
+        if not sys.stdin.isatty():
+            click.echo(line.rstrip("\n"))  # a transcript reads as a terminal would show it
         answer = line.strip()[:1].lower()
         if answer in keys:
             return answer

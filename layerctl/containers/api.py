@@ -409,7 +409,7 @@ def _chosen(store: object, p: Pending, choose: Chooser) -> tuple[list[Change], l
     whole, parts = [], []
     for choice in choose(patches(store, p)):
         ch = choice.patch.change
-        if choice.hunks is None or len(choice.hunks) == len(choice.patch.hunks):
+        if choice.hunks is None:
             whole.append(ch.path)
         elif choice.hunks:
             parts.append((ch, choice.patch.partial(choice.hunks)))
