@@ -210,3 +210,48 @@ def test_kill_after_logging_a_move_that_never_landed(box: Box) -> None:
     fscks(box)
     box.cli("undo")  # nothing to move back: the tag never moved
     assert box.refs() == before
+
+
+# -- the TUI's z ----------------------------------------------------------------------
+
+
+def test_tui_z_undoes_a_reset(store_root: Path, monkeypatch: pytest.MonkeyPatch,
+                              tmp_path: Path) -> None:
+    import asyncio
+
+    from layerctl import demo
+    from layerctl.containers import api
+    from layerctl.store.repo import Store
+    from layerctl.tui.app import LayerctlApp
+    from layerctl.tui.screens.dialogs import ConfirmDialog
+    from tests.layerhelpers import release_containers
+    from tests.test_tui import SIZE, changes_of, wait_for
+
+    monkeypatch.setenv("LAYERCTL_CONFIG", str(tmp_path / "config.toml"))
+    store = Store(str(store_root))
+    layers = demo.build_image(store)
+    c, _ = api.create(store, demo.IMAGE, name="web")
+    for name in ("a.txt", "b.txt", "c.txt"):
+        demo.write_pending(store, c.name, name, f"{name} content\n")
+    before = api.status(store, "web")
+
+    async def run() -> None:
+        app = LayerctlApp(store, container="web")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: len(changes_of(app).changes) == 3)
+            stack = app.screen.stack
+            stack.focus()
+            stack.move_cursor(row=stack.get_row_index(layers[1]))
+            await pilot.press("R")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not changes_of(app).changes, what="reset")
+            await pilot.press("z")
+            await wait_for(pilot, lambda: len(changes_of(app).changes) == 3, what="undo")
+
+    try:
+        asyncio.run(run())
+        assert store.ref(api.resolve(store, "web").ref) == layers[-1]
+        assert api.status(store, "web") == before
+    finally:
+        release_containers(store)
