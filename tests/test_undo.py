@@ -255,3 +255,37 @@ def test_tui_z_undoes_a_reset(store_root: Path, monkeypatch: pytest.MonkeyPatch,
         assert api.status(store, "web") == before
     finally:
         release_containers(store)
+
+
+# -- pull re-tag -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    from tests.registryhelpers import Registry
+
+    monkeypatch.setenv("LAYERCTL_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    reg = Registry(tmp_path / "registry")
+    try:
+        reg.start()
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.mark.needs_tool("docker-registry")
+def test_undo_pull_retag(box: Box, registry: object) -> None:
+    ref = f"{registry.host}/app:1"
+    box.cli("push", "-q", "small", ref)
+    box.cli("pull", "-q", ref)
+    (Path(box.merged) / "etc" / "hostname").write_text("newer\n")
+    box.cli("commit", "-q", "c1", "small:2")
+    box.cli("push", "-q", "small:2", ref)
+    before = box.state()
+    pulled_before = _layer(box, ref)
+    box.cli("pull", "-q", ref)  # the tag moves to the newer image
+    assert _layer(box, ref) != pulled_before
+    box.cli("undo")
+    box.assert_state(before)
+    assert _layer(box, ref) == pulled_before
