@@ -227,17 +227,24 @@ _REFLOG_AT = re.compile(r"^(?P<name>.+)@\{(?P<n>\d+)\}\Z")
 
 
 def reflog_ref(store: object, text: str) -> str:
-    """The ref an `IMAGE` or `CONTAINER` names, for its reflog (`IMAGE@{n}`)."""
-    try:
-        return parse_name(text).ref
-    except InvalidName:
-        pass
+    """The ref an `IMAGE` or `CONTAINER` names, for its reflog (`NAME@{n}`): an
+    image tag that exists or existed, else a container, else the tag."""
+    import os
+
     from layerctl.containers.state import find
 
+    try:
+        ref = parse_name(text).ref
+    except InvalidName:
+        ref = None
+    if ref and (store.ref(ref) or os.path.exists(os.path.join(store.root, "logs", ref))):
+        return ref
     c = find(store, text)
-    if c is None:
+    if c is not None:
+        return c.ref
+    if ref is None:
         raise NotFound(f"no such image or container: {text}")
-    return c.ref
+    return ref
 
 
 def _resolve_reflog(store: object, name: str, n: int) -> str:

@@ -14,6 +14,7 @@ Snapshot refs (refs/undo/...) are never removed by undo: they are what it needs.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from layerctl import faults
@@ -70,6 +71,7 @@ def _pick(entries: list[Entry]) -> str | None:
 def plan(store: object) -> Plan:
     """What `undo` would do now (nothing changed)."""
     from layerctl.containers.state import REF_PREFIX as CONTAINER_REFS
+    from layerctl.containers.state import state_dir
 
     entries = journal.read_journal(store.root)
     target = _pick(entries)
@@ -88,8 +90,16 @@ def plan(store: object) -> Plan:
         ref, old, new = e.fields[0], _null(e.fields[1]), _null(e.fields[2])
         if ref.startswith("refs/undo/"):
             continue  # the snapshots undo needs stay
-        if ref.startswith(CONTAINER_REFS) and ref[len(CONTAINER_REFS):] in seen:
+        cid = ref[len(CONTAINER_REFS):] if ref.startswith(CONTAINER_REFS) else None
+        if cid in seen:
             continue  # put back with the container's snapshot
+        if cid is not None and not os.path.isfile(os.path.join(state_dir(store, cid),
+                                                                "state.json")):
+            # removed (rm): a base ref alone would be a container without files
+            if old is not None:
+                p.notes.append(f"container {cid[:12]} was removed: its base layer "
+                               f"{old[:12]} is not brought back")
+            continue
         now = virtual[ref] if ref in virtual else store.ref(ref)
         if now == old:
             continue  # already back (an undo a crash stopped, or a move that never landed)

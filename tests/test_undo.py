@@ -168,6 +168,25 @@ def _layer(box: Box, ref: str) -> str:
     return json.loads(box.cli("inspect", ref).stdout)[0]["Layerctl"]["Layer"]
 
 
+def test_container_reflog_and_base_at_n(box: Box) -> None:
+    first = box.refs()[_cref(box)]
+    (Path(box.merged) / "etc" / "hostname").write_text("second\n")
+    second = box.cli("commit", "-q", "c1").stdout.strip()
+    out = box.cli("reflog", "c1").stdout.splitlines()
+    assert out[0] == f"{second[:12]} c1@{{0}}: commit: container c1"
+    assert out[1].startswith(f"{first[:12]} c1@{{1}}: create:")
+    assert _layer(box, "c1@{1}") == first
+
+
+def test_undo_of_rm_does_not_make_a_container_without_files(box: Box) -> None:
+    box.cli("create", "--name", "c2", "small")
+    box.cli("rm", "c2")
+    out = box.cli("undo").stdout
+    assert "was removed" in out
+    assert "c2" not in box.cli("ps", "-a").stdout
+    fscks(box)
+
+
 # -- crashes ---------------------------------------------------------------------------
 
 
