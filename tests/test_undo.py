@@ -34,6 +34,32 @@ def test_undo_reset_brings_back_every_pending_change(box: Box) -> None:
     assert box.cli("fsck").returncode == 0
 
 
+def test_undo_reset_hardlinks_opaque_dirs_xattrs_fifos(box: Box) -> None:
+    box.edit_more()
+    before = box.state()
+    assert "C /etc/conf.d" in before[1] and "A /opt/two" in before[1]
+    box.cli("reset", "c1")
+    box.cli("undo")
+    box.assert_state(before)
+    tree = before[2]
+    assert tree[b"opt/two"].hardlink is not None  # still one inode, as before
+
+
+@pytest.mark.parametrize("edits", ["edit", "edit_more"])
+def test_undo_reset_and_stash_on_vfs(cli, store_root: Path, tmp_path: Path,  # noqa: ANN001
+                                     edits: str) -> None:
+    with make_box(cli, store_root, tmp_path, "vfs") as b:
+        getattr(b, edits)()
+        before = b.state()
+        b.cli("reset", "c1")
+        assert b.cli("status", "c1").stdout == ""
+        b.cli("undo")
+        b.assert_state(before)
+        b.cli("stash", "push", "c1")
+        b.cli("stash", "pop", "c1")
+        b.assert_state(before)
+
+
 def test_undo_reset_to_another_layer(box: Box) -> None:
     (Path(box.merged) / "etc" / "hostname").write_text("first\n")
     first = box.cli("commit", "-q", "c1").stdout.strip()

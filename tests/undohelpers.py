@@ -77,15 +77,31 @@ class Box:
         (m / "srv" / "old").mkdir()
         (m / "srv" / "old" / "inside").write_text("x\n")
 
+    def edit_more(self) -> None:
+        """Harder kinds: a hardlink pair, a directory replaced (opaque), an xattr, a
+        fifo, an emptied directory."""
+        m = Path(self.merged)
+        (m / "opt").mkdir(exist_ok=True)
+        (m / "opt" / "one").write_text("linked\n")
+        os.link(m / "opt" / "one", m / "opt" / "two")
+        os.link(m / "usr" / "bin" / "tool", m / "usr" / "bin" / "tool2")
+        subprocess.run(["rm", "-rf", str(m / "etc" / "conf.d")], check=True)
+        (m / "etc" / "conf.d").mkdir()
+        (m / "etc" / "conf.d" / "c.conf").write_text("c=1\n")
+        os.setxattr(m / "etc" / "motd", "user.note", b"kept")
+        os.mkfifo(m / "srv" / "pipe")
+        (m / "srv" / "old").unlink()
+
 
 @contextlib.contextmanager
-def make_box(cli, store_root: Path, tmp_path: Path) -> Iterator[Box]:  # noqa: ANN001
+def make_box(cli, store_root: Path, tmp_path: Path,  # noqa: ANN001
+             driver: str = "overlay") -> Iterator[Box]:
     """Image "small" and container c1 on it, mounted; unmounted afterwards."""
     from layerctl.store.repo import Store
     from tests.layerhelpers import release_containers
 
     cli("import", _rootfs(tmp_path / "src"), "small")
-    cli("create", "--name", "c1", "small")
+    cli("create", "--driver", driver, "--name", "c1", "small")
     merged = cli("mount", "c1").stdout.strip()
     try:
         yield Box(cli, store_root, tmp_path, merged)

@@ -156,12 +156,23 @@ def cli(ctx: click.Context, root: str | None) -> None:
     _root = root
 
 
+def _no_secrets(args: list[str]) -> list[str]:
+    """The command line as the undo journal records it, without login's password."""
+    if "login" not in args:
+        return args
+    out = []
+    for prev, arg in zip(["", *args], args, strict=False):
+        hidden = prev in ("-p", "--password") or arg.startswith(("--password=", "-p="))
+        out.append("***" if hidden else arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     # One command, one undoable operation (store/journal.py); the TUI's actions are
     # each their own.
     op = contextlib.nullcontext() if {"tui", "demo"} & set(args) else journal.operation(
-        "layerctl " + " ".join(args))
+        "layerctl " + " ".join(_no_secrets(args)))
     try:
         with op:
             cli.main(args=args, prog_name="layerctl", standalone_mode=False)
