@@ -93,6 +93,9 @@ def plan(store: object) -> Plan:
         cid = ref[len(CONTAINER_REFS):] if ref.startswith(CONTAINER_REFS) else None
         if cid in seen:
             continue  # put back with the container's snapshot
+        if cid is not None and old is None:
+            p.notes.append(f"container {cid[:12]} was created: `layerctl rm` removes it")
+            continue
         if cid is not None and not os.path.isfile(os.path.join(state_dir(store, cid),
                                                                 "state.json")):
             # removed (rm): a base ref alone would be a container without files

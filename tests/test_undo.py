@@ -204,6 +204,14 @@ def test_container_reflog_and_base_at_n(box: Box) -> None:
     assert _layer(box, "c1@{1}") == first
 
 
+def test_undo_of_create_leaves_a_working_container(box: Box) -> None:
+    box.cli("create", "--name", "c2", "small")
+    out = box.cli("undo").stdout
+    assert "was created" in out
+    assert box.cli("status", "c2").returncode == 0
+    fscks(box)
+
+
 def test_undo_of_rm_does_not_make_a_container_without_files(box: Box) -> None:
     box.cli("create", "--name", "c2", "small")
     box.cli("rm", "c2")
