@@ -4,6 +4,7 @@ command (refs, checkouts, a container's files and `status`), also after kill -9.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,6 +220,55 @@ def test_undo_of_rm_does_not_make_a_container_without_files(box: Box) -> None:
     assert "was removed" in out
     assert "c2" not in box.cli("ps", "-a").stdout
     fscks(box)
+
+
+def test_concurrent_moves_are_each_logged_once_in_order(box: Box) -> None:
+    """Logging happens under the ref's lock: racing writers give a reflog whose lines
+    chain (each old value is the previous line's new one), one line per move."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from layerctl.store.journal import read_reflog
+
+    other = box.cli("commit", "--allow-empty", "-q", "c1").stdout.strip()
+    small = box.refs()["refs/images/small/_tags/latest"]
+    script = ("import sys; from layerctl.store.repo import Store; "
+              "from layerctl.images import parse_name, set_tag; s = Store(sys.argv[1]); "
+              "[set_tag(s, parse_name('x:1'), sys.argv[2 + i % 2]) for i in range(20)]")
+
+    def run(k: int) -> int:
+        first, second = (small, other) if k % 2 else (other, small)
+        return subprocess.run([sys.executable, "-c", script, str(box.root), first, second],
+                              capture_output=True).returncode
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(run, range(4))) == [0, 0, 0, 0]
+    log = read_reflog(str(box.root), "refs/images/x/_tags/1")
+    assert len(log) >= 20
+    assert log[0].old is None
+    for prev, entry in zip(log, log[1:], strict=False):
+        assert entry.old == prev.new and entry.new != entry.old
+    assert log[-1].new == box.refs()["refs/images/x/_tags/1"]
+    journal = (box.root / "undo" / "journal").read_text().splitlines()
+    assert sum("\trefs/images/x/_tags/1\t" in line for line in journal) == len(log)
+
+
+def test_undo_of_a_busy_container_is_one_line(box: Box) -> None:
+    from layerctl.containers.state import locked, resolve
+    from layerctl.store.repo import Store
+
+    box.edit()
+    box.cli("reset", "c1")
+    store = Store(str(box.root))
+    try:
+        with locked(store, resolve(store, "c1")):
+            r = box.cli("undo", check=False)
+    finally:
+        store.close()
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    box.cli("undo")  # once free, the undo (begun, not done) is finished
+    assert "C /etc/motd\n" in box.cli("status", "c1").stdout
 
 
 # -- crashes ---------------------------------------------------------------------------
