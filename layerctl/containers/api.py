@@ -8,6 +8,7 @@ import shutil
 import stat
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.beneath import GONE, Changed, Tree, fd_path
@@ -26,7 +27,6 @@ from . import links as links_mod
 from . import overlay, rootless, vfs
 from .changes import BaseTree, HashCache, Scan, scan
 from .configedit import apply_changes
-from .hunks import Chooser
 from .links import walk_key
 from .state import (
     Container,
@@ -40,6 +40,9 @@ from .state import (
     state_dir,
 )
 from .view import View
+
+if TYPE_CHECKING:
+    from .hunks import Chooser  # imports the patch renderer: only `commit --patch` needs it
 
 DRIVERS = ("overlay", "vfs")
 
