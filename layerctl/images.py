@@ -186,7 +186,7 @@ def remove_tag(store: object, name: ImageName) -> str:
     if current is None:
         raise NotFound(f"no such image: {name}")
     with _tag_errors(name):
-        store.delete_ref(name.ref, current)
+        store.delete_ref(name.ref, current, f"rmi {name}")
     return current
 
 
@@ -223,7 +223,47 @@ def resolve(store: object, text: str) -> str:
     return layer_id
 
 
+_REFLOG_AT = re.compile(r"^(?P<name>.+)@\{(?P<n>\d+)\}\Z")
+
+
+def reflog_ref(store: object, text: str) -> str:
+    """The ref an `IMAGE` or `CONTAINER` names, for its reflog (`NAME@{n}`): an
+    image tag that exists or existed, else a container, else the tag."""
+    import os
+
+    from layerctl.containers.state import find
+
+    try:
+        ref = parse_name(text).ref
+    except InvalidName:
+        ref = None
+    if ref and (store.ref(ref) or os.path.exists(os.path.join(store.root, "logs", ref))):
+        return ref
+    c = find(store, text)
+    if c is not None:
+        return c.ref
+    if ref is None:
+        raise NotFound(f"no such image or container: {text}")
+    return ref
+
+
+def _resolve_reflog(store: object, name: str, n: int) -> str:
+    """`name@{n}`: the value the ref had n moves ago, as in git (@{0} is now)."""
+    from layerctl.store.journal import read_reflog
+
+    log = read_reflog(store.root, reflog_ref(store, name))
+    if n >= len(log):
+        raise NotFound(f"{name}@{{{n}}}: its reflog has only {len(log)} entries")
+    value = log[len(log) - 1 - n].new
+    if value is None:
+        raise NotFound(f"{name}@{{{n}}}: the image was deleted at that point")
+    return value
+
+
 def _resolve_base(store: object, base: str) -> str:
+    at = _REFLOG_AT.match(base)
+    if at:
+        return _resolve_reflog(store, at["name"], int(at["n"]))
     name = None
     try:
         name = parse_name(base)

@@ -66,17 +66,28 @@ def test_core_modules_import_the_core_only():
 # inside functions included): docs/design-notes.md "Where things live" explains each.
 LAYERS: list[tuple[str, set[str]]] = [
     ("base", {"errors", "words", "faults", "atomic", "beneath", "hashing"}),
-    ("store", {"store"}),
-    ("format", {"changeset", "compress"}),
-    ("images", {"images", "importer", "remotes", "identity"}),
+    ("store", {"store", "identity"}),
+    ("format", {"changeset", "compress", "patch"}),
+    ("images", {"images", "importer", "remotes"}),
     ("runtime", {"runtime"}),
     ("containers", {"containers"}),
     ("oci", {"oci"}),
     ("uses", {"history", "packages", "pkgversion", "blame", "bisect", "waste", "divecompat",
-              "diveci", "browse", "patch", "prune", "demo", "gotemplate", "fsck", "pkgdb",
-              "merge", "rewrite"}),
+              "diveci", "browse", "prune", "demo", "gotemplate", "fsck", "pkgdb",
+              "merge", "rewrite", "undo"}),
     ("fronts", {"cli", "tui", "__main__"}),
 ]
+
+
+# Imports inside a function that go against the order or close a cycle, each with
+# why it is there; nothing else may (a module-level one never). Each is a debt.
+LAZY_EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("layerctl.images", "layerctl.containers.state"):
+        "NAME@{n} also names a container's base, whose ref is found by the container's name",
+    ("layerctl.containers.snapshots", "layerctl.containers.api"):
+        "a snapshot writes back through restore's fd-based helpers, which live in api "
+        "until api is split (lifecycle / commit / restore)",
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -102,12 +113,15 @@ def _resolve(name: str) -> str:
     return name
 
 
-def _edges(module: str) -> set[str]:
-    """The layerctl modules `module` imports (a `from PKG import sub` counts as sub)."""
+def _edges(module: str, lazy_exceptions: bool = True) -> set[str]:
+    """The layerctl modules `module` imports (a `from PKG import sub` counts as sub),
+    less the LAZY_EXCEPTIONS (unless `lazy_exceptions` is False)."""
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top_level = {id(n) for n in tree.body}
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out.update(_resolve(a.name) for a in node.names if a.name.startswith("layerctl."))
         elif isinstance(node, ast.ImportFrom):
@@ -121,10 +135,19 @@ def _edges(module: str) -> set[str]:
             else:
                 continue
             subs = [f"{source}.{a.name}" for a in node.names if f"{source}.{a.name}" in MODULES]
-            out.update(subs if len(subs) == len(node.names) else [*subs, _resolve(source)])
+            found = subs if len(subs) == len(node.names) else [*subs, _resolve(source)]
+            if lazy_exceptions and id(node) not in top_level:
+                found = [t for t in found if (module, t) not in LAZY_EXCEPTIONS]
+            out.update(found)
     out.discard(module)
     out.discard("layerctl")
     return out
+
+
+def test_lazy_exceptions_are_real_and_lazy():
+    for (module, target), why in LAZY_EXCEPTIONS.items():
+        assert why and target in _edges(module, lazy_exceptions=False), (module, target)
+        assert target not in _edges(module), f"{module} imports {target} at module level"
 
 
 def test_every_module_has_a_layer():

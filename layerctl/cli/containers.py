@@ -257,18 +257,26 @@ class _CommitCommand(click.Command):
 @click.option("-c", "--change", "changes", multiple=True,
               help="Apply a Dockerfile instruction (CMD, ENV, ...) to the image config.")
 @click.option("--allow-empty", is_flag=True, help="Commit even when nothing changed.")
+@click.option("--patch", is_flag=True, help="Choose the hunks to commit (git add -p style).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the layer id.")
 @click.argument("container")
 @click.argument("repository", required=False)
 @click.pass_context
 def commit_cmd(ctx: click.Context, message: str, author: str | None, changes: tuple[str, ...],
-               allow_empty: bool, quiet: bool, container: str, repository: str | None) -> None:
-    """Commit a container's changes (or only those under -- PATH...) as a new layer."""
+               allow_empty: bool, patch: bool, quiet: bool, container: str,
+               repository: str | None) -> None:
+    """Commit a container's changes (or only those under -- PATH..., or the hunks
+    chosen with --patch) as a new layer."""
     store = open_store(ctx)
     paths = ctx.meta.get("commit_paths", ())
+    if patch and paths:
+        raise BadInput("--patch and -- PATH... cannot be combined")
+    choose = None
+    if patch:
+        from layerctl.cli.undo import choose_hunks as choose
     result = _containers().commit(
         store, container, message=message, author=author, instructions=list(changes),
-        tag=repository, paths=paths, allow_empty=allow_empty,
+        tag=repository, paths=paths, allow_empty=allow_empty, choose=choose,
     )
     if quiet:
         click.echo(result.layer_id)
@@ -349,18 +357,7 @@ def patch_lines(store: object, p: object, ch: object) -> list[str]:
     """A git-style patch for one pending change; new content is read (bounded) from
     the container, from the very entry the scan saw (one swapped in since is refused,
     not shown as this change)."""
-    from layerctl.beneath import Changed
-    from layerctl.containers.changes import read_entry
-    from layerctl.errors import Conflict
+    from layerctl.containers.hunks import reader
     from layerctl.patch import render_patch
 
-    def read_new(limit: int) -> bytes:
-        obs = p.scan.observed.get(ch.path)
-        if obs is None:
-            return b""
-        try:
-            return read_entry(p.view, obs.real, obs.st, limit) or b""
-        except Changed:
-            raise Conflict(f"{path_text(ch.path)} changed while being read; try again") from None
-
-    return render_patch(ch, store, read_new)
+    return render_patch(ch, store, reader(p, ch))

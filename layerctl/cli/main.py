@@ -5,6 +5,7 @@ User errors (LayerctlError) print one line and exit non-zero, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -12,6 +13,7 @@ import sys
 import click
 
 from layerctl.errors import LayerctlError, NoSpace, is_no_space
+from layerctl.store import journal
 
 # name -> (module, function, short help). Modules load only when their command runs.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -102,6 +104,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "revert": ("layerctl.cli.history_edit", "revert_cmd", "Apply the inverse of a layer"),
     "squash": ("layerctl.cli.history_edit", "squash_cmd", "Fold a range of layers into one"),
     "split": ("layerctl.cli.history_edit", "split_cmd", "Move paths of a layer to their own"),
+
+    # nothing is lost (layerctl/cli/undo.py)
+    "reflog": ("layerctl.cli.undo", "reflog_cmd", "Show where tags and container bases have been"),
+    "undo": ("layerctl.cli.undo", "undo_cmd", "Bring back the state before the last command"),
+    "stash": ("layerctl.cli.undo", "stash_cmd", "Save a container's pending changes for later"),
     # terminal UI (layerctl/cli/tui.py)
     "tui": ("layerctl.cli.tui", "tui_cmd", "Open the terminal UI"),
     "demo": ("layerctl.cli.tui", "demo_cmd", "Build a sample image and container and open the UI"),
@@ -156,9 +163,26 @@ def cli(ctx: click.Context, root: str | None) -> None:
     _root = root
 
 
+def _no_secrets(args: list[str]) -> list[str]:
+    """The command line as the undo journal records it, without login's password."""
+    if "login" not in args:
+        return args
+    out = []
+    for prev, arg in zip(["", *args], args, strict=False):
+        hidden = prev in ("-p", "--password") or arg.startswith(("--password=", "-p="))
+        out.append("***" if hidden else arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    # One command, one undoable operation (store/journal.py); the TUI's actions are
+    # each their own.
+    op = contextlib.nullcontext() if {"tui", "demo"} & set(args) else journal.operation(
+        "layerctl " + " ".join(_no_secrets(args)))
     try:
-        cli.main(args=argv, prog_name="layerctl", standalone_mode=False)
+        with op:
+            cli.main(args=args, prog_name="layerctl", standalone_mode=False)
     except LayerctlError as e:
         click.echo(f"layerctl: {e}", err=True)
         sys.exit(e.exit_code)

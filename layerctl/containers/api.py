@@ -8,6 +8,7 @@ import shutil
 import stat
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.beneath import GONE, Changed, Tree, fd_path
@@ -38,6 +39,9 @@ from .state import (
     state_dir,
 )
 from .view import View
+
+if TYPE_CHECKING:
+    from .hunks import Chooser  # imports the patch renderer: only `commit --patch` needs it
 
 DRIVERS = ("overlay", "vfs")
 
@@ -76,6 +80,7 @@ def create(
         links_mod.load(store, layer_id, read_layer(store, layer_id).root)
         faults.point("create.prepare-driver")
         if driver == "overlay":
+            layerdirs.stack(store, layer_id)
             overlay.prepare(store, state, layer_id)
             c.lower = layer_id
         else:
@@ -327,12 +332,25 @@ def commit(
     tag: str | None = None,
     paths: tuple[str, ...] | list[str] = (),
     allow_empty: bool = False,
+    choose: Chooser | None = None,
 ) -> CommitResult:
-    """Turn the container's changes (all, or those under `paths`) into a layer on its
-    base, move the base there and optionally tag it. The upper dir / rootfs is not
-    touched: committed changes simply stop differing from the new base."""
+    """Turn the container's changes (all, or those under `paths`, or what `choose`
+    picks of them: hunk staging, containers/hunks.py) into a layer on its base, move
+    the base there and optionally tag it. The upper dir / rootfs is not touched:
+    committed changes simply stop differing from the new base."""
+    from layerctl.store.journal import operation
+
+    with operation(f"commit {ref}"):  # the container's base and the tag: one undo
+        return _commit(store, ref, message, author, instructions, tag, paths, allow_empty,
+                       choose)
+
+
+def _commit(store: object, ref: str, message: str, author: str | None,
+            instructions: list[str] | None, tag: str | None, paths: tuple[str, ...] | list[str],
+            allow_empty: bool, choose: Chooser | None) -> CommitResult:
     from layerctl.identity import author_or_default
     from layerctl.images import parse_name, tag_new_layer
+
 
     c = resolve(store, ref)
     who = author_or_default(author)
@@ -343,8 +361,14 @@ def commit(
         base_id = p.base_id
         layer = read_layer(store, base_id)
         changes = select(p.changes, selected_paths) if selected_paths is not None else p.changes
+        parts: list[tuple[Change, bytes]] = []
+        if choose is not None:
+            changes, parts = _chosen(store, p, choose)
+            selected_paths = [ch.path for ch in changes] + [ch.path for ch, _ in parts]
         config = apply_changes(layer.config, list(instructions or []))
-        if not changes and not instructions and not allow_empty:
+        if not changes and not parts and not instructions and not allow_empty:
+            if choose is not None:
+                raise NothingToCommit("nothing chosen to commit")
             if selected_paths is not None and p.changes:
                 shown = ", ".join(path_text(s) for s in selected_paths)
                 raise NothingToCommit(f"nothing to commit under {shown} in container {c.name}")
@@ -352,6 +376,9 @@ def commit(
         editor = TreeEditor(store, layer.root)
         with store.pack_writer() as writer:
             size = apply_changes_to(editor, writer, p, changes, "committed")
+            for ch, data in parts:  # files committed in part: their blob is made here
+                editor.set_file(ch.path, replace(ch.new, size=len(data)), writer.add(BLOB, data))
+                size += len(data)
             if selected_paths is None and p.scan.root is not None:
                 editor.set_dir(b"", p.scan.root)
             new_root = editor.write(writer)
@@ -374,7 +401,42 @@ def commit(
         # read as a failed commit (the changes are no longer pending).
         faults.point("commit.move-tag")
         tag_new_layer(store, name, new_id, f"committed container {c.name} as")
-    return CommitResult(new_id, changes, len(p.changes) - len(changes))
+    return CommitResult(new_id, changes + [ch for ch, _ in parts],
+                        len(p.changes) - len(changes))
+
+
+def _chosen(store: object, p: Pending, choose: Chooser) -> tuple[list[Change], list[tuple[
+        Change, bytes]]]:
+    """(changes committed whole, with what they need; (change, content) committed in
+    part) from the user's choices over the pending patches."""
+    from .hunks import patches
+
+    whole, parts = [], []
+    for choice in choose(patches(store, p)):
+        ch = choice.patch.change
+        if choice.hunks is None:
+            whole.append(ch.path)
+        elif choice.hunks:
+            parts.append((ch, choice.patch.partial(choice.hunks)))
+    partial = {ch.path for ch, _ in parts}
+    wanted = set(whole)
+    # Parents and hardlink partners come along (select), never a chosen path's
+    # descendants that were not chosen themselves.
+    needed = [ch for ch in select(p.changes, sorted(wanted | partial))
+              if ch.path in wanted or (ch.path not in partial and not any(
+                  ch.path.startswith(w + b"/") for w in wanted | partial)
+                  ) or _gone_with(ch, p.changes, wanted)]
+    return [ch for ch in needed if ch.path not in partial], parts
+
+
+def _gone_with(ch: Change, changes: list[Change], wanted: set[bytes]) -> bool:
+    """A change under a chosen deleted directory goes with it."""
+    parent = ch.path.rpartition(b"/")[0]
+    while parent:
+        if parent in wanted and any(c.path == parent and c.status == DELETED for c in changes):
+            return True
+        parent = parent.rpartition(b"/")[0]
+    return False
 
 
 def apply_changes_to(editor: TreeEditor, writer: object, p: Pending, changes: list[Change],
@@ -473,6 +535,10 @@ def restore(store: object, ref: str, paths: list[str]) -> list[Change]:
                 parent = parent.rpartition(b"/")[0]
         if not discard:
             return []
+        from layerctl.store.journal import operation
+
+        from .snapshots import snapshot
+
         bt = BaseTree(store, read_layer(store, p.base_id).root)
         plan: list[Change] = []
         replaced: list[bytes] = []
@@ -487,6 +553,8 @@ def restore(store: object, ref: str, paths: list[str]) -> list[Change]:
             plan.append(ch)
             if not _meta_only_dir(ch):
                 replaced.append(ch.path)
+        with operation(f"restore {c.name}"):
+            snapshot(store, c, p, f"before restore in {c.name}")
         with _writable_root(store, c) as top:
             # Every step goes through directory fds of the container's tree: a symlink
             # a process in it made (or swaps in meanwhile) is never followed, so no
@@ -641,49 +709,59 @@ def _recreate_dir(store: object, bt: BaseTree, tree: Tree, pfd: int, name: bytes
 
 
 def reset(store: object, ref: str, layer: str | None = None) -> tuple[Container, str]:
-    """Move the container to `layer` (default: its base) and discard every pending change."""
+    """Move the container to `layer` (default: its base) and discard every pending
+    change, saved first as a snapshot `layerctl undo` brings back."""
     from layerctl.images import resolve as resolve_layer
+    from layerctl.store.journal import operation
+
+    from .snapshots import snapshot
 
     c = resolve(store, ref)
     _refuse_if_external(c, "reset")
-    with locked(store, c):
+    with operation(f"reset {c.name}"), locked(store, c):
         # Its processes would keep writing into a tree that is being replaced (vfs:
         # removed under them, the writes lost) or an upper dir cleared under them.
         _refuse_if_running(store, c, "reset")
         old = base(store, c)
         target = resolve_layer(store, layer) if layer else old
         read_layer(store, target)  # must be a layer
-        state = state_dir(store, c.id)
-        if c.driver == "overlay":
-            d = _dirs(store, c)
-            lower = layerdirs.stack(store, target)
-            links_mod.load(store, target, read_layer(store, target).root)
-            was_mounted = overlay.is_mounted(d["merged"])
-            if was_mounted:
-                try:
-                    overlay.unmount(d["merged"])
-                except Conflict:
-                    raise Conflict(f"cannot reset container {c.name}: it is mounted and in use "
-                                   "(stop its processes, then try again)") from None
-            overlay.clear_upper(state)
-            overlay.match_root(store, target, d["upper"])
-            if old != target:
-                store.set_ref(c.ref, old, target, f"reset container {c.name}")
-            c.lower = target
-            save(store, c)
-            if was_mounted:
-                overlay.mount_overlay(layerdirs.for_mount(store, lower), d["upper"], d["work"],
-                              d["merged"])
-        else:
-            rootfs = _dirs(store, c)["rootfs"]
-            vfs.remove_tree(rootfs)
-            for name in ("statcache", "hashes"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(state, name))
-            vfs.prepare(store, state, target)
-            if old != target:
-                store.set_ref(c.ref, old, target, f"reset container {c.name}")
+        snapshot(store, c, pending(store, c), f"before reset of {c.name}")
+        reset_locked(store, c, old, target)
     return c, target
+
+
+def reset_locked(store: object, c: Container, old: str, target: str) -> None:
+    """Put the container on `target` with no pending changes (its lock held)."""
+    state = state_dir(store, c.id)
+    if c.driver == "overlay":
+        d = _dirs(store, c)
+        lower = layerdirs.stack(store, target)
+        links_mod.load(store, target, read_layer(store, target).root)
+        was_mounted = overlay.is_mounted(d["merged"])
+        if was_mounted:
+            try:
+                overlay.unmount(d["merged"])
+            except Conflict:
+                raise Conflict(f"cannot reset container {c.name}: it is mounted and in use "
+                               "(stop its processes, then try again)") from None
+        overlay.clear_upper(state)
+        overlay.match_root(store, target, d["upper"])
+        if old != target:
+            store.set_ref(c.ref, old, target, f"reset container {c.name}")
+        c.lower = target
+        save(store, c)
+        if was_mounted:
+            overlay.mount_overlay(layerdirs.for_mount(store, lower), d["upper"], d["work"],
+                                  d["merged"])
+    else:
+        rootfs = _dirs(store, c)["rootfs"]
+        vfs.remove_tree(rootfs)
+        for name in ("statcache", "hashes"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(state, name))
+        vfs.prepare(store, state, target)
+        if old != target:
+            store.set_ref(c.ref, old, target, f"reset container {c.name}")
 
 
 # -- inspect ------------------------------------------------------------------------

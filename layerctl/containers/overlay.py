@@ -242,15 +242,11 @@ def clean_dead_probes(scratch: str) -> list[str]:
 # -- container directories -----------------------------------------------------------
 
 
-def prepare(store: object, state: str, layer_id: str) -> list[str]:
-    """Make upper/, work/, merged/ and the layer dirs; returns the lower dirs."""
-    from .layerdirs import stack
-
-    lower = stack(store, layer_id)
+def prepare(store: object, state: str, layer_id: str) -> None:
+    """Make upper/, work/ and merged/ (the layer dirs are layerdirs.stack's)."""
     for name in ("upper", "work", "merged"):
         os.makedirs(os.path.join(state, name), exist_ok=True)
     match_root(store, layer_id, os.path.join(state, "upper"))
-    return lower
 
 
 def match_root(store: object, layer_id: str, upper: str) -> None:

@@ -278,17 +278,23 @@ class Store:
         return {base + k.decode(): v.decode() for k, v in refs.items()}
 
     def set_ref(self, name: str, old: str | None, new: str, message: str = "") -> None:
-        """Compare-and-swap `name` from `old` (None: must not exist) to `new`."""
-        self._update_ref(name, old, new)
+        """Compare-and-swap `name` from `old` (None: must not exist) to `new`;
+        `message` goes to the ref's reflog (store/journal.py)."""
+        self._update_ref(name, old, new, message)
 
-    def delete_ref(self, name: str, old: str) -> None:
-        self._update_ref(name, old, None)
+    def delete_ref(self, name: str, old: str, message: str = "delete") -> None:
+        self._update_ref(name, old, None, message)
 
-    def _update_ref(self, name: str, old: str | None, new: str | None) -> None:
+    def _update_ref(self, name: str, old: str | None, new: str | None,
+                    message: str = "") -> None:
         """Git's protocol (`<ref>.lock` created exclusively, renamed over the ref), with
         the lock flock()ed and marked so that one left by a killed process is known
-        stale and cleared here instead of blocking the ref forever (store/debris.py)."""
+        stale and cleared here instead of blocking the ref forever (store/debris.py).
+        The one place refs move: every move is logged here, under the lock, before
+        it takes effect (reflog and undo journal, store/journal.py)."""
         from dulwich.refs import check_ref_format
+
+        from layerctl.store import journal
 
         if not check_ref_format(name.encode()):
             raise InvalidName(f"{name} is not a valid ref name")
@@ -301,6 +307,7 @@ class Store:
             if current != old:
                 raise RefChanged(f"{name} was changed by another layerctl process; try again")
             if new is None:
+                journal.record(self.root, name, old, None, message)
                 faults.point("ref.delete")
                 try:
                     os.unlink(path)
@@ -312,6 +319,8 @@ class Store:
                 os.pwrite(fd, data, 0)
                 os.ftruncate(fd, len(data))
                 os.fsync(fd)
+                journal.record(self.root, name, current, new, message)
+                faults.point("ref.logged")
                 os.rename(lock, path)
                 lock = ""
         finally:

@@ -65,6 +65,7 @@ class MainScreen(WorkerCalls, Screen):
         Binding("w", "waste", "Waste"),
         Binding("E", "edit_history", "Edit history"),
         Binding("r", "refresh", "Refresh"),
+        Binding("z", "undo", "Undo"),
         Binding("slash", "files_search", "Search files", show=False),
         Binding("question_mark", "app.show_help", "Help"),
         Binding("q", "app.quit", "Quit"),
@@ -422,7 +423,7 @@ class MainScreen(WorkerCalls, Screen):
 
         self.app.push_screen(ConfirmDialog(
             f"Discard the pending change to {shown}?\n\nThe container's file goes back to "
-            "what the base layer holds. This cannot be undone.", "Discard"), answered)
+            "what the base layer holds (z undoes it).", "Discard"), answered)
 
     @work(thread=True, group="discard")
     def discard(self, path: str) -> None:
@@ -454,8 +455,27 @@ class MainScreen(WorkerCalls, Screen):
 
         self.app.push_screen(ConfirmDialog(
             f"Reset container {self.container} to layer {layer_id[:12]}?\n\n"
-            f"Its {n} pending change(s) are discarded and its base becomes that layer.",
+            f"Its {n} pending change(s) are discarded and its base becomes that layer "
+            "(z undoes it).",
             "Reset"), answered)
+
+    @work(thread=True, group="undo")
+    def action_undo(self) -> None:
+        """`layerctl undo`: the state before the last command, the CLI's or ours."""
+        from layerctl.undo import undo
+
+        self._ui(self.stop_watch)
+        try:
+            with self.app.store_lock:
+                plan = undo(self.app.store)
+        except (LayerctlError, OSError) as e:
+            self._ui(self.notify, str(e), severity="error", markup=False)
+        else:
+            self._ui(self.notify, f"Undid: {plan.label}", title="Undo", markup=False)
+        self._ui(self.load_stack)
+        self._ui(self.start_watch)
+        if self.container:
+            self.rescan()
 
     @work(thread=True, group="reset")
     def reset(self, layer_id: str) -> None:
