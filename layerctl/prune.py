@@ -331,6 +331,26 @@ def _remove_cache_dir(store: object, kind: str, lid: str) -> int | None:
     return size
 
 
+def _forget_history(store: object) -> None:
+    """What only the undo history still holds goes with a prune, as in Docker, where
+    a pruned image is gone: the reflogs of removed tags and containers (git's gc then
+    expires entries no current tip reaches) and the undo snapshots of removed
+    containers. `undo` of what a prune removed refuses in one line (objects missing)."""
+    from layerctl.containers.snapshots import UNDO_PREFIX
+    from layerctl.containers.state import list_containers
+
+    live = {c.id for c in list_containers(store)}
+    for ref, value in store.refs_under(UNDO_PREFIX).items():
+        if ref[len(UNDO_PREFIX):].split("/", 1)[0] not in live:
+            store.delete_ref(ref, value, "prune: container removed")
+    top = store.path("logs")
+    for directory, _dirs, files in os.walk(top):
+        for name in files:
+            ref = os.path.relpath(os.path.join(directory, name), top)
+            if ref.startswith("refs/") and store.ref(ref) is None:
+                os.unlink(os.path.join(directory, name))
+
+
 def prune_objects(store: object, out: Pruned | None = None) -> Pruned:
     """Drop objects no ref reaches and that are older than GRACE, with git's own gc
     (a writer lands its objects before it moves its ref: younger ones may be one)."""
@@ -341,10 +361,11 @@ def prune_objects(store: object, out: Pruned | None = None) -> Pruned:
         return out
     objects = store.path("objects")
     before = disk_usage(objects, set())
+    _forget_history(store)
     store.close()  # its open packs are about to be replaced
     r = subprocess.run(
         [git, "--git-dir", store.root, "-c", "gc.packRefs=false", "-c", "gc.writeCommitGraph=false",
-         "-c", "gc.reflogExpire=never", "-c", "gc.reflogExpireUnreachable=never",
+         "-c", "gc.reflogExpire=never", "-c", "gc.reflogExpireUnreachable=now",
          "gc", f"--prune={GRACE}", "--quiet"],
         capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if r.returncode != 0:

@@ -109,6 +109,9 @@ def plan(store: object) -> Plan:
         if now != new:
             raise Conflict(f"cannot undo `{p.label}`: {_ref_words(ref)} was moved since, "
                            f"to {now[:12] if now else 'nothing'}; undo or redo that first")
+        if old is not None and not store.has(bytes.fromhex(old)):
+            raise NotFound(f"cannot undo `{p.label}`: layer {old[:12]} is gone (a prune "
+                           "removed it); nothing was changed")
         p.moves.append((ref, now, old))
         virtual[ref] = old
     return p

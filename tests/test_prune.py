@@ -309,3 +309,29 @@ def test_container_prune_vfs_driver(two_images: Store, cli) -> None:
     out = cli("container", "prune", "-f").stdout
     assert out.splitlines()[:2] == ["Deleted Containers:", stopped.id]
     assert [c.name for c in cstate.list_containers(store)] == ["vmounted"]
+
+
+def test_prune_frees_what_only_the_undo_history_held(cli, store_root, tmp_path):
+    # rmi keeps a reflog (undo can bring the tag back); a prune afterwards frees the
+    # layers, as in Docker, and undo then refuses in one line, changing nothing.
+    src = tmp_path / "src"
+    src.mkdir()
+    big = os.urandom(3 << 20)
+    (src / "big").write_bytes(big)
+    cli("import", src, "gone:1")
+    cli("rmi", "gone:1")
+    assert (store_root / "logs" / "refs" / "images").exists()
+    long_ago = time.time() - 7200  # older than prune's grace for unreachable objects
+    for p in (store_root / "objects").rglob("*"):
+        if p.is_file():
+            os.utime(p, (long_ago, long_ago))
+    cli("system", "prune", "-f")
+    blob = subprocess.run(["git", "hash-object", "--stdin"], input=big,
+                          capture_output=True).stdout.decode().strip()
+    present = subprocess.run(["git", "--git-dir", store_root, "cat-file", "-e", blob],
+                             capture_output=True)
+    assert present.returncode != 0, "the removed image's content survived the prune"
+    bad = cli("undo", check=False)
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "gone" in bad.stderr
+    assert cli("images", "-q").stdout.strip() == ""
+    cli("fsck")
