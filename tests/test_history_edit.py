@@ -385,3 +385,34 @@ def test_container_rebase_takes_its_own_image_as_the_old_base(store, base, cli):
     assert not (merged / "app").exists() and (merged / "etc/newfile").exists()
     assert (merged / "etc/passwd").read_text() == "root:x:0:0::/root:/bin/bash\n"
     cli("umount", "cr")
+
+
+def test_conflict_on_a_non_utf8_name_resolves(store, base, cli):
+    name = b"etc/caf\xe9.conf"
+
+    def ours(ed, w):
+        put_file(ed, w, name, b"x=1\n")
+
+    def mine(ed, w):
+        put_file(ed, w, name, b"x=2\n")
+
+    def theirs(ed, w):
+        put_file(ed, w, name, b"x=3\n")
+
+    start = commit_edit(store, base, ours, name="nu:1")
+    picked = commit_edit(store, start, theirs)
+    commit_edit(store, start, mine, name="nu:1")
+    r = cli("cherry-pick", picked[:12], "--onto", "nu:1", check=False)
+    assert r.returncode == 1 and 'both modified: "/etc/caf\\351.conf"' in r.stderr
+    container = [w.strip(",") for w in r.stderr.split() if w.startswith("rebase-")][0]
+    fix = Path(cli("mount", container).stdout.strip())
+    path = os.fsdecode(os.fsencode(fix) + b"/" + name)
+    assert b"<<<<<<<" in Path(path).read_bytes()
+    r = cli("rebase", "--continue", check=False)
+    assert r.returncode != 0 and "still has conflict markers" in r.stderr
+    Path(path).write_bytes(b"x=4\n")
+    cli("umount", container)
+    cli("rebase", "--continue")
+    store = Store(str(store.root))
+    top = read_layer(store, resolve(store, "nu:1"))
+    assert store.read_blob(lookup(store, top.root, name)[1]) == b"x=4\n"
