@@ -644,29 +644,17 @@ def _resolve_target(store: object, ref: str, snapshot: bool) -> _Target:
 
 def snapshot_container_changes(store: object, c: object) -> str | None:
     """The container's pending changes written as a layer on its base, the container left
-    as it is (None: no changes). The call site where undo's snapshot belongs: the lead
-    wires this to the undo log; here it is kept under refs/rebase/pending."""
+    as it is (None: no changes); journalled as undo's snapshot of the container, so
+    `layerctl undo` after a rebase brings them back with the refs."""
     from layerctl.containers import api
+    from layerctl.containers.snapshots import snapshot
     from layerctl.containers.state import locked
-    from layerctl.importer import commit_root
-    from layerctl.store.edit import TreeEditor
 
     with locked(store, c):
         p = api.pending(store, c)
         if not p.changes:
             return None
-        layer = read_layer(store, p.base_id)
-        editor = TreeEditor(store, layer.root)
-        with store.pack_writer() as writer:
-            size = api.apply_changes_to(editor, writer, p, p.changes, "snapshotted")
-            if p.scan.root is not None:
-                editor.set_dir(b"", p.scan.root)
-            root = editor.write(writer)
-            writer.finish()
-        store.landed()
-        return commit_root(store, root, layer.root, p.base_id, layer.config,
-                           "layerctl <layerctl@localhost>", f"pending changes of {c.name}",
-                           f"layerctl rebase (pending changes of {c.name})", size)
+        return snapshot(store, c, p, f"before history editing of {c.name}")
 
 
 def _target_state(store: object, t: _Target, op: str, tip: str) -> dict:

@@ -392,3 +392,30 @@ def test_undo_pull_retag(box: Box, registry: object) -> None:
     box.cli("undo")
     box.assert_state(before)
     assert _layer(box, ref) == pulled_before
+
+
+def test_undo_squash_and_cherry_pick(box: Box) -> None:
+    # history editing moves tags through the one ref path: undo puts them back
+    box.edit()
+    box.cli("commit", "-q", "-m", "one", "c1", "app:1")
+    (Path(box.merged) / "etc" / "two").write_text("2\n")
+    box.cli("commit", "-q", "-m", "two", "c1", "app:1")
+    before = box.state()
+    original = box.checkout("app:1", "orig")
+    box.cli("squash", "app:1")
+    assert box.refs()["refs/images/app/_tags/1"] != before[0]["refs/images/app/_tags/1"]
+    box.cli("undo")
+    box.assert_state(before)
+    assert compare(original, box.checkout("app:1", "after")) == []
+
+
+def test_undo_rebase_of_a_container_brings_back_its_pending_changes(box: Box) -> None:
+    # the container's pending changes are snapshotted before the rebase moves it
+    box.cli("commit", "--allow-empty", "-q", "-m", "new base", "c1", "small:2")
+    box.cli("reset", "c1", "small")
+    box.edit()
+    before = box.state()
+    box.cli("rebase", "c1", "--onto", "small:2")
+    assert box.refs() != before[0]  # the container's base moved
+    box.cli("undo")
+    box.assert_state(before)
