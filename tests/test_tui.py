@@ -16,7 +16,7 @@ from layerctl.tui.screens.commit import CommitDialog
 from layerctl.tui.screens.dialogs import ConfirmDialog
 from layerctl.tui.widgets.changes import ChangeList
 from layerctl.tui.widgets.files import FileTree
-from tests.tuihelpers import SIZE, sync, wait_for
+from tests.tuihelpers import SIZE, changes_of, select_change, sync, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -33,14 +33,6 @@ def container(store):
     for name in ("a.txt", "b.txt", "c.txt"):
         demo.write_pending(store, c.name, name, f"{name} content\n")
     return c.name
-
-
-def changes_of(app) -> ChangeList:
-    return app.screen.query_one(ChangeList)
-
-
-def select_change(table: ChangeList, path: bytes) -> None:
-    table.select_path(path)
 
 
 @sync

@@ -7,6 +7,8 @@ import asyncio
 import functools
 import time
 
+from layerctl.tui.widgets.changes import ChangeList
+
 SIZE = (160, 48)
 
 
@@ -26,3 +28,11 @@ async def wait_for(pilot, condition, timeout=10.0, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.02)
+
+
+def changes_of(app) -> ChangeList:
+    return app.screen.query_one(ChangeList)
+
+
+def select_change(table: ChangeList, path: bytes) -> None:
+    table.select_path(path)
