@@ -74,6 +74,10 @@ def save_cmd(ctx: click.Context, images: tuple[str, ...], output: str, fmt: str,
                        err=True)
 
     saved, blobs = save(store, list(images), output, fmt, compress, progress)
+    for layer_id, why in blobs.broken.items():
+        click.echo(f"layerctl: warning: layer {layer_id[:12]}: its kept original tar is "
+                   f"damaged ({why}); saved its changeset instead (another DiffID; run "
+                   "`layerctl fsck`)", err=True)
     for layer_id in blobs.stale:
         click.echo(f"layerctl: warning: layer {layer_id[:12]} records a DiffID that differs "
                    "from its tar's; the archive uses the tar's", err=True)

@@ -13,6 +13,7 @@ import queue
 import struct
 import threading
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -21,6 +22,7 @@ from layerctl.oci.blobread import BlobReader
 from layerctl.oci.changeset import write_changeset
 from layerctl.oci.compression import GZIP, NONE, ZSTD
 from layerctl.oci.layertar import LayerTarWriter
+from layerctl.oci.tarsplit import emit_checked
 from layerctl.store.fstree import DirRef
 
 COMPRESSIONS = (NONE, GZIP, ZSTD)
@@ -142,8 +144,9 @@ class _PipeTar(LayerTarWriter):
             self.pipe.put(bytes(self.buf))
             self.buf.clear()
 
-    def close(self) -> str:
-        self._emit(b"\0" * 1024)
+    def close(self, end: bool = True) -> str:
+        if end:
+            self._emit(b"\0" * 1024)
         self._flush()
         self.result = self.pipe.finish()
         return self.result[0]
@@ -156,12 +159,19 @@ def write_layer_blob(
     out: BinaryIO,
     compression: str = NONE,
     reader: BlobReader | None = None,
+    record: tuple[bytes, str] | None = None,
 ) -> BlobInfo:
-    """Write the blob of `layer`'s changeset against `parent` to `out`."""
+    """Write the blob of `layer`'s changeset against `parent` to `out`; with `record`
+    (a tar-split record and the DiffID it must give), the layer's original tar instead
+    (tarsplit.BrokenRecord if it does not give that DiffID: discard what was written)."""
     pipe = _Pipeline(out, compression)
     tar = _PipeTar(pipe)
     try:
-        write_changeset(store, parent, layer, None, reader, tar=tar, strict=True)
+        if record is not None:
+            with BlobReader.for_store(store) if reader is None else nullcontext(reader) as r:
+                emit_checked(record[0], record[1], r, tar)
+        else:
+            write_changeset(store, parent, layer, None, reader, tar=tar, strict=True)
     except BaseException:
         if pipe.thread.is_alive():
             pipe.queue.put(None)

@@ -22,6 +22,7 @@ from layerctl.oci.changeset import write_changeset
 from layerctl.oci.compression import open_decompressed
 from layerctl.oci.image import History
 from layerctl.oci.tarapply import apply_layer_tar
+from layerctl.oci.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.store.edit import TreeEditor
 from layerctl.store.layers import Layer, read_layer, write_layer
 from layerctl.store.objects import PackWriter
@@ -146,9 +147,10 @@ def land_layer(
     with store.pack_writer() as packer:
         writer = _KeepingWriter(packer, KEEP_FOR_DIFF_ID)
         editor = TreeEditor(store, parent_root)
+        recorder = TarRecorder(stream.tar)
         try:
-            stats = apply_layer_tar(editor, writer, stream.tar)
-            while stream.tar.read(_DRAIN):
+            stats = apply_layer_tar(editor, writer, recorder, recorder=recorder)
+            while recorder.read(_DRAIN):
                 pass
         except BadInput as e:
             raise BadInput(e if str(e).startswith(where) else f"{where}: {e}") from None
@@ -170,9 +172,10 @@ def land_layer(
         "Created-By": history.created_by,
         "Source-DiffID": diff_id if diff_id != ours else "",
     }
+    source = {SOURCE_TAR: recorder.finish(diff_id)} if diff_id != ours else None
     layer_id = write_layer(
         store, root, config, parent.id if parent else None, history.author, history.message,
-        trailers, when=history.when,
+        trailers, when=history.when, source=source,
     )  # fmt: skip
     return read_layer(store, layer_id)
 
@@ -184,6 +187,6 @@ def retag_config(store: object, top: Layer, config: dict) -> Layer:
         return top
     layer_id = write_layer(
         store, top.root, config, top.parent, top.author, top.message, top.trailers,
-        when=top.author_time,
+        when=top.author_time, source=top.source,
     )  # fmt: skip
     return read_layer(store, layer_id)

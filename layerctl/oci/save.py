@@ -1,10 +1,13 @@
 """`layerctl save`: images out as a docker-archive, an oci-archive or an OCI layout dir.
 
 The layers' blobs come from their changesets (layertar's deterministic tar, via
-layerblob), each written once per archive however many images share it. The
-config is images.oci_config with the DiffIDs of the tars just written, so an
-archive is always self-consistent; `stale` lists layers whose recorded DiffID
-trailer did not match (a store written by an older layerctl).
+layerblob), each written once per archive however many images share it; a layer
+loaded or pulled with another tar gives that tar back byte for byte from its
+tar-split record (tarsplit), or, if the record does not give the layer's
+Source-DiffID, its changeset (`broken` says why). The config is the image's own
+(origin.image_config) or images.oci_config, always with the DiffIDs of the tars
+just written, so an archive is self-consistent; `stale` lists layers whose
+recorded DiffID did not match (a store written by an older layerctl).
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from layerctl.errors import BadInput, InvalidName, LayerctlError
-from layerctl.images import ImageName, chain, image_id, parse_name, resolve
+from layerctl.images import ImageName, chain, parse_name, resolve
 from layerctl.oci.blobread import BlobReader
 from layerctl.oci.compression import NONE
 from layerctl.oci.layerblob import COMPRESSIONS, BlobInfo, write_layer_blob
+from layerctl.oci.origin import image_config
 from layerctl.oci.outputs import DirOut, Pending, TarOut, remove_tree
+from layerctl.oci.tarsplit import BrokenRecord, layer_record
 from layerctl.store.layers import Layer
 
 FORMATS = ("docker-archive", "oci", "oci-dir")
@@ -48,24 +53,52 @@ class Blobs:
     progress: Callable[[Layer, BlobInfo], None] | None = None
     written: dict[str, tuple[BlobInfo, str]] = field(default_factory=dict)  # id -> (info, name)
     stale: list[str] = field(default_factory=list)
+    broken: dict[str, str] = field(default_factory=dict)  # layer id -> why its record failed
+
+    def _try(self, layer: Layer, parent: Layer | None, out: TarOut | DirOut,
+             record: tuple[bytes, str] | None) -> tuple[BlobInfo, Pending] | None:
+        """The layer's blob, pending in `out`: its original tar from `record`, else
+        layerctl's changeset. A record that does not give back the layer's tar is
+        noted in `broken` (None returned, nothing written)."""
+        pending: Pending = out.pending()
+        try:
+            info = write_layer_blob(
+                self.store, parent.root if parent else None, layer.root, pending,
+                self.compression, self.reader, record,
+            )
+        except BrokenRecord as e:
+            pending.abort()
+            self.broken[layer.id] = str(e)
+            return None
+        except BaseException:
+            pending.abort()
+            raise
+        return info, pending
+
+    def config(self, image: SaveImage) -> bytes:
+        """The image's config as written: its own bytes if loaded or pulled and still
+        true, else layerctl's, with the DiffIDs of the tars written."""
+        diff_ids = [self.written[layer.id][0].diff_id for layer in image.layers]
+        return image_config(self.store, image.layers, diff_ids)
 
     def write(self, layer: Layer, parent: Layer | None, out: TarOut | DirOut,
               name_of: Callable[[BlobInfo], str]) -> tuple[BlobInfo, str]:
         found = self.written.get(layer.id)
         if found is not None:
             return found
-        pending: Pending = out.pending()
-        try:
-            info = write_layer_blob(
-                self.store, parent.root if parent else None, layer.root, pending,
-                self.compression, self.reader,
-            )
-        except BaseException:
-            pending.abort()
-            raise
+        record = layer_record(self.store, layer)
+        info = None
+        if record is not None:
+            info = self._try(layer, parent, out, record)
+        if info is None:
+            info = self._try(layer, parent, out, None)
+        pending = info[1]
+        info = info[0]
         name = name_of(info)
         pending.finish(name)
-        if layer.diff_id and layer.diff_id != info.diff_id:
+        expected = record[1] if record is not None and layer.id not in self.broken else (
+            layer.diff_id)
+        if expected and expected != info.diff_id:
             self.stale.append(layer.id)
         self.written[layer.id] = (info, name)
         if self.progress is not None:
@@ -193,13 +226,10 @@ def _umask() -> int:
 
 
 def saved_image_id(image: SaveImage, blobs: Blobs) -> str:
-    """The image ID in the archive (differs from images.image_id only for stale DiffIDs)."""
-    if not any(layer.id in blobs.stale for layer in image.layers):
-        return image_id(image.layers)
-    from layerctl.oci.image import config_blob, sha256_digest
+    """The image ID in the archive: the sha256 of the config written."""
+    from layerctl.oci.image import sha256_digest
 
-    diff_ids = [blobs.written[layer.id][0].diff_id for layer in image.layers]
-    return sha256_digest(config_blob(image.layers, diff_ids))
+    return sha256_digest(blobs.config(image))
 
 
 __all__ = ["FORMATS", "Blobs", "LayerctlError", "SaveImage", "collect", "save", "saved_image_id"]
