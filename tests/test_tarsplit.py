@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from layerctl.images import chain, resolve
 from layerctl.oci.load import load
 from layerctl.oci.save import save
 from layerctl.store.repo import Store
@@ -22,8 +23,8 @@ podman = tools.podman  # the private-storage podman fixture
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = Store(str(tmp_path / "store"))
+def store(store_root: Path):
+    s = Store(str(store_root))  # the store the `cli` fixture runs on
     yield s
     s.close()
 
@@ -133,3 +134,152 @@ def test_pull_then_push_keeps_blob_and_manifest_digests(store, podman, tmp_path,
     registry_a.stop()
     assert push(store, name, parse_reference(f"{registry_b.host}/pm:three")).digest == _sha(
         original)
+
+
+# -- damaged records ----------------------------------------------------------------------
+
+
+def _with_record(store: Store, name: str, edit) -> str:
+    """A copy of image `name`'s top layer whose tar-split record is `edit(inflated record)`
+    (recompressed), tagged `name`; returns the new layer id."""
+    import zlib
+
+    from layerctl.images import image_layer, parse_name, set_tag
+    from layerctl.store.layers import read_layer, read_source, write_layer
+
+    top = read_layer(store, image_layer(store, parse_name(name)))
+    record = read_source(store, top, b"tar-split")
+    assert record is not None, "the loaded layer keeps no record"
+    source = {b"tar-split": zlib.compress(edit(zlib.decompress(record))),
+              b"config.json": read_source(store, top, b"config.json")}
+    new = write_layer(store, top.root, top.config, top.parent, top.author, top.message,
+                      top.trailers, when=top.author_time, source=source)
+    set_tag(store, parse_name(name), new)
+    return new
+
+
+def _flip_mtime(raw: bytes) -> bytes:
+    """One digit of the first ustar header's mtime changed (a kept header tampered with)."""
+    at = raw.index(b"ustar") - 257 + 136  # the mtime field of that header
+    digit = raw[at + 5:at + 6]
+    return raw[:at + 5] + (b"1" if digit != b"1" else b"2") + raw[at + 6:]
+
+
+def _loaded_podman_image(store: Store, podman, tmp_path: Path) -> Path:
+    tools._podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
+    src = tmp_path / "p.tar"
+    podman("save", "--format", "docker-archive", "-o", src, "localhost/pm:two")
+    load(store, str(src))
+    return src
+
+
+def _consistent(archive: Path) -> list[str]:
+    """The archive's layer DiffIDs, checked against its config (what podman would check)."""
+    members = _archive_members(archive)
+    manifest = json.loads(members["manifest.json"])[0]
+    config = json.loads(members[manifest["Config"]])
+    assert config["rootfs"]["diff_ids"] == _layer_digests(members)
+    return _layer_digests(members)
+
+
+@pytest.mark.needs_root
+def test_a_tampered_header_record_is_caught_by_fsck_and_save(store, podman, tmp_path, cli):
+    from layerctl.store.fsck import fsck
+
+    _loaded_podman_image(store, podman, tmp_path)
+    original = podman.inspect("localhost/pm:two")["RootFS"]["Layers"]
+    assert fsck(store)[0] == []
+    layer = _with_record(store, "localhost/pm:two", _flip_mtime)
+    problems, _count = fsck(store)
+    assert len(problems) == 1 and problems[0].startswith(f"layer {layer[:12]} ")
+    assert "is damaged: it gives a tar of sha256:" in problems[0]
+
+    # save: a warning, and the layer's own changeset (never the tampered bytes)
+    out = tmp_path / "saved.tar"
+    saved, blobs = save(store, ["localhost/pm:two"], str(out))
+    assert list(blobs.broken) == [layer]
+    diff_ids = _consistent(out)
+    assert diff_ids[0] == original[0]  # the other layer's record is intact
+    top = chain(store, resolve(store, "localhost/pm:two"))[-1]
+    assert diff_ids[1] == top.diff_id != original[1]
+
+    # the CLI says so in one line
+    proc = cli("save", "-o", tmp_path / "cli.tar", "localhost/pm:two")
+    assert f"layerctl: warning: layer {layer[:12]}: its kept original tar is damaged" in (
+        proc.stderr)
+    assert "Traceback" not in proc.stderr
+    proc = cli("fsck", check=False)
+    assert proc.returncode == 1 and f"layer {layer[:12]} " in proc.stdout
+
+
+def _chmod_header(raw: bytes, name: bytes, mode: bytes) -> bytes:
+    """`name`'s ustar header with another mode and a valid checksum."""
+    h = raw.index(name + b"\0")
+    header = bytearray(raw[h:h + 512])
+    header[100:108] = mode.rjust(7, b"0") + b"\0"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return raw[:h] + bytes(header) + raw[h + 512:]
+
+
+@pytest.mark.needs_root
+def test_a_forged_record_with_a_matching_source_diff_id_is_caught_by_fsck_and_fetch(store, podman,
+                                                                          tmp_path):
+    """A record and a Source-DiffID forged together (as a hostile git remote could serve
+    them) hash right; fsck applies the tar and finds it is not the layer's tree."""
+    import io
+    import zlib
+
+    from layerctl import remotes
+    from layerctl.remotes import RemoteError
+    from layerctl.images import image_layer, parse_name, set_tag
+    from layerctl.oci.blobread import BlobReader
+    from layerctl.oci.layertar import LayerTarWriter
+    from layerctl.oci.tarsplit import emit
+    from layerctl.store.fsck import fsck
+    from layerctl.store.layers import read_layer, read_source, write_layer
+
+    _loaded_podman_image(store, podman, tmp_path)
+    original = podman.inspect("localhost/pm:two")
+    # an honest record travels with its layer over a git remote and still gives the tar
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    remotes.push(store, str(remote))
+    other = Store(str(tmp_path / "other"))
+    try:
+        remotes.fetch(other, str(remote))
+        save(other, ["localhost/pm:two"], str(tmp_path / "other.tar"))
+        assert _consistent(tmp_path / "other.tar") == original["RootFS"]["Layers"]
+    finally:
+        other.close()
+
+    top = read_layer(store, image_layer(store, parse_name("localhost/pm:two")))
+    record = read_source(store, top, b"tar-split")
+    out = io.BytesIO()
+    with BlobReader.for_store(store) as reader:
+        emit(record, reader, LayerTarWriter(out))
+    forged_tar = _chmod_header(out.getvalue(), b"etc/added", b"600")
+    forged_id = _sha(forged_tar)
+    inflated = _chmod_header(zlib.decompress(record), b"etc/added", b"600")
+    inflated = inflated[:-32] + bytes.fromhex(forged_id[7:])
+    trailers = dict(top.trailers, **{"Source-DiffID": forged_id})
+    new = write_layer(store, top.root, top.config, top.parent, top.author, top.message,
+                      trailers, when=top.author_time,
+                      source={b"tar-split": zlib.compress(inflated)})
+    set_tag(store, parse_name("localhost/pm:two"), new)
+    problems, _count = fsck(store)
+    assert problems == [f"layer {new[:12]} (localhost/pm:two): its kept original tar "
+                        "(source/tar-split) gives other files than the layer holds; save and "
+                        "push send its changeset instead"]
+    # and a fetch refuses it: the store that fetches never holds it under a name
+    evil = tmp_path / "evil.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(evil)], check=True)
+    remotes.push(store, str(evil))
+    target = Store(str(tmp_path / "target"))
+    try:
+        with pytest.raises(RemoteError, match=r"refusing layer .* its kept original tar "
+                           r"\(source/tar-split\) gives other files"):
+            remotes.fetch(target, str(evil))
+        assert target.refs_under("refs/images/") == {}
+    finally:
+        target.close()

@@ -40,7 +40,6 @@ from layerctl.oci.image import (
     parse_config,
     sha256_digest,
 )
-from layerctl.oci.origin import keep_config
 from layerctl.oci.staging import Staging
 from layerctl.oci.tarapply import DEFAULT_LIMITS, Limits, apply_layer_tar
 from layerctl.oci.tarsplit import SOURCE_TAR, TarRecorder
@@ -324,6 +323,8 @@ def ingest(
         staging.land()
     faults.point("load.write-layers")
     job.commit()
+    from layerctl.oci.origin import keep_config  # origin imports oci.image, which re-exports us
+
     loaded = []
     for img, cfg, (chain, existed) in zip(images, configs, chains, strict=True):
         ids = [n.layer_id if isinstance(n, _Plan) else n for n in chain]
