@@ -231,11 +231,11 @@ def test_a_forged_record_with_a_matching_source_diff_id_is_caught_by_fsck_and_fe
     import zlib
 
     from layerctl import remotes
-    from layerctl.remotes import RemoteError
     from layerctl.images import image_layer, parse_name, set_tag
     from layerctl.oci.blobread import BlobReader
     from layerctl.oci.layertar import LayerTarWriter
     from layerctl.oci.tarsplit import emit
+    from layerctl.remotes import RemoteError
     from layerctl.store.fsck import fsck
     from layerctl.store.layers import read_layer, read_source, write_layer
 
