@@ -5,6 +5,7 @@ blob and manifest digests); a damaged record is caught, never sent."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 import tarfile
@@ -283,3 +284,70 @@ def test_a_forged_record_with_a_matching_source_diff_id_is_caught_by_fsck_and_fe
         assert target.refs_under("refs/images/") == {}
     finally:
         target.close()
+
+
+# -- tars layerctl would never write, given back byte for byte ----------------------------
+
+
+def _odd_tars() -> list[bytes]:
+    """Two layer tars with what layerctl's own writer never produces: GNU long names and
+    long link targets, a file listed twice, 10240-byte records, PAX records layerctl
+    does not write, a header with space-padded octal fields, bytes after the end."""
+    long_dir = "d" * 60 + "/" + "e" * 60
+
+    def add(tar: tarfile.TarFile, name: str, data: bytes | None = None, **kw: object) -> None:
+        info = tarfile.TarInfo(name)
+        info.mtime = 1_600_000_000
+        for key, value in kw.items():
+            setattr(info, key, value)
+        if data is not None:
+            info.size = len(data)
+        tar.addfile(info, io.BytesIO(data) if data is not None else None)
+
+    one = io.BytesIO()
+    with tarfile.open(fileobj=one, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        add(tar, "d" * 60, type=tarfile.DIRTYPE, mode=0o755)
+        add(tar, long_dir, type=tarfile.DIRTYPE, mode=0o750)
+        add(tar, long_dir + "/file", b"long path\n" * 100, mode=0o644)
+        add(tar, "twice", b"first\n", mode=0o600)
+        add(tar, "twice", b"second, longer\n", mode=0o644)
+        add(tar, "link", type=tarfile.SYMTYPE, linkname="/" + "t" * 150)
+        add(tar, "hard", type=tarfile.LNKTYPE, linkname=long_dir + "/file")
+    two = io.BytesIO()
+    with tarfile.open(fileobj=two, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        add(tar, "notes.txt", b"x" * 513, pax_headers={"comment": "made by hand",
+                                                         "SCHILY.xattr.user.k": "v"})
+        add(tar, ".wh.link", b"")
+        add(tar, "d" * 60 + "/.wh..wh..opq", b"")
+        add(tar, "d" * 60 + "/new", b"new\n")
+        add(tar, "spaced", b"spaced octal\n", mode=0o640)
+    raw = bytearray(two.getvalue())
+    h = raw.index(b"spaced\0")  # its mode and owner fields as some old writers pad them
+    raw[h + 100:h + 108] = b"   640 \0"
+    raw[h + 108:h + 116] = b"     0 \0"
+    raw[h + 148:h + 156] = b" " * 8
+    raw[h + 148:h + 156] = b"%06o\0 " % sum(raw[h:h + 512])
+    return [one.getvalue(), bytes(raw) + b"\0" * 4096]
+
+
+def test_odd_tars_are_given_back_byte_for_byte(store, tmp_path):
+    from layerctl.store.fsck import fsck
+    from tests.registryhelpers import write_layout
+
+    tars = _odd_tars()
+    layout = tmp_path / "layout"
+    write_layout(layout, [{"layers": tars}], tag="odd:1")
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":")[1]
+    config = json.loads((layout / "blobs/sha256" / digest).read_text())["config"]["digest"]
+    loaded = load(store, str(layout))
+    layers = chain(store, loaded[0].top)
+    assert [x.source_diff_id for x in layers] == [_sha(t) for t in tars]
+    assert all(x.diff_id != x.source_diff_id for x in layers)  # not layerctl's own tars
+    out = tmp_path / "saved.tar"
+    save(store, [loaded[0].top], str(out))
+    members = _archive_members(out)
+    manifest = json.loads(members["manifest.json"])[0]
+    assert [members[p] for p in manifest["Layers"]] == tars
+    assert manifest["Config"] == config.split(":")[1] + ".json"  # the same image ID
+    assert fsck(store)[0] == []
