@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from layerctl.images import chain, resolve
+from layerctl.images import chain, image_id, resolve
 from layerctl.oci.load import load
 from layerctl.oci.save import save
 from layerctl.store.repo import Store
@@ -48,7 +48,9 @@ def test_podman_save_load_save_podman_load_keeps_identity(store, podman, tmp_pat
     original = podman.inspect("localhost/pm:two")
     src = tmp_path / "p.tar"
     podman("save", "--format", fmt, "-o", src, "localhost/pm:two")
-    load(store, str(src))
+    loaded = load(store, str(src))
+    # layerctl names it by the image ID podman gave it (images, inspect, load's message)
+    assert image_id(chain(store, loaded[0].top), store) == "sha256:" + original["Id"]
     out = tmp_path / "l.tar"
     save(store, ["localhost/pm:two"], str(out))
     members = _archive_members(out)

@@ -63,7 +63,7 @@ def _image_rows(store: object, no_trunc: bool = False) -> list[dict[str, str]]:
             continue
         top = layers[-1]
         size = human_size(image_size(store, layers))
-        full_id = image_id(layers)
+        full_id = image_id(layers, store)
         rows.append({
             "Containers": "N/A",  # Docker too, unless asked to count (system df)
             "CreatedAt": go_time(top.author_time),
@@ -191,7 +191,7 @@ def inspect_image(store: object, target: str) -> dict:
     config = oci_config(layers)
     parent_id = image_id(layers[:-1]) if len(layers) > 1 else ""
     return {
-        "Id": image_id(layers),
+        "Id": image_id(layers, store),
         "RepoTags": [str(n) for n, sha in list_images(store) if sha == layer_id],
         "Parent": parent_id,
         "Comment": top.message,

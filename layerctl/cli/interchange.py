@@ -45,7 +45,7 @@ def load_cmd(ctx: click.Context, source: str, quiet: bool) -> None:
             for tag in image.tags:
                 click.echo(f"Loaded image: {tag}")
         else:
-            click.echo(f"Loaded image ID: {image_id(chain(store, image.top))}")
+            click.echo(f"Loaded image ID: {image_id(chain(store, image.top), store)}")
 
 
 @click.command("save", context_settings=_SETTINGS)

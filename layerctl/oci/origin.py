@@ -19,11 +19,10 @@ import json
 import os
 import tempfile
 
-from layerctl.images import chain
-from layerctl.oci.image import config_blob, layer_config
+from layerctl.images import SOURCE_CONFIG, chain, own_config
+from layerctl.oci.image import config_blob
 from layerctl.store.layers import Layer, read_layer, read_source, write_layer
 
-SOURCE_CONFIG = b"config.json"
 MAX_REMEMBERED = 16  # blobs or manifests per layer: the newest win
 
 
@@ -31,19 +30,8 @@ def image_config(store: object, layers: list[Layer], diff_ids: list[str]) -> byt
     """The config to send for the image `layers` whose tars have `diff_ids`: the
     image's own bytes as loaded or pulled when they still describe it, else
     layerctl's canonical config."""
-    raw = read_source(store, layers[-1], SOURCE_CONFIG)
-    if raw is not None and _describes(raw, layers[-1], diff_ids):
-        return raw
-    return config_blob(layers, diff_ids)
-
-
-def _describes(raw: bytes, top: Layer, diff_ids: list[str]) -> bool:
-    try:
-        parsed = json.loads(raw)
-        return (parsed["rootfs"]["diff_ids"] == list(diff_ids)
-                and layer_config(parsed) == top.config)
-    except (ValueError, KeyError, TypeError):
-        return False
+    raw = own_config(store, layers, diff_ids)
+    return raw if raw is not None else config_blob(layers, diff_ids)
 
 
 def keep_config(store: object, top: Layer, config: dict, raw: bytes) -> Layer:
