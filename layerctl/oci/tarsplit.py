@@ -26,6 +26,8 @@ import zlib
 from collections import deque
 from typing import BinaryIO
 
+from isal import isal_zlib  # a dependency (store.objects packs with it)
+
 from layerctl.errors import LayerctlError
 from layerctl.oci.blobread import STREAM, BlobReader
 from layerctl.oci.layertar import LayerTarWriter
@@ -36,6 +38,7 @@ SOURCE_TAR = b"tar-split"  # the record's name in the layer commit's source/ tre
 _WINDOW = 256  # contents read ahead
 _MAX_AHEAD = 128 << 20
 _MAX_RECORD = 1 << 30  # a record that inflates beyond this is refused, not read
+_BATCH = 1 << 20
 
 
 class BrokenRecord(LayerctlError):
@@ -68,8 +71,11 @@ class TarRecorder:
         self.base = 0  # stream offset of pending[0]
         self.skip_until = 0  # bytes before this offset are content, not kept
         self.pending = bytearray()
-        self.comp = zlib.compressobj(6)
-        self.parts: list[bytes] = [self.comp.compress(MAGIC)]
+        # ISA-L at level 2: 20x faster than zlib's level 6 on headers and padding, for a
+        # record ~20% larger (Debian: 0.27% of the tar instead of 0.22%)
+        self.comp = isal_zlib.compressobj(2)
+        self.out = bytearray(MAGIC)  # record bytes not yet compressed (in 1 MiB batches)
+        self.parts: list[bytes] = []
         self.ids: list[bytes | None] = []
 
     def read(self, n: int = -1) -> bytes:
@@ -101,7 +107,12 @@ class TarRecorder:
         self.ids[index] = blob_id
 
     def _put(self, raw: bytes, nxt: int) -> None:
-        self.parts.append(self.comp.compress(_varint(len(raw)) + raw + _varint(nxt)))
+        self.out += _varint(len(raw))
+        self.out += raw
+        self.out += _varint(nxt)
+        if len(self.out) >= _BATCH:
+            self.parts.append(self.comp.compress(bytes(self.out)))
+            self.out.clear()
 
     def finish(self, diff_id: str) -> bytes:
         """The compressed record of the tar read (to the end), whose sha256 is `diff_id`
@@ -111,8 +122,10 @@ class TarRecorder:
         self._put(bytes(self.pending), 0)
         self.pending = bytearray()
         digest = bytes.fromhex(diff_id.removeprefix("sha256:"))
-        table = b"".join(bytes((len(i),)) + i for i in self.ids)
-        self.parts.append(self.comp.compress(table + digest))
+        self.out += b"".join(bytes((len(i),)) + i for i in self.ids)
+        self.out += digest
+        self.parts.append(self.comp.compress(bytes(self.out)))
+        self.out.clear()
         self.parts.append(self.comp.flush())
         return b"".join(self.parts)
 
