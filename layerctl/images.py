@@ -401,7 +401,7 @@ def image_id(layers: list[Layer], store: object = None) -> str:
     of the image's own config bytes when it was loaded or pulled and still holds
     (what save and push send), else of layerctl's canonical OCI config."""
     if store is not None:
-        raw = own_config(store, layers, [x.source_diff_id or x.diff_id for x in layers])
+        raw = own_config(store, layers, [x.sent_diff_id for x in layers])
         if raw is not None:
             return "sha256:" + hashlib.sha256(raw).hexdigest()
     return "sha256:" + hashlib.sha256(canonical_json(oci_config(layers))).hexdigest()

@@ -43,7 +43,7 @@ def _layer_digests(members: dict[str, bytes]) -> list[str]:
 
 @pytest.mark.needs_root
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
-def test_podman_save_load_save_podman_load_keeps_identity(store, podman, tmp_path, fmt):
+def test_podman_save_load_save_podman_load_keeps_identity(store, podman, tmp_path, fmt, cli):
     tools._podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
     original = podman.inspect("localhost/pm:two")
     src = tmp_path / "p.tar"
@@ -51,6 +51,9 @@ def test_podman_save_load_save_podman_load_keeps_identity(store, podman, tmp_pat
     loaded = load(store, str(src))
     # layerctl names it by the image ID podman gave it (images, inspect, load's message)
     assert image_id(chain(store, loaded[0].top), store) == "sha256:" + original["Id"]
+    shown = json.loads(cli("inspect", "localhost/pm:two").stdout)[0]
+    assert (shown["Id"], shown["RootFS"]["Layers"]) == (
+        "sha256:" + original["Id"], original["RootFS"]["Layers"])
     out = tmp_path / "l.tar"
     save(store, ["localhost/pm:two"], str(out))
     members = _archive_members(out)

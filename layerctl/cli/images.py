@@ -201,7 +201,7 @@ def inspect_image(store: object, target: str) -> dict:
         "Architecture": config.get("architecture"),
         "Os": config.get("os"),
         "Size": image_size(store, layers),
-        "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in layers]},
+        "RootFS": {"Type": "layers", "Layers": [layer.sent_diff_id for layer in layers]},
         "Layerctl": {
             "Layer": top.id,
             "Layers": [layer.id for layer in layers],

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from layerctl.errors import BadInput, NotFound
+from layerctl.errors import BadInput, LayerctlError, NotFound
 from layerctl.images import ImageName, chain, image_layer
 from layerctl.oci.blobread import BlobReader
 from layerctl.oci.changeset import write_changeset
@@ -41,7 +41,7 @@ from layerctl.oci.layertar import LayerTarWriter
 from layerctl.oci.origin import blob_origins, image_config, manifest_origins
 from layerctl.oci.pgzip import GzipWriter
 from layerctl.oci.references import Reference
-from layerctl.oci.registry import RegistryClient, RegistryError, TlsOptions
+from layerctl.oci.registry import Interrupted, RegistryClient, RegistryError, TlsOptions
 from layerctl.oci.tarsplit import BrokenRecord, emit_checked, layer_record
 from layerctl.store.layers import Layer
 
@@ -104,6 +104,7 @@ class _LayerPusher:
         self.report = report
         self.pushed = self.existing = 0
         self.broken: dict[str, str] = {}  # layer id -> why its tar-split record failed
+        self.unreachable: set[str] = set()  # origin registries that could not serve a blob
 
     def push(self, parent: Layer | None, layer: Layer) -> tuple[Descriptor, str]:
         """(blob descriptor, DiffID of the tar in it)."""
@@ -177,7 +178,7 @@ class _LayerPusher:
                     self.report(Event(short, f"Mounted from {origin['repository']}"))
                     return desc, origin["diff_id"]
         for origin in origins:
-            if origin["registry"] != here and self._copy(origin, short):
+            if origin["registry"] not in (here, *self.unreachable) and self._copy(origin, short):
                 desc = Descriptor(origin["media_type"], origin["digest"], origin["size"])
                 return desc, origin["diff_id"]
         return None
@@ -193,7 +194,11 @@ class _LayerPusher:
                 self.client.push_blob(origin["digest"], _progress(chunks, origin["size"],
                                                                   short, self.report),
                                       what=f"layer {short}")
-        except RegistryError:
+        except RegistryError as e:
+            if not isinstance(e, Interrupted):  # gone, refusing, no credentials: ask once
+                self.unreachable.add(origin["registry"])
+            return False
+        except LayerctlError:  # e.g. it served more bytes than the descriptor says
             return False
         self.pushed += 1
         self.report(Event(short, "Pushed"))

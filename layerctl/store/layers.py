@@ -63,6 +63,13 @@ class Layer:
         return self.trailers.get("Source-DiffID", "")
 
     @property
+    def sent_diff_id(self) -> str:
+        """The DiffID `save` and `push` send: the original tar's for a loaded or pulled
+        layer that keeps it (source/tar-split, if intact), else its changeset's."""
+        return self.source_diff_id if self.source is not None and self.source_diff_id else (
+            self.diff_id)
+
+    @property
     def size(self) -> int:
         value = self.trailers.get("Size", "0")
         return int(value) if value.isascii() and value.isdigit() else 0  # fsck names a bad one
