@@ -91,6 +91,12 @@ def registry_b(tmp_path, needs_tool):
     yield from _registry(tmp_path, "reg-b")
 
 
+@pytest.fixture
+def registry_c(tmp_path, needs_tool):
+    needs_tool("docker-registry")
+    yield from _registry(tmp_path, "reg-c")
+
+
 def _raw_manifest(ref: str) -> bytes:
     out = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
                          capture_output=True, check=True)
@@ -103,7 +109,7 @@ def _sha(data: bytes) -> str:
 
 @pytest.mark.needs_root
 def test_pull_then_push_keeps_blob_and_manifest_digests(store, podman, tmp_path, registry_a,
-                                                        registry_b, needs_tool):
+                                                        registry_b, registry_c, needs_tool):
     from layerctl.images import parse_name
     from layerctl.oci.pull import pull
     from layerctl.oci.push import push
@@ -140,6 +146,18 @@ def test_pull_then_push_keeps_blob_and_manifest_digests(store, podman, tmp_path,
     registry_a.stop()
     assert push(store, name, parse_reference(f"{registry_b.host}/pm:three")).digest == _sha(
         original)
+    # and C, which has nothing and cannot copy from A, gets the original tars (the
+    # DiffIDs and image ID stay; only the compressed digests are layerctl's own)
+    third = push(store, name, parse_reference(f"{registry_c.host}/pm:two"))
+    assert third.pushed == 2
+    config = json.loads(subprocess.run(
+        ["skopeo", "inspect", "--config", "--tls-verify=false",
+         f"docker://{registry_c.host}/pm:two"], capture_output=True, check=True).stdout)
+    assert config["rootfs"]["diff_ids"] == podman.inspect("localhost/pm:two")["RootFS"][
+        "Layers"]
+    raw_c = json.loads(_raw_manifest(f"{registry_c.host}/pm:two"))
+    assert raw_c["config"]["digest"] == json.loads(original)["config"]["digest"]
+    assert not {d["digest"] for d in raw_c["layers"]} & set(layers)
 
 
 # -- damaged records ----------------------------------------------------------------------

@@ -559,8 +559,10 @@ class _Applier:
                 self.editor.set_file(path, inode.meta, sha)
 
         done = set_blob
+        index = -1
         if self.recorder is not None and info.type in _PLAIN_FILE and info.sparse is None:
             index = self.recorder.content(info.offset_data, size)
+        if index >= 0:
 
             def done(sha: bytes, index: int = index) -> None:
                 self.recorder.resolve(index, sha)

@@ -91,10 +91,11 @@ class TarRecorder:
         return data
 
     def content(self, offset: int, size: int) -> int:
-        """Bytes [offset, offset + size) are a file's content; returns its index."""
+        """Bytes [offset, offset + size) are a file's content; returns its index, or -1
+        when they are not where a content can start (then they stay in the record)."""
         cut = offset - self.base
         if cut < 0 or cut > len(self.pending):
-            raise ValueError("tar-split: content outside the bytes read")  # a reader bug
+            return -1
         self._put(bytes(self.pending[:cut]), size + 1)
         rest = self.pending[cut + size:] if cut + size < len(self.pending) else b""
         self.pending = bytearray(rest)
@@ -114,11 +115,12 @@ class TarRecorder:
             self.parts.append(self.comp.compress(bytes(self.out)))
             self.out.clear()
 
-    def finish(self, diff_id: str) -> bytes:
+    def finish(self, diff_id: str) -> bytes | None:
         """The compressed record of the tar read (to the end), whose sha256 is `diff_id`
-        (hashed by the caller, who checks it anyway)."""
+        (hashed by the caller, who checks it anyway); None if the reader did not read it
+        all or a content never got its blob (then the layer keeps no record)."""
         if self.skip_until > self.pos or None in self.ids:
-            raise ValueError("tar-split: the tar was not read to the end")  # a reader bug
+            return None
         self._put(bytes(self.pending), 0)
         self.pending = bytearray()
         digest = bytes.fromhex(diff_id.removeprefix("sha256:"))
