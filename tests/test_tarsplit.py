@@ -236,6 +236,27 @@ def test_a_tampered_header_record_is_caught_by_fsck_and_save(store, podman, tmp_
     assert proc.returncode == 1 and f"layer {layer[:12]} " in proc.stdout
 
 
+@pytest.mark.needs_root
+def test_a_tampered_header_record_is_never_pushed(store, podman, tmp_path, cli, registry_a):
+    from layerctl.oci.pull import pull
+    from layerctl.oci.references import parse_reference
+
+    _loaded_podman_image(store, podman, tmp_path)
+    layer = _with_record(store, "localhost/pm:two", _flip_mtime)
+    remote = f"{registry_a.host}/pm:two"
+    proc = cli("push", "localhost/pm:two", remote)
+    assert (f"layerctl: warning: layer {layer[:12]}: its kept original tar is damaged"
+            in proc.stderr)
+    # what went out is self-consistent: a pull checks every DiffID against the config
+    other = Store(str(tmp_path / "other"))
+    try:
+        pulled = chain(other, pull(other, parse_reference(remote)).layer_id)
+    finally:
+        other.close()
+    top = chain(store, resolve(store, "localhost/pm:two"))[-1]
+    assert pulled[-1].sent_diff_id == top.diff_id  # the changeset's, not the record's
+
+
 def _chmod_header(raw: bytes, name: bytes, mode: bytes) -> bytes:
     """`name`'s ustar header with another mode and a valid checksum."""
     h = raw.index(name + b"\0")

@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from layerctl.errors import BadInput, LayerctlError, NotFound
 from layerctl.images import ImageName, chain, image_layer
@@ -55,6 +55,7 @@ class PushResult:
     size: int
     pushed: int  # layers uploaded
     existing: int  # layers the registry had
+    broken: dict[str, str] = field(default_factory=dict)  # layer id -> why its record failed
 
 
 def _cache_path(store: object, layer_id: str) -> str:
@@ -280,4 +281,5 @@ def push(
             store, layers[-1], Descriptor(OCI_CONFIG, config_digest, len(config)), descriptors)
         digest = client.put_manifest(tag, manifest, manifest_type)
     report(Event(None, f"{tag}: digest: {digest} size: {len(manifest)}"))
-    return PushResult(ref.with_tag(tag), digest, len(manifest), pusher.pushed, pusher.existing)
+    return PushResult(ref.with_tag(tag), digest, len(manifest), pusher.pushed, pusher.existing,
+                      pusher.broken)
