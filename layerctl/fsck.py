@@ -10,7 +10,8 @@ from layerctl.store.validate import Validator
 
 
 def fsck(store: object) -> tuple[list[str], int]:
-    """Check every ref (images, containers, pulls) and the layers below it.
+    """Check every ref (images, containers, pulls) and the layers below it, and that
+    each kept original layer tar (tar-split record) still gives that layer.
 
     Returns (problems, number of objects checked).
     """
@@ -21,6 +22,10 @@ def fsck(store: object) -> tuple[list[str], int]:
             if problem:
                 checker.problems.append(f"{ref}: {problem}")
         checker.check_layer(sha, ref)
+    if not checker.problems:  # records are read only from a store whose objects are sound
+        from layerctl.tarsplit_check import record_problems
+
+        checker.problems.extend(record_problems(store))
     return checker.problems, checker.objects
 
 

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 
 from layerctl import faults
 from layerctl.errors import Ambiguous, InvalidName, LayerctlError, NotFound, TagNotMoved
-from layerctl.store.layers import Layer, read_layer
+from layerctl.store.layers import Layer, read_layer, read_source
+
+SOURCE_CONFIG = b"config.json"  # in a layer's source/: the image's own config bytes
+# What a layer's config.json keeps of an image config; the rest is derived on save.
+LAYER_CONFIG_KEYS = ("architecture", "os", "os.version", "os.features", "variant", "config")
 
 REF_PREFIX = "refs/images/"
 TAG_DIR = "_tags"  # no path component of the grammar can start with '_'
@@ -409,6 +413,34 @@ def canonical_json(data: dict) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def image_id(layers: list[Layer]) -> str:
-    """sha256 of the image's OCI config, as Docker and OCI define the image ID."""
+def layer_config(config: dict) -> dict:
+    """The part of an image config that a layer's config.json holds."""
+    out = {k: config[k] for k in LAYER_CONFIG_KEYS if k in config and config[k] is not None}
+    out.setdefault("config", {})
+    return out
+
+
+def own_config(store: object, layers: list[Layer], diff_ids: list[str]) -> bytes | None:
+    """The image's own config bytes as it was loaded or pulled (the top layer's
+    source/config.json), if they still describe it: these DiffIDs, this config."""
+    raw = read_source(store, layers[-1], SOURCE_CONFIG) if layers[-1].source else None
+    if raw is None:
+        return None
+    try:
+        parsed = json.loads(raw)
+        same = (parsed["rootfs"]["diff_ids"] == list(diff_ids)
+                and layer_config(parsed) == layers[-1].config)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return raw if same else None
+
+
+def image_id(layers: list[Layer], store: object = None) -> str:
+    """sha256 of the image's config, as Docker and OCI define the image ID: with `store`,
+    of the image's own config bytes when it was loaded or pulled and still holds
+    (what save and push send), else of layerctl's canonical OCI config."""
+    if store is not None:
+        raw = own_config(store, layers, [x.sent_diff_id for x in layers])
+        if raw is not None:
+            return "sha256:" + hashlib.sha256(raw).hexdigest()
     return "sha256:" + hashlib.sha256(canonical_json(oci_config(layers))).hexdigest()

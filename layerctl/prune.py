@@ -219,7 +219,7 @@ def usage(store: object, verbose: bool = True) -> Usage:
         if n:
             kept.update(layer.id for layer in layers)
         out.images.append(ImageUse(
-            name, lid, image_id(layers), layers[-1].author_time,
+            name, lid, image_id(layers, store), layers[-1].author_time,
             sum(s for _, s in sizes),
             sum(s for layer, s in sizes if owners[layer] > 1), n))
     # The estimate of what untagging unused images and a gc would free: the content

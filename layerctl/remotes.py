@@ -249,12 +249,18 @@ def fetch(
         missing = [str(i) for i in images if i.ref not in found]
         if missing:
             raise NotFound(f"{url} has no image {', '.join(missing)}")
-    validator = Validator(store, trusted=_known_layers(store))
+    known = _known_layers(store)
+    validator = Validator(store, trusted=known)
     for ref, new in sorted(found.items()):
         faults.point("fetch.validate")
         validator.check_layer(new, ref)
     if validator.problems:
         raise _refuse(url, validator.problems)
+    from layerctl.tarsplit_check import record_problems
+
+    kept = record_problems(store, found, known)  # kept original tars must be the layers'
+    if kept:
+        raise _refuse(url, kept)
     updates = []
     for ref, new in sorted(found.items()):
         update = _decide(store, ref, store.ref(ref), new, force)

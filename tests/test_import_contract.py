@@ -68,7 +68,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("base", {"errors", "words", "faults", "atomic", "beneath", "hashing"}),
     ("store", {"store", "identity"}),
     ("format", {"changeset", "compress", "patch"}),
-    ("images", {"images", "importer", "remotes"}),
+    ("images", {"images", "importer", "remotes", "tarsplit_check"}),
     ("runtime", {"runtime"}),
     ("containers", {"containers"}),
     ("oci", {"oci"}),

@@ -57,6 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
+from layerctl.changeset.tarsplit import TarRecorder
 from layerctl.compress.detect import CorruptStream, open_decompressed
 from layerctl.errors import BadInput
 from layerctl.store import debris
@@ -97,6 +98,7 @@ _HEADER_TYPES = (
     tarfile.XGLTYPE,
     tarfile.SOLARIS_XHDTYPE,
 )
+_PLAIN_FILE = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)  # content as it is
 _SPECIAL_TYPES = {tarfile.CHRTYPE: CHAR, tarfile.BLKTYPE: BLOCK, tarfile.FIFOTYPE: FIFO}
 _PAX_TIME = re.compile(r"(-?)([0-9]+)(?:\.([0-9]*))?")
 
@@ -254,8 +256,9 @@ class _Node:
 class _Applier:
     def __init__(
         self, editor: TreeEditor, writer: PackWriter, whiteouts: bool, limits: Limits,
-        keep_bytes: int = 0,
+        keep_bytes: int = 0, recorder: TarRecorder | None = None,
     ) -> None:
+        self.recorder = recorder  # tarsplit: keeps all but file contents of the tar read
         self.editor = editor
         self.store = editor.store
         self.writer = writer
@@ -546,10 +549,20 @@ class _Applier:
         self.stats.files += 1
         self.stats.bytes += size
 
-        def done(sha: bytes) -> None:
+        def set_blob(sha: bytes) -> None:
             inode.blob = sha
             if self._node(path) is node:
                 self.editor.set_file(path, inode.meta, sha)
+
+        done = set_blob
+        index = -1
+        if self.recorder is not None and info.type in _PLAIN_FILE and info.sparse is None:
+            index = self.recorder.content(info.offset_data, size)
+        if index >= 0:
+
+            def done(sha: bytes, index: int = index) -> None:
+                self.recorder.resolve(index, sha)
+                set_blob(sha)
 
         fileobj = tar.extractfile(info)
         if size > BIG_FILE:
@@ -828,8 +841,11 @@ def apply_layer_tar(
     *,
     whiteouts: bool = True,
     limits: Limits = DEFAULT_LIMITS,
+    recorder: TarRecorder | None = None,
 ) -> ApplyStats:
     """Apply the (decompressed) tar `stream` onto `editor`, storing content in `writer`.
+    `recorder` (tarsplit), the reader `stream` itself or one it reads through, is told
+    which bytes are file contents.
 
     With whiteouts=True it is a layer changeset (OCI whiteouts apply to what
     `editor` held before); with whiteouts=False a root filesystem, where `.wh.`
@@ -837,4 +853,4 @@ def apply_layer_tar(
     malformed; the caller then aborts `writer`. The editor is left half-applied
     after an error and must be discarded.
     """
-    return _Applier(editor, writer, whiteouts, limits).run(stream)
+    return _Applier(editor, writer, whiteouts, limits, recorder=recorder).run(stream)

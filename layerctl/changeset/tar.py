@@ -204,9 +204,15 @@ class LayerTarWriter:
     def opaque(self, path: bytes) -> None:
         self._emit(entry_header(path + b"/" + OPAQUE, _WHITEOUT_META))
 
-    def close(self) -> str:
-        """End the archive; returns the DiffID."""
-        self._emit(b"\0" * (2 * BLOCK_SIZE))
+    def raw(self, data: bytes) -> None:
+        """Bytes as they are (tarsplit: a kept tar's own headers and contents)."""
+        self._emit(data)
+
+    def close(self, end: bool = True) -> str:
+        """End the archive (end=False: the bytes written already hold the end); returns
+        the DiffID."""
+        if end:
+            self._emit(b"\0" * (2 * BLOCK_SIZE))
         return "sha256:" + self.sha256.hexdigest()
 
 

@@ -63,7 +63,7 @@ def _image_rows(store: object, no_trunc: bool = False) -> list[dict[str, str]]:
             continue
         top = layers[-1]
         size = human_size(image_size(store, layers))
-        full_id = image_id(layers)
+        full_id = image_id(layers, store)
         rows.append({
             "Containers": "N/A",  # Docker too, unless asked to count (system df)
             "CreatedAt": go_time(top.author_time),
@@ -197,7 +197,7 @@ def inspect_image(store: object, target: str) -> dict:
     config = oci_config(layers)
     parent_id = image_id(layers[:-1]) if len(layers) > 1 else ""
     return {
-        "Id": image_id(layers),
+        "Id": image_id(layers, store),
         "RepoTags": [str(n) for n, sha in list_images(store) if sha == layer_id],
         "Parent": parent_id,
         "Comment": top.message,
@@ -208,7 +208,7 @@ def inspect_image(store: object, target: str) -> dict:
         "Os": config.get("os"),
         "Size": image_size(store, layers),
         "GraphDriver": graph_driver(store, layer_id),
-        "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in layers]},
+        "RootFS": {"Type": "layers", "Layers": [layer.sent_diff_id for layer in layers]},
         "Layerctl": {
             "Layer": top.id,
             "Layers": [layer.id for layer in layers],

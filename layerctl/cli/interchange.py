@@ -42,7 +42,7 @@ def load_cmd(ctx: click.Context, source: str, quiet: bool) -> None:
             for tag in image.tags:
                 click.echo(f"Loaded image: {tag}")
         else:
-            click.echo(f"Loaded image ID: {image_id(chain(store, image.top))}")
+            click.echo(f"Loaded image ID: {image_id(chain(store, image.top), store)}")
 
 
 @click.command("save", context_settings=_SETTINGS)
@@ -71,6 +71,10 @@ def save_cmd(ctx: click.Context, images: tuple[str, ...], output: str, fmt: str,
                        err=True)
 
     saved, blobs = save(store, list(images), output, fmt, compress, progress)
+    for layer_id, why in blobs.broken.items():
+        click.echo(f"layerctl: warning: layer {layer_id[:12]}: its kept original tar is "
+                   f"damaged ({why}); saved its changeset instead (another DiffID; run "
+                   "`layerctl fsck`)", err=True)
     for layer_id in blobs.stale:
         click.echo(f"layerctl: warning: layer {layer_id[:12]} records a DiffID that differs "
                    "from its tar's; the archive uses the tar's", err=True)

@@ -133,7 +133,11 @@ def push_cmd(
     name = parse_name(image)
     ref = parse_reference(destination or str(name))
     store = open_store(ctx)
-    push(store, name, ref, _tls(insecure, ca_file), progress=_Printer(quiet))
+    result = push(store, name, ref, _tls(insecure, ca_file), progress=_Printer(quiet))
+    for layer_id, why in result.broken.items():
+        click.echo(f"layerctl: warning: layer {layer_id[:12]}: its kept original tar is "
+                   f"damaged ({why}); pushed its changeset instead (another DiffID; run "
+                   "`layerctl fsck`)", err=True)
 
 
 @click.command("login")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from layerctl import faults
 from layerctl.changeset.apply import DEFAULT_LIMITS, Limits, apply_layer_tar
+from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.changeset.write import write_changeset
 from layerctl.compress.detect import NONE, open_decompressed
 from layerctl.errors import BadInput
@@ -42,7 +43,7 @@ from layerctl.oci.model import (
 from layerctl.store.blobread import BlobReader
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef
-from layerctl.store.layers import Layer, write_layer
+from layerctl.store.layers import Layer, read_layer, write_layer
 from layerctl.store.staging import Staging
 
 
@@ -79,6 +80,7 @@ class _Plan:
     diff_id: str  # of layerctl's changeset tar
     source_diff_id: str
     size: int
+    source: dict[bytes, bytes] | bytes | None = None  # write_layer's source/ (tar-split...)
     like: Layer | None = None  # a stored layer this one copies (another config only)
     layer_id: str | None = None
 
@@ -160,11 +162,11 @@ class _Ingest:
             return found
         if isinstance(node, _Plan):
             plan = _Plan(node.parent, node.root, wanted, node.history, node.diff_id,
-                         node.source_diff_id, node.size)
+                         node.source_diff_id, node.size, source=node.source)
         else:
             layer = self.stored[node]
             plan = _Plan(layer.parent, layer.root, wanted, None, layer.diff_id,
-                         layer.source_diff_id, layer.size, like=layer)
+                         layer.source_diff_id, layer.size, source=layer.source, like=layer)
         self.planned[key] = plan
         self.order.append(plan)
         return plan
@@ -180,11 +182,12 @@ class _Ingest:
             stream = open_decompressed(hashed)
             plain = stream.compression == NONE
             tar = hashed if plain else HashingReader(stream)
-            source = stream if plain else tar
+            recorder = TarRecorder(stream if plain else tar)
             with self.staging.pack_writer() as writer:
                 editor = TreeEditor(self.staging, parent_root)
                 try:
-                    stats = apply_layer_tar(editor, writer, source, limits=self.limits)
+                    stats = apply_layer_tar(editor, writer, recorder, limits=self.limits,
+                                            recorder=recorder)
                     tar.drain()
                     hashed.drain()
                 except BadInput as e:
@@ -203,8 +206,10 @@ class _Ingest:
             raw.close()
         with BlobReader.for_store(self.staging, self.staging.bases) as reader:
             ours, _size = write_changeset(self.staging, parent_root, root, None, reader)
-        return _Plan(parent, root, config, history, ours, diff_id if diff_id != ours else "",
-                     stats.bytes)
+        if diff_id == ours:  # layerctl's own tar is the original: nothing to keep
+            return _Plan(parent, root, config, history, ours, "", stats.bytes)
+        return _Plan(parent, root, config, history, ours, diff_id, stats.bytes,
+                     source={SOURCE_TAR: recorder.finish(diff_id)})
 
     def _check_blob(
         self, blob: LayerBlob, hashed: HashingReader, where: str, drain: bool = False
@@ -230,7 +235,7 @@ class _Ingest:
                 like = plan.like
                 plan.layer_id = write_layer(
                     self.store, plan.root, plan.config, plan.parent_id, like.author,
-                    like.message, like.trailers, when=like.author_time,
+                    like.message, like.trailers, when=like.author_time, source=plan.source,
                 )
                 continue
             h = plan.history
@@ -242,7 +247,7 @@ class _Ingest:
             }
             plan.layer_id = write_layer(
                 self.store, plan.root, plan.config, plan.parent_id, h.author, h.message,
-                trailers, when=h.when,
+                trailers, when=h.when, source=plan.source,
             )
 
 
@@ -287,9 +292,15 @@ def ingest(
         staging.land()
     faults.point("load.write-layers")
     job.commit()
+    from layerctl.oci.origin import keep_config  # origin imports oci.image, which re-exports us
+
     loaded = []
-    for img, (chain, existed) in zip(images, chains, strict=True):
+    for img, cfg, (chain, existed) in zip(images, configs, chains, strict=True):
         ids = [n.layer_id if isinstance(n, _Plan) else n for n in chain]
+        if ids:  # the top carries the image's own config bytes (its image ID)
+            top = keep_config(store, read_layer(store, ids[-1]), layer_config(cfg),
+                              img.config_raw)
+            ids[-1] = top.id
         loaded.append(LoadedImage(list(img.tags), ids, existed))
         if ids:
             for name in img.tags:

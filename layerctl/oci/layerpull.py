@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from layerctl.changeset.apply import apply_layer_tar
+from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.changeset.write import write_changeset
 from layerctl.compress.detect import open_decompressed
 from layerctl.errors import BadInput
@@ -109,9 +110,10 @@ def land_layer(
     with store.pack_writer() as packer:
         writer = _KeepingWriter(packer, KEEP_FOR_DIFF_ID)
         editor = TreeEditor(store, parent_root)
+        recorder = TarRecorder(stream.tar)
         try:
-            stats = apply_layer_tar(editor, writer, stream.tar)
-            while stream.tar.read(_DRAIN):
+            stats = apply_layer_tar(editor, writer, recorder, recorder=recorder)
+            while recorder.read(_DRAIN):
                 pass
         except BadInput as e:
             raise BadInput(e if str(e).startswith(where) else f"{where}: {e}") from None
@@ -132,9 +134,10 @@ def land_layer(
         "Created-By": history.created_by,
         "Source-DiffID": diff_id if diff_id != ours else "",
     }
+    source = {SOURCE_TAR: recorder.finish(diff_id)} if diff_id != ours else None
     layer_id = write_layer(
         store, root, config, parent.id if parent else None, history.author, history.message,
-        trailers, when=history.when,
+        trailers, when=history.when, source=source,
     )  # fmt: skip
     return read_layer(store, layer_id)
 
@@ -146,6 +149,6 @@ def retag_config(store: object, top: Layer, config: dict) -> Layer:
         return top
     layer_id = write_layer(
         store, top.root, config, top.parent, top.author, top.message, top.trailers,
-        when=top.author_time,
+        when=top.author_time, source=top.source,
     )  # fmt: skip
     return read_layer(store, layer_id)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import BinaryIO
 
 from layerctl.errors import BadInput, InvalidName
-from layerctl.images import ImageName, canonical_json, oci_config, parse_name
+from layerctl.images import ImageName, canonical_json, layer_config, oci_config, parse_name
 from layerctl.store.layers import Layer, parse_author
 
 # -- media types ------------------------------------------------------------------
@@ -123,8 +123,6 @@ def parse_descriptor(value: object, where: str) -> Descriptor:
 
 # -- configs ---------------------------------------------------------------------------
 
-# What a layer's config.json keeps of an image config; the rest is derived on save.
-LAYER_CONFIG_KEYS = ("architecture", "os", "os.version", "os.features", "variant", "config")
 
 
 def parse_config(data: bytes, where: str) -> dict:
@@ -152,13 +150,6 @@ def parse_config(data: bytes, where: str) -> dict:
         if key in config and not isinstance(config[key], str):
             raise BadInput(f"{where}: {key} must be a string")
     return config
-
-
-def layer_config(config: dict) -> dict:
-    """The part of an image config that a layer's config.json holds."""
-    out = {k: config[k] for k in LAYER_CONFIG_KEYS if k in config and config[k] is not None}
-    out.setdefault("config", {})
-    return out
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,11 @@ COMMITTER = "layerctl <layerctl@localhost>"
 # Base-Layer: the base a rebase put under it (OCI's org.opencontainers.image.base.*).
 TRAILER_KEYS = ("DiffID", "Size", "Created-By", "Source-DiffID", "Rebased-From", "Base-Name",
                 "Base-Layer")
+# A loaded or pulled layer's source/ tree (optional) keeps, to give back what came in:
+# tar-split (oci.tarsplit: the layer tar's bytes besides file contents), config.json
+# and manifest.json (the image's own config and manifest bytes, on the top layer).
+SOURCE = b"source"
+SOURCE_NAMES = (b"config.json", b"manifest.json", b"tar-split")
 _AUTHOR_RE = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>]*)>\s*$")
 
 
@@ -49,6 +54,7 @@ class Layer:
     author_tz: int = 0
     message: str = ""
     trailers: dict = field(default_factory=dict, hash=False, compare=False)
+    source: bytes | None = None  # the source/ tree: what a loaded or pulled layer kept
 
     @property
     def diff_id(self) -> str:
@@ -58,6 +64,13 @@ class Layer:
     def source_diff_id(self) -> str:
         """The DiffID the layer had where it was loaded from (empty: the same as diff_id)."""
         return self.trailers.get("Source-DiffID", "")
+
+    @property
+    def sent_diff_id(self) -> str:
+        """The DiffID `save` and `push` send: the original tar's for a loaded or pulled
+        layer that keeps it (source/tar-split, if intact), else its changeset's."""
+        return self.source_diff_id if self.source is not None and self.source_diff_id else (
+            self.diff_id)
 
     @property
     def size(self) -> int:
@@ -140,7 +153,18 @@ def read_layer(store: object, hexid: str) -> Layer:
         author_tz=commit.author_timezone,
         message=message,
         trailers=trailers,
+        source=tree.get(SOURCE),
     )
+
+
+def read_source(store: object, layer: Layer, name: bytes) -> bytes | None:
+    """The blob `name` of a layer's source/ tree (SOURCE_NAMES), if it has one."""
+    if layer.source is None:
+        return None
+    for entry, _mode, sha in store.read_tree(layer.source):
+        if entry == name:
+            return store.read_blob(sha)
+    return None
 
 
 def write_layer(
@@ -152,21 +176,29 @@ def write_layer(
     message: str,
     trailers: dict[str, str],
     when: int | None = None,
+    source: dict[bytes, bytes] | bytes | None = None,
 ) -> str:
     """Write config, top tree and commit as loose objects; returns the layer id.
 
-    The trees under `root` must already be in the store.
+    The trees under `root` must already be in the store. `source` is what a loaded
+    or pulled layer keeps of its origin (SOURCE_NAMES -> content), or the id of
+    another layer's source/ tree to share.
     """
     config_blob = store.add_object(
         BLOB, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
     )
-    top = serialize_tree(
-        [
-            (b"config.json", MODE_FILE, config_blob),
-            (b"meta", MODE_TREE, root.meta),
-            (b"rootfs", MODE_TREE, root.rootfs),
-        ]
-    )
+    entries = [
+        (b"config.json", MODE_FILE, config_blob),
+        (b"meta", MODE_TREE, root.meta),
+        (b"rootfs", MODE_TREE, root.rootfs),
+    ]
+    if isinstance(source, dict):
+        blobs = [(name, MODE_FILE, store.add_object(BLOB, data))
+                 for name, data in sorted(source.items()) if data is not None]
+        source = store.add_object(TREE, serialize_tree(blobs)) if blobs else None
+    if source is not None:
+        entries.append((SOURCE, MODE_TREE, source))
+    top = serialize_tree(entries)
     tree = store.add_object(TREE, top)
     now = int(time.time()) if when is None else when
     tz = time.localtime(now).tm_gmtoff

@@ -18,7 +18,7 @@ import json
 import re
 
 from layerctl.store.fstree import EMPTY_BLOB, RECORD, DirRef, git_mode, lookup
-from layerctl.store.layers import split_trailers
+from layerctl.store.layers import SOURCE, SOURCE_NAMES, split_trailers
 from layerctl.store.meta import (
     DEVICE_KINDS,
     DIR,
@@ -233,11 +233,15 @@ class Validator:
             return False, None
         entries = {name: (mode, s) for name, mode, s in top}
         shape = {b"config.json": MODE_FILE, b"meta": MODE_TREE, b"rootfs": MODE_TREE}
-        if len(top) != 3 or {n: m for n, (m, _s) in entries.items()} != shape:
+        if SOURCE in entries:
+            shape[SOURCE] = MODE_TREE
+        if len(top) != len(shape) or {n: m for n, (m, _s) in entries.items()} != shape:
             names = ", ".join(sorted(n.decode("utf-8", "replace") for n in entries))
             self._problem(here, f"not a layer: its tree holds {names or 'nothing'}, "
-                          "not exactly config.json, meta/, rootfs/")  # fmt: skip
+                          "not exactly config.json, meta/, rootfs/ (and source/)")  # fmt: skip
             return False, None
+        if SOURCE in entries:
+            self._check_source(entries[SOURCE][1], here)
         config = self._read(entries[b"config.json"][1], BLOB, here)
         if config is not None:
             try:
@@ -256,6 +260,16 @@ class Validator:
         if links:
             self._check_links(root, links, here)
         return len(self.problems) == before, (parents[0] if parents else None)
+
+    def _check_source(self, tree_id: bytes, here: str) -> None:
+        """source/ holds only the known blobs (their content is checked where used:
+        a tar-split record by the DiffID of the tar it gives, `fsck` runs that)."""
+        tree = self._tree(tree_id, here)
+        for name, mode, sha in tree or ():
+            if name not in SOURCE_NAMES or mode != MODE_FILE:
+                self._problem(here, f"unexpected entry {name!r} in source/")
+            else:
+                self._read(sha, BLOB, here)
 
     def _check_dir(self, ref: DirRef, path: bytes, where: str, depth: int) -> list | None:
         """Check one directory and everything below; returns its (path, target, kind)

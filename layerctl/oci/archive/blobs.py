@@ -13,16 +13,19 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from layerctl.changeset.tar import LayerTarWriter
+from layerctl.changeset.tarsplit import BrokenRecord, emit_checked, layer_record
 from layerctl.changeset.write import write_changeset
 from layerctl.compress.detect import GZIP, NONE, ZSTD
 from layerctl.compress.gzip import GzipWriter
 from layerctl.errors import BadInput
 from layerctl.images import ImageName
 from layerctl.oci.archive.out import DirOut, Pending, TarOut
+from layerctl.oci.origin import image_config
 from layerctl.store.blobread import BlobReader
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import Layer
@@ -121,8 +124,9 @@ class _PipeTar(LayerTarWriter):
             self.pipe.put(bytes(self.buf))
             self.buf.clear()
 
-    def close(self) -> str:
-        self._emit(b"\0" * 1024)
+    def close(self, end: bool = True) -> str:
+        if end:
+            self._emit(b"\0" * 1024)
         self._flush()
         self.result = self.pipe.finish()
         return self.result[0]
@@ -135,12 +139,19 @@ def write_layer_blob(
     out: BinaryIO,
     compression: str = NONE,
     reader: BlobReader | None = None,
+    record: tuple[bytes, str] | None = None,
 ) -> BlobInfo:
-    """Write the blob of `layer`'s changeset against `parent` to `out`."""
+    """Write the blob of `layer`'s changeset against `parent` to `out`; with `record`
+    (a tar-split record and the DiffID it must give), the layer's original tar instead
+    (tarsplit.BrokenRecord if it does not give that DiffID: discard what was written)."""
     pipe = _Pipeline(out, compression)
     tar = _PipeTar(pipe)
     try:
-        write_changeset(store, parent, layer, None, reader, tar=tar, strict=True)
+        if record is not None:
+            with BlobReader.for_store(store) if reader is None else nullcontext(reader) as r:
+                emit_checked(record[0], record[1], r, tar)
+        else:
+            write_changeset(store, parent, layer, None, reader, tar=tar, strict=True)
     except BaseException:
         if pipe.thread.is_alive():
             pipe.queue.put(None)
@@ -172,24 +183,52 @@ class Blobs:
     progress: Callable[[Layer, BlobInfo], None] | None = None
     written: dict[str, tuple[BlobInfo, str]] = field(default_factory=dict)  # id -> (info, name)
     stale: list[str] = field(default_factory=list)
+    broken: dict[str, str] = field(default_factory=dict)  # layer id -> why its record failed
+
+    def _try(self, layer: Layer, parent: Layer | None, out: TarOut | DirOut,
+             record: tuple[bytes, str] | None) -> tuple[BlobInfo, Pending] | None:
+        """The layer's blob, pending in `out`: its original tar from `record`, else
+        layerctl's changeset. A record that does not give back the layer's tar is
+        noted in `broken` (None returned, nothing written)."""
+        pending: Pending = out.pending()
+        try:
+            info = write_layer_blob(
+                self.store, parent.root if parent else None, layer.root, pending,
+                self.compression, self.reader, record,
+            )
+        except BrokenRecord as e:
+            pending.abort()
+            self.broken[layer.id] = str(e)
+            return None
+        except BaseException:
+            pending.abort()
+            raise
+        return info, pending
+
+    def config(self, image: SaveImage) -> bytes:
+        """The image's config as written: its own bytes if loaded or pulled and still
+        true, else layerctl's, with the DiffIDs of the tars written."""
+        diff_ids = [self.written[layer.id][0].diff_id for layer in image.layers]
+        return image_config(self.store, image.layers, diff_ids)
 
     def write(self, layer: Layer, parent: Layer | None, out: TarOut | DirOut,
               name_of: Callable[[BlobInfo], str]) -> tuple[BlobInfo, str]:
         found = self.written.get(layer.id)
         if found is not None:
             return found
-        pending: Pending = out.pending()
-        try:
-            info = write_layer_blob(
-                self.store, parent.root if parent else None, layer.root, pending,
-                self.compression, self.reader,
-            )
-        except BaseException:
-            pending.abort()
-            raise
+        record = layer_record(self.store, layer)
+        info = None
+        if record is not None:
+            info = self._try(layer, parent, out, record)
+        if info is None:
+            info = self._try(layer, parent, out, None)
+        pending = info[1]
+        info = info[0]
         name = name_of(info)
         pending.finish(name)
-        if layer.diff_id and layer.diff_id != info.diff_id:
+        expected = record[1] if record is not None and layer.id not in self.broken else (
+            layer.diff_id)
+        if expected and expected != info.diff_id:
             self.stale.append(layer.id)
         self.written[layer.id] = (info, name)
         if self.progress is not None:

@@ -31,7 +31,6 @@ from layerctl.oci.model import (
     MAX_LAYERS,
     LayerBlob,
     SourceImage,
-    config_blob,
     load_json,
     sha256_digest,
     tag_of,
@@ -133,7 +132,7 @@ def write_docker_archive(images: list[SaveImage], out: TarOut | DirOut, blobs: B
             diff_ids.append(info.diff_id)
             paths.append(name)
             parent = layer
-        config = config_blob(image.layers, diff_ids)
+        config = blobs.config(image)
         config_name = hashlib.sha256(config).hexdigest() + ".json"
         out.file(config_name, config)
         manifest.append({

@@ -31,7 +31,6 @@ from layerctl.oci.model import (
     REF_NAME,
     Descriptor,
     SourceImage,
-    config_blob,
     index_blob,
     layer_media_type,
     load_json,
@@ -164,7 +163,7 @@ def write_oci_layout(images: list[SaveImage], out: TarOut | DirOut, blobs: Blobs
             layers.append(Descriptor(media_type, info.digest, info.size))
             diff_ids.append(info.diff_id)
             parent = layer
-        config = config_blob(image.layers, diff_ids)
+        config = blobs.config(image)
         config_desc = Descriptor(OCI_CONFIG, sha256_digest(config), len(config))
         out.file(config_desc.blob_path, config)
         manifest = manifest_blob(config_desc, layers)

@@ -1,10 +1,13 @@
 """`layerctl save`: images out as a docker-archive, an oci-archive or an OCI layout dir.
 
-The layers' blobs come from their changesets (changeset.write, via
-archive.blobs), each written once per archive however many images share it. The
-config is images.oci_config with the DiffIDs of the tars just written, so an
-archive is always self-consistent; `stale` lists layers whose recorded DiffID
-trailer did not match (a store written by an older layerctl).
+The layers' blobs come from their changesets (changeset.write, via archive.blobs),
+each written once per archive however many images share it; a layer loaded or
+pulled with another tar gives that tar back byte for byte from its tar-split record
+(changeset.tarsplit), or, if the record does not give the layer's Source-DiffID, its
+changeset (`broken` says why). The config is the image's own (origin.image_config)
+or images.oci_config, always with the DiffIDs of the tars just written, so an
+archive is self-consistent; `stale` lists layers whose recorded DiffID did not match
+(a store written by an older layerctl).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import BinaryIO
 
 from layerctl.compress.detect import NONE
 from layerctl.errors import BadInput, InvalidName, LayerctlError
-from layerctl.images import chain, image_id, parse_name, resolve
+from layerctl.images import chain, parse_name, resolve
 from layerctl.oci.archive.blobs import COMPRESSIONS, BlobInfo, Blobs, SaveImage
 from layerctl.oci.archive.out import DirOut, TarOut, remove_tree, umask, write_output
 from layerctl.store.blobread import BlobReader
@@ -120,13 +123,10 @@ def _save_dir(store: object, images: list[SaveImage], output: str, blobs: Blobs)
 
 
 def saved_image_id(image: SaveImage, blobs: Blobs) -> str:
-    """The image ID in the archive (differs from images.image_id only for stale DiffIDs)."""
-    if not any(layer.id in blobs.stale for layer in image.layers):
-        return image_id(image.layers)
-    from layerctl.oci.model import config_blob, sha256_digest
+    """The image ID in the archive: the sha256 of the config written."""
+    from layerctl.oci.model import sha256_digest
 
-    diff_ids = [blobs.written[layer.id][0].diff_id for layer in image.layers]
-    return sha256_digest(config_blob(image.layers, diff_ids))
+    return sha256_digest(blobs.config(image))
 
 
 __all__ = ["FORMATS", "Blobs", "LayerctlError", "SaveImage", "collect", "save", "saved_image_id"]

@@ -21,6 +21,7 @@ Transport rules (decided here, documented in the README):
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
@@ -369,6 +370,21 @@ class RegistryClient:
         except NotFound:
             return False
         return True
+
+    def mount_blob(self, digest: str, source_repository: str) -> bool:
+        """Ask the registry to mount a blob of another of its repositories here (the
+        cross-repository mount, POST blobs/uploads/?mount=&from=): True if it did."""
+        response = self._call(
+            self.dxf._request, "post", "blobs/uploads/", what=f"blob {digest}",
+            params={"mount": digest, "from": source_repository},
+        )  # fmt: skip
+        if response.status_code == 201:
+            return True
+        location = response.headers.get("Location")  # 202: an upload began instead
+        if location:
+            with contextlib.suppress(RegistryError, NotFound):
+                self._call(self.dxf._base_request, "delete", location, what="upload")
+        return False
 
     def blob_chunks(self, digest: str, size: int, what: str = "") -> Iterator[bytes]:
         """The chunks of a blob whose descriptor says `size` bytes: a registry that

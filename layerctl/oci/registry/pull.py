@@ -33,6 +33,7 @@ from layerctl.oci.model import (
     parse_descriptor,
     source_image,
 )
+from layerctl.oci.origin import keep_config, remember_blob, remember_manifest
 from layerctl.oci.platform import Platform, choose, parse_platform
 from layerctl.oci.registry.client import (
     DOCKER_SCHEMA1,
@@ -154,7 +155,7 @@ def pull(
                 f"{where}: {len(image.layers)} layers in the manifest, "
                 f"{len(diff_ids)} in the config"
             )
-        result = _ingest(store, puller, manifest, image, config, where)
+        result = _ingest(store, puller, manifest, image, config, config_raw, where)
     up_to_date = False
     if name is not None:
         before = image_layer(store, name)
@@ -194,8 +195,15 @@ class _Ingested:
     existing: int
 
 
+def _remember(store: object, ref: Reference, layer_id: str, blob: object, diff_id: str
+              ) -> None:
+    remember_blob(store, layer_id, ref.domain, ref.path, blob.digest, blob.size,
+                  blob.media_type, diff_id)
+
+
 def _ingest(
-    store: object, puller: _Puller, manifest: Manifest, image: object, config: dict, where: str
+    store: object, puller: _Puller, manifest: Manifest, image: object, config: dict,
+    config_raw: bytes, where: str,
 ) -> _Ingested:
     report = puller.report
     diff_ids = config["rootfs"]["diff_ids"]
@@ -214,8 +222,9 @@ def _ingest(
         chain.append(found)
         parent_id = found.id
     existing = len(chain)
-    for blob in image.layers[:existing]:
+    for blob, layer, diff_id in zip(image.layers[:existing], chain, diff_ids, strict=False):
         report(Event(short_digest(blob.digest), "Already exists"))
+        _remember(store, puller.ref, layer.id, blob, diff_id)
     for blob in image.layers[existing:]:
         report(Event(short_digest(blob.digest), "Pulling fs layer"))
 
@@ -234,6 +243,7 @@ def _ingest(
             ) from None
         finally:
             stream.close()
+        _remember(store, puller.ref, layer.id, blob, diff_ids[j])
         report(Event(short, "Download complete"))
         faults.point("pull.move-progress-ref")
         old = store.ref(pull_ref)
@@ -241,7 +251,11 @@ def _ingest(
         index.add(layer)
         report(Event(short, "Pull complete"))
         parent = layer
-    top = retag_config(store, parent, wanted)
+    top = keep_config(store, retag_config(store, parent, wanted), wanted, config_raw)
+    if top.id != parent.id:  # a sibling commit of the top layer: the same blob
+        _remember(store, puller.ref, top.id, image.layers[-1], diff_ids[-1])
+    remember_manifest(store, top.id, puller.ref.domain, puller.ref.path, manifest.media_type,
+                      manifest.raw)
     if top.id != parent.id:
         old = store.ref(pull_ref)
         store.set_ref(pull_ref, old, top.id, f"pull {puller.ref.familiar()}")

@@ -5,9 +5,13 @@ deterministically (pgzip): the same layer always gives the same blob. The blob
 of each layer is remembered in the store (cache/blobs/<layer id>.json: digest,
 size, DiffID), so a later push asks the registry (HEAD) before making the tar at
 all, and a layer the registry has is never compressed or sent again ("Layer
-already exists"). The config lists the DiffIDs of the tars actually sent (a
-layer written by an older layerctl may record another); the manifest is an OCI
-image manifest.
+already exists"). A pulled layer is first offered as the blob its registry
+served (origin: HEAD here, a cross-repository mount on the same registry, or a
+copy from the registry it came from), and a loaded or pulled layer whose tar
+differs from layerctl's is sent as that original tar (tarsplit). The config
+lists the DiffIDs of the tars actually sent (the image's own config bytes when
+they still hold); the manifest is the one a registry served for the image when
+it names exactly these blobs, else an OCI image manifest.
 """
 
 from __future__ import annotations
@@ -16,24 +20,29 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from layerctl.changeset.tar import LayerTarWriter
+from layerctl.changeset.tarsplit import BrokenRecord, emit_checked, layer_record
 from layerctl.changeset.write import write_changeset
 from layerctl.compress.gzip import GzipWriter
-from layerctl.errors import BadInput, NotFound
+from layerctl.errors import BadInput, LayerctlError, NotFound
 from layerctl.images import ImageName, chain, image_layer
 from layerctl.oci.events import Event, Progress, quiet
 from layerctl.oci.model import (
+    DOCKER_LAYER,
     OCI_CONFIG,
+    OCI_LAYER,
     OCI_MANIFEST,
     Descriptor,
-    config_blob,
     layer_media_type,
     manifest_blob,
     sha256_digest,
 )
-from layerctl.oci.registry.client import RegistryClient, TlsOptions
+from layerctl.oci.origin import blob_origins, image_config, manifest_origins
+from layerctl.oci.registry.client import Interrupted, RegistryClient, RegistryError, TlsOptions
 from layerctl.oci.registry.reference import Reference
+from layerctl.store.blobread import BlobReader
 from layerctl.store.layers import Layer
 from layerctl.words import short_digest
 
@@ -47,6 +56,7 @@ class PushResult:
     size: int
     pushed: int  # layers uploaded
     existing: int  # layers the registry had
+    broken: dict[str, str] = field(default_factory=dict)  # layer id -> why its record failed
 
 
 def _cache_path(store: object, layer_id: str) -> str:
@@ -83,15 +93,23 @@ def _file_chunks(path: str, size: int, short: str, report: Progress) -> Iterator
 
 
 class _LayerPusher:
-    def __init__(self, store: object, client: RegistryClient, report: Progress) -> None:
+    def __init__(self, store: object, client: RegistryClient, ref: Reference,
+                 tls: TlsOptions | None, report: Progress) -> None:
         self.store = store
         self.client = client
+        self.ref = ref
+        self.tls = tls
         self.report = report
         self.pushed = self.existing = 0
+        self.broken: dict[str, str] = {}  # layer id -> why its tar-split record failed
+        self.unreachable: set[str] = set()  # origin registries that could not serve a blob
 
     def push(self, parent: Layer | None, layer: Layer) -> tuple[Descriptor, str]:
         """(blob descriptor, DiffID of the tar in it)."""
-        short = short_digest(layer.diff_id or layer.id)
+        short = short_digest(layer.source_diff_id or layer.diff_id or layer.id)
+        found = self._original(layer, short)
+        if found is not None:
+            return found
         media_type = layer_media_type("gzip")
         known = cached_blob(self.store, layer.id)
         if known and self.client.has_blob(known[0]):
@@ -99,23 +117,15 @@ class _LayerPusher:
         directory = self.store.path("cache", "blobs")
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".push-", suffix=".gz")
+        os.close(fd)
         try:
-            with os.fdopen(fd, "wb") as out:
-                gz = GzipWriter(out)
-                try:
-                    diff_id, _size = write_changeset(
-                        self.store, parent.root if parent else None, layer.root, gz
-                    )
-                except BaseException:
-                    gz.abort()
-                    raise
-                digest = gz.close()
-            _remember_blob(self.store, layer.id, digest, gz.size, diff_id)
-            desc = Descriptor(media_type, digest, gz.size)
+            diff_id, digest, size = self._gzip(parent, layer, tmp)
+            _remember_blob(self.store, layer.id, digest, size, diff_id)
+            desc = Descriptor(media_type, digest, size)
             if self.client.has_blob(digest):
                 return self._exists(short, desc), diff_id
             self.client.push_blob(
-                digest, _file_chunks(tmp, gz.size, short, self.report), what=f"layer {short}"
+                digest, _file_chunks(tmp, size, short, self.report), what=f"layer {short}"
             )
         finally:
             os.unlink(tmp)
@@ -123,10 +133,112 @@ class _LayerPusher:
         self.report(Event(short, "Pushed"))
         return desc, diff_id
 
+    def _gzip(self, parent: Layer | None, layer: Layer, path: str) -> tuple[str, str, int]:
+        """The layer's tar, gzipped into `path`: its original tar when it came with
+        another than layerctl's (tarsplit), else its changeset. (DiffID, digest, size)"""
+        record = None if layer.id in self.broken else layer_record(self.store, layer)
+        with open(path, "wb") as out:
+            gz = GzipWriter(out)
+            try:
+                if record is not None:
+                    with BlobReader.for_store(self.store) as reader:
+                        diff_id = emit_checked(record[0], record[1], reader,
+                                               LayerTarWriter(gz))
+                else:
+                    diff_id, _size = write_changeset(
+                        self.store, parent.root if parent else None, layer.root, gz
+                    )
+            except BrokenRecord as e:
+                gz.abort()
+                self.broken[layer.id] = str(e)
+                return self._gzip(parent, layer, path)  # its changeset, without the record
+            except BaseException:
+                gz.abort()
+                raise
+            digest = gz.close()
+        return diff_id, digest, gz.size
+
+    def _original(self, layer: Layer, short: str) -> tuple[Descriptor, str] | None:
+        """The blob a registry served for this layer, if the destination has it or can
+        get it without layerctl compressing anything: a HEAD, a cross-repository mount
+        on the same registry, or a copy from the registry it came from."""
+        origins = blob_origins(self.store, layer.id)
+        for origin in origins:
+            desc = Descriptor(origin["media_type"], origin["digest"], origin["size"])
+            if self.client.has_blob(origin["digest"]):
+                return self._exists(short, desc), origin["diff_id"]
+        here = self.ref.domain
+        for origin in origins:
+            if origin["registry"] == here and origin["repository"] != self.ref.path:
+                if self.client.mount_blob(origin["digest"], origin["repository"]):
+                    desc = Descriptor(origin["media_type"], origin["digest"], origin["size"])
+                    self.existing += 1
+                    self.report(Event(short, f"Mounted from {origin['repository']}"))
+                    return desc, origin["diff_id"]
+        for origin in origins:
+            if origin["registry"] not in (here, *self.unreachable) and self._copy(origin, short):
+                desc = Descriptor(origin["media_type"], origin["digest"], origin["size"])
+                return desc, origin["diff_id"]
+        return None
+
+    def _copy(self, origin: dict, short: str) -> bool:
+        """Stream the original blob from its registry to this one (as skopeo copies);
+        False if the origin cannot serve it (gone, unreachable, no credentials)."""
+        source = Reference(origin["registry"], origin["repository"], None, origin["digest"])
+        try:
+            with RegistryClient(source, self.tls) as there:
+                chunks = there.blob_chunks(origin["digest"], origin["size"],
+                                           what=f"layer {short} from {source.name}")
+                self.client.push_blob(origin["digest"], _progress(chunks, origin["size"],
+                                                                  short, self.report),
+                                      what=f"layer {short}")
+        except RegistryError as e:
+            if not isinstance(e, Interrupted):  # gone, refusing, no credentials: ask once
+                self.unreachable.add(origin["registry"])
+            return False
+        except LayerctlError:  # e.g. it served more bytes than the descriptor says
+            return False
+        self.pushed += 1
+        self.report(Event(short, "Pushed"))
+        return True
+
     def _exists(self, short: str, desc: Descriptor) -> Descriptor:
         self.existing += 1
         self.report(Event(short, "Layer already exists"))
         return desc
+
+
+def _progress(chunks: Iterator[bytes], size: int, short: str, report: Progress
+              ) -> Iterator[bytes]:
+    done = 0
+    report(Event(short, "Pushing", 0, size))
+    for chunk in chunks:
+        done += len(chunk)
+        report(Event(short, "Pushing", done, size))
+        yield chunk
+
+
+def _manifest(store: object, top: Layer, config: Descriptor, layers: list[Descriptor]
+              ) -> tuple[bytes, str]:
+    """The image's manifest as a registry served it when it names this very config and
+    these very blobs (so a pushed-back image keeps its digest), else an OCI manifest."""
+    want = [(d.media_type, d.digest, d.size) for d in layers]
+    for media_type, raw in manifest_origins(store, top.id):
+        try:
+            data = json.loads(raw)
+            got = [(d["mediaType"], d["digest"], d["size"]) for d in data["layers"]]
+            same_config = (data["config"]["digest"], data["config"]["size"]) == (
+                config.digest, config.size)
+        except (ValueError, KeyError, TypeError):
+            continue
+        if same_config and got == want:
+            return raw, media_type
+    oci = [Descriptor(_OCI_TYPES.get(d.media_type, d.media_type), d.digest, d.size)
+           for d in layers]
+    return manifest_blob(config, oci), OCI_MANIFEST
+
+
+_OCI_TYPES = {DOCKER_LAYER + ".gzip": layer_media_type("gzip"), DOCKER_LAYER: OCI_LAYER}
 
 
 def push(
@@ -150,7 +262,7 @@ def push(
         client.ping()
         for layer in layers:
             report(Event(short_digest(layer.diff_id or layer.id), "Preparing"))
-        pusher = _LayerPusher(store, client, report)
+        pusher = _LayerPusher(store, client, ref, tls, report)
         descriptors, diff_ids = [], []
         parent = None
         for layer in layers:
@@ -158,11 +270,13 @@ def push(
             descriptors.append(desc)
             diff_ids.append(diff_id)
             parent = layer
-        config = config_blob(layers, diff_ids)
+        config = image_config(store, layers, diff_ids)
         config_digest = sha256_digest(config)
         if not client.has_blob(config_digest):
             client.push_blob(config_digest, config, what="image config")
-        manifest = manifest_blob(Descriptor(OCI_CONFIG, config_digest, len(config)), descriptors)
-        digest = client.put_manifest(tag, manifest, OCI_MANIFEST)
+        manifest, manifest_type = _manifest(
+            store, layers[-1], Descriptor(OCI_CONFIG, config_digest, len(config)), descriptors)
+        digest = client.put_manifest(tag, manifest, manifest_type)
     report(Event(None, f"{tag}: digest: {digest} size: {len(manifest)}"))
-    return PushResult(ref.with_tag(tag), digest, len(manifest), pusher.pushed, pusher.existing)
+    return PushResult(ref.with_tag(tag), digest, len(manifest), pusher.pushed, pusher.existing,
+                      pusher.broken)
