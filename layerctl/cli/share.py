@@ -78,6 +78,15 @@ class _Printer:
     metavar="OS/ARCH[/VARIANT]",
     help="Platform to pick from a multi-arch image (default: this host's).",
 )
+@click.option(
+    "--max-concurrent-downloads",
+    "max_downloads",
+    type=int,
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Download at most N layers at once.",
+)
 @_tls_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image reference.")
 @click.pass_context
@@ -85,6 +94,7 @@ def pull_cmd(
     ctx: click.Context,
     reference: str,
     platform: str | None,
+    max_downloads: int,
     insecure: bool,
     ca_file: str | None,
     quiet: bool,
@@ -95,7 +105,8 @@ def pull_cmd(
 
     ref = parse_reference(reference)
     store = open_store(ctx)
-    pull(store, ref, _tls(insecure, ca_file), platform=platform, progress=_Printer(quiet))
+    pull(store, ref, _tls(insecure, ca_file), platform=platform, progress=_Printer(quiet),
+         max_downloads=max_downloads)
     click.echo(str(ref))
 
 
