@@ -137,7 +137,6 @@ class Downloads:
                         return
                     out.write(chunk)
                     task.done_bytes += len(chunk)
-            faults.point("pull.blob-downloaded")
             task.state = "done"
         except BaseException as e:  # handed to the apply when it reaches this layer
             task.error = e
@@ -148,6 +147,7 @@ class Downloads:
             if client is not None:
                 with self._lock:
                     self._clients.append(client)
+            faults.point("pull.download-ended")
             task.finished.set()
             self._release()
 

@@ -178,8 +178,10 @@ class _Puller:
 
 def _releasing(chunks: Iterator[bytes], release: Callable[[], None]) -> Iterator[bytes]:
     try:
+        faults.point("pull.stream-blob")  # on the reader thread, before the first chunk
         yield from chunks
     finally:
+        faults.point("pull.stream-ended")
         release()
 
 
