@@ -2,29 +2,32 @@
 (the DiffID of the tar, the digest of the blob) on a second thread while the first
 one reads the store and builds the tar.
 
-Compression is deterministic: gzip with mtime 0, no file name, level 6 (what
-Docker uses); zstd at level 3, single-threaded, no content size.
+Compression is deterministic: gzip with mtime 0, no file name, deflated in
+1 MiB blocks on every core (pgzip: the bytes do not depend on the number of
+cores), ISA-L level 3 (zlib level 6, Docker's, without isal); zstd at level 3,
+single-threaded, no content size.
 """
 
 from __future__ import annotations
 
 import hashlib
 import queue
-import struct
 import threading
-import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from layerctl.errors import BadInput
+from layerctl.oci import pgzip
 from layerctl.oci.blobread import BlobReader
 from layerctl.oci.changeset import write_changeset
 from layerctl.oci.compression import GZIP, NONE, ZSTD
 from layerctl.oci.layertar import LayerTarWriter
+from layerctl.oci.pgzip import GzipWriter
 from layerctl.store.fstree import DirRef
 
 COMPRESSIONS = (NONE, GZIP, ZSTD)
-GZIP_LEVEL = 6
+# ISA-L's level 3 deflates 10x faster than zlib's 6 for 5% more bytes (Debian minbase)
+GZIP_LEVEL = 3 if pgzip.ISAL else 6
 ZSTD_LEVEL = 3
 _BATCH = 1 << 20
 
@@ -37,35 +40,9 @@ class BlobInfo:
     compression: str
 
 
-class _Gzip:
-    """RFC 1952 by hand, so that every header byte is fixed."""
-
-    def __init__(self, level: int) -> None:
-        self.comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-        self.crc = 0
-        self.length = 0
-        self.started = False
-
-    def compress(self, data: bytes) -> bytes:
-        self.crc = zlib.crc32(data, self.crc)
-        self.length += len(data)
-        out = self.comp.compress(data)
-        if not self.started:
-            self.started = True
-            return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + out
-        return out
-
-    def flush(self) -> bytes:
-        head = b"" if self.started else b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-        self.started = True
-        return head + self.comp.flush() + struct.pack("<II", self.crc, self.length & 0xFFFFFFFF)
-
-
 def _compressor(compression: str) -> object | None:
     if compression == NONE:
         return None
-    if compression == GZIP:
-        return _Gzip(GZIP_LEVEL)
     if compression == ZSTD:
         import zstandard
 
@@ -78,7 +55,9 @@ class _Pipeline:
 
     def __init__(self, out: BinaryIO, compression: str) -> None:
         self.out = out
-        self.comp = _compressor(compression)
+        # gzip is deflated in blocks on every core (pgzip), zstd by the library's own
+        self.gzip = GzipWriter(out, level=GZIP_LEVEL) if compression == GZIP else None
+        self.comp = None if self.gzip is not None else _compressor(compression)
         self.tar_sha = hashlib.sha256()
         self.blob_sha = hashlib.sha256() if self.comp is not None else self.tar_sha
         self.size = 0
@@ -98,11 +77,19 @@ class _Pipeline:
         try:
             while (data := self.queue.get()) is not None:
                 self.tar_sha.update(data)
-                self._write(self.comp.compress(data) if self.comp is not None else data)
-            if self.comp is not None:
+                if self.gzip is not None:
+                    self.gzip.write(data)
+                else:
+                    self._write(self.comp.compress(data) if self.comp is not None else data)
+            if self.gzip is not None:
+                self.gzip.close()
+                self.blob_sha, self.size = self.gzip.sha256, self.gzip.size
+            elif self.comp is not None:
                 self._write(self.comp.flush())
         except BaseException as e:  # reported by finish(), on the caller's thread
             self.error = e
+            if self.gzip is not None:
+                self.gzip.abort()
             while self.queue.get() is not None:
                 pass
 

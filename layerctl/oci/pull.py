@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from layerctl import faults
 from layerctl.errors import BadInput
 from layerctl.images import ImageName, host_arch, image_layer, set_tag
 from layerctl.oci.downloads import DEFAULT_LIMIT, Downloads, check_limit, spool_chunks
-from layerctl.oci.events import Event, Progress, quiet
+from layerctl.oci.events import Event, Progress, quiet, throughput
 from layerctl.oci.gunzip import GunzipChunks
 from layerctl.oci.image import (
     layer_config,
@@ -228,7 +229,11 @@ def pull(
                 f"{where}: {len(image.layers)} layers in the manifest, "
                 f"{len(diff_ids)} in the config"
             )
+        started = time.monotonic()
         result = _ingest(store, puller, manifest, image, config, where, max_downloads)
+        if result.downloaded:
+            sent = sum(blob.size for blob in image.layers[result.existing:])
+            report(Event(None, f"Downloaded {throughput(sent, time.monotonic() - started)}"))
     up_to_date = False
     if name is not None:
         before = image_layer(store, name)

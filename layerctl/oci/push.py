@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from layerctl.errors import BadInput, NotFound
 from layerctl.images import ImageName, chain, image_layer
 from layerctl.oci.changeset import write_changeset
-from layerctl.oci.events import Event, Progress, quiet
+from layerctl.oci.events import Event, Progress, quiet, throughput
 from layerctl.oci.image import (
     OCI_CONFIG,
     OCI_MANIFEST,
@@ -91,6 +92,7 @@ class _LayerPusher:
         self.client = client
         self.report = report
         self.pushed = self.existing = 0
+        self.bytes = 0  # of the blobs uploaded
 
     def push(self, parent: Layer | None, layer: Layer) -> tuple[Descriptor, str]:
         """(blob descriptor, DiffID of the tar in it)."""
@@ -123,6 +125,7 @@ class _LayerPusher:
         finally:
             os.unlink(tmp)
         self.pushed += 1
+        self.bytes += desc.size
         self.report(Event(short, "Pushed"))
         return desc, diff_id
 
@@ -154,6 +157,7 @@ def push(
         for layer in layers:
             report(Event(_short(layer.diff_id or layer.id), "Preparing"))
         pusher = _LayerPusher(store, client, report)
+        started = time.monotonic()
         descriptors, diff_ids = [], []
         parent = None
         for layer in layers:
@@ -167,5 +171,7 @@ def push(
             client.push_blob(config_digest, config, what="image config")
         manifest = manifest_blob(Descriptor(OCI_CONFIG, config_digest, len(config)), descriptors)
         digest = client.put_manifest(tag, manifest, OCI_MANIFEST)
+    if pusher.pushed:
+        report(Event(None, f"Pushed {throughput(pusher.bytes, time.monotonic() - started)}"))
     report(Event(None, f"{tag}: digest: {digest} size: {len(manifest)}"))
     return PushResult(ref.with_tag(tag), digest, len(manifest), pusher.pushed, pusher.existing)
