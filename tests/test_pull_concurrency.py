@@ -89,11 +89,11 @@ def _leftovers(store_root: Path) -> list[str]:
 
 
 class Hold:
-    """Holds the first layer's stream until the download of `until` (a short digest)
-    has ended, and records the order in which downloads end."""
+    """Holds the first layer's stream until the downloads of `until` (short digests)
+    have ended, and records the order in which downloads end."""
 
-    def __init__(self, until: str) -> None:
-        self.until = until
+    def __init__(self, *until: str) -> None:
+        self.until = set(until)
         self.ended: list[str] = []
         self.released = threading.Event()
         self.timed_out = False
@@ -106,7 +106,7 @@ class Hold:
     def download_ended(self) -> None:
         name = threading.current_thread().name.removeprefix("download ")
         self.ended.append(name)
-        if name == self.until:
+        if self.until <= set(self.ended):
             self.released.set()
 
     def __enter__(self) -> Hold:
@@ -127,7 +127,7 @@ def test_layers_apply_in_order_when_a_later_one_downloads_first(
     blobs = _push(registry, tmp_path, "order/img", LAYERS)
     ref = parse_reference(f"{registry.host}/order/img:1")
     events = []
-    with Hold(until=_short(blobs[2])) as hold:
+    with Hold(*(_short(b) for b in blobs[1:])) as hold:
         result = pull(store, ref, progress=events.append, max_downloads=3)
     assert not hold.timed_out
     # both later layers were on disk before the first one had even started to arrive
@@ -164,7 +164,7 @@ def test_bad_blob_among_concurrent_downloads_leaves_no_tag_and_no_layer(
         stored.unlink()
     ref = parse_reference(f"{registry.host}/bad/img:1")
     # the bad layer's download has failed while the first layer is still arriving
-    with Hold(until=_short(blobs[1])) as hold, pytest.raises(LayerctlError) as failed:
+    with Hold(_short(blobs[1])) as hold, pytest.raises(LayerctlError) as failed:
         pull(store, ref, max_downloads=3)
     assert not hold.timed_out
     assert hold.ended.index(_short(blobs[1])) < hold.ended.index("stream")
