@@ -229,3 +229,24 @@ def test_max_concurrent_downloads_must_be_positive(cli, registry, tmp_path, valu
     with pytest.raises(BadInput):
         pull(Store(os.environ["LAYERCTL_ROOT"]), parse_reference(f"{registry.host}/opt/img:1"),
              max_downloads=int(value))  # fmt: skip
+
+
+def test_killed_pull_leaves_spool_files_that_the_retry_removes(registry, store_root, tmp_path,
+                                                               cli):
+    """A pull killed while later layers sit downloaded in spool files: the retry resumes
+    from the landed layers and removes the dead process's spool files."""
+    blobs = _push(registry, tmp_path, "kill/img", LAYERS)
+    ref = f"{registry.host}/kill/img:1"
+    # killed as the second download ahead ends: its spool file is complete and unread
+    killed = cli("pull", ref, check=False, env={"LAYERCTL_CRASH_AT": "pull.download-ended#2"})
+    assert killed.returncode == -9
+    spools = [n for n in _leftovers(store_root) if n.startswith("tmp_spool")]
+    assert spools  # what a kill leaves
+    retry = cli("pull", ref).stdout
+    assert f"{_short(blobs[2])}: Pull complete" in retry
+    assert _leftovers(store_root) == []
+    assert cli("images", "-q").stdout.strip()
+    cli("fsck")
+    co = tmp_path / "co"
+    cli("checkout", ref, co)
+    assert (co / "etc" / "f").read_text() == "two\n"
