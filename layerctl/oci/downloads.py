@@ -124,12 +124,13 @@ class Downloads:
         fd = -1
         try:
             faults.point("pull.download-blob")
-            if self._stop.is_set():
-                return
             client = self._client()
-            fd, task.path = tempfile.mkstemp(
-                prefix=debris.temp_prefix("spool"), dir=self._spool_dir
-            )
+            with self._lock:  # close() removes every spool file made before it
+                if self._stop.is_set():
+                    return
+                fd, task.path = tempfile.mkstemp(
+                    prefix=debris.temp_prefix("spool"), dir=self._spool_dir
+                )
             with os.fdopen(fd, "wb") as out:
                 fd = -1
                 for chunk in client.blob_chunks(task.blob.digest, task.blob.size, task.what):
@@ -190,8 +191,10 @@ class Downloads:
 
     def close(self) -> None:
         """Stop the downloads still running, remove every spool file, close the clients."""
-        self._stop.set()
-        deadline = time.monotonic() + 30
+        with self._lock:
+            self._stop.set()
+        # a download stalled in a read ends at the client's timeout; its file is gone
+        deadline = time.monotonic() + 5
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         for task in self._tasks:
