@@ -250,3 +250,25 @@ def test_killed_pull_leaves_spool_files_that_the_retry_removes(registry, store_r
     co = tmp_path / "co"
     cli("checkout", ref, co)
     assert (co / "etc" / "f").read_text() == "two\n"
+
+
+_RATE = r"[0-9.]+[kMG]?B in [0-9]+\.[0-9]{2}s \([0-9.]+[kMG]?B/s\)"
+
+
+def test_transfers_show_their_total_and_rate(registry, tmp_path, cli):
+    import re
+
+    _push(registry, tmp_path, "rate/img", LAYERS)
+    ref = f"{registry.host}/rate/img:1"
+    lines = cli("pull", ref).stdout.splitlines()
+    assert re.fullmatch(f"Downloaded {_RATE}", lines[-4]), lines
+    assert lines[-3].startswith("Digest: ")
+    again = cli("pull", ref).stdout
+    assert "Downloaded " not in again  # nothing was
+    pushed = cli("push", ref, f"{registry.host}/rate/copy:1").stdout.splitlines()
+    assert re.fullmatch(f"Pushed {_RATE}", pushed[-2]), pushed
+    archive = tmp_path / "img.tar"
+    saved = cli("save", "-o", archive, ref).stderr.splitlines()
+    assert re.fullmatch(f"Wrote {_RATE}", saved[-2]), saved
+    loaded = cli("load", "-i", archive, env={"LAYERCTL_ROOT": str(tmp_path / "other")})
+    assert re.fullmatch(f"Read {_RATE}", loaded.stderr.splitlines()[-1]), loaded.stderr
