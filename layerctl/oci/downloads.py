@@ -44,7 +44,6 @@ def check_limit(limit: int) -> int:
 
 @dataclass(eq=False)
 class _Task:
-    index: int
     blob: object  # image.LayerBlob-like: digest, size, media_type
     what: str
     state: str = "queued"  # queued -> running -> done | failed; or taken (streamed)
@@ -66,7 +65,7 @@ class Downloads:
     ) -> None:
         self._new_client = new_client
         self._spool_dir = spool_dir
-        self._tasks = [_Task(i, blob, what) for i, (blob, what) in enumerate(layers)]
+        self._tasks = [_Task(blob, what) for blob, what in layers]
         self._limit = check_limit(limit)
         self._running = 0
         self._next = 0  # the first task never started
