@@ -1,7 +1,8 @@
 """Interchange at the speed of the wire (issue 16): medians of 5 (or --repeat) runs,
 each ratio against its peer in the same run, Debian minbase (~200 MB).
 
-Rows (targets from the issue):
+Each row alternates the two commands run by run (a load that changes during the run
+weighs on both alike). Rows (targets from the issue):
 - pull of the one-layer image from a docker-registry on 127.0.0.1 vs
   `skopeo copy docker://... oci:DIR` (the floor: download and verify, no unpack;
   target <= 2.0x) and vs `podman pull` (target <= 0.25x);
@@ -24,6 +25,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,26 +46,28 @@ REPEAT = 5
 _TOOLS = ("docker-registry", "podman", "skopeo")
 
 
-def median_time(fn: Callable[[], object], repeat: int,
-                setup: Callable[[], object] | None = None) -> float:
-    """Median wall-clock seconds of `repeat` calls (setup untimed before each)."""
-    import time
-
-    times = []
-    for _ in range(max(1, repeat)):
-        if setup is not None:
-            setup()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _timed(fn: Callable[[], object], setup: Callable[[], object] | None) -> float:
+    if setup is not None:
+        setup()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
-def _measure(fn, repeat, setup=None) -> tuple[float | None, str]:  # noqa: ANN001
+def paired(ours: Callable[[], object], theirs: Callable[[], object], repeat: int,
+           setup_ours: Callable[[], object] | None = None,
+           setup_theirs: Callable[[], object] | None = None,
+           ) -> tuple[float | None, float | None, str]:
+    """Medians of `repeat` runs of each, alternating ours and theirs (a machine whose
+    load changes during the run weighs on both alike): (ours, theirs, note)."""
+    times: tuple[list[float], list[float]] = ([], [])
     try:
-        return median_time(fn, repeat, setup), ""
+        for _ in range(max(1, repeat)):
+            times[0].append(_timed(ours, setup_ours))
+            times[1].append(_timed(theirs, setup_theirs))
     except CommandFailed as e:
-        return None, f"failed: {e}"
+        return None, None, f"failed: {e}"
+    return statistics.median(times[0]), statistics.median(times[1]), ""
 
 
 def _registry_helpers():  # noqa: ANN202 - the tests' registry helpers module
@@ -173,27 +177,30 @@ def _pull_rows(repeat: int, work: Path, podman: PrivatePodman, images: dict) -> 
         fresh_dir(store).mkdir(parents=True)
 
     image = images["debian"]
-    lc, note = _measure(lambda: layerctl(store, "pull", "-q", image), repeat, new_store)
     oci = work / "oci"
-    floor, note_s = _measure(
+    lc, floor, note = paired(
+        lambda: layerctl(store, "pull", "-q", image),
         lambda: run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{image}",
                      f"oci:{oci}:x"]),
-        repeat, lambda: fresh_dir(oci),
+        repeat, new_store, lambda: fresh_dir(oci),
     )  # fmt: skip
-    peer, note_p = _measure(lambda: podman("pull", "-q", "--tls-verify=false", image), repeat,
-                            podman.reset)  # fmt: skip
+    lc2, peer, note_p = paired(
+        lambda: layerctl(store, "pull", "-q", image),
+        lambda: podman("pull", "-q", "--tls-verify=false", image),
+        repeat, new_store, podman.reset,
+    )  # fmt: skip
     five = images["debian5"]
-    parallel, note_5 = _measure(lambda: layerctl(store, "pull", "-q", five), repeat, new_store)
-    serial, note_1 = _measure(
+    parallel, serial, note_5 = paired(
+        lambda: layerctl(store, "pull", "-q", five),
         lambda: layerctl(store, "pull", "-q", "--max-concurrent-downloads", "1", five),
-        repeat, new_store,
+        repeat, new_store, new_store,
     )  # fmt: skip
     return [
         Row("pull debian-minbase", lc, "skopeo copy docker->oci (floor; target 2.0x)", floor,
-            note or note_s),
-        Row("pull debian-minbase", lc, "podman pull (target 0.25x)", peer, note or note_p),
+            note),
+        Row("pull debian-minbase", lc2, "podman pull (target 0.25x)", peer, note_p),
         Row("pull 5 layers, default concurrency", parallel,
-            "--max-concurrent-downloads 1 (target 0.77x)", serial, note_5 or note_1),
+            "--max-concurrent-downloads 1 (target 0.77x)", serial, note_5),
     ]
 
 
@@ -209,12 +216,12 @@ def _archive_rows(repeat: int, work: Path, podman: PrivatePodman, image: str) ->
     def drop(path: Path) -> Callable[[], None]:
         return lambda: path.unlink(missing_ok=True)
 
-    save_l, note_l = _measure(lambda: layerctl(store, "save", "-q", "-o", ours, image), repeat,
-                              drop(ours))  # fmt: skip
-    save_p, note_p = _measure(lambda: podman("save", "-q", "-o", theirs, image), repeat,
-                              drop(theirs))  # fmt: skip
-    rows = [Row("save debian-minbase", save_l, "podman save (target 0.5x)", save_p,
-                note_l or note_p)]
+    save_l, save_p, note = paired(
+        lambda: layerctl(store, "save", "-q", "-o", ours, image),
+        lambda: podman("save", "-q", "-o", theirs, image),
+        repeat, drop(ours), drop(theirs),
+    )  # fmt: skip
+    rows = [Row("save debian-minbase", save_l, "podman save (target 0.5x)", save_p, note)]
 
     target = work / "target"
     made: list[str] = []
@@ -243,12 +250,11 @@ def _archive_rows(repeat: int, work: Path, podman: PrivatePodman, image: str) ->
         podman("create", "--name", "bench", image)
         podman("mount", "bench")
 
-    load_l, note_l = _measure(ours_lcm, repeat, new_target)
+    load_l, load_p, note = paired(ours_lcm, theirs_lcm, repeat, new_target, podman_reset)
     new_target()
-    load_p, note_p = _measure(theirs_lcm, repeat, podman_reset)
     podman_reset()
     rows.append(Row("load + create + mount debian-minbase", load_l,
-                    "podman load + create + mount (target 1.0x)", load_p, note_l or note_p))
+                    "podman load + create + mount (target 1.0x)", load_p, note))
     return rows
 
 
