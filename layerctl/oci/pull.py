@@ -4,10 +4,13 @@
    config are fetched; the config's rootfs.diff_ids and the store's layers
    (chains.LayerIndex: parent + DiffID, or Source-DiffID) tell which layers
    are already here: those print "Already exists" and are never downloaded.
-2. Each missing layer is streamed from the registry (a reader thread keeps the
-   socket busy), hashed, decompressed, hashed again and applied onto its
-   parent's tree. Only when its blob digest, size and DiffID check out do its
-   pack land and its commit get written (layerpull.land_layer).
+2. Each missing layer, in order, is hashed, decompressed (on a reader thread),
+   hashed again and applied onto its parent's tree: the first streamed from the
+   registry, the next ones from the spool files they were downloaded into while
+   the layers below were applied (oci/downloads.py, at most
+   --max-concurrent-downloads at once). Only when its blob digest, size and
+   DiffID check out do its pack land and its commit get written
+   (layerpull.land_layer).
 3. Each landed layer moves `refs/pull/<manifest digest>`, so an interrupted
    pull keeps every completed layer: a retry finds them by chain and
    downloads only the rest. At the end the tag takes over and the pull ref
