@@ -272,3 +272,32 @@ def test_transfers_show_their_total_and_rate(registry, tmp_path, cli):
     assert re.fullmatch(f"Wrote {_RATE}", saved[-2]), saved
     loaded = cli("load", "-i", archive, env={"LAYERCTL_ROOT": str(tmp_path / "other")})
     assert re.fullmatch(f"Read {_RATE}", loaded.stderr.splitlines()[-1]), loaded.stderr
+
+
+def test_failed_apply_stops_the_downloads_ahead_and_removes_their_files(
+    registry, store, store_root, tmp_path, cli
+):
+    """The first layer is no tar at all: its apply fails while the layers above it sit
+    downloaded in spool files; nothing is kept of any of them."""
+    layers = [b"this is no tar archive\n" * 64, *LAYERS[1:]]
+    blobs = _push(registry, tmp_path, "notar/img", layers)
+    ref = parse_reference(f"{registry.host}/notar/img:1")
+    spooled = []
+
+    def look() -> None:  # once both downloads ahead ended: their files are there
+        spooled.extend(n for n in _leftovers(store_root) if n.startswith("tmp_spool"))
+
+    with Hold(*(_short(b) for b in blobs[1:])) as hold, \
+            faults.armed("pull.stream-blob", lambda: (hold.stream(), look())), \
+            pytest.raises(BadInput) as failed:  # fmt: skip
+        pull(store, ref, max_downloads=3)
+    assert not hold.timed_out
+    assert len(spooled) == 2
+    assert "not a tar archive" in str(failed.value) and "\n" not in str(failed.value)
+    assert _short(blobs[0]) in str(failed.value)
+    store.landed()
+    assert store.refs_under("refs/pull/") == {}
+    assert image_layer(store, ImageName(ref.familiar_name, "1")) is None
+    assert _leftovers(store_root) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("download ")]
+    cli("fsck")
