@@ -237,12 +237,14 @@ def test_killed_pull_leaves_spool_files_that_the_retry_removes(registry, store_r
     from the landed layers and removes the dead process's spool files."""
     blobs = _push(registry, tmp_path, "kill/img", LAYERS)
     ref = f"{registry.host}/kill/img:1"
-    # killed as the second download ahead ends: its spool file is complete and unread
-    killed = cli("pull", ref, check=False, env={"LAYERCTL_CRASH_AT": "pull.download-ended#2"})
+    # killed as the second layer is about to be applied: the first has landed (its pack
+    # fsynced) while the downloads ahead, started before it, had their files made
+    killed = cli("pull", ref, check=False, env={"LAYERCTL_CRASH_AT": "pull.apply-layer#2"})
     assert killed.returncode == -9
     spools = [n for n in _leftovers(store_root) if n.startswith("tmp_spool")]
     assert spools  # what a kill leaves
     retry = cli("pull", ref).stdout
+    assert f"{_short(blobs[0])}: Already exists" in retry
     assert f"{_short(blobs[2])}: Pull complete" in retry
     assert _leftovers(store_root) == []
     assert cli("images", "-q").stdout.strip()
