@@ -162,6 +162,33 @@ class _Counted:
         return data
 
 
+def _member_data(tar: tarfile.TarFile, info: tarfile.TarInfo, size: int) -> bytes:
+    """A regular member's content (fewer bytes if the stream ends), read in one pass
+    from the stream under tarfile's stream mode: its own reader goes through 10 KiB
+    reads, joins and slices, a fifth of a pull's main thread. Anything unexpected
+    (a sparse member, another tarfile) takes tarfile's way."""
+    stream = tar.fileobj
+    if (info.sparse is not None or not isinstance(stream, tarfile._Stream)
+            or getattr(stream, "comptype", None) != "tar"
+            or getattr(stream, "pos", None) != info.offset_data
+            or not isinstance(getattr(stream, "buf", None), bytes)):  # fmt: skip
+        return tar.extractfile(info).read(size)
+    buf = stream.buf
+    if len(buf) >= size:
+        data, stream.buf = buf[:size], buf[size:]
+    else:
+        parts, left = [buf], size - len(buf)
+        while left:
+            chunk = stream.fileobj.read(left)
+            if not chunk:
+                break
+            parts.append(chunk)
+            left -= len(chunk)
+        data, stream.buf = b"".join(parts), b""
+    stream.pos += len(data)
+    return data
+
+
 def _guarded_info(limits: Limits) -> type[tarfile.TarInfo]:
     class GuardedInfo(tarfile.TarInfo):
         """tarfile's TarInfo, strict about truncated or corrupt headers and huge extensions.
@@ -564,11 +591,10 @@ class _Applier:
                 self.recorder.resolve(index, sha)
                 set_blob(sha)
 
-        fileobj = tar.extractfile(info)
         if size > BIG_FILE:
-            self._spool(fileobj, size, done)
+            self._spool(tar.extractfile(info), size, done)
             return
-        data = fileobj.read(size)
+        data = _member_data(tar, info, size)
         if len(data) != size:
             raise self._fail(f"truncated tar: {size} bytes declared, {len(data)} present")
         if self.keep_bytes >= size:

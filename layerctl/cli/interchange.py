@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 
 import click
 
@@ -37,7 +39,14 @@ def load_cmd(ctx: click.Context, source: str, quiet: bool) -> None:
         elif event.status == "loading":
             click.echo(f"Loading layer {where}", err=True)
 
-    for image in load(store, source, progress):
+    started = time.monotonic()
+    loaded = load(store, source, progress)
+    if not quiet and source != "-" and os.path.isfile(source):
+        from layerctl.oci.events import throughput
+
+        read = os.path.getsize(source)
+        click.echo(f"Read {throughput(read, time.monotonic() - started)}", err=True)
+    for image in loaded:
         if image.tags:
             for tag in image.tags:
                 click.echo(f"Loaded image: {tag}")
@@ -65,16 +74,24 @@ def save_cmd(ctx: click.Context, images: tuple[str, ...], output: str, fmt: str,
         compress = "none" if fmt == "docker-archive" else "gzip"
     store = open_store(ctx)
 
+    written = []
+
     def progress(layer: object, info: object) -> None:
+        written.append(info.size)
         if not quiet:
             click.echo(f"Writing layer {short_digest(info.diff_id)} ({human_size(info.size)})",
                        err=True)
 
+    started = time.monotonic()
     saved, blobs = save(store, list(images), output, fmt, compress, progress)
     for layer_id, why in blobs.broken.items():
         click.echo(f"layerctl: warning: layer {layer_id[:12]}: its kept original tar is "
                    f"damaged ({why}); saved its changeset instead (another DiffID; run "
                    "`layerctl fsck`)", err=True)
+    if not quiet and written:
+        from layerctl.oci.events import throughput
+
+        click.echo(f"Wrote {throughput(sum(written), time.monotonic() - started)}", err=True)
     for layer_id in blobs.stale:
         click.echo(f"layerctl: warning: layer {layer_id[:12]} records a DiffID that differs "
                    "from its tar's; the archive uses the tar's", err=True)

@@ -33,12 +33,14 @@ def _tls(insecure: bool, ca_file: str | None) -> object:
 
 
 class _Printer:
-    """Docker-style progress lines: `<short id>: <status>`, a live byte count on a tty."""
+    """Docker-style progress lines: `<short id>: <status>`, a live byte count and rate
+    on a tty."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stdout.isatty()
         self.live = False
+        self.started: dict[str, float] = {}  # id -> when its transfer began
 
     def __call__(self, event: object) -> None:
         if self.quiet:
@@ -54,8 +56,15 @@ class _Printer:
                 if event.current == 0:
                     click.echo(f"{event.id}: {event.status}")
                 return
+            import time
+
+            from layerctl.oci.events import rate
+
+            now = time.monotonic()
+            began = self.started.setdefault(event.id, now)
             size = f"{human_size(event.current)}/{human_size(event.total)}"
-            sys.stdout.write(f"\r{event.id}: {event.status} {size}\x1b[K")
+            speed = rate(event.current, now - began)
+            sys.stdout.write(f"\r{event.id}: {event.status} {size} {speed}\x1b[K")
             sys.stdout.flush()
             self.live = True
             return
@@ -78,6 +87,15 @@ class _Printer:
     metavar="OS/ARCH[/VARIANT]",
     help="Platform to pick from a multi-arch image (default: this host's).",
 )
+@click.option(
+    "--max-concurrent-downloads",
+    "max_downloads",
+    type=int,
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Download at most N layers at once.",
+)
 @_tls_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image reference.")
 @click.pass_context
@@ -85,6 +103,7 @@ def pull_cmd(
     ctx: click.Context,
     reference: str,
     platform: str | None,
+    max_downloads: int,
     insecure: bool,
     ca_file: str | None,
     quiet: bool,
@@ -95,7 +114,8 @@ def pull_cmd(
 
     ref = parse_reference(reference)
     store = open_store(ctx)
-    pull(store, ref, _tls(insecure, ca_file), platform=platform, progress=_Printer(quiet))
+    pull(store, ref, _tls(insecure, ca_file), platform=platform, progress=_Printer(quiet),
+         max_downloads=max_downloads)
     click.echo(str(ref))
 
 

@@ -21,23 +21,29 @@ from typing import BinaryIO
 try:  # ISA-L's deflate is 5-10x faster than zlib's at the same ratio
     from isal import isal_zlib as _deflater
 
-    LEVEL = 1
+    ISAL = True
 except ImportError:  # pragma: no cover - isal is a dependency; zlib still works
     _deflater = zlib
-    LEVEL = 1
+    ISAL = False
+LEVEL = 1
 
 BLOCK = 1 << 20
 WINDOW = 32 << 10
-# gzip header: magic, deflate, no flags, mtime 0, xfl 4 (fastest), OS unknown
-_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
+
+
+def _header(level: int) -> bytes:
+    """magic, deflate, no flags, mtime 0, xfl (2 best, 4 fastest, else 0), OS unknown"""
+    xfl = 4 if level <= 1 else 2 if level >= 9 else 0
+    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes([xfl]) + b"\xff"
 
 
 def _deflate(block: bytes, dictionary: bytes, level: int) -> bytes:
+    lib = _deflater if level <= 3 else zlib  # ISA-L has levels 0-3 only
     if dictionary:
-        comp = _deflater.compressobj(level, zlib.DEFLATED, -15, 9, 0, dictionary)
+        comp = lib.compressobj(level, zlib.DEFLATED, -15, 9, 0, dictionary)
     else:
-        comp = _deflater.compressobj(level, zlib.DEFLATED, -15, 9)
-    return comp.compress(block) + comp.flush(_deflater.Z_SYNC_FLUSH)
+        comp = lib.compressobj(level, zlib.DEFLATED, -15, 9)
+    return comp.compress(block) + comp.flush(lib.Z_SYNC_FLUSH)
 
 
 class GzipWriter:
@@ -59,7 +65,7 @@ class GzipWriter:
         self.raw_size = 0
         self.sha256 = hashlib.sha256()
         self.size = 0
-        self._emit(_HEADER)
+        self._emit(_header(level))
 
     def _emit(self, data: bytes) -> None:
         self.sha256.update(data)

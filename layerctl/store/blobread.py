@@ -19,6 +19,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from layerctl.errors import Corrupt
 from layerctl.store.objects import BLOB
 
+try:  # ISA-L inflates git's zlib streams 2-3x faster than zlib (a save's largest cost)
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - isal is a dependency; zlib still works
+    _zlib = zlib
+
 INLINE = 64 << 10  # below this a thread costs more than it saves
 STREAM = 64 << 20  # above this content is streamed in chunks, never held whole
 _CHUNK = 1 << 20
@@ -55,7 +60,7 @@ def _header(mm: mmap.mmap, offset: int) -> tuple[int, int, int]:
 
 def _inflate_chunks(mm: mmap.mmap, pos: int, size: int) -> Iterator[bytes]:
     """The object's content in chunks of at most _CHUNK bytes (for big blobs)."""
-    dec = zlib.decompressobj()
+    dec = _zlib.decompressobj()
     got = 0
     end = len(mm)
     while not dec.eof:
@@ -75,7 +80,7 @@ def _inflate_chunks(mm: mmap.mmap, pos: int, size: int) -> Iterator[bytes]:
 
 
 def _inflate(mm: mmap.mmap, pos: int, size: int) -> bytes:
-    dec = zlib.decompressobj()
+    dec = _zlib.decompressobj()
     want = size + (size >> 10) + 64  # deflate never grows data by more than this
     parts = [dec.decompress(mm[pos : pos + want])]
     pos += want

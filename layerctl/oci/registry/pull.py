@@ -4,10 +4,13 @@
    config are fetched; the config's rootfs.diff_ids and the store's layers
    (chains.LayerIndex: parent + DiffID, or Source-DiffID) tell which layers
    are already here: those print "Already exists" and are never downloaded.
-2. Each missing layer is streamed from the registry (a reader thread keeps the
-   socket busy), hashed, decompressed, hashed again and applied onto its
-   parent's tree. Only when its blob digest, size and DiffID check out do its
-   pack land and its commit get written (layerpull.land_layer).
+2. Each missing layer, in order, is hashed, decompressed (on a reader thread),
+   hashed again and applied onto its parent's tree: the first streamed from the
+   registry, the next ones from the spool files they were downloaded into while
+   the layers below were applied (oci/registry/downloads.py, at most
+   --max-concurrent-downloads at once). Only when its blob digest, size and
+   DiffID check out do its pack land and its commit get written
+   (layerpull.land_layer).
 3. Each landed layer moves `refs/pull/<manifest digest>`, so an interrupted
    pull keeps every completed layer: a retry finds them by chain and
    downloads only the rest. At the end the tag takes over and the pull ref
@@ -16,14 +19,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from layerctl import faults
 from layerctl.compress.gunzip import GunzipChunks
 from layerctl.errors import BadInput
 from layerctl.images import ImageName, image_layer, set_tag
-from layerctl.oci.events import Event, Progress, quiet
+from layerctl.oci.events import Event, Progress, quiet, throughput
 from layerctl.oci.layerpull import PULL_REFS, LayerStream, PullIndex, land_layer, retag_config
 from layerctl.oci.model import (
     INDEX_TYPES,
@@ -44,6 +49,7 @@ from layerctl.oci.registry.client import (
     RegistryClient,
     TlsOptions,
 )
+from layerctl.oci.registry.downloads import DEFAULT_LIMIT, Downloads, check_limit, spool_chunks
 from layerctl.oci.registry.prefetch import Prefetch
 from layerctl.oci.registry.reference import Reference
 from layerctl.words import short_digest
@@ -98,21 +104,47 @@ class _Puller:
             raise BadInput(f"{self.ref.familiar()}: index entry without a sha256 digest")
         return self.client.get_manifest(digest)
 
-    def open_layer(self, blob: object, short: str, where: str) -> LayerStream:
+    def open_layer(
+        self, downloads: Downloads, k: int, blob: object, short: str, where: str
+    ) -> LayerStream:
         """The layer's tar, decompressed and hashed on a reader thread when it is gzip
-        (the usual case), in this thread otherwise. The blob's digest and size are
+        (the usual case), in this thread otherwise: streamed from the registry, or
+        read from the spool of its download ahead. The blob's digest and size are
         checked by the registry client as its last chunk arrives."""
-        chunks = self.client.blob_chunks(blob.digest, blob.size, what=where)
         total = blob.size
 
         def progress(done: int) -> None:
             self.report(Event(short, "Downloading", done, total))
 
+        def stream(release: Callable[[], None]) -> Iterator[bytes]:
+            return _releasing(self.client.blob_chunks(blob.digest, total, what=where), release)
+
         progress(0)
+        kind, got = downloads.take(k, stream, progress)
+        if kind == "spool":
+            progress(total)
+            chunks, on_read = spool_chunks(got), None
+        else:
+            chunks, on_read = got, progress
         if "gzip" in blob.media_type:
-            gunzip = GunzipChunks(chunks, where, progress)
+            gunzip = GunzipChunks(chunks, where, on_read)
             return LayerStream(Prefetch(gunzip), lambda: gunzip.digest)
-        return LayerStream.plain(Prefetch(_counted(chunks, progress)), where)
+        if on_read is not None:
+            chunks = _counted(chunks, on_read)
+        return LayerStream.plain(Prefetch(chunks), where)
+
+    def new_client(self) -> RegistryClient:
+        """Another client of the same repository, for a download ahead."""
+        return RegistryClient(self.ref, self.client.tls)
+
+
+def _releasing(chunks: Iterator[bytes], release: Callable[[], None]) -> Iterator[bytes]:
+    try:
+        faults.point("pull.stream-blob")  # on the reader thread, before the first chunk
+        yield from chunks
+    finally:
+        faults.point("pull.stream-ended")
+        release()
 
 
 def _counted(chunks: object, progress: Callable[[int], None]) -> object:
@@ -129,8 +161,11 @@ def pull(
     tls: TlsOptions | None = None,
     platform: str | None = None,
     progress: Callable[[Event], None] | None = None,
+    max_downloads: int = DEFAULT_LIMIT,
 ) -> PullResult:
-    """Pull `ref` into the store and tag it with its familiar name (unless by digest only)."""
+    """Pull `ref` into the store and tag it with its familiar name (unless by digest only);
+    at most `max_downloads` layer blobs are downloaded at once."""
+    check_limit(max_downloads)
     report = progress or quiet
     name = ImageName(ref.familiar_name, ref.tag) if ref.tag else None
     with RegistryClient(ref, tls) as client:
@@ -155,7 +190,12 @@ def pull(
                 f"{where}: {len(image.layers)} layers in the manifest, "
                 f"{len(diff_ids)} in the config"
             )
-        result = _ingest(store, puller, manifest, image, config, config_raw, where)
+        started = time.monotonic()
+        result = _ingest(store, puller, manifest, image, config, config_raw, where,
+                         max_downloads)
+        if result.downloaded:
+            sent = sum(blob.size for blob in image.layers[result.existing:])
+            report(Event(None, f"Downloaded {throughput(sent, time.monotonic() - started)}"))
     up_to_date = False
     if name is not None:
         before = image_layer(store, name)
@@ -177,6 +217,38 @@ def pull(
         ref, manifest.digest, result.layer_id, name, result.downloaded, result.existing,
         up_to_date,
     )  # fmt: skip
+
+
+def _pull_layer(
+    store: object, puller: _Puller, downloads: Downloads, k: int, blob: object, here: str,
+    parent: object, index: PullIndex, pull_ref: str, diff_id: str, history: object,
+    wanted: dict, j: int, count: int,
+) -> object:
+    """Layer j (k-th missing) onto `parent`: landed, the pull ref moved onto it."""
+    short = short_digest(blob.digest)
+    stream = None
+    try:
+        faults.point("pull.apply-layer")
+        stream = puller.open_layer(downloads, k, blob, short, here)
+        layer = land_layer(store, parent, stream, diff_id, history, wanted, here)
+    except Interrupted as e:
+        raise Interrupted(
+            f"pull of {puller.ref.familiar()} interrupted: {e}; {j} of {count} "
+            "layers are complete and kept: pull again to resume"
+        ) from None
+    finally:
+        if stream is not None:
+            stream.close()
+        downloads.done_with(k)
+    _remember(store, puller.ref, layer.id, blob, diff_id)
+    report = puller.report
+    report(Event(short, "Download complete"))
+    faults.point("pull.move-progress-ref")
+    old = store.ref(pull_ref)
+    store.set_ref(pull_ref, old, layer.id, f"pull {puller.ref.familiar()}")
+    index.add(layer)
+    report(Event(short, "Pull complete"))
+    return layer
 
 
 def _check_platform(config: dict, platform: str | None, where: str) -> None:
@@ -203,7 +275,7 @@ def _remember(store: object, ref: Reference, layer_id: str, blob: object, diff_i
 
 def _ingest(
     store: object, puller: _Puller, manifest: Manifest, image: object, config: dict,
-    config_raw: bytes, where: str,
+    config_raw: bytes, where: str, max_downloads: int,
 ) -> _Ingested:
     report = puller.report
     diff_ids = config["rootfs"]["diff_ids"]
@@ -229,28 +301,19 @@ def _ingest(
         report(Event(short_digest(blob.digest), "Pulling fs layer"))
 
     parent = chain[-1] if chain else None
-    for j in range(existing, len(diff_ids)):
-        blob = image.layers[j]
-        short = short_digest(blob.digest)
-        here = f"{where}: layer {short}"
-        stream = puller.open_layer(blob, short, here)
-        try:
-            layer = land_layer(store, parent, stream, diff_ids[j], history[j], wanted, here)
-        except Interrupted as e:
-            raise Interrupted(
-                f"pull of {puller.ref.familiar()} interrupted: {e}; {j} of {len(diff_ids)} "
-                "layers are complete and kept: pull again to resume"
-            ) from None
-        finally:
-            stream.close()
-        _remember(store, puller.ref, layer.id, blob, diff_ids[j])
-        report(Event(short, "Download complete"))
-        faults.point("pull.move-progress-ref")
-        old = store.ref(pull_ref)
-        store.set_ref(pull_ref, old, layer.id, f"pull {puller.ref.familiar()}")
-        index.add(layer)
-        report(Event(short, "Pull complete"))
-        parent = layer
+    missing = [(blob, f"{where}: layer {short_digest(blob.digest)}")
+               for blob in image.layers[existing:]]
+    spool_dir = store.path("objects", "pack")
+    os.makedirs(spool_dir, exist_ok=True)
+    downloads = Downloads(puller.new_client, spool_dir, missing, max_downloads)
+    downloads.start()
+    try:
+        for k, (blob, here) in enumerate(missing):
+            parent = _pull_layer(store, puller, downloads, k, blob, here, parent, index,
+                                 pull_ref, diff_ids[existing + k], history[existing + k],
+                                 wanted, existing + k, len(diff_ids))  # fmt: skip
+    finally:
+        downloads.close()
     top = keep_config(store, retag_config(store, parent, wanted), wanted, config_raw)
     if top.id != parent.id:  # a sibling commit of the top layer: the same blob
         _remember(store, puller.ref, top.id, image.layers[-1], diff_ids[-1])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from layerctl.changeset.write import write_changeset
 from layerctl.compress.gzip import GzipWriter
 from layerctl.errors import BadInput, LayerctlError, NotFound
 from layerctl.images import ImageName, chain, image_layer
-from layerctl.oci.events import Event, Progress, quiet
+from layerctl.oci.events import Event, Progress, quiet, throughput
 from layerctl.oci.model import (
     DOCKER_LAYER,
     OCI_CONFIG,
@@ -101,6 +102,7 @@ class _LayerPusher:
         self.tls = tls
         self.report = report
         self.pushed = self.existing = 0
+        self.bytes = 0  # of the blobs uploaded
         self.broken: dict[str, str] = {}  # layer id -> why its tar-split record failed
         self.unreachable: set[str] = set()  # origin registries that could not serve a blob
 
@@ -130,6 +132,7 @@ class _LayerPusher:
         finally:
             os.unlink(tmp)
         self.pushed += 1
+        self.bytes += size
         self.report(Event(short, "Pushed"))
         return desc, diff_id
 
@@ -199,6 +202,7 @@ class _LayerPusher:
         except LayerctlError:  # e.g. it served more bytes than the descriptor says
             return False
         self.pushed += 1
+        self.bytes += origin["size"]
         self.report(Event(short, "Pushed"))
         return True
 
@@ -263,6 +267,7 @@ def push(
         for layer in layers:
             report(Event(short_digest(layer.diff_id or layer.id), "Preparing"))
         pusher = _LayerPusher(store, client, ref, tls, report)
+        started = time.monotonic()
         descriptors, diff_ids = [], []
         parent = None
         for layer in layers:
@@ -277,6 +282,8 @@ def push(
         manifest, manifest_type = _manifest(
             store, layers[-1], Descriptor(OCI_CONFIG, config_digest, len(config)), descriptors)
         digest = client.put_manifest(tag, manifest, manifest_type)
+    if pusher.pushed:
+        report(Event(None, f"Pushed {throughput(pusher.bytes, time.monotonic() - started)}"))
     report(Event(None, f"{tag}: digest: {digest} size: {len(manifest)}"))
     return PushResult(ref.with_tag(tag), digest, len(manifest), pusher.pushed, pusher.existing,
                       pusher.broken)
