@@ -21,7 +21,6 @@ import json
 import os
 import random
 import re
-import secrets
 import shutil
 import tempfile
 import time
@@ -253,7 +252,7 @@ def _generated_name(store: object) -> str:
             os.path.join(containers_dir(store), NAMES_DIR, name)
         ):
             return name
-    return f"container_{secrets.token_hex(4)}"
+    return f"container_{os.urandom(4).hex()}"
 
 
 def new_container(
@@ -271,7 +270,7 @@ def new_container(
     names = os.path.join(containers_dir(store), NAMES_DIR)
     os.makedirs(names, exist_ok=True)
     clean_debris(store)
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()
     chosen = name or _generated_name(store)
     c = Container(cid, chosen, image, driver, time.time(), driver_note=note)
     c.extra[INCOMPLETE] = _mark("create")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import stat
 import struct
@@ -18,16 +17,36 @@ import threading
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
+from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.beneath import Changed, chunks_exact, read_exact, same_file
 from layerctl.errors import NoSpace, is_no_space
 from layerctl.store import debris
 
-try:  # ISA-L deflates 5x faster than zlib at level 1, same ratio, same zlib format
-    from isal import isal_zlib as _deflate
-except ImportError:  # pragma: no cover - isal is a dependency
-    _deflate = zlib
+if TYPE_CHECKING:
+    import hashlib
+
+
+# hashlib (OpenSSL, ~2 ms) and isal are imported on first use: the commands that only
+# read (status, images, ps) never hash or deflate, and start-up is most of their time.
+
+
+@cache
+def _deflater() -> ModuleType:
+    try:  # ISA-L deflates 5x faster than zlib at level 1, same ratio, same zlib format
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency
+        return zlib
+    return isal_zlib
+
+
+def _sha1(data: bytes = b"") -> hashlib._Hash:
+    import hashlib
+
+    return hashlib.sha1(data)
 
 BLOB, TREE, COMMIT = 3, 2, 1
 _TYPE_NAMES = {BLOB: b"blob", TREE: b"tree", COMMIT: b"commit"}
@@ -39,7 +58,7 @@ _CHUNK = 1 << 20
 
 def object_id(type_num: int, data: bytes) -> bytes:
     """The binary git object id of `data`."""
-    h = hashlib.sha1(b"%s %d\0" % (_TYPE_NAMES[type_num], len(data)))
+    h = _sha1(b"%s %d\0" % (_TYPE_NAMES[type_num], len(data)))
     h.update(data)
     return h.digest()
 
@@ -225,8 +244,8 @@ class PackWriter:
         on any failure (or when the store already has it) the pack is cut back."""
         start = self._offset
         header = _pack_header(BLOB, size)
-        h = hashlib.sha1(b"blob %d\0" % size)
-        comp = _deflate.compressobj(min(self._level, 3))
+        h = _sha1(b"blob %d\0" % size)
+        comp = _deflater().compressobj(min(self._level, 3))
         write = self._file.write
         write(header)
         crc = zlib.crc32(header)
@@ -308,7 +327,7 @@ class PackWriter:
         self._file.seek(8)
         self._file.write(struct.pack(">L", len(self._entries)))
         self._file.close()
-        h = hashlib.sha1()
+        h = _sha1()
         with open(self._tmp, "rb") as f:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
@@ -363,7 +382,7 @@ def _compress(data: bytes, level: int) -> bytes:
     wbits = min(15, max(9, (len(data) - 1).bit_length()))
     if level > 3:  # ISA-L has levels 0-3; higher ones are zlib's
         return zlib.compress(data, level, wbits)
-    return _deflate.compress(data, level, wbits)
+    return _deflater().compress(data, level, wbits)
 
 
 class _Done:

@@ -7,14 +7,17 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.beneath import Changed
 from layerctl.errors import BadInput
-from layerctl.oci.layertar import ROOT_DEFAULT, LayerTarWriter
 from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, write_dir
 from layerctl.store.meta import DEVICE_KINDS, DIR, FILE, SYMLINK, Meta, kind_of
 from layerctl.store.objects import BIG_FILE, BLOB, PackWriter
+
+if TYPE_CHECKING:
+    from layerctl.oci.layertar import LayerTarWriter
 
 Progress = Callable[[int, int], None]
 XattrFilter = Callable[[bytes], bool]
@@ -95,6 +98,8 @@ class DirImporter:
         if not stat.S_ISDIR(st.st_mode):
             raise BadInput(f"{os.fsdecode(top_b)} is not a directory")
         root = _Node(meta_from_stat(st, self._xattrs(top_b)))
+        from layerctl.oci.layertar import ROOT_DEFAULT  # hashlib: not on read paths
+
         if root.dir.own != ROOT_DEFAULT:
             self._tar_entry(b".", root.dir.own)  # as layertar.write_layer_tar writes it
         try:

@@ -13,7 +13,6 @@ until a layer passed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 
@@ -36,6 +35,7 @@ from layerctl.store.objects import (
     MODE_LINK,
     MODE_TREE,
     TREE,
+    object_id,
     parse_tree,
 )
 
@@ -155,7 +155,7 @@ class Validator:
             self._problem(where, f"object {sha.hex()} is not a {_TYPE_NAMES[expect].decode()}")
             return None
         if self.verify_hashes:
-            real = hashlib.sha1(b"%s %d\0" % (_TYPE_NAMES[type_num], len(data)) + data).digest()
+            real = object_id(type_num, data)
             if real != sha:
                 self._problem(where, f"object {sha.hex()} is corrupt (hashes to {real.hex()})")
                 return None
