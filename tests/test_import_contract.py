@@ -58,3 +58,44 @@ def test_core_modules_import_the_core_only():
         bad = [n for n in imported_names(path)
                if n.startswith(("layerctl.cli", "layerctl.tui"))]
         assert not bad, f"{path.relative_to(PACKAGE.parent)} imports {bad}"
+
+
+# -- start-up: what the everyday read commands import --------------------------------
+
+# A command imports only what it needs (issue 11): these are the modules that cost
+# `status`, `images` and `ps` milliseconds they do not use. dulwich stays out because
+# store/packs.py and store/refread.py read objects and refs; hashlib (OpenSSL) only
+# `images` needs, for the image id.
+STARTUP_FORBIDDEN = ("textual", "rich", "dulwich", "tarfile", "gzip", "isal", "logging",
+                     "layerctl.tui", "layerctl.oci", "http", "email", "ssl", "socket",
+                     "asyncio", "importlib.metadata", "pkg_resources")
+NO_HASHING = ("hashlib", "_hashlib")
+
+
+def imported_by(cli, *args: str) -> set[str]:
+    """The modules a `layerctl ARGS` process imports (python -X importtime's list)."""
+    proc = cli(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    names = {line.split("|")[2].strip() for line in proc.stderr.splitlines()
+             if line.startswith("import time:") and "[us]" not in line}
+    assert "layerctl.cli.main" in names  # the list is complete enough to judge
+    return names
+
+
+def _hits(names: set[str], forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if n in forbidden or n.startswith(
+        tuple(f + "." for f in forbidden)))
+
+
+def test_read_commands_import_only_what_they_need(cli, tmp_path):
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "hostname").write_text("box\n")
+    cli("import", rootfs, "img:1")
+    cli("create", "--driver", "vfs", "--name", "c", "img:1")
+    for args, forbidden in ((("status", "c"), STARTUP_FORBIDDEN + NO_HASHING),
+                            (("ps", "-a"), STARTUP_FORBIDDEN + NO_HASHING),
+                            (("images",), STARTUP_FORBIDDEN)):
+        names = imported_by(cli, *args)
+        assert not _hits(names, forbidden), f"`layerctl {' '.join(args)}` imports " \
+            f"{_hits(names, forbidden)}"
+    assert "layerctl.containers" in imported_by(cli, "status", "c")  # it did run the command
