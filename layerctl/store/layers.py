@@ -8,10 +8,15 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
 
 from layerctl.errors import BadInput, Corrupt, NotFound
 from layerctl.store.fstree import DirRef
 from layerctl.store.objects import BLOB, COMMIT, MODE_FILE, MODE_TREE, TREE, serialize_tree
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
+    from layerctl.store.types import ObjectReader
 
 COMMITTER = "layerctl <layerctl@localhost>"
 # Source-DiffID: the DiffID of the layer tar an image archive or registry gave, when it
@@ -40,12 +45,12 @@ class Layer:
     id: str
     parent: str | None
     root: DirRef
-    config: dict = field(hash=False, compare=False)
+    config: dict[str, Any] = field(hash=False, compare=False)
     author: str = ""
     author_time: int = 0
     author_tz: int = 0
     message: str = ""
-    trailers: dict = field(default_factory=dict, hash=False, compare=False)
+    trailers: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def diff_id(self) -> str:
@@ -131,7 +136,7 @@ def _parse_commit(raw: bytes) -> tuple[bytes, list[bytes], bytes, int, int, byte
             message)
 
 
-def read_layer(store: object, hexid: str) -> Layer:
+def read_layer(store: ObjectReader, hexid: str) -> Layer:
     """Decode a layer commit (parsed here: dulwich's object module costs ~3 ms of the
     start-up of every command that reads a layer)."""
     type_num, raw = store.read_raw(hexid.encode())
@@ -145,7 +150,7 @@ def read_layer(store: object, hexid: str) -> Layer:
     tree = {name: sha for name, _mode, sha in store.read_tree(tree_id)}
     if b"rootfs" not in tree or b"meta" not in tree:
         raise NotFound(f"{hexid[:12]} is a commit but not a layer")
-    config = {}
+    config: Any = {}
     if b"config.json" in tree:
         try:
             config = json.loads(store.read_blob(tree[b"config.json"]))
@@ -168,9 +173,9 @@ def read_layer(store: object, hexid: str) -> Layer:
 
 
 def write_layer(
-    store: object,
+    store: Store,
     root: DirRef,
-    config: dict,
+    config: dict[str, Any],
     parent: str | None,
     author: str,
     message: str,

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from functools import cache
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from layerctl import faults
 from layerctl.beneath import Changed, chunks_exact, read_exact, same_file
@@ -28,6 +28,7 @@ from layerctl.store import debris
 
 if TYPE_CHECKING:
     import hashlib
+    from concurrent.futures import Future
 
 
 # hashlib (OpenSSL, ~2 ms) and isal are imported on first use: the commands that only
@@ -128,7 +129,7 @@ class PackWriter:
         self._offset = 12
         self._entries: dict[bytes, tuple[int, int]] = {}  # id -> (offset, crc32)
         self._pool = ThreadPoolExecutor(threads or max(2, os.cpu_count() or 2))
-        self._pending: deque = deque()
+        self._pending: deque[tuple[_Job | None, Callable[..., None], bool | None]] = deque()
         self._window = 64  # queued jobs, and at most _window_bytes of content in flight
         self._window_bytes = 256 << 20
         self._pending_bytes = 0
@@ -185,7 +186,7 @@ class PackWriter:
             on_done(sha, None) if with_data else on_done(sha)
             return
         if size < SMALL_FILE:
-            job = _Done(self._hash_fd(fd, size, expect, label))
+            job: _Job = _Done(self._hash_fd(fd, size, expect, label))
         else:
             job = self._pool.submit(self._hash_fd, fd, size, expect, label)
             self._fds[job] = fd
@@ -200,7 +201,8 @@ class PackWriter:
         self._queue(None, callback, None)
 
     def _queue(
-        self, job: object, callback: Callable[..., None], with_data: bool | None, size: int = 0
+        self, job: _Job | None, callback: Callable[..., None], with_data: bool | None,
+        size: int = 0
     ) -> None:
         self._pending.append((job, callback, with_data))
         self._pending_bytes += size
@@ -211,21 +213,22 @@ class PackWriter:
         while self._pending:
             self._land(*self._pending.popleft())
 
-    def _hash_bytes(self, data: bytes) -> tuple:
+    def _hash_bytes(self, data: bytes) -> _Hashed:
         sha = object_id(BLOB, data)
         if self.has(sha):
             return sha, data, None
         return sha, data, _compress(data, self._level)
 
     def _hash_fd(self, fd: int, size: int, expect: os.stat_result | None,
-                 label: bytes | str) -> tuple:
+                 label: bytes | str) -> _Hashed:
         try:
             data = read_exact(fd, size, expect, label)
         finally:
             os.close(fd)
         return self._hash_bytes(data)
 
-    def _land(self, job: object, callback: Callable[..., None], with_data: bool | None) -> None:
+    def _land(self, job: _Job | None, callback: Callable[..., None],
+              with_data: bool | None) -> None:
         if job is None:
             callback()
             return
@@ -382,7 +385,8 @@ def _compress(data: bytes, level: int) -> bytes:
     wbits = min(15, max(9, (len(data) - 1).bit_length()))
     if level > 3:  # ISA-L has levels 0-3; higher ones are zlib's
         return zlib.compress(data, level, wbits)
-    return _deflater().compress(data, level, wbits)
+    out: bytes = _deflater().compress(data, level, wbits)
+    return out
 
 
 class _Done:
@@ -390,14 +394,18 @@ class _Done:
 
     __slots__ = ("value",)
 
-    def __init__(self, value: tuple) -> None:
+    def __init__(self, value: _Hashed) -> None:
         self.value = value
 
-    def result(self) -> tuple:
+    def result(self) -> _Hashed:
         return self.value
 
     def cancel(self) -> bool:
         return False
+
+
+_Hashed = tuple[bytes, bytes, bytes | None]  # (id, content, deflated unless present)
+_Job: TypeAlias = "_Done | Future[_Hashed]"
 
 
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC

@@ -87,12 +87,13 @@ class PackIndex:
         m = self._map
         if not self._fanout_at:
             at = _FANOUT + i * 24
-            return struct.unpack(">L", m[at:at + 4])[0]
+            first_: int = struct.unpack(">L", m[at:at + 4])[0]
+            return first_
         at = self._offsets_at + i * 4
-        (off,) = struct.unpack(">L", m[at:at + 4])
+        off: int = struct.unpack(">L", m[at:at + 4])[0]
         if off & 0x80000000:  # an index into the table of 8-byte offsets
             at = self._large_at + (off & 0x7FFFFFFF) * 8
-            (off,) = struct.unpack(">Q", m[at:at + 8])
+            off = struct.unpack(">Q", m[at:at + 8])[0]
         return off
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from layerctl import faults
 from layerctl.errors import (
@@ -32,7 +32,8 @@ from layerctl.store.refread import RefReader
 
 if TYPE_CHECKING:
     from dulwich.object_store import DiskObjectStore
-    from dulwich.refs import DiskRefsContainer
+    from dulwich.objects import ObjectID, RawObjectID
+    from dulwich.refs import DiskRefsContainer, Ref
     from dulwich.repo import Repo
 
     from layerctl.store.objects import PackWriter
@@ -161,7 +162,8 @@ class Store:
 
     def has(self, binsha: bytes) -> bool:
         store = self.objects
-        return store.contains_packed(binsha) or store.contains_loose(binsha)
+        return store.contains_packed(cast("RawObjectID", binsha)) or store.contains_loose(
+            cast("ObjectID", binsha))  # dulwich takes a binary id here too
 
     def read_raw(self, sha: bytes) -> tuple[int, bytes]:
         """(type number, content) of an object given its binary or hex id."""
@@ -252,7 +254,7 @@ class Store:
         def packed(binsha: bytes) -> bool:
             for index in indexes:
                 try:
-                    index.object_offset(binsha)
+                    index.object_offset(cast("RawObjectID", binsha))
                     return True
                 except KeyError:
                     continue
@@ -315,7 +317,7 @@ class Store:
         stale and cleared here instead of blocking the ref forever (store/debris.py)."""
         from dulwich.refs import check_ref_format
 
-        if not check_ref_format(name.encode()):
+        if not check_ref_format(cast("Ref", name.encode())):
             raise InvalidName(f"{name} is not a valid ref name")
         path = os.path.join(self.root, name)
         lock = path + ".lock"
@@ -346,6 +348,7 @@ class Store:
                     os.unlink(lock)
         if new is None:
             if packed_only:
+                assert old is not None  # delete_ref always names the value it deletes
                 self._delete_packed(name, old)
             self._prune_ref_dirs(os.path.dirname(path))
 
@@ -385,11 +388,12 @@ class Store:
         raise RefBusy(f"{name} is being changed by another process; try again", "another process")
 
     def _current_ref(self, name: str, path: str) -> str | None:
+        value: bytes | None
         try:
             with open(path, "rb") as f:
                 value = f.readline().strip()
         except FileNotFoundError:
-            value = self.refs.get_packed_refs().get(name.encode())
+            value = self.refs.get_packed_refs().get(cast("Ref", name.encode()))
         except IsADirectoryError:
             raise Conflict(f"{name} clashes with an existing ref") from None
         return value.decode() if value else None
@@ -399,7 +403,8 @@ class Store:
         from dulwich.file import FileLocked
 
         try:
-            ok = self.refs.remove_if_equals(name.encode(), old.encode())
+            ok = self.refs.remove_if_equals(cast("Ref", name.encode()),
+                                            cast("ObjectID", old.encode()))
         except FileLocked:
             raise Locked("packed-refs is locked by another process; try again") from None
         if not ok:

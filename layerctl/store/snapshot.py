@@ -169,6 +169,7 @@ class DirImporter:
                 begun: list[bool] = []
 
                 def tee(chunk: bytes) -> None:
+                    assert tar is not None
                     if not begun:
                         tar.begin_file(rel, meta)
                         begun.append(True)
@@ -178,6 +179,7 @@ class DirImporter:
                 files[name] = (meta, sha)
                 self.done += meta.size
                 if streamed:
+                    assert tar is not None
                     tar.end_file(meta.size)
                 elif tar is not None:
                     tar.add(rel, meta, data)
