@@ -11,10 +11,14 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.errors import Ambiguous, InvalidName, LayerctlError, NotFound, TagNotMoved
 from layerctl.store.layers import Layer, read_layer
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 REF_PREFIX = "refs/images/"
 TAG_DIR = "_tags"  # no path component of the grammar can start with '_'
@@ -110,7 +114,7 @@ def ref_problem(ref: str) -> str | None:
 
 
 def list_images(
-    store: object, broken: list[tuple[str, str]] | None = None
+    store: Store, broken: list[tuple[str, str]] | None = None
 ) -> list[tuple[ImageName, str]]:
     """(name, top layer id) for every tag, sorted by name. Refs that are not image
     names are left out, and appended to `broken` as (ref, reason)."""
@@ -124,11 +128,11 @@ def list_images(
     return sorted(out, key=lambda x: str(x[0]))
 
 
-def image_layer(store: object, name: ImageName) -> str | None:
+def image_layer(store: Store, name: ImageName) -> str | None:
     return store.ref(name.ref)
 
 
-def set_tag(store: object, name: ImageName, layer_id: str, expected: str | None = "any") -> None:
+def set_tag(store: Store, name: ImageName, layer_id: str, expected: str | None = "any") -> None:
     """Point `name` at `layer_id`; with `expected`, only if the tag still has that value.
 
     Without `expected` the last writer wins, as in Docker: a tag moved by another
@@ -170,7 +174,7 @@ def _tag_errors(name: ImageName) -> Iterator[None]:
         raise RefChanged(f"tag {name} was moved by another process meanwhile") from None
 
 
-def tag_new_layer(store: object, name: ImageName, layer_id: str, what: str,
+def tag_new_layer(store: Store, name: ImageName, layer_id: str, what: str,
                   expected: str | None = "any") -> None:
     """Tag a layer an operation just wrote; if the tag cannot move, the error says
     that the layer exists all the same (`what`: "committed", "imported")."""
@@ -181,7 +185,7 @@ def tag_new_layer(store: object, name: ImageName, layer_id: str, what: str,
                           f"`layerctl tag {layer_id[:12]} {name}`") from None
 
 
-def remove_tag(store: object, name: ImageName) -> str:
+def remove_tag(store: Store, name: ImageName) -> str:
     current = store.ref(name.ref)
     if current is None:
         raise NotFound(f"no such image: {name}")
@@ -197,7 +201,7 @@ _SUFFIX = re.compile(r"(?:\^\d*|~\d*)*")
 _HEX = re.compile(r"^[0-9a-f]{4,40}\Z")
 
 
-def resolve(store: object, text: str) -> str:
+def resolve(store: Store, text: str) -> str:
     """A layer reference -> layer id: name[:tag], a (short) layer id, with ~N / ^ suffixes."""
     cut = min((i for i in (text.find("~"), text.find("^")) if i >= 0), default=len(text))
     base, suffix = text[:cut], text[cut:]
@@ -223,7 +227,7 @@ def resolve(store: object, text: str) -> str:
     return layer_id
 
 
-def _resolve_base(store: object, base: str) -> str:
+def _resolve_base(store: Store, base: str) -> str:
     name = None
     try:
         name = parse_name(base)
@@ -246,7 +250,7 @@ def _resolve_base(store: object, base: str) -> str:
     raise NotFound(f"no such image or layer: {base}")
 
 
-def _is_layer(store: object, sha: str) -> bool:
+def _is_layer(store: Store, sha: str) -> bool:
     try:
         read_layer(store, sha)
     except NotFound:
@@ -254,7 +258,7 @@ def _is_layer(store: object, sha: str) -> bool:
     return True
 
 
-def chain(store: object, layer_id: str) -> list[Layer]:
+def chain(store: Store, layer_id: str) -> list[Layer]:
     """The layers from the base up to `layer_id`."""
     out = []
     current: str | None = layer_id
@@ -268,7 +272,7 @@ def chain(store: object, layer_id: str) -> list[Layer]:
 # -- sizes, as Docker defines them ------------------------------------------------
 
 
-def layer_sizes(store: object, layers: list[Layer]) -> list[int]:
+def layer_sizes(store: Store, layers: list[Layer]) -> list[int]:
     """Docker's layer size (`history` SIZE) of each layer: bytes of regular-file
     content its changeset adds or changes, each hardlink group once. Derived from the
     trees, not the Size trailer (whose meaning older layerctl commits did not keep
@@ -289,11 +293,11 @@ def layer_sizes(store: object, layers: list[Layer]) -> list[int]:
     return [cache[layer.id] for layer in layers]
 
 
-def layer_size(store: object, layer: Layer) -> int:
+def layer_size(store: Store, layer: Layer) -> int:
     return layer_sizes(store, [layer])[0]
 
 
-def image_size(store: object, layers: list[Layer]) -> int:
+def image_size(store: Store, layers: list[Layer]) -> int:
     """Docker's image size (`images` SIZE, `inspect` Size): the sum of its layers' sizes."""
     return sum(layer_sizes(store, layers))
 
@@ -301,7 +305,7 @@ def image_size(store: object, layers: list[Layer]) -> int:
 _SIZE_CACHE = ("cache", "layer-sizes.json")
 
 
-def _size_cache(store: object) -> dict[str, int]:
+def _size_cache(store: Store) -> dict[str, int]:
     cache = getattr(store, "_layer_sizes", None)
     if cache is None:
         try:
@@ -313,7 +317,7 @@ def _size_cache(store: object) -> dict[str, int]:
     return cache
 
 
-def _save_size_cache(store: object, cache: dict[str, int]) -> None:
+def _save_size_cache(store: Store, cache: dict[str, int]) -> None:
     import os
 
     path = store.path(*_SIZE_CACHE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.errors import BadInput
@@ -12,9 +13,12 @@ from layerctl.store.fstree import DirRef
 from layerctl.store.layers import write_layer
 from layerctl.store.snapshot import DirImporter, Progress
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
+
 
 def commit_root(
-    store: object,
+    store: Store,
     root: DirRef,
     parent: DirRef | None,
     parent_id: str | None,
@@ -35,7 +39,7 @@ def commit_root(
 
 
 def import_directory(
-    store: object,
+    store: Store,
     source: str,
     name: ImageName,
     author: str,

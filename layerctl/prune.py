@@ -11,11 +11,15 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.containers import state as cstate
 from layerctl.errors import Conflict, LayerctlError, Locked, NotFound
 from layerctl.store.debris import CACHE_TMP_PREFIX
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 GRACE = "1.hour.ago"  # unreachable objects younger than this survive `system prune`
 
@@ -43,11 +47,11 @@ def disk_usage(path: str, seen: set[tuple[int, int]]) -> int:
     return total
 
 
-def _cache_dir(store: object) -> str:
+def _cache_dir(store: Store) -> str:
     return store.path("cache", "layers")
 
 
-def cache_entries(store: object) -> list[str]:
+def cache_entries(store: Store) -> list[str]:
     """Layer ids with a cached lower dir (not those being extracted: debris.py's)."""
     try:
         names = os.listdir(_cache_dir(store))
@@ -57,7 +61,7 @@ def cache_entries(store: object) -> list[str]:
                   and os.path.isdir(os.path.join(_cache_dir(store), n)))
 
 
-def _container_data(store: object, c: cstate.Container) -> str | None:
+def _container_data(store: Store, c: cstate.Container) -> str | None:
     """The dir holding a container's own files (None for a tracked podman/docker one)."""
     if c.extra.get("external"):
         return None
@@ -65,7 +69,7 @@ def _container_data(store: object, c: cstate.Container) -> str | None:
                         "upper" if c.driver == "overlay" else "rootfs")
 
 
-def container_active(store: object, c: cstate.Container) -> str:
+def container_active(store: Store, c: cstate.Container) -> str:
     """Why `c` is in use ("running", "mounted"), "" if it is stopped."""
     from layerctl import runtime
     from layerctl.containers.api import is_mounted
@@ -78,7 +82,7 @@ def container_active(store: object, c: cstate.Container) -> str:
     return ""
 
 
-def used_lowers(store: object) -> set[str]:
+def used_lowers(store: Store) -> set[str]:
     """Layer ids whose cached dir a container uses or is about to use: every container's
     base ref (set before a create extracts it; also containers being created) and
     every state's `lower`, and any dir an overlay mount names."""
@@ -137,7 +141,7 @@ class Usage:
     cache: list[CacheUse] = field(default_factory=list)
 
 
-def usage(store: object, verbose: bool = True) -> Usage:
+def usage(store: Store, verbose: bool = True) -> Usage:
     """What `system df` shows. Hardlinks count once across everything measured."""
     from layerctl.images import chain, image_id, layer_sizes, list_images
 
@@ -211,7 +215,7 @@ class Pruned:
     notes: list[str] = field(default_factory=list)
 
 
-def prune_containers(store: object, out: Pruned | None = None) -> Pruned:
+def prune_containers(store: Store, out: Pruned | None = None) -> Pruned:
     """Remove stopped containers (not running, not mounted), as `rm` would; one that
     another command holds (its lock) or that became busy is left alone."""
     from layerctl.containers.api import remove
@@ -231,7 +235,7 @@ def prune_containers(store: object, out: Pruned | None = None) -> Pruned:
     return out
 
 
-def prune_images(store: object, all_images: bool = False, out: Pruned | None = None) -> Pruned:
+def prune_images(store: Store, all_images: bool = False, out: Pruned | None = None) -> Pruned:
     """Remove cached lower dirs no container uses; with `all_images` first untag the
     images no container was created from (their objects go at the next gc)."""
     from layerctl.images import list_images, remove_tag
@@ -255,7 +259,7 @@ def prune_images(store: object, all_images: bool = False, out: Pruned | None = N
     return out
 
 
-def _remove_cache_dir(store: object, lid: str) -> int | None:
+def _remove_cache_dir(store: Store, lid: str) -> int | None:
     """Move the dir aside (atomically: no mount ever sees half of it), then check
     again that nobody took it meanwhile; a container's ref is set before its create
     or mount looks the dir up, so one that did shows in `used_lowers` now."""
@@ -277,7 +281,7 @@ def _remove_cache_dir(store: object, lid: str) -> int | None:
     return size
 
 
-def prune_objects(store: object, out: Pruned | None = None) -> Pruned:
+def prune_objects(store: Store, out: Pruned | None = None) -> Pruned:
     """Drop objects no ref reaches and that are older than GRACE, with git's own gc
     (a writer lands its objects before it moves its ref: younger ones may be one)."""
     out = out or Pruned()

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from layerctl.cli.common import open_store
 from layerctl.errors import BadInput, LayerctlError, NotFound
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 _CONTEXT = {"ignore_unknown_options": False, "allow_interspersed_args": False}
 
@@ -20,7 +24,7 @@ def _containers():  # noqa: ANN202 - the layerctl.containers module, imported la
     return containers
 
 
-def _image_config(store: object, container: object) -> dict:
+def _image_config(store: Store, container: object) -> dict:
     from layerctl.containers.state import base
     from layerctl.store.layers import read_layer
 
@@ -32,7 +36,7 @@ def _check_tty(tty: bool) -> None:
         raise BadInput("the input device is not a TTY (drop -t)")
 
 
-def _self_argv(store: object) -> list[str]:
+def _self_argv(store: Store) -> list[str]:
     """`layerctl --root ROOT` as a command the supervisor can run later."""
     pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = (
@@ -43,7 +47,7 @@ def _self_argv(store: object) -> list[str]:
 
 
 def _bundle_for(
-    store: object,
+    store: Store,
     container: object,
     rootfs: str,
     *,
@@ -125,7 +129,7 @@ def run_cmd(
     sys.exit(code)  # main() drops a click Exit code in non-standalone mode
 
 
-def _remove(store: object, cid: str) -> None:
+def _remove(store: Store, cid: str) -> None:
     from layerctl import runtime
 
     runtime.forget(store, cid, force=True)

@@ -14,6 +14,7 @@ import functools
 import os
 import shutil
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.beneath import walk
@@ -25,6 +26,9 @@ from layerctl.store.fstree import read_dir
 from layerctl.store.layers import read_layer
 
 from .view import is_opaque, is_whiteout
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 MOUNT_OPTIONS = "index=off,redirect_dir=off,metacopy=off,xino=off"
 PROBE_PREFIX = ".probe-"
@@ -45,11 +49,11 @@ def _errno() -> int:
     return ctypes.get_errno()
 
 
-def layers_cache(store: object) -> str:
+def layers_cache(store: Store) -> str:
     return store.path("cache", "layers")
 
 
-def lower_dir(store: object, layer_id: str) -> str:
+def lower_dir(store: Store, layer_id: str) -> str:
     """The cached checkout of `layer_id`, extracted now if missing (atomically)."""
     final = os.path.join(layers_cache(store), layer_id)
     if os.path.isdir(final):
@@ -163,7 +167,7 @@ def clean_dead_probes(scratch: str) -> list[str]:
 # -- container directories -----------------------------------------------------------
 
 
-def prepare(store: object, state: str, layer_id: str) -> str:
+def prepare(store: Store, state: str, layer_id: str) -> str:
     """Make upper/, work/, merged/ and the lower cache; returns the lower dir."""
     lower = lower_dir(store, layer_id)
     for name in ("upper", "work", "merged"):
@@ -172,7 +176,7 @@ def prepare(store: object, state: str, layer_id: str) -> str:
     return lower
 
 
-def match_root(store: object, layer_id: str, upper: str) -> None:
+def match_root(store: Store, layer_id: str, upper: str) -> None:
     """The merged root takes the upper dir's attributes: make them the layer root's."""
     own = read_dir(store, read_layer(store, layer_id).root).own
     apply_meta(os.fsencode(upper), own, os.geteuid() == 0)

@@ -42,11 +42,15 @@ import marshal
 import os
 import stat
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from layerctl.errors import Corrupt
 from layerctl.store.fstree import DirRef, walk
 from layerctl.store.meta import FILE, SYMLINK, Meta, kind_of
 from layerctl.store.snapshot import read_xattrs
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 MAP_NAME = "rootless"
 _VERSION = 1
@@ -97,7 +101,7 @@ def needed() -> bool:
     return os.geteuid() != 0
 
 
-def record(store: object, root: DirRef, top: bytes,
+def record(store: Store, root: DirRef, top: bytes,
            seen: dict[bytes, os.stat_result]) -> RootlessMap:
     """Compare the layer `root` with its fresh checkout at `top` (`seen`: relative
     path -> lstat of every entry below it) and note what the checkout left different."""

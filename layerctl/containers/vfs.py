@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import time
+from typing import TYPE_CHECKING
 
 from layerctl import beneath
 from layerctl.store.checkout import checkout
@@ -23,6 +24,9 @@ from layerctl.store.layers import read_layer
 
 from . import rootless
 from .changes import RACY_NS
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 CACHE_NAME = "statcache"
 
@@ -59,7 +63,7 @@ def save_cache(state: str, label: str, entries: dict[bytes, tuple]) -> None:
     os.rename(tmp, path)
 
 
-def prepare(store: object, state: str, layer_id: str) -> None:
+def prepare(store: Store, state: str, layer_id: str) -> None:
     """Check the layer out into rootfs/ and record every entry as clean; without
     root, also record what the checkout could not apply (the rootless map)."""
     rootfs = os.path.join(state, "rootfs")
@@ -97,7 +101,7 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path)
 
 
-def candidates(store: object, state: str, base_id: str) -> tuple[set[bytes], str | None, dict]:
+def candidates(store: Store, state: str, base_id: str) -> tuple[set[bytes], str | None, dict]:
     """Paths that may differ from the base: (paths, cache label, cache entries)."""
     label, entries = load_cache(state)
     seen = walk_rootfs(os.fsencode(os.path.join(state, "rootfs")))

@@ -15,9 +15,14 @@ import os
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from layerctl.errors import Corrupt
 from layerctl.store.objects import BLOB
+
+if TYPE_CHECKING:
+    from layerctl.oci.staging import Staging
+    from layerctl.store.repo import Store
 
 INLINE = 64 << 10  # below this a thread costs more than it saves
 STREAM = 64 << 20  # above this content is streamed in chunks, never held whole
@@ -116,7 +121,7 @@ class BlobReader:
         self.pool = ThreadPoolExecutor(threads or max(2, os.cpu_count() or 2))
 
     @classmethod
-    def for_store(cls, store: object, extra: list[str] = ()) -> BlobReader:
+    def for_store(cls, store: Store | Staging, extra: list[str] = ()) -> BlobReader:
         """A reader over `extra` packs (e.g. staged ones) and every pack of `store`."""
         pack_dir = store.path("objects", "pack")
         try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from layerctl import faults
 from layerctl.errors import BadInput
@@ -45,6 +45,9 @@ from layerctl.oci.tarapply import DEFAULT_LIMITS, Limits, apply_layer_tar
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import Layer, write_layer
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 _DRAIN = 1 << 20
 
@@ -123,7 +126,7 @@ _Node = _Plan | str  # a planned layer, or the id of a stored one
 
 @dataclass
 class _Ingest:
-    store: object
+    store: Store
     staging: Staging
     open_blob: BlobOpener
     label: str
@@ -292,7 +295,7 @@ def _check_image(img: SourceImage, where: str) -> dict:
 
 
 def ingest(
-    store: object,
+    store: Store,
     images: list[SourceImage],
     open_blob: BlobOpener,
     *,

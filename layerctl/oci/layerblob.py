@@ -14,7 +14,7 @@ import struct
 import threading
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from layerctl.errors import BadInput
 from layerctl.oci.blobread import BlobReader
@@ -22,6 +22,9 @@ from layerctl.oci.changeset import write_changeset
 from layerctl.oci.compression import GZIP, NONE, ZSTD
 from layerctl.oci.layertar import LayerTarWriter
 from layerctl.store.fstree import DirRef
+
+if TYPE_CHECKING:
+    from layerctl.store.types import TreeReader
 
 COMPRESSIONS = (NONE, GZIP, ZSTD)
 GZIP_LEVEL = 6
@@ -150,7 +153,7 @@ class _PipeTar(LayerTarWriter):
 
 
 def write_layer_blob(
-    store: object,
+    store: TreeReader,
     parent: DirRef | None,
     layer: DirRef,
     out: BinaryIO,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.errors import BadInput
@@ -44,6 +45,9 @@ from layerctl.oci.registry import (
     RegistryClient,
     TlsOptions,
 )
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ def _short(digest: str) -> str:
 
 class _Puller:
     def __init__(
-        self, store: object, client: RegistryClient, ref: Reference, report: Progress
+        self, store: Store, client: RegistryClient, ref: Reference, report: Progress
     ) -> None:
         self.store = store
         self.client = client
@@ -166,7 +170,7 @@ def _counted(chunks: object, progress: Callable[[int], None]) -> object:
 
 
 def pull(
-    store: object,
+    store: Store,
     ref: Reference,
     tls: TlsOptions | None = None,
     platform: str | None = None,
@@ -238,7 +242,7 @@ class _Ingested:
 
 
 def _ingest(
-    store: object, puller: _Puller, manifest: Manifest, image: object, config: dict, where: str
+    store: Store, puller: _Puller, manifest: Manifest, image: object, config: dict, where: str
 ) -> _Ingested:
     report = puller.report
     diff_ids = config["rootfs"]["diff_ids"]

@@ -17,6 +17,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl.errors import BadInput, NotFound
 from layerctl.images import ImageName, chain, image_layer
@@ -36,6 +37,9 @@ from layerctl.oci.references import Reference
 from layerctl.oci.registry import RegistryClient, TlsOptions
 from layerctl.store.layers import Layer
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
+
 UPLOAD_CHUNK = 1 << 20
 
 
@@ -48,11 +52,11 @@ class PushResult:
     existing: int  # layers the registry had
 
 
-def _cache_path(store: object, layer_id: str) -> str:
+def _cache_path(store: Store, layer_id: str) -> str:
     return store.path("cache", "blobs", layer_id + ".json")
 
 
-def cached_blob(store: object, layer_id: str) -> tuple[str, int, str] | None:
+def cached_blob(store: Store, layer_id: str) -> tuple[str, int, str] | None:
     """(digest, size, DiffID) of the gzip blob layerctl made for a layer, if known."""
     try:
         with open(_cache_path(store, layer_id), encoding="utf-8") as f:
@@ -62,7 +66,7 @@ def cached_blob(store: object, layer_id: str) -> tuple[str, int, str] | None:
         return None
 
 
-def _remember_blob(store: object, layer_id: str, digest: str, size: int, diff_id: str) -> None:
+def _remember_blob(store: Store, layer_id: str, digest: str, size: int, diff_id: str) -> None:
     path = _cache_path(store, layer_id)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".blob-")
@@ -86,7 +90,7 @@ def _file_chunks(path: str, size: int, short: str, report: Progress) -> Iterator
 
 
 class _LayerPusher:
-    def __init__(self, store: object, client: RegistryClient, report: Progress) -> None:
+    def __init__(self, store: Store, client: RegistryClient, report: Progress) -> None:
         self.store = store
         self.client = client
         self.report = report
@@ -133,7 +137,7 @@ class _LayerPusher:
 
 
 def push(
-    store: object,
+    store: Store,
     name: ImageName,
     ref: Reference,
     tls: TlsOptions | None = None,

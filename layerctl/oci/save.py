@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from layerctl.errors import BadInput, InvalidName, LayerctlError
 from layerctl.images import ImageName, chain, image_id, parse_name, resolve
@@ -22,6 +23,9 @@ from layerctl.oci.compression import NONE
 from layerctl.oci.layerblob import COMPRESSIONS, BlobInfo, write_layer_blob
 from layerctl.oci.outputs import DirOut, Pending, TarOut, remove_tree
 from layerctl.store.layers import Layer
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 FORMATS = ("docker-archive", "oci", "oci-dir")
 
@@ -42,7 +46,7 @@ class SaveImage:
 class Blobs:
     """Writes each layer's blob once per archive; remembers what it wrote."""
 
-    store: object
+    store: Store
     compression: str
     reader: BlobReader
     progress: Callable[[Layer, BlobInfo], None] | None = None
@@ -73,7 +77,7 @@ class Blobs:
         return info, name
 
 
-def collect(store: object, refs: list[str]) -> list[SaveImage]:
+def collect(store: Store, refs: list[str]) -> list[SaveImage]:
     """The images named by `refs` (name[:tag] or layer references); a name gives its tag,
     a layer id none. Two names of one layer make one image with two tags."""
     if not refs:
@@ -96,7 +100,7 @@ def collect(store: object, refs: list[str]) -> list[SaveImage]:
     return list(images.values())
 
 
-def _write(store: object, images: list[SaveImage], out: TarOut | DirOut, fmt: str,
+def _write(store: Store, images: list[SaveImage], out: TarOut | DirOut, fmt: str,
            blobs: Blobs) -> None:
     if fmt == "docker-archive":
         from layerctl.oci.archive import write_docker_archive
@@ -109,7 +113,7 @@ def _write(store: object, images: list[SaveImage], out: TarOut | DirOut, fmt: st
 
 
 def save(
-    store: object,
+    store: Store,
     refs: list[str],
     output: str,
     fmt: str = "docker-archive",
@@ -142,7 +146,7 @@ def save(
     return images, blobs
 
 
-def _save_file(store: object, images: list[SaveImage], output: str, fmt: str,
+def _save_file(store: Store, images: list[SaveImage], output: str, fmt: str,
                blobs: Blobs) -> None:
     directory = os.path.dirname(os.path.abspath(output))
     if os.path.isdir(output):
@@ -164,7 +168,7 @@ def _save_file(store: object, images: list[SaveImage], output: str, fmt: str,
         raise
 
 
-def _save_dir(store: object, images: list[SaveImage], output: str, blobs: Blobs) -> None:
+def _save_dir(store: Store, images: list[SaveImage], output: str, blobs: Blobs) -> None:
     if output == "-":
         raise BadInput("an oci-dir is a directory: give one with -o DIR")
     if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):

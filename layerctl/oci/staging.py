@@ -25,12 +25,14 @@ from layerctl.store.objects import TREE, PackWriter, fsync_dir, parse_tree
 if TYPE_CHECKING:
     from dulwich.pack import Pack
 
+    from layerctl.store.repo import Store
+
 
 
 class Staging:
     """The store plus the packs of one unfinished operation (a store-like reader)."""
 
-    def __init__(self, store: object) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         objects = store.path("objects")
         _clean_stale(objects)

@@ -54,7 +54,7 @@ import tempfile
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from layerctl import faults
 from layerctl.errors import BadInput
@@ -78,6 +78,10 @@ from layerctl.store.meta import (
 )
 from layerctl.store.names import unmangle
 from layerctl.store.objects import BIG_FILE, BLOB, PackWriter
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
+    from layerctl.store.types import TreeReader
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -793,7 +797,7 @@ class _Applier:
             self._canonical(alive + extra, meta, blob)
 
 
-def _lower_groups(store: object, root: DirRef) -> dict[bytes, list[bytes]]:
+def _lower_groups(store: TreeReader, root: DirRef) -> dict[bytes, list[bytes]]:
     """first member -> all members, for each hardlink group of a stored tree.
 
     Reads only the metadata trees and records, not the rootfs trees.
@@ -819,7 +823,7 @@ def _lower_groups(store: object, root: DirRef) -> dict[bytes, list[bytes]]:
 class _KeptBlobs:
     """The store, serving file contents still in memory without reading the pack."""
 
-    def __init__(self, store: object, kept: dict[bytes, bytes]) -> None:
+    def __init__(self, store: TreeReader, kept: dict[bytes, bytes]) -> None:
         self.store = store
         self.kept = kept
 
@@ -882,7 +886,7 @@ class _Progress:
 
 
 def import_tar(
-    store: object,
+    store: Store,
     source: str | os.PathLike,
     name: ImageName | str,
     author: str,
