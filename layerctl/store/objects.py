@@ -281,6 +281,7 @@ class PackWriter:
         return sha
 
     def _write(self, sha: bytes, type_num: int, size: int, chunks: list[bytes]) -> None:
+        faults.point("pack.write-object")  # #N: a kill with N-1 objects in the temporary pack
         with self._no_space():
             self._append(sha, type_num, size, chunks)
 
