@@ -301,8 +301,8 @@ def test_status_json_and_diff_patch(store, small_image, cli):
         from layerctl.cli.main import cli as group
 
         res = click.testing.CliRunner().invoke(group, ["--root", store.root, "diff", "-p", "js"])
-        if res.exit_code != 0 or "diff --layerctl" not in res.output:
-            pytest.skip("the diff command does not delegate to container_diff yet")
+        assert res.exit_code == 0, res.output
+        assert "diff --layerctl" in res.output
         assert "-base\n+changed" in res.output
         assert "Binary files a/usr/bin/env and b/usr/bin/env differ" in res.output
         assert "mode 0644→0600" in res.output
