@@ -208,10 +208,15 @@ class Store:
         raise Corrupt(f"object {binsha.hex()} is missing from the store")
 
     def _open_packs(self, known: list[Pack]) -> list[Pack]:
-        """The packs in the store that are not in `known`, opened."""
+        """The packs in the store that are not in `known`, opened (one removed since
+        the listing, by a repack or prune, is skipped)."""
         seen = {p.base for p in known}
-        return [Pack(base) for base in pack_bases(os.path.join(self.root, "objects", "pack"))
-                if base not in seen]
+        out = []
+        for base in pack_bases(os.path.join(self.root, "objects", "pack")):
+            if base not in seen:
+                with contextlib.suppress(FileNotFoundError):
+                    out.append(Pack(base))
+        return out
 
     def _read_loose(self, hexsha: str) -> tuple[int, bytes] | None:
         path = os.path.join(self.root, "objects", hexsha[:2], hexsha[2:])
