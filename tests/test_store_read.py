@@ -158,7 +158,9 @@ def test_ref_reader_agrees_with_git(history: Path) -> None:
     first = git(history, "rev-list", "--max-parents=0", "HEAD").strip()
     git(history, "update-ref", "refs/images/packed/x", first.decode())
     git(history, "update-ref", "refs/images/both", first.decode())
+    git(history, "tag", "-a", "-m", "annotated", "v1", first.decode())  # a peeled line
     git(history, "pack-refs", "--all")
+    assert b"\n^" in (history / ".git" / "packed-refs").read_bytes()
     git(history, "update-ref", "refs/images/both", head.decode())  # loose wins
     git(history, "update-ref", "refs/images/loose", head.decode())
     git(history, "symbolic-ref", "refs/images/sym", "refs/images/loose")
@@ -173,6 +175,8 @@ def test_ref_reader_agrees_with_git(history: Path) -> None:
     assert reader.get(b"refs/images/sym") == head
     assert reader.get(b"refs/images/none") is None
     assert reader.get(b"refs/../../HEAD") is None  # never a path outside refs/
+    tags = git(history, "for-each-ref", "--format=%(refname) %(objectname)", "refs/tags")
+    assert reader.under(b"refs/tags") == {b"v1": tags.split()[1]}  # the tag, not its commit
 
 
 @pytest.mark.parametrize("name, ok", [
@@ -207,3 +211,29 @@ def test_commit_parser_agrees_with_git(history: Path) -> None:
         assert message.rstrip(b"\n") == fmt[5].rstrip(b"\n")
     with pytest.raises(ValueError):
         _parse_commit(b"tree nothex\nauthor x\n\nmsg\n")
+
+
+def test_store_refs_read_as_dulwich_reads_them(tmp_path: Path) -> None:
+    """Store.ref and Store.refs_under (refread) give what dulwich's refs container,
+    which they replaced on the read path, gives for the same store."""
+    from dulwich.refs import DiskRefsContainer
+
+    from tests.layerhelpers import import_dir
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("x\n")
+    store = Store(str(tmp_path / "store"))
+    try:
+        for name in ("a:1", "a:2", "b/c:latest", "registry.example:5000/d:v1.2"):
+            import_dir(store, tree, name)
+        subprocess.run(["git", "--git-dir", store.root, "pack-refs", "--all"], check=True)
+        import_dir(store, tree, "a:3")  # loose beside packed
+        theirs = DiskRefsContainer(store.root).as_dict(b"refs/images")
+        expected = {"refs/images/" + k.decode(): v.decode() for k, v in theirs.items()}
+        assert len(expected) == 5
+        assert store.refs_under("refs/images") == expected
+        assert all(store.ref(name) == value for name, value in expected.items())
+        assert store.ref("refs/images/none") is None
+    finally:
+        store.close()
