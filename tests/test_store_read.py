@@ -237,3 +237,21 @@ def test_store_refs_read_as_dulwich_reads_them(tmp_path: Path) -> None:
         assert store.ref("refs/images/none") is None
     finally:
         store.close()
+
+
+def test_truncated_pack_is_refused_whole(history: Path, tmp_path: Path) -> None:
+    """As git does: a pack cut short is damage even for an object in its intact part
+    (its trailer no longer matches the checksum its index holds)."""
+    store = Store(str(tmp_path / "store"))
+    try:
+        [base] = repack(history)
+        dest = os.path.join(store.root, "objects", "pack", os.path.basename(base))
+        data = Path(base + ".pack").read_bytes()
+        Path(dest + ".pack").write_bytes(data[:len(data) * 3 // 4])
+        os.link(base + ".idx", dest + ".idx")
+        offsets = git(history, "show-index", input=Path(base + ".idx").read_bytes())
+        first = min((int(line.split()[0]), line.split()[1]) for line in offsets.splitlines())
+        with pytest.raises(Corrupt, match="damaged"):
+            store.read_raw(bytes.fromhex(first[1].decode()))  # the first object: intact
+    finally:
+        store.close()

@@ -49,6 +49,7 @@ class PackIndex:
             self._fanout_at = 0  # version 1 has no header
         self.count: int = struct.unpack(">L", m[self._fanout_at + _FANOUT - 4:
                                                 self._fanout_at + _FANOUT])[0]
+        self.pack_checksum = m[len(m) - 40:len(m) - 20]  # the pack's own trailer
         if self._fanout_at:
             self._ids_at = 8 + _FANOUT
             self._offsets_at = self._ids_at + self.count * 24  # ids, then CRC32s
@@ -115,7 +116,7 @@ class Pack:
         if offset is None:
             return None
         if self._map is None:
-            self._map = _map(self.base + ".pack")
+            self._map = self._open_pack()
         deltas: list[bytes] = []
         while True:
             type_num, size, pos = self._header(offset)
@@ -140,6 +141,18 @@ class Pack:
         for delta in reversed(deltas):
             data = apply_delta(data, delta)
         return type_num, data
+
+    def _open_pack(self) -> mmap.mmap:
+        """The pack, mapped, once its header and trailer agree with the index: as git
+        does, a truncated or replaced pack is refused whole, not read where it happens
+        to be intact (the trailer is the pack's checksum, which the index repeats)."""
+        m = _map(self.base + ".pack")
+        version, count = struct.unpack(">LL", m[4:12]) if len(m) >= 32 else (0, -1)
+        if (m[:4] != b"PACK" or version not in (2, 3) or count != self.index.count
+                or m[-20:] != self.index.pack_checksum):
+            m.close()
+            raise ValueError(f"{self.base}.pack does not match its index")
+        return m
 
     def _header(self, pos: int) -> tuple[int, int, int]:
         m = self._map
