@@ -12,9 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
 from layerctl.store.layers import Layer, read_layer
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 PREFIX = "refs/bisect/"
 BAD, CURRENT = PREFIX + "bad", PREFIX + "current"
@@ -38,17 +42,17 @@ class Outcome:
     undecided: list[Layer]  # when only skipped layers remain: the first bad is among these
 
 
-def _log_path(store: object) -> str:
+def _log_path(store: Store) -> str:
     return store.path("bisect", "log")
 
 
-def _log(store: object, line: str) -> None:
+def _log(store: Store, line: str) -> None:
     os.makedirs(store.path("bisect"), exist_ok=True)
     with open(_log_path(store), "a", encoding="utf-8") as f:
         f.write(line + "\n")
 
 
-def read_log(store: object) -> str:
+def read_log(store: Store) -> str:
     try:
         with open(_log_path(store), encoding="utf-8") as f:
             return f.read()
@@ -56,15 +60,15 @@ def read_log(store: object) -> str:
         raise NotBisecting("not bisecting: use `layerctl bisect start BAD GOOD`") from None
 
 
-def active(store: object) -> bool:
+def active(store: Store) -> bool:
     return store.ref(BAD) is not None
 
 
-def _set(store: object, name: str, value: str) -> None:
+def _set(store: Store, name: str, value: str) -> None:
     store.set_ref(name, store.ref(name), value, "bisect")
 
 
-def reset(store: object) -> None:
+def reset(store: Store) -> None:
     """End the session: drop every refs/bisect/* ref and the log."""
     for name, value in store.refs_under(PREFIX).items():
         store.delete_ref(name, value)
@@ -72,7 +76,7 @@ def reset(store: object) -> None:
         os.unlink(_log_path(store))
 
 
-def start(store: object, bad: str, good: str) -> Outcome:
+def start(store: Store, bad: str, good: str) -> Outcome:
     from layerctl.images import resolve
 
     if active(store):
@@ -94,15 +98,15 @@ def _line(layer: Layer) -> str:
     return f"[{layer.id}] {layer.summary}"
 
 
-def _goods(store: object) -> set[str]:
+def _goods(store: Store) -> set[str]:
     return {v for k, v in store.refs_under(PREFIX).items() if k.startswith(PREFIX + GOOD + "-")}
 
 
-def _skips(store: object) -> set[str]:
+def _skips(store: Store) -> set[str]:
     return {v for k, v in store.refs_under(PREFIX).items() if k.startswith(PREFIX + SKIP + "-")}
 
 
-def _chain_down(store: object, bad_id: str, goods: set[str], bad_text: str = "",
+def _chain_down(store: Store, bad_id: str, goods: set[str], bad_text: str = "",
                 good_text: str = "") -> list[Layer]:
     """Layers from `bad_id` (included) down its first parents to a good one (excluded)."""
     out = []
@@ -119,7 +123,7 @@ def _chain_down(store: object, bad_id: str, goods: set[str], bad_text: str = "",
     return out
 
 
-def mark(store: object, verdict: str, layer: str | None = None) -> Outcome:
+def mark(store: Store, verdict: str, layer: str | None = None) -> Outcome:
     """Mark `layer` (default: the one under test) good, bad or skip."""
     from layerctl.images import resolve
 
@@ -148,13 +152,13 @@ def mark(store: object, verdict: str, layer: str | None = None) -> Outcome:
     return _next(store)
 
 
-def status(store: object) -> Outcome:
+def status(store: Store) -> Outcome:
     if not active(store):
         raise NotBisecting("not bisecting: use `layerctl bisect start BAD GOOD`")
     return _next(store, move=False)
 
 
-def _next(store: object, move: bool = True) -> Outcome:
+def _next(store: Store, move: bool = True) -> Outcome:
     """Pick the candidate nearest the middle of the untested range (skips avoided)."""
     bad_id = store.ref(BAD)
     chain = _chain_down(store, bad_id, _goods(store))  # [bad, ..., just above good]
@@ -190,7 +194,7 @@ def verdict_of(code: int) -> str | None:
     return None
 
 
-def run_in_layer(store: object, layer_id: str, argv: list[str]) -> int:
+def run_in_layer(store: Store, layer_id: str, argv: list[str]) -> int:
     """Run `argv` in a throwaway container made from `layer_id` (removed afterwards,
     also when it fails); returns the exit code."""
     import layerctl.containers as containers

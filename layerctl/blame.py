@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from layerctl.errors import BadInput, Corrupt, NotFound
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
@@ -22,6 +23,9 @@ from layerctl.store.layers import Layer
 from layerctl.store.meta import DIR, FILE, Meta, record_entry, record_own
 from layerctl.store.names import mangle
 from layerctl.store.objects import MODE_TREE
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 # Event kinds (the letters of insight-specs §D3).
 INTRODUCED, CONTENT, METADATA, TYPE, REMOVED = "A", "M", "m", "T", "D"
@@ -48,7 +52,7 @@ class Probe:
 class PathLookup:
     """Looks paths up in layer trees, reading one tree pair per path component."""
 
-    def __init__(self, store: object) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self._names: dict[bytes, dict[bytes, tuple[bytes, bytes]]] = {}
         self._records: dict[bytes, bytes] = {}
@@ -146,7 +150,7 @@ class Pending:
     real: dict[bytes, bytes]  # path -> host path of new content (files changed or added)
 
 
-def pending_of(store: object, container: object, paths: list[bytes] | None) -> Pending:
+def pending_of(store: Store, container: object, paths: list[bytes] | None) -> Pending:
     """The pending changes of `container` at `paths` and their ancestors (all if None)."""
     from layerctl.containers import pending
 
@@ -296,7 +300,7 @@ def _pending_entry(
 
 
 def path_history(
-    store: object, chain: list[Layer], path: bytes | str, pend: Pending | None = None,
+    store: Store, chain: list[Layer], path: bytes | str, pend: Pending | None = None,
     lookup: PathLookup | None = None,
 ) -> tuple[PathHistory, list[Probe]]:
     """Every event of `path` along `chain` (oldest first), then the pending step."""
@@ -360,7 +364,7 @@ def _is_text(data: bytes) -> bool:
     return b"\0" not in data[:8000]
 
 
-def line_blame(store: object, hist: PathHistory, pend: Pending | None) -> list[BlamedLine]:
+def line_blame(store: Store, hist: PathHistory, pend: Pending | None) -> list[BlamedLine]:
     """Which step last changed each line: a line diff between consecutive content
     versions of the path's current life (from its last introduction), oldest first."""
     if not hist.exists or hist.is_dir:
@@ -390,7 +394,7 @@ def line_blame(store: object, hist: PathHistory, pend: Pending | None) -> list[B
     return [BlamedLine(n + 1, t, s) for n, (t, s) in enumerate(zip(lines, owners, strict=True))]
 
 
-def _read_version(store: object, e: Event, path: bytes, pend: Pending | None) -> bytes:
+def _read_version(store: Store, e: Event, path: bytes, pend: Pending | None) -> bytes:
     if e.step.layer is not None:  # a pending blob id is a hash only, not in the store
         return store.read_blob(e.blob)
     real = pend.real.get(path) if pend else None
@@ -413,7 +417,7 @@ class DirView:
     steps: dict[str, Step]
 
 
-def dir_view(store: object, chain: list[Layer], path: bytes | str,
+def dir_view(store: Store, chain: list[Layer], path: bytes | str,
              pend: Pending | None = None) -> DirView:
     """Tree diffs of the directory between consecutive layers (unchanged subtrees are
     skipped by id), so the cost follows what changed under it."""

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from layerctl.patch import is_binary, render_patch
 from layerctl.store.blobstream import read_head
@@ -30,6 +31,9 @@ from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
 from layerctl.store.fstree import RECORD, Dir, DirRef, read_dir
 from layerctl.store.meta import DIR, FILE, KIND_NAMES, SYMLINK, Meta
 from layerctl.words import human_size, path_text, quote_name
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 UNCHANGED = ""
 ALL_KINDS = frozenset({ADDED, CHANGED, DELETED, UNCHANGED})
@@ -117,7 +121,7 @@ def _sort_key(by: str, sizes: dict[bytes, int]) -> Callable[[Entry], tuple]:
 class _Base:
     """What both browsers share: filtering, sorting, sizes, search, preview."""
 
-    def __init__(self, store: object) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self._lock = threading.RLock()  # listings may be asked for from several workers
         self._size_memo: dict[bytes, int] = {}
@@ -272,7 +276,7 @@ class LayerBrowser(_Base):
     """A layer's filesystem (`new`) annotated against its parent's (`old`, None for a
     base layer: everything is added)."""
 
-    def __init__(self, store: object, new: DirRef, old: DirRef | None) -> None:
+    def __init__(self, store: Store, new: DirRef, old: DirRef | None) -> None:
         super().__init__(store)
         self.new = new
         self.old = old
@@ -280,7 +284,7 @@ class LayerBrowser(_Base):
         self._own_memo: dict[DirRef, Meta] = {}
 
     @classmethod
-    def for_layer(cls, store: object, layer_id: str) -> LayerBrowser:
+    def for_layer(cls, store: Store, layer_id: str) -> LayerBrowser:
         from layerctl.store.layers import read_layer
 
         layer = read_layer(store, layer_id)
@@ -364,7 +368,7 @@ class PendingBrowser(_Base):
 
     def __init__(
         self,
-        store: object,
+        store: Store,
         base: DirRef,
         changes: Iterable[Change],
         read_pending: Callable[[bytes, int], bytes],
@@ -383,7 +387,7 @@ class PendingBrowser(_Base):
             self._dirty.add(b"")
 
     @classmethod
-    def for_container(cls, store: object, ref: str, changes: list[Change] | None = None
+    def for_container(cls, store: Store, ref: str, changes: list[Change] | None = None
                       ) -> PendingBrowser:
         """The pending filesystem of container `ref` (its changes scanned unless given)."""
         from layerctl.containers.api import pending, view_of
@@ -464,7 +468,7 @@ class PendingBrowser(_Base):
         return self.read_pending(e.path, limit)
 
 
-def own_meta(store: object, ref: DirRef) -> Meta:
+def own_meta(store: Store, ref: DirRef) -> Meta:
     """A directory's own metadata from the '.' line that starts its record."""
     for name, _mode, sha in store.read_tree(ref.meta):
         if name == RECORD:

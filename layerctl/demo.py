@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl.changeset.write import write_changeset
 from layerctl.images import default_config, image_layer, parse_name, set_tag
@@ -18,6 +19,9 @@ from layerctl.store.edit import TreeEditor
 from layerctl.store.layers import read_layer, write_layer
 from layerctl.store.meta import DIR, FILE, Meta
 from layerctl.store.objects import BLOB
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 IMAGE = "layerctl-demo:latest"
 CONTAINER = "layerctl-demo"
@@ -56,7 +60,7 @@ class Demo:
     notice: str = ""
 
 
-def build_image(store: object, name: str = IMAGE) -> list[str]:
+def build_image(store: Store, name: str = IMAGE) -> list[str]:
     """Write the three layers (idempotent: same ids every time) and tag the top."""
     parent_id: str | None = None
     parent_root = None
@@ -90,7 +94,7 @@ def build_image(store: object, name: str = IMAGE) -> list[str]:
     return ids
 
 
-def _write_fixed(store: object, root: object, parent: str | None, author: str, message: str,
+def _write_fixed(store: Store, root: object, parent: str | None, author: str, message: str,
                  trailers: dict[str, str], when: int) -> str:
     # A fixed UTC offset as well as a fixed time: the ids must not depend on TZ.
     old_tz = os.environ.get("TZ")
@@ -109,7 +113,7 @@ def _write_fixed(store: object, root: object, parent: str | None, author: str, m
         time.tzset()
 
 
-def build(store: object, container: str | None = CONTAINER, driver: str | None = None) -> Demo:
+def build(store: Store, container: str | None = CONTAINER, driver: str | None = None) -> Demo:
     """The sample image and (unless `container` is None) a container on it holding one
     pending change. An existing demo container is reused as it is. Works without root:
     create() falls back to the vfs driver when overlay cannot mount."""
@@ -126,7 +130,7 @@ def build(store: object, container: str | None = CONTAINER, driver: str | None =
     return Demo(IMAGE, ids, c.name, notice)
 
 
-def write_pending(store: object, container: str, name: str = PENDING_FILE,
+def write_pending(store: Store, container: str, name: str = PENDING_FILE,
                   text: str = PENDING_TEXT) -> str:
     """Write a file into the container (through its upper dir or vfs rootfs, so no mount
     is needed); returns the real path written."""
@@ -142,7 +146,7 @@ def write_pending(store: object, container: str, name: str = PENDING_FILE,
     return path
 
 
-def merged_names(store: object, layer_id: str) -> list[str]:
+def merged_names(store: Store, layer_id: str) -> list[str]:
     """The file names the merged view of a layer shows (the picture's bottom row)."""
     from layerctl.store.fstree import read_dir
 

@@ -12,6 +12,7 @@ the shipped bytes of every layer but the first.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl.changeset.tar import without_implied_whiteouts
 from layerctl.errors import BadInput
@@ -19,6 +20,9 @@ from layerctl.history import Step
 from layerctl.store.diff import DELETED, Change
 from layerctl.store.meta import DIR
 from layerctl.waste import shipped_size, subtree
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 VARIANTS = ("0.13", "685")
 
@@ -56,7 +60,7 @@ def _non_leaves(changes: list[Change]) -> set[bytes]:
     return out
 
 
-def dive_figures(store: object, steps: list[Step], variant: str = "0.13") -> DiveFigures:
+def dive_figures(store: Store, steps: list[Step], variant: str = "0.13") -> DiveFigures:
     if variant not in VARIANTS:
         raise BadInput(f"--dive-compat: want one of {', '.join(VARIANTS)}, not {variant!r}")
     cum: dict[bytes, int] = {}

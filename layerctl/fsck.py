@@ -4,10 +4,14 @@ pointing at a layer."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from layerctl.errors import LayerctlError
 from layerctl.images import REF_PREFIX, ref_problem
 from layerctl.store.validate import Validator
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 def fsck(store: object) -> tuple[list[str], int]:
     """Check every ref (images, containers, pulls) and the layers below it, and that
@@ -29,7 +33,7 @@ def fsck(store: object) -> tuple[list[str], int]:
     return checker.problems, checker.objects
 
 
-def stale_diff_ids(store: object) -> list[str]:
+def stale_diff_ids(store: Store) -> list[str]:
     """Lines for the layers whose DiffID trailer is not the sha256 of their changeset
     tar as layerctl writes it now (recorded by an older writer, or tampered with).
     Not damage: `save` and `push` put the DiffID of the tar they send in the config.

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl.errors import BadInput
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import Layer
 from layerctl.store.meta import Meta
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 UNCOMMITTED = "(uncommitted)"
 
@@ -52,7 +56,7 @@ class Step:
         return self.layer.summary or self.layer.created_by
 
 
-def resolve_target(store: object, ref: str) -> Target:
+def resolve_target(store: Store, ref: str) -> Target:
     """An image / layer reference, else a container (its pending changes count).
 
     Images first: the containers package costs 60 ms to import, too much for a
@@ -72,7 +76,7 @@ def resolve_target(store: object, ref: str) -> Target:
     return container_target(store, container)
 
 
-def container_target(store: object, container: object) -> Target:
+def container_target(store: Store, container: object) -> Target:
     """A container's layers and its pending changes (the last, uncommitted step)."""
     from layerctl.containers.api import pending
     from layerctl.images import chain
@@ -81,7 +85,7 @@ def container_target(store: object, container: object) -> Target:
     return Target(container.name, chain(store, p.base_id), p)
 
 
-def steps(store: object, target: Target, start: int = 0) -> Iterator[Step]:
+def steps(store: Store, target: Target, start: int = 0) -> Iterator[Step]:
     """Each layer's changes against its parent, bottom first (from layer `start`);
     then the pending step."""
     parent = target.layers[start - 1].root if start > 0 else None

@@ -3,8 +3,28 @@
 from __future__ import annotations
 
 import os
+import re
 
-from layerctl.store.layers import parse_author
+from layerctl.errors import BadInput
+
+_AUTHOR_RE = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>]*)>\s*$")
+
+
+def parse_author(text: str) -> str:
+    """Docker's `Name <email>` or a bare name -> git's `Name <email>` (email may be empty)."""
+    if "\n" in text or "\0" in text:
+        raise BadInput(f"invalid author {text!r}: no newlines or NUL bytes")
+    m = _AUTHOR_RE.match(text)
+    if m:
+        return f"{m['name']} <{m['email']}>"
+    if "<" in text or ">" in text:
+        raise BadInput(f"invalid author {text!r}: use 'Name <email>' or a bare name")
+    name = text.strip()
+    if not name:
+        raise BadInput("author is empty")
+    return f"{name} <>"
+
+
 
 
 def default_author() -> str:

@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.errors import Ambiguous, InvalidName, LayerctlError, NotFound, TagNotMoved
@@ -19,6 +20,9 @@ from layerctl.store.layers import Layer, read_layer, read_source
 SOURCE_CONFIG = b"config.json"  # in a layer's source/: the image's own config bytes
 # What a layer's config.json keeps of an image config; the rest is derived on save.
 LAYER_CONFIG_KEYS = ("architecture", "os", "os.version", "os.features", "variant", "config")
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 REF_PREFIX = "refs/images/"
 TAG_DIR = "_tags"  # no path component of the grammar can start with '_'
@@ -114,7 +118,7 @@ def ref_problem(ref: str) -> str | None:
 
 
 def list_images(
-    store: object, broken: list[tuple[str, str]] | None = None
+    store: Store, broken: list[tuple[str, str]] | None = None
 ) -> list[tuple[ImageName, str]]:
     """(name, top layer id) for every tag, sorted by name. Refs that are not image
     names are left out, and appended to `broken` as (ref, reason)."""
@@ -128,11 +132,11 @@ def list_images(
     return sorted(out, key=lambda x: str(x[0]))
 
 
-def image_layer(store: object, name: ImageName) -> str | None:
+def image_layer(store: Store, name: ImageName) -> str | None:
     return store.ref(name.ref)
 
 
-def set_tag(store: object, name: ImageName, layer_id: str, expected: str | None = "any") -> None:
+def set_tag(store: Store, name: ImageName, layer_id: str, expected: str | None = "any") -> None:
     """Point `name` at `layer_id`; with `expected`, only if the tag still has that value.
 
     Without `expected` the last writer wins, as in Docker: a tag moved by another
@@ -174,7 +178,7 @@ def _tag_errors(name: ImageName) -> Iterator[None]:
         raise RefChanged(f"tag {name} was moved by another process meanwhile") from None
 
 
-def tag_new_layer(store: object, name: ImageName, layer_id: str, what: str,
+def tag_new_layer(store: Store, name: ImageName, layer_id: str, what: str,
                   expected: str | None = "any") -> None:
     """Tag a layer an operation just wrote; if the tag cannot move, the error says
     that the layer exists all the same (`what`: "committed", "imported")."""
@@ -185,7 +189,7 @@ def tag_new_layer(store: object, name: ImageName, layer_id: str, what: str,
                           f"`layerctl tag {layer_id[:12]} {name}`") from None
 
 
-def remove_tag(store: object, name: ImageName) -> str:
+def remove_tag(store: Store, name: ImageName) -> str:
     current = store.ref(name.ref)
     if current is None:
         raise NotFound(f"no such image: {name}")
@@ -201,7 +205,7 @@ _SUFFIX = re.compile(r"(?:\^\d*|~\d*)*")
 _HEX = re.compile(r"^[0-9a-f]{4,40}\Z")
 
 
-def resolve(store: object, text: str) -> str:
+def resolve(store: Store, text: str) -> str:
     """A layer reference -> layer id: name[:tag], a (short) layer id, with ~N / ^ suffixes."""
     cut = min((i for i in (text.find("~"), text.find("^")) if i >= 0), default=len(text))
     base, suffix = text[:cut], text[cut:]
@@ -290,7 +294,7 @@ def _resolve_base(store: object, base: str) -> str:
     raise NotFound(f"no such image or layer: {base}")
 
 
-def _is_layer(store: object, sha: str) -> bool:
+def _is_layer(store: Store, sha: str) -> bool:
     try:
         read_layer(store, sha)
     except NotFound:
@@ -298,7 +302,7 @@ def _is_layer(store: object, sha: str) -> bool:
     return True
 
 
-def chain(store: object, layer_id: str) -> list[Layer]:
+def chain(store: Store, layer_id: str) -> list[Layer]:
     """The layers from the base up to `layer_id`."""
     out = []
     current: str | None = layer_id
@@ -312,7 +316,7 @@ def chain(store: object, layer_id: str) -> list[Layer]:
 # -- sizes, as Docker defines them ------------------------------------------------
 
 
-def layer_sizes(store: object, layers: list[Layer]) -> list[int]:
+def layer_sizes(store: Store, layers: list[Layer]) -> list[int]:
     """Docker's layer size (`history` SIZE) of each layer: bytes of regular-file
     content its changeset adds or changes, each hardlink group once. Derived from the
     trees, not the Size trailer (whose meaning older layerctl commits did not keep
@@ -333,11 +337,11 @@ def layer_sizes(store: object, layers: list[Layer]) -> list[int]:
     return [cache[layer.id] for layer in layers]
 
 
-def layer_size(store: object, layer: Layer) -> int:
+def layer_size(store: Store, layer: Layer) -> int:
     return layer_sizes(store, [layer])[0]
 
 
-def image_size(store: object, layers: list[Layer]) -> int:
+def image_size(store: Store, layers: list[Layer]) -> int:
     """Docker's image size (`images` SIZE, `inspect` Size): the sum of its layers' sizes."""
     return sum(layer_sizes(store, layers))
 
@@ -345,7 +349,7 @@ def image_size(store: object, layers: list[Layer]) -> int:
 _SIZE_CACHE = ("cache", "layer-sizes.json")
 
 
-def _size_cache(store: object) -> dict[str, int]:
+def _size_cache(store: Store) -> dict[str, int]:
     cache = getattr(store, "_layer_sizes", None)
     if cache is None:
         try:
@@ -357,7 +361,7 @@ def _size_cache(store: object) -> dict[str, int]:
     return cache
 
 
-def _save_size_cache(store: object, cache: dict[str, int]) -> None:
+def _save_size_cache(store: Store, cache: dict[str, int]) -> None:
     import os
 
     from layerctl.atomic import write_file

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from layerctl import faults
 from layerctl.changeset.apply import DEFAULT_LIMITS, Limits, apply_rootfs_tar
@@ -20,9 +20,12 @@ from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import write_layer
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
+
 
 def commit_root(
-    store: object,
+    store: Store,
     root: DirRef,
     parent: DirRef | None,
     parent_id: str | None,
@@ -43,7 +46,7 @@ def commit_root(
 
 
 def import_directory(
-    store: object,
+    store: Store,
     source: str,
     name: ImageName,
     author: str,

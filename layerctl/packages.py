@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from layerctl.pkgdb import (
     Malformed,
@@ -28,6 +29,9 @@ from layerctl.store.fstree import DirRef
 from layerctl.store.meta import FILE
 from layerctl.store.names import unmangle
 from layerctl.store.objects import MODE_TREE
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 MAX_DB = 64 << 20  # bytes read of one database file
 MAX_LIST = 16 << 20  # bytes read of one dpkg .list file
@@ -81,7 +85,7 @@ class LayerTree:
     """A layer's filesystem as the readers see it: regular files by path, each with a
     content key (its blob id) so unchanged databases are recognised without reading."""
 
-    def __init__(self, store: object, root: DirRef, label: str, lookup: object = None) -> None:
+    def __init__(self, store: Store, root: DirRef, label: str, lookup: object = None) -> None:
         from layerctl.blame import PathLookup
 
         self.store = store
@@ -218,7 +222,7 @@ class Packages:
     """Reads and caches package databases across trees; `warnings` collects one line
     per database that could not be read."""
 
-    store: object
+    store: Store
     warnings: list[str] = field(default_factory=list)
     _dbs: dict[tuple, _Db | None] = field(default_factory=dict)
     _lists: dict[Hashable, bytes] = field(default_factory=dict)

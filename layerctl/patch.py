@@ -5,11 +5,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from layerctl.store.blobstream import read_head
 from layerctl.store.diff import ADDED, DELETED, Change
 from layerctl.store.meta import FILE, KIND_NAMES, SYMLINK, Meta
 from layerctl.words import path_text, quote_name
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 BINARY_SNIFF = 8000
 # git's big-file idea: content above this is never read for a patch, only named
@@ -37,7 +41,7 @@ def is_binary(data: bytes) -> bool:
     return False
 
 
-def render_patch(change: Change, store: object,
+def render_patch(change: Change, store: Store,
                  read_new: Callable[[int], bytes] | None = None) -> list[str]:
     """A git-style patch for one change: header, metadata words, unified diff.
 

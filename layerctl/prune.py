@@ -11,11 +11,15 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.containers import state as cstate
 from layerctl.errors import Conflict, LayerctlError, Locked, NotFound
 from layerctl.store.debris import CACHE_TMP_PREFIX
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 GRACE = "1.hour.ago"  # unreachable objects younger than this survive `system prune`
 
@@ -72,7 +76,7 @@ def cache_entries(store: object) -> list[tuple[str, str]]:
     return out
 
 
-def _container_data(store: object, c: cstate.Container) -> str | None:
+def _container_data(store: Store, c: cstate.Container) -> str | None:
     """The dir holding a container's own files (None for a tracked podman/docker one)."""
     if c.extra.get("external"):
         return None
@@ -80,7 +84,7 @@ def _container_data(store: object, c: cstate.Container) -> str | None:
                         "upper" if c.driver == "overlay" else "rootfs")
 
 
-def container_active(store: object, c: cstate.Container) -> str:
+def container_active(store: Store, c: cstate.Container) -> str:
     """Why `c` is in use ("running", "mounted"), "" if it is stopped."""
     from layerctl import runtime
     from layerctl.containers.api import is_mounted
@@ -181,7 +185,7 @@ class Usage:
     cache: list[CacheUse] = field(default_factory=list)
 
 
-def usage(store: object, verbose: bool = True) -> Usage:
+def usage(store: Store, verbose: bool = True) -> Usage:
     """What `system df` shows. Hardlinks count once across everything measured."""
     from layerctl.images import chain, image_id, layer_sizes, list_images
 
@@ -255,7 +259,7 @@ class Pruned:
     notes: list[str] = field(default_factory=list)
 
 
-def prune_containers(store: object, out: Pruned | None = None) -> Pruned:
+def prune_containers(store: Store, out: Pruned | None = None) -> Pruned:
     """Remove stopped containers (not running, not mounted), as `rm` would; one that
     another command holds (its lock) or that became busy is left alone."""
     from layerctl.containers.api import remove

@@ -18,10 +18,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
 from layerctl.images import REF_PREFIX, ImageName, name_from_ref
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 FETCH_REFSPEC = "+refs/images/*:refs/images/*"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -54,11 +58,11 @@ class RefUpdate:
 # -- configuration ------------------------------------------------------------------
 
 
-def _config(store: object):  # noqa: ANN202 - dulwich ConfigFile
+def _config(store: Store):  # noqa: ANN202 - dulwich ConfigFile
     return store.repo.get_config()
 
 
-def list_remotes(store: object) -> dict[str, str]:
+def list_remotes(store: Store) -> dict[str, str]:
     """name -> url, in config order."""
     config = _config(store)
     out = {}
@@ -71,7 +75,7 @@ def list_remotes(store: object) -> dict[str, str]:
     return out
 
 
-def add_remote(store: object, name: str, url: str) -> None:
+def add_remote(store: Store, name: str, url: str) -> None:
     if not _NAME.match(name) or ".." in name or name.endswith(".lock"):
         raise BadInput(f"invalid remote name {name!r}: use letters, digits, '.', '_' and '-'")
     if not url.strip():
@@ -85,7 +89,7 @@ def add_remote(store: object, name: str, url: str) -> None:
     config.write_to_path()
 
 
-def remove_remote(store: object, name: str) -> None:
+def remove_remote(store: Store, name: str) -> None:
     if name not in list_remotes(store):
         raise NotFound(f"no such remote: {name}")
     config = _config(store)
@@ -93,7 +97,7 @@ def remove_remote(store: object, name: str) -> None:
     config.write_to_path()
 
 
-def remote_url(store: object, name_or_url: str) -> str:
+def remote_url(store: Store, name_or_url: str) -> str:
     """The URL of a configured remote; anything that looks like a URL or path passes."""
     remotes = list_remotes(store)
     if name_or_url in remotes:
@@ -115,7 +119,7 @@ def _client(url: str):  # noqa: ANN202 - (dulwich GitClient, path)
         raise BadInput(f"unsupported remote URL {url!r}: {e}") from None
 
 
-def _is_ancestor(store: object, old: str, new: str) -> bool:
+def _is_ancestor(store: Store, old: str, new: str) -> bool:
     """Is layer `old` reachable from `new` through first parents?"""
     from dulwich.objects import Commit
 
@@ -135,7 +139,7 @@ def _is_ancestor(store: object, old: str, new: str) -> bool:
     return False
 
 
-def _decide(store: object, ref: str, old: str | None, new: str, force: bool) -> RefUpdate:
+def _decide(store: Store, ref: str, old: str | None, new: str, force: bool) -> RefUpdate:
     image = name_from_ref(ref)
     if old == new:
         return RefUpdate(image, old, new, UP_TO_DATE)
@@ -178,7 +182,7 @@ def _selected(refs: dict[str, str], images: list[ImageName] | None) -> dict[str,
     return {r: s for r, s in out.items() if r in wanted}
 
 
-def _known_layers(store: object) -> set[str]:
+def _known_layers(store: Store) -> set[str]:
     """Layers the store's own refs reach: they passed validation (or were made here)
     when they came in, so a fetch stops checking there."""
     from dulwich.objects import Commit
@@ -205,7 +209,7 @@ def _refuse(url: str, problems: list[str]) -> RemoteError:
 
 
 def fetch(
-    store: object,
+    store: Store,
     url: str,
     images: list[ImageName] | None = None,
     force: bool = False,
@@ -272,7 +276,7 @@ def fetch(
 
 
 def push(
-    store: object,
+    store: Store,
     url: str,
     images: list[ImageName] | None = None,
     force: bool = False,

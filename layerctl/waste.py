@@ -17,12 +17,16 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from layerctl.history import Step, Target
 from layerctl.store.diff import DELETED
 from layerctl.store.fstree import RECORD, DirRef, lookup
 from layerctl.store.meta import DIR, FILE, Meta, parse_record
 from layerctl.store.names import unmangle
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 DELETED_CLASS = "deleted"
 OVERWRITTEN = "overwritten"
@@ -205,7 +209,7 @@ def shipped_size(meta: Meta) -> int:
     return meta.size if meta.kind == FILE and meta.link is None else 0
 
 
-def subtree(store: object, root: DirRef | None,
+def subtree(store: Store, root: DirRef | None,
             path: bytes) -> Iterable[tuple[bytes, Meta]]:
     """(path, meta) of every non-directory entry below the directory `path` of `root`,
     read from the metadata side alone (records and meta trees: no rootfs trees)."""
@@ -230,7 +234,7 @@ class _Ledger:
     not read: a path no later layer set still holds its layer-0 copy, which the change
     that replaces or removes it describes (its old entry)."""
 
-    def __init__(self, store: object, lazy: bool) -> None:
+    def __init__(self, store: Store, lazy: bool) -> None:
         self.store = store
         self.lazy = lazy
         self.live: dict[bytes, Copy] = {}
@@ -300,7 +304,7 @@ def _replaced_dirs(step: Step) -> list[bytes]:
 _SIZED_FILE = re.compile(rb"^[^ \n]+ - [^ \n]+ [^ \n]+ [^ \n]+ size=(\d+)([^\n]*)$", re.M)
 
 
-def tree_bytes(store: object, root: DirRef) -> int:
+def tree_bytes(store: Store, root: DirRef) -> int:
     """Content bytes the changeset of a whole tree ships (regular files, hardlink groups
     once), read from the metadata records alone: half the objects of a full walk."""
     total = 0
@@ -319,7 +323,7 @@ def tree_bytes(store: object, root: DirRef) -> int:
 TREE_BYTES_CACHE = ("cache", "tree-bytes")
 
 
-def cached_tree_bytes(store: object, root: DirRef) -> int:
+def cached_tree_bytes(store: Store, root: DirRef) -> int:
     """tree_bytes() remembered per tree id in the store's cache dir (an append-only
     file of "<meta tree id> <bytes>" lines; ids never change meaning, so it is never
     stale). A base image is then summed once, not at every run."""
@@ -352,7 +356,7 @@ def facts_of(step: Step) -> LayerFacts:
                       layer.created_by if layer else "")
 
 
-def analyze(store: object, target: Target, base_index: int, base_name: str,
+def analyze(store: Store, target: Target, base_index: int, base_name: str,
             duplicates: bool = False) -> Report:
     """The report for `target`. Layer 0 is summed, not diffed, unless `duplicates` asks
     for every visible file (then the whole top filesystem is read)."""
@@ -394,7 +398,7 @@ def _duplicates(live: dict[bytes, Copy]) -> list[tuple[bytes, int, list[bytes]]]
 COMMIT_CREATED_BY = "layerctl commit "
 
 
-def default_base(store: object, target: Target) -> tuple[int, str]:
+def default_base(store: Store, target: Target) -> tuple[int, str]:
     """The nearest strict ancestor of the top that is the top of an image the user
     imported, pulled or loaded (a tag on it, not made by `layerctl commit`); else layer 0,
     as dive counts. Returns (index, description)."""
@@ -411,7 +415,7 @@ def default_base(store: object, target: Target) -> tuple[int, str]:
     return 0, "layer 0"
 
 
-def base_of(store: object, target: Target, ref: str | None) -> tuple[int, str]:
+def base_of(store: Store, target: Target, ref: str | None) -> tuple[int, str]:
     if not ref:
         return default_base(store, target)
     from layerctl.history import ancestor_index

@@ -65,8 +65,8 @@ def test_core_modules_import_the_core_only():
 # Lowest first. A module may import its own layer and any layer before it (imports
 # inside functions included): docs/design-notes.md "Where things live" explains each.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("base", {"errors", "words", "faults", "atomic", "beneath", "hashing"}),
-    ("store", {"store", "identity"}),
+    ("base", {"errors", "words", "faults", "atomic", "beneath", "hashing", "identity"}),
+    ("store", {"store"}),
     ("format", {"changeset", "compress", "patch"}),
     ("images", {"images", "importer", "remotes", "tarsplit_check"}),
     ("runtime", {"runtime"}),
@@ -205,3 +205,43 @@ def test_the_checks_see_a_violation():
     # the order check is not vacuous: store importing the front ends would be caught
     assert _layer_of("layerctl.store.repo") < _layer_of("layerctl.cli.main")
     assert "layerctl.store.layers" in _edges("layerctl.images")
+
+# -- start-up: what the everyday read commands import --------------------------------
+
+# A command imports only what it needs (issue 11): these are the modules that cost
+# `status`, `images` and `ps` milliseconds they do not use. dulwich stays out because
+# store/packs.py and store/refread.py read objects and refs; hashlib (OpenSSL) only
+# `images` needs, for the image id.
+STARTUP_FORBIDDEN = ("textual", "rich", "dulwich", "tarfile", "gzip", "isal", "logging",
+                     "layerctl.tui", "layerctl.oci", "http", "email", "ssl", "socket",
+                     "asyncio", "importlib.metadata", "pkg_resources")
+NO_HASHING = ("hashlib", "_hashlib")
+
+
+def imported_by(cli, *args: str) -> set[str]:
+    """The modules a `layerctl ARGS` process imports (python -X importtime's list)."""
+    proc = cli(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    names = {line.split("|")[2].strip() for line in proc.stderr.splitlines()
+             if line.startswith("import time:") and "[us]" not in line}
+    assert "layerctl.cli.main" in names  # the list is complete enough to judge
+    return names
+
+
+def _hits(names: set[str], forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if n in forbidden or n.startswith(
+        tuple(f + "." for f in forbidden)))
+
+
+def test_read_commands_import_only_what_they_need(cli, tmp_path):
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "hostname").write_text("box\n")
+    cli("import", rootfs, "img:1")
+    cli("create", "--driver", "vfs", "--name", "c", "img:1")
+    for args, forbidden in ((("status", "c"), STARTUP_FORBIDDEN + NO_HASHING),
+                            (("ps", "-a"), STARTUP_FORBIDDEN + NO_HASHING),
+                            (("images",), STARTUP_FORBIDDEN)):
+        names = imported_by(cli, *args)
+        assert not _hits(names, forbidden), f"`layerctl {' '.join(args)}` imports " \
+            f"{_hits(names, forbidden)}"
+    assert "layerctl.containers" in imported_by(cli, "status", "c")  # it did run the command

@@ -489,7 +489,8 @@ def test_cli_run_exec_stop_start_logs(cli_deb) -> None:
     r = cli("run", "-t", "deb", "true", check=False)
     assert r.returncode != 0 and "not a TTY" in r.stderr
     r = cli("run", "deb", "/no/such/thing", check=False)
-    assert r.returncode != 0
+    assert r.returncode != 0 and "/no/such/thing" in r.stderr  # names what is missing
+    assert "no such file or directory" in r.stderr.lower()
 
 
 @needs_runtime

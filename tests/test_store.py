@@ -3,17 +3,17 @@
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from layerctl.errors import Ambiguous, BadInput, InvalidName, Locked, NotFound
+from layerctl.identity import parse_author
 from layerctl.images import parse_name, resolve, set_tag
 from layerctl.store.checkout import checkout
 from layerctl.store.diff import diff
-from layerctl.store.layers import parse_author, read_layer
+from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
 from tests.layerhelpers import commit_edit, import_dir, put_file
 from tests.treecompare import compare, snapshot
@@ -136,14 +136,12 @@ def test_diff_reports_content_and_metadata(tmp_path):
     def edit(editor, writer):
         meta, blob = editor.get(b"bin-tool")
         editor.set_file(b"bin-tool", meta.__class__(**{**meta.__dict__, "mode": 0o755}), blob)
-        meta, blob = editor.get(b"etc/hostname")
         put_file(editor, writer, b"etc/hostname", b"other\n", uid=1000)
         meta, blob = editor.get(b"link")
         editor.set_file(
             b"link", meta.__class__(**{**meta.__dict__, "xattrs": ((b"trusted.x", b"1"),)}), blob
         )
         editor.delete(b"empty")
-        put_file(editor, writer, b"new/file", b"x") if editor.get(b"new") else None
         editor.set_dir(b"new", meta.__class__("d", 0o755))
         put_file(editor, writer, b"new/file", b"x")
 
@@ -287,9 +285,8 @@ def test_debian_rootfs_fidelity(debian_rootfs, tmp_path):
     checkout(store, read_layer(store, layer_id).root, str(out))
     a, b = snapshot(debian_rootfs), snapshot(out)
     assert len(a) > 5000
-    kinds = {e.type for e in a.values()} if hasattr(next(iter(a.values())), "type") else set()
     assert compare(a, b) == []
-    assert kinds == set() or len(kinds) >= 4
+    assert {"file", "dir", "symlink", "char"} <= {e.type for e in a.values()}
     fsck = subprocess.run(
         ["git", "--git-dir", str(tmp_path / "store"), "fsck", "--no-dangling"],
         capture_output=True,
@@ -308,7 +305,6 @@ def test_debian_rootfs_fidelity(debian_rootfs, tmp_path):
         text=True,
     )
     assert shown.stdout == (debian_rootfs / "etc" / "debian_version").read_text()
-    assert sys.getrecursionlimit() >= 1000
 
 
 def test_import_diffid_matches_the_changeset_tar(tmp_path):

@@ -55,7 +55,7 @@ import tempfile
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from layerctl.changeset.tarsplit import TarRecorder
 from layerctl.compress.detect import CorruptStream, open_decompressed
@@ -76,6 +76,9 @@ from layerctl.store.meta import (
 )
 from layerctl.store.names import unmangle
 from layerctl.store.objects import BIG_FILE, BLOB, PackWriter
+
+if TYPE_CHECKING:
+    from layerctl.store.types import TreeReader
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -828,7 +831,7 @@ class _Applier:
             self._canonical(alive + extra, meta, blob)
 
 
-def _lower_groups(store: object, root: DirRef) -> dict[bytes, list[bytes]]:
+def _lower_groups(store: TreeReader, root: DirRef) -> dict[bytes, list[bytes]]:
     """first member -> all members, for each hardlink group of a stored tree.
 
     Reads only the metadata trees and records, not the rootfs trees.

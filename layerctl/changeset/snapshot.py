@@ -6,6 +6,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.beneath import Changed, XattrFilter, read_xattrs
@@ -14,6 +15,9 @@ from layerctl.errors import BadInput
 from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, write_dir
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta, meta_from_stat
 from layerctl.store.objects import BIG_FILE, BLOB, PackWriter
+
+if TYPE_CHECKING:
+    from layerctl.changeset.tar import LayerTarWriter
 
 Progress = Callable[[int, int], None]
 
@@ -56,6 +60,7 @@ class DirImporter:
         if not stat.S_ISDIR(st.st_mode):
             raise BadInput(f"{os.fsdecode(top_b)} is not a directory")
         root = _Node(meta_from_stat(st, self._xattrs(top_b)))
+
         if root.dir.own != ROOT_DEFAULT:
             self._tar_entry(b".", root.dir.own)  # as changeset.write_changeset writes it
         try:
@@ -125,6 +130,7 @@ class DirImporter:
                 begun: list[bool] = []
 
                 def tee(chunk: bytes) -> None:
+                    assert tar is not None
                     if not begun:
                         tar.begin_file(rel, meta)
                         begun.append(True)
@@ -134,6 +140,7 @@ class DirImporter:
                 files[name] = (meta, sha)
                 self.done += meta.size
                 if streamed:
+                    assert tar is not None
                     tar.end_file(meta.size)
                 elif tar is not None:
                     tar.add(rel, meta, data)

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from layerctl.store.diff import CHANGED, DELETED, Change, diff
 from layerctl.store.fstree import DirRef, dir_meta, read_dir
 from layerctl.store.meta import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Meta
+
+if TYPE_CHECKING:
+    from layerctl.store.types import TreeReader
 
 WHITEOUT_PREFIX = b".wh."
 OPAQUE = b".wh..wh..opq"
@@ -220,14 +223,14 @@ _WHITEOUT_META = Meta(FILE, 0o644)
 ROOT_DEFAULT = Meta(DIR, 0o755)  # the root of the empty filesystem: 0755 root:root, mtime 0
 
 
-def root_change(store: object, parent: DirRef | None, layer: DirRef) -> Meta | None:
+def root_change(store: TreeReader, parent: DirRef | None, layer: DirRef) -> Meta | None:
     """The layer root's own metadata if it differs from the parent's (the `./` entry)."""
     new = dir_meta(store, layer)
     old = dir_meta(store, parent) if parent is not None else ROOT_DEFAULT
     return None if new == old else new
 
 
-def with_parents(store: object, layer: DirRef, changes: Iterable[Change]) -> Iterator[Change]:
+def with_parents(store: TreeReader, layer: DirRef, changes: Iterable[Change]) -> Iterator[Change]:
     """`changes` (in walk order) with each directory that holds a change and is not
     itself one put before it, as an unchanged-metadata entry (`status` CHANGED,
     old = new)."""
@@ -257,7 +260,7 @@ def with_parents(store: object, layer: DirRef, changes: Iterable[Change]) -> Ite
         yield change
 
 
-def changeset_changes(store: object, parent: DirRef | None, layer: DirRef) -> Iterator[Change]:
+def changeset_changes(store: TreeReader, parent: DirRef | None, layer: DirRef) -> Iterator[Change]:
     """The entries of `layer`'s changeset tar against `parent`, in tar order: the tree
     diff with each directory that holds a change put in, and without the deletions an
     opaque directory already implies. Docker and podman write the opaque marker alone

@@ -5,7 +5,7 @@ written."""
 from __future__ import annotations
 
 from collections import deque
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from layerctl.changeset.tar import LayerTarWriter, changeset_changes, root_change
 from layerctl.errors import BadInput
@@ -14,13 +14,16 @@ from layerctl.store.diff import DELETED, Change
 from layerctl.store.fstree import DirRef
 from layerctl.store.meta import FILE, SYMLINK
 
+if TYPE_CHECKING:
+    from layerctl.store.types import TreeReader
+
 _WH = b".wh."
 _WINDOW = 256  # changes read ahead
 _MAX_AHEAD = 128 << 20  # bytes of content read ahead
 
 
 def write_changeset(
-    store: object,
+    store: TreeReader,
     parent: DirRef | None,
     layer: DirRef,
     out: BinaryIO | None = None,

@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from layerctl.cli.common import ago, open_store, path_text, table
 from layerctl.errors import BadInput, NotFound
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 _SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -82,7 +86,7 @@ def ps_cmd(
 
 
 def _ps_row(
-    store: object, c: object, mounted: bool, no_trunc: bool
+    store: Store, c: object, mounted: bool, no_trunc: bool
 ) -> tuple[dict, tuple[str, str]]:
     """Docker's ps --format fields for one container (plus layerctl's driver and base
     layer for the default table, which the template does not see)."""
@@ -124,7 +128,7 @@ def _ps_row(
     return row, (base[:12], c.driver)
 
 
-def _state_text(store: object, c: object, mounted: bool) -> str:
+def _state_text(store: Store, c: object, mounted: bool) -> str:
     """Docker's STATUS words: Up, Exited (N), else whether the filesystem is mounted."""
     from layerctl import runtime
     from layerctl.containers.state import broken
@@ -171,7 +175,7 @@ def rm_cmd(ctx: click.Context, force: bool, containers: tuple[str, ...]) -> None
         click.echo(ref)
 
 
-def _default_container(store: object, ref: str | None) -> str:
+def _default_container(store: Store, ref: str | None) -> str:
     if ref:
         return ref
     found = _containers().list_containers(store)
@@ -342,7 +346,7 @@ def container_diff(ctx: click.Context, name: str, paths: tuple[str, ...], patch:
     return True
 
 
-def container_package_trees(store: object, pkgs: object, name: str) -> tuple | None:
+def container_package_trees(store: Store, pkgs: object, name: str) -> tuple | None:
     """(base tree, container tree) for `diff --packages CONTAINER`; None if `name` is
     not a container."""
     from layerctl.containers.api import pending
@@ -353,7 +357,7 @@ def container_package_trees(store: object, pkgs: object, name: str) -> tuple | N
     return None if c is None else pending_trees(pkgs, pending(store, c))
 
 
-def patch_lines(store: object, p: object, ch: object) -> list[str]:
+def patch_lines(store: Store, p: object, ch: object) -> list[str]:
     """A git-style patch for one pending change; new content is read (bounded) from
     the container, from the very entry the scan saw (one swapped in since is refused,
     not shown as this change)."""

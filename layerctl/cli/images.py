@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import click
 
 from layerctl.cli.common import ago, human_size, open_store, progress_printer, table
 from layerctl.errors import BadInput, Corrupt, LayerctlError, NotFound
 from layerctl.words import go_time, rfc3339, rfc3339_nano
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 
 @click.command("import")
@@ -44,7 +48,7 @@ def import_cmd(
     click.echo(layer_id)
 
 
-def _image_rows(store: object, no_trunc: bool = False) -> list[dict[str, str]]:
+def _image_rows(store: Store, no_trunc: bool = False) -> list[dict[str, str]]:
     """One dict per image with Docker's --format field names and values."""
     from layerctl.images import chain, image_id, image_size, list_images
 
@@ -179,7 +183,7 @@ def inspect_cmd(ctx: click.Context, targets: tuple[str, ...], fmt: str | None) -
     click.echo(json.dumps(out, indent=4, ensure_ascii=False))
 
 
-def _inspect_container(store: object, target: str) -> dict | None:
+def _inspect_container(store: Store, target: str) -> dict | None:
     try:
         from layerctl.containers import inspect_container
     except ImportError:

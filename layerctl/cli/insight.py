@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from layerctl.cli.common import open_store, path_text
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 
 def _wasted_by(report: object, index: int) -> str:
@@ -39,7 +43,7 @@ def _analysis_block(report: object) -> list[str]:
     ]
 
 
-def _row_owners(store: object, tgt: object, rows: list) -> dict:
+def _row_owners(store: Store, tgt: object, rows: list) -> dict:
     """path -> the package that installed the row's last wasted copy (read from the
     package database of the layer that shipped it), when one says so."""
     from layerctl.packages import Packages

@@ -6,14 +6,18 @@ import base64
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from layerctl.cli.common import echo_package_warnings, human_size, open_store, path_text
 from layerctl.errors import BadInput, LayerctlError
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
-def _resolve_target(store: object, target: str) -> tuple[list, object | None]:
+
+def _resolve_target(store: Store, target: str) -> tuple[list, object | None]:
     """IMAGE|CONTAINER|LAYER -> (layer chain oldest first, container or None)."""
     from layerctl.images import chain as layer_chain
     from layerctl.images import resolve
@@ -182,7 +186,7 @@ def blame_cmd(ctx: click.Context, target: str, paths: tuple[str, ...], all_event
             _print_history(hist, all_events, owners)
 
 
-def _owners(store: object, chain: list, hists: list, container: object) -> dict:
+def _owners(store: Store, chain: list, hists: list, container: object) -> dict:
     """id(event) -> the package that lists the path in the event's layer (for a
     deletion: in the layer before it; for a container's pending change: in its
     view), when a package database there says so."""

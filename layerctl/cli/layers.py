@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from layerctl.cli.common import echo_package_warnings, open_store
 from layerctl.errors import BadInput, Corrupt, LayerctlError, NotFound
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
-def _tags_by_layer(store: object) -> dict[str, list[str]]:
+
+def _tags_by_layer(store: Store) -> dict[str, list[str]]:
     from layerctl.images import list_images
 
     tags: dict[str, list[str]] = {}
@@ -21,7 +25,7 @@ def _tags_by_layer(store: object) -> dict[str, list[str]]:
     return tags
 
 
-def _changes(store: object, layer: object) -> list:
+def _changes(store: Store, layer: object) -> list:
     from layerctl.store.diff import diff
     from layerctl.store.layers import read_layer
 
@@ -29,7 +33,7 @@ def _changes(store: object, layer: object) -> list:
     return list(diff(store, parent, layer.root))
 
 
-def _echo_changes(store: object, changes: list, stat: bool, patch: bool,
+def _echo_changes(store: Store, changes: list, stat: bool, patch: bool,
                   packages: list | None = None) -> None:
     from layerctl.patch import render_patch, stat_summary
 
@@ -58,7 +62,7 @@ def _date(layer: object) -> str:
 
 
 def _echo_layer(
-    store: object, layer: object, tags: dict, oneline: bool, stat: bool, patch: bool,
+    store: Store, layer: object, tags: dict, oneline: bool, stat: bool, patch: bool,
     pkgs: object = None,
 ) -> None:
     decoration = f" ({', '.join(tags[layer.id])})" if layer.id in tags else ""
@@ -149,7 +153,7 @@ def log_cmd(
     echo_package_warnings(pkgs)
 
 
-def _path_filter(store: object, paths: list[str] | None):  # noqa: ANN202
+def _path_filter(store: Store, paths: list[str] | None):  # noqa: ANN202
     """None, or a test "did this layer change anything at or under one of `paths`"
     (the per-layer path lookup blame uses)."""
     if paths is None:
@@ -165,7 +169,7 @@ def _path_filter(store: object, paths: list[str] | None):  # noqa: ANN202
     )
 
 
-def _split_layer_path(store: object, text: str) -> tuple[str, bytes | None]:
+def _split_layer_path(store: Store, text: str) -> tuple[str, bytes | None]:
     """'LAYER' or 'LAYER:PATH' (LAYER may itself be name:tag)."""
     from layerctl.images import resolve
 

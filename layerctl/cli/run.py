@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from layerctl.cli.common import open_store
 from layerctl.errors import BadInput
+
+if TYPE_CHECKING:
+    pass
 
 _CONTEXT = {"ignore_unknown_options": False, "allow_interspersed_args": False}
 

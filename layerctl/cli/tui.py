@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from layerctl.cli.common import open_store
 from layerctl.errors import NotFound
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
+
 _SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
-def _target(store: object, name: str | None) -> tuple[str | None, str | None]:
+def _target(store: Store, name: str | None) -> tuple[str | None, str | None]:
     """(container, image) to open: a container by name/id, else an image or layer
     reference; with no name, the newest container, else the first image."""
     from layerctl.containers.state import find, list_containers
@@ -30,7 +35,7 @@ def _target(store: object, name: str | None) -> tuple[str | None, str | None]:
     return None, (str(images[0][0]) if images else None)
 
 
-def _run(store: object, container: str | None, image: str | None, theme: str | None) -> None:
+def _run(store: Store, container: str | None, image: str | None, theme: str | None) -> None:
     from layerctl.tui.app import LayerctlApp
 
     app = LayerctlApp(store, container=container, image=image, theme=theme)

@@ -41,6 +41,8 @@ from .state import (
 from .view import View
 
 if TYPE_CHECKING:
+    from layerctl.store.repo import Store
+
     from .hunks import Chooser  # imports the patch renderer: only `commit --patch` needs it
 
 DRIVERS = ("overlay", "vfs")
@@ -54,7 +56,7 @@ class NothingToCommit(LayerctlError):
 
 
 def create(
-    store: object, image: str, name: str | None = None, driver: str | None = None
+    store: Store, image: str, name: str | None = None, driver: str | None = None
 ) -> tuple[Container, str]:
     """Create a container on `image` (any layer reference); returns it and a notice
     (non-empty when overlay was wanted but cannot work here, saying why)."""
@@ -95,7 +97,7 @@ def create(
     return c, notice
 
 
-def _dirs(store: object, c: Container) -> dict[str, str]:
+def _dirs(store: Store, c: Container) -> dict[str, str]:
     state = state_dir(store, c.id)
     external = c.extra.get("external")
     if external:  # a tracked podman/docker container (oci/engines.py): its engine's dirs
@@ -109,13 +111,13 @@ def _dirs(store: object, c: Container) -> dict[str, str]:
     return {"rootfs": os.path.join(state, "rootfs")}
 
 
-def is_mounted(store: object, c: Container) -> bool:
+def is_mounted(store: Store, c: Container) -> bool:
     if c.driver == "overlay":
         return overlay.is_mounted(_dirs(store, c)["merged"])
     return bool(c.extra.get("mounted"))
 
 
-def root_dir(store: object, c: Container) -> str:
+def root_dir(store: Store, c: Container) -> str:
     """Where the container's filesystem is seen (merged dir or vfs rootfs)."""
     d = _dirs(store, c)
     return d.get("merged") or d["rootfs"]
@@ -130,7 +132,7 @@ def _refuse_if_external(c: Container, action: str) -> None:
                        f"{action} it with {engine}")
 
 
-def mount(store: object, ref: str) -> str:
+def mount(store: Store, ref: str) -> str:
     c = resolve(store, ref)
     _refuse_if_external(c, "mount")
     with locked(store, c):
@@ -153,14 +155,14 @@ def mount(store: object, ref: str) -> str:
         return d["merged"]
 
 
-def _refuse_if_running(store: object, c: Container, action: str) -> None:
+def _refuse_if_running(store: Store, c: Container, action: str) -> None:
     from layerctl import runtime
 
     if runtime.status(store, c.id)[0] == "running":
         raise Conflict(f"container {c.name} is running; stop it before you {action} it")
 
 
-def umount(store: object, ref: str) -> Container:
+def umount(store: Store, ref: str) -> Container:
     c = resolve(store, ref)
     _refuse_if_external(c, "unmount")
     _refuse_if_running(store, c, "unmount")
@@ -173,7 +175,7 @@ def umount(store: object, ref: str) -> Container:
     return c
 
 
-def remove(store: object, ref: str, force: bool = False) -> Container:
+def remove(store: Store, ref: str, force: bool = False) -> Container:
     from layerctl import runtime
 
     from .state import destroy
@@ -197,7 +199,7 @@ def remove(store: object, ref: str, force: bool = False) -> Container:
 # -- changes ------------------------------------------------------------------------
 
 
-def view_of(store: object, c: Container) -> View:
+def view_of(store: Store, c: Container) -> View:
     d = _dirs(store, c)
     if c.driver == "overlay":
         lowers = layerdirs.stack(store, c.lower or base(store, c))
@@ -217,7 +219,7 @@ class Pending:
         return self.scan.changes
 
 
-def pending(store: object, c: Container, paths: tuple[bytes, ...] | None = None) -> Pending:
+def pending(store: Store, c: Container, paths: tuple[bytes, ...] | None = None) -> Pending:
     """The container's changes against its base layer, all or for `paths` (re-evaluated
     only there: what a watcher calls when events name those paths)."""
     base_id = base(store, c)
@@ -266,7 +268,7 @@ def _without_mount_points(result: Scan) -> Scan:
     return result
 
 
-def status(store: object, ref: str) -> list[Change]:
+def status(store: Store, ref: str) -> list[Change]:
     return pending(store, resolve(store, ref)).changes
 
 
@@ -324,7 +326,7 @@ class CommitResult:
 
 
 def commit(
-    store: object,
+    store: Store,
     ref: str,
     message: str = "",
     author: str | None = None,
@@ -494,7 +496,7 @@ def _changed_while(e: Changed, doing: str) -> Conflict:
     return Conflict(f"{path_text(e.path)} changed while being {doing}; try again")
 
 
-def _save_links(store: object, new_id: str, base_id: str, base_root: object, sc: Scan,
+def _save_links(store: Store, new_id: str, base_id: str, base_root: object, sc: Scan,
                 changes: list[Change], full: bool) -> None:
     if full and sc.groups is not None:
         links_mod.save(store, new_id, sc.groups)
@@ -511,7 +513,7 @@ def _save_links(store: object, new_id: str, base_id: str, base_root: object, sc:
 # -- restore / reset -----------------------------------------------------------------
 
 
-def restore(store: object, ref: str, paths: list[str]) -> list[Change]:
+def restore(store: Store, ref: str, paths: list[str]) -> list[Change]:
     """Discard the pending changes at and under `paths`; returns what was discarded."""
     c = resolve(store, ref)
     _refuse_if_external(c, "restore files of")
@@ -609,7 +611,7 @@ def _meta_only_dir(ch: Change) -> bool:
 
 
 @contextlib.contextmanager
-def _writable_root(store: object, c: Container):  # noqa: ANN202
+def _writable_root(store: Store, c: Container):  # noqa: ANN202
     if c.driver == "vfs":
         yield _dirs(store, c)["rootfs"]
         return
@@ -630,7 +632,7 @@ def _parent_fd(tree: Tree, path: bytes) -> tuple[int, bytes]:
                        "directory") from None
 
 
-def _restore_one(store: object, bt: BaseTree, tree: Tree, ch: Change) -> None:
+def _restore_one(store: Store, bt: BaseTree, tree: Tree, ch: Change) -> None:
     kept, name = _parent_fd(tree, ch.path)
     pfd = os.dup(kept)  # ours: the tree may close the fds it keeps while we recreate below
     try:
@@ -658,7 +660,7 @@ def _restore_one(store: object, bt: BaseTree, tree: Tree, ch: Change) -> None:
         os.close(pfd)
 
 
-def _recreate(store: object, tree: Tree, pfd: int, name: bytes, meta: Meta, blob: bytes) -> None:
+def _recreate(store: Store, tree: Tree, pfd: int, name: bytes, meta: Meta, blob: bytes) -> None:
     if meta.link is not None:
         first = tree.lstat(meta.link)
         if first is not None and not stat.S_ISDIR(first.st_mode):
@@ -691,7 +693,7 @@ def _apply_meta_at(dir_fd: int, name: bytes | None, meta: Meta) -> None:
         os.close(fd)
 
 
-def _recreate_dir(store: object, bt: BaseTree, tree: Tree, pfd: int, name: bytes, path: bytes,
+def _recreate_dir(store: Store, bt: BaseTree, tree: Tree, pfd: int, name: bytes, path: bytes,
                   d: Dir) -> None:
     os.mkdir(name, 0o700, dir_fd=pfd)
     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
@@ -708,7 +710,7 @@ def _recreate_dir(store: object, bt: BaseTree, tree: Tree, pfd: int, name: bytes
         os.close(fd)
 
 
-def reset(store: object, ref: str, layer: str | None = None) -> tuple[Container, str]:
+def reset(store: Store, ref: str, layer: str | None = None) -> tuple[Container, str]:
     """Move the container to `layer` (default: its base) and discard every pending
     change, saved first as a snapshot `layerctl undo` brings back."""
     from layerctl.images import resolve as resolve_layer
@@ -767,7 +769,7 @@ def reset_locked(store: object, c: Container, old: str, target: str) -> None:
 # -- inspect ------------------------------------------------------------------------
 
 
-def inspect_container(store: object, name: str) -> dict | None:
+def inspect_container(store: Store, name: str) -> dict | None:
     """Docker-style JSON for a container, or None if `name` is not a container."""
     from .state import find
 

@@ -16,6 +16,7 @@ import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.beneath import Changed, Tree, chunks_exact, read_exact
@@ -30,6 +31,9 @@ from . import links as links_mod
 from .links import walk_key
 from .rootless import RootlessMap
 from .view import View
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 RACY_NS = 1_000_000_000  # a file changed this recently may change again within one tick
 
@@ -47,7 +51,7 @@ def observe(view: View, real: bytes, st: os.stat_result) -> Meta:
 class BaseTree:
     """Lookups in the base layer with the directories on looked-up paths memoised."""
 
-    def __init__(self, store: object, root: DirRef) -> None:
+    def __init__(self, store: Store, root: DirRef) -> None:
         self.store = store
         self.root = root
         self._dirs: dict[bytes, Dir | None] = {b"": read_dir(store, root)}
@@ -157,7 +161,7 @@ class Scan:
 
 
 def scan(
-    store: object,
+    store: Store,
     base_root: DirRef,
     base_id: str,
     view: View,
@@ -315,7 +319,7 @@ def _opaque(base: BaseTree, view: View, path: bytes) -> bool:
 
 
 def _hardlinks(
-    store: object,
+    store: Store,
     base_id: str,
     base: BaseTree,
     cands: set[bytes],

@@ -19,14 +19,11 @@ dir changes once every STEP commits, not at each one. See docs/design-notes.md
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
-import hashlib
 import os
 import shutil
 import stat
-import tempfile
 
 from layerctl import faults
 from layerctl.errors import Corrupt, LayerctlError, is_no_space
@@ -61,8 +58,11 @@ def diff_path(store: object, layer_id: str) -> str:
 
 
 def short_name(layer_id: str) -> str:
-    digest = hashlib.sha256(layer_id.encode()).digest()
-    return base64.b32encode(digest).decode()[:SHORT_LEN]
+    """overlay2's short link name; the layer id is a hash already (no hashlib at
+    start-up: status reads the stack)."""
+    import base64
+
+    return base64.b32encode(bytes.fromhex(layer_id)).decode()[:SHORT_LEN]
 
 
 def short_path(store: object, layer_id: str) -> str:
@@ -121,6 +121,8 @@ def build(store: object, layer_id: str) -> None:
     debris.clean_dead_dirs(top, CACHE_TMP_PREFIX)
     layer = read_layer(store, layer_id)
     parent_root = read_layer(store, layer.parent).root if layer.parent else None
+    import tempfile
+
     tmp = tempfile.mkdtemp(prefix=f"{CACHE_TMP_PREFIX}{os.getpid()}-", dir=top)
     try:
         for name in ("diff", "work", "merged"):

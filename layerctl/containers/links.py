@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 from layerctl.store.fstree import DirRef, walk
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 
 def walk_key(path: bytes) -> list[bytes]:
@@ -20,11 +24,11 @@ def walk_key(path: bytes) -> list[bytes]:
     return path.split(b"/")
 
 
-def _path(store: object, layer_id: str) -> str:
+def _path(store: Store, layer_id: str) -> str:
     return store.path("cache", "links", layer_id + ".json")
 
 
-def compute(store: object, root: DirRef) -> dict[bytes, list[bytes]]:
+def compute(store: Store, root: DirRef) -> dict[bytes, list[bytes]]:
     groups: dict[bytes, list[bytes]] = {}
     for path, meta, _obj in walk(store, root):
         if meta.link is not None:
@@ -32,7 +36,7 @@ def compute(store: object, root: DirRef) -> dict[bytes, list[bytes]]:
     return groups
 
 
-def load(store: object, layer_id: str, root: DirRef) -> dict[bytes, list[bytes]]:
+def load(store: Store, layer_id: str, root: DirRef) -> dict[bytes, list[bytes]]:
     path = _path(store, layer_id)
     try:
         with open(path) as f:
@@ -47,7 +51,7 @@ def load(store: object, layer_id: str, root: DirRef) -> dict[bytes, list[bytes]]
     return groups
 
 
-def save(store: object, layer_id: str, groups: dict[bytes, list[bytes]]) -> None:
+def save(store: Store, layer_id: str, groups: dict[bytes, list[bytes]]) -> None:
     path = _path(store, layer_id)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"

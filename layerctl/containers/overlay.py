@@ -15,6 +15,7 @@ import functools
 import os
 import shutil
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.beneath import walk
@@ -26,6 +27,9 @@ from layerctl.store.fstree import read_dir
 from layerctl.store.layers import read_layer
 
 from .view import is_opaque, is_whiteout
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 MOUNT_OPTIONS = "index=off,redirect_dir=off,metacopy=off,xino=off"
 PROBE_PREFIX = ".probe-"
@@ -50,7 +54,7 @@ def _errno() -> int:
     return ctypes.get_errno()
 
 
-def layers_cache(store: object) -> str:
+def layers_cache(store: Store) -> str:
     return store.path("cache", "layers")
 
 
@@ -249,7 +253,7 @@ def prepare(store: object, state: str, layer_id: str) -> None:
     match_root(store, layer_id, os.path.join(state, "upper"))
 
 
-def match_root(store: object, layer_id: str, upper: str) -> None:
+def match_root(store: Store, layer_id: str, upper: str) -> None:
     """The merged root takes the upper dir's attributes: make them the layer root's."""
     own = read_dir(store, read_layer(store, layer_id).root).own
     apply_meta(os.fsencode(upper), own, os.geteuid() == 0)

@@ -42,12 +42,16 @@ import marshal
 import os
 import stat
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from layerctl.atomic import write_file
 from layerctl.beneath import read_xattrs
 from layerctl.errors import Corrupt
 from layerctl.store.fstree import DirRef, walk
 from layerctl.store.meta import FILE, SYMLINK, Meta, kind_of
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 MAP_NAME = "rootless"
 _VERSION = 1
@@ -98,7 +102,7 @@ def needed() -> bool:
     return os.geteuid() != 0
 
 
-def record(store: object, root: DirRef, top: bytes,
+def record(store: Store, root: DirRef, top: bytes,
            seen: dict[bytes, os.stat_result]) -> RootlessMap:
     """Compare the layer `root` with its fresh checkout at `top` (`seen`: relative
     path -> lstat of every entry below it) and note what the checkout left different."""

@@ -21,17 +21,20 @@ import json
 import os
 import random
 import re
-import secrets
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.atomic import write_json
 from layerctl.errors import Ambiguous, Conflict, InvalidName, Locked, NotFound
 from layerctl.store import debris
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 REF_PREFIX = "refs/containers/"
 INCOMPLETE = "incomplete"  # extra[...] while a create or rm runs: {pid, started, doing}
@@ -87,15 +90,15 @@ class Container:
         return REF_PREFIX + self.id
 
 
-def containers_dir(store: object) -> str:
+def containers_dir(store: Store) -> str:
     return store.path("containers")
 
 
-def state_dir(store: object, cid: str) -> str:
+def state_dir(store: Store, cid: str) -> str:
     return store.path("containers", cid)
 
 
-def base(store: object, c: Container) -> str:
+def base(store: Store, c: Container) -> str:
     """The container's base layer id."""
     value = store.ref(c.ref)
     if value is None:
@@ -107,11 +110,11 @@ def write_json_atomic(path: str, data: object) -> None:
     write_json(path, data)
 
 
-def save(store: object, c: Container) -> None:
+def save(store: Store, c: Container) -> None:
     write_json_atomic(os.path.join(state_dir(store, c.id), "state.json"), asdict(c))
 
 
-def load(store: object, cid: str) -> Container:
+def load(store: Store, cid: str) -> Container:
     path = os.path.join(state_dir(store, cid), "state.json")
     try:
         with open(path) as f:
@@ -121,7 +124,7 @@ def load(store: object, cid: str) -> Container:
     return Container(**data)
 
 
-def all_ids(store: object) -> list[str]:
+def all_ids(store: Store) -> list[str]:
     try:
         names = os.listdir(containers_dir(store))
     except FileNotFoundError:
@@ -132,7 +135,7 @@ def all_ids(store: object) -> list[str]:
     )
 
 
-def list_containers(store: object) -> list[Container]:
+def list_containers(store: Store) -> list[Container]:
     """Complete containers, and those a killed create or rm left (see `broken`);
     not those another process is creating right now."""
     out = []
@@ -173,14 +176,14 @@ def _usable(c: Container) -> Container:
     return c
 
 
-def resolve(store: object, ref: str, broken_ok: bool = False) -> Container:
+def resolve(store: Store, ref: str, broken_ok: bool = False) -> Container:
     """A container by name, full id or unique id prefix. A broken one (see
     `broken`) is an error unless `broken_ok` (for rm)."""
     found = _resolve(store, ref)
     return found if broken_ok and not _in_progress(found) else _usable(found)
 
 
-def _resolve(store: object, ref: str) -> Container:
+def _resolve(store: Store, ref: str) -> Container:
     name_file = os.path.join(containers_dir(store), NAMES_DIR, ref)
     if _NAME_RE.match(ref):
         try:
@@ -197,7 +200,7 @@ def _resolve(store: object, ref: str) -> Container:
     raise NotFound(f"no such container: {ref}")
 
 
-def users_of(store: object, name: object) -> list[Container]:
+def users_of(store: Store, name: object) -> list[Container]:
     """The containers created from image `name` (an images.ImageName), as Docker's
     `rmi` looks for them: by the reference the container was created from."""
     from layerctl.errors import InvalidName
@@ -213,7 +216,7 @@ def users_of(store: object, name: object) -> list[Container]:
     return out
 
 
-def remove_images(store: object, names: list, force: bool = False) -> list[tuple[object, str]]:
+def remove_images(store: Store, names: list, force: bool = False) -> list[tuple[object, str]]:
     """Untag images (images.ImageName) as Docker's `rmi` does: none of them while a
     container was created from one, unless `force`. Returns (name, layer id) untagged."""
     from layerctl.errors import Conflict
@@ -228,14 +231,14 @@ def remove_images(store: object, names: list, force: bool = False) -> list[tuple
     return [(name, remove_tag(store, name)) for name in names]
 
 
-def find(store: object, ref: str) -> Container | None:
+def find(store: Store, ref: str) -> Container | None:
     try:
         return resolve(store, ref)
     except NotFound:
         return None
 
 
-def _generated_name(store: object) -> str:
+def _generated_name(store: Store) -> str:
     rng = random.SystemRandom()
     for _ in range(100):
         name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_NOUNS)}"
@@ -243,11 +246,11 @@ def _generated_name(store: object) -> str:
             os.path.join(containers_dir(store), NAMES_DIR, name)
         ):
             return name
-    return f"container_{secrets.token_hex(4)}"
+    return f"container_{os.urandom(4).hex()}"
 
 
 def new_container(
-    store: object, image: str, layer_id: str, driver: str, name: str | None, note: str = ""
+    store: Store, image: str, layer_id: str, driver: str, name: str | None, note: str = ""
 ) -> Container:
     """Make the state dir, reserve the name and set the base ref; the driver fills the
     rest, then `finish_create`. Until then the container is marked incomplete: hidden
@@ -261,7 +264,7 @@ def new_container(
     names = os.path.join(containers_dir(store), NAMES_DIR)
     os.makedirs(names, exist_ok=True)
     clean_debris(store)
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()
     chosen = name or _generated_name(store)
     c = Container(cid, chosen, image, driver, time.time(), driver_note=note)
     c.extra[INCOMPLETE] = _mark("create")
@@ -285,7 +288,7 @@ def new_container(
     return c
 
 
-def _reserve_name(store: object, path: str, name: str) -> int:
+def _reserve_name(store: Store, path: str, name: str) -> int:
     """O_EXCL-create the name file; a name held by a container that a killed create
     or rm left broken is taken over (that container never held any work)."""
     for attempt in range(2):
@@ -309,14 +312,14 @@ def _reserve_name(store: object, path: str, name: str) -> int:
     raise Conflict(f"the container name {name!r} is already in use")
 
 
-def finish_create(store: object, c: Container) -> None:
+def finish_create(store: Store, c: Container) -> None:
     """The container is complete: list it as usual from now on."""
     c.extra.pop(INCOMPLETE, None)
     faults.point("create.mark-complete")
     save(store, c)
 
 
-def destroy(store: object, c: Container) -> None:
+def destroy(store: Store, c: Container) -> None:
     """Remove the state, the name and the base ref (the caller made sure nothing is mounted).
 
     Marked incomplete first, so a kill half-way leaves a broken container that
@@ -354,12 +357,12 @@ def destroy(store: object, c: Container) -> None:
             os.unlink(name_file)
 
 
-def clean_debris(store: object) -> list[str]:
+def clean_debris(store: Store) -> list[str]:
     """State dirs of creates killed before their first rename (for fsck)."""
     return debris.clean_dead_dirs(containers_dir(store), CREATING_PREFIX)
 
 
-def clean_all_debris(store: object) -> list[str]:
+def clean_all_debris(store: Store) -> list[str]:
     """What killed container commands left, also overlay probes still mounted (fsck)."""
     from .overlay import clean_dead_probes
 
@@ -367,7 +370,7 @@ def clean_all_debris(store: object) -> list[str]:
 
 
 @contextlib.contextmanager
-def locked(store: object, c: Container) -> Iterator[None]:
+def locked(store: Store, c: Container) -> Iterator[None]:
     """Hold the container's lock; a second holder gets errors.Locked at once."""
     path = os.path.join(state_dir(store, c.id), "lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

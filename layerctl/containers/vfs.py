@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import time
+from typing import TYPE_CHECKING
 
 from layerctl import beneath
 from layerctl.atomic import write_file
@@ -24,6 +25,9 @@ from layerctl.store.layers import read_layer
 
 from . import rootless
 from .changes import RACY_NS
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 CACHE_NAME = "statcache"
 
@@ -56,7 +60,7 @@ def save_cache(state: str, label: str, entries: dict[bytes, tuple]) -> None:
     write_file(cache_path(state), marshal.dumps((label, entries)), durable=False)
 
 
-def prepare(store: object, state: str, layer_id: str) -> None:
+def prepare(store: Store, state: str, layer_id: str) -> None:
     """Check the layer out into rootfs/ and record every entry as clean; without
     root, also record what the checkout could not apply (the rootless map)."""
     rootfs = os.path.join(state, "rootfs")
@@ -94,7 +98,7 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path)
 
 
-def candidates(store: object, state: str, base_id: str) -> tuple[set[bytes], str | None, dict]:
+def candidates(store: Store, state: str, base_id: str) -> tuple[set[bytes], str | None, dict]:
     """Paths that may differ from the base: (paths, cache label, cache entries)."""
     label, entries = load_cache(state)
     seen = walk_rootfs(os.fsencode(os.path.join(state, "rootfs")))

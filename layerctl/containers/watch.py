@@ -16,12 +16,16 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from layerctl.errors import Conflict
 from layerctl.store.diff import Change
 
 from .api import _dirs, pending
 from .state import Container, load
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 Update = list[tuple[bytes, Change | None]]  # (path, its change now, or None: clean)
 DEBOUNCE = 0.2
@@ -33,7 +37,7 @@ class ChangeWatcher:
 
     def __init__(
         self,
-        store: object,
+        store: Store,
         container: Container,
         on_update: Callable[[Update], None],
         initial: list[Change] | None = None,

@@ -13,8 +13,13 @@ containers, reading each layer commit once.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from layerctl.errors import LayerctlError
 from layerctl.store.layers import Layer, read_layer
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 _ROOTS = ("refs/images/", "refs/containers/")
 
@@ -22,7 +27,7 @@ _ROOTS = ("refs/images/", "refs/containers/")
 class LayerIndex:
     """(parent id or None, DiffID) -> layer id, over the layers the store keeps."""
 
-    def __init__(self, store: object) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self._keys: dict[tuple[str | None, str], str] | None = None
         self._layers: dict[str, Layer] = {}

@@ -24,9 +24,13 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from typing import TYPE_CHECKING
 
 from layerctl.errors import BadInput, InvalidName, LayerctlError, NotFound
 from layerctl.images import ImageName, parse_name, set_tag
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 ENGINES = ("podman", "docker")
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
@@ -76,7 +80,7 @@ def _names(values: object) -> list[ImageName]:
     return out
 
 
-def _stored_chain(store: object, diff_ids: list[str]) -> str | None:
+def _stored_chain(store: Store, diff_ids: list[str]) -> str | None:
     """The stored layer at the top of a chain with these DiffIDs, if every one is stored."""
     from layerctl.oci.chains import LayerIndex
 
@@ -90,7 +94,7 @@ def _stored_chain(store: object, diff_ids: list[str]) -> str | None:
     return parent
 
 
-def ensure_image(store: object, engine: str, image: str) -> tuple[str, list[ImageName]]:
+def ensure_image(store: Store, engine: str, image: str) -> tuple[str, list[ImageName]]:
     """The layer id of the engine's image `image` in the store, loading it if missing;
     and its names (tagged in layerctl too when it is loaded)."""
     from layerctl.oci.archive.load import load
@@ -119,7 +123,7 @@ def ensure_image(store: object, engine: str, image: str) -> tuple[str, list[Imag
     return top, names
 
 
-def track(store: object, spec: str, name: str | None = None) -> tuple[object, str]:
+def track(store: Store, spec: str, name: str | None = None) -> tuple[object, str]:
     """Track the container `spec` (podman:NAME or docker:NAME); returns the layerctl
     container and its base layer id."""
     from layerctl.containers import layerdirs, links

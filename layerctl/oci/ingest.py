@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.changeset.apply import DEFAULT_LIMITS, Limits, apply_layer_tar
@@ -45,6 +46,9 @@ from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import Layer, read_layer, write_layer
 from layerctl.store.staging import Staging
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ _Node = _Plan | str  # a planned layer, or the id of a stored one
 
 @dataclass
 class _Ingest:
-    store: object
+    store: Store
     staging: Staging
     open_blob: BlobOpener
     label: str
@@ -266,7 +270,7 @@ def _check_image(img: SourceImage, where: str) -> dict:
 
 
 def ingest(
-    store: object,
+    store: Store,
     images: list[SourceImage],
     open_blob: BlobOpener,
     *,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from layerctl.changeset.apply import apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
@@ -26,6 +26,9 @@ from layerctl.store.blobread import BlobReader
 from layerctl.store.edit import TreeEditor
 from layerctl.store.layers import Layer, read_layer, write_layer
 from layerctl.store.objects import PackWriter
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 PULL_REFS = "refs/pull/"  # refs/pull/<manifest digest hex>: a pull's landed layers
 KEEP_FOR_DIFF_ID = 256 << 20  # file contents kept in memory for the DiffID pass
@@ -96,7 +99,7 @@ class LayerStream:
 
 
 def land_layer(
-    store: object,
+    store: Store,
     parent: Layer | None,
     stream: LayerStream,
     diff_id: str,
@@ -142,7 +145,7 @@ def land_layer(
     return read_layer(store, layer_id)
 
 
-def retag_config(store: object, top: Layer, config: dict) -> Layer:
+def retag_config(store: Store, top: Layer, config: dict) -> Layer:
     """`top`, or a sibling commit of the same tree carrying `config` when its own
     config.json differs (a stored layer reused by an image with another config)."""
     if top.config == config:

@@ -19,8 +19,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import BinaryIO
 
 from layerctl.errors import BadInput, InvalidName
+from layerctl.identity import parse_author
 from layerctl.images import ImageName, canonical_json, layer_config, oci_config, parse_name
-from layerctl.store.layers import Layer, parse_author
+from layerctl.store.layers import Layer
 
 # -- media types ------------------------------------------------------------------
 

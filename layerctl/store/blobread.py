@@ -13,16 +13,25 @@ from __future__ import annotations
 import mmap
 import os
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import ModuleType
+from typing import TYPE_CHECKING, cast
 
 from layerctl.errors import Corrupt
 from layerctl.store.objects import BLOB
 
+_zlib: ModuleType
 try:  # ISA-L inflates git's zlib streams 2-3x faster than zlib (a save's largest cost)
     from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - isal is a dependency; zlib still works
     _zlib = zlib
+if TYPE_CHECKING:
+    from dulwich.object_format import ObjectFormat
+    from dulwich.objects import RawObjectID
+
+    from layerctl.store.repo import Store
+    from layerctl.store.staging import Staging
 
 INLINE = 64 << 10  # below this a thread costs more than it saves
 STREAM = 64 << 20  # above this content is streamed in chunks, never held whole
@@ -31,7 +40,7 @@ _NON_DELTA = (1, 2, 3, 4)
 
 
 class _PackFile:
-    def __init__(self, base: str, object_format: object) -> None:
+    def __init__(self, base: str, object_format: ObjectFormat) -> None:
         from dulwich.pack import load_pack_index
 
         self.index = load_pack_index(base + ".idx", object_format=object_format)
@@ -112,7 +121,7 @@ class BlobReader:
     def __init__(
         self,
         bases: list[str],
-        object_format: object,
+        object_format: ObjectFormat,
         fallback: Callable[[bytes], bytes],
         threads: int | None = None,
         kept: dict[bytes, bytes] | None = None,
@@ -123,7 +132,7 @@ class BlobReader:
         self.kept = kept or {}
 
     @classmethod
-    def for_store(cls, store: object, extra: list[str] = (),
+    def for_store(cls, store: Store | Staging, extra: Sequence[str] = (),
                   kept: dict[bytes, bytes] | None = None) -> BlobReader:
         """A reader over `extra` packs (e.g. staged ones) and every pack of `store`;
         `kept`: contents still in memory (blob id -> bytes) from the apply that just
@@ -138,13 +147,12 @@ class BlobReader:
             for n in names
             if n.endswith(".idx") and n[:-4] + ".pack" in names
         ]
-        read = getattr(store, "read_blob", None)
-        return cls([*extra, *bases], store.objects.object_format, read, kept=kept)
+        return cls([*extra, *bases], store.objects.object_format, store.read_blob, kept=kept)
 
     def _locate(self, binsha: bytes) -> tuple[mmap.mmap, int, int] | None:
         for pack in self.packs:
             try:
-                offset = pack.index.object_offset(binsha)
+                offset = pack.index.object_offset(cast("RawObjectID", binsha))
             except KeyError:
                 continue
             type_num, size, pos = _header(pack.map, offset)
@@ -155,7 +163,7 @@ class BlobReader:
             return pack.map, pos, size
         return None
 
-    def submit(self, binsha: bytes, size_hint: int) -> Future | _Ready:
+    def submit(self, binsha: bytes, size_hint: int) -> Future[bytes] | _Ready:
         """Start reading a blob of about `size_hint` bytes; .result() gives its content."""
         data = self.kept.get(binsha)
         if data is not None:

@@ -12,16 +12,22 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from layerctl.errors import Corrupt
 from layerctl.store.repo import is_damage
+
+if TYPE_CHECKING:
+    from dulwich.objects import RawObjectID
+
+    from layerctl.store.repo import Store
 
 CHUNK = 1 << 20
 _BLOB = 3
 _READ = 64 * 1024
 
 
-def iter_blob(store: object, binsha: bytes, chunk: int = CHUNK) -> Iterator[bytes]:
+def iter_blob(store: Store, binsha: bytes, chunk: int = CHUNK) -> Iterator[bytes]:
     """The blob's content as pieces of at most `chunk` bytes."""
     try:
         yield from _pieces(store, binsha, chunk)
@@ -32,10 +38,10 @@ def iter_blob(store: object, binsha: bytes, chunk: int = CHUNK) -> Iterator[byte
     raise _damaged(binsha)  # outside the handler: no frame keeps a view of the pack
 
 
-def _pieces(store: object, binsha: bytes, chunk: int) -> Iterator[bytes]:
+def _pieces(store: Store, binsha: bytes, chunk: int) -> Iterator[bytes]:
     for pack in store.objects.packs:
         try:
-            offset = pack.index.object_offset(binsha)
+            offset = pack.index.object_offset(cast("RawObjectID", binsha))
         except KeyError:
             continue
         yield from _packed(store, pack._data_path, offset, binsha, chunk)
@@ -50,7 +56,7 @@ def _pieces(store: object, binsha: bytes, chunk: int) -> Iterator[bytes]:
         yield from _loose(f, binsha, chunk)
 
 
-def read_head(store: object, binsha: bytes, limit: int) -> bytes:
+def read_head(store: Store, binsha: bytes, limit: int) -> bytes:
     """At most the first `limit` bytes of the blob."""
     out = bytearray()
     for piece in iter_blob(store, binsha, min(limit, CHUNK) or 1):
@@ -60,7 +66,7 @@ def read_head(store: object, binsha: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-def _packed(store: object, filename: str, offset: int, binsha: bytes,
+def _packed(store: Store, filename: str, offset: int, binsha: bytes,
             chunk: int) -> Iterator[bytes]:
     with open(filename, "rb") as f:
         f.seek(offset)
@@ -80,8 +86,8 @@ def _packed(store: object, filename: str, offset: int, binsha: bytes,
         yield from _inflate(f, zlib.decompressobj(), binsha, chunk)
 
 
-def _loose(f: object, binsha: bytes, chunk: int) -> Iterator[bytes]:
-    header = b""
+def _loose(f: BinaryIO, binsha: bytes, chunk: int) -> Iterator[bytes]:
+    header: bytes | None = b""
     for piece in _inflate(f, zlib.decompressobj(), binsha, chunk):
         if header is not None:
             header += piece
@@ -100,7 +106,7 @@ def _loose(f: object, binsha: bytes, chunk: int) -> Iterator[bytes]:
         raise _damaged(binsha)
 
 
-def _inflate(f: object, z: object, binsha: bytes, chunk: int) -> Iterator[bytes]:
+def _inflate(f: BinaryIO, z: zlib._Decompress, binsha: bytes, chunk: int) -> Iterator[bytes]:
     data = b""
     while not z.eof:
         if not data:

@@ -12,20 +12,24 @@ from __future__ import annotations
 import marshal
 import os
 import re
+from typing import TYPE_CHECKING, Any
 
 from layerctl.atomic import write_file
+
+if TYPE_CHECKING:
+    from layerctl.store.types import StoreLike
 
 _VERSION = 1
 _KEY = re.compile(r"[0-9a-f]{8,128}(-[0-9a-f]{8,128})*")
 
 
-def _path(store: object, kind: str, key: str) -> str | None:
+def _path(store: StoreLike, kind: str, key: str) -> str | None:
     if not _KEY.fullmatch(key):
         return None
     return store.path("cache", kind, key)
 
 
-def load(store: object, kind: str, key: str) -> object | None:
+def load(store: StoreLike, kind: str, key: str) -> object | None:
     """The value kept for `key`, or None when there is none or it cannot be read."""
     path = _path(store, kind, key)
     if path is None:
@@ -38,7 +42,7 @@ def load(store: object, kind: str, key: str) -> object | None:
     return value if version == _VERSION else None
 
 
-def save(store: object, kind: str, key: str, value: object) -> None:
+def save(store: StoreLike, kind: str, key: str, value: Any) -> None:
     """Keep `value` for `key`; best effort (a read-only store just recomputes)."""
     path = _path(store, kind, key)
     if path is None:

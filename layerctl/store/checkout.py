@@ -6,11 +6,15 @@ import errno
 import os
 import stat
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from layerctl.errors import BadInput, Corrupt, LayerctlError, is_no_space
 from layerctl.store.fstree import Dir, DirRef, read_dir
 from layerctl.store.meta import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Meta
 from layerctl.store.validate import MAX_DEPTH, bad_name, show
+
+if TYPE_CHECKING:
+    from layerctl.store.types import TreeReader
 
 Progress = Callable[[int, int], None]
 _MKNOD_TYPE = {CHAR: stat.S_IFCHR, BLOCK: stat.S_IFBLK, FIFO: stat.S_IFIFO, SOCKET: stat.S_IFSOCK}
@@ -34,7 +38,7 @@ def apply_meta(path: bytes, meta: Meta, as_root: bool, follow: bool = False) -> 
     os.utime(path, ns=(meta.mtime_ns, meta.mtime_ns), follow_symlinks=follow)
 
 
-def create_entry(store: object, path: bytes, meta: Meta, blob: bytes, as_root: bool) -> None:
+def create_entry(store: TreeReader, path: bytes, meta: Meta, blob: bytes, as_root: bool) -> None:
     """Create a non-directory entry with its content (no metadata yet)."""
     if meta.kind == FILE:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -69,7 +73,7 @@ class Checkout:
     checkout wrote earlier, and nothing follows a symlink.
     """
 
-    def __init__(self, store: object, progress: Progress | None = None) -> None:
+    def __init__(self, store: TreeReader, progress: Progress | None = None) -> None:
         self.store = store
         self.progress = progress
         self.as_root = os.geteuid() == 0
@@ -158,7 +162,7 @@ def _discard(dest: bytes, made: bool) -> None:
 
 
 def checkout(
-    store: object, root: DirRef, dest: str | bytes, progress: Progress | None = None
+    store: TreeReader, root: DirRef, dest: str | bytes, progress: Progress | None = None
 ) -> None:
     """Write the filesystem `root` into the empty or missing directory `dest`."""
     Checkout(store, progress).run(root, dest)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl.store.fstree import Dir, DirRef, read_dir, walk_children
 from layerctl.store.meta import DIR, KIND_NAMES, Meta
 from layerctl.words import path_text, quote_name
+
+if TYPE_CHECKING:
+    from layerctl.store.types import TreeReader
 
 ADDED, CHANGED, DELETED = "A", "C", "D"
 
@@ -77,7 +81,7 @@ def _link(link: bytes | None) -> str:
     return path_text(link) if link else "none"
 
 
-def diff(store: object, old: DirRef | None, new: DirRef | None) -> Iterator[Change]:
+def diff(store: TreeReader, old: DirRef | None, new: DirRef | None) -> Iterator[Change]:
     """Changes from `old` to `new` (either may be None: the empty filesystem)."""
     if old == new:
         return
@@ -86,7 +90,7 @@ def diff(store: object, old: DirRef | None, new: DirRef | None) -> Iterator[Chan
     yield from _diff_dirs(store, old_dir, new_dir, b"")
 
 
-def _diff_dirs(store: object, a: Dir | None, b: Dir | None, prefix: bytes) -> Iterator[Change]:
+def _diff_dirs(store: TreeReader, a: Dir | None, b: Dir | None, prefix: bytes) -> Iterator[Change]:
     if b is None:
         return
     if a is None:
@@ -115,9 +119,9 @@ def _diff_dirs(store: object, a: Dir | None, b: Dir | None, prefix: bytes) -> It
                 (om, ob), (nm, nb) = a.files[name], b.files[name]
                 yield Change(path, CHANGED, old=om, new=nm, old_blob=ob, new_blob=nb)
         else:  # a directory became a file or the reverse
-            om, ob = _entry(store, a, name)
-            nm, nb = _entry(store, b, name)
-            yield Change(path, CHANGED, old=om, new=nm, old_blob=ob, new_blob=nb)
+            old, old_blob = _entry(store, a, name)
+            new, new_blob = _entry(store, b, name)
+            yield Change(path, CHANGED, old=old, new=new, old_blob=old_blob, new_blob=new_blob)
             if name in b.dirs:
                 yield from _added_children(store, read_dir(store, b.dirs[name]), path)
 
@@ -129,13 +133,13 @@ def _replaced(old: list[bytes], new: list[bytes]) -> bool:
     return bool(old) and bool(new) and not set(old) & set(new)
 
 
-def _entry(store: object, d: Dir, name: bytes) -> tuple[Meta, bytes | None]:
+def _entry(store: TreeReader, d: Dir, name: bytes) -> tuple[Meta, bytes | None]:
     if name in d.dirs:
         return read_dir(store, d.dirs[name]).own, None
     return d.files[name]
 
 
-def _added(store: object, parent: Dir, name: bytes, path: bytes) -> Iterator[Change]:
+def _added(store: TreeReader, parent: Dir, name: bytes, path: bytes) -> Iterator[Change]:
     if name in parent.dirs:
         sub = read_dir(store, parent.dirs[name])
         yield Change(path, ADDED, new=sub.own)
@@ -145,7 +149,7 @@ def _added(store: object, parent: Dir, name: bytes, path: bytes) -> Iterator[Cha
         yield Change(path, ADDED, new=meta, new_blob=blob)
 
 
-def _added_children(store: object, d: Dir, prefix: bytes) -> Iterator[Change]:
+def _added_children(store: TreeReader, d: Dir, prefix: bytes) -> Iterator[Change]:
     for path, meta, obj in walk_children(store, d, prefix):
         blob = None if isinstance(obj, DirRef) else obj
         yield Change(path, ADDED, new=meta, new_blob=blob)

@@ -3,10 +3,15 @@ write back only those, share every other subtree with the base by id."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from layerctl.errors import BadInput
 from layerctl.store.fstree import Dir, DirRef, read_dir, write_dir
 from layerctl.store.meta import DIR, Meta
 from layerctl.store.objects import PackWriter
+
+if TYPE_CHECKING:
+    from layerctl.store.types import TreeReader
 
 
 class _Node:
@@ -29,7 +34,9 @@ def split_path(path: bytes) -> list[bytes]:
 class TreeEditor:
     """A copy-on-write view of a stored directory tree (or of an empty one)."""
 
-    def __init__(self, store: object, base: DirRef | None, root_meta: Meta | None = None) -> None:
+    def __init__(
+        self, store: TreeReader, base: DirRef | None, root_meta: Meta | None = None
+    ) -> None:
         self.store = store
         if base is None:
             self.root = _Node(root_meta or Meta(DIR, 0o755))
@@ -53,10 +60,10 @@ class TreeEditor:
         return sub
 
     def _walk(self, parts: list[bytes], touch: bool) -> _Node | None:
-        node = self.root
-        chain = [node]
+        node: _Node | None = self.root
+        chain = [self.root]
         for part in parts:
-            node = self._child_dir(node, part)
+            node = self._child_dir(chain[-1], part)
             if node is None:
                 return None
             chain.append(node)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from layerctl.errors import Corrupt
 from layerctl.store.meta import FILE, SYMLINK, Meta, format_record, parse_record
@@ -23,6 +24,9 @@ from layerctl.store.objects import (
     PackWriter,
     serialize_tree,
 )
+
+if TYPE_CHECKING:
+    from layerctl.store.types import TreeReader
 
 RECORD = b"%"
 EMPTY_BLOB = bytes.fromhex("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391")
@@ -56,7 +60,7 @@ def git_mode(meta: Meta) -> bytes:
     return MODE_FILE
 
 
-def read_dir(store: object, ref: DirRef) -> Dir:
+def read_dir(store: TreeReader, ref: DirRef) -> Dir:
     """Decode one directory from the store."""
     rootfs = store.read_tree(ref.rootfs)
     meta_entries = store.read_tree(ref.meta)
@@ -103,7 +107,7 @@ def write_dir(writer: PackWriter, d: Dir) -> DirRef:
     )
 
 
-def dir_meta(store: object, ref: DirRef) -> Meta:
+def dir_meta(store: TreeReader, ref: DirRef) -> Meta:
     """A directory's own metadata without decoding its entries."""
     for name, _mode, sha in store.read_tree(ref.meta):
         if name == RECORD:
@@ -111,7 +115,7 @@ def dir_meta(store: object, ref: DirRef) -> Meta:
     raise Corrupt(f"meta tree {ref.meta.hex()} has no record")
 
 
-def walk(store: object, ref: DirRef) -> Iterator[tuple[bytes, Meta, object]]:
+def walk(store: TreeReader, ref: DirRef) -> Iterator[tuple[bytes, Meta, bytes | DirRef]]:
     """Yield (path, meta, blob id or DirRef) for every entry, parents before children.
 
     The root itself comes first with path b"".
@@ -121,7 +125,9 @@ def walk(store: object, ref: DirRef) -> Iterator[tuple[bytes, Meta, object]]:
     yield from walk_children(store, d, b"")
 
 
-def walk_children(store: object, d: Dir, prefix: bytes) -> Iterator[tuple[bytes, Meta, object]]:
+def walk_children(
+    store: TreeReader, d: Dir, prefix: bytes
+) -> Iterator[tuple[bytes, Meta, bytes | DirRef]]:
     """walk() below an already decoded directory at `prefix`."""
     for name in d.names():
         path = prefix + b"/" + name if prefix else name
@@ -135,7 +141,7 @@ def walk_children(store: object, d: Dir, prefix: bytes) -> Iterator[tuple[bytes,
             yield path, meta, sha
 
 
-def lookup(store: object, root: DirRef, path: bytes) -> tuple[Meta, object] | None:
+def lookup(store: TreeReader, root: DirRef, path: bytes) -> tuple[Meta, bytes | DirRef] | None:
     """(meta, blob id or DirRef) of `path` under `root`, or None if absent."""
     parts = [p for p in path.split(b"/") if p]
     ref = root
@@ -157,8 +163,8 @@ def lookup(store: object, root: DirRef, path: bytes) -> tuple[Meta, object] | No
 
 
 def lookup_follow(
-    store: object, root: DirRef, path: bytes, hops: int = 40
-) -> tuple[Meta, object] | None:
+    store: TreeReader, root: DirRef, path: bytes, hops: int = 40
+) -> tuple[Meta, bytes | DirRef] | None:
     """lookup() that follows symlinks as a process chrooted into the layer would."""
     parts = [p for p in path.split(b"/") if p and p != b"."]
     resolved: list[bytes] = []
@@ -172,7 +178,7 @@ def lookup_follow(
         if found is None:
             return None
         meta, obj = found
-        if meta.kind == SYMLINK:
+        if meta.kind == SYMLINK and isinstance(obj, bytes):  # a symlink has a blob
             hops -= 1
             if hops < 0:
                 return None

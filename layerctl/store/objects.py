@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import queue
 import stat
@@ -19,17 +18,37 @@ import threading
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
 
 from layerctl import faults
 from layerctl.beneath import Changed, chunks_exact, read_exact, same_file
 from layerctl.errors import NoSpace, is_no_space
 from layerctl.store import debris
 
-try:  # ISA-L deflates 5x faster than zlib at level 1, same ratio, same zlib format
-    from isal import isal_zlib as _deflate
-except ImportError:  # pragma: no cover - isal is a dependency
-    _deflate = zlib
+if TYPE_CHECKING:
+    import hashlib
+    from concurrent.futures import Future
+
+
+# hashlib (OpenSSL, ~2 ms) and isal are imported on first use: the commands that only
+# read (status, images, ps) never hash or deflate, and start-up is most of their time.
+
+
+@cache
+def _deflater() -> ModuleType:
+    try:  # ISA-L deflates 5x faster than zlib at level 1, same ratio, same zlib format
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency
+        return zlib
+    return isal_zlib
+
+
+def _sha1(data: bytes = b"") -> hashlib._Hash:
+    import hashlib
+
+    return hashlib.sha1(data)
 
 BLOB, TREE, COMMIT = 3, 2, 1
 _TYPE_NAMES = {BLOB: b"blob", TREE: b"tree", COMMIT: b"commit"}
@@ -46,7 +65,7 @@ _BATCH = "batch"
 
 def object_id(type_num: int, data: bytes) -> bytes:
     """The binary git object id of `data`."""
-    h = hashlib.sha1(b"%s %d\0" % (_TYPE_NAMES[type_num], len(data)))
+    h = _sha1(b"%s %d\0" % (_TYPE_NAMES[type_num], len(data)))
     h.update(data)
     return h.digest()
 
@@ -117,7 +136,8 @@ class PackWriter:
         self._offset = 12
         self._entries: dict[bytes, tuple[int, int]] = {}  # id -> (offset, crc32)
         self._pool = ThreadPoolExecutor(threads or max(2, os.cpu_count() or 2))
-        self._pending: deque = deque()
+        # (job, callback(s), with_data or _BATCH): a batch is one job for many callbacks
+        self._pending: deque[tuple[Any, Any, Any]] = deque()
         self._window = 64  # queued jobs, and at most _window_bytes of content in flight
         self._window_bytes = 256 << 20
         self._pending_bytes = 0
@@ -176,7 +196,7 @@ class PackWriter:
             on_done(sha, None) if with_data else on_done(sha)
             return
         if size < SMALL_FILE:
-            job = _Done(self._hash_fd(fd, size, expect, label))
+            job: _Job = _Done(self._hash_fd(fd, size, expect, label))
         else:
             job = self._pool.submit(self._hash_fd, fd, size, expect, label)
             self._fds[job] = fd
@@ -203,7 +223,8 @@ class PackWriter:
         self._queue(None, callback, None)
 
     def _queue(
-        self, job: object, callback: Callable[..., None], with_data: bool | None, size: int = 0
+        self, job: _Job | None, callback: Callable[..., None], with_data: bool | None,
+        size: int = 0
     ) -> None:
         if self._batch:
             self._flush_batch()  # callbacks keep the order of the calls
@@ -221,8 +242,7 @@ class PackWriter:
         while self._pending:
             self._land(*self._pending.popleft())
 
-    def _hash_bytes(self, data: bytes) -> tuple:
-        """(id, data, the pack entry's (header, deflated, crc32) or None if stored)."""
+    def _hash_bytes(self, data: bytes) -> _Hashed:
         sha = object_id(BLOB, data)
         if self.has(sha):
             return sha, data, None
@@ -230,18 +250,18 @@ class PackWriter:
         compressed = _compress(data, self._level)
         return sha, data, (header, compressed, zlib.crc32(compressed, zlib.crc32(header)))
 
-    def _hash_batch(self, blobs: list[bytes]) -> list[tuple]:
+    def _hash_batch(self, blobs: list[bytes]) -> list[_Hashed]:
         return [self._hash_bytes(data) for data in blobs]
 
     def _hash_fd(self, fd: int, size: int, expect: os.stat_result | None,
-                 label: bytes | str) -> tuple:
+                 label: bytes | str) -> _Hashed:
         try:
             data = read_exact(fd, size, expect, label)
         finally:
             os.close(fd)
         return self._hash_bytes(data)
 
-    def _land(self, job: object, callback: Callable[..., None], with_data: bool | None) -> None:
+    def _land(self, job: Any, callback: Any, with_data: Any) -> None:
         if job is None:
             callback()
             return
@@ -252,7 +272,8 @@ class PackWriter:
         self._fds.pop(job, None)
         self._land_one(job.result(), callback, with_data)
 
-    def _land_one(self, result: tuple, callback: Callable[..., None], with_data: bool) -> None:
+    def _land_one(self, result: _Hashed, callback: Callable[..., None],
+                  with_data: bool | None) -> None:
         sha, data, entry = result
         self._pending_bytes -= len(data)
         self.bytes_in += len(data)
@@ -272,8 +293,8 @@ class PackWriter:
         on any failure (or when the store already has it) the pack is cut back."""
         start = self._offset
         header = _pack_header(BLOB, size)
-        h = hashlib.sha1(b"blob %d\0" % size)
-        comp = _deflate.compressobj(min(self._level, 3))
+        h = _sha1(b"blob %d\0" % size)
+        comp = _deflater().compressobj(min(self._level, 3))
         write = self._out.write
         write(header)
         crc = zlib.crc32(header)
@@ -307,6 +328,7 @@ class PackWriter:
         return sha
 
     def _write(self, sha: bytes, type_num: int, size: int, chunks: list[bytes]) -> None:
+        faults.point("pack.write-object")  # #N: a kill with N-1 objects in the temporary pack
         with self._no_space():
             self._append(sha, type_num, size, chunks)
 
@@ -357,7 +379,7 @@ class PackWriter:
         self._file.seek(8)
         self._file.write(struct.pack(">L", len(self._entries)))
         self._file.close()
-        h = hashlib.sha1()
+        h = _sha1()
         with open(self._tmp, "rb") as f:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
@@ -418,7 +440,7 @@ class _Appender:
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
         self._buf = bytearray()
-        self._queue: queue.Queue = queue.Queue(8)
+        self._queue: queue.Queue[bytearray | None] = queue.Queue(8)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -479,7 +501,8 @@ def _compress(data: bytes, level: int) -> bytes:
     wbits = min(15, max(9, (len(data) - 1).bit_length()))
     if level > 3:  # ISA-L has levels 0-3; higher ones are zlib's
         return zlib.compress(data, level, wbits)
-    return _deflate.compress(data, level, wbits)
+    out: bytes = _deflater().compress(data, level, wbits)
+    return out
 
 
 class _Done:
@@ -487,14 +510,18 @@ class _Done:
 
     __slots__ = ("value",)
 
-    def __init__(self, value: tuple) -> None:
+    def __init__(self, value: _Hashed) -> None:
         self.value = value
 
-    def result(self) -> tuple:
+    def result(self) -> _Hashed:
         return self.value
 
     def cancel(self) -> bool:
         return False
+
+
+_Hashed = tuple[bytes, bytes, "tuple[bytes, bytes, int] | None"]  # (id, content, pack entry)
+_Job: TypeAlias = "_Done | Future[_Hashed]"
 
 
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC

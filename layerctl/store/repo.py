@@ -14,7 +14,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from layerctl import faults
 from layerctl.errors import (
@@ -27,10 +27,16 @@ from layerctl.errors import (
     NotFound,
 )
 from layerctl.store import debris
-from layerctl.store.objects import PackWriter
+from layerctl.store.packs import Pack, pack_bases
+from layerctl.store.refread import RefReader
 
 if TYPE_CHECKING:
+    from dulwich.object_store import DiskObjectStore
+    from dulwich.objects import ObjectID, RawObjectID
+    from dulwich.refs import DiskRefsContainer, Ref
     from dulwich.repo import Repo
+
+    from layerctl.store.objects import PackWriter
 
 
 class RefChanged(Locked):
@@ -95,9 +101,10 @@ class Store:
         elif os.stat(self.root).st_mode & 0o077:
             self._make_private()
         self._repo: Repo | None = None
-        self._objects = None
-        self._refs = None
-        self._packs: list | None = None  # most recently hit first
+        self._objects: DiskObjectStore | None = None
+        self._refs: DiskRefsContainer | None = None
+        self._ref_reader: RefReader | None = None
+        self._packs: list[Pack] | None = None  # most recently hit first
 
     def _init(self) -> None:
         if os.path.exists(self.root) and os.listdir(self.root):
@@ -135,9 +142,10 @@ class Store:
         return self._repo
 
     @property
-    def objects(self):  # noqa: ANN201 - dulwich's DiskObjectStore
+    def objects(self) -> DiskObjectStore:
         # The object store and refs alone, not dulwich's Repo: importing
-        # dulwich.repo costs ~10 ms of every command's start-up.
+        # dulwich.repo costs ~10 ms of every command's start-up. Reads of single
+        # objects and refs need neither (store/packs.py, store/refread.py).
         if self._objects is None:
             from dulwich.object_store import DiskObjectStore
 
@@ -145,7 +153,7 @@ class Store:
         return self._objects
 
     @property
-    def refs(self):  # noqa: ANN201 - dulwich's DiskRefsContainer
+    def refs(self) -> DiskRefsContainer:
         if self._refs is None:
             from dulwich.refs import DiskRefsContainer
 
@@ -154,7 +162,8 @@ class Store:
 
     def has(self, binsha: bytes) -> bool:
         store = self.objects
-        return store.contains_packed(binsha) or store.contains_loose(binsha)
+        return store.contains_packed(cast("RawObjectID", binsha)) or store.contains_loose(
+            cast("ObjectID", binsha))  # dulwich takes a binary id here too
 
     def read_raw(self, sha: bytes) -> tuple[int, bytes]:
         """(type number, content) of an object given its binary or hex id."""
@@ -178,23 +187,36 @@ class Store:
         in a fixed order before the loose objects, ~25 us a pack)."""
         packs = self._packs
         if packs is None:
-            packs = self._packs = list(self.objects.packs)
+            packs = self._packs = self._open_packs([])
         if packs:
-            found = _from_pack(packs[0], binsha)
+            found = packs[0].read(binsha, self.read_raw)
             if found is not None:
                 return found
         found = self._read_loose(binsha.hex())
         if found is not None:
             return found
         for i in range(1, len(packs)):
-            found = _from_pack(packs[i], binsha)
+            found = packs[i].read(binsha, self.read_raw)
             if found is not None:
                 packs.insert(0, packs.pop(i))
                 return found
-        try:  # a pack that landed since: dulwich rescans the pack directory
-            return self.objects.get_raw(binsha.hex().encode())
-        except KeyError:
-            raise Corrupt(f"object {binsha.hex()} is missing from the store") from None
+        for pack in self._open_packs(packs):  # a pack that landed since
+            packs.append(pack)
+            found = pack.read(binsha, self.read_raw)
+            if found is not None:
+                return found
+        raise Corrupt(f"object {binsha.hex()} is missing from the store")
+
+    def _open_packs(self, known: list[Pack]) -> list[Pack]:
+        """The packs in the store that are not in `known`, opened (one removed since
+        the listing, by a repack or prune, is skipped)."""
+        seen = {p.base for p in known}
+        out = []
+        for base in pack_bases(os.path.join(self.root, "objects", "pack")):
+            if base not in seen:
+                with contextlib.suppress(FileNotFoundError):
+                    out.append(Pack(base))
+        return out
 
     def _read_loose(self, hexsha: str) -> tuple[int, bytes] | None:
         path = os.path.join(self.root, "objects", hexsha[:2], hexsha[2:])
@@ -237,7 +259,7 @@ class Store:
         def packed(binsha: bytes) -> bool:
             for index in indexes:
                 try:
-                    index.object_offset(binsha)
+                    index.object_offset(cast("RawObjectID", binsha))
                     return True
                 except KeyError:
                     continue
@@ -246,13 +268,21 @@ class Store:
         return packed
 
     def pack_writer(self, level: int = 1) -> PackWriter:
+        from layerctl.store.objects import PackWriter  # hashing and deflating: writers only
+
         return PackWriter(
             os.path.join(self.root, "objects", "pack"), self.packed_lookup(), level=level
         )
 
     def landed(self) -> None:
         """Make objects written by other writers (packs just landed) visible."""
-        self.objects._update_pack_cache()
+        if self._objects is not None:
+            self._objects._update_pack_cache()
+        self._close_packs()
+
+    def _close_packs(self) -> None:
+        for pack in self._packs or ():
+            pack.close()
         self._packs = None
 
     def add_object(self, type_num: int, data: bytes) -> bytes:
@@ -265,15 +295,17 @@ class Store:
 
     # -- refs -----------------------------------------------------------
 
+    def _reader(self) -> RefReader:
+        if self._ref_reader is None:
+            self._ref_reader = RefReader(self.root)
+        return self._ref_reader
+
     def ref(self, name: str) -> str | None:
-        try:
-            value = self.refs[name.encode()]
-        except KeyError:
-            return None
-        return value.decode()
+        value = self._reader().get(name.encode())
+        return None if value is None else value.decode()
 
     def refs_under(self, prefix: str) -> dict[str, str]:
-        refs = self.refs.as_dict(prefix.rstrip("/").encode())
+        refs = self._reader().under(prefix.rstrip("/").encode())
         base = prefix.rstrip("/") + "/"
         return {base + k.decode(): v.decode() for k, v in refs.items()}
 
@@ -296,7 +328,7 @@ class Store:
 
         from layerctl.store import journal
 
-        if not check_ref_format(name.encode()):
+        if not check_ref_format(cast("Ref", name.encode())):
             raise InvalidName(f"{name} is not a valid ref name")
         path = os.path.join(self.root, name)
         lock = path + ".lock"
@@ -330,6 +362,7 @@ class Store:
                     os.unlink(lock)
         if new is None:
             if packed_only:
+                assert old is not None  # delete_ref always names the value it deletes
                 self._delete_packed(name, old)
             self._prune_ref_dirs(os.path.dirname(path))
 
@@ -369,11 +402,12 @@ class Store:
         raise RefBusy(f"{name} is being changed by another process; try again", "another process")
 
     def _current_ref(self, name: str, path: str) -> str | None:
+        value: bytes | None
         try:
             with open(path, "rb") as f:
                 value = f.readline().strip()
         except FileNotFoundError:
-            value = self.refs.get_packed_refs().get(name.encode())
+            value = self.refs.get_packed_refs().get(cast("Ref", name.encode()))
         except IsADirectoryError:
             raise Conflict(f"{name} clashes with an existing ref") from None
         return value.decode() if value else None
@@ -383,7 +417,8 @@ class Store:
         from dulwich.file import FileLocked
 
         try:
-            ok = self.refs.remove_if_equals(name.encode(), old.encode())
+            ok = self.refs.remove_if_equals(cast("Ref", name.encode()),
+                                            cast("ObjectID", old.encode()))
         except FileLocked:
             raise Locked("packed-refs is locked by another process; try again") from None
         if not ok:
@@ -401,19 +436,12 @@ class Store:
         if self._objects is not None:
             self._objects.close()
             self._objects = None
+        self._close_packs()
         self._refs = None
         _cached_tree.cache_clear()
 
 
 _LOOSE_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
-
-
-def _from_pack(pack: object, binsha: bytes) -> tuple[int, bytes] | None:
-    try:
-        pack.index.object_offset(binsha)
-    except KeyError:
-        return None
-    return pack.get_raw(binsha)
 
 
 @lru_cache(maxsize=4096)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from layerctl.errors import Corrupt
 from layerctl.store import debris
@@ -23,14 +23,18 @@ from layerctl.store.debris import INCOMING_PREFIX
 from layerctl.store.objects import TREE, PackWriter, fsync_dir, parse_tree
 
 if TYPE_CHECKING:
+    from dulwich.object_store import DiskObjectStore
+    from dulwich.objects import RawObjectID
     from dulwich.pack import Pack
+
+    from layerctl.store.repo import Store
 
 
 
 class Staging:
     """The store plus the packs of one unfinished operation (a store-like reader)."""
 
-    def __init__(self, store: object) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         objects = store.path("objects")
         _clean_stale(objects)
@@ -47,7 +51,7 @@ class Staging:
             return True
         for pack in self.packs:
             try:
-                pack.index.object_offset(binsha)
+                pack.index.object_offset(cast("RawObjectID", binsha))
                 return True
             except KeyError:
                 continue
@@ -73,7 +77,7 @@ class Staging:
         binsha = sha if len(sha) == 20 else bytes.fromhex(sha.decode())
         for pack in self.packs:
             try:
-                return pack.get_raw(binsha)
+                return pack.get_raw(cast("RawObjectID", binsha))
             except KeyError:
                 continue
         return self.store.read_raw(binsha)
@@ -94,7 +98,7 @@ class Staging:
         return self.store.path(*parts)
 
     @property
-    def objects(self):  # noqa: ANN201 - the store's dulwich object store
+    def objects(self) -> DiskObjectStore:  # the store's dulwich object store
         return self.store.objects
 
     # -- ending ---------------------------------------------------------------

@@ -13,9 +13,10 @@ until a layer passed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, cast
 
 from layerctl.store.fstree import EMPTY_BLOB, RECORD, DirRef, git_mode, lookup
 from layerctl.store.layers import SOURCE, SOURCE_NAMES, split_trailers
@@ -36,13 +37,20 @@ from layerctl.store.objects import (
     MODE_LINK,
     MODE_TREE,
     TREE,
+    object_id,
     parse_tree,
 )
+
+if TYPE_CHECKING:
+    from dulwich.objects import ObjectID
+
+    from layerctl.store.repo import Store
 
 _TYPE_NAMES = {BLOB: b"blob", TREE: b"tree", COMMIT: b"commit"}
 _ENTRY_MODES = (MODE_TREE, MODE_FILE, MODE_EXEC, MODE_LINK)
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to chown
 _MAX_NS = 2**63
+_Link = tuple[bytes, bytes, str]  # (path, hardlink target, kind), checked once all is read
 MAX_DEPTH = 400  # checkout recurses per directory level; PATH_MAX bounds real trees anyway
 _MAX_PATH = 4095
 _XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.", b"system.")
@@ -124,7 +132,7 @@ class Validator:
     """
 
     def __init__(
-        self, store: object, trusted: set[str] = frozenset(), verify_hashes: bool = False
+        self, store: Store, trusted: Iterable[str] = (), verify_hashes: bool = False
     ) -> None:
         self.store = store
         self.trusted = set(trusted)
@@ -132,7 +140,7 @@ class Validator:
         self.problems: list[str] = []
         self.objects = 0
         self._layers: dict[str, bool] = {}  # layer id -> passed
-        self._dirs: dict[tuple[bytes, bytes, bytes], list | None] = {}  # -> links below, or None
+        self._dirs: dict[tuple[bytes, bytes, bytes], list[_Link] | None] = {}  # links below
         self._blobs: dict[bytes, int | None] = {}  # blob id -> size (None: unreadable)
         self._unfit: set[bytes] = set()  # blobs that cannot be a symlink's target
 
@@ -143,7 +151,7 @@ class Validator:
 
     def _read(self, sha: bytes, expect: int, where: str) -> bytes | None:
         try:
-            type_num, data = self.store.objects.get_raw(sha.hex().encode())
+            type_num, data = self.store.objects.get_raw(cast("ObjectID", sha.hex().encode()))
         except KeyError:
             self._problem(where, f"object {sha.hex()} is missing")
             return None
@@ -155,7 +163,7 @@ class Validator:
             self._problem(where, f"object {sha.hex()} is not a {_TYPE_NAMES[expect].decode()}")
             return None
         if self.verify_hashes:
-            real = hashlib.sha1(b"%s %d\0" % (_TYPE_NAMES[type_num], len(data)) + data).digest()
+            real = object_id(type_num, data)
             if real != sha:
                 self._problem(where, f"object {sha.hex()} is corrupt (hashes to {real.hex()})")
                 return None
@@ -220,6 +228,7 @@ class Validator:
             return False, None
         try:
             commit = Commit.from_raw_string(COMMIT, raw)
+            assert isinstance(commit, Commit)
             tree_id = bytes.fromhex(commit.tree.decode())
             parents = [p.decode() for p in commit.parents]
         except Exception as e:  # dulwich raises several types on a malformed commit
@@ -271,7 +280,7 @@ class Validator:
             else:
                 self._read(sha, BLOB, here)
 
-    def _check_dir(self, ref: DirRef, path: bytes, where: str, depth: int) -> list | None:
+    def _check_dir(self, ref: DirRef, path: bytes, where: str, depth: int) -> list[_Link] | None:
         """Check one directory and everything below; returns its (path, target, kind)
         hardlinks (checked against the whole layer later), None if it failed."""
         key = (path, ref.rootfs, ref.meta)
@@ -313,7 +322,7 @@ class Validator:
         problem = meta_problem(own, True)
         if problem:
             self._problem(here, problem)
-        links: list = []
+        links: list[_Link] = []
         seen: set[bytes] = set()
         subdirs = []
         for name, mode, sha in rootfs:
@@ -355,7 +364,8 @@ class Validator:
         return links
 
     def _check_entry(
-        self, path: bytes, mode: bytes, sha: bytes, meta: Meta | None, where: str, links: list
+        self, path: bytes, mode: bytes, sha: bytes, meta: Meta | None, where: str,
+        links: list[_Link],
     ) -> None:
         here = f"{where} {show(path)}"
         if mode not in _ENTRY_MODES:
@@ -386,7 +396,7 @@ class Validator:
         elif sha != EMPTY_BLOB:
             self._problem(here, f"a {meta.kind!r} entry with content")
 
-    def _check_links(self, root: DirRef, links: list, where: str) -> None:
+    def _check_links(self, root: DirRef, links: list[_Link], where: str) -> None:
         for path, target, kind in links:
             here = f"{where} {show(path)}"
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from textual.app import App
 from textual.theme import Theme
@@ -12,6 +13,9 @@ from textual.theme import Theme
 from layerctl.tui import settings
 from layerctl.tui.commands import LayerctlCommands
 from layerctl.tui.screens.main import MainScreen
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 
 class LayerctlApp(App):
@@ -22,7 +26,7 @@ class LayerctlApp(App):
 
     def __init__(
         self,
-        store: object,
+        store: Store,
         container: str | None = None,
         image: str | None = None,
         theme: str | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from layerctl.changeset.write import write_changeset
 from layerctl.errors import BadInput
@@ -21,8 +21,11 @@ from layerctl.store.fstree import DirRef
 from layerctl.store.layers import read_layer
 from layerctl.store.staging import Staging
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
-def _container_tree(store: object, staging: Staging, c: object) -> DirRef:
+
+def _container_tree(store: Store, staging: Staging, c: object) -> DirRef:
     """The container's merged filesystem as a tree in `staging` (what a commit of every
     pending change would hold)."""
     from layerctl.containers.api import apply_changes_to, pending
@@ -39,7 +42,7 @@ def _container_tree(store: object, staging: Staging, c: object) -> DirRef:
     return root
 
 
-def export_to(store: object, ref: str, out: BinaryIO) -> str:
+def export_to(store: Store, ref: str, out: BinaryIO) -> str:
     """Write the filesystem of container or layer `ref` (a container name wins) to `out`;
     returns what was exported, for messages."""
     from layerctl.containers.state import find, locked
@@ -60,7 +63,7 @@ def export_to(store: object, ref: str, out: BinaryIO) -> str:
     return what
 
 
-def export(store: object, ref: str, output: str) -> str:
+def export(store: Store, ref: str, output: str) -> str:
     """export_to() a file (written beside it, then renamed) or `-` (stdout)."""
     if not output:
         raise BadInput("the output path is empty: name a file or -")

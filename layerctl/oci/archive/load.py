@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from layerctl.changeset.apply import DEFAULT_LIMITS, Limits
 from layerctl.errors import BadInput
@@ -11,6 +12,9 @@ from layerctl.oci.archive.fs import ArchiveFS, open_archive
 from layerctl.oci.archive.layout import is_oci_layout, read_oci_layout
 from layerctl.oci.ingest import LayerEvent, LoadedImage, ingest
 from layerctl.oci.model import SourceImage
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 
 def read_images(fs: ArchiveFS) -> tuple[str, list[SourceImage]]:
@@ -28,7 +32,7 @@ def read_images(fs: ArchiveFS) -> tuple[str, list[SourceImage]]:
 
 
 def load(
-    store: object,
+    store: Store,
     source: str,
     progress: Callable[[LayerEvent], None] | None = None,
     limits: Limits = DEFAULT_LIMITS,

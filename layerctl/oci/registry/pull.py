@@ -23,6 +23,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.compress.gunzip import GunzipChunks
@@ -54,6 +55,9 @@ from layerctl.oci.registry.prefetch import Prefetch
 from layerctl.oci.registry.reference import Reference
 from layerctl.words import short_digest
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
+
 
 @dataclass(frozen=True)
 class PullResult:
@@ -77,7 +81,7 @@ def choose_manifest(index: dict, platform: Platform, where: str) -> dict:
 
 class _Puller:
     def __init__(
-        self, store: object, client: RegistryClient, ref: Reference, report: Progress
+        self, store: Store, client: RegistryClient, ref: Reference, report: Progress
     ) -> None:
         self.store = store
         self.client = client
@@ -156,7 +160,7 @@ def _counted(chunks: object, progress: Callable[[int], None]) -> object:
 
 
 def pull(
-    store: object,
+    store: Store,
     ref: Reference,
     tls: TlsOptions | None = None,
     platform: str | None = None,
@@ -274,7 +278,7 @@ def _remember(store: object, ref: Reference, layer_id: str, blob: object, diff_i
 
 
 def _ingest(
-    store: object, puller: _Puller, manifest: Manifest, image: object, config: dict,
+    store: Store, puller: _Puller, manifest: Manifest, image: object, config: dict,
     config_raw: bytes, where: str, max_downloads: int,
 ) -> _Ingested:
     report = puller.report

@@ -34,7 +34,7 @@ def check_tag(text: str) -> str | None:
 
 
 def check_author(text: str) -> str | None:
-    from layerctl.store.layers import parse_author
+    from layerctl.identity import parse_author
 
     try:
         parse_author(text)
