@@ -120,10 +120,13 @@ def run(root: Path, *args: object, check: bool = True, env: dict | None = None,
 
 
 def all_refs(root: Path) -> dict[str, str]:
+    """Every ref but undo's snapshots (refs/undo/: history kept for `layerctl undo`,
+    which a reset inside the rebase or its abort adds to, as any reset does)."""
     out = subprocess.run(["git", "--git-dir", str(root), "for-each-ref",
                           "--format=%(refname) %(objectname)"], capture_output=True,
                          text=True, check=True).stdout
-    return dict(line.split() for line in out.splitlines())
+    return {ref: sha for ref, sha in (line.split() for line in out.splitlines())
+            if not ref.startswith("refs/undo/")}
 
 
 def fsck_clean(root: Path) -> None:
