@@ -498,3 +498,52 @@ async def test_palette_offers_the_actions_of_the_screen_it_was_opened_on(store, 
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("n")
+
+
+@sync
+async def test_commit_one_hunk_of_three_from_the_changes_pane(store, tmp_path):
+    # `h` on a changed text file: take the second of its three hunks, commit it; the
+    # layer holds only that hunk and the container still shows the other two.
+    from textual.widgets import DataTable, Input
+
+    from layerctl.images import parse_name
+    from layerctl.importer import import_directory
+    from layerctl.store.fstree import lookup
+    from layerctl.tui.screens.hunks import HunkScreen
+
+    src = tmp_path / "src"
+    src.mkdir()
+    old = [f"line {i}\n" for i in range(1, 31)]
+    (src / "f.txt").write_text("".join(old))
+    import_directory(store, str(src), parse_name("hk:1"), "T <t@example.com>", "base")
+    c, _ = api.create(store, "hk:1", name="hk", driver="vfs")
+    new = list(old)
+    new[0], new[14], new[29] = "FIRST\n", "MIDDLE\n", "LAST\n"
+    path = os.path.join(api.root_dir(store, c), "f.txt")
+    with open(path, "w") as f:
+        f.write("".join(new))
+    app = LayerctlApp(store, container="hk")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: b"f.txt" in changes_of(app).changes, what="the change")
+        select_change(changes_of(app), b"f.txt")
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, HunkScreen)
+                       and app.screen.query_one(DataTable).row_count == 3, what="3 hunks")
+        screen = app.screen
+        screen.query_one(DataTable).move_cursor(row=1)
+        await pilot.press("space")
+        screen.query_one(Input).value = "the middle hunk"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HunkScreen), what="commit")
+    layer = read_layer(store, api.resolve(store, "hk").lower
+                       or store.ref(api.resolve(store, "hk").ref))
+    assert layer.summary == "the middle hunk"
+    meta, blob = lookup(store, layer.root, b"f.txt")
+    committed = store.read_blob(blob).decode()
+    want = list(old)
+    want[14] = "MIDDLE\n"
+    assert committed == "".join(want)
+    with open(path) as f:
+        assert f.read() == "".join(new)  # the container keeps the whole file
+    p = api.pending(store, api.resolve(store, "hk"))
+    assert [ch.path for ch in p.changes] == [b"f.txt"]  # two hunks still pending

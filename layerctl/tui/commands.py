@@ -13,6 +13,8 @@ ACTIONS: list[tuple[str, str, str]] = [
     ("Stage or unstage the change", "Toggle the highlighted change in Changes", "stage"),
     ("Stage all changes", "Stage (or unstage) every pending change", "stage_all"),
     ("Discard the change", "Restore the highlighted change's path from the base", "discard"),
+    ("Commit some hunks of the change", "Choose the hunks of the highlighted text file",
+     "stage_hunks"),
     ("Reset container to the selected layer", "Drop all changes, move the base", "reset_to_layer"),
     ("Toggle content / diff preview", "Show file content or its diff", "toggle_diff"),
     ("Files: this layer only / all files", "Aggregated or this layer's changes", "files_toggle"),
@@ -45,6 +47,10 @@ SCREEN_ACTIONS: dict[str, list[tuple[str, str, str]]] = {
         ("Waste: sort by size", "Most wasted first (again: reversed)", "sort('size')"),
         ("Waste: sort by path", "By path name (again: reversed)", "sort('path')"),
         ("Waste: sort by class", "By class of waste (again: reversed)", "sort('class')"),
+    ],
+    "HunkScreen": [
+        ("Hunks: take or leave", "Toggle the highlighted hunk", "toggle"),
+        ("Hunks: commit", "Commit the hunks taken (ctrl+s)", "commit"),
     ],
     "RebaseScreen": [
         ("Rebase: run the todo list", "Apply the edited history (ctrl+s)", "run"),

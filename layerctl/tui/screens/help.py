@@ -32,6 +32,8 @@ below) and a **Preview** of the highlighted file.
 | Changes | `space` | stage or unstage the change |
 | Changes | `a` | stage (or unstage) all |
 | Changes | `d` | discard the change (asks first) |
+| Changes | `h` | commit some hunks of the highlighted text file |
+| Hunks | `space` / `ctrl+s` / `esc` | take or leave the hunk / commit / cancel |
 | Files | `enter` / `space` | open or close a directory |
 | Files | `t` | this layer's changes only / all files |
 | Files | `1` `2` `3` | show or hide added, changed, deleted |

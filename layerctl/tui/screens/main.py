@@ -64,6 +64,7 @@ class MainScreen(WorkerCalls, Screen):
         Binding("o", "app.show_containers", "Containers"),
         Binding("w", "waste", "Waste"),
         Binding("E", "edit_history", "Edit history"),
+        Binding("h", "stage_hunks", "Commit hunks", show=False),
         Binding("r", "refresh", "Refresh"),
         Binding("z", "undo", "Undo"),
         Binding("slash", "files_search", "Search files", show=False),
@@ -334,6 +335,15 @@ class MainScreen(WorkerCalls, Screen):
             self.notify("No image to analyse.", severity="warning")
             return
         self.app.push_screen(WasteScreen(self.container, self.image), self._jump)
+
+    def action_stage_hunks(self) -> None:
+        from layerctl.tui.screens.hunks import HunkScreen
+
+        path = self.change_list.current_path() if self.container else None
+        if path is None:
+            self.notify("Highlight a changed file in Changes.", severity="warning")
+            return
+        self.app.push_screen(HunkScreen(self.container, path, self.author))
 
     def action_edit_history(self) -> None:
         from layerctl.tui.screens.rebase import RebaseScreen
