@@ -193,3 +193,27 @@ class Podman:
         for point in sorted(leaked, key=len, reverse=True):
             subprocess.run(["umount", "-l", point], check=False)
         shutil.rmtree(self.top, ignore_errors=True)
+
+
+def podman_two_layers(podman: Podman, rootfs: Path, tmp_path: Path) -> None:
+    """localhost/pm:base (podman import) and localhost/pm:two (a commit with additions,
+    changes, deletions, an opaque directory and a chmod)."""
+    tar = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C",
+                    str(rootfs), "-cf", str(tar), "."], check=True)
+    podman("import", tar, "localhost/pm:base")
+    podman("create", "--name", "builder", "localhost/pm:base", "/bin/true")
+    merged = Path(podman("mount", "builder"))
+    try:
+        (merged / "etc/added").write_text("added\n")
+        (merged / "etc/hostname").write_text("changed\n")
+        os.unlink(merged / "link")
+        shutil.rmtree(merged / "empty")
+        shutil.rmtree(merged / "var/cache/apt")  # then recreated: an opaque directory
+        (merged / "var/cache/apt").mkdir()
+        (merged / "var/cache/apt/fresh").write_text("fresh\n")
+        os.chmod(merged / "bin-tool", 0o700)
+    finally:
+        podman("umount", "builder")
+    podman("commit", "-q", "builder", "localhost/pm:two")
+    podman("rm", "builder")

@@ -21,7 +21,7 @@ from layerctl.oci.engines import track
 from layerctl.store.checkout import checkout
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
-from tests.interchange_helpers import Podman, make_tree, two_layer_image
+from tests.interchange_helpers import Podman, make_tree, podman_two_layers, two_layer_image
 from tests.layerhelpers import import_dir
 from tests.treecompare import compare
 
@@ -143,33 +143,9 @@ def test_umoci_unpack_of_the_debian_image(debian_rootfs, store, needs_tool, tmp_
 # -- podman save -> layerctl load ------------------------------------------------------------
 
 
-def _podman_two_layers(podman: Podman, rootfs: Path, tmp_path: Path) -> None:
-    """localhost/pm:base (podman import) and localhost/pm:two (a commit with additions,
-    changes, deletions, an opaque directory and a chmod)."""
-    tar = tmp_path / "rootfs.tar"
-    subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C",
-                    str(rootfs), "-cf", str(tar), "."], check=True)
-    podman("import", tar, "localhost/pm:base")
-    podman("create", "--name", "builder", "localhost/pm:base", "/bin/true")
-    merged = Path(podman("mount", "builder"))
-    try:
-        (merged / "etc/added").write_text("added\n")
-        (merged / "etc/hostname").write_text("changed\n")
-        os.unlink(merged / "link")
-        shutil.rmtree(merged / "empty")
-        shutil.rmtree(merged / "var/cache/apt")  # then recreated: an opaque directory
-        (merged / "var/cache/apt").mkdir()
-        (merged / "var/cache/apt/fresh").write_text("fresh\n")
-        os.chmod(merged / "bin-tool", 0o700)
-    finally:
-        podman("umount", "builder")
-    podman("commit", "-q", "builder", "localhost/pm:two")
-    podman("rm", "builder")
-
-
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
 def test_layerctl_loads_what_podman_saves(store, podman, tmp_path, fmt):
-    _podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
+    podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
     out = tmp_path / "p.tar"
     podman("save", "--format", fmt, "-o", out, "localhost/pm:two")
     loaded = load(store, str(out))
@@ -232,7 +208,7 @@ def _podman_two_layers_debian(podman: Podman, rootfs: Path, tmp_path: Path) -> N
 
 
 def test_track_a_podman_container(store, podman, tmp_path):
-    _podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
+    podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
     podman("create", "--name", "web", "localhost/pm:two", "/bin/true")
     merged = Path(podman("mount", "web"))
     try:
@@ -267,7 +243,7 @@ def test_track_cli_and_docker_without_an_engine(cli, podman, tmp_path, monkeypat
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("layerctl: cannot track docker containers: "
                                    "/nonexistent/docker is not installed")
-    _podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
+    podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
     podman("create", "--name", "cli-web", "localhost/pm:two", "/bin/true")
     cli("track", "podman:cli-web")
     merged = Path(podman("mount", "cli-web"))

@@ -17,10 +17,7 @@ from layerctl.images import chain, image_id, resolve
 from layerctl.oci.archive.load import load
 from layerctl.oci.archive.save import save
 from layerctl.store.repo import Store
-from tests import test_interchange_tools as tools
-from tests.interchange_helpers import make_tree
-
-podman = tools.podman  # the private-storage podman fixture
+from tests.interchange_helpers import make_tree, podman_two_layers
 
 
 @pytest.fixture
@@ -44,7 +41,7 @@ def _layer_digests(members: dict[str, bytes]) -> list[str]:
 @pytest.mark.needs_root
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
 def test_podman_save_load_save_podman_load_keeps_identity(store, podman, tmp_path, fmt, cli):
-    tools._podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
+    podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
     original = podman.inspect("localhost/pm:two")
     src = tmp_path / "p.tar"
     podman("save", "--format", fmt, "-o", src, "localhost/pm:two")
@@ -116,7 +113,7 @@ def test_pull_then_push_keeps_blob_and_manifest_digests(store, podman, tmp_path,
     from layerctl.oci.registry.reference import parse_reference
 
     needs_tool("skopeo")
-    tools._podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
+    podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
     src = f"{registry_a.host}/pm:two"
     podman("push", "-q", "--tls-verify=false", "localhost/pm:two", f"docker://{src}")
     original = _raw_manifest(src)
@@ -190,7 +187,7 @@ def _flip_mtime(raw: bytes) -> bytes:
 
 
 def _loaded_podman_image(store: Store, podman, tmp_path: Path) -> Path:
-    tools._podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
+    podman_two_layers(podman, make_tree(tmp_path / "src"), tmp_path)
     src = tmp_path / "p.tar"
     podman("save", "--format", "docker-archive", "-o", src, "localhost/pm:two")
     load(store, str(src))
