@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"no benchmark matches {args.only}")
     if args.list:
         for name, fn in benchmarks:
-            print(f"{name:40} {(fn.__doc__ or '').strip().splitlines()[0]}")
+            print(f"{name:40} {((fn.__doc__ or '').strip().splitlines() or [''])[0]}")
         return 0
 
     prepare_interpreter()

@@ -175,8 +175,10 @@ class Podman:
         ]
 
     def __call__(self, *args: object, check: bool = True) -> str:
+        # a test's DOCKER_CONFIG (registry credentials for layerctl) is not podman's
+        env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONFIG"}
         proc = subprocess.run([*self.argv, *map(str, args)], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=600)
+                              stdin=subprocess.DEVNULL, timeout=600, env=env)
         if check and proc.returncode != 0:
             pytest.fail(f"podman {' '.join(map(str, args))}: {proc.stderr}", pytrace=False)
         return proc.stdout.strip()

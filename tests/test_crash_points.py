@@ -66,7 +66,7 @@ def debris(root: Path) -> list[str]:
     found = [str(p.relative_to(root)) for p in root.rglob("*.lock")
              if "containers" not in p.relative_to(root).parts]
     for d in (root / "objects", root / "objects" / "pack", root / "containers",
-              root / "cache" / "layers"):
+              root / "cache" / "layers", root / "cache" / "overlay"):
         if d.is_dir():
             found += [str(p.relative_to(root)) for p in d.iterdir()
                       if p.name.startswith(("tmp", "incoming-", ".tmp-"))]
@@ -614,8 +614,9 @@ def test_other_users_cannot_enter_the_store(cli, open_parent, src):
     cli("import", src, "app:1", env=env)
     cli("create", "--name", "c", "app:1", env=env)
     try:
-        layers = root / "cache" / "layers"
-        lower = next(layers.iterdir())
+        layer_dirs = root / "cache" / "overlay"
+        lower = next(p for p in layer_dirs.iterdir() if p.name != "l") / "diff"
+        assert (lower / "bin" / "tool").exists()  # the layer dir holds it
         assert _as_nobody("true").returncode == 0
         r = _as_nobody("stat", str(lower / "bin" / "tool"))
         assert r.returncode != 0 and "Permission denied" in r.stderr

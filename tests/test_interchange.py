@@ -9,6 +9,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -200,7 +201,7 @@ def test_stdout_output_equals_file_output(store, image, tmp_path, monkeypatch):
     save(store, ["test/app:1"], str(out), "oci", "zstd")
     env = dict(os.environ, LAYERCTL_ROOT=store.root, PYTHONPATH=str(Path(__file__).parent.parent))
     piped = subprocess.run(
-        ["python3", "-m", "layerctl", "save", "-q", "--format", "oci", "--compress", "zstd",
+        [sys.executable, "-m", "layerctl", "save", "-q", "--format", "oci", "--compress", "zstd",
          "test/app:1"], capture_output=True, env=env, check=True,
     ).stdout
     assert piped == out.read_bytes()
@@ -310,7 +311,7 @@ def test_compressed_archive_and_stdin(store, fresh, image, tmp_path):
     env = dict(os.environ, LAYERCTL_ROOT=str(tmp_path / "third"),
                PYTHONPATH=str(Path(__file__).parent.parent))
     with open(gz, "rb") as f:
-        proc = subprocess.run(["python3", "-m", "layerctl", "load"], stdin=f, env=env,
+        proc = subprocess.run([sys.executable, "-m", "layerctl", "load"], stdin=f, env=env,
                               capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Loaded image: test/app:1\n"

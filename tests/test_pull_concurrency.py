@@ -267,8 +267,15 @@ def test_transfers_show_their_total_and_rate(registry, tmp_path, cli):
     assert lines[-3].startswith("Digest: ")
     again = cli("pull", ref).stdout
     assert "Downloaded " not in again  # nothing was
-    pushed = cli("push", ref, f"{registry.host}/rate/copy:1").stdout.splitlines()
+    # a pulled image's blobs are mounted, not sent: a layer of our own is uploaded
+    rootfs = tmp_path / "own"
+    rootfs.mkdir()
+    (rootfs / "data").write_bytes(os.urandom(1 << 20))
+    cli("import", rootfs, "own:1")
+    pushed = cli("push", "own:1", f"{registry.host}/rate/own:1").stdout.splitlines()
     assert re.fullmatch(f"Pushed {_RATE}", pushed[-2]), pushed
+    mounted = cli("push", ref, f"{registry.host}/rate/copy:1").stdout.splitlines()
+    assert not any(line.startswith("Pushed ") for line in mounted), mounted  # nothing sent
     archive = tmp_path / "img.tar"
     saved = cli("save", "-o", archive, ref).stderr.splitlines()
     assert re.fullmatch(f"Wrote {_RATE}", saved[-2]), saved

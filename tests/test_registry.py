@@ -258,8 +258,10 @@ def test_push_and_pull_with_podman(cli, registry, local_image, podman, tmp_path)
     try:
         cli("checkout", "app:1", tmp_path / "co")
         # podman's extraction of layer 2 bumps the mtimes of the directories it writes
-        # into (layer 2's tar does not list them: the edit kept their metadata)
-        assert_same_tree(mount, tmp_path / "co", ignore=["mtime:.", "mtime:etc", "mtime:usr"])
+        # into (layer 2's tar does not list them: the edit kept their metadata); with
+        # the overlay driver its image mount's root is a directory of its own (0555)
+        assert_same_tree(mount, tmp_path / "co", ignore=["mtime:.", "mtime:etc", "mtime:usr",
+                                                         "mode:.", "uid:.", "gid:."])
     finally:
         podman("image", "unmount", ref)
 

@@ -278,6 +278,7 @@ class PackWriter:
         self._pending_bytes -= len(data)
         self.bytes_in += len(data)
         if entry is not None and sha not in self._entries:
+            faults.point("pack.write-object")  # #N: a kill with N-1 objects in the pack
             with self._no_space():
                 header, compressed, crc = entry
                 self._out.write(header)
