@@ -8,8 +8,6 @@ afterwards, so exporting leaves the store exactly as it was.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import TYPE_CHECKING, BinaryIO
 
 from layerctl.changeset.write import write_changeset
@@ -68,20 +66,3 @@ def export(store: Store, ref: str, output: str) -> str:
     if not output:
         raise BadInput("the output path is empty: name a file or -")
     return write_output(output, lambda f: export_to(store, ref, f), "a tar")
-    directory = os.path.dirname(os.path.abspath(output))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", dir=directory)
-    except OSError as e:
-        raise BadInput(f"cannot write {output}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            what = export_to(store, ref, f)
-            mask = os.umask(0)
-            os.umask(mask)
-            os.fchmod(f.fileno(), 0o644 & ~mask)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return what
