@@ -8,6 +8,10 @@ step succeeded, so a kill -9 leaves the old state (plus that progress, which `--
 drops) or the new one. A conflict stops with a *conflict layer* (the partial result,
 conflicted text files with markers) and a container on it where the user resolves;
 `--continue` commits that container's changes as the step's result.
+
+Over 500 lines: the sequencer (state, steps, stop/continue/abort) and the commands
+that build its todo lists (rebase, cherry-pick, revert, -i, squash, split) share the
+state helpers; splitting them is the same work as giving the state a class.
 """
 
 from __future__ import annotations

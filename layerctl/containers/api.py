@@ -1,4 +1,9 @@
-"""Container operations: create, mount, status, commit, restore, reset, rm, inspect."""
+"""Container operations: create, mount, status, commit, restore, reset, rm, inspect.
+
+Over 500 lines, and the next split due (issue 11): lifecycle (create, mount, rm,
+inspect), commit and restore/reset share the lock, driver dispatch and the fd-based
+write-back helpers kept here, which containers/snapshots.py also uses (the import
+contract lists that lazy import as a debt)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ zlib and hashlib release the GIL on large buffers, so the two cores both work.
 Objects already in the store are skipped. The pack is renamed into place
 before its index, and git ignores a pack without an index, so a kill at any
 instant leaves a valid repository.
+
+Over 500 lines: the writer's three paths (small objects batched to the workers,
+files hashed from an fd, big files streamed) share its pack file, offsets and index.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""A registry client (the OCI distribution API) over python-dxf.
+"""A registry client (the OCI distribution API) over python-dxf (just over 500 lines:
+transport rules, auth, manifests and blobs are one client's state).
 
 python-dxf does the HTTP work: sessions, the WWW-Authenticate challenge
 (Basic, or Bearer through the token service), streaming blob downloads with
