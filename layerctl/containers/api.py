@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -562,31 +563,38 @@ def restore(store: Store, ref: str, paths: list[str]) -> list[Change]:
                 replaced.append(ch.path)
         with operation(f"restore {c.name}"):
             snapshot(store, c, p, f"before restore in {c.name}")
-        with _writable_root(store, c) as top:
-            # Every step goes through directory fds of the container's tree: a symlink
-            # a process in it made (or swaps in meanwhile) is never followed, so no
-            # host file is removed, written, chmod-ed or hardlinked by a restore.
-            tree = Tree(os.fsencode(top))
-            try:
-                for ch in plan:
-                    if not _meta_only_dir(ch):
-                        _restore_one(store, bt, tree, ch)
-                for ch in reversed(plan):  # directories' own metadata last, children first
-                    if _meta_only_dir(ch):
-                        _apply_meta_at(tree.dir_fd(ch.path), None, ch.old)
-                rmap = rootless.load(state_dir(store, c.id)) if c.driver == "vfs" else None
-                _settle_parents(tree, bt, plan, discard, p.changes, rmap)
-            except Changed as e:
-                raise Conflict(f"{path_text(e.path)} changed while being restored; "
-                               "try again") from None
-            except OSError as e:
-                if e.errno not in GONE:
-                    raise
-                raise Conflict(f"cannot restore: {e.strerror} under the container's "
-                               "filesystem (a directory there changed); try again") from None
-            finally:
-                tree.close()
+        with writing_back(store, c, "restore", "restored") as tree:
+            for ch in plan:
+                if not _meta_only_dir(ch):
+                    _restore_one(store, bt, tree, ch)
+            for ch in reversed(plan):  # directories' own metadata last, children first
+                if _meta_only_dir(ch):
+                    _apply_meta_at(tree.dir_fd(ch.path), None, ch.old)
+            rmap = rootless.load(state_dir(store, c.id)) if c.driver == "vfs" else None
+            _settle_parents(tree, bt, plan, discard, p.changes, rmap)
     return discard
+
+
+@contextlib.contextmanager
+def writing_back(store: Store, c: Container, act: str, acted: str) -> Iterator[Tree]:
+    """The container's tree, writable, for putting entries back (restore, undo). Every
+    step goes through directory fds: a symlink a process in it made (or swaps in
+    meanwhile) is never followed, so no host file is removed, written, chmod-ed or
+    hardlinked. An entry that changed or vanished meanwhile is one line naming `act`."""
+    with _writable_root(store, c) as top:
+        tree = Tree(os.fsencode(top))
+        try:
+            yield tree
+        except Changed as e:
+            raise Conflict(f"{path_text(e.path)} changed while being {acted}; "
+                           "try again") from None
+        except OSError as e:
+            if e.errno not in GONE:
+                raise
+            raise Conflict(f"cannot {act}: {e.strerror} under the container's "
+                           "filesystem (a directory there changed); try again") from None
+        finally:
+            tree.close()
 
 
 def _settle_parents(tree: Tree, bt: BaseTree, plan: list[Change], discard: list[Change],

@@ -10,19 +10,15 @@ container through the same fd-based steps `restore` uses.
 
 from __future__ import annotations
 
-import os
 import time
 
 from layerctl import faults
-from layerctl.beneath import GONE, Changed, Tree
-from layerctl.errors import Conflict
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef, read_dir
 from layerctl.store.journal import record_snapshot
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR
-from layerctl.words import path_text
 
 from .changes import BaseTree
 from .state import Container, state_dir
@@ -81,7 +77,7 @@ def apply_tree(store: object, c: Container, old: DirRef, new: DirRef,
     are in `new` (the container holds `old`'s entries there); `settle`: the tree whose
     directory times the untouched parents get back (default `old`). Returns the
     changes applied. The container's lock is held by the caller."""
-    from .api import _apply_meta_at, _restore_one, _settle_parents, _writable_root
+    from .api import _apply_meta_at, _restore_one, _settle_parents, writing_back
 
     changes = changed_paths(store, old, new)
     new_root = read_dir(store, new).own
@@ -101,32 +97,20 @@ def apply_tree(store: object, c: Container, old: DirRef, new: DirRef,
         plan.append(step)
         if not _dir_meta_only(ch):
             replaced.append(ch.path)
-    with _writable_root(store, c) as top:
-        tree = Tree(os.fsencode(top))
-        try:
-            for step in plan:
-                if not _dir_meta_only(step):
-                    faults.point("undo.apply-entry")
-                    _restore_one(store, bt, tree, step)
-            for step in reversed(plan):
-                if _dir_meta_only(step):
-                    _apply_meta_at(tree.dir_fd(step.path), None, step.new)
-            from . import rootless
+    with writing_back(store, c, "write back", "written back") as tree:
+        for step in plan:
+            if not _dir_meta_only(step):
+                faults.point("undo.apply-entry")
+                _restore_one(store, bt, tree, step)
+        for step in reversed(plan):
+            if _dir_meta_only(step):
+                _apply_meta_at(tree.dir_fd(step.path), None, step.new)
+        from . import rootless
 
-            rmap = rootless.load(state_dir(store, c.id)) if c.driver == "vfs" else None
-            _settle_parents(tree, BaseTree(store, settle or old), plan, plan, plan, rmap)
-            if new_root != old_root:  # last: every step above changes its times
-                _apply_meta_at(tree.dir_fd(b""), None, new_root)
-        except Changed as e:
-            raise Conflict(f"{path_text(e.path)} changed while being written back; "
-                           "try again") from None
-        except OSError as e:
-            if e.errno not in GONE:
-                raise
-            raise Conflict(f"cannot write back: {e.strerror} under the container's "
-                           "filesystem (a directory there changed); try again") from None
-        finally:
-            tree.close()
+        rmap = rootless.load(state_dir(store, c.id)) if c.driver == "vfs" else None
+        _settle_parents(tree, BaseTree(store, settle or old), plan, plan, plan, rmap)
+        if new_root != old_root:  # last: every step above changes its times
+            _apply_meta_at(tree.dir_fd(b""), None, new_root)
     return changes
 
 
