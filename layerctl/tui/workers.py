@@ -9,6 +9,7 @@ worker to the UI does it through `_ui`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 
 class WorkerCalls:
@@ -28,3 +29,17 @@ class WorkerCalls:
             fn(*args, **kwargs)
         except NoMatches:
             pass  # its widgets went while the call was queued
+
+    def _read(self, fn: Callable[[Any], Any], show: Callable[[Any], object]) -> None:
+        """From a worker: `fn(store)` under the app's store lock, then `show(result)` on
+        the UI thread; a failure is one error notification instead."""
+        from layerctl.errors import LayerctlError
+
+        app = self.app  # type: ignore[attr-defined]
+        try:
+            with app.store_lock:
+                result = fn(app.store)
+        except (LayerctlError, OSError) as e:
+            self._ui(self.notify, str(e), severity="error", markup=False)  # type: ignore[attr-defined]
+            return
+        self._ui(show, result)

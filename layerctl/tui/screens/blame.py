@@ -12,7 +12,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
-from layerctl.errors import LayerctlError
 from layerctl.tui.format import author_short, human_size
 from layerctl.tui.workers import WorkerCalls
 from layerctl.words import one_line, path_text
@@ -71,20 +70,16 @@ class BlameScreen(WorkerCalls, Screen):
         from layerctl import blame
         from layerctl.images import chain as layer_chain
 
-        store = self.app.store
-        try:
-            with self.app.store_lock:
-                chain = layer_chain(store, self.top)
-                pend = None
-                if self.container:
-                    from layerctl.containers.state import resolve
+        def history(store: object) -> object:
+            chain = layer_chain(store, self.top)
+            pend = None
+            if self.container:
+                from layerctl.containers.state import resolve
 
-                    pend = blame.pending_of(store, resolve(store, self.container), [self.path])
-                hist, _probes = blame.path_history(store, chain, self.path, pend)
-        except (LayerctlError, OSError) as e:
-            self._ui(self.notify, str(e), severity="error", markup=False)
-            return
-        self._ui(self._show, hist)
+                pend = blame.pending_of(store, resolve(store, self.container), [self.path])
+            return blame.path_history(store, chain, self.path, pend)[0]
+
+        self._read(history, self._show)
 
     def _show(self, hist: object) -> None:
         self.history = hist

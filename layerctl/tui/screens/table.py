@@ -11,7 +11,6 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
-from layerctl.errors import LayerctlError
 from layerctl.tui.screens.dialogs import ConfirmDialog
 from layerctl.tui.workers import WorkerCalls
 
@@ -56,11 +55,9 @@ class TableScreen(WorkerCalls, Screen):
     def _act(self, action: Callable[[object], str], after: Callable[[], None]) -> None:
         """Run `action(store)` under the store lock; notify what it returns, or its
         error; then `after()` on the UI thread."""
-        try:
-            with self.app.store_lock:
-                done = action(self.app.store)
-        except (LayerctlError, OSError) as e:
-            self._ui(self.notify, str(e), severity="error", markup=False)
-            return
-        self._ui(self.notify, done, markup=False)
-        self._ui(after)
+
+        def done(message: str) -> None:
+            self.notify(message, markup=False)
+            after()
+
+        self._read(action, done)

@@ -12,7 +12,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from layerctl.errors import LayerctlError
 from layerctl.history import UNCOMMITTED
 from layerctl.tui.format import human_size
 from layerctl.tui.workers import WorkerCalls
@@ -91,23 +90,19 @@ class WasteScreen(WorkerCalls, Screen):
         from layerctl.history import container_target
         from layerctl.waste import analyze, base_of
 
-        store = self.app.store
-        try:
-            with self.app.store_lock:
-                if self.container:
-                    from layerctl.containers.state import resolve
+        def report(store: object) -> object:
+            if self.container:
+                from layerctl.containers.state import resolve
 
-                    target = container_target(store, resolve(store, self.container))
-                else:
-                    from layerctl.history import resolve_target
+                target = container_target(store, resolve(store, self.container))
+            else:
+                from layerctl.history import resolve_target
 
-                    target = resolve_target(store, self.image)
-                base_index, base_name = base_of(store, target, None)
-                report = analyze(store, target, base_index, base_name)
-        except (LayerctlError, OSError) as e:
-            self._ui(self.notify, str(e), severity="error", markup=False)
-            return
-        self._ui(self._show, report)
+                target = resolve_target(store, self.image)
+            base_index, base_name = base_of(store, target, None)
+            return analyze(store, target, base_index, base_name)
+
+        self._read(report, self._show)
 
     def _show(self, report: object) -> None:
         self.report = report
