@@ -49,13 +49,7 @@ def _time(fn, repeat: int, setup=None) -> tuple[float | None, str]:  # noqa: ANN
 def interchange_debian(opts: Options) -> list[Row]:
     """Debian minbase (~200 MB, one layer): save and load, layerctl vs podman."""
     names = ["save debian-minbase", "load debian-minbase", "load, every layer present"]
-    reason = _unavailable()
-    source = None
-    if not reason:
-        try:
-            source = corpus.debian_minbase()
-        except corpus.CorpusUnavailable as e:
-            reason = f"corpus unavailable: {e}"
+    source, reason = corpus.debian_or_reason(_unavailable())
     if reason:
         return [Row(n, None, "podman", None, reason) for n in names]
     work = fresh_dir(opts.workdir / "interchange")

@@ -125,20 +125,10 @@ def _git_rebase(opts: Options, old_tree: Path, checkout: Path) -> float:
                   lambda: git(*gw, "checkout", "-q", "-f", "-B", "app", "app-orig"))
 
 
-def _debian_or_reason() -> tuple[Path | None, str | None]:
-    reason = _unavailable()
-    if reason:
-        return None, reason
-    try:
-        return corpus.debian_minbase(), None
-    except corpus.CorpusUnavailable as e:
-        return None, f"corpus unavailable: {e}"
-
-
 def rebase_replay(opts: Options) -> list[Row]:
     name = "rebase replay: 3-layer app (1k files), Debian -> upgraded Debian"
     peer = "git rebase"
-    source, reason = _debian_or_reason()
+    source, reason = corpus.debian_or_reason(_unavailable())
     if reason:
         return [Row(name, None, peer, None, reason)]
     work = fresh_dir(opts.workdir / "rebase")
@@ -162,7 +152,7 @@ def rebase_replay_100k(opts: Options) -> list[Row]:
     rebase on the minbase (target: at most 1.5x — cost follows the changed paths)."""
     name = "rebase replay: same app, base with 100k more files"
     peer = "layerctl rebase on minbase"
-    source, reason = _debian_or_reason()
+    source, reason = corpus.debian_or_reason(_unavailable())
     if reason:
         return [Row(name, None, peer, None, reason)]
     n = 20_000 if opts.quick else 100_000
@@ -190,13 +180,7 @@ def rebase_replay_100k(opts: Options) -> list[Row]:
 def squash_ten(opts: Options) -> list[Row]:
     name = "squash 10 layers (100 files each) on Debian"
     peer = "buildah commit --squash"
-    reason = _unavailable()
-    source = None
-    if not reason:
-        try:
-            source = corpus.debian_minbase()
-        except corpus.CorpusUnavailable as e:
-            reason = f"corpus unavailable: {e}"
+    source, reason = corpus.debian_or_reason(_unavailable())
     if reason:
         return [Row(name, None, peer, None, reason)]
     work = fresh_dir(opts.workdir / "squash")

@@ -56,11 +56,7 @@ def registry_debian(opts: Options) -> list[Row]:
     """Debian minbase (~200 MB, one layer) through a local registry: pull and push."""
     names = ["pull debian-minbase", "pull debian-minbase", "pull, every layer present",
              "push debian-minbase"]  # fmt: skip
-    reason = _unavailable()
-    try:
-        source = corpus.debian_minbase()
-    except corpus.CorpusUnavailable as e:
-        reason = reason or f"corpus unavailable: {e}"
+    source, reason = corpus.debian_or_reason(_unavailable())
     if reason:
         return [Row(n, None, "-", None, reason) for n in names]
     helpers = _helpers()

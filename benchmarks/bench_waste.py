@@ -57,13 +57,7 @@ def _unavailable() -> str | None:
 def waste_debian(opts: Options) -> list[Row]:
     """Debian minbase + 10 committed layers: layerctl waste vs dive --ci."""
     name = "waste debian-minbase + 10 layers"
-    reason = _unavailable()
-    source = None
-    if not reason:
-        try:
-            source = corpus.debian_minbase()
-        except corpus.CorpusUnavailable as e:
-            reason = f"corpus unavailable: {e}"
+    source, reason = corpus.debian_or_reason(_unavailable())
     if reason:
         return [Row(name, None, "dive --ci", None, reason)]
     work = fresh_dir(opts.workdir / "insight")

@@ -139,13 +139,7 @@ NAMES = [
 
 def wire_debian(opts: Options) -> list[Row]:
     """Debian minbase through a local registry and archives, medians of 5 runs."""
-    reason = _unavailable()
-    source = None
-    if not reason:
-        try:
-            source = corpus.debian_minbase()
-        except corpus.CorpusUnavailable as e:
-            reason = f"corpus unavailable: {e}"
+    source, reason = corpus.debian_or_reason(_unavailable())
     if reason:
         return [Row(n, None, "-", None, reason) for n in NAMES]
     repeat = max(opts.repeat, REPEAT) if not opts.quick else opts.repeat

@@ -122,6 +122,17 @@ def debian_minbase(build: bool = True) -> Path:
 # --- synthetic ----------------------------------------------------------------------------
 
 
+def debian_or_reason(unavailable: str | None) -> tuple[Path | None, str | None]:
+    """(the Debian corpus, None), or (None, why a benchmark that needs it cannot run):
+    `unavailable` (a tool or root missing) first, else the corpus missing."""
+    if unavailable:
+        return None, unavailable
+    try:
+        return debian_minbase(), None
+    except CorpusUnavailable as e:
+        return None, f"corpus unavailable: {e}"
+
+
 def _word_blob(rng: random.Random, size: int) -> bytes:
     letters = "etaoinshrdlucmfwypvbgkjqxz"
     weights = list(range(len(letters), 0, -1))
