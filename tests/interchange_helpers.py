@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -197,25 +198,31 @@ class Podman:
         shutil.rmtree(self.top, ignore_errors=True)
 
 
-def podman_two_layers(podman: Podman, rootfs: Path, tmp_path: Path) -> None:
-    """localhost/pm:base (podman import) and localhost/pm:two (a commit with additions,
-    changes, deletions, an opaque directory and a chmod)."""
-    tar = tmp_path / "rootfs.tar"
+def podman_two_layers(podman: Podman, rootfs: Path, tmp_path: Path, repo: str = "pm",
+                      edit: Callable[[Path], None] | None = None) -> None:
+    """localhost/REPO:base (podman import of `rootfs`) and localhost/REPO:two (a commit
+    of `edit(merged)`; default: additions, changes, deletions, an opaque directory and
+    a chmod)."""
+    tar = tmp_path / f"{repo}-rootfs.tar"
     subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C",
                     str(rootfs), "-cf", str(tar), "."], check=True)
-    podman("import", tar, "localhost/pm:base")
-    podman("create", "--name", "builder", "localhost/pm:base", "/bin/true")
+    podman("import", tar, f"localhost/{repo}:base")
+    podman("create", "--name", "builder", f"localhost/{repo}:base", "/bin/true")
     merged = Path(podman("mount", "builder"))
     try:
-        (merged / "etc/added").write_text("added\n")
-        (merged / "etc/hostname").write_text("changed\n")
-        os.unlink(merged / "link")
-        shutil.rmtree(merged / "empty")
-        shutil.rmtree(merged / "var/cache/apt")  # then recreated: an opaque directory
-        (merged / "var/cache/apt").mkdir()
-        (merged / "var/cache/apt/fresh").write_text("fresh\n")
-        os.chmod(merged / "bin-tool", 0o700)
+        (edit or _two_layers_edit)(merged)
     finally:
         podman("umount", "builder")
-    podman("commit", "-q", "builder", "localhost/pm:two")
+    podman("commit", "-q", "builder", f"localhost/{repo}:two")
     podman("rm", "builder")
+
+
+def _two_layers_edit(merged: Path) -> None:
+    (merged / "etc/added").write_text("added\n")
+    (merged / "etc/hostname").write_text("changed\n")
+    os.unlink(merged / "link")
+    shutil.rmtree(merged / "empty")
+    shutil.rmtree(merged / "var/cache/apt")  # then recreated: an opaque directory
+    (merged / "var/cache/apt").mkdir()
+    (merged / "var/cache/apt/fresh").write_text("fresh\n")
+    os.chmod(merged / "bin-tool", 0o700)

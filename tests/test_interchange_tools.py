@@ -184,24 +184,17 @@ def test_layerctl_loads_podmans_debian(debian_rootfs, store, podman, tmp_path):
             target.close()
 
 
+def _podman_debian_edit(merged: Path) -> None:
+    (merged / "etc/motd").write_text("changed\n")
+    shutil.rmtree(merged / "usr/share/doc")
+    shutil.rmtree(merged / "var/log/apt")
+    (merged / "var/log/apt").mkdir()
+    (merged / "var/log/apt/new.log").write_text("log\n")
+    os.chmod(merged / "usr/bin/passwd", 0o755)
+
+
 def _podman_two_layers_debian(podman: Podman, rootfs: Path, tmp_path: Path) -> None:
-    tar = tmp_path / "debian.tar"
-    subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C",
-                    str(rootfs), "-cf", str(tar), "."], check=True)
-    podman("import", tar, "localhost/deb:base")
-    podman("create", "--name", "builder", "localhost/deb:base", "/bin/true")
-    merged = Path(podman("mount", "builder"))
-    try:
-        (merged / "etc/motd").write_text("changed\n")
-        shutil.rmtree(merged / "usr/share/doc")
-        shutil.rmtree(merged / "var/log/apt")
-        (merged / "var/log/apt").mkdir()
-        (merged / "var/log/apt/new.log").write_text("log\n")
-        os.chmod(merged / "usr/bin/passwd", 0o755)
-    finally:
-        podman("umount", "builder")
-    podman("commit", "-q", "builder", "localhost/deb:two")
-    podman("rm", "builder")
+    podman_two_layers(podman, rootfs, tmp_path, "deb", _podman_debian_edit)
 
 
 # -- track ------------------------------------------------------------------------------------
