@@ -783,18 +783,7 @@ def _swap_preconditions(store: object, layers: list[Layer], old_index: int) -> N
 
 
 def _apply_layers(store: object, onto: str, steps: list[dict], op: str) -> Outcome:
-    t = _resolve_target(store, onto, snapshot=False)
-    _refuse_running(store, t)
-    if t.kind == "container":
-        t.snapshot = snapshot_container_changes(store, t.container)
-    state = _target_state(store, t, op, t.top)
-    state["todo"] = steps + _pending_steps(t)
-    if t.kind == "image":
-        if t.tag is None:
-            raise BadInput(f"{onto} is not an image tag or a container")
-        state["result_tag"] = t.tag
-        state["result_tag_old"] = t.top
-    return _begin(store, state, None)
+    return _edit_history(store, onto, None, steps, op, None)
 
 
 def cherry_pick(store: object, layer: str, onto: str) -> Outcome:
@@ -880,13 +869,15 @@ def interactive(store: object, ref: str, base: str | None, editor: Editor) -> Ou
     return _edit_history(store, ref, layers[index].id, steps, "rebase -i", editor)
 
 
-def _edit_history(store: object, ref: str, start: str, steps: list[dict], op: str,
+def _edit_history(store: object, ref: str, start: str | None, steps: list[dict], op: str,
                   editor: Editor | None) -> Outcome:
+    """Run `steps` on `ref` (an image tag or a container) from layer `start` (None: its
+    top, where cherry-pick and revert add theirs)."""
     t = _resolve_target(store, ref, snapshot=False)
     _refuse_running(store, t)
     if t.kind == "container":
         t.snapshot = snapshot_container_changes(store, t.container)
-    state = _target_state(store, t, op, start)
+    state = _target_state(store, t, op, start or t.top)
     state["todo"] = steps + _pending_steps(t)
     if t.kind == "image":
         if t.tag is None:
