@@ -371,12 +371,7 @@ class _Applier:
             raw = name.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
             raise self._fail(f"{what} is not encodable") from None
-        if not raw:
-            raise self._fail(f"empty {what}")
-        if b"\0" in raw:
-            raise self._fail(f"{what} contains a NUL byte")
-        if len(raw) > self.limits.max_path_length:
-            raise self._fail(f"{what} is longer than {self.limits.max_path_length} bytes")
+        self._check_bytes(raw, what)
         if raw.startswith(b"/"):
             raise self._fail(f"absolute {what} {_show(raw)} (layer paths are relative)")
         parts = [p for p in raw.split(b"/") if p and p != b"."]
@@ -664,13 +659,18 @@ class _Applier:
 
     def _target_bytes(self, text: str, what: str) -> bytes:
         raw = text.encode("utf-8", "surrogateescape")
+        self._check_bytes(raw, what)
+        return raw
+
+    def _check_bytes(self, raw: bytes, what: str) -> None:
+        """What a member name and a link target must both be: not empty, no NUL, within
+        the path length limit."""
         if not raw:
             raise self._fail(f"empty {what}")
         if b"\0" in raw:
             raise self._fail(f"{what} contains a NUL byte")
         if len(raw) > self.limits.max_path_length:
             raise self._fail(f"{what} is longer than {self.limits.max_path_length} bytes")
-        return raw
 
     def _hardlink(self, info: tarfile.TarInfo, path: bytes) -> None:
         target = self._path(info.linkname, "hardlink target")
