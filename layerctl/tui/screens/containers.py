@@ -129,5 +129,4 @@ class ContainersScreen(TableScreen):
                 self.app.container = None
                 self.app.call_later(self.app.open_target)
             elif what == "reset":
-                main.load_stack()
-                main.rescan(restart=True)
+                main.reload()

@@ -142,5 +142,4 @@ class HunkScreen(WorkerCalls, Screen):
         main = self.app._main()
         self.app.pop_screen()
         if main is not None:
-            main.load_stack()
-            main.rescan(restart=True)
+            main.reload()

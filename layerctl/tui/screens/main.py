@@ -390,9 +390,14 @@ class MainScreen(WorkerCalls, Screen):
         self.file_tree.action_search()
 
     def action_refresh(self) -> None:
+        self.reload(restart=False)
+
+    def reload(self, restart: bool = True) -> None:
+        """The stack again, and a container's changes (after something moved its base
+        or rewrote its files: `restart` also restarts the watch)."""
         self.load_stack()
         if self.container:
-            self.rescan()
+            self.rescan(restart=restart)
 
     def action_commit(self) -> None:
         from layerctl.tui.screens.commit import CommitDialog

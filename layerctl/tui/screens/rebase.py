@@ -109,6 +109,4 @@ class RebaseScreen(WorkerCalls, Screen):
         main = self.app._main()
         self.app.pop_screen()
         if main is not None:
-            main.load_stack()
-            if main.container:  # its pending changes were replayed too
-                main.rescan(restart=True)
+            main.reload()
