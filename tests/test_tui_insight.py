@@ -14,11 +14,10 @@ from layerctl.tui.app import LayerctlApp
 from layerctl.tui.screens.blame import BlameScreen
 from layerctl.tui.screens.main import MainScreen
 from layerctl.tui.screens.waste import WasteScreen
-from layerctl.tui.widgets.files import FileTree
 from layerctl.waste import analyze, default_base
 from layerctl.words import human_size
 from tests.layerhelpers import commit_edit, import_dir, put_file
-from tests.tuihelpers import SIZE, sync, wait_for
+from tests.tuihelpers import SIZE, files_cursor, sync, wait_for
 
 IMAGE = "wimg:latest"
 
@@ -62,11 +61,6 @@ def image(store, tmp_path) -> list[str]:
 
 def _cells(table, row: int) -> list[str]:
     return [str(c) for c in table.get_row_at(row)]
-
-
-def _files_cursor(app) -> bytes | None:
-    node = app.screen.query_one(FileTree).cursor_node
-    return getattr(node.data, "path", None) if node is not None else None
 
 
 async def _main_ready(pilot, app, top: str) -> MainScreen:
@@ -122,7 +116,7 @@ async def test_waste_screen_figures_sort_and_jump_to_the_culprit(store, image):
         table.move_cursor(row=0)
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is main, what="back on the main screen")
-        await wait_for(pilot, lambda: _files_cursor(app) == b"data/a",
+        await wait_for(pilot, lambda: files_cursor(app) == b"data/a",
                        what="Files on /data/a")
         assert main.stack.selected_layer() == l2  # the layer that deleted it
         assert main.selected == l2
@@ -134,7 +128,7 @@ async def test_waste_screen_figures_sort_and_jump_to_the_culprit(store, image):
                        and app.screen.table.row_count == 2, what="the waste report again")
         app.screen.table.move_cursor(row=1)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.screen is main and _files_cursor(app) == b"app/conf",
+        await wait_for(pilot, lambda: app.screen is main and files_cursor(app) == b"app/conf",
                        what="Files on /app/conf")
         assert main.stack.selected_layer() == l3
 
@@ -146,7 +140,7 @@ async def test_blame_a_file_changed_in_two_layers_and_jump(store, image):
     async with app.run_test(size=SIZE) as pilot:
         main = await _main_ready(pilot, app, l3)
         assert main.show_layer(l3, b"app/conf")  # the layer shown already: Files moves only
-        await wait_for(pilot, lambda: _files_cursor(app) == b"app/conf", what="/app/conf")
+        await wait_for(pilot, lambda: files_cursor(app) == b"app/conf", what="/app/conf")
         assert main.file_tree.has_focus
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, BlameScreen)
@@ -164,17 +158,17 @@ async def test_blame_a_file_changed_in_two_layers_and_jump(store, image):
         table.move_cursor(row=1)
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is main and main.selected == l1
-                       and _files_cursor(app) == b"app/conf", what="layer L1 and /app/conf")
+                       and files_cursor(app) == b"app/conf", what="layer L1 and /app/conf")
         assert main.stack.selected_layer() == l1
 
         # a deleted file: its deletion is the last event, and enter selects that layer
         main.show_layer(l2, b"data/a")
-        await wait_for(pilot, lambda: main.selected == l2 and _files_cursor(app) == b"data/a",
+        await wait_for(pilot, lambda: main.selected == l2 and files_cursor(app) == b"data/a",
                        what="/data/a in L2")
         main.stack.select_layer(l3)  # away again, then blame from the top layer's Files
         await wait_for(pilot, lambda: main.selected == l3 and main.file_tree.root.children)
         main.show_layer(l3, b"data/b")
-        await wait_for(pilot, lambda: _files_cursor(app) == b"data/b")
+        await wait_for(pilot, lambda: files_cursor(app) == b"data/b")
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, BlameScreen)
                        and app.screen.history is not None)
@@ -190,7 +184,7 @@ async def test_blame_of_a_deleted_path_names_the_deleting_layer(store, image):
     async with app.run_test(size=SIZE) as pilot:
         main = await _main_ready(pilot, app, l3)
         main.show_layer(l2, b"data/a")
-        await wait_for(pilot, lambda: main.selected == l2 and _files_cursor(app) == b"data/a")
+        await wait_for(pilot, lambda: main.selected == l2 and files_cursor(app) == b"data/a")
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, BlameScreen)
                        and app.screen.table.row_count == 2)
@@ -200,7 +194,7 @@ async def test_blame_of_a_deleted_path_names_the_deleting_layer(store, image):
         app.screen.table.move_cursor(row=0)
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is main and main.selected == base
-                       and _files_cursor(app) == b"data/a")
+                       and files_cursor(app) == b"data/a")
 
 
 @sync
@@ -241,7 +235,7 @@ async def test_a_containers_pending_layer_is_a_culprit_and_a_blame_event(store, 
         screen.table.move_cursor(row=rows["/keep"])
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is main and main.selected is None
-                       and _files_cursor(app) == b"keep", what="the pending row and /keep")
+                       and files_cursor(app) == b"keep", what="the pending row and /keep")
         assert main.stack.selected_layer() is None and main.stack.cursor_row == 0
 
         await pilot.press("b")
@@ -253,7 +247,7 @@ async def test_a_containers_pending_layer_is_a_culprit_and_a_blame_event(store, 
         app.screen.table.move_cursor(row=0)
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is main and main.selected == base
-                       and _files_cursor(app) == b"keep", what="the base layer")
+                       and files_cursor(app) == b"keep", what="the base layer")
 
 
 HOSTILE = b"we\x1bird\n[red]x\xff"  # an escape, a newline, markup, a byte that is not UTF-8
@@ -278,7 +272,7 @@ async def test_hostile_names_are_quoted_and_still_found(store, tmp_path):
         shown = _cells(app.screen.table, 0)[4]
         assert shown == path_text(HOSTILE) == '"/we\\033ird\\n[red]x\\377"'
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.screen is main and _files_cursor(app) == HOSTILE)
+        await wait_for(pilot, lambda: app.screen is main and files_cursor(app) == HOSTILE)
         assert main.selected == top
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, BlameScreen)
@@ -314,7 +308,7 @@ async def test_a_removed_directory_is_one_row_and_enter_reveals_it(store, tmp_pa
         assert row[0].strip() == human_size(3000) and row[1] == "deleted"
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is main and main.selected == top
-                       and _files_cursor(app) == b"srv/cache", what="the removed directory")
+                       and files_cursor(app) == b"srv/cache", what="the removed directory")
         assert main.file_tree.cursor_node.data.status == "D"
         assert main.file_tree.query_text == "" and "D" in main.file_tree.kinds
 

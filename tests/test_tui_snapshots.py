@@ -18,6 +18,7 @@ from layerctl.containers import api
 from layerctl.tui.app import LayerctlApp
 from layerctl.tui.widgets.changes import ChangeList
 from layerctl.tui.widgets.files import FileTree
+from tests.tuihelpers import files_cursor
 
 THEMES = ["dark", "light", "high-contrast"]
 SIZE = (160, 48)
@@ -151,8 +152,7 @@ def test_blame_screen(snap_compare, make_app, store):
         await main_ready(pilot)
         main = pilot.app.screen
         main.show_layer(layers[2], b"file5")
-        tree = main.query_one(FileTree)
-        await settle(pilot, lambda: getattr(tree.cursor_node.data, "path", None) == b"file5")
+        await settle(pilot, lambda: files_cursor(pilot.app) == b"file5")
         await pilot.press("b")
         await settle(pilot, lambda: pilot.app.screen.__class__.__name__ == "BlameScreen"
                      and pilot.app.screen.table.row_count == 2)

@@ -8,6 +8,7 @@ import functools
 import time
 
 from layerctl.tui.widgets.changes import ChangeList
+from layerctl.tui.widgets.files import FileTree
 
 SIZE = (160, 48)
 
@@ -36,3 +37,9 @@ def changes_of(app) -> ChangeList:
 
 def select_change(table: ChangeList, path: bytes) -> None:
     table.select_path(path)
+
+
+def files_cursor(app) -> bytes | None:
+    """The path under the Files cursor; None while the tree is being rebuilt."""
+    node = app.screen.query_one(FileTree).cursor_node
+    return getattr(node.data, "path", None) if node is not None else None
