@@ -1,15 +1,28 @@
 """Shared pytest fixtures and markers for layerctl's tests.
 
+Layout
+    unit/          one module in-process: no mounts, servers or containers
+    integration/   the CLI, TUI and core end to end: real overlay mounts, runc, registry, git
+    compat/        what podman, skopeo and umoci make of layerctl's output, and it of theirs
+    faults/        hostile containers, tars, archives, registries and remotes; kill -9 at
+                   fault points
+    tests/*.py     helpers, imported one way (``from tests.X import ...``)
+
 Fixtures
     debian_rootfs  (session) Path of a cached Debian bookworm minbase rootfs,
                    built with debootstrap on first use. Treat it as read-only:
                    copy it (``cp -a``) before changing anything.
     store_root     Fresh empty store directory; LAYERCTL_ROOT points at it.
+    store          The Store at store_root; its containers' mounts released afterwards.
     cli            ``cli(*args, input=None, check=True, env=None)`` runs
                    ``python -m layerctl`` against ``store_root``.
     needs_root     Skips the test unless running as root.
     needs_tool     ``needs_tool("skopeo")`` skips unless the tool is on PATH
                    and returns its path.
+    cli_deb        ``cli`` over a store holding the Debian corpus as image "deb".
+    podman         podman on private storage, removed afterwards.
+    git_daemon     ``(url, path)`` of a bare repository served by `git daemon`
+                   on 127.0.0.1 (push enabled), stopped afterwards.
 
 Markers (same effect, declarative)
     @pytest.mark.needs_root
@@ -26,14 +39,19 @@ import fcntl
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.githelpers import GIT_ENV, git
+from tests.paths import REPO_ROOT
+from tests.registryhelpers import free_port
+
 DEFAULT_CORPUS_DIR = "/var/cache/layerctl-corpus"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_ROOTFS_NAME = "debian-minbase"
@@ -365,3 +383,39 @@ def podman(tmp_path_factory, needs_tool, monkeypatch):
         yield p
     finally:
         p.cleanup()
+
+
+@pytest.fixture
+def git_daemon(tmp_path):
+    """`git daemon` on 127.0.0.1 serving tmp_path/served (receive-pack enabled)."""
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    base = tmp_path / "served"
+    base.mkdir()
+    git("init", "-q", "--bare", base / "images.git")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "git", "daemon", "--export-all", "--enable=receive-pack", "--reuseaddr",
+            f"--base-path={base}", f"--port={port}", "--listen=127.0.0.1", str(base),
+        ],
+        env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("git daemon did not start")
+                time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}/images.git", base / "images.git"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from layerctl.store.layers import read_layer
 from layerctl.store.meta import FILE, Meta
 from layerctl.store.objects import BLOB
 from layerctl.store.repo import Store
+
+# the return code of a process that a fault point killed (LAYERCTL_CRASH_AT)
+KILLED = -signal.SIGKILL
 
 AUTHOR = "Test <test@example.com>"
 

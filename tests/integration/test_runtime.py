@@ -22,9 +22,7 @@ import pytest
 
 from layerctl import runtime as rt
 from layerctl.errors import LayerctlError, NotFound
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
+from tests.paths import REPO_ROOT
 
 # -- bundle (no runtime needed) ---------------------------------------------------
 

@@ -16,9 +16,9 @@ from layerctl.store.layers import _parse_commit
 from layerctl.store.packs import Pack, apply_delta, pack_bases
 from layerctl.store.refread import RefReader, valid_ref_name
 from layerctl.store.repo import Store
+from tests import githelpers
 
-GIT_ENV = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-           "GIT_AUTHOR_NAME": "A U Thor", "GIT_AUTHOR_EMAIL": "a@example.com",
+GIT_ENV = {**githelpers.GIT_ENV, "GIT_AUTHOR_NAME": "A U Thor", "GIT_AUTHOR_EMAIL": "a@example.com",
            "GIT_COMMITTER_NAME": "C", "GIT_COMMITTER_EMAIL": "c@example.com"}
 TYPES = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_crash_points import KILLED
+from tests.layerhelpers import KILLED
 from tests.undohelpers import Box, fscks, make_box
 
 pytestmark = pytest.mark.needs_root

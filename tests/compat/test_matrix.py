@@ -42,9 +42,9 @@ from layerctl.oci.registry.reference import parse_reference
 from layerctl.store.checkout import checkout
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
+from tests.interchange_helpers import PODMAN_ROOT, Podman
 from tests.layerhelpers import import_dir, release_containers
 from tests.registryhelpers import Registry
-from tests.test_interchange_tools import PODMAN_ROOT, Podman
 from tests.treecompare import compare, snapshot
 
 pytestmark = pytest.mark.needs_root

@@ -9,7 +9,6 @@ containers, the store's permissions and a full disk.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-KILLED = -signal.SIGKILL
-
+from tests.layerhelpers import KILLED
+from tests.paths import REPO_ROOT
 
 # -- helpers ----------------------------------------------------------------------
 
@@ -268,7 +267,7 @@ def test_import_whose_tag_moved_meanwhile_says_it_imported(store_root, base, src
 
 
 def _env(root: Path) -> dict:
-    repo = Path(__file__).resolve().parent.parent
+    repo = REPO_ROOT
     return dict(os.environ, LAYERCTL_ROOT=str(root), PYTHONPATH=str(repo))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_crash_points import KILLED
+from tests.layerhelpers import KILLED
 from tests.treecompare import compare
 from tests.undohelpers import Box, fscks, git, make_box
 

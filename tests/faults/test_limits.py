@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from layerctl.errors import InvalidName
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 RSS_LIMIT = 150 * MiB  # a layerctl process is ~30 MiB; any whole-file read shows
 

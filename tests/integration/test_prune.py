@@ -269,8 +269,8 @@ def _on_terminal(store_root: Path, answer: str, *args: str) -> str:
     import pty
     import sys
 
-    from tests.conftest import REPO_ROOT
     from tests.layerhelpers import cli_env
+    from tests.paths import REPO_ROOT
 
     leader, follower = pty.openpty()
     try:

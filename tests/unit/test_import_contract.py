@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "layerctl"
+from tests.paths import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "layerctl"
 FRONT_ENDS = ("cli", "tui")
 FORBIDDEN = ("textual", "click", "rich")
 

@@ -38,6 +38,7 @@ from tests.interchange_helpers import (
     write_tar,
 )
 from tests.layerhelpers import commit_edit, import_dir, put_file
+from tests.paths import REPO_ROOT
 from tests.treecompare import compare
 
 FORMATS = [("docker-archive", "none"), ("docker-archive", "gzip"), ("oci", "gzip"),
@@ -199,7 +200,7 @@ def test_docker_archive_layout(store, image, tmp_path):
 def test_stdout_output_equals_file_output(store, image, tmp_path, monkeypatch):
     out = tmp_path / "f.tar"
     save(store, ["test/app:1"], str(out), "oci", "zstd")
-    env = dict(os.environ, LAYERCTL_ROOT=store.root, PYTHONPATH=str(Path(__file__).parent.parent))
+    env = dict(os.environ, LAYERCTL_ROOT=store.root, PYTHONPATH=str(REPO_ROOT))
     piped = subprocess.run(
         [sys.executable, "-m", "layerctl", "save", "-q", "--format", "oci", "--compress", "zstd",
          "test/app:1"], capture_output=True, env=env, check=True,
@@ -309,7 +310,7 @@ def test_compressed_archive_and_stdin(store, fresh, image, tmp_path):
     load(fresh, str(gz))
     assert roots(fresh, "test/app:1") == roots(store, "test/app:1")
     env = dict(os.environ, LAYERCTL_ROOT=str(tmp_path / "third"),
-               PYTHONPATH=str(Path(__file__).parent.parent))
+               PYTHONPATH=str(REPO_ROOT))
     with open(gz, "rb") as f:
         proc = subprocess.run([sys.executable, "-m", "layerctl", "load"], stdin=f, env=env,
                               capture_output=True, text=True)

@@ -33,11 +33,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO_ROOT
 from tests.treecompare import compare, snapshot
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.needs_tool("useradd", "userdel", "tar")]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+
 SYSTEM_PYTHON = os.environ.get("LAYERCTL_ROOTLESS_PYTHON", "/usr/bin/python3")
 VENV_PREFIX = "/var/tmp/layerctl-rootless-venv-"
 USER_COMMENT = "layerctl rootless test pid="

@@ -3,31 +3,13 @@ git://, with the pushed repository read back by stock git."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from layerctl.store.repo import Store
+from tests.githelpers import git
 from tests.layerhelpers import commit_edit, import_dir, put_file
-
-GIT_ENV = {
-    **os.environ,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-}
-
-
-def git(*args, cwd=None) -> str:
-    out = subprocess.run(
-        ["git", *map(str, args)], capture_output=True, text=True, env=GIT_ENV, cwd=cwd
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout
 
 
 @pytest.fixture
@@ -165,48 +147,6 @@ def test_missing_remote_and_images(cli, images, tmp_path):
     assert noimg.stderr == "layerctl: no such image: nope:1\n"
     nofetch = cli("fetch", bare, "nope:1", check=False)
     assert nofetch.returncode == 1 and "has no image nope:1" in nofetch.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def git_daemon(tmp_path):
-    """`git daemon` on 127.0.0.1 serving tmp_path/served (receive-pack enabled)."""
-    if shutil.which("git") is None:
-        pytest.skip("git not installed")
-    base = tmp_path / "served"
-    base.mkdir()
-    git("init", "-q", "--bare", base / "images.git")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            "git", "daemon", "--export-all", "--enable=receive-pack", "--reuseaddr",
-            f"--base-path={base}", f"--port={port}", "--listen=127.0.0.1", str(base),
-        ],
-        env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("git daemon did not start")
-                time.sleep(0.05)
-        yield f"git://127.0.0.1:{port}/images.git", base / "images.git"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_push_fetch_git_daemon(cli, images, git_daemon, tmp_path):

@@ -26,10 +26,11 @@ from layerctl.store.layers import read_layer
 from layerctl.store.objects import BLOB
 from layerctl.store.repo import Store
 from tests.layerhelpers import AUTHOR, commit_edit, import_dir, put_file, release_containers
+from tests.paths import REPO_ROOT
 from tests.treecompare import compare
 
 pytestmark = pytest.mark.needs_root
-REPO_ROOT = Path(__file__).resolve().parent.parent
+
 KILLED = -signal.SIGKILL
 
 NEW_PASSWD_LINE = b"daemon:x:1:1:daemon:/usr/sbin:/bin/false\n"

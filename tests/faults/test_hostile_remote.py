@@ -10,11 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_remotes import git, git_daemon  # noqa: F401 - git_daemon is a fixture
 
 from layerctl.store.names import escape
 from layerctl.store.objects import serialize_tree
 from layerctl.store.repo import Store
+from tests.githelpers import git
 from tests.layerhelpers import import_dir
 
 MODE_FILE, MODE_TREE, MODE_LINK = b"100644", b"40000", b"120000"

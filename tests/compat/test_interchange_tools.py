@@ -21,15 +21,17 @@ from layerctl.oci.engines import track
 from layerctl.store.checkout import checkout
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
-from tests.interchange_helpers import Podman, make_tree, podman_two_layers, two_layer_image
+from tests.interchange_helpers import (
+    PODMAN_ROOT,
+    Podman,
+    make_tree,
+    podman_two_layers,
+    two_layer_image,
+)
 from tests.layerhelpers import import_dir
 from tests.treecompare import compare
 
 pytestmark = pytest.mark.needs_root
-
-# podman's `image mount` root is a directory of its own (0555, mount time), not the image's
-PODMAN_ROOT = {"mode:.", "mtime:.", "uid:.", "gid:."}
-
 
 @pytest.fixture
 def fresh(tmp_path: Path):

@@ -24,6 +24,7 @@ from layerctl.store.diff import diff
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
 from tests.layerhelpers import Mounted, sh
+from tests.paths import REPO_ROOT
 from tests.treecompare import compare, snapshot
 
 pytestmark = pytest.mark.needs_root
@@ -389,7 +390,7 @@ def test_killed_mid_commit_keeps_store_and_changes(store, small_image, store_roo
         env = dict(os.environ, LAYERCTL_ROOT=str(store_root), LAYERCTL_CRASH_AT=point)
         proc = subprocess.run(
             [sys.executable, "-m", "layerctl", "commit", "-a", "x", "kill"], env=env,
-            capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+            capture_output=True, text=True, cwd=REPO_ROOT)
         assert proc.returncode == -signal.SIGKILL, proc.stderr  # killed at the point
         pack_dir = store_root / "objects" / "pack"
         if point.startswith("pack.write-object"):  # the kill landed mid-write

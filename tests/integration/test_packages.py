@@ -23,8 +23,8 @@ from layerctl.store.meta import DIR, Meta
 from layerctl.store.repo import Store
 from tests.layerhelpers import cli_env, commit_edit, import_dir
 from tests.layerhelpers import put_file as _put_file
+from tests.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
 STATUS = b"var/lib/dpkg/status"
 INFO = b"var/lib/dpkg/info"
 LIBC_OLD, LIBC_NEW = "2.36-9+deb12u14", "2.36-9+deb12u99"
@@ -44,7 +44,7 @@ def put_file(ed: object, w: object, path: bytes, data: bytes, mode: int = 0o644)
 
 
 def run(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = cli_env(root, REPO)
+    env = cli_env(root, REPO_ROOT)
     proc = subprocess.run([sys.executable, "-m", "layerctl", *args], capture_output=True,
                           text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
     if check:
