@@ -114,6 +114,13 @@ class LayerctlApp(App):
                 return screen
         return None
 
+    def back_to_main(self) -> None:
+        """Close the current screen after it changed the store; the main screen reloads."""
+        main = self._main()
+        self.pop_screen()
+        if main is not None:
+            main.reload()
+
 
 def _theme_of(tf: settings.ThemeFile) -> Theme:
     fields = {k: v for k, v in tf.fields.items() if k in _THEME_FIELDS}

@@ -136,10 +136,4 @@ class HunkScreen(WorkerCalls, Screen):
         self._ui(self.notify, f"Committed layer {result.layer_id[:12]}: "
                               f"{len(taken)} of {len(self.patch.hunks)} hunks of "
                               f"{path_text(self.path)}", markup=False)
-        self._ui(self._done)
-
-    def _done(self) -> None:
-        main = self.app._main()
-        self.app.pop_screen()
-        if main is not None:
-            main.reload()
+        self._ui(self.app.back_to_main)

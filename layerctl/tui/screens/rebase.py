@@ -97,16 +97,10 @@ class RebaseScreen(WorkerCalls, Screen):
                 out = interactive(self.app.store, self.target, None, editor)
         except RebaseStopped as e:  # conflicts or an edit stop: resolved in a container
             self._ui(self.notify, str(e), severity="warning", markup=False, timeout=15)
-            self._ui(self._done)
+            self._ui(self.app.back_to_main)
             return
         except (LayerctlError, OSError) as e:
             self._ui(self.notify, str(e), severity="error", markup=False)
             return
         self._ui(self.notify, out.message, markup=False)
-        self._ui(self._done)
-
-    def _done(self) -> None:
-        main = self.app._main()
-        self.app.pop_screen()
-        if main is not None:
-            main.reload()
+        self._ui(self.app.back_to_main)
