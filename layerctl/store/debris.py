@@ -7,11 +7,11 @@ Two kinds of debris:
   gone is removed at once. dulwich's own (`objects/tmp_pack_*`,
   `objects/pack/tmp*.pack`, written by `fetch`) carry no pid and are removed
   once untouched for FOREIGN_AGE: a live fetch keeps writing its file.
-- ref locks (`<ref>.lock`): layerctl's writer flock()s the lock file for as long
-  as it exists and writes MARK into it, so a lock that nobody holds and that
-  carries MARK was left by a dead layerctl. Other locks (git's own, or layerctl's
-  in the instant between writing the new value and renaming it) are stale once
-  older than LOCK_AGE: every writer holds a ref lock for milliseconds.
+- ref locks (`<ref>.lock`): layerctl's writer flock()s the lock file and writes
+  MARK into it before the lock appears (store/repo.py links it into place) and
+  keeps both until it removes it, so a lock that nobody holds and that carries MARK
+  was left by a dead layerctl. Other locks (git's own) are stale once older than
+  LOCK_AGE: every writer holds a ref lock for milliseconds.
 """
 
 from __future__ import annotations

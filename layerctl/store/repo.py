@@ -319,11 +319,14 @@ class Store:
 
     def _update_ref(self, name: str, old: str | None, new: str | None,
                     message: str = "") -> None:
-        """Git's protocol (`<ref>.lock` created exclusively, renamed over the ref), with
-        the lock flock()ed and marked so that one left by a killed process is known
-        stale and cleared here instead of blocking the ref forever (store/debris.py).
-        The one place refs move: every move is logged here, under the lock, before
-        it takes effect (reflog and undo journal, store/journal.py)."""
+        """Git's lock protocol (`<ref>.lock` created exclusively and held while the ref
+        changes), with the lock flock()ed and marked from the moment it exists until it
+        is removed, so that one left by a process killed at any point is known stale
+        and cleared here instead of blocking the ref (store/debris.py). The new value is
+        written to a temporary file and renamed over the ref, not into the lock as git
+        does: rewriting the lock would erase its mark. The one place refs move: every
+        move is logged here, under the lock, before it takes effect (reflog and undo
+        journal, store/journal.py)."""
         from dulwich.refs import check_ref_format
 
         from layerctl.store import journal
@@ -347,19 +350,24 @@ class Store:
                     packed_only = True
             elif new != current:
                 faults.point("ref.move")
-                data = new.encode() + b"\n"
-                os.pwrite(fd, data, 0)
-                os.ftruncate(fd, len(data))
-                os.fsync(fd)
-                journal.record(self.root, name, current, new, message)
-                faults.point("ref.logged")
-                os.rename(lock, path)
-                lock = ""
+                value_fd, value = self._temp("refvalue")
+                try:
+                    try:
+                        os.write(value_fd, new.encode() + b"\n")
+                        os.fsync(value_fd)
+                    finally:
+                        os.close(value_fd)
+                    journal.record(self.root, name, current, new, message)
+                    faults.point("ref.logged")
+                    os.rename(value, path)
+                except BaseException:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(value)
+                    raise
         finally:
             os.close(fd)
-            if lock:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(lock)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
         if new is None:
             if packed_only:
                 assert old is not None  # delete_ref always names the value it deletes
@@ -380,26 +388,39 @@ class Store:
         cleared = False
         for _ in range(4):
             os.makedirs(os.path.dirname(lock), exist_ok=True)
+            # Held and marked before it appears under the lock's name (a link, which
+            # fails if the name exists): no instant shows an unmarked lock of ours.
+            fd, marked = self._temp("reflock")
             try:
-                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                debris.hold_lock(fd)
+                faults.point("ref.lock")
+                os.link(marked, lock)
             except FileNotFoundError:
+                os.close(fd)
                 continue  # a deletion pruned the emptied directory just now
             except FileExistsError:
+                os.close(fd)
                 if not cleared and debris.clear_if_stale(lock):
                     cleared = True
                     continue
                 holder = debris.lock_holder(lock)
                 raise RefBusy(f"{name} is locked by {holder}; try again", holder) from None
             except NotADirectoryError:
+                os.close(fd)
                 raise Conflict(f"{name} clashes with an existing ref") from None
-            try:
-                debris.hold_lock(fd)
             except BaseException:
                 os.close(fd)
-                os.unlink(lock)
                 raise
+            finally:
+                os.unlink(marked)
             return fd
         raise RefBusy(f"{name} is being changed by another process; try again", "another process")
+
+    def _temp(self, kind: str) -> tuple[int, str]:
+        """A new file of this process in objects/ (same filesystem as refs/), named so
+        that debris.clean_temps removes it if the process dies before it is gone."""
+        path = os.path.join(self.root, "objects", debris.temp_prefix(kind) + os.urandom(6).hex())
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), path
 
     def _current_ref(self, name: str, path: str) -> str | None:
         value: bytes | None

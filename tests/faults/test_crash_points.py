@@ -274,8 +274,11 @@ def _env(root: Path) -> dict:
 # -- tag, rmi -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("point", ["tag.move", "ref.move"])
+@pytest.mark.parametrize("point", ["tag.move", "ref.lock", "ref.move", "ref.logged"])
 def test_tag_killed(cli, store_root, base, src, tmp_path, point):
+    """Killed anywhere in a tag move: the tag holds the old or the new layer and the
+    next writer goes ahead at once (ref.logged: the new value was written and logged,
+    not yet renamed; a lock holding it used to block the tag for LOCK_AGE)."""
     (src / "etc" / "motd").write_text("other\n")
     other = cli("import", src, "other:1").stdout.strip()
     crash(cli, "tag", "other:1", "app:1", point=point)
