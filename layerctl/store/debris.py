@@ -144,6 +144,29 @@ def clean_dead_dirs(parent: str, prefix: str,
     return removed
 
 
+def clean_atomic_temps(top: str) -> list[str]:
+    """Remove the `<name>.tmp.<pid>` files that atomic.write_file of a dead process left
+    in the folders right below `top` (cache/<kind>/, containers/<id>/). One level only:
+    deeper down are layer dirs and container files, whose names are the user's."""
+    removed = []
+    try:
+        kinds = os.scandir(top)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    with kinds:
+        for kind in kinds:
+            if not kind.is_dir(follow_symlinks=False):
+                continue
+            with os.scandir(kind.path) as entries:
+                for entry in entries:
+                    _, dot_tmp, pid = entry.name.rpartition(".tmp.")
+                    if (dot_tmp and pid.isdigit() and entry.is_file(follow_symlinks=False)
+                            and not pid_alive(int(pid))):
+                        os.unlink(entry.path)
+                        removed.append(entry.path)
+    return removed
+
+
 def clear(root: str) -> list[str]:
     """Remove every kind of debris of dead writers in the store at `root` (for fsck)."""
     objects = os.path.join(root, "objects")
@@ -152,6 +175,8 @@ def clear(root: str) -> list[str]:
     removed += clean_dead_dirs(objects, INCOMING_PREFIX)
     removed += clean_dead_dirs(os.path.join(root, "cache", "layers"), CACHE_TMP_PREFIX)
     removed += clean_dead_dirs(os.path.join(root, "cache", "overlay"), CACHE_TMP_PREFIX)
+    removed += clean_atomic_temps(os.path.join(root, "cache"))
+    removed += clean_atomic_temps(os.path.join(root, "containers"))
     return removed
 
 

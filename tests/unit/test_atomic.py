@@ -95,3 +95,26 @@ def test_concurrent_readers_never_see_a_partial_file(tmp_path: Path) -> None:
         stop.set()
         reader.join()
     assert seen <= {b"aa1000000", b"bb1000000"}
+
+
+def test_a_killed_writers_temporary_is_swept_and_nothing_deeper(tmp_path: Path) -> None:
+    """fsck's debris sweep (store/debris.py) removes what a killed write_file left in
+    cache/<kind>/; a live writer's temporary and user files deeper down stay."""
+    from layerctl.store import debris
+
+    cache = tmp_path / "cache"
+    (cache / "changes").mkdir(parents=True)
+    code = ("import sys; from layerctl import atomic; "
+            "atomic.write_file(sys.argv[1], b'new', durable=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(cache / "changes" / "key")],
+                            env={**os.environ, "LAYERCTL_CRASH_AT": "atomic.before-rename"})
+    assert proc.wait() == -9
+    (left,) = (cache / "changes").iterdir()
+    assert left.name == f"key.tmp.{proc.pid}"
+    live = cache / "changes" / f"other.tmp.{os.getpid()}"
+    live.write_bytes(b"being written")
+    user = cache / "overlay" / "abc" / "diff" / f"notes.tmp.{proc.pid}"
+    user.parent.mkdir(parents=True)
+    user.write_bytes(b"a file of the image")
+    assert debris.clean_atomic_temps(str(cache)) == [str(left)]
+    assert not left.exists() and live.exists() and user.exists()
