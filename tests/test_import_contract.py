@@ -74,7 +74,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("oci", {"oci"}),
     ("uses", {"history", "packages", "pkgversion", "blame", "bisect", "waste", "divecompat",
               "diveci", "browse", "prune", "demo", "gotemplate", "fsck", "pkgdb",
-              "merge", "rewrite", "undo"}),
+              "merge", "rewrite", "undo", "preview"}),
     ("fronts", {"cli", "tui", "__main__"}),
 ]
 
