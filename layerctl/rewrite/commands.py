@@ -4,10 +4,11 @@ swap), cherry-pick, revert, rebase -i (git's todo format), squash and split."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from layerctl.errors import BadInput
 from layerctl.rewrite.sequencer import begin
-from layerctl.rewrite.state import Editor, Outcome
+from layerctl.rewrite.state import Editor, Outcome, Step
 from layerctl.rewrite.targets import (
     chain_of,
     edit_history,
@@ -23,6 +24,9 @@ from layerctl.rewrite.targets import (
 )
 from layerctl.store.layers import Layer, read_layer
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
+
 ACTIONS = ("pick", "reword", "edit", "squash", "fixup", "drop")
 _SHORT = {a[0]: a for a in ACTIONS}
 
@@ -30,7 +34,7 @@ _SHORT = {a[0]: a for a in ACTIONS}
 # -- rebase -----------------------------------------------------------------------------
 
 
-def rebase(store: object, ref: str, onto: str, base: str | None = None, mode: str = "replay",
+def rebase(store: Store, ref: str, onto: str, base: str | None = None, mode: str = "replay",
            in_place: bool = False, tag: str | None = None, force: bool = False) -> Outcome:
     from layerctl.images import parse_name, resolve
 
@@ -61,7 +65,7 @@ def rebase(store: object, ref: str, onto: str, base: str | None = None, mode: st
     if mode == "swap":
         _swap_preconditions(store, layers, old_index)
     refuse_running(store, t)
-    if t.kind == "container":
+    if t.container is not None:
         t.snapshot = snapshot_container_changes(store, t.container)
     state = target_state(store, t, "rebase", onto_id)
     state.update(mode=mode, onto=onto_id, onto_name=onto,
@@ -83,7 +87,7 @@ def rebase(store: object, ref: str, onto: str, base: str | None = None, mode: st
     return out
 
 
-def _swap_preconditions(store: object, layers: list[Layer], old_index: int) -> None:
+def _swap_preconditions(store: Store, layers: list[Layer], old_index: int) -> None:
     """regctl's: the old base's layers are exactly the image's first layers, each with
     a DiffID (layerctl's layers are their own history entries, so the history check is
     the identity of the commits)."""
@@ -95,11 +99,11 @@ def _swap_preconditions(store: object, layers: list[Layer], old_index: int) -> N
 # -- cherry-pick, revert ----------------------------------------------------------------
 
 
-def _apply_layers(store: object, onto: str, steps: list[dict], op: str) -> Outcome:
+def _apply_layers(store: Store, onto: str, steps: list[Step], op: str) -> Outcome:
     return edit_history(store, onto, None, steps, op, None)
 
 
-def cherry_pick(store: object, layer: str, onto: str) -> Outcome:
+def cherry_pick(store: Store, layer: str, onto: str) -> Outcome:
     from layerctl.images import resolve
 
     layer_id = resolve(store, layer)
@@ -109,7 +113,7 @@ def cherry_pick(store: object, layer: str, onto: str) -> Outcome:
                          "cherry-pick")
 
 
-def revert(store: object, layer: str, onto: str) -> Outcome:
+def revert(store: Store, layer: str, onto: str) -> Outcome:
     from layerctl.images import resolve
 
     return _apply_layers(store, onto, [{"action": "revert", "layer": resolve(store, layer)}],
@@ -119,7 +123,7 @@ def revert(store: object, layer: str, onto: str) -> Outcome:
 # -- interactive, squash, split ---------------------------------------------------------
 
 
-def todo_text(store: object, ref: str, base: str | None) -> tuple[str, list[Layer], int]:
+def todo_text(store: Store, ref: str, base: str | None) -> tuple[str, list[Layer], int]:
     """The editable todo list (git's format) of the layers above the base."""
     t, layers, index = interactive_target(store, ref, base)
     lines = [f"pick {la.id[:12]} {_title(la)}" for la in layers[index + 1:]]
@@ -140,7 +144,7 @@ def _title(layer: Layer) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def parse_todo(text: str, layers: list[Layer]) -> list[dict]:
+def parse_todo(text: str, layers: list[Layer]) -> list[Step]:
     by_prefix = layers
     steps = []
     for n, raw in enumerate(text.splitlines(), 1):
@@ -161,7 +165,7 @@ def parse_todo(text: str, layers: list[Layer]) -> list[dict]:
     return steps
 
 
-def interactive(store: object, ref: str, base: str | None, editor: Editor) -> Outcome:
+def interactive(store: Store, ref: str, base: str | None, editor: Editor) -> Outcome:
     text, layers, index = todo_text(store, ref, base)
     steps = parse_todo(editor(text), layers[index + 1:])
     if not steps:
@@ -169,7 +173,7 @@ def interactive(store: object, ref: str, base: str | None, editor: Editor) -> Ou
     return edit_history(store, ref, layers[index].id, steps, "rebase -i", editor)
 
 
-def squash(store: object, ref: str, span: str | None = None, message: str | None = None
+def squash(store: Store, ref: str, span: str | None = None, message: str | None = None
            ) -> Outcome:
     """Fold FROM..TO (the layers after FROM up to TO, as git reads a range; default:
     every layer above the image's base) into one layer; the layers above keep their
@@ -196,7 +200,7 @@ def squash(store: object, ref: str, span: str | None = None, message: str | None
     return edit_history(store, ref, start, steps, "squash", None)
 
 
-def split(store: object, layer: str, paths: list[str], ref: str | None = None) -> Outcome:
+def split(store: Store, layer: str, paths: list[str], ref: str | None = None) -> Outcome:
     """`layer`'s changes under `paths` into a layer of their own, the rest above it."""
     from layerctl.images import resolve
     from layerctl.store.edit import split_path

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import TYPE_CHECKING, NoReturn
 
 from layerctl import faults
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
-from layerctl.merge import has_markers
+from layerctl.merge import MergeConflict, has_markers
 from layerctl.rewrite.state import (
     REF_PREFIX,
     Editor,
     NoRebase,
     Outcome,
     RebaseStopped,
+    State,
+    Step,
     clear_state,
     keep,
     load_state,
@@ -37,10 +40,13 @@ from layerctl.store.layers import read_layer
 from layerctl.store.meta import FILE
 from layerctl.words import path_text
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
+
 # -- run, stop, finish -----------------------------------------------------------------
 
 
-def _run(store: object, state: dict, editor: Editor | None) -> Outcome:
+def _run(store: Store, state: State, editor: Editor | None) -> Outcome:
     while state["todo"]:
         step = state["todo"][0]
         action = step["action"]
@@ -55,7 +61,9 @@ def _run(store: object, state: dict, editor: Editor | None) -> Outcome:
             continue
         picked, conflicts, partial = pick_step(store, state, step)
         if conflicts:
+            assert partial is not None  # a conflict stops on the partial result
             _stop(store, state, step, partial, conflicts)
+        assert picked is not None  # no conflicts: the step's layer
         if action in ("squash", "fixup") and picked != state["tip"]:  # else: empty, dropped
             picked = combine(store, state, picked, step, editor)
         elif action == "reword":
@@ -75,7 +83,8 @@ def _run(store: object, state: dict, editor: Editor | None) -> Outcome:
     return _finish(store, state)
 
 
-def _stop(store: object, state: dict, step: dict, layer_id: str, conflicts: list) -> None:
+def _stop(store: Store, state: State, step: Step, layer_id: str,
+          conflicts: list[MergeConflict]) -> NoReturn:
     """Save the state and a container on `layer_id` for the user; raises RebaseStopped."""
     from layerctl.containers import api
 
@@ -100,7 +109,7 @@ def _stop(store: object, state: dict, step: dict, layer_id: str, conflicts: list
                         f"container {name}, then run `layerctl rebase --continue`")
 
 
-def _finish(store: object, state: dict) -> Outcome:
+def _finish(store: Store, state: State) -> Outcome:
     from layerctl.images import parse_name, set_tag
 
     state["phase"] = "finishing"
@@ -129,14 +138,14 @@ def _finish(store: object, state: dict) -> Outcome:
     return Outcome(tip, done)
 
 
-def _finish_container(store: object, state: dict) -> None:
+def _finish_container(store: Store, state: State) -> None:
     """The container onto the new base (state['container_base']) with the replayed
     pending changes (the tip) as its pending changes again."""
     base_id = state.get("container_base") or state["tip"]
     set_container(store, state["target"]["id"], base_id, state["tip"])
 
 
-def set_container(store: object, cid: str, base_id: str, tree_id: str) -> None:
+def set_container(store: Store, cid: str, base_id: str, tree_id: str) -> None:
     """Make container `cid` sit on layer `base_id` with pending changes that give layer
     `tree_id`'s tree: reset it to `base_id`, point its base at `tree_id` for a moment
     and restore every path that differs (restore writes the base's version into the
@@ -165,7 +174,7 @@ def set_container(store: object, cid: str, base_id: str, tree_id: str) -> None:
 # -- start, continue, skip, abort -------------------------------------------------------
 
 
-def begin(store: object, state: dict, editor: Editor | None) -> Outcome:
+def begin(store: Store, state: State, editor: Editor | None) -> Outcome:
     existing = load_state(store)
     if existing is not None:
         raise Conflict("a rebase is already in progress (see `layerctl status`); "
@@ -190,7 +199,7 @@ def begin(store: object, state: dict, editor: Editor | None) -> Outcome:
         raise
 
 
-def continue_(store: object, editor: Editor | None = None) -> Outcome:
+def continue_(store: Store, editor: Editor | None = None) -> Outcome:
     from layerctl.containers import api
 
     state = require_state(store)
@@ -229,7 +238,7 @@ def continue_(store: object, editor: Editor | None = None) -> Outcome:
     return _run(store, state, editor)
 
 
-def _remade_container(store: object, stop: dict) -> bool:
+def _remade_container(store: Store, stop: Step) -> bool:
     """Make the stop's container again if a kill left it missing or half made."""
     from layerctl.containers import api
     from layerctl.containers.state import broken, resolve
@@ -246,20 +255,21 @@ def _remade_container(store: object, stop: dict) -> bool:
     return True
 
 
-def _check_resolved(store: object, root: DirRef, stop: dict) -> None:
+def _check_resolved(store: Store, root: DirRef, stop: Step) -> None:
     left = []
     for path, _kind, _detail, markers in stop["conflicts"]:
         if not markers:
             continue
         found = lookup(store, root, os.fsencode(path))
-        if found and found[0].kind == FILE and has_markers(store.read_blob(found[1])):
+        if (found and found[0].kind == FILE and isinstance(found[1], bytes)
+                and has_markers(store.read_blob(found[1]))):
             left.append(path_text(os.fsencode(path)))
     if left:
         raise Conflict(f"still has conflict markers: {', '.join(left)} (edit them in container "
                        f"{stop['container']}, or use --skip or --abort)")
 
 
-def _end_stop(store: object, state: dict) -> None:
+def _end_stop(store: Store, state: State) -> None:
     from layerctl.containers import api
 
     stop = state.pop("stop")
@@ -269,7 +279,7 @@ def _end_stop(store: object, state: dict) -> None:
     keep(store, "stop", None)
 
 
-def skip(store: object, editor: Editor | None = None) -> Outcome:
+def skip(store: Store, editor: Editor | None = None) -> Outcome:
     state = require_state(store)
     if not state.get("stop") or not state["stop"]["conflicts"]:
         raise BadInput("nothing to skip: the rebase is not stopped at a conflict")
@@ -280,7 +290,7 @@ def skip(store: object, editor: Editor | None = None) -> Outcome:
     return _run(store, state, editor)
 
 
-def abort(store: object) -> str:
+def abort(store: Store) -> str:
     """Back to exactly where the operation started: tags, the container, no rebase refs."""
     from layerctl.containers import api
     from layerctl.images import parse_name, set_tag
@@ -306,7 +316,7 @@ def abort(store: object) -> str:
         name = parse_name(tag)
         old = state.get("result_tag_old")
         current = store.ref(name.ref)
-        if current == state["tip"] and current != old:  # ours, not another writer's
+        if current is not None and current == state["tip"] and current != old:  # ours
             if old is None:
                 store.delete_ref(name.ref, current)
             else:

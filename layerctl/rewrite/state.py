@@ -8,13 +8,21 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from layerctl import faults
 from layerctl.errors import LayerctlError
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
+
 STATE_DIR = "rebase"
 REF_PREFIX = "refs/rebase/"
-Editor = Callable[[str], str]
+Editor: TypeAlias = Callable[[str], str]  # text in, the user's edit of it out
+# state.json as JSON gives it back: op, target, orig, tip, todo, done, stop, phase...
+State: TypeAlias = dict[str, Any]
+Step: TypeAlias = dict[str, Any]  # one todo entry: action, layer, what the action adds
+Config: TypeAlias = dict[str, Any]  # a layer's image config
 
 
 class RebaseStopped(LayerctlError):
@@ -31,23 +39,24 @@ class Outcome:
     message: str
 
 
-def state_path(store: object) -> str:
+def state_path(store: Store) -> str:
     return store.path(STATE_DIR, "state.json")
 
 
-def load_state(store: object) -> dict | None:
+def load_state(store: Store) -> State | None:
     import json
 
     try:
         with open(state_path(store), encoding="utf-8") as f:
-            return json.load(f)
+            state: State = json.load(f)
+            return state
     except FileNotFoundError:
         return None
     except ValueError:
         return {"broken": True}
 
 
-def save_state(store: object, state: dict) -> None:
+def save_state(store: Store, state: State) -> None:
     from layerctl.containers.state import write_json_atomic
 
     os.makedirs(store.path(STATE_DIR), mode=0o700, exist_ok=True)
@@ -55,27 +64,26 @@ def save_state(store: object, state: dict) -> None:
     write_json_atomic(state_path(store), state)
 
 
-def keep(store: object, name: str, sha: str | None) -> None:
+def keep(store: Store, name: str, sha: str | None) -> None:
     """Point refs/rebase/NAME at `sha` (None: remove it): what keeps the layers an
     unfinished operation wrote reachable for fsck and prune."""
     ref = REF_PREFIX + name
     old = store.ref(ref)
-    if old == sha:
-        return
     if sha is None:
-        store.delete_ref(ref, old)
-    else:
+        if old is not None:
+            store.delete_ref(ref, old)
+    elif old != sha:
         store.set_ref(ref, old, sha, f"rebase {name}")
 
 
-def clear_state(store: object) -> None:
+def clear_state(store: Store) -> None:
     for ref, sha in store.refs_under(REF_PREFIX).items():
         store.delete_ref(ref, sha)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(state_path(store))
 
 
-def progress_line(store: object) -> str:
+def progress_line(store: Store) -> str:
     """One line for `status` while an operation is under way ('' otherwise)."""
     if not os.path.exists(state_path(store)):
         return ""
@@ -98,7 +106,7 @@ def progress_line(store: object) -> str:
     return f"{what} in progress ({done}/{total}); `layerctl rebase --continue` or --abort"
 
 
-def require_state(store: object) -> dict:
+def require_state(store: Store) -> State:
     state = load_state(store)
     if state is None:
         raise NoRebase("no rebase in progress")

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.errors import BadInput
 from layerctl.merge import MergeConflict, MergeResult, merge_trees
-from layerctl.rewrite.state import Editor, keep, save_state
+from layerctl.rewrite.state import Config, Editor, State, Step, keep, save_state
 from layerctl.store.diff import diff
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import Layer, read_layer, write_layer
 from layerctl.store.meta import FILE
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
-def merge_config(base: dict, ours: dict, theirs: dict) -> dict:
+
+def merge_config(base: Config, ours: Config, theirs: Config) -> Config:
     """The config changes base→theirs applied on ours, key by key (and inside `config`)."""
     out = {k: v for k, v in ours.items() if k != "config"}
     for k in set(base) | set(theirs):
@@ -39,14 +43,14 @@ def merge_config(base: dict, ours: dict, theirs: dict) -> dict:
     return out
 
 
-def changes_size(store: object, parent: DirRef | None, root: DirRef) -> int:
+def changes_size(store: Store, parent: DirRef | None, root: DirRef) -> int:
     return sum(ch.new.size for ch in diff(store, parent, root)
                if ch.new is not None and ch.new.kind == FILE and ch.new.link is None)
 
 
-def write_step_layer(store: object, root: DirRef, parent: Layer | None, config: dict,
+def write_step_layer(store: Store, root: DirRef, parent: Layer | None, config: Config,
                      like: Layer, message: str | None = None, created_by: str | None = None,
-                     trailers: dict | None = None, author: str | None = None,
+                     trailers: dict[str, str] | None = None, author: str | None = None,
                      when: int | None = None) -> str:
     """A new layer on `parent` with `like`'s author, time, message and Created-By,
     recording where it came from (Rebased-From)."""
@@ -68,7 +72,7 @@ def write_step_layer(store: object, root: DirRef, parent: Layer | None, config: 
     return new_id
 
 
-def _merge(store: object, base: Layer | None, ours: Layer, theirs: Layer,
+def _merge(store: Store, base: Layer | None, ours: Layer, theirs: Layer,
            labels: tuple[str, str], force: bool = False,
            select: Callable[[bytes], bool] | None = None) -> MergeResult:
     with store.pack_writer() as writer:
@@ -79,7 +83,7 @@ def _merge(store: object, base: Layer | None, ours: Layer, theirs: Layer,
     return result
 
 
-def pick_step(store: object, state: dict, step: dict
+def pick_step(store: Store, state: State, step: Step
               ) -> tuple[str | None, list[MergeConflict], str | None]:
     """Run one step on the tip: (new tip, conflicts, partial root's layer for a stop)."""
     tip = read_layer(store, state["tip"])
@@ -153,21 +157,21 @@ def _selector(paths: list[str] | None) -> Callable[[bytes], bool] | None:
     return select
 
 
-def base_trailers(state: dict) -> dict:
+def base_trailers(state: State) -> dict[str, str]:
     """OCI's base annotations, as trailers (save/push can turn them into annotations)."""
     if state["op"] != "rebase":
         return {}
     return {"Base-Name": state.get("onto_name", ""), "Base-Layer": state["onto"]}
 
 
-def _partial(store: object, root: DirRef, tip: Layer, config: dict, layer: Layer) -> str:
+def _partial(store: Store, root: DirRef, tip: Layer, config: Config, layer: Layer) -> str:
     return write_layer(store, root, config, tip.id, layer.author,
                        f"rebase: conflicts replaying {layer.id[:12]}\n\n{layer.message}",
                        {"Created-By": layer.created_by, "Rebased-From": layer.id},
                        when=layer.author_time)
 
 
-def combine(store: object, state: dict, picked: str, step: dict, editor: Editor | None) -> str:
+def combine(store: Store, state: State, picked: str, step: Step, editor: Editor | None) -> str:
     """squash/fixup: fold the step's result into the previous new layer."""
     prev = read_layer(store, state["tip"])
     new = read_layer(store, picked)
@@ -186,7 +190,7 @@ def combine(store: object, state: dict, picked: str, step: dict, editor: Editor 
                             trailers)
 
 
-def split_step(store: object, state: dict, step: dict) -> None:
+def split_step(store: Store, state: State, step: Step) -> None:
     """The layer's changes under the step's paths as a layer of their own on its parent,
     the layer itself (same tree) above it."""
     layer = read_layer(store, step["layer"])
@@ -208,10 +212,10 @@ def split_step(store: object, state: dict, step: dict) -> None:
     save_state(store, state)
 
 
-def rebased_from(layer: Layer) -> dict:
+def rebased_from(layer: Layer) -> dict[str, str]:
     return {"Rebased-From": layer.trailers.get("Rebased-From", layer.id)}
 
 
-def parent_of(store: object, layer: Layer) -> Layer | None:
+def parent_of(store: Store, layer: Layer) -> Layer | None:
     return read_layer(store, layer.parent) if layer.parent else None
 

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl.errors import BadInput, Conflict, NotFound
 from layerctl.rewrite.sequencer import begin
-from layerctl.rewrite.state import Editor, Outcome
+from layerctl.rewrite.state import Editor, Outcome, State, Step
 from layerctl.store.layers import Layer
+
+if TYPE_CHECKING:
+    from layerctl.containers.state import Container
+    from layerctl.store.repo import Store
 
 
 @dataclass
@@ -19,12 +24,13 @@ class EditTarget:
     name: str
     top: str  # image: its top layer; container: its base layer
     tag: str | None = None  # the image name when the user named an image tag
-    container: object | None = None
+    container: Container | None = None
     snapshot: str | None = None  # the container's pending changes, as a layer
 
 
-def resolve_target(store: object, ref: str, snapshot: bool) -> EditTarget:
-    from layerctl.images import InvalidName, parse_name, resolve
+def resolve_target(store: Store, ref: str, snapshot: bool) -> EditTarget:
+    from layerctl.errors import InvalidName
+    from layerctl.images import parse_name, resolve
 
     try:
         top = resolve(store, ref)
@@ -48,7 +54,7 @@ def resolve_target(store: object, ref: str, snapshot: bool) -> EditTarget:
     return EditTarget("image", ref, top, tag)
 
 
-def snapshot_container_changes(store: object, c: object) -> str | None:
+def snapshot_container_changes(store: Store, c: Container) -> str | None:
     """The container's pending changes written as a layer on its base, the container left
     as it is (None: no changes); journalled as undo's snapshot of the container, so
     `layerctl undo` after a rebase brings them back with the refs."""
@@ -63,26 +69,27 @@ def snapshot_container_changes(store: object, c: object) -> str | None:
         return snapshot(store, c, p, f"before history editing of {c.name}")
 
 
-def target_state(store: object, t: EditTarget, op: str, tip: str) -> dict:
+def target_state(store: Store, t: EditTarget, op: str, tip: str) -> State:
     target = {"kind": t.kind, "name": t.name}
-    if t.kind == "container":
+    if t.container is not None:
         target.update(id=t.container.id, lower=t.container.lower or t.top)
     return {"op": op, "target": target, "orig": t.top, "tip": tip, "snapshot": t.snapshot}
 
 
-def pending_steps(t: EditTarget) -> list[dict]:
+def pending_steps(t: EditTarget) -> list[Step]:
     return [{"action": "pending", "layer": t.snapshot}] if t.snapshot else []
 
 
-def refuse_running(store: object, t: EditTarget) -> None:
+def refuse_running(store: Store, t: EditTarget) -> None:
     if t.kind == "container":
-        from layerctl import runtime
+        from layerctl.runtime.control import status
 
-        if runtime.status(store, t.container.id)[0] == "running":
+        assert t.container is not None  # a container target has one
+        if status(store, t.container.id)[0] == "running":
             raise Conflict(f"container {t.name} is running; stop it first")
 
 
-def chain_of(store: object, top: str) -> list[Layer]:
+def chain_of(store: Store, top: str) -> list[Layer]:
     from layerctl.images import chain
 
     return chain(store, top)
@@ -95,7 +102,7 @@ def index_of(layers: list[Layer], layer_id: str, what: str, name: str) -> int:
     raise BadInput(f"{what} {layer_id[:12]} is not a layer of {name}")
 
 
-def find_old_base(store: object, t: EditTarget, layers: list[Layer]) -> tuple[int, str]:
+def find_old_base(store: Store, t: EditTarget, layers: list[Layer]) -> tuple[int, str]:
     """(index of OLDBASE in `layers`, how it was found): a previous rebase's Base-Layer
     trailer (OCI's base annotation), else the nearest ancestor that tops an imported
     or pulled image (waste.default_base)."""
@@ -116,7 +123,7 @@ def find_old_base(store: object, t: EditTarget, layers: list[Layer]) -> tuple[in
     return index, name
 
 
-def interactive_target(store: object, ref: str, base: str | None
+def interactive_target(store: Store, ref: str, base: str | None
                        ) -> tuple[EditTarget, list[Layer], int]:
     from layerctl.images import resolve
 
@@ -129,13 +136,13 @@ def interactive_target(store: object, ref: str, base: str | None
     return t, layers, index
 
 
-def edit_history(store: object, ref: str, start: str | None, steps: list[dict], op: str,
+def edit_history(store: Store, ref: str, start: str | None, steps: list[Step], op: str,
                  editor: Editor | None) -> Outcome:
     """Run `steps` on `ref` (an image tag or a container) from layer `start` (None: its
     top, where cherry-pick and revert add theirs)."""
     t = resolve_target(store, ref, snapshot=False)
     refuse_running(store, t)
-    if t.kind == "container":
+    if t.container is not None:
         t.snapshot = snapshot_container_changes(store, t.container)
     state = target_state(store, t, op, start or t.top)
     state["todo"] = steps + pending_steps(t)
@@ -147,7 +154,7 @@ def edit_history(store: object, ref: str, start: str | None, steps: list[dict], 
     return begin(store, state, editor)
 
 
-def image_holding(store: object, layer_id: str) -> str:
+def image_holding(store: Store, layer_id: str) -> str:
     """The one image whose layers include `layer_id` (error if none or several)."""
     from layerctl.images import chain, list_images
 
