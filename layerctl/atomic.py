@@ -39,11 +39,16 @@ def write_file(path: str, data: bytes, *, durable: bool = True, mode: int = 0o64
             pass
         raise
     if durable:
-        dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(os.path.dirname(path) or ".")
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename (or a new entry) in directory `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str, value: object, *, durable: bool = True, mode: int = 0o644) -> None:

@@ -12,8 +12,8 @@ directories at that path (memoised), so a 100k-entry image opens as fast as a
 small one. Directory sizes and searches walk, and are meant for a worker thread.
 The front ends (CLI, TUI) only render what this module returns.
 
-Over 500 lines because both sources and the previews they give share one Entry
-model and one directory merge; split, each half would import the other.
+What a preview shows for an entry (text head, binary words, metadata line) is in
+layerctl/preview.py; this module picks what to read for it.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
-from layerctl.patch import is_binary, render_patch
+from layerctl.patch import render_patch
+from layerctl.preview import PREVIEW_BYTES, Preview, describe_meta, file_preview
 from layerctl.store.blobstream import read_head
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
 from layerctl.store.fstree import RECORD, Dir, DirRef, read_dir
-from layerctl.store.meta import DIR, FILE, KIND_NAMES, SYMLINK, Meta
-from layerctl.words import human_size, path_text, quote_name
+from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
+from layerctl.words import path_text, quote_name
 
 if TYPE_CHECKING:
     from layerctl.store.repo import Store
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 UNCHANGED = ""
 ALL_KINDS = frozenset({ADDED, CHANGED, DELETED, UNCHANGED})
 CHANGE_KINDS = frozenset({ADDED, CHANGED, DELETED})
-PREVIEW_BYTES = 256 * 1024  # beyond this a preview shows the head only: the UI stays fast
 
 BY_NAME, BY_SIZE = "name", "size"
 
@@ -98,18 +98,6 @@ class Entry:
             return Change(self.path, DELETED, old=self.meta, old_blob=self.blob)
         return Change(self.path, CHANGED, old=self.old, new=self.meta,
                       old_blob=self.old_blob, new_blob=self.blob)
-
-
-@dataclass(frozen=True)
-class Preview:
-    """What a preview pane shows: `kind` is text, diff, binary, directory or info;
-    `text` is ready to show (`syntax_hint` names the file for a highlighter)."""
-
-    kind: str
-    title: str
-    text: str
-    syntax_hint: str = ""
-    truncated: bool = False
 
 
 def _sort_key(by: str, sizes: dict[bytes, int]) -> Callable[[Entry], tuple]:
@@ -245,11 +233,7 @@ class _Base:
         if kind != FILE:
             return Preview("info", title, describe_meta(e.meta))
         data = self._read(e, PREVIEW_BYTES + 1)  # one more tells whether it was cut
-        if is_binary(data[:PREVIEW_BYTES]) and not _cut_utf8(data):
-            return Preview("binary", title, f"binary file, {human_size(e.meta.size)}"
-                           f" ({sniff(data)}), {describe_meta(e.meta)}")
-        text, truncated = _text_head(data)
-        return Preview("text", title, text, syntax_hint=e.name_text, truncated=truncated)
+        return file_preview(title, data, e.meta, e.name_text)
 
     def _read(self, e: Entry, limit: int) -> bytes:
         return self.read_old(e, limit) if e.status == DELETED else self.read_new(e, limit)
@@ -493,64 +477,3 @@ def read_container_file(view: object, path: bytes, limit: int) -> bytes:
         return read_entry(view, *found, limit) or b""
     except Changed:
         return b""  # changed again since looked up: the next refresh shows it
-
-
-# -- words ----------------------------------------------------------------------
-
-
-def describe_meta(meta: Meta) -> str:
-    """'character device 1,3, mode 0666, owner 0:0' and the like."""
-    words = [KIND_NAMES[meta.kind]]
-    if meta.rdev is not None:
-        words[0] += f" {meta.rdev[0]},{meta.rdev[1]}"
-    words.append(f"mode {meta.mode:04o}")
-    words.append(f"owner {meta.uid}:{meta.gid}")
-    if meta.xattrs:
-        words.append("xattrs " + ", ".join(quote_name(k) for k, _ in meta.xattrs))
-    if meta.link is not None:
-        words.append("hardlink to " + path_text(meta.link))
-    return ", ".join(words)
-
-
-_MAGIC = (
-    (b"\x7fELF", "ELF executable or library"),
-    (b"\x1f\x8b", "gzip data"),
-    (b"PK\x03\x04", "zip archive"),
-    (b"\x89PNG", "PNG image"),
-    (b"\xff\xd8\xff", "JPEG image"),
-    (b"GIF8", "GIF image"),
-    (b"BZh", "bzip2 data"),
-    (b"\xfd7zXZ", "xz data"),
-    (b"\x28\xb5\x2f\xfd", "zstd data"),
-    (b"%PDF", "PDF document"),
-)
-
-
-def sniff(data: bytes) -> str:
-    """A word for what binary data is, from its first bytes."""
-    for magic, word in _MAGIC:
-        if data.startswith(magic):
-            return word
-    if len(data) > 262 and data[257:262] == b"ustar":
-        return "tar archive"
-    return "data"
-
-
-def _cut_utf8(data: bytes) -> bool:
-    """True when `data` is text cut mid-character at PREVIEW_BYTES (not really binary)."""
-    if len(data) <= PREVIEW_BYTES or b"\0" in data[:PREVIEW_BYTES]:
-        return False
-    try:
-        data[:PREVIEW_BYTES].decode("utf-8")
-        return True
-    except UnicodeDecodeError as e:
-        return e.start >= PREVIEW_BYTES - 4
-
-
-def _text_head(data: bytes, max_lines: int = 5000) -> tuple[str, bool]:
-    truncated = len(data) > PREVIEW_BYTES
-    text = data[:PREVIEW_BYTES].decode("utf-8", "replace")
-    lines = text.splitlines()
-    if len(lines) > max_lines:
-        lines, truncated = lines[:max_lines], True
-    return "\n".join(lines), truncated

@@ -53,9 +53,9 @@ import re
 import tarfile
 import tempfile
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 from layerctl.changeset.tarsplit import TarRecorder
 from layerctl.compress.detect import CorruptStream, open_decompressed
@@ -517,7 +517,7 @@ class _Applier:
             xattrs=self._xattrs(pax),
         )
 
-    def _xattrs(self, pax: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    def _xattrs(self, pax: Mapping[str, str]) -> tuple[tuple[bytes, bytes], ...]:
         out: dict[bytes, bytes] = {}
         for key, value in pax.items():
             if key.startswith("SCHILY.xattr."):
@@ -606,7 +606,7 @@ class _Applier:
         else:
             self.writer.add_blob_async(data, done)
 
-    def _spool(self, fileobj: BinaryIO, size: int, done: Callable[[bytes], None]) -> None:
+    def _spool(self, fileobj: IO[bytes], size: int, done: Callable[[bytes], None]) -> None:
         """Big files go through a temporary file in the store's pack directory."""
         fd, tmp = tempfile.mkstemp(prefix=debris.temp_prefix("spool"), dir=self.writer.pack_dir)
         try:

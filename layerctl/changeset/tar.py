@@ -255,7 +255,7 @@ def with_parents(store: TreeReader, layer: DirRef, changes: Iterable[Change]) ->
                 emitted.add(path)
                 meta = read_dir(store, ref(path)).own
                 yield Change(path, CHANGED, old=meta, new=meta)
-        if change.status != DELETED and change.new.kind == DIR:
+        if change.status != DELETED and change.new is not None and change.new.kind == DIR:
             emitted.add(change.path)
         yield change
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeAlias, cast
 
 from isal import isal_zlib  # a dependency (store.objects packs with it)
 
@@ -32,6 +32,13 @@ from layerctl.changeset.tar import LayerTarWriter
 from layerctl.errors import LayerctlError
 from layerctl.store.blobread import STREAM, BlobReader
 from layerctl.store.layers import Layer, read_source
+
+if TYPE_CHECKING:
+    from layerctl.store.blobread import Pending
+    from layerctl.store.types import TreeReader
+
+# a content to emit: "stream" (a big blob, read in chunks) or a read under way
+_Job: TypeAlias = "None | str | Pending"
 
 MAGIC = b"LCTS1\n"
 SOURCE_TAR = b"tar-split"  # the record's name in the layer commit's source/ tree
@@ -124,7 +131,8 @@ class TarRecorder:
         self._put(bytes(self.pending), 0)
         self.pending = bytearray()
         digest = bytes.fromhex(diff_id.removeprefix("sha256:"))
-        self.out += b"".join(bytes((len(i),)) + i for i in self.ids)
+        ids = cast("list[bytes]", self.ids)  # no None left: checked above
+        self.out += b"".join(bytes((len(i),)) + i for i in ids)
         self.out += digest
         self.parts.append(self.comp.compress(bytes(self.out)))
         self.out.clear()
@@ -188,11 +196,11 @@ def emit(record: bytes, reader: BlobReader, tar: LayerTarWriter, expected: str =
     segments, ids, recorded = parse(record)
     if expected and recorded != expected:
         raise BrokenRecord(f"it names the tar {recorded[:19]}, the layer's is {expected[:19]}")
-    queue: deque[tuple[bytes, int, bytes, object]] = deque()
+    queue: deque[tuple[bytes, int, bytes, _Job]] = deque()
     ahead = 0
     index = 0
     for raw, size in segments:
-        job = None
+        job: _Job = None
         blob_id = b""
         if size >= 0:
             blob_id = ids[index]
@@ -210,7 +218,7 @@ def emit(record: bytes, reader: BlobReader, tar: LayerTarWriter, expected: str =
     return got
 
 
-def _submit(reader: BlobReader, blob_id: bytes, size: int) -> object:
+def _submit(reader: BlobReader, blob_id: bytes, size: int) -> Pending:
     try:
         return reader.submit(blob_id, size)
     except (KeyError, LayerctlError, OSError, ValueError):
@@ -218,12 +226,12 @@ def _submit(reader: BlobReader, blob_id: bytes, size: int) -> object:
 
 
 def _emit_one(tar: LayerTarWriter, reader: BlobReader, raw: bytes, size: int, blob_id: bytes,
-              job: object) -> int:
+              job: _Job) -> int:
     if raw:
         tar.raw(raw)
     if size < 0:
         return size
-    if job == "stream":
+    if isinstance(job, str):  # "stream"
         chunks = reader.stream(blob_id)
         if chunks is None:
             job = _submit(reader, blob_id, size)
@@ -236,6 +244,7 @@ def _emit_one(tar: LayerTarWriter, reader: BlobReader, raw: bytes, size: int, bl
                 raise BrokenRecord(f"content blob {blob_id.hex()[:12]} has {done} bytes, "
                                    f"not {size}")
             return size
+    assert job is not None  # every content (size >= 0) got one
     try:
         data = job.result()
     except (KeyError, LayerctlError, OSError, ValueError):
@@ -257,7 +266,7 @@ def emit_checked(record: bytes, expected: str, reader: BlobReader, tar: LayerTar
     return emit(record, reader, tar, expected)
 
 
-def layer_record(store: object, layer: Layer) -> tuple[bytes, str] | None:
+def layer_record(store: TreeReader, layer: Layer) -> tuple[bytes, str] | None:
     """(tar-split record, the DiffID it must give) of a loaded or pulled layer whose
     original tar differs from layerctl's changeset; None for any other layer."""
     if layer.source is None or not layer.source_diff_id:

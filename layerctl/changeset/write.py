@@ -5,7 +5,7 @@ written."""
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeAlias
 
 from layerctl.changeset.tar import LayerTarWriter, changeset_changes, root_change
 from layerctl.errors import BadInput
@@ -15,7 +15,13 @@ from layerctl.store.fstree import DirRef
 from layerctl.store.meta import FILE, SYMLINK
 
 if TYPE_CHECKING:
-    from layerctl.store.types import TreeReader
+    from layerctl.store.blobread import Pending
+    from layerctl.store.repo import Store
+    from layerctl.store.staging import Staging
+
+# what _emit gets for an entry: nothing to read, "stream" (a big blob, read in chunks
+# as it is written) or a read already under way
+_Job: TypeAlias = "None | str | Pending"
 
 _WH = b".wh."
 _WINDOW = 256  # changes read ahead
@@ -23,7 +29,7 @@ _MAX_AHEAD = 128 << 20  # bytes of content read ahead
 
 
 def write_changeset(
-    store: TreeReader,
+    store: Store | Staging,
     parent: DirRef | None,
     layer: DirRef,
     out: BinaryIO | None = None,
@@ -43,14 +49,17 @@ def write_changeset(
         root = root_change(store, parent, layer)
         if root is not None:
             tar.add(b".", root)
-        queue: deque[tuple[Change, object, int]] = deque()
+        queue: deque[tuple[Change, _Job, int]] = deque()
         ahead = 0
         for change in changeset_changes(store, parent, layer):
             if strict and change.status != DELETED and _WH in change.path:
                 _check_name(change.path)
-            job, size = None, 0
+            job: _Job = None
+            size = 0
             meta = change.new
-            if change.status != DELETED and meta.link is None and meta.kind in (FILE, SYMLINK):
+            if (change.status != DELETED and meta is not None and meta.link is None
+                    and meta.kind in (FILE, SYMLINK)):
+                assert change.new_blob is not None  # a file or symlink has content
                 size = meta.size
                 job = "stream" if size > STREAM else reader.submit(change.new_blob, size)
             queue.append((change, job, size))
@@ -73,13 +82,15 @@ def _check_name(path: bytes) -> None:
                            "be read back as a whiteout); rename it before saving")
 
 
-def _emit(tar: LayerTarWriter, reader: BlobReader, change: Change, job: object, size: int) -> int:
+def _emit(tar: LayerTarWriter, reader: BlobReader, change: Change, job: _Job, size: int) -> int:
     if change.status == DELETED:
         tar.whiteout(change.path)
         return size
+    assert change.new is not None  # an added or changed entry
     if job is None:
         tar.add(change.path, change.new)
-    elif job == "stream":
+    elif isinstance(job, str):  # "stream"
+        assert change.new_blob is not None
         chunks = reader.stream(change.new_blob)
         if chunks is None:
             tar.add(change.path, change.new, reader.fallback(change.new_blob))

@@ -134,7 +134,7 @@ def revert_cmd(ctx: click.Context, layer: str, onto: str | None) -> None:
     if onto is None:
         from layerctl.images import resolve
 
-        onto = rewrite._image_holding(store, resolve(store, layer))
+        onto = rewrite.image_holding(store, resolve(store, layer))
     click.echo(rewrite.revert(store, layer, onto).message)
 
 

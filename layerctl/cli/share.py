@@ -25,7 +25,7 @@ def _tls_options(f: object) -> object:
 
 
 def _tls(insecure: bool, ca_file: str | None) -> object:
-    from layerctl.oci.registry.client import TlsOptions, quiet_insecure_warnings
+    from layerctl.oci.registry.transport import TlsOptions, quiet_insecure_warnings
 
     if insecure:
         quiet_insecure_warnings()

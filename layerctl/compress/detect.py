@@ -13,7 +13,10 @@ import bz2
 import io
 import lzma
 import zlib
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 from layerctl.errors import BadInput
 
@@ -88,15 +91,17 @@ class DecompressedStream(io.RawIOBase):
         self._buf = b""
         self._done = False
         self._in = b""  # compressed input not yet given to the decoder
-        self._dec: object | None = None  # decoder of the current member / frame
+        # decoder of the current member / frame: zlib, zstd, lzma or bz2, no common type
+        self._dec: Any = None
         self._members = 0
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: bytearray | memoryview) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
+    def readinto(self, b: Buffer) -> int:
+        with memoryview(b) as view:
+            data = self.read(len(view))
+            view[: len(data)] = data
         return len(data)
 
     def read(self, size: int = -1) -> bytes:
@@ -182,7 +187,7 @@ class DecompressedStream(io.RawIOBase):
     def _step_zlib(self, limit: int) -> bytes:
         dec = self._dec
         while True:
-            out = dec.decompress(self._in, limit)
+            out: bytes = dec.decompress(self._in, limit)
             self._in = dec.unconsumed_tail
             if dec.eof:
                 self._end_member(dec.unused_data)
@@ -198,7 +203,7 @@ class DecompressedStream(io.RawIOBase):
             if not self._fill():
                 raise self._truncated()
             feed, self._in = self._in[:_ZSTD_FEED], self._in[_ZSTD_FEED:]
-            out = dec.decompress(feed)
+            out: bytes = dec.decompress(feed)
             if dec.eof:
                 self._end_member(dec.unused_data)
                 return out
@@ -214,7 +219,7 @@ class DecompressedStream(io.RawIOBase):
                 data, self._in = self._in, b""
             else:
                 data = b""
-            out = dec.decompress(data, limit)
+            out: bytes = dec.decompress(data, limit)
             if dec.eof:
                 self._end_member(dec.unused_data)
                 return out

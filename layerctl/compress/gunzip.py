@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from types import ModuleType
 
 from layerctl.errors import BadInput
 
 try:
-    from isal import isal_zlib as _inflater
+    from isal import isal_zlib
+
+    _inflater: ModuleType = isal_zlib  # zlib's interface, so either module does
 except ImportError:  # pragma: no cover - isal is a dependency; zlib still works
     _inflater = zlib
 

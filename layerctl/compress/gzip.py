@@ -16,11 +16,13 @@ import os
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import ModuleType
 from typing import BinaryIO
 
 try:  # ISA-L's deflate is 5-10x faster than zlib's at the same ratio
-    from isal import isal_zlib as _deflater
+    from isal import isal_zlib
 
+    _deflater: ModuleType = isal_zlib  # zlib's interface, so either module does
     ISAL = True
 except ImportError:  # pragma: no cover - isal is a dependency; zlib still works
     _deflater = zlib
@@ -43,7 +45,8 @@ def _deflate(block: bytes, dictionary: bytes, level: int) -> bytes:
         comp = lib.compressobj(level, zlib.DEFLATED, -15, 9, 0, dictionary)
     else:
         comp = lib.compressobj(level, zlib.DEFLATED, -15, 9)
-    return comp.compress(block) + comp.flush(lib.Z_SYNC_FLUSH)
+    out: bytes = comp.compress(block) + comp.flush(lib.Z_SYNC_FLUSH)
+    return out
 
 
 class GzipWriter:
@@ -57,7 +60,7 @@ class GzipWriter:
         self.out = out
         self.level = level
         self.pool = ThreadPoolExecutor(threads or max(2, os.cpu_count() or 2))
-        self.pending: deque[Future] = deque()
+        self.pending: deque[Future[bytes]] = deque()
         self.max_pending = 2 * (threads or max(2, os.cpu_count() or 2))
         self.buffer = bytearray()
         self.previous = b""

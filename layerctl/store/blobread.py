@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from layerctl.errors import Corrupt
 from layerctl.store.objects import BLOB
@@ -114,6 +114,9 @@ class _Ready:
         return self.value
 
 
+Pending: TypeAlias = "Future[bytes] | _Ready"  # what submit() gives: .result() is the content
+
+
 class BlobReader:
     """Blob contents by id from the packs at `bases` (paths without .pack/.idx), else
     from `fallback(binsha)`. Use as a context manager."""
@@ -163,7 +166,7 @@ class BlobReader:
             return pack.map, pos, size
         return None
 
-    def submit(self, binsha: bytes, size_hint: int) -> Future[bytes] | _Ready:
+    def submit(self, binsha: bytes, size_hint: int) -> Pending:
         """Start reading a blob of about `size_hint` bytes; .result() gives its content."""
         data = self.kept.get(binsha)
         if data is not None:

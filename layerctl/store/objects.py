@@ -5,8 +5,8 @@ Objects already in the store are skipped. The pack is renamed into place
 before its index, and git ignores a pack without an index, so a kill at any
 instant leaves a valid repository.
 
-Over 500 lines: the writer's three paths (small objects batched to the workers,
-files hashed from an fd, big files streamed) share its pack file, offsets and index.
+The pack file is appended by store/appender.py's thread; directory fsyncs are
+layerctl.atomic's.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import queue
 import stat
 import struct
 import threading
@@ -23,12 +22,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from functools import cache
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from layerctl import faults
+from layerctl.atomic import fsync_dir
 from layerctl.beneath import Changed, chunks_exact, read_exact, same_file
 from layerctl.errors import NoSpace, is_no_space
 from layerctl.store import debris
+from layerctl.store.appender import Appender
 
 if TYPE_CHECKING:
     import hashlib
@@ -134,7 +135,7 @@ class PackWriter:
         debris.clean_temps(pack_dir)  # packs of writers killed before finishing
         fd, self._tmp = tempfile.mkstemp(prefix=debris.temp_prefix("pack"), dir=pack_dir)
         self._file = os.fdopen(fd, "wb")
-        self._out = _Appender(self._file)
+        self._out = Appender(self._file)
         self._out.write(b"PACK" + struct.pack(">LL", 2, 0))
         self._offset = 12
         self._entries: dict[bytes, tuple[int, int]] = {}  # id -> (offset, crc32)
@@ -434,71 +435,6 @@ class PackWriter:
             self.abort()
 
 
-class _Appender:
-    """Appends to the pack file on a thread of its own: the main thread only gathers
-    bytes (a memcpy) and the write syscalls, which release the GIL, run beside it.
-    Errors of a write (a full disk) are raised by the next write, sync or close."""
-
-    _SIZE = 1 << 20
-
-    def __init__(self, file: BinaryIO) -> None:
-        self._file = file
-        self._buf = bytearray()
-        self._queue: queue.Queue[bytearray | None] = queue.Queue(8)
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-
-    def _run(self) -> None:
-        while True:
-            data = self._queue.get()
-            try:
-                if data is None:
-                    return
-                if self._error is None:
-                    self._file.write(data)
-            except BaseException as e:  # raised on the caller's thread
-                self._error = e
-            finally:
-                self._queue.task_done()
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def write(self, data: bytes) -> None:
-        self._buf += data
-        if len(self._buf) >= self._SIZE:
-            self._hand_over()
-
-    def _hand_over(self) -> None:
-        self._raise()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="pack writer", daemon=True)
-            self._thread.start()
-        self._queue.put(self._buf)
-        self._buf = bytearray()
-
-    def sync(self) -> None:
-        """Everything written so far is in the file (its buffer, not flushed)."""
-        if self._buf:
-            self._hand_over()
-        self._queue.join()
-        self._raise()
-
-    def close(self, check: bool = True) -> None:
-        """sync(), and the thread ends; with check=False errors are dropped."""
-        try:
-            if check:
-                self.sync()
-        finally:
-            if self._thread is not None:
-                self._queue.put(None)
-                self._thread.join()
-                self._thread = None
-            self._buf = bytearray()
-
-
 def _compress(data: bytes, level: int) -> bytes:
     # A window no larger than the data compresses identically and sets up far
     # faster: zlib's 32 KiB default costs ~20 us per tiny object.
@@ -545,12 +481,3 @@ def _open_regular(path: bytes, expect: os.stat_result | None, label: bytes | str
         os.close(fd)
         raise Changed(label)
     return fd
-
-
-def fsync_dir(path: str) -> None:
-    """Make a rename in `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

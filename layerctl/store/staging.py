@@ -17,10 +17,11 @@ import shutil
 import tempfile
 from typing import TYPE_CHECKING, cast
 
+from layerctl.atomic import fsync_dir
 from layerctl.errors import Corrupt
 from layerctl.store import debris
 from layerctl.store.debris import INCOMING_PREFIX
-from layerctl.store.objects import TREE, PackWriter, fsync_dir, parse_tree
+from layerctl.store.objects import TREE, PackWriter, parse_tree
 
 if TYPE_CHECKING:
     from dulwich.object_store import DiskObjectStore

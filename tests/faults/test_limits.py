@@ -237,8 +237,9 @@ def test_control_character_names_are_quoted_in_container_output(cli, tmp_path):
 
 
 def test_tui_entries_use_the_same_quoting(cli, store_root, tmp_path):
-    from layerctl.browse import LayerBrowser, describe_meta
+    from layerctl.browse import LayerBrowser
     from layerctl.images import resolve
+    from layerctl.preview import describe_meta
     from layerctl.store.repo import Store
 
     src = _nasty_tree(tmp_path / "b")

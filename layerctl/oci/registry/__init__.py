@@ -1,2 +1,2 @@
-"""Images over the network: references, auth, the registry client, pull (with downloads,
-prefetch) and push."""
+"""Images over the network: references, auth, transport (TLS, bounded answers, errors),
+the registry client, pull (with downloads, prefetch) and push."""

@@ -1,5 +1,4 @@
-"""A registry client (the OCI distribution API) over python-dxf (just over 500 lines:
-transport rules, auth, manifests and blobs are one client's state).
+"""A registry client (the OCI distribution API) over python-dxf.
 
 python-dxf does the HTTP work: sessions, the WWW-Authenticate challenge
 (Basic, or Bearer through the token service), streaming blob downloads with
@@ -7,27 +6,14 @@ digest checks, and uploads. This module adds what layerctl needs around it:
 picking http or https, credentials from the store in layerctl.oci.registry.auth,
 manifests by media type, and one-line errors for every failure.
 
-Transport rules (decided here, documented in the README):
-- https with certificate verification by default; a CA file comes from
-  `ca_file` (--ca-file / LAYERCTL_CA_FILE) or from certs.d directories
-  (LAYERCTL_CONFIG_DIR/certs.d/HOST, /etc/containers/certs.d/HOST,
-  /etc/docker/certs.d/HOST: every *.crt there);
-- loopback registries (localhost, 127.0.0.0/8, ::1) fall back to plain http
-  when they do not speak TLS, as Docker does; a loopback registry that does
-  speak TLS is still verified;
-- `insecure` (--insecure) allows plain http and unverified TLS for any host;
-- credentials are only sent over TLS: a plain-http registry that asks for
-  them gets a clear error instead.
+How the host is reached (TLS or http, which CA, bounded answers, error lines) is
+in layerctl.oci.registry.transport.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
-import os
-import tempfile
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -39,37 +25,29 @@ from layerctl.oci.model import (
     OCI_MANIFEST,
     sha256_digest,
 )
-from layerctl.oci.registry.auth import Credentials, config_dir, get_credentials
+from layerctl.oci.registry.auth import Credentials, get_credentials
 from layerctl.oci.registry.reference import Reference
+from layerctl.oci.registry.transport import (
+    CHUNK,
+    MAX_MANIFEST,
+    TIMEOUT,
+    Interrupted,
+    RegistryError,
+    TlsOptions,
+    Unauthorized,
+    bounded_session,
+    http_error,
+    probe,
+    short_reason,
+    verify_setting,
+)
 
 # media types: oci.model's, plus Docker's schema 1 (refused, by name)
 DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
 DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 
-CHUNK = 1 << 20
-MAX_MANIFEST = 4 << 20  # bytes; the distribution spec's limit for manifests (containerd's too)
 MAX_CONFIG = 8 << 20  # bytes; containerd's limit for image configs
-ERROR_BODY = 64 << 10  # bytes of an error answer read for its message
-TIMEOUT = (30, 300)  # connect, read (seconds)
-
-
-class RegistryError(LayerctlError):
-    """The registry refused a request or could not be reached."""
-
-
-class Unauthorized(RegistryError):
-    """Missing or wrong credentials."""
-
-
-class Interrupted(RegistryError):
-    """The connection broke in the middle of a transfer."""
-
-
-@dataclass(frozen=True)
-class TlsOptions:
-    insecure: bool = False  # allow http and unverified https
-    ca_file: str | None = None  # trust this CA bundle (PEM)
 
 
 @dataclass(frozen=True)
@@ -90,61 +68,6 @@ class Manifest:
         if not isinstance(data, dict):
             raise BadInput(f"manifest {self.digest} is not a JSON object")
         return data
-
-
-def _certs_d(domain: str) -> list[str]:
-    """*.crt files for `domain` in the certs.d directories Docker and podman read."""
-    dirs = [
-        os.path.join(config_dir(), "certs.d", domain),
-        os.path.join("/etc/containers/certs.d", domain),
-        os.path.join("/etc/docker/certs.d", domain),
-    ]
-    for directory in dirs:
-        found = sorted(glob.glob(os.path.join(directory, "*.crt")))
-        if found:
-            return found
-    return []
-
-
-def _verify_setting(ref: Reference, tls: TlsOptions) -> bool | str:
-    """requests' `verify`: False, True, or a CA bundle path."""
-    if tls.insecure:
-        return False
-    explicit = tls.ca_file or os.environ.get("LAYERCTL_CA_FILE")
-    if explicit:
-        if not os.path.isfile(explicit):
-            raise BadInput(f"CA file {explicit}: no such file")
-        return explicit
-    found = _certs_d(ref.domain)
-    if len(found) == 1:
-        return found[0]
-    if found:  # requests wants one bundle: join them
-        fd, path = tempfile.mkstemp(prefix="layerctl-ca-", suffix=".pem")
-        with os.fdopen(fd, "wb") as out:
-            for name in found:
-                with open(name, "rb") as f:
-                    out.write(f.read() + b"\n")
-        return path
-    return True
-
-
-def _short_reason(error: BaseException) -> str:
-    """The innermost useful message of a requests/urllib3/ssl error chain."""
-    text = str(error)
-    for marker in (
-        "certificate verify failed",
-        "wrong version number",
-        "Connection refused",
-        "Name or service not known",
-        "timed out",
-        "Connection reset",
-        "IncompleteRead",
-        "Connection broken",
-        "Connection aborted",
-    ):
-        if marker in text:
-            return marker[0].lower() + marker[1:]
-    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 class RegistryClient:
@@ -213,7 +136,7 @@ class RegistryClient:
             timeout=TIMEOUT,
         )
         # what DXF.__enter__ does, with a session that bounds what dxf reads itself
-        session = _bounded_session()
+        session = bounded_session()
         session.__enter__()
         client._sessions.insert(0, session)
         session.headers["User-Agent"] = "layerctl/0.1 (python-dxf)"
@@ -225,11 +148,11 @@ class RegistryClient:
 
         if self._dxf is not None:
             return
-        verify = _verify_setting(self.ref, self.tls)
+        verify = verify_setting(self.ref, self.tls)
         fallback = self.tls.insecure or self.ref.is_loopback
         client = self._connect("https", verify)
         try:
-            self._call(_probe, client)
+            self._call(probe, client)
             self._dxf, self.scheme = client, "https"
             return
         except RegistryError as e:
@@ -241,7 +164,7 @@ class RegistryClient:
         client.__exit__(None, None, None)
         client = self._connect("http", verify)
         try:
-            self._call(_probe, client)
+            self._call(probe, client)
         except RegistryError as e:
             client.__exit__(None, None, None)
             if isinstance(e, Unauthorized):
@@ -277,15 +200,15 @@ class RegistryClient:
         except DXFDigestMismatchError as e:
             raise RegistryError(f"{what or 'blob'}: {e}") from None
         except requests.exceptions.HTTPError as e:
-            raise _http_error(e, host, what) from None
+            raise http_error(e, host, what) from None
         except requests.exceptions.SSLError as e:
-            raise RegistryError(f"TLS error talking to {host}: {_short_reason(e)}") from e
+            raise RegistryError(f"TLS error talking to {host}: {short_reason(e)}") from e
         except requests.exceptions.ConnectionError as e:
-            raise RegistryError(f"cannot reach registry {host}: {_short_reason(e)}") from e
+            raise RegistryError(f"cannot reach registry {host}: {short_reason(e)}") from e
         except requests.exceptions.Timeout as e:
             raise RegistryError(f"registry {host} timed out") from e
         except requests.exceptions.RequestException as e:
-            raise RegistryError(f"registry {host}: {_short_reason(e)}") from e
+            raise RegistryError(f"registry {host}: {short_reason(e)}") from e
         except DXFError as e:
             raise RegistryError(f"registry {host}: {e}") from None
 
@@ -345,7 +268,7 @@ class RegistryClient:
         except Exception as e:  # requests, urllib3 and socket errors mid-body
             raise Interrupted(
                 f"{what}: the connection to {self.ref.domain} broke after {done}"
-                f"{f' of {limit}' if exact else ''} bytes ({_short_reason(e)})"
+                f"{f' of {limit}' if exact else ''} bytes ({short_reason(e)})"
             ) from None
         if exact and done != limit:
             raise Interrupted(f"{what}: got {done} of {limit} bytes")
@@ -425,78 +348,6 @@ def _too_big(what: str, kind: str, sent: int, limit: int, exact: bool, more: boo
     return f"{what}: the registry sends {shown} bytes, more than the limit of {limit} for a {kind}"
 
 
-def _bounded_session() -> object:
-    """A requests session that reads no answer body past MAX_MANIFEST bytes unless the
-    caller streams it (and then bounds it itself): dxf reads token answers and others
-    whole, and a hostile server's answer may never end."""
-    import requests
-
-    class BoundedSession(requests.Session):
-        def request(self, method: str, url: str, **kwargs: object) -> requests.Response:
-            streamed = kwargs.get("stream", False)
-            kwargs["stream"] = True
-            response = super().request(method, url, **kwargs)
-            if streamed:
-                return response
-            body = bytearray()
-            try:
-                for chunk in response.iter_content(CHUNK):
-                    body += chunk
-                    if len(body) > MAX_MANIFEST:
-                        host = url.split("/")[2] if url.count("/") >= 2 else url
-                        raise RegistryError(
-                            f"{host} sent an answer larger than {MAX_MANIFEST} bytes "
-                            f"to {method} {url.split('?')[0]}"
-                        )
-            finally:
-                response.close()
-            response._content = bytes(body)  # what Response.content would hold
-            response._content_consumed = True
-            return response
-
-    return BoundedSession()
-
-
-def _probe(client: object) -> None:
-    """GET /v2/ without reading its body (an endless one must not fill memory)."""
-    client._base_request("get", "", stream=True).close()
-
-
-def _error_detail(response: object) -> str:
-    """The registry's error messages, from at most ERROR_BODY bytes of the body."""
-    import json
-
-    try:
-        body = next(response.iter_content(ERROR_BODY), b"")
-        data = json.loads(body)
-        errors = (data.get("errors") or []) if isinstance(data, dict) else []
-        return "; ".join(
-            f"{e.get('code', '')}: {e.get('message', '')}".strip(": ")
-            for e in errors
-            if isinstance(e, dict)
-        )[:500]
-    except Exception:  # any body that is not a short JSON error: no detail
-        return ""
-    finally:
-        response.close()
-
-
-def _http_error(error: object, host: str, what: str) -> LayerctlError:
-    response = error.response
-    status = response.status_code if response is not None else 0
-    detail = _error_detail(response) if response is not None else ""
-    subject = what or "request"
-    if status == 404:
-        return NotFound(f"{subject}: not found on {host}" + (f" ({detail})" if detail else ""))
-    if status == 403:
-        return Unauthorized(
-            f"denied: {host} refused access to {subject}" + (f" ({detail})" if detail else "")
-        )
-    return RegistryError(
-        f"{subject}: {host} answered HTTP {status}" + (f" ({detail})" if detail else "")
-    )
-
-
 def check_login(server: str, credentials: Credentials, tls: TlsOptions | None = None) -> None:
     """Raise Unauthorized unless `server` accepts `credentials` (GET /v2/ with them)."""
     from layerctl.oci.registry.reference import DEFAULT_DOMAIN, registry_key
@@ -507,10 +358,3 @@ def check_login(server: str, credentials: Credentials, tls: TlsOptions | None = 
         client.ping()
 
 
-def quiet_insecure_warnings() -> None:
-    """urllib3 warns on every unverified https request; --insecure asked for it."""
-    try:
-        from urllib3.exceptions import InsecureRequestWarning
-    except ImportError:
-        return
-    warnings.filterwarnings("ignore", category=InsecureRequestWarning)

@@ -45,14 +45,13 @@ from layerctl.oci.registry.client import (
     DOCKER_SCHEMA1,
     DOCKER_SCHEMA1_SIGNED,
     MAX_CONFIG,
-    Interrupted,
     Manifest,
     RegistryClient,
-    TlsOptions,
 )
 from layerctl.oci.registry.downloads import DEFAULT_LIMIT, Downloads, check_limit, spool_chunks
 from layerctl.oci.registry.prefetch import Prefetch
 from layerctl.oci.registry.reference import Reference
+from layerctl.oci.registry.transport import Interrupted, TlsOptions
 from layerctl.words import short_digest
 
 if TYPE_CHECKING:

@@ -41,8 +41,9 @@ from layerctl.oci.model import (
     sha256_digest,
 )
 from layerctl.oci.origin import blob_origins, image_config, manifest_origins
-from layerctl.oci.registry.client import Interrupted, RegistryClient, RegistryError, TlsOptions
+from layerctl.oci.registry.client import RegistryClient
 from layerctl.oci.registry.reference import Reference
+from layerctl.oci.registry.transport import Interrupted, RegistryError, TlsOptions
 from layerctl.store.blobread import BlobReader
 from layerctl.store.layers import Layer
 from layerctl.words import short_digest

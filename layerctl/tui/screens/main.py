@@ -6,7 +6,6 @@ lock (dulwich pack readers are not thread-safe); the UI thread only renders.
 
 from __future__ import annotations
 
-import threading
 from functools import partial
 
 from textual import work
@@ -17,7 +16,6 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from layerctl.browse import LayerBrowser, PendingBrowser, read_container_file
-from layerctl.containers.watch import ChangeWatcher
 from layerctl.errors import LayerctlError
 from layerctl.patch import path_text
 from layerctl.tui.messages import (
@@ -26,33 +24,12 @@ from layerctl.tui.messages import (
     LayerSelected,
     StagingChanged,
 )
+from layerctl.tui.watcher import LockedWatcher
 from layerctl.tui.widgets.changes import ChangeList, DiscardRequested
 from layerctl.tui.widgets.files import FilesPane, FileTree
 from layerctl.tui.widgets.layers import LayerStack
 from layerctl.tui.widgets.preview import FilePreview, lexer_for
 from layerctl.tui.workers import WorkerCalls
-
-
-class LockedWatcher(ChangeWatcher):
-    """The core's watcher, re-evaluating under the app's store lock; a failure (the
-    container removed elsewhere, say) is reported once, not raised in its thread."""
-
-    def __init__(self, lock: threading.RLock, on_error: object, *args: object,
-                 **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.lock = lock
-        self.on_error = on_error
-        self.failed = False
-
-    def poll(self):  # noqa: ANN201 - the core's Update list
-        try:
-            with self.lock:
-                return super().poll()
-        except (LayerctlError, OSError) as e:
-            if not self.failed:
-                self.failed = True
-                self.on_error(e)
-            return []
 
 
 class MainScreen(WorkerCalls, Screen):

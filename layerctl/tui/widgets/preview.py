@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from layerctl.browse import Preview
+from layerctl.preview import Preview
 
 HIGHLIGHT_LINES = 2000  # past this, plain text: highlighting would stall the UI thread
 
