@@ -21,6 +21,7 @@ Fixtures
                    and returns its path.
     cli_deb        ``cli`` over a store holding the Debian corpus as image "deb".
     podman         podman on private storage, removed afterwards.
+    fresh, image   a second empty Store; two layers with every entry kind in `store`.
     git_daemon     ``(url, path)`` of a bare repository served by `git daemon`
                    on 127.0.0.1 (push enabled), stopped afterwards.
 
@@ -419,3 +420,21 @@ def git_daemon(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[object]:
+    """A second, empty Store: where an image lands after a round trip."""
+    from layerctl.store.repo import Store
+
+    s = Store(str(tmp_path / "fresh"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def image(store, tmp_path: Path) -> list[str]:
+    """Two layers in `store` holding every entry kind (interchange_helpers.make_tree)."""
+    from tests.interchange_helpers import make_tree, two_layer_image
+
+    return two_layer_image(store, make_tree(tmp_path / "src"))

@@ -26,24 +26,11 @@ from tests.interchange_helpers import (
     Podman,
     make_tree,
     podman_two_layers,
-    two_layer_image,
 )
 from tests.layerhelpers import import_dir
 from tests.treecompare import compare
 
 pytestmark = pytest.mark.needs_root
-
-@pytest.fixture
-def fresh(tmp_path: Path):
-    s = Store(str(tmp_path / "fresh"))
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def image(store: Store, tmp_path: Path) -> list[str]:
-    return two_layer_image(store, make_tree(tmp_path / "src"))
-
 
 def _checkout(store: Store, ref: str, dest: Path) -> Path:
     checkout(store, read_layer(store, resolve(store, ref)).root, str(dest))

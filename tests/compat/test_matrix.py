@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import tarfile
 from pathlib import Path
@@ -52,17 +51,6 @@ pytestmark = pytest.mark.needs_root
 MTIME = 1_650_000_000
 CAP = b"\x01\x00\x00\x02\x00\x20\x00\x00" + b"\x00" * 12  # cap_net_bind_service, v2
 NAME = "matrix/app:4"
-
-
-@pytest.fixture
-def podman(tmp_path_factory, needs_tool, monkeypatch):
-    needs_tool("podman")
-    p = Podman(tmp_path_factory.mktemp("podman"))
-    monkeypatch.setenv("LAYERCTL_PODMAN", shlex.join(p.argv))
-    try:
-        yield p
-    finally:
-        p.cleanup()
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef, walk
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
+from tests.tarhelpers import tar_bytes, ti
 
 AUTHOR = "Test <test@example.com>"
 
@@ -59,30 +60,6 @@ def store_state(store: Store) -> tuple[dict[str, str], dict[str, str]]:
             with open(full, "rb") as f:
                 files[os.path.relpath(full, store.root)] = hashlib.sha256(f.read()).hexdigest()
     return files, store.refs_under("refs")
-
-
-def ti(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "", mode: int = 0o644,
-       pax: dict | None = None) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = linkname
-    info.mode = mode
-    info.mtime = 1000
-    info.pax_headers = pax or {}
-    return info
-
-
-def tar_bytes(*members: tuple, fmt: int = tarfile.PAX_FORMAT) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=fmt, encoding="utf-8",
-                      errors="surrogateescape") as tar:
-        for info, data in members:
-            if data is not None:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-            else:
-                tar.addfile(info)
-    return out.getvalue()
 
 
 def header(name: bytes, size: int, typeflag: bytes = b"0", linkname: bytes = b"") -> bytes:
@@ -154,7 +131,8 @@ def test_absolute_path_from_gnu_tar_P(store: Store, tmp_path: Path) -> None:
 
 
 def test_write_through_symlink_in_same_tar(store: Store) -> None:
-    data = tar_bytes((ti("evil", tarfile.SYMTYPE, "/etc"), None), (ti("evil/passwd"), b"x"))
+    data = tar_bytes((ti("evil", tarfile.SYMTYPE, linkname="/etc"), None),
+                     (ti("evil/passwd"), b"x"))
     msg = refused(store, lambda: apply_layer(store, None, data), "'evil/passwd'", "'evil'")
     assert "symlink" in msg
 
@@ -214,33 +192,33 @@ def test_deep_whiteouts_and_opaques_repeated(store: Store, parent: DirRef) -> No
 
 
 def test_hardlink_to_absolute_target(store: Store) -> None:
-    data = tar_bytes((ti("shadow", tarfile.LNKTYPE, "/etc/shadow"), None))
+    data = tar_bytes((ti("shadow", tarfile.LNKTYPE, linkname="/etc/shadow"), None))
     refused(store, lambda: apply_layer(store, None, data), "'shadow'", "'/etc/shadow'")
 
 
 def test_hardlink_outside_the_root(store: Store) -> None:
-    data = tar_bytes((ti("x", tarfile.LNKTYPE, "../../etc/shadow"), None))
+    data = tar_bytes((ti("x", tarfile.LNKTYPE, linkname="../../etc/shadow"), None))
     refused(store, lambda: apply_layer(store, None, data), "'x'", "'../../etc/shadow'")
 
 
 def test_hardlink_to_missing_target(store: Store, parent: DirRef) -> None:
-    data = tar_bytes((ti("x", tarfile.LNKTYPE, "nowhere"), None))
+    data = tar_bytes((ti("x", tarfile.LNKTYPE, linkname="nowhere"), None))
     refused(store, lambda: apply_layer(store, parent, data), "'x'", "'nowhere'",
             "does not exist")
 
 
 def test_hardlink_to_a_later_entry(store: Store) -> None:
-    data = tar_bytes((ti("early", tarfile.LNKTYPE, "late"), None), (ti("late"), b"l"))
+    data = tar_bytes((ti("early", tarfile.LNKTYPE, linkname="late"), None), (ti("late"), b"l"))
     refused(store, lambda: apply_layer(store, None, data), "'early'", "'late'")
 
 
 def test_hardlink_to_directory(store: Store, parent: DirRef) -> None:
-    data = tar_bytes((ti("d", tarfile.LNKTYPE, "dir"), None))
+    data = tar_bytes((ti("d", tarfile.LNKTYPE, linkname="dir"), None))
     refused(store, lambda: apply_layer(store, parent, data), "'d'", "'dir'", "directory")
 
 
 def test_hardlink_through_symlink(store: Store, parent: DirRef) -> None:
-    data = tar_bytes((ti("stolen", tarfile.LNKTYPE, "evil/passwd"), None))
+    data = tar_bytes((ti("stolen", tarfile.LNKTYPE, linkname="evil/passwd"), None))
     refused(store, lambda: apply_layer(store, parent, data), "'stolen'", "'evil'", "symlink")
 
 
@@ -293,7 +271,8 @@ def test_duplicate_then_write_below_a_file(store: Store) -> None:
 
 
 def test_symlink_replacing_directory_then_write_through(store: Store, parent: DirRef) -> None:
-    data = tar_bytes((ti("dir", tarfile.SYMTYPE, "/root"), None), (ti("dir/.ssh/keys"), b"k"))
+    data = tar_bytes((ti("dir", tarfile.SYMTYPE, linkname="/root"), None),
+                     (ti("dir/.ssh/keys"), b"k"))
     refused(store, lambda: apply_layer(store, parent, data), "'dir/.ssh/keys'", "symlink")
 
 

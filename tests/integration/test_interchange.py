@@ -24,7 +24,6 @@ from layerctl.oci.archive.load import load
 from layerctl.oci.archive.save import save
 from layerctl.store.blobread import BlobReader
 from layerctl.store.layers import read_layer
-from layerctl.store.repo import Store
 from tests.interchange_helpers import (
     file_info,
     fingerprint,
@@ -34,7 +33,6 @@ from tests.interchange_helpers import (
     read_tar,
     roots,
     top_layer,
-    two_layer_image,
     write_tar,
 )
 from tests.layerhelpers import commit_edit, import_dir, put_file
@@ -43,18 +41,6 @@ from tests.treecompare import compare
 
 FORMATS = [("docker-archive", "none"), ("docker-archive", "gzip"), ("oci", "gzip"),
            ("oci", "zstd"), ("oci-dir", "none"), ("oci-dir", "zstd")]
-
-
-@pytest.fixture
-def fresh(tmp_path: Path):
-    s = Store(str(tmp_path / "fresh"))
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def image(store: Store, tmp_path: Path) -> list[str]:
-    return two_layer_image(store, make_tree(tmp_path / "src"))
 
 
 def _out(tmp_path: Path, fmt: str, name: str = "out") -> str:

@@ -43,6 +43,7 @@ from layerctl.store.layers import read_layer
 from layerctl.store.meta import Meta
 from layerctl.store.objects import BIG_FILE
 from layerctl.store.repo import Store
+from tests.tarhelpers import tar_bytes, ti
 
 AUTHOR = "Test <test@example.com>"
 
@@ -89,32 +90,6 @@ def normalise_root(path: Path) -> None:
     os.chown(path, 0, 0)
     os.chmod(path, 0o755)
     os.utime(path, ns=(0, 0))
-
-
-def tar_bytes(*members: tuple, fmt: int = tarfile.PAX_FORMAT) -> bytes:
-    """members: (TarInfo, data or None)."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=fmt, encoding="utf-8",
-                      errors="surrogateescape") as tar:
-        for info, data in members:
-            if data is not None:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-            else:
-                tar.addfile(info)
-    return out.getvalue()
-
-
-def ti(name: str, kind: bytes = tarfile.REGTYPE, mode: int = 0o644, mtime: int = 1000,
-       linkname: str = "", pax: dict | None = None, uid: int = 0, gid: int = 0) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.mode = mode
-    info.mtime = mtime
-    info.uid, info.gid = uid, gid
-    info.linkname = linkname
-    info.pax_headers = pax or {}
-    return info
 
 
 def meta_of(store: Store, root: DirRef, path: bytes) -> Meta | None:
