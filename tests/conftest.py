@@ -295,16 +295,6 @@ def cli(store_root: Path) -> CliRunner:
 # --- leaked-mount safety net -----------------------------------------------------
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _pytest_tmp_roots(factory: pytest.TempPathFactory) -> list[Path]:
     """Temp dirs to check: this session's base temp dir and, when it is pytest's
     default ``pytest-of-<user>/pytest-N``, every sibling ``pytest-M`` that no
@@ -312,6 +302,8 @@ def _pytest_tmp_roots(factory: pytest.TempPathFactory) -> list[Path]:
     removes it at exit). Directories of concurrently running sessions are left
     alone, so two test runs on one machine cannot unmount each other's mounts.
     """
+    from layerctl.store.debris import pid_alive
+
     base = factory.getbasetemp()
     roots = [base]
     if not base.parent.name.startswith("pytest-of-"):
@@ -323,7 +315,7 @@ def _pytest_tmp_roots(factory: pytest.TempPathFactory) -> list[Path]:
             pid = int((sibling / ".lock").read_text().strip() or "0")
         except (OSError, ValueError):
             pid = 0
-        if pid <= 0 or not _pid_alive(pid):
+        if pid <= 0 or not pid_alive(pid):
             roots.append(sibling)
     return roots
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from layerctl.store.debris import pid_alive
 from tests.paths import REPO_ROOT
 from tests.treecompare import compare, snapshot
 
@@ -136,16 +137,6 @@ class RootlessUser:
     gid: int
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _userdel(name: str) -> str | None:
     """Remove the user and its home; None on success, else the error."""
     r = subprocess.run(["userdel", "-r", name], capture_output=True, text=True)
@@ -165,7 +156,7 @@ def _remove_stale_users() -> None:
     """Users left by a test run that was killed before its teardown."""
     for pw in pwd.getpwall():
         m = re.fullmatch(re.escape(USER_COMMENT) + r"(\d+)", pw.pw_gecos)
-        if m and pw.pw_name.startswith("lcrl") and not _pid_alive(int(m.group(1))):
+        if m and pw.pw_name.startswith("lcrl") and not pid_alive(int(m.group(1))):
             _userdel(pw.pw_name)
 
 
