@@ -21,6 +21,8 @@ Fixtures
                    and returns its path.
     cli_deb        ``cli`` over a store holding the Debian corpus as image "deb".
     podman         podman on private storage, removed afterwards.
+    config_dir     credential files (layerctl's and Docker's) under tmp_path.
+    registry       docker-registry on 127.0.0.1 (registryhelpers.serve for more).
     fresh, image   a second empty Store; two layers with every entry kind in `store`.
     git_daemon     ``(url, path)`` of a bare repository served by `git daemon`
                    on 127.0.0.1 (push enabled), stopped afterwards.
@@ -430,3 +432,23 @@ def image(store, tmp_path: Path) -> list[str]:
     from tests.interchange_helpers import make_tree, two_layer_image
 
     return two_layer_image(store, make_tree(tmp_path / "src"))
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """layerctl's and Docker's credential files in tmp (never the user's)."""
+    d = tmp_path / "config"
+    monkeypatch.setenv("LAYERCTL_CONFIG_DIR", str(d))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    monkeypatch.delenv("LAYERCTL_CA_FILE", raising=False)
+    return d
+
+
+@pytest.fixture
+def registry(tmp_path: Path, config_dir: Path, needs_tool) -> Iterator[object]:
+    """Debian's docker-registry on 127.0.0.1 (plain http), stopped afterwards."""
+    from tests.registryhelpers import serve
+
+    needs_tool("docker-registry")
+    with serve(tmp_path / "registry") as reg:
+        yield reg

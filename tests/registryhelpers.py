@@ -12,6 +12,7 @@ proxy that cuts one blob download after N bytes (an interrupted pull).
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server
 import json
 import os
@@ -23,6 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -414,3 +416,14 @@ def write_layout(layout: Path, images: list[dict], tag: str = "1") -> None:
                "annotations": ann}  # fmt: skip
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top]}
     (layout / "index.json").write_text(json.dumps(index))
+
+
+@contextlib.contextmanager
+def serve(path: Path, **kwargs: object) -> Iterator[Registry]:
+    """A Registry at `path`, started, and stopped afterwards even when the test fails."""
+    reg = Registry(path, **kwargs)  # type: ignore[arg-type]
+    try:
+        reg.start()
+        yield reg
+    finally:
+        reg.stop()

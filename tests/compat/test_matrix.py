@@ -43,7 +43,6 @@ from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
 from tests.interchange_helpers import PODMAN_ROOT, Podman
 from tests.layerhelpers import import_dir, release_containers
-from tests.registryhelpers import Registry
 from tests.treecompare import compare, snapshot
 
 pytestmark = pytest.mark.needs_root
@@ -51,17 +50,6 @@ pytestmark = pytest.mark.needs_root
 MTIME = 1_650_000_000
 CAP = b"\x01\x00\x00\x02\x00\x20\x00\x00" + b"\x00" * 12  # cap_net_bind_service, v2
 NAME = "matrix/app:4"
-
-
-@pytest.fixture
-def registry(tmp_path, needs_tool):
-    needs_tool("docker-registry")
-    reg = Registry(tmp_path / "registry")
-    try:
-        reg.start()
-        yield reg
-    finally:
-        reg.stop()
 
 
 @pytest.fixture

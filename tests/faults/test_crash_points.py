@@ -438,20 +438,6 @@ def test_load_killed(cli, store_root, base, two_layers, tmp_path, point):
     check_store(cli, other, env)
 
 
-@pytest.fixture
-def registry(tmp_path, monkeypatch):
-    from tests.registryhelpers import Registry
-
-    monkeypatch.setenv("LAYERCTL_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    reg = Registry(tmp_path / "registry")
-    try:
-        reg.start()
-        yield reg
-    finally:
-        reg.stop()
-
-
 @pytest.mark.needs_tool("docker-registry")
 @pytest.mark.parametrize("point", ["pull.move-progress-ref", "ref.move",
                                    "pull.move-progress-ref#2", "ref.move#2", "pull.move-tag",

@@ -36,23 +36,6 @@ LAYERS = [
 
 
 @pytest.fixture
-def config_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAYERCTL_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    monkeypatch.delenv("LAYERCTL_CA_FILE", raising=False)
-
-
-@pytest.fixture
-def registry(tmp_path, config_dir):
-    reg = Registry(tmp_path / "registry")
-    try:
-        reg.start()
-        yield reg
-    finally:
-        reg.stop()
-
-
-@pytest.fixture
 def store(store_root):
     s = Store(str(store_root))
     try:

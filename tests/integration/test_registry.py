@@ -15,39 +15,16 @@ import pytest
 from layerctl.images import chain, resolve
 from layerctl.store.repo import Store
 from tests.layerhelpers import commit_edit, import_dir, put_file
-from tests.registryhelpers import CuttingProxy, Registry, tar_bytes, write_layout
+from tests.registryhelpers import CuttingProxy, Registry, serve, tar_bytes, write_layout
 from tests.treecompare import assert_same_tree
 
 pytestmark = pytest.mark.needs_tool("docker-registry", "skopeo", "openssl")
 
 
 @pytest.fixture
-def config_dir(tmp_path, monkeypatch):
-    """layerctl's and Docker's credential files in tmp (never the user's)."""
-    d = tmp_path / "config"
-    monkeypatch.setenv("LAYERCTL_CONFIG_DIR", str(d))
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    monkeypatch.delenv("LAYERCTL_CA_FILE", raising=False)
-    return d
-
-
-def _registry(tmp_path: Path, name: str, **kwargs):
-    reg = Registry(tmp_path / name, **kwargs)
-    try:
-        reg.start()
-        yield reg
-    finally:
-        reg.stop()
-
-
-@pytest.fixture
-def registry(tmp_path, config_dir):
-    yield from _registry(tmp_path, "registry")
-
-
-@pytest.fixture
 def tls_registry(tmp_path, config_dir):
-    yield from _registry(tmp_path, "tls-registry", tls=True)
+    with serve(tmp_path / "tls-registry", tls=True) as reg:
+        yield reg
 
 
 def skopeo(*args: str) -> str:

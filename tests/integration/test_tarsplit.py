@@ -66,14 +66,10 @@ def test_podman_save_load_save_podman_load_keeps_identity(store, podman, tmp_pat
 
 
 def _registry(tmp_path: Path, name: str):
-    from tests.registryhelpers import Registry
+    from tests.registryhelpers import serve
 
-    reg = Registry(tmp_path / name)
-    try:
-        reg.start()
+    with serve(tmp_path / name) as reg:
         yield reg
-    finally:
-        reg.stop()
 
 
 @pytest.fixture

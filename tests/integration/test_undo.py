@@ -363,20 +363,6 @@ def test_tui_z_undoes_a_reset(store_root: Path, monkeypatch: pytest.MonkeyPatch,
 # -- pull re-tag -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    from tests.registryhelpers import Registry
-
-    monkeypatch.setenv("LAYERCTL_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    reg = Registry(tmp_path / "registry")
-    try:
-        reg.start()
-        yield reg
-    finally:
-        reg.stop()
-
-
 @pytest.mark.needs_tool("docker-registry")
 def test_undo_pull_retag(box: Box, registry: object) -> None:
     ref = f"{registry.host}/app:1"
