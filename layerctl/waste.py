@@ -26,6 +26,7 @@ from layerctl.store.meta import DIR, FILE, Meta, parse_record
 from layerctl.store.names import unmangle
 
 if TYPE_CHECKING:
+    from layerctl.pkgdb import Package
     from layerctl.store.repo import Store
 
 DELETED_CLASS = "deleted"
@@ -359,7 +360,62 @@ def facts_of(step: Step) -> LayerFacts:
 def analyze(store: Store, target: Target, base_index: int, base_name: str,
             duplicates: bool = False) -> Report:
     """The report for `target`. Layer 0 is summed, not diffed, unless `duplicates` asks
-    for every visible file (then the whole top filesystem is read)."""
+    for every visible file (then the whole top filesystem is read).
+
+    The analysis of committed layers is kept in the store's cache under the top layer's
+    id (which fixes every layer below it, their trees and messages) and the code stamp
+    of the modules that compute it: a second run reads one file and walks no tree. The
+    base boundary is applied on top, so `--base` needs no new analysis; a container's
+    pending changes are never kept (they change)."""
+    from layerctl.store import cache
+
+    key = _analysis_key(target)
+    kind = ANALYSIS + ("-duplicates" if duplicates else "")
+    kept = cache.load(store, kind, key) if key else None
+    if kept is not None:
+        try:
+            return _from_kept(kept, target.name, base_index, base_name)
+        except (TypeError, ValueError):
+            pass  # malformed: recompute
+    report = _analyze(store, target, base_index, base_name, duplicates)
+    if key:
+        cache.save(store, kind, key, _to_kept(report))
+    return report
+
+
+ANALYSIS = "waste"  # cache/waste/<top layer id>-<code stamp>
+
+
+def _analysis_key(target: Target) -> str | None:
+    if target.pending is not None or not target.layers:
+        return None
+    from layerctl.store import cache
+
+    stamp = cache.code_stamp("layerctl.waste", "layerctl.history", "layerctl.store.diff",
+                             "layerctl.store.meta", "layerctl.store.fstree")
+    return f"{target.layers[-1].id}-{stamp}"
+
+
+def _to_kept(r: Report) -> tuple:
+    return ([(f.index, f.id, f.label, f.summary, f.created_by, f.shipped) for f in r.layers],
+            r.total, r.visible,
+            [(w.path, w.size, w.step, w.cls, w.culprit, w.how, w.under) for w in r.wasted],
+            r.counts, r.duplicates)
+
+
+def _from_kept(kept: object, name: str, base_index: int, base_name: str) -> Report:
+    layers, total, visible, wasted, counts, dups = kept
+    if not (isinstance(counts, dict) and isinstance(total, int) and isinstance(visible, int)
+            and isinstance(dups, list)):
+        raise ValueError("not a kept analysis")
+    if not 0 <= base_index < len(layers):
+        raise ValueError("base outside the kept layers")
+    return Report(name, [LayerFacts(*f) for f in layers], base_index, base_name, total,
+                  visible, [Wasted(*w) for w in wasted], counts, dups)
+
+
+def _analyze(store: Store, target: Target, base_index: int, base_name: str,
+             duplicates: bool) -> Report:
     from layerctl.history import steps
 
     ledger = _Ledger(store, lazy=not duplicates)
@@ -391,6 +447,80 @@ def _duplicates(live: dict[bytes, Copy]) -> list[tuple[bytes, int, list[bytes]]]
         ((blob, live[paths[0]].size, sorted(paths))
          for blob, paths in by_blob.items() if len(paths) > 1),
         key=lambda d: (-(len(d[2]) - 1) * d[1], d[2][0]))
+
+
+# -- which package shipped a wasted copy ------------------------------------------------
+
+OWNERS = "owners"  # cache/owners/<layer id>-<code stamp>: {path: Package fields or None}
+
+
+def row_owners(store: Store, target: Target,
+               rows: Iterable[PathRow]) -> tuple[dict[bytes, Package], list[str]]:
+    """(path -> the package that installed the row's last wasted copy, read from the
+    package database of the layer that shipped it; the readers' warnings).
+
+    The owner of a path in a layer is a fact about that layer, kept per layer id (and
+    the code stamp of the package readers) as each path is asked, so a second run
+    reads no package database. A layer whose databases warned is not kept."""
+    from layerctl.store import cache
+
+    wanted: dict[int, list[bytes]] = {}
+    for row in rows:
+        if row.files or not row.copies or row.wasted == 0:
+            continue
+        step = row.copies[-1].step
+        if step < len(target.layers):  # a container's pending copy: no database to ask
+            wanted.setdefault(step, []).append(row.path)
+    out: dict[bytes, Package] = {}
+    warnings: list[str] = []
+    pkgs = None
+    for step, paths in wanted.items():
+        layer = target.layers[step]
+        key = f"{layer.id}-{_owners_stamp()}"
+        kept = cache.load(store, OWNERS, key)
+        known = {p: f for p, f in kept.items() if f is None or _is_fields(f)} \
+            if isinstance(kept, dict) else {}
+        missing = [p for p in paths if p not in known]
+        if missing:
+            if pkgs is None:
+                from layerctl.packages import Packages
+
+                pkgs = Packages(store)
+            before = len(pkgs.warnings)
+            tree = pkgs.tree(layer.root, layer.id[:12])
+            found = {p: pkgs.owner(tree, p) for p in missing}
+            known = {**known, **{p: None if pkg is None else _pkg_fields(pkg)
+                                 for p, pkg in found.items()}}
+            if len(pkgs.warnings) == before:
+                cache.save(store, OWNERS, key, known)
+        for p in paths:
+            fields = known.get(p)
+            if fields is not None:
+                out[p] = _package(fields)
+    if pkgs is not None:
+        warnings = list(pkgs.warnings)
+    return out, warnings
+
+
+def _owners_stamp() -> str:
+    from layerctl.store import cache
+
+    return cache.code_stamp("layerctl.waste", "layerctl.packages", "layerctl.pkgdb")
+
+
+def _pkg_fields(pkg: Package) -> tuple[str, str, str, str, str]:
+    return (pkg.kind, pkg.key, pkg.name, pkg.version, pkg.arch)
+
+
+def _is_fields(fields: object) -> bool:
+    return (isinstance(fields, tuple) and len(fields) == 5
+            and all(isinstance(f, str) for f in fields))
+
+
+def _package(fields: tuple) -> Package:
+    from layerctl.pkgdb import Package
+
+    return Package(*fields)
 
 
 # -- base boundary ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from layerctl.cli.out import echo, echo_package_warnings
+from layerctl.cli.out import echo
 from layerctl.words import path_text
 
 if TYPE_CHECKING:
@@ -44,24 +44,14 @@ def _analysis_block(report: object) -> list[str]:
 
 
 def _row_owners(store: Store, tgt: object, rows: list) -> dict:
-    """path -> the package that installed the row's last wasted copy (read from the
-    package database of the layer that shipped it), when one says so."""
-    from layerctl.packages import Packages
+    """path -> the package that installed the row's last wasted copy (waste.row_owners),
+    when one says so; the package readers' warnings on stderr."""
+    from layerctl.waste import row_owners
 
-    pkgs = Packages(store)
-    out = {}
-    for row in rows:
-        if row.files or not row.copies or row.wasted == 0:
-            continue
-        step = row.copies[-1].step
-        if step >= len(tgt.layers):
-            continue  # the container's pending copy: no committed database to ask
-        layer = tgt.layers[step]
-        pkg = pkgs.owner(pkgs.tree(layer.root, layer.id[:12]), row.path)
-        if pkg is not None:
-            out[row.path] = pkg
-    echo_package_warnings(pkgs)
-    return out
+    owners, warnings = row_owners(store, tgt, rows)
+    for line in warnings:
+        echo(f"layerctl: warning: {line}", err=True)
+    return owners
 
 
 def _path_rows(report: object, show_all: bool, owners_of: object) -> list[str]:
