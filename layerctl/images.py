@@ -4,9 +4,8 @@ OCI config, history and identity."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import platform
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -378,7 +377,7 @@ def _save_size_cache(store: Store, cache: dict[str, int]) -> None:
 
 
 def host_arch() -> str:
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()  # platform.machine(), without importing platform
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
         machine, machine
     )
@@ -443,6 +442,8 @@ def image_id(layers: list[Layer], store: object = None) -> str:
     """sha256 of the image's config, as Docker and OCI define the image ID: with `store`,
     of the image's own config bytes when it was loaded or pulled and still holds
     (what save and push send), else of layerctl's canonical OCI config."""
+    import hashlib  # OpenSSL: ~2 ms of start-up that only the id needs
+
     if store is not None:
         raw = own_config(store, layers, [x.sent_diff_id for x in layers])
         if raw is not None:

@@ -472,6 +472,7 @@ def row_owners(store: Store, target: Target,
         if step < len(target.layers):  # a container's pending copy: no database to ask
             wanted.setdefault(step, []).append(row.path)
     out: dict[bytes, Package] = {}
+    made: dict[tuple, Package] = {}
     warnings: list[str] = []
     pkgs = None
     for step, paths in wanted.items():
@@ -496,7 +497,10 @@ def row_owners(store: Store, target: Target,
         for p in paths:
             fields = known.get(p)
             if fields is not None:
-                out[p] = _package(fields)
+                pkg = made.get(fields)
+                if pkg is None:
+                    pkg = made[fields] = _package(fields)
+                out[p] = pkg  # one object per package: many rows share one
     if pkgs is not None:
         warnings = list(pkgs.warnings)
     return out, warnings
