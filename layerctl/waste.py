@@ -13,8 +13,6 @@ kept, so reclaimable = total shipped - visible. See docs/design-notes.md.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -302,55 +300,6 @@ def _replaced_dirs(step: Step) -> list[bytes]:
                    for p in (ch.path.rpartition(b"/")[0],) if p in opaque})
 
 
-_SIZED_FILE = re.compile(rb"^[^ \n]+ - [^ \n]+ [^ \n]+ [^ \n]+ size=(\d+)([^\n]*)$", re.M)
-
-
-def tree_bytes(store: Store, root: DirRef) -> int:
-    """Content bytes the changeset of a whole tree ships (regular files, hardlink groups
-    once), read from the metadata records alone: half the objects of a full walk."""
-    total = 0
-    todo = [root.meta]
-    while todo:
-        for name, _mode, sha in store.read_tree(todo.pop()):
-            if name == RECORD:
-                for m in _SIZED_FILE.finditer(store.read_blob(sha)):
-                    if b" link=" not in m.group(2):
-                        total += int(m.group(1))
-            else:
-                todo.append(sha)
-    return total
-
-
-TREE_BYTES_CACHE = ("cache", "tree-bytes")
-
-
-def cached_tree_bytes(store: Store, root: DirRef) -> int:
-    """tree_bytes() remembered per tree id in the store's cache dir (an append-only
-    file of "<meta tree id> <bytes>" lines; ids never change meaning, so it is never
-    stale). A base image is then summed once, not at every run."""
-    path = store.path(*TREE_BYTES_CACHE)
-    key = root.meta.hex()
-    try:
-        with open(path, "rb") as f:
-            for line in f:
-                k, _, v = line.partition(b" ")
-                if k.decode("ascii", "replace") == key and v.strip().isdigit():
-                    return int(v)
-    except FileNotFoundError:
-        pass
-    total = tree_bytes(store, root)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, f"{key} {total}\n".encode())  # one short write: appended whole
-        finally:
-            os.close(fd)
-    except OSError:
-        pass  # a read-only store still answers, only slower
-    return total
-
-
 def facts_of(step: Step) -> LayerFacts:
     layer = step.layer
     return LayerFacts(step.index, step.id, step.label, step.summary,
@@ -391,8 +340,9 @@ def _analysis_key(target: Target) -> str | None:
         return None
     from layerctl.store import cache
 
-    stamp = cache.code_stamp("layerctl.waste", "layerctl.history", "layerctl.store.diff",
-                             "layerctl.store.meta", "layerctl.store.fstree")
+    stamp = cache.code_stamp("layerctl.waste", "layerctl.history", "layerctl.images",
+                             "layerctl.store.diff", "layerctl.store.meta",
+                             "layerctl.store.fstree")
     return f"{target.layers[-1].id}-{stamp}"
 
 
@@ -417,6 +367,7 @@ def _from_kept(kept: object, name: str, base_index: int, base_name: str) -> Repo
 def _analyze(store: Store, target: Target, base_index: int, base_name: str,
              duplicates: bool) -> Report:
     from layerctl.history import steps
+    from layerctl.images import layer_size
 
     ledger = _Ledger(store, lazy=not duplicates)
     layers = []
@@ -424,7 +375,7 @@ def _analyze(store: Store, target: Target, base_index: int, base_name: str,
     if not duplicates:
         first = Step(0, target.layers[0], None, [])
         facts = facts_of(first)
-        facts.shipped = cached_tree_bytes(store, target.layers[0].root)
+        facts.shipped = layer_size(store, target.layers[0])  # kept per layer id
         layers.append(facts)
     for step in todo:
         facts = facts_of(step)

@@ -44,6 +44,9 @@ def images(store: Store, tmp_path: Path) -> Store:
     (src / "usr/share/foo/data").write_bytes(b"d" * 5000)
     (src / "var/lib/dpkg/info").mkdir(parents=True)
     (src / "etc").mkdir()
+    (src / "etc/hl1").write_bytes(b"h" * 700)
+    os.link(src / "etc/hl1", src / "etc/hl2")  # a hardlink group ships once
+    os.symlink("hl1", src / "etc/sl")  # a symlink ships no content
     (src / "var/lib/dpkg/status").write_bytes(STATUS)
     (src / "var/lib/dpkg/info/foo.list").write_bytes(FOO_LIST)
     import_dir(store, src, "c:base")
@@ -185,3 +188,18 @@ def test_a_layer_whose_database_warns_is_not_kept_and_warns_every_run(images):
         assert len(warnings) == 1 and "unreadable package database" in warnings[0]
     bad = resolve_target(images, "c:bad").layers[-1].id
     assert not any(n.startswith(bad) for n in os.listdir(images.path("cache", waste.OWNERS)))
+
+
+def test_a_base_layers_size_from_its_records_equals_its_diff(images):
+    """images.layer_sizes sums a parentless layer from its metadata records alone (what
+    waste takes as layer 0's shipped bytes): the same figure a full diff gives."""
+    from layerctl.images import layer_sizes, tree_bytes
+    from layerctl.store.diff import diff
+    from layerctl.store.meta import FILE
+
+    base = resolve_target(images, "c:base").layers[0]
+    by_diff = sum(ch.new.size for ch in diff(images, None, base.root)
+                  if ch.new is not None and ch.new.kind == FILE and ch.new.link is None)
+    assert by_diff == 5000 + len(STATUS) + len(FOO_LIST) + 700
+    assert tree_bytes(images, base.root) == by_diff == layer_sizes(images, [base])[0]
+    assert _analyze(images, "c:two").layers[0].shipped == by_diff
