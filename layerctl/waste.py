@@ -412,7 +412,8 @@ def row_owners(store: Store, target: Target,
 
     The owner of a path in a layer is a fact about that layer, kept per layer id (and
     the code stamp of the package readers) as each path is asked, so a second run
-    reads no package database. A layer whose databases warned is not kept."""
+    reads no package database. Nothing is kept once a database warned (a database
+    shared by several layers warns once), so the warning shows at every run."""
     from layerctl.store import cache
 
     wanted: dict[int, list[bytes]] = {}
@@ -426,9 +427,10 @@ def row_owners(store: Store, target: Target,
     made: dict[tuple, Package] = {}
     warnings: list[str] = []
     pkgs = None
+    stamp = _owners_stamp()
     for step, paths in wanted.items():
         layer = target.layers[step]
-        key = f"{layer.id}-{_owners_stamp()}"
+        key = f"{layer.id}-{stamp}"
         kept = cache.load(store, OWNERS, key)
         known = {p: f for p, f in kept.items() if f is None or _is_fields(f)} \
             if isinstance(kept, dict) else {}
@@ -438,12 +440,11 @@ def row_owners(store: Store, target: Target,
                 from layerctl.packages import Packages
 
                 pkgs = Packages(store)
-            before = len(pkgs.warnings)
             tree = pkgs.tree(layer.root, layer.id[:12])
             found = {p: pkgs.owner(tree, p) for p in missing}
             known = {**known, **{p: None if pkg is None else _pkg_fields(pkg)
                                  for p, pkg in found.items()}}
-            if len(pkgs.warnings) == before:
+            if not pkgs.warnings:
                 cache.save(store, OWNERS, key, known)
         for p in paths:
             fields = known.get(p)

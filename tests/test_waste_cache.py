@@ -177,7 +177,7 @@ def test_package_owners_are_kept_per_layer_and_read_back(images):
     counting.close()
 
 
-def test_a_layer_whose_database_warns_is_not_kept_and_warns_every_run(images):
+def test_owners_are_not_kept_once_a_database_warned_and_it_warns_every_run(images):
     commit_edit(images, "c:two", lambda e, w: (
         put_file(e, w, b"var/lib/dpkg/status", b"not a field line\n"),
         put_file(e, w, b"etc/x", b"z" * 20)), "c:bad", "break the db")
