@@ -13,7 +13,6 @@ under the same error contract (cli/contract.py).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from importlib import import_module
 
 from layerctl.cli.contract import guarded
@@ -29,15 +28,16 @@ PLAIN: dict[str, tuple[str, str, int, int]] = {
 }
 
 
-def plain(args: list[str]) -> tuple[Callable[..., object], list[str]] | None:
-    """(body, words) when `args` is a plain read command, else None (click parses it)."""
+def plain(args: list[str]) -> tuple[str, str, list[str]] | None:
+    """(module, function, words) when `args` is a plain read command, else None (click
+    parses it)."""
     if not args or args[0] not in PLAIN:
         return None
     module, name, least, most = PLAIN[args[0]]
     words = args[1:]
     if not least <= len(words) <= most or any(w.startswith("-") for w in words):
         return None
-    return getattr(import_module(module), name), words
+    return module, name, words
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,11 +48,12 @@ def main(argv: list[str] | None = None) -> None:
 
         click_main(args)
         return
-    body, words = found
+    module, name, words = found
 
     def run() -> None:
         from layerctl.store.repo import Store
 
+        body = getattr(import_module(module), name)  # under the contract: ^C is quiet
         store = Store(None)  # LAYERCTL_ROOT or the default, as `--root` unset means
         try:
             body(store, *words)
