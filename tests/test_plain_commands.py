@@ -73,6 +73,22 @@ def test_plain_form_prints_what_click_prints_without_click(image, store_root, ar
     assert plain.returncode == 0 and plain.stdout
 
 
+@pytest.mark.parametrize("dive_ci", [
+    "rules:\n  lowestEfficiency: 0\n  highestUserWastedPercent: disabled\n",
+    "rules:\n  lowestEfficiency: 0.99\n"], ids=["passing rules", "failing rule"])
+def test_plain_waste_under_ci_is_the_click_gate(image, store_root, tmp_path, dive_ci):
+    """CI=true turns `waste` into the gate either way: same lines, same exit code."""
+    (store_root.parent / ".dive-ci").write_text(dive_ci)  # the probes' working dir
+    plain, mods = _probe(store_root, "waste", "pl:top", env={"CI": "true"})
+    parsed, _ = _probe(store_root, "--root", str(store_root), "waste", "pl:top",
+                       env={"CI": "true"})
+    assert "click" not in mods
+    assert "Result:" in plain.stdout
+    assert (plain.returncode, plain.stdout, plain.stderr) == (
+        parsed.returncode, parsed.stdout, parsed.stderr)
+    assert plain.returncode == (1 if "0.99" in dive_ci else 0)
+
+
 def test_plain_waste_has_the_figures(image, store_root):
     plain, _ = _probe(store_root, "waste", "pl:top")
     # 4000 (base copy) + 3000 (rewrite) shipped, both wasted: the top shows neither
