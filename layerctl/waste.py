@@ -329,6 +329,7 @@ def analyze(store: Store, target: Target, base_index: int, base_name: str,
     report = _analyze(store, target, base_index, base_name, duplicates)
     if key:
         cache.save(store, kind, key, _to_kept(report))
+        cache.drop_others(store, kind, key.partition("-")[0] + "-", key)
     return report
 
 
@@ -446,6 +447,8 @@ def row_owners(store: Store, target: Target,
                                  for p, pkg in found.items()}}
             if not pkgs.warnings:
                 cache.save(store, OWNERS, key, known)
+                if not kept:
+                    cache.drop_others(store, OWNERS, layer.id + "-", key)
         for p in paths:
             fields = known.get(p)
             if fields is not None:

@@ -75,3 +75,20 @@ def code_stamp(*modules: str) -> str:
             continue
         facts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
     return f"{zlib.crc32(' '.join(facts).encode()):08x}"
+
+
+def drop_others(store: StoreLike, kind: str, prefix: str, keep: str) -> None:
+    """Remove the values of `kind` whose key starts with `prefix` but is not `keep`:
+    what an older layerctl kept for the same object under another code stamp, which
+    nothing reads any more. Best effort."""
+    directory = store.path("cache", kind)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name != keep and _KEY.fullmatch(name):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
