@@ -27,9 +27,13 @@ def table(rows: list[list[str]], headers: list[str]) -> None:
                    for row in [headers, *rows]))
 
 
+def echo_warnings(lines: list[str]) -> None:
+    """Warning lines on stderr, each as `layerctl: warning: ...`."""
+    for line in lines:
+        echo(f"layerctl: warning: {line}", err=True)
+
+
 def echo_package_warnings(pkgs: object) -> None:
     """The one-line warnings of a layerctl.packages.Packages reader, on stderr."""
-    if pkgs is None:
-        return
-    for line in pkgs.warnings:
-        echo(f"layerctl: warning: {line}", err=True)
+    if pkgs is not None:
+        echo_warnings(pkgs.warnings)

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from layerctl.cli.out import echo
+from layerctl.cli.out import echo, echo_warnings
 from layerctl.words import path_text
 
 if TYPE_CHECKING:
@@ -49,8 +49,7 @@ def _row_owners(store: Store, tgt: object, rows: list) -> dict:
     from layerctl.waste import row_owners
 
     owners, warnings = row_owners(store, tgt, rows)
-    for line in warnings:
-        echo(f"layerctl: warning: {line}", err=True)
+    echo_warnings(warnings)
     return owners
 
 
