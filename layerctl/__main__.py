@@ -1,3 +1,3 @@
-from layerctl.cli.main import main
+from layerctl.cli.entry import main
 
 main()

@@ -4,9 +4,8 @@ OCI config, history and identity."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import platform
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ SOURCE_CONFIG = b"config.json"  # in a layer's source/: the image's own config b
 LAYER_CONFIG_KEYS = ("architecture", "os", "os.version", "os.features", "variant", "config")
 
 if TYPE_CHECKING:
+    from layerctl.store.fstree import DirRef
     from layerctl.store.repo import Store
 
 REF_PREFIX = "refs/images/"
@@ -329,12 +329,36 @@ def layer_sizes(store: Store, layers: list[Layer]) -> list[int]:
         from layerctl.store.meta import FILE
 
         for layer in missing:
-            parent = read_layer(store, layer.parent).root if layer.parent else None
+            if not layer.parent:  # the whole tree: its records say it all
+                cache[layer.id] = tree_bytes(store, layer.root)
+                continue
+            parent = read_layer(store, layer.parent).root
             cache[layer.id] = sum(
                 ch.new.size for ch in diff(store, parent, layer.root)
                 if ch.new is not None and ch.new.kind == FILE and ch.new.link is None)
         _save_size_cache(store, cache)
     return [cache[layer.id] for layer in layers]
+
+
+_SIZED_FILE = re.compile(rb"^[^ \n]+ - [^ \n]+ [^ \n]+ [^ \n]+ size=(\d+)([^\n]*)$", re.M)
+
+
+def tree_bytes(store: Store, root: DirRef) -> int:
+    """Content bytes the changeset of a whole tree ships (regular files, hardlink groups
+    once), read from the metadata records alone: a sixth of the time of a full diff."""
+    from layerctl.store.fstree import RECORD
+
+    total = 0
+    todo = [root.meta]
+    while todo:
+        for name, _mode, sha in store.read_tree(todo.pop()):
+            if name == RECORD:
+                for m in _SIZED_FILE.finditer(store.read_blob(sha)):
+                    if b" link=" not in m.group(2):
+                        total += int(m.group(1))
+            else:
+                todo.append(sha)
+    return total
 
 
 def layer_size(store: Store, layer: Layer) -> int:
@@ -378,7 +402,7 @@ def _save_size_cache(store: Store, cache: dict[str, int]) -> None:
 
 
 def host_arch() -> str:
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()  # platform.machine(), without importing platform
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
         machine, machine
     )
@@ -443,6 +467,8 @@ def image_id(layers: list[Layer], store: object = None) -> str:
     """sha256 of the image's config, as Docker and OCI define the image ID: with `store`,
     of the image's own config bytes when it was loaded or pulled and still holds
     (what save and push send), else of layerctl's canonical OCI config."""
+    import hashlib  # OpenSSL: ~2 ms of start-up that only the id needs
+
     if store is not None:
         raw = own_config(store, layers, [x.sent_diff_id for x in layers])
         if raw is not None:

@@ -13,8 +13,6 @@ kept, so reclaimable = total shipped - visible. See docs/design-notes.md.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -26,6 +24,7 @@ from layerctl.store.meta import DIR, FILE, Meta, parse_record
 from layerctl.store.names import unmangle
 
 if TYPE_CHECKING:
+    from layerctl.pkgdb import Package
     from layerctl.store.repo import Store
 
 DELETED_CLASS = "deleted"
@@ -301,55 +300,6 @@ def _replaced_dirs(step: Step) -> list[bytes]:
                    for p in (ch.path.rpartition(b"/")[0],) if p in opaque})
 
 
-_SIZED_FILE = re.compile(rb"^[^ \n]+ - [^ \n]+ [^ \n]+ [^ \n]+ size=(\d+)([^\n]*)$", re.M)
-
-
-def tree_bytes(store: Store, root: DirRef) -> int:
-    """Content bytes the changeset of a whole tree ships (regular files, hardlink groups
-    once), read from the metadata records alone: half the objects of a full walk."""
-    total = 0
-    todo = [root.meta]
-    while todo:
-        for name, _mode, sha in store.read_tree(todo.pop()):
-            if name == RECORD:
-                for m in _SIZED_FILE.finditer(store.read_blob(sha)):
-                    if b" link=" not in m.group(2):
-                        total += int(m.group(1))
-            else:
-                todo.append(sha)
-    return total
-
-
-TREE_BYTES_CACHE = ("cache", "tree-bytes")
-
-
-def cached_tree_bytes(store: Store, root: DirRef) -> int:
-    """tree_bytes() remembered per tree id in the store's cache dir (an append-only
-    file of "<meta tree id> <bytes>" lines; ids never change meaning, so it is never
-    stale). A base image is then summed once, not at every run."""
-    path = store.path(*TREE_BYTES_CACHE)
-    key = root.meta.hex()
-    try:
-        with open(path, "rb") as f:
-            for line in f:
-                k, _, v = line.partition(b" ")
-                if k.decode("ascii", "replace") == key and v.strip().isdigit():
-                    return int(v)
-    except FileNotFoundError:
-        pass
-    total = tree_bytes(store, root)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, f"{key} {total}\n".encode())  # one short write: appended whole
-        finally:
-            os.close(fd)
-    except OSError:
-        pass  # a read-only store still answers, only slower
-    return total
-
-
 def facts_of(step: Step) -> LayerFacts:
     layer = step.layer
     return LayerFacts(step.index, step.id, step.label, step.summary,
@@ -359,8 +309,66 @@ def facts_of(step: Step) -> LayerFacts:
 def analyze(store: Store, target: Target, base_index: int, base_name: str,
             duplicates: bool = False) -> Report:
     """The report for `target`. Layer 0 is summed, not diffed, unless `duplicates` asks
-    for every visible file (then the whole top filesystem is read)."""
+    for every visible file (then the whole top filesystem is read).
+
+    The analysis of committed layers is kept in the store's cache under the top layer's
+    id (which fixes every layer below it, their trees and messages) and the code stamp
+    of the modules that compute it: a second run reads one file and walks no tree. The
+    base boundary is applied on top, so `--base` needs no new analysis; a container's
+    pending changes are never kept (they change)."""
+    from layerctl.store import cache
+
+    key = _analysis_key(target)
+    kind = ANALYSIS + ("-duplicates" if duplicates else "")
+    kept = cache.load(store, kind, key) if key else None
+    if kept is not None:
+        try:
+            return _from_kept(kept, target.name, base_index, base_name)
+        except (TypeError, ValueError):
+            pass  # malformed: recompute
+    report = _analyze(store, target, base_index, base_name, duplicates)
+    if key:
+        cache.save(store, kind, key, _to_kept(report))
+        cache.drop_others(store, kind, key.partition("-")[0] + "-", key)
+    return report
+
+
+ANALYSIS = "waste"  # cache/waste/<top layer id>-<code stamp>
+
+
+def _analysis_key(target: Target) -> str | None:
+    if target.pending is not None or not target.layers:
+        return None
+    from layerctl.store import cache
+
+    stamp = cache.code_stamp("layerctl.waste", "layerctl.history", "layerctl.images",
+                             "layerctl.store.diff", "layerctl.store.meta",
+                             "layerctl.store.fstree")
+    return f"{target.layers[-1].id}-{stamp}"
+
+
+def _to_kept(r: Report) -> tuple:
+    return ([(f.index, f.id, f.label, f.summary, f.created_by, f.shipped) for f in r.layers],
+            r.total, r.visible,
+            [(w.path, w.size, w.step, w.cls, w.culprit, w.how, w.under) for w in r.wasted],
+            r.counts, r.duplicates)
+
+
+def _from_kept(kept: object, name: str, base_index: int, base_name: str) -> Report:
+    layers, total, visible, wasted, counts, dups = kept
+    if not (isinstance(counts, dict) and isinstance(total, int) and isinstance(visible, int)
+            and isinstance(dups, list)):
+        raise ValueError("not a kept analysis")
+    if not 0 <= base_index < len(layers):
+        raise ValueError("base outside the kept layers")
+    return Report(name, [LayerFacts(*f) for f in layers], base_index, base_name, total,
+                  visible, [Wasted(*w) for w in wasted], counts, dups)
+
+
+def _analyze(store: Store, target: Target, base_index: int, base_name: str,
+             duplicates: bool) -> Report:
     from layerctl.history import steps
+    from layerctl.images import layer_size
 
     ledger = _Ledger(store, lazy=not duplicates)
     layers = []
@@ -368,7 +376,7 @@ def analyze(store: Store, target: Target, base_index: int, base_name: str,
     if not duplicates:
         first = Step(0, target.layers[0], None, [])
         facts = facts_of(first)
-        facts.shipped = cached_tree_bytes(store, target.layers[0].root)
+        facts.shipped = layer_size(store, target.layers[0])  # kept per layer id
         layers.append(facts)
     for step in todo:
         facts = facts_of(step)
@@ -391,6 +399,87 @@ def _duplicates(live: dict[bytes, Copy]) -> list[tuple[bytes, int, list[bytes]]]
         ((blob, live[paths[0]].size, sorted(paths))
          for blob, paths in by_blob.items() if len(paths) > 1),
         key=lambda d: (-(len(d[2]) - 1) * d[1], d[2][0]))
+
+
+# -- which package shipped a wasted copy ------------------------------------------------
+
+OWNERS = "owners"  # cache/owners/<layer id>-<code stamp>: {path: Package fields or None}
+
+
+def row_owners(store: Store, target: Target,
+               rows: Iterable[PathRow]) -> tuple[dict[bytes, Package], list[str]]:
+    """(path -> the package that installed the row's last wasted copy, read from the
+    package database of the layer that shipped it; the readers' warnings).
+
+    The owner of a path in a layer is a fact about that layer, kept per layer id (and
+    the code stamp of the package readers) as each path is asked, so a second run
+    reads no package database. Nothing is kept once a database warned (a database
+    shared by several layers warns once), so the warning shows at every run."""
+    from layerctl.store import cache
+
+    wanted: dict[int, list[bytes]] = {}
+    for row in rows:
+        if row.files or not row.copies or row.wasted == 0:
+            continue
+        step = row.copies[-1].step
+        if step < len(target.layers):  # a container's pending copy: no database to ask
+            wanted.setdefault(step, []).append(row.path)
+    out: dict[bytes, Package] = {}
+    made: dict[tuple, Package] = {}
+    warnings: list[str] = []
+    pkgs = None
+    stamp = _owners_stamp()
+    for step, paths in wanted.items():
+        layer = target.layers[step]
+        key = f"{layer.id}-{stamp}"
+        kept = cache.load(store, OWNERS, key)
+        known = {p: f for p, f in kept.items() if f is None or _is_fields(f)} \
+            if isinstance(kept, dict) else {}
+        missing = [p for p in paths if p not in known]
+        if missing:
+            if pkgs is None:
+                from layerctl.packages import Packages
+
+                pkgs = Packages(store)
+            tree = pkgs.tree(layer.root, layer.id[:12])
+            found = {p: pkgs.owner(tree, p) for p in missing}
+            known = {**known, **{p: None if pkg is None else _pkg_fields(pkg)
+                                 for p, pkg in found.items()}}
+            if not pkgs.warnings:
+                cache.save(store, OWNERS, key, known)
+                if not kept:
+                    cache.drop_others(store, OWNERS, layer.id + "-", key)
+        for p in paths:
+            fields = known.get(p)
+            if fields is not None:
+                pkg = made.get(fields)
+                if pkg is None:
+                    pkg = made[fields] = _package(fields)
+                out[p] = pkg  # one object per package: many rows share one
+    if pkgs is not None:
+        warnings = list(pkgs.warnings)
+    return out, warnings
+
+
+def _owners_stamp() -> str:
+    from layerctl.store import cache
+
+    return cache.code_stamp("layerctl.waste", "layerctl.packages", "layerctl.pkgdb")
+
+
+def _pkg_fields(pkg: Package) -> tuple[str, str, str, str, str]:
+    return (pkg.kind, pkg.key, pkg.name, pkg.version, pkg.arch)
+
+
+def _is_fields(fields: object) -> bool:
+    return (isinstance(fields, tuple) and len(fields) == 5
+            and all(isinstance(f, str) for f in fields))
+
+
+def _package(fields: tuple) -> Package:
+    from layerctl.pkgdb import Package
+
+    return Package(*fields)
 
 
 # -- base boundary ---------------------------------------------------------------------

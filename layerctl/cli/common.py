@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import click
 
+from layerctl.cli.out import echo_package_warnings, table  # noqa: F401 - re-exported
 from layerctl.store.repo import Store
-from layerctl.words import ago, human_size, one_line, path_text  # noqa: F401 - re-exported
+from layerctl.words import ago, human_size, path_text  # noqa: F401 - re-exported
 
 
 def open_store(ctx: click.Context) -> Store:
@@ -17,15 +18,6 @@ def open_store(ctx: click.Context) -> Store:
     store = Store(root)
     ctx.call_on_close(store.close)
     return store
-
-
-def table(rows: list[list[str]], headers: list[str]) -> None:
-    rows = [[one_line(c) for c in row] for row in rows]  # a cell never breaks its line
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    for row in [headers, *rows]:
-        click.echo("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def progress_printer(label: str) -> Callable[[int, int], None] | None:
@@ -47,13 +39,3 @@ def progress_printer(label: str) -> Callable[[int, int], None] | None:
         sys.stderr.flush()
 
     return show
-
-
-
-
-def echo_package_warnings(pkgs: object) -> None:
-    """The one-line warnings of a layerctl.packages.Packages reader, on stderr."""
-    if pkgs is None:
-        return
-    for line in pkgs.warnings:
-        click.echo(f"layerctl: warning: {line}", err=True)

@@ -3,15 +3,14 @@ and the container side of `diff` and `inspect`."""
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from typing import TYPE_CHECKING
 
 import click
 
-from layerctl.cli.common import ago, open_store, path_text, table
-from layerctl.errors import BadInput, NotFound
+from layerctl.cli.common import open_store, path_text
+from layerctl.cli.views import default_container as _default_container  # noqa: F401 - history_edit
+from layerctl.cli.views import show_ps, show_status
+from layerctl.errors import BadInput
 
 if TYPE_CHECKING:
     from layerctl.store.repo import Store
@@ -39,13 +38,6 @@ def create_cmd(ctx: click.Context, name: str | None, driver: str | None, image: 
     click.echo(c.id)
 
 
-PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
-              "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
-              "State": "STATE", "Status": "STATUS", "Size": "SIZE", "Names": "NAMES",
-              "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
-              "LocalVolumes": "LOCAL VOLUMES"}
-
-
 @click.command("ps", context_settings=_SETTINGS)
 @click.option("-a", "--all", "show_all", is_flag=True,
               help="Show all containers (default: mounted ones).")
@@ -58,90 +50,7 @@ def ps_cmd(
     ctx: click.Context, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | None
 ) -> None:
     """List containers (mounted ones; -a for all)."""
-    from layerctl.containers.state import broken
-
-    store = open_store(ctx)
-    containers = _containers()
-    rows = []
-    for c in containers.list_containers(store):
-        mounted = containers.is_mounted(store, c)
-        if not (show_all or mounted or broken(c)):  # a broken one needs the user's rm
-            continue
-        if quiet:
-            click.echo(c.id if no_trunc else c.short_id)
-            continue
-        rows.append(_ps_row(store, c, mounted, no_trunc))
-    if quiet:
-        return
-    if fmt:
-        from layerctl.cli.images import print_formatted
-
-        print_formatted(fmt, [r for r, _ in rows], PS_HEADERS, "*formatter.ContainerContext",
-                        "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}"
-                        "\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}")
-        return
-    table([[r["ID"], r["Image"], base, r["RunningFor"], r["Status"], driver, r["Names"]]
-           for r, (base, driver) in rows],
-          ["CONTAINER ID", "IMAGE", "BASE LAYER", "CREATED", "STATUS", "DRIVER", "NAMES"])
-
-
-def _ps_row(
-    store: Store, c: object, mounted: bool, no_trunc: bool
-) -> tuple[dict, tuple[str, str]]:
-    """Docker's ps --format fields for one container (plus layerctl's driver and base
-    layer for the default table, which the template does not see)."""
-    from layerctl import runtime
-    from layerctl.containers.state import broken
-    from layerctl.store.layers import read_layer
-    from layerctl.words import go_time
-
-    base = store.ref(c.ref) or ""
-    config = {}
-    if base:
-        try:
-            config = read_layer(store, base).config.get("config") or {}
-        except Exception:  # noqa: BLE001 - a broken base shows as Broken in STATUS
-            config = {}
-    argv = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
-    command = " ".join(argv)
-    if not no_trunc and len(command) > 20:  # Docker: 20 characters, then an ellipsis
-        command = command[:19] + "…"
-    state = "dead" if broken(c) else runtime.status(store, c.id)[0]
-    labels = config.get("Labels") or {}
-    row = {
-        "ID": c.id if no_trunc else c.short_id,
-        "Image": c.image,
-        "Command": f'"{command}"',
-        "CreatedAt": go_time(c.created),
-        "RunningFor": ago(c.created),
-        "Ports": "",  # layerctl containers have no network namespace to publish
-        "State": state if state in ("running", "exited", "dead") else "created",
-        "Status": _state_text(store, c, mounted),
-        "Size": "N/A",
-        "Names": c.name,
-        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
-        "Label": lambda key: labels.get(key, ""),
-        "Mounts": "",
-        "Networks": "",
-        "LocalVolumes": "0",
-    }
-    return row, (base[:12], c.driver)
-
-
-def _state_text(store: Store, c: object, mounted: bool) -> str:
-    """Docker's STATUS words: Up, Exited (N), else whether the filesystem is mounted."""
-    from layerctl import runtime
-    from layerctl.containers.state import broken
-
-    why = broken(c)
-    if why:
-        return f"Broken: {why} (rm it)"
-    state, code = runtime.status(store, c.id)
-    if state == "running":
-        return "Up"
-    if state == "exited":
-        return f"Exited ({code})" if code is not None else "Exited"
-    return "Mounted" if mounted else "Created"
+    show_ps(open_store(ctx), show_all, quiet, no_trunc, fmt)
 
 
 @click.command("mount", context_settings=_SETTINGS)
@@ -175,31 +84,6 @@ def rm_cmd(ctx: click.Context, force: bool, containers: tuple[str, ...]) -> None
         click.echo(ref)
 
 
-def _default_container(store: Store, ref: str | None) -> str:
-    if ref:
-        return ref
-    found = _containers().list_containers(store)
-    if len(found) == 1:
-        return found[0].id
-    if not found:
-        raise NotFound("no containers; create one with `layerctl create IMAGE`")
-    raise BadInput(f"{len(found)} containers exist; name one (see `layerctl ps -a`)")
-
-
-_KIND = {"C": 0, "A": 1, "D": 2}
-
-
-def _json_path(path: bytes) -> str:
-    """JSON escapes control characters itself: the path as it is (bytes that are not
-    UTF-8 as \\xNN), not quoted for a terminal."""
-    return "/" + path.decode("utf-8", "backslashreplace")
-
-
-def _change_json(ch: object) -> dict:
-    return {"Path": _json_path(ch.path), "Kind": _KIND[ch.status], "Status": ch.status,
-            "Details": ch.details()}
-
-
 @click.command("status", context_settings=_SETTINGS)
 @click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
 @click.option("-w", "--watch", is_flag=True, help="Keep running; print changes as they happen.")
@@ -207,41 +91,7 @@ def _change_json(ch: object) -> dict:
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool, watch: bool, container: str | None) -> None:
     """Show a container's changes against its base layer (A added, C changed, D deleted)."""
-    store = open_store(ctx)
-    containers = _containers()
-    if not as_json and os.path.exists(store.path("rebase", "state.json")):
-        from layerctl.rewrite import progress_line  # only while a rebase is under way
-
-        click.echo(progress_line(store))
-    ref = _default_container(store, container)
-    changes = containers.status(store, ref)
-    if as_json and not watch:
-        click.echo(json.dumps([_change_json(ch) for ch in changes], indent=2))
-        return
-    for ch in changes:
-        click.echo(f"{ch.status} {path_text(ch.path)}")
-    if not watch:
-        return
-    sys.stdout.flush()  # a pipe reader sees the starting state before any update
-    from layerctl.containers.watch import ChangeWatcher
-
-    def show(updates: list[tuple[bytes, object]]) -> None:
-        for path, ch in updates:
-            if as_json:
-                item = _change_json(ch) if ch else {"Path": _json_path(path), "Status": "clean"}
-                click.echo(json.dumps(item))
-            else:
-                click.echo(f"{ch.status} {path_text(path)}" if ch else f"  {path_text(path)} "
-                           "(no longer changed)")
-        sys.stdout.flush()
-
-    watcher = ChangeWatcher(store, containers.resolve(store, ref), show, initial=changes)
-    try:
-        watcher.run_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        watcher.stop()
+    show_status(open_store(ctx), container, as_json, watch)
 
 
 class _CommitCommand(click.Command):

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import click
 
 from layerctl.cli.common import ago, human_size, open_store, progress_printer, table
-from layerctl.errors import BadInput, Corrupt, LayerctlError, NotFound
-from layerctl.words import go_time, rfc3339, rfc3339_nano
+from layerctl.cli.views import print_formatted, show_images
+from layerctl.errors import BadInput, NotFound
+from layerctl.words import rfc3339, rfc3339_nano
 
 if TYPE_CHECKING:
     from layerctl.store.repo import Store
@@ -48,63 +49,10 @@ def import_cmd(
     click.echo(layer_id)
 
 
-def _image_rows(store: Store, no_trunc: bool = False) -> list[dict[str, str]]:
-    """One dict per image with Docker's --format field names and values."""
-    from layerctl.images import chain, image_id, image_size, list_images
-
-    rows = []
-    broken: list[tuple[str, str]] = []
-    images = list_images(store, broken)
-    for ref, reason in broken:
-        click.echo(f"layerctl: warning: skipping {ref}: {reason} (see `layerctl fsck`)", err=True)
-    for name, layer_id in images:
-        try:
-            layers = chain(store, layer_id)
-        except Corrupt:
-            raise  # a damaged store is the one thing to say (fsck finds the rest)
-        except LayerctlError as e:  # one bad tag must not hide the others
-            click.echo(f"layerctl: warning: skipping {name}: {e}", err=True)
-            continue
-        top = layers[-1]
-        size = human_size(image_size(store, layers))
-        full_id = image_id(layers, store)
-        rows.append({
-            "Containers": "N/A",  # Docker too, unless asked to count (system df)
-            "CreatedAt": go_time(top.author_time),
-            "CreatedSince": ago(top.author_time),
-            "Digest": "<none>",  # layerctl keeps no registry manifest digest per tag
-            "ID": full_id if no_trunc else full_id[7:19],
-            "Repository": name.repository,
-            "SharedSize": "N/A",
-            "Size": size,
-            "Tag": name.tag,
-            "UniqueSize": "N/A",
-            "VirtualSize": size,
-        })
-    return rows
-
-
-IMAGE_HEADERS = {"Containers": "CONTAINERS", "CreatedAt": "CREATED AT",
-                 "CreatedSince": "CREATED", "Digest": "DIGEST", "ID": "IMAGE ID",
-                 "Repository": "REPOSITORY", "SharedSize": "SHARED SIZE", "Size": "SIZE",
-                 "Tag": "TAG", "UniqueSize": "UNIQUE SIZE", "VirtualSize": "VIRTUAL SIZE"}
-
-
 def format_option(f):  # noqa: ANN001, ANN201 - a click decorator
     return click.option("--format", "fmt", metavar="TEMPLATE",
                         help="Go-template output like Docker's: '{{.ID}}', "
                         "'table {{.Repository}}\\t{{.Size}}', '{{json .}}'.")(f)
-
-
-def print_formatted(fmt: str, rows: list[dict], headers: dict[str, str], type_name: str,
-                    default: str) -> None:
-    from layerctl.gotemplate import format_rows
-
-    if fmt.strip() == "table":  # Docker: the bare word means the default table
-        fmt = default
-    elif fmt.strip() == "json":  # Docker's shorthand for {{json .}}
-        fmt = "{{json .}}"
-    click.echo(format_rows(fmt, rows, headers, type_name), nl=False)
 
 
 @click.command("images")
@@ -114,17 +62,7 @@ def print_formatted(fmt: str, rows: list[dict], headers: dict[str, str], type_na
 @click.pass_context
 def images_cmd(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
     """List images (REPOSITORY, TAG, IMAGE ID, CREATED, SIZE)."""
-    rows = _image_rows(open_store(ctx), no_trunc)
-    if quiet:
-        for row in rows:
-            click.echo(row["ID"])
-        return
-    if fmt:
-        print_formatted(fmt, rows, IMAGE_HEADERS, "*formatter.ImageContext",
-                        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}")
-        return
-    table([[r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]] for r in rows],
-          ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"])
+    show_images(open_store(ctx), quiet, no_trunc, fmt)
 
 
 @click.command("tag")

@@ -1,19 +1,15 @@
-"""The `layerctl` command: a lazy click group (fast start-up) and the error contract.
-
-User errors (LayerctlError) print one line and exit non-zero, never a traceback.
+"""The `layerctl` command: a lazy click group (fast start-up). The error contract is
+cli/contract.py; the plain read commands that skip click are cli/entry.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import os
 import sys
 
 import click
 
-from layerctl.errors import LayerctlError, NoSpace, is_no_space
-from layerctl.store import journal
+from layerctl.cli.contract import guarded
 
 # name -> (module, function, short help). Modules load only when their command runs.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -163,29 +159,16 @@ def cli(ctx: click.Context, root: str | None) -> None:
     _root = root
 
 
-def _no_secrets(args: list[str]) -> list[str]:
-    """The command line as the undo journal records it, without login's password."""
-    if "login" not in args:
-        return args
-    out = []
-    for prev, arg in zip(["", *args], args, strict=False):
-        hidden = prev in ("-p", "--password") or arg.startswith(("--password=", "-p="))
-        out.append("***" if hidden else arg)
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
+    """Parse the command line with click and run it under the error contract
+    (cli/contract.py; cli/entry.py runs the plain read commands without click)."""
     args = sys.argv[1:] if argv is None else argv
-    # One command, one undoable operation (store/journal.py); the TUI's actions are
-    # each their own.
-    op = contextlib.nullcontext() if {"tui", "demo"} & set(args) else journal.operation(
-        "layerctl " + " ".join(_no_secrets(args)))
+    guarded(args, lambda: _run(args), lambda: _root)
+
+
+def _run(args: list[str]) -> None:
     try:
-        with op:
-            cli.main(args=args, prog_name="layerctl", standalone_mode=False)
-    except LayerctlError as e:
-        click.echo(f"layerctl: {e}", err=True)
-        sys.exit(e.exit_code)
+        cli.main(args=args, prog_name="layerctl", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("layerctl: aborted", err=True)
         sys.exit(130)
@@ -194,15 +177,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("layerctl: interrupted", err=True)
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(141)
-    except OSError as e:
-        if not is_no_space(e):
-            raise
-        from layerctl.store.repo import default_root
-
-        click.echo(f"layerctl: {NoSpace(os.path.abspath(_root or default_root()))}", err=True)
-        sys.exit(NoSpace.exit_code)

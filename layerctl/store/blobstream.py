@@ -2,24 +2,21 @@
 not hold the whole object in memory (dulwich's get_raw inflates it in one piece).
 
 A whole (non-delta) object in a pack, or a loose object, is inflated chunk by
-chunk from its file. A delta object is rebuilt by dulwich in memory; git only
+chunk from its file. A delta object is rebuilt in memory (store.read_blob); git only
 deltifies objects below core.bigFileThreshold (512 MiB) and layerctl's own packs
 never hold deltas, so that fallback stays bounded in practice.
 """
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO
 
 from layerctl.errors import Corrupt
 from layerctl.store.repo import is_damage
 
 if TYPE_CHECKING:
-    from dulwich.objects import RawObjectID
-
     from layerctl.store.repo import Store
 
 CHUNK = 1 << 20
@@ -39,14 +36,11 @@ def iter_blob(store: Store, binsha: bytes, chunk: int = CHUNK) -> Iterator[bytes
 
 
 def _pieces(store: Store, binsha: bytes, chunk: int) -> Iterator[bytes]:
-    for pack in store.objects.packs:
-        try:
-            offset = pack.index.object_offset(cast("RawObjectID", binsha))
-        except KeyError:
-            continue
-        yield from _packed(store, pack._data_path, offset, binsha, chunk)
+    found = store.packed_at(binsha)
+    if found is not None:
+        yield from _packed(store, found[0], found[1], binsha, chunk)
         return
-    path = os.path.join(store.objects.path, binsha.hex()[:2], binsha.hex()[2:])
+    path = store.path("objects", binsha.hex()[:2], binsha.hex()[2:])
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
@@ -79,7 +73,7 @@ def _packed(store: Store, filename: str, offset: int, binsha: bytes,
             i += 1
             if i >= len(head):
                 raise _damaged(binsha)
-        if kind != _BLOB:  # a delta: let dulwich resolve it
+        if kind != _BLOB:  # a delta: read_blob rebuilds it
             yield store.read_blob(binsha)
             return
         f.seek(offset + i + 1)

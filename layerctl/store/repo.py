@@ -207,6 +207,18 @@ class Store:
                 return found
         raise Corrupt(f"object {binsha.hex()} is missing from the store")
 
+    def packed_at(self, binsha: bytes) -> tuple[str, int] | None:
+        """(pack file, offset) of a packed object, else None: where store/blobstream.py
+        inflates a big blob in pieces (store/packs.py's index, no dulwich import)."""
+        packs = self._packs
+        if packs is None:
+            packs = self._packs = self._open_packs([])
+        for pack in packs:
+            offset = pack.index.offset(binsha)
+            if offset is not None:
+                return pack.base + ".pack", offset
+        return None
+
     def _open_packs(self, known: list[Pack]) -> list[Pack]:
         """The packs in the store that are not in `known`, opened (one removed since
         the listing, by a repack or prune, is skipped)."""

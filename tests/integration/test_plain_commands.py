@@ -1,0 +1,135 @@
+"""The plain read commands (cli/entry.py): `layerctl status C`, `ps`, `images` and
+`waste TARGET` without options run their body without click, and print exactly what
+the click-parsed form prints (the same body: `--root` forces the click form).
+
+Start-up is asserted on the modules a run leaves in sys.modules, never on time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from layerctl.store.repo import Store
+from tests.layerhelpers import cli_env, commit_edit, import_dir, put_file
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Runs the real entry point, then lists what the process imported (also after an exit).
+PROBE = """
+import sys
+try:
+    from layerctl.cli.entry import main
+    main(sys.argv[1:])
+finally:
+    sys.stderr.write("\\nMODULES " + " ".join(sorted(sys.modules)) + "\\n")
+"""
+
+
+def _probe(store_root: Path, *args: str, env: dict | None = None
+           ) -> tuple[subprocess.CompletedProcess, set[str]]:
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, cwd=store_root.parent,
+                          env={**cli_env(store_root, REPO_ROOT), **(env or {})})
+    head, _, mods = proc.stderr.rpartition("\nMODULES ")
+    proc.stderr = head
+    return proc, set(mods.split())
+
+
+@pytest.fixture
+def image(store: Store, store_root: Path, tmp_path: Path, cli) -> str:
+    """base (a 4000-byte file), then two layers that rewrite and delete it; a mounted
+    container with two pending changes."""
+    src = tmp_path / "src"
+    (src / "etc").mkdir(parents=True)
+    (src / "etc" / "big").write_bytes(b"b" * 4000)
+    (src / "etc" / "hostname").write_bytes(b"box\n")
+    (src / "var/lib/dpkg/info").mkdir(parents=True)  # waste reads who owns etc/big
+    (src / "var/lib/dpkg/status").write_bytes(
+        b"Package: big\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n\n")
+    (src / "var/lib/dpkg/info/big.list").write_bytes(b"/etc\n/etc/big\n")
+    import_dir(store, src, "pl:base")
+    commit_edit(store, "pl:base", lambda e, w: put_file(e, w, b"etc/big", b"c" * 3000),
+                "pl:mid", "rewrite big")
+    commit_edit(store, "pl:mid", lambda e, w: e.delete(b"etc/big"), "pl:top", "drop big")
+    cli("create", "--driver", "vfs", "--name", "c", "pl:top")
+    root = Path(cli("mount", "c").stdout.strip())  # vfs: a directory, no kernel mount
+    (root / "etc" / "hostname").write_bytes(b"other\n")
+    (root / "etc" / "new").write_bytes(b"new\n")
+    return "pl:top"
+
+
+PLAIN_LINES = [("status", "c"), ("status",), ("ps",), ("images",), ("waste", "pl:top"),
+               ("efficiency", "pl:top"), ("waste", "pl:mid")]
+
+
+@pytest.mark.parametrize("args", PLAIN_LINES, ids=" ".join)
+def test_plain_form_prints_what_click_prints_without_click(image, store_root, args):
+    plain, mods = _probe(store_root, *args)
+    parsed, parsed_mods = _probe(store_root, "--root", str(store_root), *args)
+    assert "click" not in mods and "layerctl.cli.main" not in mods, args
+    assert "click" in parsed_mods  # the comparison is with the click form
+    assert (plain.returncode, plain.stdout, plain.stderr) == (
+        parsed.returncode, parsed.stdout, parsed.stderr)
+    assert plain.returncode == 0 and plain.stdout
+
+
+@pytest.mark.parametrize("dive_ci", [
+    "rules:\n  lowestEfficiency: 0\n  highestUserWastedPercent: disabled\n",
+    "rules:\n  lowestEfficiency: 0.99\n"], ids=["passing rules", "failing rule"])
+def test_plain_waste_under_ci_is_the_click_gate(image, store_root, tmp_path, dive_ci):
+    """CI=true turns `waste` into the gate either way: same lines, same exit code."""
+    (store_root.parent / ".dive-ci").write_text(dive_ci)  # the probes' working dir
+    plain, mods = _probe(store_root, "waste", "pl:top", env={"CI": "true"})
+    parsed, _ = _probe(store_root, "--root", str(store_root), "waste", "pl:top",
+                       env={"CI": "true"})
+    assert "click" not in mods
+    assert "Result:" in plain.stdout
+    assert (plain.returncode, plain.stdout, plain.stderr) == (
+        parsed.returncode, parsed.stdout, parsed.stderr)
+    assert plain.returncode == (1 if "0.99" in dive_ci else 0)
+
+
+def test_plain_waste_has_the_figures_and_reads_packages_without_dulwich(image, store_root):
+    plain, mods = _probe(store_root, "waste", "pl:top")
+    # 4000 (base copy) + 3000 (rewrite) shipped, both wasted: the top shows neither
+    assert "wastedBytes: 7000 bytes" in plain.stdout
+    row = next(line for line in plain.stdout.splitlines() if line.endswith("/etc/big"))
+    assert "big 1" in row  # the package column: dpkg's status and list were read
+    # blobs are read through store/packs.py; dulwich's object store costs ~10 ms to import
+    assert not sorted(m for m in mods if m.split(".")[0] in ("dulwich", "click", "textual"))
+
+
+@pytest.mark.parametrize("args", [("status", "nosuch"), ("waste", "nosuch:1"),
+                                  ("status", "a", "b")], ids=" ".join)
+def test_plain_errors_are_the_same_one_line(image, store_root, args):
+    plain, mods = _probe(store_root, *args)
+    parsed, _ = _probe(store_root, "--root", str(store_root), *args)
+    assert plain.returncode == parsed.returncode != 0
+    assert plain.stderr == parsed.stderr
+    assert plain.stderr.startswith(("layerctl: ", "Usage: ")), plain.stderr
+    assert "Traceback" not in plain.stderr
+
+
+@pytest.mark.parametrize("args", [("status", "--json", "c"), ("waste", "pl:top", "--json"),
+                                  ("ps", "-a"), ("images", "x"), ("status", "-h")],
+                         ids=" ".join)
+def test_options_and_extra_words_go_to_click(image, store_root, args):
+    proc, mods = _probe(store_root, *args)
+    assert "layerctl.cli.main" in mods  # click parsed it (a usage error for `images x`)
+    assert "Traceback" not in proc.stderr
+
+
+def test_plain_output_to_a_closed_pipe_exits_quietly(image, store_root):
+    """A reader that goes away (`layerctl waste X | head -1`): exit 141, no traceback."""
+    env = cli_env(store_root, REPO_ROOT)
+    with subprocess.Popen([sys.executable, "-m", "layerctl", "waste", "pl:top"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as p:
+        p.stdout.close()  # before it writes anything
+        err = p.stderr.read().decode()
+        code = p.wait()
+    assert code == 141, err
+    assert err == ""
