@@ -15,8 +15,7 @@ import pytest
 
 from layerctl.store.repo import Store
 from tests.layerhelpers import cli_env, commit_edit, import_dir, put_file
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import REPO_ROOT
 
 # Runs the real entry point, then lists what the process imported (also after an exit).
 PROBE = """
