@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from layerctl import runtime
 from layerctl.errors import BadInput, LayerctlError, NotFound
 
-from .api import create, mount, remove, root_dir
+from .lifecycle import create, mount, remove, root_dir
 from .state import Container, base, resolve
 
 

@@ -364,7 +364,7 @@ def clean_debris(store: Store) -> list[str]:
 
 def clean_all_debris(store: Store) -> list[str]:
     """What killed container commands left, also overlay probes still mounted (fsck)."""
-    from .overlay import clean_dead_probes
+    from .overlayfs import clean_dead_probes
 
     return clean_debris(store) + clean_dead_probes(store.path("cache", "probe"))
 

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 from layerctl.errors import Conflict
 from layerctl.store.diff import Change
 
-from .api import _dirs, pending
+from .drivers import driver_for
 from .state import Container, load
+from .worktree import pending
 
 if TYPE_CHECKING:
     from layerctl.store.repo import Store
@@ -50,8 +51,7 @@ class ChangeWatcher:
         self.container = container
         self.on_update = on_update
         self.debounce = debounce
-        dirs = _dirs(store, container)
-        self.top = dirs.get("upper") or dirs["rootfs"]
+        self.top = driver_for(container).top(store, container)
         self._top_b = os.fsencode(self.top)
         self.known: dict[bytes, Change] = {c.path: c for c in (initial or [])}
         self._pending: set[bytes] = set()

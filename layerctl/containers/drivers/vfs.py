@@ -1,5 +1,9 @@
 """The vfs driver: the container is a full checkout of its base layer.
 
+    containers/ID/rootfs      the checkout, changed in place
+    containers/ID/statcache   the stat cache below
+    containers/ID/rootless    what a checkout without root could not apply (rootless.py)
+
 Changes are found by walking the rootfs against a stat cache (like git's
 index): an entry whose lstat matches the cache is known to equal the base and
 is never re-hashed. The cache is labelled with the layer it was checked
@@ -9,11 +13,13 @@ candidates too, so the cache never has to be rewritten under a commit.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import shutil
 import stat
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from layerctl import beneath
@@ -23,11 +29,17 @@ from layerctl.store.diff import diff
 from layerctl.store.fstree import walk
 from layerctl.store.layers import read_layer
 
-from . import rootless
-from .changes import RACY_NS
+from .. import rootless
+from ..changes import RACY_NS, scan
+from ..state import destroy, save, state_dir
+from ..view import View
 
 if TYPE_CHECKING:
+    from layerctl.store.fstree import DirRef
     from layerctl.store.repo import Store
+
+    from ..changes import HashCache, Scan
+    from ..state import Container
 
 CACHE_NAME = "statcache"
 
@@ -139,4 +151,69 @@ def refresh(state: str, base_id: str, entries: dict, cands: set[bytes], changed:
     try:
         save_cache(state, base_id, entries)
     except OSError:
+        pass
+
+
+class VfsDriver:
+    name = "vfs"
+    owned = True
+
+    def prepare(self, store: Store, c: Container, layer_id: str) -> None:
+        prepare(store, state_dir(store, c.id), layer_id)
+
+    def top(self, store: Store, c: Container) -> str:
+        return os.path.join(state_dir(store, c.id), "rootfs")
+
+    root = top  # nothing to mount: the checkout is the filesystem
+
+    def is_mounted(self, store: Store, c: Container) -> bool:
+        return bool(c.extra.get("mounted"))  # `mount` only marks it, for `ps`
+
+    def mount(self, store: Store, c: Container) -> str:
+        c.extra["mounted"] = True
+        save(store, c)
+        return self.root(store, c)
+
+    def unmount(self, store: Store, c: Container) -> None:
+        c.extra["mounted"] = False
+        save(store, c)
+
+    def destroy(self, store: Store, c: Container) -> None:
+        destroy(store, c)
+        remove_tree(state_dir(store, c.id))  # what destroy's rmtree left: read-only dirs
+
+    def view(self, store: Store, c: Container) -> View:
+        return View(os.fsencode(self.top(store, c)), None)
+
+    def scan(self, store: Store, c: Container, base_id: str, base_root: DirRef, view: View,
+             hashes: HashCache) -> Scan:
+        state = state_dir(store, c.id)
+        cands, label, entries = candidates(store, state, base_id)
+        result = scan(store, base_root, base_id, view, cands, hashes, rootless.load(state))
+        refresh(state, base_id, entries, cands, {ch.path for ch in result.changes},
+                result.observed, label)
+        return result
+
+    def rootless_map(self, store: Store, c: Container) -> rootless.RootlessMap | None:
+        return rootless.load(state_dir(store, c.id))
+
+    @contextlib.contextmanager
+    def writable_root(self, store: Store, c: Container) -> Iterator[str]:
+        yield self.top(store, c)
+
+    def reset(self, store: Store, c: Container, old: str, target: str) -> None:
+        state = state_dir(store, c.id)
+        remove_tree(self.top(store, c))
+        for name in (CACHE_NAME, "hashes"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(state, name))
+        prepare(store, state, target)
+        if old != target:
+            store.set_ref(c.ref, old, target, f"reset container {c.name}")
+
+    def graph_data(self, store: Store, c: Container) -> dict[str, str]:
+        rootfs = self.top(store, c)
+        return {"Dir": rootfs, "MergedDir": rootfs}
+
+    def refuse_changes(self, c: Container, action: str) -> None:
         pass
