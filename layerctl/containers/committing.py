@@ -7,6 +7,7 @@ commit, the snapshots of undo and stash (snapshots.py) and `export` use it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ from layerctl.store.diff import DELETED, Change
 from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import EMPTY_BLOB
 from layerctl.store.layers import read_layer
-from layerctl.store.meta import DIR, FILE, SYMLINK
+from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
 from layerctl.store.objects import BLOB
 from layerctl.words import path_text
 
@@ -100,6 +101,7 @@ def _commit(store: Store, ref: str, message: str, author: str | None,
         with store.pack_writer() as writer:
             size = apply_changes_to(editor, writer, p, changes, "committed")
             for ch, data in parts:  # files committed in part: their blob is made here
+                assert ch.new is not None  # hunks apply to a changed file only
                 editor.set_file(ch.path, replace(ch.new, size=len(data)), writer.add(BLOB, data))
                 size += len(data)
             if selected_paths is None and p.scan.root is not None:
@@ -174,11 +176,13 @@ def apply_changes_to(editor: TreeEditor, writer: PackWriter, p: Pending, changes
             editor.delete(ch.path)
             continue
         meta = ch.new
+        assert meta is not None  # every status but DELETED has a new entry
         if meta.kind == DIR:
             editor.set_dir(ch.path, meta)
             continue
         obs = p.scan.observed.get(ch.path)
         if obs is None:  # a hardlink member whose only change is its link
+            assert ch.new_blob is not None  # its content is the base's
             editor.set_file(ch.path, meta, ch.new_blob)
             continue
         # Read beneath the container's tree, from the inode the scan saw: what a
@@ -189,7 +193,7 @@ def apply_changes_to(editor: TreeEditor, writer: PackWriter, p: Pending, changes
             if meta.kind == FILE:
                 size += meta.size
 
-                def done(sha: bytes, path: bytes = ch.path, meta=meta) -> None:  # noqa: ANN001
+                def done(sha: bytes, path: bytes = ch.path, meta: Meta = meta) -> None:
                     editor.set_file(path, meta, sha)
 
                 faults.point("commit.before-read")
@@ -214,7 +218,7 @@ def apply_changes_to(editor: TreeEditor, writer: PackWriter, p: Pending, changes
 
 
 def _changed_while(e: Changed, doing: str) -> Conflict:
-    return Conflict(f"{path_text(e.path)} changed while being {doing}; try again")
+    return Conflict(f"{path_text(os.fsencode(e.path))} changed while being {doing}; try again")
 
 
 def _save_links(store: Store, new_id: str, base_id: str, base_root: DirRef, sc: Scan,

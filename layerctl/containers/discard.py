@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from layerctl.errors import BadInput, Conflict
-from layerctl.store.diff import ADDED, DELETED, Change
+from layerctl.store.diff import ADDED, Change
 from layerctl.store.journal import operation
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR
@@ -48,7 +48,7 @@ def restore(store: Store, ref: str, paths: list[str]) -> list[Change]:
             parent = w.rpartition(b"/")[0]
             while parent:
                 ch = by_path.get(parent)
-                if ch is not None and (ch.status == DELETED or ch.new.kind != DIR):
+                if ch is not None and (ch.new is None or ch.new.kind != DIR):
                     raise _parent_gone(w, parent)
                 parent = parent.rpartition(b"/")[0]
         if not discard:
@@ -72,7 +72,7 @@ def restore(store: Store, ref: str, paths: list[str]) -> list[Change]:
                 if not meta_only_dir(ch):
                     restore_entry(store, bt, tree, ch)
             for ch in reversed(plan):  # directories' own metadata last, children first
-                if meta_only_dir(ch):
+                if meta_only_dir(ch) and ch.old is not None:
                     apply_meta_at(tree.dir_fd(ch.path), None, ch.old)
             settle_parents(tree, bt, plan, discard, p.changes, driver.rootless_map(store, c))
     return discard

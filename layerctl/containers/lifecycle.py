@@ -64,9 +64,9 @@ def mount(store: Store, ref: str) -> str:
 
 def refuse_if_running(store: Store, c: Container, action: str) -> None:
     """Conflict while the container's process runs (it would write meanwhile)."""
-    from layerctl import runtime
+    from layerctl.runtime.control import status
 
-    if runtime.status(store, c.id)[0] == "running":
+    if status(store, c.id)[0] == "running":
         raise Conflict(f"container {c.name} is running; stop it before you {action} it")
 
 
@@ -81,13 +81,13 @@ def umount(store: Store, ref: str) -> Container:
 
 
 def remove(store: Store, ref: str, force: bool = False) -> Container:
-    from layerctl import runtime
+    from layerctl.runtime.control import forget, status
 
     c = resolve(store, ref, broken_ok=True)
     driver = driver_for(c)
-    if runtime.status(store, c.id)[0] == "running" and not force:
+    if status(store, c.id)[0] == "running" and not force:
         raise Conflict(f"container {c.name} is running; stop it first or use rm -f")
-    runtime.forget(store, c.id, force=force)
+    forget(store, c.id, force=force)
     with locked(store, c):
         if driver.is_mounted(store, c) and not force:
             raise Conflict(f"container {c.name} is mounted; umount it first or use rm -f")

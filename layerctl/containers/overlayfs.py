@@ -148,7 +148,7 @@ def _fsmount(lowers: list[str], upper: str, work: str, merged: str) -> None:
     try:
         params = [("lowerdir+", p) for p in lowers]
         params += [("upperdir", upper), ("workdir", work)]
-        params += [tuple(opt.split("=")) for opt in MOUNT_OPTIONS.split(",")]
+        params += [(k, v) for k, _, v in (o.partition("=") for o in MOUNT_OPTIONS.split(","))]
         for key, value in params:
             call(_FSCONFIG, fs, _SET_STRING, key.encode(), os.fsencode(value), 0)
         call(_FSCONFIG, fs, _CMD_CREATE, None, None, 0)

@@ -106,7 +106,7 @@ def apply_tree(store: Store, c: Container, old: DirRef, new: DirRef,
                 faults.point("undo.apply-entry")
                 restore_entry(store, bt, tree, step)
         for step in reversed(plan):
-            if meta_only_dir(step):
+            if meta_only_dir(step) and step.new is not None:
                 apply_meta_at(tree.dir_fd(step.path), None, step.new)
         settle_parents(tree, BaseTree(store, settle or old), plan, plan, plan,
                        driver_for(c).rootless_map(store, c))

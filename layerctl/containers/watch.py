@@ -26,6 +26,8 @@ from .state import Container, load
 from .worktree import pending
 
 if TYPE_CHECKING:
+    from watchdog.events import FileSystemEvent
+
     from layerctl.store.repo import Store
 
 Update = list[tuple[bytes, Change | None]]  # (path, its change now, or None: clean)
@@ -62,7 +64,7 @@ class ChangeWatcher:
         watcher = self
 
         class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: object) -> None:  # noqa: ANN001
+            def on_any_event(self, event: FileSystemEvent) -> None:
                 if event.event_type in ("opened", "closed_no_write"):
                     return
                 for attr in ("src_path", "dest_path"):
@@ -71,7 +73,7 @@ class ChangeWatcher:
                         watcher._note(os.fsencode(path))
 
         class RefHandler(FileSystemEventHandler):
-            def on_any_event(self, event: object) -> None:  # noqa: ANN001
+            def on_any_event(self, event: FileSystemEvent) -> None:
                 watcher._wake.set()  # poll() compares the base
 
         self._observer = Observer()

@@ -68,7 +68,7 @@ RUNTIME_MOUNT_POINTS = frozenset({b"dev", b"proc", b"sys"})
 
 def _without_mount_points(result: Scan) -> Scan:
     added = [ch for ch in result.changes if ch.path in RUNTIME_MOUNT_POINTS
-             and ch.status == ADDED and ch.new.kind == DIR]
+             and ch.status == ADDED and ch.new is not None and ch.new.kind == DIR]
     if not added:
         return result
     skip = {ch.path for ch in added}

@@ -48,7 +48,7 @@ def writing_back(store: Store, c: Container, act: str, acted: str) -> Iterator[T
         try:
             yield tree
         except Changed as e:
-            raise Conflict(f"{path_text(e.path)} changed while being {acted}; "
+            raise Conflict(f"{path_text(os.fsencode(e.path))} changed while being {acted}; "
                            "try again") from None
         except OSError as e:
             if e.errno not in GONE:
@@ -113,11 +113,14 @@ def restore_entry(store: Store, bt: BaseTree, tree: Tree, ch: Change) -> None:
                 shutil.rmtree(name, dir_fd=pfd)  # fd-based: never follows a symlink inside
             else:
                 os.unlink(name, dir_fd=pfd)
-        if ch.status != ADDED:
-            meta, blob = bt.entry(ch.path)
-            if meta.kind == DIR:
-                _recreate_dir(store, bt, tree, pfd, name, ch.path, bt.dir(ch.path))
+        if ch.status != ADDED:  # the base has the entry: it is put back
+            entry, d = bt.entry(ch.path), bt.dir(ch.path)
+            assert entry is not None
+            meta, blob = entry
+            if d is not None:
+                _recreate_dir(store, bt, tree, pfd, name, ch.path, d)
             else:
+                assert blob is not None  # a non-directory's content
                 _recreate(store, tree, pfd, name, meta, blob)
         # Put the parent's times back: discarding a change should not create another one.
         os.utime(fd_path(pfd), ns=(parent_st.st_atime_ns, parent_st.st_mtime_ns))

@@ -38,13 +38,17 @@ if TYPE_CHECKING:
     from layerctl.store.fstree import DirRef
     from layerctl.store.repo import Store
 
-    from ..changes import HashCache, Scan
+    from ..changes import HashCache, Observed, Scan
     from ..state import Container
 
 CACHE_NAME = "statcache"
+# what a stat must match for an entry to be known clean
+StatKey = tuple[int, int, int, int, int, int, int, int]
+# path -> its StatKey when clean, None while a candidate (dirty or racy)
+Entries = dict[bytes, StatKey | None]
 
 
-def stat_key(st: os.stat_result) -> tuple:
+def stat_key(st: os.stat_result) -> StatKey:
     return (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid,
             st.st_gid, st.st_nlink)
 
@@ -59,7 +63,7 @@ def cache_path(state: str) -> str:
     return os.path.join(state, CACHE_NAME)
 
 
-def load_cache(state: str) -> tuple[str | None, dict[bytes, tuple]]:
+def load_cache(state: str) -> tuple[str | None, Entries]:
     try:
         with open(cache_path(state), "rb") as f:
             label, entries = marshal.load(f)
@@ -68,7 +72,7 @@ def load_cache(state: str) -> tuple[str | None, dict[bytes, tuple]]:
         return None, {}
 
 
-def save_cache(state: str, label: str, entries: dict[bytes, tuple]) -> None:
+def save_cache(state: str, label: str, entries: Entries) -> None:
     write_file(cache_path(state), marshal.dumps((label, entries)), durable=False)
 
 
@@ -84,7 +88,7 @@ def prepare(store: Store, state: str, layer_id: str) -> None:
     else:
         rootless.discard(state)
     # Just written by us and not visible to anyone yet: trusted even though racy.
-    entries = {p: stat_key(st) for p, st in seen.items()}
+    entries: Entries = {p: stat_key(st) for p, st in seen.items()}
     save_cache(state, layer_id, entries)
 
 
@@ -110,7 +114,8 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path)
 
 
-def candidates(store: Store, state: str, base_id: str) -> tuple[set[bytes], str | None, dict]:
+def candidates(store: Store, state: str, base_id: str
+               ) -> tuple[set[bytes], str | None, Entries]:
     """Paths that may differ from the base: (paths, cache label, cache entries)."""
     label, entries = load_cache(state)
     seen = walk_rootfs(os.fsencode(os.path.join(state, "rootfs")))
@@ -129,8 +134,8 @@ def candidates(store: Store, state: str, base_id: str) -> tuple[set[bytes], str 
     return cands, label, entries
 
 
-def refresh(state: str, base_id: str, entries: dict, cands: set[bytes], changed: set[bytes],
-            observed: dict, label: str | None) -> None:
+def refresh(state: str, base_id: str, entries: Entries, cands: set[bytes], changed: set[bytes],
+            observed: dict[bytes, Observed], label: str | None) -> None:
     """Record candidates found equal to the base (and not racy) as clean."""
     now = time.time_ns()
     for p in cands:
