@@ -14,7 +14,6 @@ driver's name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
@@ -87,23 +86,25 @@ class Driver(Protocol):
 
 
 DEFAULT = "overlay"
-# The driver names a container record can hold, and their drivers.
-DRIVERS: dict[str, Callable[[], Driver]] = {
-    "overlay": overlay.OverlayDriver,
-    "vfs": vfs.VfsDriver,
+# The driver names a container record can hold, and their drivers (which keep no
+# state of their own: one of each serves every container).
+DRIVERS: dict[str, Driver] = {
+    "overlay": overlay.OverlayDriver(),
+    "vfs": vfs.VfsDriver(),
 }
+_TRACKED: Driver = external.ExternalDriver()
 
 
 def driver_for(c: Container) -> Driver:
     """The driver of container `c`; LayerctlError for a record this layerctl cannot
     handle (a driver it does not know: written by hand, or by a newer version)."""
     if external.tracks(c):
-        return external.ExternalDriver()
-    make = DRIVERS.get(c.driver)
-    if make is None:
+        return _TRACKED
+    driver = DRIVERS.get(c.driver)
+    if driver is None:
         raise LayerctlError(f"container {c.name} has unknown driver {c.driver!r} "
                             f"(this layerctl knows {', '.join(DRIVERS)})")
-    return make()
+    return driver
 
 
 def choose(store: Store, wanted: str | None) -> tuple[str, str]:
