@@ -10,9 +10,11 @@ import os
 import pytest
 
 import layerctl.containers as C
+from layerctl.containers import stash
 from layerctl.containers import state as cstate
 from layerctl.containers.drivers import DRIVERS, choose, driver_for, external
-from layerctl.errors import LayerctlError
+from layerctl.containers.writeback import writing_back
+from layerctl.errors import Conflict, LayerctlError
 from tests.layerhelpers import import_dir
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="overlay mounts need root")
@@ -37,13 +39,30 @@ def test_every_name_create_accepts_has_a_driver():
 def test_a_container_of_each_driver_gets_that_driver(store, image, name):
     if name == "overlay" and os.geteuid() != 0:
         pytest.skip("overlay mounts need root")
-    c, _notice = C.create(store, "img:1", name="c", driver=name)
+    C.create(store, "img:1", name="c", driver=name)
     stored = cstate.resolve(store, "c")  # as read back from its state.json
     assert stored.driver == name
     driver = driver_for(stored)
     assert driver.name == name and driver.owned
     assert C.status(store, "c") == []
-    assert C.root_dir(store, stored) == driver.root(store, stored)
+    # The driver's dirs are the ones the container's files are in: a file put into
+    # its top dir is a change, seen whole under root once mounted.
+    with open(os.path.join(driver.top(store, stored), "added"), "w") as f:
+        f.write("new\n")
+    assert [ch.path for ch in C.status(store, "c")] == [b"added"]
+    try:
+        root = C.mount(store, "c")
+        now = cstate.resolve(store, "c")  # a vfs mount is a mark in the record
+        assert root == C.root_dir(store, now) and C.is_mounted(store, now)
+        assert open(os.path.join(root, "etc", "hostname")).read() == "box\n"
+        assert open(os.path.join(root, "added")).read() == "new\n"
+        data = C.inspect_container(store, "c")["GraphDriver"]["Data"]
+        assert data["MergedDir"] == root
+    finally:
+        C.umount(store, "c")
+    assert not C.is_mounted(store, cstate.resolve(store, "c"))
+    C.remove(store, "c")
+    assert not os.path.exists(cstate.state_dir(store, stored.id))
 
 
 def test_the_default_driver_is_a_registered_one(store):
@@ -64,12 +83,30 @@ def test_a_tracked_record_gets_the_read_only_driver(store, image, tmp_path):
     assert not driver.owned and driver.top(store, stored) == str(upper)
     assert b"etc/motd" in [ch.path for ch in C.status(store, "tracked")]  # the engine's upper dir
     assert not C.is_mounted(store, c)
-    with pytest.raises(LayerctlError, match="tracks podman container web: mount it with podman"):
-        C.mount(store, "tracked")
-    with pytest.raises(LayerctlError, match="reset it with podman"):
-        C.reset(store, "tracked")
+    refused = {
+        "mount": lambda: C.mount(store, "tracked"),
+        "unmount": lambda: C.umount(store, "tracked"),
+        "reset": lambda: C.reset(store, "tracked"),
+        "restore files of": lambda: C.restore(store, "tracked", ["/etc/motd"]),
+        "stash changes of": lambda: stash.push(store, "tracked"),
+        # what `run` would mount: a tracked container's root is the engine's to show
+        "mount ": lambda: C.root_dir(store, stored),
+    }
+    for action, call in refused.items():
+        with pytest.raises(Conflict, match=f"tracks podman container web: {action.strip()} "
+                                           "it with podman"):
+            call()
+    with cstate.locked(store, stored), pytest.raises(Conflict, match="with podman"):
+        with writing_back(store, stored, "undo", "undone"):  # undo's write back
+            pass
+    assert (upper / "etc" / "motd").read_text() == "hello\n"
+    gd = C.inspect_container(store, "tracked")["GraphDriver"]
+    assert gd["Data"]["UpperDir"] == str(upper) and gd["Data"]["MergedDir"] == ""
+    result = C.commit(store, "tracked", "from the engine")  # reading is allowed
+    assert b"etc/motd" in [ch.path for ch in result.changes]
     C.remove(store, "tracked")
     assert (upper / "etc" / "motd").read_text() == "hello\n"  # the engine's files stay
+    assert cstate.find(store, "tracked") is None
 
 
 def _relabel(store, name: str, driver: str) -> None:
@@ -90,11 +127,16 @@ def test_an_unknown_driver_is_a_clear_error(store, image):
     message = r"container odd has unknown driver 'zfs' \(this layerctl knows overlay, vfs\)"
     for call in (lambda: C.status(store, "odd"), lambda: C.mount(store, "odd"),
                  lambda: C.is_mounted(store, c), lambda: C.umount(store, "odd"),
-                 lambda: C.commit(store, "odd", "m")):
+                 lambda: C.commit(store, "odd", "m"), lambda: C.reset(store, "odd"),
+                 lambda: C.restore(store, "odd", ["/etc"]),
+                 lambda: C.inspect_container(store, "odd"), lambda: C.remove(store, "odd")):
         with pytest.raises(LayerctlError, match=message):
             call()
-    # nothing above was half done: the record is as it was
+    # nothing above was half done: the record and its files are as they were
     assert "mounted" not in cstate.resolve(store, "odd").extra
+    rootfs = os.path.join(cstate.state_dir(store, c.id), "rootfs")
+    assert open(os.path.join(rootfs, "etc", "hostname")).read() == "box\n"
+
 
 
 def test_an_unknown_driver_is_one_line_from_the_cli(store, image, cli):
