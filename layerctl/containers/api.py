@@ -1,7 +1,7 @@
-"""The container operations under one name, for callers that want them all
-(`from layerctl.containers import api`: tests, scripts). Nothing is defined here:
-each lives in the module named for what it holds, and code in the package imports
-it from there.
+"""The container operations under one name, for callers that use many of them
+(`from layerctl.containers import api`: the TUI screens, history rewriting, tests,
+scripts). Nothing is defined here: each lives in the module named for what it
+holds, and code inside containers/ imports it from there.
 
     lifecycle.py    create, mount, umount, rm, inspect
     worktree.py     pending changes: pending, status, select
@@ -24,7 +24,7 @@ from .lifecycle import (
     root_dir,
     umount,
 )
-from .state import Container, load, resolve
+from .state import Container, resolve
 from .worktree import (
     RUNTIME_MOUNT_POINTS,
     Pending,
@@ -38,7 +38,7 @@ from .writeback import writing_back
 
 __all__ = [
     "RUNTIME_MOUNT_POINTS", "CommitResult", "Container", "NothingToCommit", "Pending",
-    "apply_changes_to", "commit", "create", "inspect_container", "is_mounted", "load",
+    "apply_changes_to", "commit", "create", "inspect_container", "is_mounted",
     "mount", "normalize_paths", "pending", "refuse_if_running", "remove", "reset",
     "resolve", "restore", "root_dir", "select", "status", "umount", "view_of",
     "writing_back",
