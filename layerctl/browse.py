@@ -374,8 +374,8 @@ class PendingBrowser(_Base):
     def for_container(cls, store: Store, ref: str, changes: list[Change] | None = None
                       ) -> PendingBrowser:
         """The pending filesystem of container `ref` (its changes scanned unless given)."""
-        from layerctl.containers.api import pending, view_of
         from layerctl.containers.state import base, resolve
+        from layerctl.containers.worktree import pending, view_of
         from layerctl.store.layers import read_layer
 
         c = resolve(store, ref)

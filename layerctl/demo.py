@@ -117,7 +117,7 @@ def build(store: Store, container: str | None = CONTAINER, driver: str | None = 
     """The sample image and (unless `container` is None) a container on it holding one
     pending change. An existing demo container is reused as it is. Works without root:
     create() falls back to the vfs driver when overlay cannot mount."""
-    from layerctl.containers import api
+    from layerctl.containers.lifecycle import create
     from layerctl.containers.state import find
 
     ids = build_image(store)
@@ -125,7 +125,7 @@ def build(store: Store, container: str | None = CONTAINER, driver: str | None = 
         return Demo(IMAGE, ids, None)
     if find(store, container) is not None:
         return Demo(IMAGE, ids, container)
-    c, notice = api.create(store, IMAGE, name=container, driver=driver)
+    c, notice = create(store, IMAGE, name=container, driver=driver)
     write_pending(store, c.name)
     return Demo(IMAGE, ids, c.name, notice)
 
@@ -134,13 +134,11 @@ def write_pending(store: Store, container: str, name: str = PENDING_FILE,
                   text: str = PENDING_TEXT) -> str:
     """Write a file into the container (through its upper dir or vfs rootfs, so no mount
     is needed); returns the real path written."""
-    from layerctl.containers.api import _dirs
+    from layerctl.containers.drivers import driver_for
     from layerctl.containers.state import resolve
 
     c = resolve(store, container)
-    dirs = _dirs(store, c)
-    top = dirs.get("upper") or dirs["rootfs"]
-    path = os.path.join(top, name)
+    path = os.path.join(driver_for(c).top(store, c), name)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return path

@@ -26,7 +26,7 @@ class Target:
 
     name: str
     layers: list[Layer]
-    pending: object | None = None  # containers.api.Pending
+    pending: object | None = None  # containers.worktree.Pending
 
     @property
     def top_id(self) -> str | None:
@@ -78,7 +78,7 @@ def resolve_target(store: Store, ref: str) -> Target:
 
 def container_target(store: Store, container: object) -> Target:
     """A container's layers and its pending changes (the last, uncommitted step)."""
-    from layerctl.containers.api import pending
+    from layerctl.containers.worktree import pending
     from layerctl.images import chain
 
     p = pending(store, container)

@@ -187,7 +187,7 @@ class PendingTree:
 
 def pending_trees(pkgs: Packages, p: object) -> tuple[LayerTree, PendingTree]:
     """(base layer, container view) trees of a container's pending changes `p`
-    (containers.api.Pending); new content is the very entry the scan saw."""
+    (containers.worktree.Pending); new content is the very entry the scan saw."""
     from layerctl.beneath import Changed
     from layerctl.containers.changes import read_entry
     from layerctl.errors import Conflict

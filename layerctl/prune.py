@@ -78,16 +78,16 @@ def cache_entries(store: object) -> list[tuple[str, str]]:
 
 def _container_data(store: Store, c: cstate.Container) -> str | None:
     """The dir holding a container's own files (None for a tracked podman/docker one)."""
-    if c.extra.get("external"):
-        return None
-    return os.path.join(cstate.state_dir(store, c.id),
-                        "upper" if c.driver == "overlay" else "rootfs")
+    from layerctl.containers.drivers import driver_for
+
+    driver = driver_for(c)
+    return driver.top(store, c) if driver.owned else None
 
 
 def container_active(store: Store, c: cstate.Container) -> str:
     """Why `c` is in use ("running", "mounted"), "" if it is stopped."""
     from layerctl import runtime
-    from layerctl.containers.api import is_mounted
+    from layerctl.containers.lifecycle import is_mounted
 
     if runtime.status(store, c.id)[0] == "running":
         return "running"
@@ -262,11 +262,12 @@ class Pruned:
 def prune_containers(store: Store, out: Pruned | None = None) -> Pruned:
     """Remove stopped containers (not running, not mounted), as `rm` would; one that
     another command holds (its lock) or that became busy is left alone."""
-    from layerctl.containers.api import remove
+    from layerctl.containers.drivers import driver_for
+    from layerctl.containers.lifecycle import remove
 
     out = out or Pruned()
     for c in cstate.list_containers(store):
-        if c.extra.get("external") or container_active(store, c):
+        if not driver_for(c).owned or container_active(store, c):
             continue
         data = _container_data(store, c)
         size = disk_usage(cstate.state_dir(store, c.id), set()) if data else 0

@@ -134,9 +134,9 @@ def _ref_words(ref: str) -> str:
 
 def undo(store: object) -> Plan:
     """Undo the last operation (see the module docstring); returns what was done."""
-    from layerctl.containers import api
+    from layerctl.containers.lifecycle import refuse_if_running
     from layerctl.containers.snapshots import bring_back
-    from layerctl.containers.state import locked
+    from layerctl.containers.state import locked, resolve
 
     p = plan(store)
     with journal.operation(f"undo {p.label}"):
@@ -149,13 +149,13 @@ def undo(store: object) -> Plan:
                 store.set_ref(ref, now, back, f"undo: {p.label}")
         for cid, sid, base in p.containers:
             try:
-                c = api.resolve(store, cid)
+                c = resolve(store, cid)
             except NotFound:
                 p.notes.append(f"container {cid[:12]} no longer exists: its changes are "
                                f"kept as layer {sid[:12]}")
                 continue
             with locked(store, c):
-                api._refuse_if_running(store, c, "undo changes of")
+                refuse_if_running(store, c, "undo changes of")
                 bring_back(store, c, sid, base, f"before undo in {c.name}")
         faults.point("undo.before-done")
         journal.record_undo(store.root, p.op, done=True)

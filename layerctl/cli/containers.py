@@ -172,8 +172,8 @@ def reset_cmd(ctx: click.Context, container: str, layer: str | None) -> None:
 def container_diff(ctx: click.Context, name: str, paths: tuple[str, ...], patch: bool) -> bool:
     """Print a container's pending changes (with -p as patches); False if `name` is not a
     container."""
-    from layerctl.containers.api import normalize_paths, pending, select
     from layerctl.containers.state import find
+    from layerctl.containers.worktree import normalize_paths, pending, select
 
     store = open_store(ctx)
     c = find(store, name)
@@ -199,8 +199,8 @@ def container_diff(ctx: click.Context, name: str, paths: tuple[str, ...], patch:
 def container_package_trees(store: Store, pkgs: object, name: str) -> tuple | None:
     """(base tree, container tree) for `diff --packages CONTAINER`; None if `name` is
     not a container."""
-    from layerctl.containers.api import pending
     from layerctl.containers.state import find
+    from layerctl.containers.worktree import pending
     from layerctl.packages import pending_trees
 
     c = find(store, name)

@@ -204,7 +204,7 @@ def _owners(store: Store, chain: list, hists: list, container: object) -> dict:
                 tree = pkgs.tree(chain[i].root, chain[i].id[:12])
             elif container is not None and i == len(chain):
                 if view is None:  # every pending change: the database and its file lists
-                    from layerctl.containers.api import pending
+                    from layerctl.containers.worktree import pending
 
                     view = pending_trees(pkgs, pending(store, container))[1]
                 tree = view

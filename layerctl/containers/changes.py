@@ -54,7 +54,8 @@ class BaseTree:
     def __init__(self, store: Store, root: DirRef) -> None:
         self.store = store
         self.root = root
-        self._dirs: dict[bytes, Dir | None] = {b"": read_dir(store, root)}
+        self.root_dir = read_dir(store, root)
+        self._dirs: dict[bytes, Dir | None] = {b"": self.root_dir}
 
     def dir(self, path: bytes) -> Dir | None:
         if path in self._dirs:
@@ -70,7 +71,7 @@ class BaseTree:
     def entry(self, path: bytes) -> tuple[Meta, bytes | None] | None:
         """(meta, blob id; None for a directory) of `path`, or None if absent."""
         if not path:
-            return self._dirs[b""].own, None
+            return self.root_dir.own, None
         parent_path, _, name = path.rpartition(b"/")
         parent = self.dir(parent_path)
         if parent is None:
@@ -88,7 +89,8 @@ class HashCache:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        self.entries: dict[bytes, tuple] = {}
+        # real path -> (inode, size, mtime, ctime, blob id)
+        self.entries: dict[bytes, tuple[int, int, int, int, bytes]] = {}
         self.dirty = False
         if path:
             try:
@@ -236,7 +238,7 @@ def scan(
     found = view.resolve(b"")
     if found is not None:
         now = _faithful(rootless, base, b"", observe(view, *found))
-        if now != base.entry(b"")[0]:
+        if now != base.root_dir.own:
             root_meta = now
     hashes.save()
     return Scan(changes, root_meta, observed, new_groups, touched)
@@ -318,6 +320,9 @@ def _opaque(base: BaseTree, view: View, path: bytes) -> bool:
     return gone and bool(view.listdir(path))
 
 
+_Relinked = tuple[Meta, bytes | None, bytes | None]  # (old meta, blob, new link)
+
+
 def _hardlinks(
     store: Store,
     base_id: str,
@@ -325,7 +330,8 @@ def _hardlinks(
     cands: set[bytes],
     observed: dict[bytes, Observed],
     view: View,
-) -> tuple[dict[bytes, bytes | None], dict[bytes, tuple], set[bytes], dict | None]:
+) -> tuple[dict[bytes, bytes | None], dict[bytes, _Relinked], set[bytes],
+           dict[bytes, list[bytes]] | None]:
     """Canonical Meta.link for the candidates (first member in walk order carries
     None, later ones the first's path), plus the base hardlinks that change
     because a group lost or gained members: path -> (old meta, blob, new link)."""
@@ -354,7 +360,7 @@ def _hardlinks(
             survivors[m] = entry  # type: ignore[assignment]
             by_key.setdefault((found[1].st_dev, found[1].st_ino), []).append(m)
     link_of: dict[bytes, bytes | None] = {}
-    extra: dict[bytes, tuple] = {}
+    extra: dict[bytes, _Relinked] = {}
     new_groups: dict[bytes, list[bytes]] = {}
     for members in by_key.values():
         members.sort(key=walk_key)

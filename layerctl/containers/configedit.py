@@ -10,6 +10,7 @@ import copy
 import json
 import posixpath
 import shlex
+from typing import Any
 
 from layerctl.errors import BadInput
 
@@ -51,7 +52,7 @@ def _key_values(instr: str, text: str) -> list[tuple[str, str]]:
     return out
 
 
-def apply_change(config: dict, change: str) -> None:
+def apply_change(config: dict[str, Any], change: str) -> None:
     """Apply one instruction to an OCI image config dict (in place)."""
     instr, _, rest = change.strip().partition(" ")
     if not instr:
@@ -74,8 +75,8 @@ def apply_change(config: dict, change: str) -> None:
             cfg.pop("Cmd", None)  # Docker resets CMD when ENTRYPOINT is set
     elif upper == "ENV":
         env = list(cfg.get("Env") or [])
-        for key, value in _key_values(upper, rest):
-            env = [e for e in env if e.split("=", 1)[0] != key] + [f"{key}={value}"]
+        for key, text in _key_values(upper, rest):
+            env = [e for e in env if e.split("=", 1)[0] != key] + [f"{key}={text}"]
         cfg["Env"] = env
     elif upper == "LABEL":
         labels = dict(cfg.get("Labels") or {})
@@ -110,7 +111,7 @@ def apply_change(config: dict, change: str) -> None:
         cfg["Volumes"] = volumes
 
 
-def apply_changes(config: dict, changes: list[str]) -> dict:
+def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
     out = copy.deepcopy(config)
     out.setdefault("config", {})
     for change in changes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl.beneath import Changed
 from layerctl.errors import Conflict
@@ -20,8 +21,13 @@ from layerctl.words import path_text
 
 from .changes import read_entry
 
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
-def reader(p: object, ch: Change) -> Callable[[int], bytes]:
+    from .worktree import Pending
+
+
+def reader(p: Pending, ch: Change) -> Callable[[int], bytes]:
     """read_new for render_patch/file_patch: a pending change's new side, bounded."""
 
     def read_new(limit: int) -> bytes:
@@ -44,7 +50,8 @@ def stageable(ch: Change) -> bool:
 
 def splittable(ch: Change) -> bool:
     """A regular file's content change, outside any hardlink group: hunks apply."""
-    return (ch.status == CHANGED and ch.old.kind == FILE and ch.new.kind == FILE
+    return (ch.status == CHANGED and ch.old is not None and ch.new is not None
+            and ch.old.kind == FILE and ch.new.kind == FILE
             and not ch.old.link and not ch.new.link)
 
 
@@ -59,7 +66,7 @@ class Choice:
 Chooser = Callable[[list[FilePatch]], list[Choice]]
 
 
-def patches(store: object, p: object) -> list[FilePatch]:
+def patches(store: Store, p: Pending) -> list[FilePatch]:
     """The patch of every change offered for staging, in walk order (one that is not
     `splittable` is taken whole or not at all; its hunks are only shown)."""
     return [file_patch(ch, store, reader(p, ch)) for ch in p.changes if stageable(ch)]

@@ -12,7 +12,7 @@ only that layer's changes, shared by every image and container whose chain has i
 A dir is built from `diff(parent, layer)` in O(changes) under a temporary name
 and renamed into place whole: one that exists is complete. A container mounts
 its chain top first; a chain deeper than MAX_LOWERS stands on the full checkout
-(`overlay.lower_dir`) of an older layer at a STEP boundary, so the flattened
+(`overlayfs.lower_dir`) of an older layer at a STEP boundary, so the flattened
 dir changes once every STEP commits, not at each one. See docs/design-notes.md
 ("Layer dirs").
 """
@@ -164,11 +164,11 @@ def _fsync(path: bytes) -> None:
 
 
 def _syncfs(path: bytes) -> None:
-    from .overlay import _libc
+    from .overlayfs import libc
 
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        _libc().syncfs(fd)
+        libc().syncfs(fd)
     finally:
         os.close(fd)
 
@@ -299,7 +299,7 @@ def stack(store: object, layer_id: str, make: bool = True) -> list[str]:
     cache dir is read as is), or, past MAX_LOWERS, to a flattened checkout. With
     `make`, missing diff dirs are built (from their own changesets); without, a
     missing one is named by its path all the same (see `missing`)."""
-    from .overlay import checkout_dir, lower_dir
+    from .overlayfs import checkout_dir, lower_dir
 
     ids: list[str] = []
     current: str | None = layer_id

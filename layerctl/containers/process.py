@@ -7,12 +7,16 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from layerctl import runtime
 from layerctl.errors import BadInput, LayerctlError, NotFound
 
-from .api import create, mount, remove, root_dir
+from .lifecycle import create, mount, remove, root_dir
 from .state import Container, base, resolve
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 
 @dataclass
@@ -33,7 +37,7 @@ def check_tty(tty: bool) -> None:
         raise BadInput("the input device is not a TTY (drop -t)")
 
 
-def _bundle(store: object, c: Container, rootfs: str, p: Process) -> str:
+def _bundle(store: Store, c: Container, rootfs: str, p: Process) -> str:
     from layerctl.store.layers import read_layer
 
     bundle = runtime.bundle_path(store, c.id)
@@ -45,7 +49,7 @@ def _bundle(store: object, c: Container, rootfs: str, p: Process) -> str:
 
 
 def run(
-    store: object,
+    store: Store,
     image: str,
     p: Process,
     *,
@@ -88,7 +92,7 @@ def run(
     return c, code
 
 
-def discard(store: object, cid: str) -> None:
+def discard(store: Store, cid: str) -> None:
     """Forget the runtime's state of a container and remove it."""
     runtime.forget(store, cid, force=True)
     try:
@@ -97,7 +101,7 @@ def discard(store: object, cid: str) -> None:
         pass
 
 
-def exec_in(store: object, ref: str, p: Process, *, detach: bool = False) -> int:
+def exec_in(store: Store, ref: str, p: Process, *, detach: bool = False) -> int:
     """Run `p` (args required) in the running container `ref`; its exit code."""
     if not detach:
         check_tty(p.tty)
@@ -111,7 +115,7 @@ def exec_in(store: object, ref: str, p: Process, *, detach: bool = False) -> int
     )
 
 
-def start(store: object, ref: str, *, attach: bool = False,
+def start(store: Store, ref: str, *, attach: bool = False,
           interactive: bool = False) -> int | None:
     """Start a stopped (or created) container again with the command it last ran (the
     image's, if it never ran). Attached: its exit code; else None (also when it was
@@ -139,7 +143,7 @@ def start(store: object, ref: str, *, attach: bool = False,
     return None
 
 
-def stop(store: object, ref: str, timeout: float = 10) -> None:
+def stop(store: Store, ref: str, timeout: float = 10) -> None:
     """SIGTERM, then SIGKILL after `timeout` seconds; nothing if it is not running."""
     c = resolve(store, ref)
     if runtime.status(store, c.id)[0] == "running":

@@ -42,7 +42,7 @@ import marshal
 import os
 import stat
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from layerctl.atomic import write_file
 from layerctl.beneath import read_xattrs
@@ -73,13 +73,14 @@ class RootlessMap:
         if (old is not None and meta.kind == FILE and meta.size == 0
                 and self.placeholders.get(path) == old.kind):
             meta = replace(meta, kind=old.kind, size=0, rdev=old.rdev)
-        same = old is not None and old.kind == meta.kind
-        changes: dict[str, object] = {}
+        same = old if old is not None and old.kind == meta.kind else None
+        changes: dict[str, Any] = {}
         if meta.uid == self.uid:
-            changes["uid"] = old.uid if same else 0
+            changes["uid"] = same.uid if same else 0
         if meta.gid == self.gid:
-            changes["gid"] = old.gid if same else 0
+            changes["gid"] = same.gid if same else 0
         if same:
+            old = same
             disk_mode = self.modes.get(path)
             if disk_mode is not None and meta.mode == disk_mode:
                 changes["mode"] = old.mode

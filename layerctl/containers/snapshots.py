@@ -11,6 +11,7 @@ container through the same fd-based steps `restore` uses.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
@@ -18,25 +19,29 @@ from layerctl.store.edit import TreeEditor
 from layerctl.store.fstree import DirRef, read_dir
 from layerctl.store.journal import record_snapshot
 from layerctl.store.layers import read_layer
-from layerctl.store.meta import DIR
 
 from .changes import BaseTree
-from .state import Container, state_dir
+from .committing import apply_changes_to
+from .drivers import driver_for
+from .state import Container, base
+from .worktree import Pending, pending
+from .writeback import apply_meta_at, meta_only_dir, restore_entry, settle_parents, writing_back
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 UNDO_PREFIX = "refs/undo/"
 STASH_PREFIX = "refs/stash/"
 
 
-def has_changes(p: object) -> bool:
+def has_changes(p: Pending) -> bool:
     return bool(p.changes) or p.scan.root is not None
 
 
-def write_snapshot(store: object, p: object, message: str) -> str:
-    """The layer holding the base plus every pending change of `p` (api.Pending)."""
+def write_snapshot(store: Store, p: Pending, message: str) -> str:
+    """The layer holding the base plus every pending change of `p`."""
     from layerctl.identity import default_author
     from layerctl.importer import commit_root
-
-    from .api import apply_changes_to
 
     layer = read_layer(store, p.base_id)
     editor = TreeEditor(store, layer.root)
@@ -51,7 +56,7 @@ def write_snapshot(store: object, p: object, message: str) -> str:
                        message, "layerctl snapshot", size)
 
 
-def snapshot(store: object, c: Container, p: object, message: str,
+def snapshot(store: Store, c: Container, p: Pending, message: str,
              prefix: str = UNDO_PREFIX) -> str:
     """Save `c`'s pending changes (none: the base itself) under a hidden ref and
     journal them for `undo`; returns the snapshot's layer id. The container's lock
@@ -67,25 +72,23 @@ def snapshot(store: object, c: Container, p: object, message: str,
     return sid
 
 
-def changed_paths(store: object, old: DirRef, new: DirRef) -> list[Change]:
+def changed_paths(store: Store, old: DirRef, new: DirRef) -> list[Change]:
     return list(diff(store, old, new))
 
 
-def apply_tree(store: object, c: Container, old: DirRef, new: DirRef,
+def apply_tree(store: Store, c: Container, old: DirRef, new: DirRef,
                settle: DirRef | None = None) -> list[Change]:
     """Make the container's paths that differ between trees `old` and `new` what they
     are in `new` (the container holds `old`'s entries there); `settle`: the tree whose
     directory times the untouched parents get back (default `old`). Returns the
     changes applied. The container's lock is held by the caller."""
-    from .api import _apply_meta_at, _restore_one, _settle_parents, writing_back
-
     changes = changed_paths(store, old, new)
     new_root = read_dir(store, new).own
     old_root = read_dir(store, old).own
     if not changes and new_root == old_root:
         return []
     bt = BaseTree(store, new)
-    # _restore_one recreates an entry from `bt` unless the change says ADDED (then
+    # restore_entry recreates an entry from `bt` unless the change says ADDED (then
     # it only removes): in these terms a deletion is the ADDED case.
     plan = []
     replaced: list[bytes] = []
@@ -95,42 +98,30 @@ def apply_tree(store: object, c: Container, old: DirRef, new: DirRef,
         step = Change(ch.path, ADDED if ch.status == DELETED else CHANGED, ch.old, ch.new,
                       ch.old_blob, ch.new_blob, ch.opaque)
         plan.append(step)
-        if not _dir_meta_only(ch):
+        if not meta_only_dir(ch):
             replaced.append(ch.path)
     with writing_back(store, c, "write back", "written back") as tree:
         for step in plan:
-            if not _dir_meta_only(step):
+            if not meta_only_dir(step):
                 faults.point("undo.apply-entry")
-                _restore_one(store, bt, tree, step)
+                restore_entry(store, bt, tree, step)
         for step in reversed(plan):
-            if _dir_meta_only(step):
-                _apply_meta_at(tree.dir_fd(step.path), None, step.new)
-        from . import rootless
-
-        rmap = rootless.load(state_dir(store, c.id)) if c.driver == "vfs" else None
-        _settle_parents(tree, BaseTree(store, settle or old), plan, plan, plan, rmap)
+            if meta_only_dir(step) and step.new is not None:
+                apply_meta_at(tree.dir_fd(step.path), None, step.new)
+        settle_parents(tree, BaseTree(store, settle or old), plan, plan, plan,
+                       driver_for(c).rootless_map(store, c))
         if new_root != old_root:  # last: every step above changes its times
-            _apply_meta_at(tree.dir_fd(b""), None, new_root)
+            apply_meta_at(tree.dir_fd(b""), None, new_root)
     return changes
 
 
-def _dir_meta_only(ch: Change) -> bool:
-    """A directory in both trees, with the same entries kept: only its own record
-    is written (after its children, which would change its times)."""
-    return (ch.status == CHANGED and ch.old is not None and ch.new is not None
-            and ch.old.kind == DIR and ch.new.kind == DIR and not ch.opaque)
-
-
-def bring_back(store: object, c: Container, snapshot_id: str, base_id: str,
+def bring_back(store: Store, c: Container, snapshot_id: str, base_id: str,
                label: str) -> None:
     """Put `c` back to exactly a snapshot (`snapshot_id` == `base_id`: a clean one):
     on its base with its pending changes. What the container holds now is
     snapshotted first (nothing is lost). The container's lock is held."""
-    from .api import pending, reset_locked
-    from .state import base
-
     snapshot(store, c, pending(store, c), label)
-    reset_locked(store, c, base(store, c), base_id)
+    driver_for(c).reset(store, c, base(store, c), base_id)
     faults.point("undo.before-apply")
     if snapshot_id != base_id:
         apply_tree(store, c, read_layer(store, base_id).root,

@@ -12,6 +12,7 @@ is rebase's).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.errors import BadInput, Conflict, LayerctlError, NotFound
@@ -20,8 +21,14 @@ from layerctl.store.layers import read_layer
 from layerctl.words import path_text
 
 from .changes import BaseTree
+from .drivers import driver_for
+from .lifecycle import refuse_if_running
 from .snapshots import STASH_PREFIX, apply_tree, changed_paths, has_changes, snapshot
 from .state import Container, base, locked, resolve
+from .worktree import pending, under
+
+if TYPE_CHECKING:
+    from layerctl.store.repo import Store
 
 
 class NothingToStash(LayerctlError):
@@ -37,7 +44,7 @@ class StashEntry:
     base_id: str
 
 
-def entries(store: object, c: Container) -> list[StashEntry]:
+def entries(store: Store, c: Container) -> list[StashEntry]:
     refs = store.refs_under(f"{STASH_PREFIX}{c.id}")
     out = []
     for i, (ref, sid) in enumerate(sorted(refs.items(), key=lambda kv: _seq(kv[0]),
@@ -52,7 +59,7 @@ def _seq(ref: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def _entry(store: object, c: Container, index: int) -> StashEntry:
+def _entry(store: Store, c: Container, index: int) -> StashEntry:
     found = entries(store, c)
     if not found:
         raise NotFound(f"container {c.name} has no stash entries")
@@ -62,38 +69,29 @@ def _entry(store: object, c: Container, index: int) -> StashEntry:
     return found[index]
 
 
-def push(store: object, ref: str, message: str = "") -> tuple[Container, str]:
+def push(store: Store, ref: str, message: str = "") -> tuple[Container, str]:
     """Save the container's pending changes as a stash entry and clear them."""
-    from .api import _refuse_if_external, _refuse_if_running, pending, reset_locked
-
     c = resolve(store, ref)
-    _refuse_if_external(c, "stash changes of")
+    driver = driver_for(c)
+    driver.refuse_changes(c, "stash changes of")
     with operation(f"stash push {c.name}"), locked(store, c):
-        _refuse_if_running(store, c, "stash changes of")
+        refuse_if_running(store, c, "stash changes of")
         p = pending(store, c)
         if not has_changes(p):
             raise NothingToStash(f"no pending changes to stash in container {c.name}")
         text = message or f"WIP on {c.name}: {p.base_id[:12]}"
         sid = snapshot(store, c, p, text, prefix=STASH_PREFIX)
         faults.point("stash.before-clear")
-        reset_locked(store, c, p.base_id, p.base_id)
+        driver.reset(store, c, p.base_id, p.base_id)
     return c, sid
 
 
-def apply(store: object, ref: str, index: int = 0, drop: bool = False) -> StashEntry:
+def apply(store: Store, ref: str, index: int = 0, drop: bool = False) -> StashEntry:
     """Write stash@{index} back into the container (and with `drop`, remove it)."""
-    from .api import (
-        _refuse_if_external,
-        _refuse_if_running,
-        _under,
-        pending,
-    )
-    from .snapshots import snapshot as take
-
     c = resolve(store, ref)
-    _refuse_if_external(c, "apply a stash to")
+    driver_for(c).refuse_changes(c, "apply a stash to")
     with operation(f"stash {'pop' if drop else 'apply'} {c.name}"), locked(store, c):
-        _refuse_if_running(store, c, "apply a stash to")
+        refuse_if_running(store, c, "apply a stash to")
         e = _entry(store, c, index)
         stash_base = read_layer(store, e.base_id)
         stash_root = read_layer(store, e.layer_id).root
@@ -103,7 +101,7 @@ def apply(store: object, ref: str, index: int = 0, drop: bool = False) -> StashE
         p = pending(store, c)
         paths = [ch.path for ch in wanted]
         busy = [ch.path for ch in p.changes
-                if _under(ch.path, paths) or any(_under(w, [ch.path]) for w in paths)]
+                if under(ch.path, paths) or any(under(w, [ch.path]) for w in paths)]
         if busy:
             shown = ", ".join(path_text(x) for x in busy[:5])
             raise Conflict(f"cannot apply stash@{{{index}}}: pending changes touch the same "
@@ -116,7 +114,7 @@ def apply(store: object, ref: str, index: int = 0, drop: bool = False) -> StashE
                 raise BadInput(f"cannot apply stash@{{{index}}}: it was made on "
                                f"{e.base_id[:12]} and the container's base changed "
                                f"{shown} since")
-        take(store, c, p, f"before stash apply in {c.name}")
+        snapshot(store, c, p, f"before stash apply in {c.name}")
         faults.point("stash.before-apply")
         apply_tree(store, c, stash_base.root, stash_root, settle=current_root)
         if drop:
@@ -125,7 +123,7 @@ def apply(store: object, ref: str, index: int = 0, drop: bool = False) -> StashE
     return e
 
 
-def drop(store: object, ref: str, index: int = 0) -> StashEntry:
+def drop(store: Store, ref: str, index: int = 0) -> StashEntry:
     c = resolve(store, ref)
     with operation(f"stash drop {c.name}"):
         e = _entry(store, c, index)

@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from layerctl import faults
 from layerctl.atomic import write_json
@@ -34,6 +34,7 @@ from layerctl.errors import Ambiguous, Conflict, InvalidName, Locked, NotFound
 from layerctl.store import debris
 
 if TYPE_CHECKING:
+    from layerctl.images import ImageName
     from layerctl.store.repo import Store
 
 REF_PREFIX = "refs/containers/"
@@ -79,7 +80,7 @@ class Container:
     created: float
     lower: str | None = None  # overlay: layer whose checkout is (or was last) the lower dir
     driver_note: str = ""  # why the driver was chosen, when it was not the one asked for
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
@@ -147,14 +148,16 @@ def list_containers(store: Store) -> list[Container]:
     return sorted(out, key=lambda c: -c.created)
 
 
-def _mark(doing: str) -> dict:
+def _mark(doing: str) -> dict[str, Any]:
     pid = os.getpid()
     return {"pid": pid, "started": debris.start_time(pid), "doing": doing}
 
 
 def _in_progress(c: Container) -> bool:
     doing = c.extra.get(INCOMPLETE)
-    return bool(doing) and debris.process_alive(doing["pid"], doing.get("started"))
+    if not doing:
+        return False
+    return debris.process_alive(doing["pid"], doing.get("started"))
 
 
 def broken(c: Container) -> str:
@@ -200,7 +203,7 @@ def _resolve(store: Store, ref: str) -> Container:
     raise NotFound(f"no such container: {ref}")
 
 
-def users_of(store: Store, name: object) -> list[Container]:
+def users_of(store: Store, name: ImageName) -> list[Container]:
     """The containers created from image `name` (an images.ImageName), as Docker's
     `rmi` looks for them: by the reference the container was created from."""
     from layerctl.errors import InvalidName
@@ -216,7 +219,8 @@ def users_of(store: Store, name: object) -> list[Container]:
     return out
 
 
-def remove_images(store: Store, names: list, force: bool = False) -> list[tuple[object, str]]:
+def remove_images(store: Store, names: list[ImageName], force: bool = False
+                  ) -> list[tuple[ImageName, str]]:
     """Untag images (images.ImageName) as Docker's `rmi` does: none of them while a
     container was created from one, unless `force`. Returns (name, layer id) untagged."""
     from layerctl.errors import Conflict
@@ -364,7 +368,7 @@ def clean_debris(store: Store) -> list[str]:
 
 def clean_all_debris(store: Store) -> list[str]:
     """What killed container commands left, also overlay probes still mounted (fsck)."""
-    from .overlay import clean_dead_probes
+    from .overlayfs import clean_dead_probes
 
     return clean_debris(store) + clean_dead_probes(store.path("cache", "probe"))
 

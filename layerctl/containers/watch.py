@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING
 from layerctl.errors import Conflict
 from layerctl.store.diff import Change
 
-from .api import _dirs, pending
+from .drivers import driver_for
 from .state import Container, load
+from .worktree import pending
 
 if TYPE_CHECKING:
+    from watchdog.events import FileSystemEvent
+
     from layerctl.store.repo import Store
 
 Update = list[tuple[bytes, Change | None]]  # (path, its change now, or None: clean)
@@ -50,8 +53,7 @@ class ChangeWatcher:
         self.container = container
         self.on_update = on_update
         self.debounce = debounce
-        dirs = _dirs(store, container)
-        self.top = dirs.get("upper") or dirs["rootfs"]
+        self.top = driver_for(container).top(store, container)
         self._top_b = os.fsencode(self.top)
         self.known: dict[bytes, Change] = {c.path: c for c in (initial or [])}
         self._pending: set[bytes] = set()
@@ -62,7 +64,7 @@ class ChangeWatcher:
         watcher = self
 
         class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: object) -> None:  # noqa: ANN001
+            def on_any_event(self, event: FileSystemEvent) -> None:
                 if event.event_type in ("opened", "closed_no_write"):
                     return
                 for attr in ("src_path", "dest_path"):
@@ -71,7 +73,7 @@ class ChangeWatcher:
                         watcher._note(os.fsencode(path))
 
         class RefHandler(FileSystemEventHandler):
-            def on_any_event(self, event: object) -> None:  # noqa: ANN001
+            def on_any_event(self, event: FileSystemEvent) -> None:
                 watcher._wake.set()  # poll() compares the base
 
         self._observer = Observer()

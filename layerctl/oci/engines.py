@@ -6,7 +6,7 @@ GraphDriver.Data.UpperDir) and which image it runs; that image is brought into
 the store if it is not there (`save` to a docker-archive, then load: layers
 already stored are found by chain and skipped). The layerctl container is an
 overlay container whose state names the engine's upper dir instead of its own
-(`Container.extra["external"]`), with the image's top layer as its base and the
+(containers/drivers/external.py), with the image's top layer as its base and the
 store's checkout of that layer as its lower dir: the engine's lower layers hold
 the same tree. layerctl only reads the upper dir; mount, reset and restore are
 refused (the engine owns it), and `rm` forgets the tracking, nothing else.
@@ -126,14 +126,8 @@ def ensure_image(store: Store, engine: str, image: str) -> tuple[str, list[Image
 def track(store: Store, spec: str, name: str | None = None) -> tuple[object, str]:
     """Track the container `spec` (podman:NAME or docker:NAME); returns the layerctl
     container and its base layer id."""
-    from layerctl.containers import layerdirs, links
-    from layerctl.containers.state import (
-        NAMES_DIR,
-        containers_dir,
-        finish_create,
-        new_container,
-    )
-    from layerctl.store.layers import read_layer
+    from layerctl.containers.drivers import external
+    from layerctl.containers.state import NAMES_DIR, containers_dir
 
     engine, sep, ref = spec.partition(":")
     if not sep or not ref or engine not in ENGINES:
@@ -156,24 +150,7 @@ def track(store: Store, spec: str, name: str | None = None) -> tuple[object, str
         taken = os.path.exists(os.path.join(containers_dir(store), NAMES_DIR, wanted))
         name = wanted if _NAME_RE.match(wanted) and not taken else None
     image = str(names[0]) if names else layer_id[:12]
-    c = new_container(store, image, layer_id, "overlay", name,
-                      f"tracks {engine} container {info.get('Name') or ref}")
-    try:
-        layerdirs.stack(store, layer_id)
-        links.load(store, layer_id, read_layer(store, layer_id).root)
-        c.lower = layer_id
-        c.extra["external"] = {
-            "engine": engine,
-            "id": info.get("Id", ""),
-            "name": (info.get("Name") or ref).lstrip("/"),
-            "upper": upper,
-            "work": data.get("WorkDir", ""),
-            "lower": data.get("LowerDir", ""),
-        }
-        finish_create(store, c)
-    except BaseException:
-        from layerctl.containers.state import destroy
-
-        destroy(store, c)
-        raise
+    c = external.create(store, image, layer_id, name,
+                        f"tracks {engine} container {info.get('Name') or ref}",
+                        engine, info.get("Id", ""), (info.get("Name") or ref).lstrip("/"), data)
     return c, layer_id

@@ -29,7 +29,7 @@ LOCK_AGE = 60.0
 FOREIGN_AGE = 3600.0
 _OURS = "_layerctl-"
 INCOMING_PREFIX = "incoming-layerctl-"  # store/staging.py's quarantine dirs
-CACHE_TMP_PREFIX = ".tmp-"  # containers/overlay.py's lower dirs being extracted
+CACHE_TMP_PREFIX = ".tmp-"  # containers/overlayfs.py's lower dirs being extracted
 
 
 def pid_alive(pid: int) -> bool:

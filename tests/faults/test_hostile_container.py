@@ -448,7 +448,7 @@ def _blob_of(store: Store, root: object, name: bytes) -> bytes:
 
 @pytest.mark.timeout(60)
 def test_walks_never_enter_a_directory_swapped_for_a_host_symlink(store, container, tmp_path):
-    from layerctl.containers import overlay, vfs
+    from layerctl.containers.drivers import driver_for, overlay, vfs
 
     host_dir = tmp_path / "hostdir"
     host_dir.mkdir()
@@ -457,7 +457,7 @@ def test_walks_never_enter_a_directory_swapped_for_a_host_symlink(store, contain
     sub.mkdir()
     (sub / "mine").write_bytes(b"y")
     c = C.resolve(store, "c1")
-    top = os.fsencode(C.api._dirs(store, c).get("upper") or C.api._dirs(store, c)["rootfs"])
+    top = os.fsencode(driver_for(c).top(store, c))
 
     from layerctl.beneath import walk
 

@@ -16,7 +16,7 @@ import pytest
 
 from layerctl import containers as api
 from layerctl import prune
-from layerctl.containers import layerdirs, overlay
+from layerctl.containers import layerdirs, overlayfs
 from layerctl.images import parse_name, resolve, set_tag
 from layerctl.store.checkout import checkout
 from layerctl.store.fstree import lookup
@@ -279,7 +279,7 @@ def test_kill_during_layer_dir_build(store, tmp_path, cli, point):
 def test_old_full_checkout_cache_is_still_read_and_pruned(store, tmp_path):
     _tricky_chain(store, tmp_path)
     l1 = resolve(store, "tricky:1")
-    old = overlay.lower_dir(store, l1)  # what an older layerctl left in cache/layers
+    old = overlayfs.lower_dir(store, l1)  # what an older layerctl left in cache/layers
     api.create(store, "tricky:2", name="c")
     merged = Path(api.mount(store, "c"))
     assert _lowerdirs_of(str(merged))[-1] == old  # stands on it, builds no dir below

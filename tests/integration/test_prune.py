@@ -11,7 +11,7 @@ import pytest
 
 from layerctl import containers as api
 from layerctl import prune
-from layerctl.containers import overlay
+from layerctl.containers import overlayfs
 from layerctl.containers import state as cstate
 from layerctl.store.objects import BLOB
 from layerctl.store.repo import Store
@@ -125,7 +125,7 @@ def test_image_prune_removes_unused_cache_and_with_a_unused_images(
     kept, _ = api.create(store, "base:1", name="kept")
     base_layer = cstate.base(store, kept)
     assert _cache(store) == {app_layer, base_layer}
-    overlay.lower_dir(store, app_layer)  # a full checkout, as an older store kept
+    overlayfs.lower_dir(store, app_layer)  # a full checkout, as an older store kept
 
     out = cli("image", "prune", "-f").stdout
     assert f"deleted checkout: {app_layer}" in out and "layer dir" not in out

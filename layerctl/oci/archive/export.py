@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 def _container_tree(store: Store, staging: Staging, c: object) -> DirRef:
     """The container's merged filesystem as a tree in `staging` (what a commit of every
     pending change would hold)."""
-    from layerctl.containers.api import apply_changes_to, pending
+    from layerctl.containers.committing import apply_changes_to
+    from layerctl.containers.worktree import pending
 
     p = pending(store, c)
     editor = TreeEditor(staging, read_layer(store, p.base_id).root)

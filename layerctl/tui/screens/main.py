@@ -167,8 +167,8 @@ class MainScreen(WorkerCalls, Screen):
     @work(thread=True, exclusive=True, group="watch")
     def start_watch(self) -> None:
         """Scan once, then follow the upper dir (or vfs rootfs) for as long as we live."""
-        from layerctl.containers.api import pending, view_of
         from layerctl.containers.state import resolve
+        from layerctl.containers.worktree import pending, view_of
         from layerctl.store.layers import read_layer
 
         store = self.app.store
@@ -224,8 +224,8 @@ class MainScreen(WorkerCalls, Screen):
     @work(thread=True, exclusive=True, group="rescan")
     def rescan(self, restart: bool = False) -> None:
         """A full scan (after a commit, restore or reset moved the base)."""
-        from layerctl.containers.api import pending
         from layerctl.containers.state import resolve
+        from layerctl.containers.worktree import pending
         from layerctl.store.layers import read_layer
 
         if restart:
@@ -419,7 +419,7 @@ class MainScreen(WorkerCalls, Screen):
 
     @work(thread=True, group="discard")
     def discard(self, path: str) -> None:
-        from layerctl.containers.api import restore
+        from layerctl.containers.discard import restore
 
         try:
             with self.app.store_lock:
@@ -471,7 +471,7 @@ class MainScreen(WorkerCalls, Screen):
 
     @work(thread=True, group="reset")
     def reset(self, layer_id: str) -> None:
-        from layerctl.containers.api import reset
+        from layerctl.containers.discard import reset
 
         self._ui(self.stop_watch)
         try:

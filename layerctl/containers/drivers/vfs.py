@@ -1,5 +1,9 @@
 """The vfs driver: the container is a full checkout of its base layer.
 
+    containers/ID/rootfs      the checkout, changed in place
+    containers/ID/statcache   the stat cache below
+    containers/ID/rootless    what a checkout without root could not apply (rootless.py)
+
 Changes are found by walking the rootfs against a stat cache (like git's
 index): an entry whose lstat matches the cache is known to equal the base and
 is never re-hashed. The cache is labelled with the layer it was checked
@@ -9,11 +13,13 @@ candidates too, so the cache never has to be rewritten under a commit.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import shutil
 import stat
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from layerctl import beneath
@@ -23,16 +29,26 @@ from layerctl.store.diff import diff
 from layerctl.store.fstree import walk
 from layerctl.store.layers import read_layer
 
-from . import rootless
-from .changes import RACY_NS
+from .. import rootless
+from ..changes import RACY_NS, scan
+from ..state import destroy, save, state_dir
+from ..view import View
 
 if TYPE_CHECKING:
+    from layerctl.store.fstree import DirRef
     from layerctl.store.repo import Store
 
+    from ..changes import HashCache, Observed, Scan
+    from ..state import Container
+
 CACHE_NAME = "statcache"
+# what a stat must match for an entry to be known clean
+StatKey = tuple[int, int, int, int, int, int, int, int]
+# path -> its StatKey when clean, None while a candidate (dirty or racy)
+Entries = dict[bytes, StatKey | None]
 
 
-def stat_key(st: os.stat_result) -> tuple:
+def stat_key(st: os.stat_result) -> StatKey:
     return (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid,
             st.st_gid, st.st_nlink)
 
@@ -47,7 +63,7 @@ def cache_path(state: str) -> str:
     return os.path.join(state, CACHE_NAME)
 
 
-def load_cache(state: str) -> tuple[str | None, dict[bytes, tuple]]:
+def load_cache(state: str) -> tuple[str | None, Entries]:
     try:
         with open(cache_path(state), "rb") as f:
             label, entries = marshal.load(f)
@@ -56,7 +72,7 @@ def load_cache(state: str) -> tuple[str | None, dict[bytes, tuple]]:
         return None, {}
 
 
-def save_cache(state: str, label: str, entries: dict[bytes, tuple]) -> None:
+def save_cache(state: str, label: str, entries: Entries) -> None:
     write_file(cache_path(state), marshal.dumps((label, entries)), durable=False)
 
 
@@ -72,7 +88,7 @@ def prepare(store: Store, state: str, layer_id: str) -> None:
     else:
         rootless.discard(state)
     # Just written by us and not visible to anyone yet: trusted even though racy.
-    entries = {p: stat_key(st) for p, st in seen.items()}
+    entries: Entries = {p: stat_key(st) for p, st in seen.items()}
     save_cache(state, layer_id, entries)
 
 
@@ -98,7 +114,8 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path)
 
 
-def candidates(store: Store, state: str, base_id: str) -> tuple[set[bytes], str | None, dict]:
+def candidates(store: Store, state: str, base_id: str
+               ) -> tuple[set[bytes], str | None, Entries]:
     """Paths that may differ from the base: (paths, cache label, cache entries)."""
     label, entries = load_cache(state)
     seen = walk_rootfs(os.fsencode(os.path.join(state, "rootfs")))
@@ -117,8 +134,8 @@ def candidates(store: Store, state: str, base_id: str) -> tuple[set[bytes], str 
     return cands, label, entries
 
 
-def refresh(state: str, base_id: str, entries: dict, cands: set[bytes], changed: set[bytes],
-            observed: dict, label: str | None) -> None:
+def refresh(state: str, base_id: str, entries: Entries, cands: set[bytes], changed: set[bytes],
+            observed: dict[bytes, Observed], label: str | None) -> None:
     """Record candidates found equal to the base (and not racy) as clean."""
     now = time.time_ns()
     for p in cands:
@@ -139,4 +156,69 @@ def refresh(state: str, base_id: str, entries: dict, cands: set[bytes], changed:
     try:
         save_cache(state, base_id, entries)
     except OSError:
+        pass
+
+
+class VfsDriver:
+    name = "vfs"
+    owned = True
+
+    def prepare(self, store: Store, c: Container, layer_id: str) -> None:
+        prepare(store, state_dir(store, c.id), layer_id)
+
+    def top(self, store: Store, c: Container) -> str:
+        return os.path.join(state_dir(store, c.id), "rootfs")
+
+    root = top  # nothing to mount: the checkout is the filesystem
+
+    def is_mounted(self, store: Store, c: Container) -> bool:
+        return bool(c.extra.get("mounted"))  # `mount` only marks it, for `ps`
+
+    def mount(self, store: Store, c: Container) -> str:
+        c.extra["mounted"] = True
+        save(store, c)
+        return self.root(store, c)
+
+    def unmount(self, store: Store, c: Container) -> None:
+        c.extra["mounted"] = False
+        save(store, c)
+
+    def destroy(self, store: Store, c: Container) -> None:
+        destroy(store, c)
+        remove_tree(state_dir(store, c.id))  # what destroy's rmtree left: read-only dirs
+
+    def view(self, store: Store, c: Container) -> View:
+        return View(os.fsencode(self.top(store, c)), None)
+
+    def scan(self, store: Store, c: Container, base_id: str, base_root: DirRef, view: View,
+             hashes: HashCache) -> Scan:
+        state = state_dir(store, c.id)
+        cands, label, entries = candidates(store, state, base_id)
+        result = scan(store, base_root, base_id, view, cands, hashes, rootless.load(state))
+        refresh(state, base_id, entries, cands, {ch.path for ch in result.changes},
+                result.observed, label)
+        return result
+
+    def rootless_map(self, store: Store, c: Container) -> rootless.RootlessMap | None:
+        return rootless.load(state_dir(store, c.id))
+
+    @contextlib.contextmanager
+    def writable_root(self, store: Store, c: Container) -> Iterator[str]:
+        yield self.top(store, c)
+
+    def reset(self, store: Store, c: Container, old: str, target: str) -> None:
+        state = state_dir(store, c.id)
+        remove_tree(self.top(store, c))
+        for name in (CACHE_NAME, "hashes"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(state, name))
+        prepare(store, state, target)
+        if old != target:
+            store.set_ref(c.ref, old, target, f"reset container {c.name}")
+
+    def graph_data(self, store: Store, c: Container) -> dict[str, str]:
+        rootfs = self.top(store, c)
+        return {"Dir": rootfs, "MergedDir": rootfs}
+
+    def refuse_changes(self, c: Container, action: str) -> None:
         pass

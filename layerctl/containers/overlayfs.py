@@ -1,10 +1,12 @@
-"""The overlay driver: kernel overlayfs over the base layer's chain of layer dirs.
+"""The kernel's overlay filesystem: mount, unmount, probe, and full-checkout lower dirs.
 
-The lower dirs are the per-layer diff dirs of layerdirs.py, top first. A full
-checkout of one layer (Store.path("cache", "layers", LAYER_ID), `lower_dir`)
-serves as the bottom of a chain too deep to stack, and an older store's
-checkouts are read as they are. Both are written to a temporary sibling and
-renamed into place, so a crash never leaves a half dir that is used.
+What the overlay driver (drivers/overlay.py) and the layer dirs (layerdirs.py) stand
+on; it knows nothing of containers. The lower dirs a container mounts are the
+per-layer diff dirs of layerdirs.py, top first. A full checkout of one layer
+(Store.path("cache", "layers", LAYER_ID), `lower_dir`) serves as the bottom of a
+chain too deep to stack, and an older store's checkouts are read as they are. Both
+are written to a temporary sibling and renamed into place, so a crash never leaves
+a half dir that is used.
 """
 
 from __future__ import annotations
@@ -14,21 +16,18 @@ import errno
 import functools
 import os
 import shutil
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from layerctl import faults
-from layerctl.beneath import walk
 from layerctl.errors import Conflict, LayerctlError
 from layerctl.store import debris
-from layerctl.store.checkout import apply_meta, checkout
+from layerctl.store.checkout import checkout
 from layerctl.store.debris import CACHE_TMP_PREFIX
-from layerctl.store.fstree import read_dir
 from layerctl.store.layers import read_layer
 
-from .view import is_opaque, is_whiteout
-
 if TYPE_CHECKING:
+    import ctypes
+
     from layerctl.store.repo import Store
 
 MOUNT_OPTIONS = "index=off,redirect_dir=off,metacopy=off,xino=off"
@@ -36,7 +35,8 @@ PROBE_PREFIX = ".probe-"
 
 
 @functools.cache
-def _libc():  # noqa: ANN202 - loaded on first mount: ctypes costs start-up time
+def libc() -> ctypes.CDLL:
+    """glibc, loaded on first use: importing ctypes costs start-up time."""
     import ctypes
 
     try:  # glibc's soname: find_library would spawn ldconfig (~0.1 s a command)
@@ -45,7 +45,9 @@ def _libc():  # noqa: ANN202 - loaded on first mount: ctypes costs start-up time
         import ctypes.util
 
         return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-MNT_DETACH = 2
+
+
+MNT_DETACH = 2  # umount2: detach now, finish when no longer busy (a dead probe's mount)
 
 
 def _errno() -> int:
@@ -58,11 +60,11 @@ def layers_cache(store: Store) -> str:
     return store.path("cache", "layers")
 
 
-def checkout_dir(store: object, layer_id: str) -> str:
+def checkout_dir(store: Store, layer_id: str) -> str:
     return os.path.join(layers_cache(store), layer_id)
 
 
-def lower_dir(store: object, layer_id: str) -> str:
+def lower_dir(store: Store, layer_id: str) -> str:
     """The cached full checkout of `layer_id`, extracted now if missing (atomically)."""
     final = checkout_dir(store, layer_id)
     if os.path.isdir(final):
@@ -93,7 +95,7 @@ def lower_dir(store: object, layer_id: str) -> str:
 
 
 def _mount(source: str, target: str, fstype: str, options: str) -> None:
-    rc = _libc().mount(source.encode(), target.encode(), fstype.encode(), 0, options.encode())
+    rc = libc().mount(source.encode(), target.encode(), fstype.encode(), 0, options.encode())
     if rc != 0:
         err = _errno()
         raise OSError(err, os.strerror(err))
@@ -132,11 +134,11 @@ def mount_overlay(lowers: str | list[str], upper: str, work: str, merged: str) -
 def _fsmount(lowers: list[str], upper: str, work: str, merged: str) -> None:
     import ctypes
 
-    libc = _libc()
-    libc.syscall.restype = ctypes.c_long
+    syscall = libc().syscall
+    syscall.restype = ctypes.c_long
 
     def call(*args: object) -> int:
-        rc = libc.syscall(*args)
+        rc: int = syscall(*args)
         if rc < 0:
             err = _errno()
             raise OSError(err, os.strerror(err))
@@ -146,7 +148,7 @@ def _fsmount(lowers: list[str], upper: str, work: str, merged: str) -> None:
     try:
         params = [("lowerdir+", p) for p in lowers]
         params += [("upperdir", upper), ("workdir", work)]
-        params += [tuple(opt.split("=")) for opt in MOUNT_OPTIONS.split(",")]
+        params += [(k, v) for k, _, v in (o.partition("=") for o in MOUNT_OPTIONS.split(","))]
         for key, value in params:
             call(_FSCONFIG, fs, _SET_STRING, key.encode(), os.fsencode(value), 0)
         call(_FSCONFIG, fs, _CMD_CREATE, None, None, 0)
@@ -161,7 +163,7 @@ def _fsmount(lowers: list[str], upper: str, work: str, merged: str) -> None:
 
 
 def unmount(merged: str) -> None:
-    if _libc().umount2(merged.encode(), 0) != 0:
+    if libc().umount2(merged.encode(), 0) != 0:
         err = _errno()
         if err == errno.EBUSY:
             raise Conflict(f"{merged} is in use (a process has files open or its cwd there)")
@@ -238,60 +240,6 @@ def clean_dead_probes(scratch: str) -> list[str]:
     def detach(path: str) -> None:
         merged = os.path.join(path, "m")
         if os.path.ismount(merged):
-            _libc().umount2(merged.encode(), MNT_DETACH)
+            libc().umount2(merged.encode(), MNT_DETACH)
 
     return debris.clean_dead_dirs(scratch, PROBE_PREFIX, before=detach)
-
-
-# -- container directories -----------------------------------------------------------
-
-
-def prepare(store: object, state: str, layer_id: str) -> None:
-    """Make upper/, work/ and merged/ (the layer dirs are layerdirs.stack's)."""
-    for name in ("upper", "work", "merged"):
-        os.makedirs(os.path.join(state, name), exist_ok=True)
-    match_root(store, layer_id, os.path.join(state, "upper"))
-
-
-def match_root(store: Store, layer_id: str, upper: str) -> None:
-    """The merged root takes the upper dir's attributes: make them the layer root's."""
-    own = read_dir(store, read_layer(store, layer_id).root).own
-    apply_meta(os.fsencode(upper), own, os.geteuid() == 0)
-
-
-def clear_upper(state: str) -> None:
-    """Discard every pending change (the container is not mounted)."""
-    for name in ("upper", "work"):
-        path = os.path.join(state, name)
-        if os.path.lexists(path):
-            shutil.rmtree(path)
-        os.mkdir(path)
-
-
-def upper_entries(upper: bytes) -> Iterator[tuple[bytes, str]]:
-    """(container path, kind) for every entry of the upper dir, parents first.
-
-    kind: "whiteout", "opaque" (a directory hiding its lower entries), "dir", "other".
-    Walked by directory fds (beneath.walk): entries a busy container removes
-    meanwhile are skipped, and a directory swapped for a symlink is not followed.
-    """
-    for rel, st, fd in walk(upper):
-        if fd is not None:
-            yield rel, ("opaque" if is_opaque(fd) else "dir")
-        elif is_whiteout(st):
-            yield rel, "whiteout"
-        else:
-            yield rel, "other"
-
-
-@contextlib.contextmanager
-def temporary_mount(lower: list[str], state: str) -> Iterator[str]:
-    merged = os.path.join(state, "merged")
-    if is_mounted(merged):
-        yield merged
-        return
-    mount_overlay(lower, os.path.join(state, "upper"), os.path.join(state, "work"), merged)
-    try:
-        yield merged
-    finally:
-        unmount(merged)
