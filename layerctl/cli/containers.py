@@ -201,7 +201,7 @@ def container_package_trees(store: Store, pkgs: object, name: str) -> tuple | No
     not a container."""
     from layerctl.containers.state import find
     from layerctl.containers.worktree import pending
-    from layerctl.packages import pending_trees
+    from layerctl.insight.packages import pending_trees
 
     c = find(store, name)
     return None if c is None else pending_trees(pkgs, pending(store, c))

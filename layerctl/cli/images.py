@@ -113,7 +113,7 @@ def inspect_cmd(ctx: click.Context, targets: tuple[str, ...], fmt: str | None) -
             data = inspect_image(store, target)
         out.append(data)
     if fmt and fmt.strip() != "json":  # Docker: `json` is the default document
-        from layerctl.gotemplate import format_rows
+        from layerctl.presentation.gotemplate import format_rows
 
         # Docker applies the template to the inspect document itself (a JSON map)
         click.echo(format_rows(fmt, out, {}), nl=False)

@@ -1,4 +1,4 @@
-"""Path history commands: blame and bisect (core: layerctl.blame, layerctl.bisect)."""
+"""Path history commands: blame and bisect (core: layerctl.insight.blame and .bisect)."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def blame_cmd(ctx: click.Context, target: str, paths: tuple[str, ...], all_event
               line_range: str | None, summary: bool, as_json: bool) -> None:
     """For each PATH in IMAGE, CONTAINER or LAYER: the layers that added it, last
     changed its content and its metadata, or deleted it (and how)."""
-    from layerctl import blame
+    from layerctl.insight import blame
 
     store = open_store(ctx)
     chain, container = _resolve_target(store, target)
@@ -190,7 +190,7 @@ def _owners(store: Store, chain: list, hists: list, container: object) -> dict:
     """id(event) -> the package that lists the path in the event's layer (for a
     deletion: in the layer before it; for a container's pending change: in its
     view), when a package database there says so."""
-    from layerctl.packages import Packages, pending_trees
+    from layerctl.insight.packages import Packages, pending_trees
 
     pkgs = Packages(store)
     view = None
@@ -292,7 +292,7 @@ def bisect_cmd() -> None:
 @click.pass_context
 def bisect_start(ctx: click.Context, bad: str, good: str) -> None:
     """Start bisecting between layer BAD and an older layer GOOD."""
-    from layerctl import bisect
+    from layerctl.insight import bisect
 
     _report(bisect.start(open_store(ctx), bad, good))
 
@@ -302,7 +302,7 @@ def _verdict_command(verdict: str) -> click.Command:
     @click.argument("layer", required=False)
     @click.pass_context
     def cmd(ctx: click.Context, layer: str | None) -> None:
-        from layerctl import bisect
+        from layerctl.insight import bisect
 
         _report(bisect.mark(open_store(ctx), verdict, layer))
 
@@ -318,7 +318,7 @@ for _v in ("good", "bad", "skip"):
 @click.pass_context
 def bisect_reset(ctx: click.Context) -> None:
     """End the bisect session."""
-    from layerctl import bisect
+    from layerctl.insight import bisect
 
     bisect.reset(open_store(ctx))
 
@@ -327,7 +327,7 @@ def bisect_reset(ctx: click.Context) -> None:
 @click.pass_context
 def bisect_log(ctx: click.Context) -> None:
     """Show what has been marked so far."""
-    from layerctl import bisect
+    from layerctl.insight import bisect
 
     click.echo(bisect.read_log(open_store(ctx)), nl=False)
 
@@ -339,7 +339,7 @@ def bisect_log(ctx: click.Context) -> None:
 def bisect_run(ctx: click.Context, command: tuple[str, ...]) -> None:
     """Run COMMAND in a throwaway container of each layer under test: exit 0 good,
     125 skip, 1-127 bad, anything else stops the run."""
-    from layerctl import bisect
+    from layerctl.insight import bisect
 
     store = open_store(ctx)
     outcome = bisect.status(store)

@@ -43,7 +43,7 @@ def _echo_changes(store: Store, changes: list, stat: bool, patch: bool,
             click.echo(" " + line)
         click.echo(" " + summary)
         if packages:
-            from layerctl.packages import summary_line
+            from layerctl.insight.packages import summary_line
 
             click.echo(" " + summary_line(packages))
     if patch:
@@ -134,7 +134,7 @@ def log_cmd(
     tags = _tags_by_layer(store)
     pkgs = None
     if stat:
-        from layerctl.packages import Packages
+        from layerctl.insight.packages import Packages
 
         pkgs = Packages(store)
     shown = 0
@@ -160,7 +160,7 @@ def _path_filter(store: Store, paths: list[str] | None):  # noqa: ANN202
         return None
     if not paths:
         raise click.UsageError("log -- needs at least one path")
-    from layerctl.blame import PathLookup, parse_path, touched
+    from layerctl.insight.blame import PathLookup, parse_path, touched
 
     lookup = PathLookup(store)
     wanted = [(parse_path(p), {}) for p in paths]
@@ -201,7 +201,7 @@ def show_cmd(ctx: click.Context, target: str, patch: bool) -> None:
     layer_id, path = _split_layer_path(store, target)
     layer = read_layer(store, layer_id)
     if path is None:
-        from layerctl.packages import Packages
+        from layerctl.insight.packages import Packages
 
         pkgs = Packages(store)
         _echo_layer(store, layer, _tags_by_layer(store), False, True, patch, pkgs)
@@ -280,7 +280,7 @@ def _diff_packages(ctx: click.Context, args: tuple[str, ...], as_json: bool,
     import json
 
     from layerctl.images import resolve
-    from layerctl.packages import Packages
+    from layerctl.insight.packages import Packages
     from layerctl.store.layers import read_layer
 
     store = open_store(ctx)

@@ -34,6 +34,6 @@ def echo_warnings(lines: list[str]) -> None:
 
 
 def echo_package_warnings(pkgs: object) -> None:
-    """The one-line warnings of a layerctl.packages.Packages reader, on stderr."""
+    """The one-line warnings of a layerctl.insight.packages.Packages reader, on stderr."""
     if pkgs is not None:
         echo_warnings(pkgs.warnings)

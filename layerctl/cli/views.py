@@ -232,7 +232,7 @@ IMAGE_HEADERS = {"Containers": "CONTAINERS", "CreatedAt": "CREATED AT",
 
 def print_formatted(fmt: str, rows: list[dict], headers: dict[str, str], type_name: str,
                     default: str) -> None:
-    from layerctl.gotemplate import format_rows
+    from layerctl.presentation.gotemplate import format_rows
 
     if fmt.strip() == "table":  # Docker: the bare word means the default table
         fmt = default

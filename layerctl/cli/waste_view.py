@@ -44,9 +44,9 @@ def _analysis_block(report: object) -> list[str]:
 
 
 def _row_owners(store: Store, tgt: object, rows: list) -> dict:
-    """path -> the package that installed the row's last wasted copy (waste.row_owners),
+    """path -> the package that installed the row's last wasted copy (insight.owners.row_owners),
     when one says so; the package readers' warnings on stderr."""
-    from layerctl.waste import row_owners
+    from layerctl.insight.owners import row_owners
 
     owners, warnings = row_owners(store, tgt, rows)
     echo_warnings(warnings)
@@ -215,12 +215,12 @@ def show_waste(store: Store, target: str, base_ref: str | None = None, as_json: 
                dive_compat: str | None = None) -> None:
     """Wasted space in IMAGE|CONTAINER `target`: bytes the layers ship that the final
     filesystem does not show, per path, class and culprit layer."""
-    from layerctl.history import resolve_target
+    from layerctl.insight.history import resolve_target
 
     gate = ci or os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
     cfg = None
     if gate:  # imported only when used: start-up time is most of a run
-        from layerctl import diveci
+        from layerctl.insight import diveci
 
         cfg = diveci.load_config(ci_config)
     tgt = resolve_target(store, target)
@@ -230,8 +230,8 @@ def show_waste(store: Store, target: str, base_ref: str | None = None, as_json: 
                      else f"  Using CI config: {cfg.source}")
         lines.append(f"Image Source: layerctl://{tgt.name}")
     if dive_compat is not None:
-        from layerctl.divecompat import dive_figures
-        from layerctl.history import steps
+        from layerctl.insight.divecompat import dive_figures
+        from layerctl.insight.history import steps
 
         fig = dive_figures(store, list(steps(store, tgt)), dive_compat)
         outcomes = diveci.evaluate(cfg, diveci.Figures(
@@ -247,7 +247,7 @@ def show_waste(store: Store, target: str, base_ref: str | None = None, as_json: 
             _finish(lines, outcomes)
         _exit(outcomes)
         return
-    from layerctl.waste import METADATA_ONLY, analyze, base_of
+    from layerctl.insight.waste import METADATA_ONLY, analyze, base_of
 
     base_index, base_name = base_of(store, tgt, base_ref or (cfg.base if cfg else None))
     report = analyze(store, tgt, base_index, base_name, duplicates)
@@ -282,7 +282,7 @@ def show_waste(store: Store, target: str, base_ref: str | None = None, as_json: 
 
 def _finish(lines: list[str], outcomes: list | None) -> None:
     if outcomes is not None:
-        from layerctl.diveci import result_line
+        from layerctl.insight.diveci import result_line
 
         lines.append("Results:")
         lines.extend(o.line() for o in outcomes)
@@ -293,7 +293,7 @@ def _finish(lines: list[str], outcomes: list | None) -> None:
 def _exit(outcomes: list | None) -> None:
     if outcomes is None:
         return
-    from layerctl.diveci import failed
+    from layerctl.insight.diveci import failed
 
     if failed(outcomes):
         sys.stdout.flush()

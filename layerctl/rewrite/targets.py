@@ -106,8 +106,8 @@ def find_old_base(store: Store, t: EditTarget, layers: list[Layer]) -> tuple[int
     """(index of OLDBASE in `layers`, how it was found): a previous rebase's Base-Layer
     trailer (OCI's base annotation), else the nearest ancestor that tops an imported
     or pulled image (waste.default_base)."""
-    from layerctl.history import Target
-    from layerctl.waste import default_base
+    from layerctl.insight.history import Target
+    from layerctl.insight.waste import default_base
 
     ids = {layer.id: i for i, layer in enumerate(layers)}
     for layer in reversed(layers):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from layerctl.browse import Entry
+from layerctl.presentation.browse import Entry
 
 
 class LayerSelected(Message):

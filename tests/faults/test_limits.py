@@ -90,7 +90,7 @@ def test_diff_patch_of_sparse_3gib_container_file_stays_small(cli, store_root, t
         in text
     assert "-base\n+edited" in text  # small files still get a real patch
     preview = (  # the TUI's pending pane: content and diff previews of the live file
-        "from layerctl.browse import PendingBrowser\n"
+        "from layerctl.presentation.browse import PendingBrowser\n"
         "from layerctl.store.repo import Store\n"
         f"s = Store({str(store_root)!r})\n"
         "b = PendingBrowser.for_container(s, 'big')\n"
@@ -157,7 +157,7 @@ def test_large_layer_file_in_diff_show_log_and_tui_preview_stays_small(cli, stor
         assert all(not piece.strip(b"\0") for piece in iter(lambda: f.read(MiB), b""))
     assert rss < RSS_LIMIT, f"show LAYER:PATH peaked at {rss // MiB} MiB"
     preview = (
-        "from layerctl.browse import LayerBrowser\n"
+        "from layerctl.presentation.browse import LayerBrowser\n"
         "from layerctl.images import resolve\n"
         "from layerctl.store.repo import Store\n"
         f"s = Store({str(store_root)!r})\n"
@@ -237,9 +237,9 @@ def test_control_character_names_are_quoted_in_container_output(cli, tmp_path):
 
 
 def test_tui_entries_use_the_same_quoting(cli, store_root, tmp_path):
-    from layerctl.browse import LayerBrowser
     from layerctl.images import resolve
-    from layerctl.preview import describe_meta
+    from layerctl.presentation.browse import LayerBrowser
+    from layerctl.presentation.preview import describe_meta
     from layerctl.store.repo import Store
 
     src = _nasty_tree(tmp_path / "b")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from layerctl import bisect
 from layerctl import runtime as rt
 from layerctl.containers import state as cstate
 from layerctl.errors import BadInput, Conflict, LayerctlError
+from layerctl.insight import bisect
 from layerctl.store.fstree import lookup
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store

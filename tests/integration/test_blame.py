@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from layerctl import blame
 from layerctl import containers as C
 from layerctl.containers import state as cstate
 from layerctl.errors import BadInput, NotFound
 from layerctl.images import chain, parse_name
 from layerctl.importer import import_directory
+from layerctl.insight import blame
 from layerctl.store.fstree import lookup
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store

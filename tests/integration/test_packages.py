@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from layerctl import packages, pkgdb
-from layerctl.pkgversion import apk_compare, deb_compare, rpm_compare, rpmvercmp
+from layerctl.insight import packages, pkgdb
+from layerctl.insight.pkgversion import apk_compare, deb_compare, rpm_compare, rpmvercmp
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, Meta
 from layerctl.store.repo import Store

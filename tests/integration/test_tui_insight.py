@@ -1,6 +1,6 @@
 """The TUI's waste and blame screens, driven with Pilot against a real store: an
 image built by hand through the core API with known waste, figures checked against
-layerctl.waste and against values computed by hand, and each jump back to the main
+layerctl.insight.waste and against values computed by hand, and each jump back to the main
 screen checked in the Layers and Files panes."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import os
 
 import pytest
 
-from layerctl.history import resolve_target
+from layerctl.insight.history import resolve_target
+from layerctl.insight.waste import analyze, default_base
 from layerctl.tui.app import LayerctlApp
 from layerctl.tui.screens.blame import BlameScreen
 from layerctl.tui.screens.main import MainScreen
 from layerctl.tui.screens.waste import WasteScreen
-from layerctl.waste import analyze, default_base
 from layerctl.words import human_size
 from tests.layerhelpers import commit_edit, import_dir, put_file
 from tests.tuihelpers import SIZE, files_cursor, sync, wait_for

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from layerctl import containers as C
-from layerctl.diveci import parse_bytes
 from layerctl.images import parse_name
 from layerctl.importer import import_directory
+from layerctl.insight.diveci import parse_bytes
 from layerctl.store.repo import Store
 from layerctl.words import humanize_bytes
 from tests.layerhelpers import Mounted, commit_edit, put_file, sh

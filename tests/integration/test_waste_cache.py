@@ -1,4 +1,4 @@
-"""What `waste` keeps in the store's cache (waste.analyze per top layer, waste.row_owners
+"""What `waste` keeps in the store's cache (waste.analyze per top layer, owners.row_owners
 per layer): a second run walks no tree and says exactly what a fresh one says, and a
 kept answer is never used where it could be wrong (another top, a container's pending
 changes, another base, a changed layerctl, a malformed file, a database that warned).
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from layerctl import waste
-from layerctl.history import resolve_target
+from layerctl.insight import owners as owner_cache
+from layerctl.insight import waste
+from layerctl.insight.history import resolve_target
 from layerctl.store import cache
 from layerctl.store.repo import Store
 from tests.layerhelpers import commit_edit, import_dir, put_file
@@ -131,10 +132,10 @@ def test_a_changed_layerctl_does_not_read_an_older_analysis(images):
     _analyze(images, "c:two")
     source = Path(waste.__file__)
     st = source.stat()
-    before = cache.code_stamp("layerctl.waste")
+    before = cache.code_stamp("layerctl.insight.waste")
     try:
         os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-        assert cache.code_stamp("layerctl.waste") != before
+        assert cache.code_stamp("layerctl.insight.waste") != before
         assert waste._analysis_key(resolve_target(images, "c:two")) is not None
         _analyze(images, "c:two")
         kept = os.listdir(images.path("cache", waste.ANALYSIS))
@@ -142,8 +143,8 @@ def test_a_changed_layerctl_does_not_read_an_older_analysis(images):
         # layerctl's file is gone: nothing would read it any more
     finally:
         os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert cache.code_stamp("layerctl.waste") == before
-    assert cache.code_stamp("layerctl.no_such_module") != cache.code_stamp("layerctl.waste")
+    assert cache.code_stamp("layerctl.insight.waste") == before
+    assert cache.code_stamp("layerctl.no_such_module") != cache.code_stamp("layerctl.insight.waste")
 
 
 def test_a_containers_pending_changes_are_never_kept(images, cli):
@@ -163,14 +164,14 @@ def _rows(store: Store, ref: str) -> tuple[dict, list[str]]:
     rows = _analyze(store, ref).by_path(collapse=True)
     if isinstance(store, CountingStore):
         store.trees = 0
-    return waste.row_owners(store, tgt, rows)
+    return owner_cache.row_owners(store, tgt, rows)
 
 
 def test_package_owners_are_kept_per_layer_and_read_back(images):
     owners, warnings = _rows(images, "c:two")
     assert warnings == []
     assert {p: o.label for p, o in owners.items()} == {b"usr/share/foo/data": "foo 1.0"}
-    kept = os.listdir(images.path("cache", waste.OWNERS))
+    kept = os.listdir(images.path("cache", owner_cache.OWNERS))
     assert kept  # the layers asked, each with what it answered
     counting = CountingStore(images.root)
     again, warnings = _rows(counting, "c:two")
@@ -189,7 +190,7 @@ def test_owners_are_not_kept_once_a_database_warned_and_it_warns_every_run(image
         assert {p: o.label for p, o in owners.items()} == {b"usr/share/foo/data": "foo 1.0"}
         assert len(warnings) == 1 and "unreadable package database" in warnings[0]
     bad = resolve_target(images, "c:bad").layers[-1].id
-    assert not any(n.startswith(bad) for n in os.listdir(images.path("cache", waste.OWNERS)))
+    assert not any(n.startswith(bad) for n in os.listdir(images.path("cache", owner_cache.OWNERS)))
 
 
 def test_a_base_layers_size_from_its_records_equals_its_diff(images):

@@ -1,4 +1,4 @@
-"""The Files-pane model (layerctl.browse), tested without any UI."""
+"""The Files-pane model (layerctl.presentation.browse), tested without any UI."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from layerctl import browse, demo
-from layerctl.browse import CHANGE_KINDS, LayerBrowser, PendingBrowser
+from layerctl import demo
+from layerctl.presentation import browse
+from layerctl.presentation.browse import CHANGE_KINDS, LayerBrowser, PendingBrowser
 from layerctl.store.diff import diff
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, Meta

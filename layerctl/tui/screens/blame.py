@@ -1,5 +1,5 @@
 """The blame screen (`b` in Files): every event of one path along the stack, from
-layerctl.blame (added, content, metadata, type change, deleted and how), oldest first,
+layerctl.insight.blame (added, content, metadata, type change, deleted and how), oldest first,
 the container's pending change last. `enter` goes back to the main screen with that
 layer selected and the path highlighted in Files."""
 
@@ -19,7 +19,7 @@ from layerctl.words import one_line, path_text
 
 def what_happened(event: object) -> str:
     """'deleted (parent removed: /srv/app)', 'metadata (mode 0644→0600)'."""
-    from layerctl.blame import BY_WHITEOUT, EVENT_WORDS, REMOVED
+    from layerctl.insight.blame import BY_WHITEOUT, EVENT_WORDS, REMOVED
 
     word = EVENT_WORDS[event.change]
     if event.change == REMOVED:
@@ -67,8 +67,8 @@ class BlameScreen(WorkerCalls, Screen):
 
     @work(thread=True, exclusive=True)
     def load(self) -> None:
-        from layerctl import blame
         from layerctl.images import chain as layer_chain
+        from layerctl.insight import blame
 
         def history(store: object) -> object:
             chain = layer_chain(store, self.top)

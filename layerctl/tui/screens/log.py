@@ -47,7 +47,7 @@ class LogScreen(WorkerCalls, Screen):
         from layerctl.containers.state import base, resolve
         from layerctl.images import chain, layer_sizes
         from layerctl.images import resolve as resolve_layer
-        from layerctl.packages import Packages, summary_line
+        from layerctl.insight.packages import Packages, summary_line
         from layerctl.patch import stat_summary
         from layerctl.store.diff import diff
         from layerctl.store.layers import read_layer

@@ -15,9 +15,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from layerctl.browse import LayerBrowser, PendingBrowser, read_container_file
 from layerctl.errors import LayerctlError
 from layerctl.patch import path_text
+from layerctl.presentation.browse import LayerBrowser, PendingBrowser, read_container_file
 from layerctl.tui.messages import (
     ChangeHighlighted,
     EntryHighlighted,
@@ -260,7 +260,7 @@ class MainScreen(WorkerCalls, Screen):
 
     @work(thread=True, exclusive=True, group="preview")
     def preview(self, browser: object, item: object, diff: bool) -> None:
-        from layerctl.browse import Entry
+        from layerctl.presentation.browse import Entry
 
         try:
             with self.app.store_lock:
@@ -332,7 +332,7 @@ class MainScreen(WorkerCalls, Screen):
         self.app.push_screen(RebaseScreen(target))
 
     def action_blame(self) -> None:
-        from layerctl.browse import Entry
+        from layerctl.presentation.browse import Entry
         from layerctl.tui.screens.blame import BlameScreen
 
         node = self.file_tree.cursor_node

@@ -1,4 +1,4 @@
-"""The waste screen (`w`): layerctl.waste's report for the main screen's image or
+"""The waste screen (`w`): layerctl.insight.waste's report for the main screen's image or
 container: efficiency, shipped / visible / reclaimable bytes, and the inefficient paths,
 sortable. `enter` on a path goes back to the main screen with the layer that wasted it
 selected and the path highlighted in Files."""
@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from layerctl.history import UNCOMMITTED
+from layerctl.insight.history import UNCOMMITTED
 from layerctl.tui.format import human_size
 from layerctl.tui.workers import WorkerCalls
 from layerctl.words import one_line, path_text
@@ -87,8 +87,8 @@ class WasteScreen(WorkerCalls, Screen):
 
     @work(thread=True, exclusive=True)
     def load(self) -> None:
-        from layerctl.history import container_target
-        from layerctl.waste import analyze, base_of
+        from layerctl.insight.history import container_target
+        from layerctl.insight.waste import analyze, base_of
 
         def report(store: object) -> object:
             if self.container:
@@ -96,7 +96,7 @@ class WasteScreen(WorkerCalls, Screen):
 
                 target = container_target(store, resolve(store, self.container))
             else:
-                from layerctl.history import resolve_target
+                from layerctl.insight.history import resolve_target
 
                 target = resolve_target(store, self.image)
             base_index, base_name = base_of(store, target, None)

@@ -1,7 +1,7 @@
 """The Files pane: the selected layer's filesystem as a lazily expanded tree, each
 entry marked against the layer below (dive style), with filters, sort and search.
 
-All listing goes through layerctl.browse in worker threads; the tree only adds
+All listing goes through layerctl.presentation.browse in worker threads; the tree only adds
 the nodes it is handed.
 """
 
@@ -16,7 +16,7 @@ from textual.widgets import Input, Tree
 from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
-from layerctl.browse import ALL_KINDS, BY_NAME, BY_SIZE, UNCHANGED, Entry
+from layerctl.presentation.browse import ALL_KINDS, BY_NAME, BY_SIZE, UNCHANGED, Entry
 from layerctl.tui.format import STATUS_WORDS, human_size, status_colour
 from layerctl.tui.messages import EntryHighlighted
 from layerctl.tui.workers import WorkerCalls
@@ -54,7 +54,7 @@ class FileTree(WorkerCalls, Tree):
     # -- loading ----------------------------------------------------------------
 
     def browse(self, browser: object, label: str) -> None:
-        """Browse `browser` (a layerctl.browse browser); expanded dirs stay expanded."""
+        """Browse `browser` (a presentation.browse browser); expanded dirs stay expanded."""
         same = label == self.label_text
         self.browser = browser
         self.label_text = label

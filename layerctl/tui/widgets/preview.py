@@ -1,5 +1,5 @@
 """The Preview pane: a file's content (syntax highlighted) or its diff against the
-layer below, as layerctl.browse prepared it."""
+layer below, as layerctl.presentation.browse prepared it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from layerctl.preview import Preview
+from layerctl.presentation.preview import Preview
 
 HIGHLIGHT_LINES = 2000  # past this, plain text: highlighting would stall the UI thread
 

@@ -13,7 +13,7 @@ small one. Directory sizes and searches walk, and are meant for a worker thread.
 The front ends (CLI, TUI) only render what this module returns.
 
 What a preview shows for an entry (text head, binary words, metadata line) is in
-layerctl/preview.py; this module picks what to read for it.
+layerctl/presentation/preview.py; this module picks what to read for it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from layerctl.patch import render_patch
-from layerctl.preview import PREVIEW_BYTES, Preview, describe_meta, file_preview
+from layerctl.presentation.preview import PREVIEW_BYTES, Preview, describe_meta, file_preview
 from layerctl.store.blobstream import read_head
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
 from layerctl.store.fstree import RECORD, Dir, DirRef, read_dir

@@ -17,14 +17,14 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from layerctl.pkgdb import (
+from layerctl.insight.pkgdb import (
     Malformed,
     Package,
     parse_apk_installed,
     parse_dpkg_status,
     parse_rpmdb,
 )
-from layerctl.pkgversion import COMPARE
+from layerctl.insight.pkgversion import COMPARE
 from layerctl.store.fstree import DirRef
 from layerctl.store.meta import FILE
 from layerctl.store.names import unmangle
@@ -86,7 +86,7 @@ class LayerTree:
     content key (its blob id) so unchanged databases are recognised without reading."""
 
     def __init__(self, store: Store, root: DirRef, label: str, lookup: object = None) -> None:
-        from layerctl.blame import PathLookup
+        from layerctl.insight.blame import PathLookup
 
         self.store = store
         self.root = root
@@ -96,7 +96,7 @@ class LayerTree:
 
     def file(self, path: bytes) -> tuple[Hashable, int] | None:
         """(content key, size) of the regular file at `path`, else None."""
-        from layerctl.blame import parse_path
+        from layerctl.insight.blame import parse_path
 
         entry = self.lookup.probe(self.root, parse_path(path)).entry
         if entry is None or entry[0].kind != FILE or not isinstance(entry[1], bytes):
@@ -113,7 +113,7 @@ class LayerTree:
         symlinks) in the directory at `path`."""
         if path in self._listings:
             return self._listings[path]
-        from layerctl.blame import parse_path
+        from layerctl.insight.blame import parse_path
 
         entry = self.lookup.probe(self.root, parse_path(path)).entry
         found = None
@@ -237,7 +237,7 @@ class Packages:
         found = self._trees.get(root)
         if found is None:
             if self._lookup is None:
-                from layerctl.blame import PathLookup
+                from layerctl.insight.blame import PathLookup
 
                 self._lookup = PathLookup(self.store)
             found = self._trees[root] = LayerTree(self.store, root, label, self._lookup)

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from layerctl.changeset.tar import without_implied_whiteouts
 from layerctl.errors import BadInput
-from layerctl.history import Step
+from layerctl.insight.history import Step
+from layerctl.insight.waste import shipped_size, subtree
 from layerctl.store.diff import DELETED, Change
 from layerctl.store.meta import DIR
-from layerctl.waste import shipped_size, subtree
 
 if TYPE_CHECKING:
     from layerctl.store.repo import Store

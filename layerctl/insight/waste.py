@@ -17,14 +17,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from layerctl.history import Step, Target
+from layerctl.insight.history import Step, Target
 from layerctl.store.diff import DELETED
 from layerctl.store.fstree import RECORD, DirRef, lookup
 from layerctl.store.meta import DIR, FILE, Meta, parse_record
 from layerctl.store.names import unmangle
 
 if TYPE_CHECKING:
-    from layerctl.pkgdb import Package
     from layerctl.store.repo import Store
 
 DELETED_CLASS = "deleted"
@@ -341,8 +340,8 @@ def _analysis_key(target: Target) -> str | None:
         return None
     from layerctl.store import cache
 
-    stamp = cache.code_stamp("layerctl.waste", "layerctl.history", "layerctl.images",
-                             "layerctl.store.diff", "layerctl.store.meta",
+    stamp = cache.code_stamp("layerctl.insight.waste", "layerctl.insight.history",
+                             "layerctl.images", "layerctl.store.diff", "layerctl.store.meta",
                              "layerctl.store.fstree")
     return f"{target.layers[-1].id}-{stamp}"
 
@@ -367,8 +366,8 @@ def _from_kept(kept: object, name: str, base_index: int, base_name: str) -> Repo
 
 def _analyze(store: Store, target: Target, base_index: int, base_name: str,
              duplicates: bool) -> Report:
-    from layerctl.history import steps
     from layerctl.images import layer_size
+    from layerctl.insight.history import steps
 
     ledger = _Ledger(store, lazy=not duplicates)
     layers = []
@@ -401,87 +400,6 @@ def _duplicates(live: dict[bytes, Copy]) -> list[tuple[bytes, int, list[bytes]]]
         key=lambda d: (-(len(d[2]) - 1) * d[1], d[2][0]))
 
 
-# -- which package shipped a wasted copy ------------------------------------------------
-
-OWNERS = "owners"  # cache/owners/<layer id>-<code stamp>: {path: Package fields or None}
-
-
-def row_owners(store: Store, target: Target,
-               rows: Iterable[PathRow]) -> tuple[dict[bytes, Package], list[str]]:
-    """(path -> the package that installed the row's last wasted copy, read from the
-    package database of the layer that shipped it; the readers' warnings).
-
-    The owner of a path in a layer is a fact about that layer, kept per layer id (and
-    the code stamp of the package readers) as each path is asked, so a second run
-    reads no package database. Nothing is kept once a database warned (a database
-    shared by several layers warns once), so the warning shows at every run."""
-    from layerctl.store import cache
-
-    wanted: dict[int, list[bytes]] = {}
-    for row in rows:
-        if row.files or not row.copies or row.wasted == 0:
-            continue
-        step = row.copies[-1].step
-        if step < len(target.layers):  # a container's pending copy: no database to ask
-            wanted.setdefault(step, []).append(row.path)
-    out: dict[bytes, Package] = {}
-    made: dict[tuple, Package] = {}
-    warnings: list[str] = []
-    pkgs = None
-    stamp = _owners_stamp()
-    for step, paths in wanted.items():
-        layer = target.layers[step]
-        key = f"{layer.id}-{stamp}"
-        kept = cache.load(store, OWNERS, key)
-        known = {p: f for p, f in kept.items() if f is None or _is_fields(f)} \
-            if isinstance(kept, dict) else {}
-        missing = [p for p in paths if p not in known]
-        if missing:
-            if pkgs is None:
-                from layerctl.packages import Packages
-
-                pkgs = Packages(store)
-            tree = pkgs.tree(layer.root, layer.id[:12])
-            found = {p: pkgs.owner(tree, p) for p in missing}
-            known = {**known, **{p: None if pkg is None else _pkg_fields(pkg)
-                                 for p, pkg in found.items()}}
-            if not pkgs.warnings:
-                cache.save(store, OWNERS, key, known)
-                if not kept:
-                    cache.drop_others(store, OWNERS, layer.id + "-", key)
-        for p in paths:
-            fields = known.get(p)
-            if fields is not None:
-                pkg = made.get(fields)
-                if pkg is None:
-                    pkg = made[fields] = _package(fields)
-                out[p] = pkg  # one object per package: many rows share one
-    if pkgs is not None:
-        warnings = list(pkgs.warnings)
-    return out, warnings
-
-
-def _owners_stamp() -> str:
-    from layerctl.store import cache
-
-    return cache.code_stamp("layerctl.waste", "layerctl.packages", "layerctl.pkgdb")
-
-
-def _pkg_fields(pkg: Package) -> tuple[str, str, str, str, str]:
-    return (pkg.kind, pkg.key, pkg.name, pkg.version, pkg.arch)
-
-
-def _is_fields(fields: object) -> bool:
-    return (isinstance(fields, tuple) and len(fields) == 5
-            and all(isinstance(f, str) for f in fields))
-
-
-def _package(fields: tuple) -> Package:
-    from layerctl.pkgdb import Package
-
-    return Package(*fields)
-
-
 # -- base boundary ---------------------------------------------------------------------
 
 COMMIT_CREATED_BY = "layerctl commit "
@@ -507,7 +425,7 @@ def default_base(store: Store, target: Target) -> tuple[int, str]:
 def base_of(store: Store, target: Target, ref: str | None) -> tuple[int, str]:
     if not ref:
         return default_base(store, target)
-    from layerctl.history import ancestor_index
     from layerctl.images import resolve
+    from layerctl.insight.history import ancestor_index
 
     return ancestor_index(target, resolve(store, ref)), ref
