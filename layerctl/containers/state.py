@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from layerctl.store.repo import Store
 
 REF_PREFIX = "refs/containers/"
+DRIVER_NAMES = ("overlay", "vfs")  # what Container.driver may be (drivers.DRIVERS)
 INCOMPLETE = "incomplete"  # extra[...] while a create or rm runs: {pid, started, doing}
 CREATING_PREFIX = ".tmp-"
 NAMES_DIR = "_names"
@@ -161,7 +162,10 @@ def _in_progress(c: Container) -> bool:
 
 
 def broken(c: Container) -> str:
-    """Why `c` is unusable ("" if it is fine): a create or rm killed half-way."""
+    """Why `c` is unusable ("" if it is fine): a create or rm killed half-way, or a
+    driver this layerctl does not know."""
+    if c.driver not in DRIVER_NAMES:
+        return f"its driver {c.driver!r} is unknown to this layerctl"
     doing = c.extra.get(INCOMPLETE)
     if not doing or _in_progress(c):
         return ""

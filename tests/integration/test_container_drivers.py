@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -112,7 +113,7 @@ def test_a_tracked_record_gets_the_read_only_driver(store, image, tmp_path):
 def _relabel(store, name: str, driver: str) -> None:
     """Write `driver` into the container's state.json, as a hand edit or a newer
     layerctl would have."""
-    path = os.path.join(cstate.state_dir(store, cstate.resolve(store, name).id), "state.json")
+    path = os.path.join(cstate.state_dir(store, cstate.resolve(store, name, broken_ok=True).id), "state.json")
     with open(path) as f:
         data = json.load(f)
     data["driver"] = driver
@@ -120,32 +121,62 @@ def _relabel(store, name: str, driver: str) -> None:
         json.dump(data, f)
 
 
+@needs_root
 def test_an_unknown_driver_is_a_clear_error(store, image):
+    """A record naming a driver this layerctl does not know is a broken container:
+    every operation refuses in one line, nothing is half done, and `rm` removes it
+    once nothing is mounted below it."""
+    from layerctl.containers.drivers import driver_for
+
     C.create(store, "img:1", name="odd", driver="vfs")
     _relabel(store, "odd", "zfs")
-    c = cstate.resolve(store, "odd")
-    message = r"container odd has unknown driver 'zfs' \(this layerctl knows overlay, vfs\)"
+    c = cstate.resolve(store, "odd", broken_ok=True)
+    assert cstate.broken(c) == "its driver 'zfs' is unknown to this layerctl"
+    message = (r"container odd is broken \(its driver 'zfs' is unknown to this layerctl\); "
+               rf"remove it with `layerctl rm {c.short_id}`")
     for call in (lambda: C.status(store, "odd"), lambda: C.mount(store, "odd"),
-                 lambda: C.is_mounted(store, c), lambda: C.umount(store, "odd"),
-                 lambda: C.commit(store, "odd", "m"), lambda: C.reset(store, "odd"),
-                 lambda: C.restore(store, "odd", ["/etc"]),
-                 lambda: C.inspect_container(store, "odd"), lambda: C.remove(store, "odd")):
+                 lambda: C.umount(store, "odd"), lambda: C.commit(store, "odd", "m"),
+                 lambda: C.reset(store, "odd"), lambda: C.restore(store, "odd", ["/etc"]),
+                 lambda: C.inspect_container(store, "odd")):
         with pytest.raises(LayerctlError, match=message):
             call()
+    with pytest.raises(LayerctlError, match=r"container odd has unknown driver 'zfs' "
+                       r"\(this layerctl knows overlay, vfs\); `layerctl rm` removes it"):
+        driver_for(c).top(store, c)
     # nothing above was half done: the record and its files are as they were
-    assert "mounted" not in cstate.resolve(store, "odd").extra
     rootfs = os.path.join(cstate.state_dir(store, c.id), "rootfs")
     assert open(os.path.join(rootfs, "etc", "hostname")).read() == "box\n"
-
+    # something mounted below it: rm refuses rather than delete through the mount
+    subprocess.run(["mount", "-t", "tmpfs", "none", rootfs], check=True)
+    try:
+        assert C.is_mounted(store, c)
+        with pytest.raises(LayerctlError, match="container odd is mounted; umount it first"):
+            C.remove(store, "odd")
+        with pytest.raises(LayerctlError, match=rf"{rootfs} is mounted; unmount it first"):
+            C.remove(store, "odd", force=True)
+    finally:
+        subprocess.run(["umount", rootfs], check=True)
+    C.remove(store, "odd")
+    with pytest.raises(LayerctlError, match="no such container"):
+        cstate.resolve(store, "odd", broken_ok=True)
+    assert not os.path.exists(cstate.state_dir(store, c.id))
 
 
 def test_an_unknown_driver_is_one_line_from_the_cli(store, image, cli):
     cli("create", "--driver", "vfs", "--name", "odd", "img:1")
     _relabel(store, "odd", "zfs")
+    short = cstate.resolve(store, "odd", broken_ok=True).short_id
     for args in (("status", "odd"), ("mount", "odd"), ("diff", "odd")):
         proc = cli(*args, check=False)
         assert proc.returncode != 0, args
-        assert "Traceback" not in proc.stderr
-        assert proc.stderr.strip().splitlines() == [
-            "layerctl: container odd has unknown driver 'zfs' (this layerctl knows overlay, vfs)"
-        ], (args, proc.stderr)
+        assert proc.stderr.splitlines() == [
+            "layerctl: container odd is broken (its driver 'zfs' is unknown to this "
+            f"layerctl); remove it with `layerctl rm {short}`"], (args, proc.stderr)
+    listed = cli("ps", "-a").stdout
+    assert "Broken: its driver 'zfs' is unknown to this layerctl (rm it)" in listed
+    cli("system", "df")  # the other figures are not held up by it
+    cli("container", "prune", "-f")  # leaves it: only the user's rm removes it
+    assert cli("ps", "-a", "-q").stdout.split() == [short]
+    cli("rm", "odd")
+    assert cli("ps", "-a", "-q").stdout == ""
+    assert cli("fsck").stdout.splitlines()[-1].startswith("ok: ")

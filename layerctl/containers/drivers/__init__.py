@@ -3,6 +3,7 @@
     overlay.py    kernel overlayfs: upper/ and work/ over the base's layer dirs
     vfs.py        a full checkout in rootfs/, changes found through a stat cache
     external.py   a podman/docker container tracked read-only (its engine's upper dir)
+    unknown.py    a record naming a driver this layerctl does not know: only `rm` works
 
 A container record names its driver (`Container.driver`; a tracked container is
 an overlay one whose record also names the engine's dirs), and `driver_for`
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from layerctl.errors import BadInput, LayerctlError
 
-from . import external, overlay, vfs
+from ..state import DRIVER_NAMES
+from . import external, overlay, unknown, vfs
 
 if TYPE_CHECKING:
     from layerctl.store.fstree import DirRef
@@ -86,24 +88,26 @@ class Driver(Protocol):
 
 
 DEFAULT = "overlay"
-# The driver names a container record can hold, and their drivers (which keep no
-# state of their own: one of each serves every container).
+# The driver names a container record can hold (state.DRIVER_NAMES, which
+# state.broken checks), and their drivers (which keep no state of their own: one
+# of each serves every container).
 DRIVERS: dict[str, Driver] = {
     "overlay": overlay.OverlayDriver(),
     "vfs": vfs.VfsDriver(),
 }
+assert tuple(DRIVERS) == DRIVER_NAMES
 _TRACKED: Driver = external.ExternalDriver()
 
 
 def driver_for(c: Container) -> Driver:
-    """The driver of container `c`; LayerctlError for a record this layerctl cannot
-    handle (a driver it does not know: written by hand, or by a newer version)."""
+    """The driver of container `c`. A record naming a driver this layerctl does not
+    know (written by hand, or by a newer version) gets one that refuses everything
+    but `rm`, with one line naming the driver."""
     if external.tracks(c):
         return _TRACKED
     driver = DRIVERS.get(c.driver)
     if driver is None:
-        raise LayerctlError(f"container {c.name} has unknown driver {c.driver!r} "
-                            f"(this layerctl knows {', '.join(DRIVERS)})")
+        return unknown.UnknownDriver(c.driver, list(DRIVERS))
     return driver
 
 
