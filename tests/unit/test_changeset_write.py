@@ -66,6 +66,8 @@ def every_kind(top: Path) -> None:
     deep.mkdir(parents=True)
     (deep / "leaf").write_bytes(b"leaf")
     (top / "a/zz-after-subdir").write_bytes(b"z")
+    (top / "a/0-before-subdir").write_bytes(b"0")  # names sorted, not dirs then files
+    (top / "a/b-c").write_bytes(b"b-c")  # git sorts the tree "b" as "b/": after "b-c"
     (top / ("n" * 120)).write_bytes(b"long name: PAX path")
     (top / "d" / ("m" * 90)).mkdir(parents=True)
     (top / "d" / ("m" * 90) / ("o" * 40)).write_bytes(b"path over 100 bytes")
