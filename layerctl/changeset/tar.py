@@ -177,8 +177,11 @@ def entry_header(
     return b"".join(out)
 
 
+_PADDINGS = [b"\0" * n for n in range(BLOCK_SIZE)]
+
+
 def _padding(size: int) -> bytes:
-    return b"\0" * (-size % BLOCK_SIZE)
+    return _PADDINGS[-size % BLOCK_SIZE]
 
 
 class LayerTarWriter:
@@ -195,13 +198,30 @@ class LayerTarWriter:
         # Headers, small contents and paddings are gathered and go out in blocks of
         # about _BLOCK bytes (one hash update and write each, not three per entry);
         # big contents go out as they are, without a copy.
-        self.size += len(data)
-        if len(data) >= _DIRECT:
+        n = len(data)
+        self.size += n
+        if n >= _DIRECT:
             self._flush()
             self._sink(data)
             return
         self._held.append(data)
-        self._held_size += len(data)
+        self._held_size += n
+        if self._held_size >= _BLOCK:
+            self._flush()
+
+    def _file(self, header: bytes, content: bytes) -> None:
+        """A file's header, content and padding (one call: an entry of every save)."""
+        n = len(content)
+        if n >= _DIRECT:
+            self._emit(header)
+            self._emit(content)
+            self._emit(_PADDINGS[-n % BLOCK_SIZE])
+            return
+        pad = _PADDINGS[-n % BLOCK_SIZE]
+        self._held += (header, content, pad)
+        n += len(header) + len(pad)
+        self.size += n
+        self._held_size += n
         if self._held_size >= _BLOCK:
             self._flush()
 
@@ -233,9 +253,7 @@ class LayerTarWriter:
             self._emit(entry_header(path, meta, 0, _HARDLINK, meta.link))
         elif meta.kind == FILE:
             if content is not None:
-                self._emit(entry_header(path, meta, len(content)))
-                self._emit(content)
-                self._emit(_padding(len(content)))
+                self._file(entry_header(path, meta, len(content)), content)
             else:
                 self._emit(entry_header(path, meta, meta.size))
                 written = 0
