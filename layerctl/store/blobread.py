@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from layerctl.store.repo import Store
     from layerctl.store.staging import Staging
 
+_INFLATE_ERRORS = (zlib.error, _zlib.error)
 INLINE = 64 << 10  # below this blobs go to the threads in batches, not one by one
 _BATCH_COUNT = 32  # small blobs per batch: enough to amortise the task, few enough
 _BATCH_BYTES = 256 << 10  # to keep both cores busy from the start
@@ -71,6 +72,13 @@ def _header(mm: mmap.mmap, offset: int) -> tuple[int, int, int]:
 
 def _inflate_chunks(mm: mmap.mmap, pos: int, size: int) -> Iterator[bytes]:
     """The object's content in chunks of at most _CHUNK bytes (for big blobs)."""
+    try:
+        yield from _chunks(mm, pos, size)
+    except _INFLATE_ERRORS as e:
+        raise _damaged(e) from None
+
+
+def _chunks(mm: mmap.mmap, pos: int, size: int) -> Iterator[bytes]:
     dec = _zlib.decompressobj()
     got = 0
     end = len(mm)
@@ -91,6 +99,18 @@ def _inflate_chunks(mm: mmap.mmap, pos: int, size: int) -> Iterator[bytes]:
 
 
 def _inflate(mm: mmap.mmap, pos: int, size: int) -> bytes:
+    try:
+        return _whole(mm, pos, size)
+    except _INFLATE_ERRORS as e:
+        raise _damaged(e) from None
+
+
+def _damaged(e: Exception) -> Corrupt:
+    # ISA-L's errors are not zlib.error: either would reach the user as a traceback
+    return Corrupt(f"store is damaged: a pack object does not inflate ({e}); run layerctl fsck")
+
+
+def _whole(mm: mmap.mmap, pos: int, size: int) -> bytes:
     dec = _zlib.decompressobj()
     want = size + (size >> 10) + 64  # deflate never grows data by more than this
     parts = [dec.decompress(mm[pos : pos + want])]

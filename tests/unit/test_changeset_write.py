@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from layerctl.changeset.tar import entry_header
 from layerctl.changeset.write import write_changeset
 from layerctl.compress.detect import GZIP, NONE
+from layerctl.errors import BadInput, Corrupt
 from layerctl.images import parse_name
 from layerctl.importer import import_directory
 from layerctl.oci.archive.blobs import write_layer_blob
@@ -238,3 +239,55 @@ def test_unescape_is_the_byte_walk_it_replaced_malformed_input_included() -> Non
             token = "".join(chars)
             assert outcome(unescape, token) == outcome(
                 reference_unpercent, token.encode()), token
+
+
+def test_a_damaged_blob_fails_alone_as_corrupt_not_its_batch(store, base: DirRef,  # noqa: ANN001
+                                                            tmp_path: Path) -> None:
+    """A pack whose bytes were damaged inside one small object's deflate stream: that
+    blob's result() raises Corrupt (a one-line error, not ISA-L's exception as a
+    traceback), the other blobs of its batch still come back whole."""
+    blobs = [(obj, meta.size) for _p, meta, obj in walk(store, base)
+             if meta.kind == FILE and meta.link is None and isinstance(obj, bytes)
+             and 100 < meta.size < 4096]
+    victim = blobs[len(blobs) // 2][0]
+    pack_dir = store.path("objects", "pack")
+    for name in os.listdir(pack_dir):
+        if name.endswith(".idx"):
+            base_path = os.path.join(pack_dir, name[:-4])
+            with BlobReader([base_path], store.objects.object_format, store.read_blob) as one:
+                found = one._locate(victim)
+            if found is not None:
+                pos = found[1]
+                break
+    else:
+        pytest.fail("the blob is in no pack")
+    copy = tmp_path / "damaged"
+    data = bytearray(Path(base_path + ".pack").read_bytes())
+    for i in range(pos + 2, pos + 10):  # past the zlib header, into the deflate blocks
+        data[i] ^= 0xFF
+    copy.with_suffix(".pack").write_bytes(data)
+    copy.with_suffix(".idx").write_bytes(Path(base_path + ".idx").read_bytes())
+    with BlobReader([str(copy)], store.objects.object_format, store.read_blob) as reader:
+        pending = [(reader.submit(b, s), b) for b, s in blobs]
+        for job, blob in pending:
+            if blob == victim:
+                with pytest.raises(Corrupt, match="store is damaged"):
+                    job.result()
+            else:
+                assert job.result() == store.read_blob(blob)
+
+
+@pytest.mark.parametrize("diffing", [False, True])
+@pytest.mark.parametrize("name", [".wh.dir/inner", "dir/.wh.nested", "dir/sub/.wh..wh..opq"])
+def test_whiteout_names_refused_on_both_paths(store, tmp_path: Path, name: str,  # noqa: ANN001
+                                              diffing: bool) -> None:
+    src = tmp_path / "src"
+    (src / name).parent.mkdir(parents=True)
+    (src / name).write_bytes(b"a real file")
+    layer_id = import_directory(store, str(src), parse_name("wh:1"), AUTHOR)
+    root = read_layer(store, layer_id).root
+    bad = next(p for p in name.split("/") if p.startswith(".wh."))
+    with pytest.raises(BadInput, match=r"\.wh\..*: a layer tar cannot hold") as caught:
+        write_changeset(store, None, root, strict=True, diffing=diffing)
+    assert bad in str(caught.value)
+    write_changeset(store, None, root, diffing=diffing)  # not strict: written (DiffIDs)
