@@ -31,10 +31,13 @@ if TYPE_CHECKING:
 WHITEOUT_PREFIX = b".wh."
 OPAQUE = b".wh..wh..opq"
 BLOCK_SIZE = 512
+_BLOCK = 1 << 20  # bytes gathered before they go out
+_DIRECT = 256 << 10  # a content this big goes out without being gathered
 _TYPEFLAGS = {FILE: b"0", SYMLINK: b"2", CHAR: b"3", BLOCK: b"4", DIR: b"5", FIFO: b"6"}
 _HARDLINK, _PAX = b"1", b"x"
 _MAX_OCTAL_8 = 8**7
 _MAX_OCTAL_12 = 8**11
+_MAX_MTIME_NS = _MAX_OCTAL_12 * 1_000_000_000
 
 
 def _octal(value: int, width: int) -> bytes:
@@ -50,6 +53,12 @@ def _pax_record(key: bytes, value: bytes) -> bytes:
     return str(length + digits).encode() + body
 
 
+_NUMBERS = b"%07o\0%07o\0%07o\0%011o\0%011o\0"  # mode uid gid size mtime: 148 bytes with the name
+_MAGIC = b"ustar\x0000" + b"\0" * 64  # uname, gname: numeric ids only
+_DEV_ZERO = b"0000000\0" * 2 + b"\0" * 167
+_SPACES = 8 * 32  # the checksum field counts as spaces
+
+
 def _ustar(
     name: bytes,
     mode: int,
@@ -62,6 +71,28 @@ def _ustar(
     devmajor: int = 0,
     devminor: int = 0,
 ) -> bytes:
+    # Built as the two runs around the checksum field, so the checksum goes in by a
+    # join instead of slicing a built header (one header per entry of every save).
+    head = name[:100].ljust(100, b"\0") + _NUMBERS % (mode, uid, gid, size, mtime)
+    tail = b"".join((
+        typeflag,
+        linkname[:100].ljust(100, b"\0"),
+        _MAGIC,
+        _DEV_ZERO if not devmajor and not devminor else _octal(devmajor, 8) + _octal(
+            devminor, 8) + b"\0" * 167,
+    ))
+    if len(head) != 148 or len(tail) != 356:  # a number wider than its field
+        return _ustar_overflowing(name, mode, uid, gid, size, mtime, typeflag, linkname,
+                                  devmajor, devminor)
+    return b"".join((head, b"%06o\0 " % (sum(head) + sum(tail) + _SPACES), tail))
+
+
+def _ustar_overflowing(
+    name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, typeflag: bytes,
+    linkname: bytes, devmajor: int, devminor: int,
+) -> bytes:
+    """The header as it always was when a value does not fit its field (the fields
+    after it shift): kept so that such a tar keeps its bytes."""
     header = b"".join(
         (
             name[:100].ljust(100, b"\0"),
@@ -74,7 +105,7 @@ def _ustar(
             typeflag,
             linkname[:100].ljust(100, b"\0"),
             b"ustar\x0000",
-            b"\0" * 64,  # uname, gname: numeric ids only
+            b"\0" * 64,
             _octal(devmajor, 8),
             _octal(devminor, 8),
             b"\0" * 167,
@@ -89,6 +120,15 @@ def entry_header(
 ) -> bytes:
     """The header block(s) of one tar entry: a PAX header when ustar cannot hold it all."""
     typeflag = typeflag or _TYPEFLAGS[meta.kind]
+    mtime_ns = meta.mtime_ns
+    if (not meta.xattrs and len(name) <= 100 and len(linkname) <= 100
+            and 0 <= mtime_ns < _MAX_MTIME_NS and not mtime_ns % 1_000_000_000
+            and meta.uid < _MAX_OCTAL_8 and meta.gid < _MAX_OCTAL_8
+            and size < _MAX_OCTAL_12 and name.isascii() and linkname.isascii()):
+        # ustar holds it all (most entries): what the code below gives without records
+        rdev = meta.rdev or (0, 0)
+        return _ustar(name, meta.mode, meta.uid, meta.gid, size, mtime_ns // 1_000_000_000,
+                      typeflag, linkname, *rdev)
     records = []
     if len(name) > 100 or not name.isascii():
         records.append((b"path", name))
@@ -137,8 +177,11 @@ def entry_header(
     return b"".join(out)
 
 
+_PADDINGS = [b"\0" * n for n in range(BLOCK_SIZE)]
+
+
 def _padding(size: int) -> bytes:
-    return b"\0" * (-size % BLOCK_SIZE)
+    return _PADDINGS[-size % BLOCK_SIZE]
 
 
 class LayerTarWriter:
@@ -148,10 +191,50 @@ class LayerTarWriter:
         self.out = out
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self._held: list[bytes] = []
+        self._held_size = 0
 
     def _emit(self, data: bytes) -> None:
+        # Headers, small contents and paddings are gathered and go out in blocks of
+        # about _BLOCK bytes (one hash update and write each, not three per entry);
+        # big contents go out as they are, without a copy.
+        n = len(data)
+        self.size += n
+        if n >= _DIRECT:
+            self._flush()
+            self._sink(data)
+            return
+        self._held.append(data)
+        self._held_size += n
+        if self._held_size >= _BLOCK:
+            self._flush()
+
+    def _file(self, header: bytes, content: bytes) -> None:
+        """A file's header, content and padding (one call: an entry of every save)."""
+        n = len(content)
+        if n >= _DIRECT:
+            self._emit(header)
+            self._emit(content)
+            self._emit(_PADDINGS[-n % BLOCK_SIZE])
+            return
+        pad = _PADDINGS[-n % BLOCK_SIZE]
+        self._held += (header, content, pad)
+        n += len(header) + len(pad)
+        self.size += n
+        self._held_size += n
+        if self._held_size >= _BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._held:
+            data = b"".join(self._held)
+            self._held.clear()
+            self._held_size = 0
+            self._sink(data)
+
+    def _sink(self, data: bytes) -> None:
+        """Where the tar's bytes go, in order (a subclass may send them elsewhere)."""
         self.sha256.update(data)
-        self.size += len(data)
         if self.out is not None:
             self.out.write(data)
 
@@ -170,9 +253,7 @@ class LayerTarWriter:
             self._emit(entry_header(path, meta, 0, _HARDLINK, meta.link))
         elif meta.kind == FILE:
             if content is not None:
-                self._emit(entry_header(path, meta, len(content)))
-                self._emit(content)
-                self._emit(_padding(len(content)))
+                self._file(entry_header(path, meta, len(content)), content)
             else:
                 self._emit(entry_header(path, meta, meta.size))
                 written = 0
@@ -216,6 +297,7 @@ class LayerTarWriter:
         the DiffID."""
         if end:
             self._emit(b"\0" * (2 * BLOCK_SIZE))
+        self._flush()
         return "sha256:" + self.sha256.hexdigest()
 
 

@@ -33,7 +33,10 @@ if TYPE_CHECKING:
     from layerctl.store.repo import Store
     from layerctl.store.staging import Staging
 
-INLINE = 64 << 10  # below this a thread costs more than it saves
+_INFLATE_ERRORS = (zlib.error, _zlib.error)
+INLINE = 64 << 10  # below this blobs go to the threads in batches, not one by one
+_BATCH_COUNT = 32  # small blobs per batch: enough to amortise the task, few enough
+_BATCH_BYTES = 256 << 10  # to keep both cores busy from the start
 STREAM = 64 << 20  # above this content is streamed in chunks, never held whole
 _CHUNK = 1 << 20
 _NON_DELTA = (1, 2, 3, 4)
@@ -69,6 +72,13 @@ def _header(mm: mmap.mmap, offset: int) -> tuple[int, int, int]:
 
 def _inflate_chunks(mm: mmap.mmap, pos: int, size: int) -> Iterator[bytes]:
     """The object's content in chunks of at most _CHUNK bytes (for big blobs)."""
+    try:
+        yield from _chunks(mm, pos, size)
+    except _INFLATE_ERRORS as e:
+        raise _damaged(e) from None
+
+
+def _chunks(mm: mmap.mmap, pos: int, size: int) -> Iterator[bytes]:
     dec = _zlib.decompressobj()
     got = 0
     end = len(mm)
@@ -89,6 +99,18 @@ def _inflate_chunks(mm: mmap.mmap, pos: int, size: int) -> Iterator[bytes]:
 
 
 def _inflate(mm: mmap.mmap, pos: int, size: int) -> bytes:
+    try:
+        return _whole(mm, pos, size)
+    except _INFLATE_ERRORS as e:
+        raise _damaged(e) from None
+
+
+def _damaged(e: Exception) -> Corrupt:
+    # ISA-L's errors are not zlib.error: either would reach the user as a traceback
+    return Corrupt(f"store is damaged: a pack object does not inflate ({e}); run layerctl fsck")
+
+
+def _whole(mm: mmap.mmap, pos: int, size: int) -> bytes:
     dec = _zlib.decompressobj()
     want = size + (size >> 10) + 64  # deflate never grows data by more than this
     parts = [dec.decompress(mm[pos : pos + want])]
@@ -114,7 +136,52 @@ class _Ready:
         return self.value
 
 
-Pending: TypeAlias = "Future[bytes] | _Ready"  # what submit() gives: .result() is the content
+def _inflate_batch(items: list[tuple[mmap.mmap, int, int]]) -> list[bytes | Exception]:
+    out: list[bytes | Exception] = []
+    for mm, pos, size in items:
+        try:
+            out.append(_inflate(mm, pos, size))
+        except Exception as e:  # noqa: BLE001 - raised by that blob's result() alone
+            out.append(e)
+    return out
+
+
+class _Batch:
+    """Small blobs inflated together by one worker task: a future per blob costs more
+    than inflating it, but inflating them on the caller's thread keeps that core busy
+    with what another could do (ISA-L releases the GIL)."""
+
+    __slots__ = ("items", "future", "pool")
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self.items: list[tuple[mmap.mmap, int, int]] = []
+        self.future: Future[list[bytes | Exception]] | None = None
+        self.pool = pool
+
+    def send(self) -> None:
+        if self.future is None:
+            self.future = self.pool.submit(_inflate_batch, self.items)
+
+
+class _Batched:
+    __slots__ = ("batch", "index")
+
+    def __init__(self, batch: _Batch, index: int) -> None:
+        self.batch = batch
+        self.index = index
+
+    def result(self) -> bytes:
+        batch = self.batch
+        if batch.future is None:
+            batch.send()
+        assert batch.future is not None
+        value = batch.future.result()[self.index]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+
+Pending: TypeAlias = "Future[bytes] | _Ready | _Batched"  # submit() gives: .result() is the content
 
 
 class BlobReader:
@@ -133,6 +200,8 @@ class BlobReader:
         self.fallback = fallback
         self.pool = ThreadPoolExecutor(threads or max(2, os.cpu_count() or 2))
         self.kept = kept or {}
+        self._batch = _Batch(self.pool)
+        self._batch_size = 0
 
     @classmethod
     def for_store(cls, store: Store | Staging, extra: Sequence[str] = (),
@@ -176,8 +245,25 @@ class BlobReader:
             return _Ready(self.fallback(binsha))
         mm, pos, size = found
         if size < INLINE:
-            return _Ready(_inflate(mm, pos, size))
+            batch = self._batch
+            if batch.future is not None:  # sent by a result() asked for early
+                batch = self._batch = _Batch(self.pool)
+                self._batch_size = 0
+            batch.items.append((mm, pos, size))
+            pending = _Batched(batch, len(batch.items) - 1)
+            self._batch_size += size
+            if len(batch.items) >= _BATCH_COUNT or self._batch_size >= _BATCH_BYTES:
+                self.flush()
+            return pending
+        self.flush()  # blobs are wanted in the order asked for
         return self.pool.submit(_inflate, mm, pos, size)
+
+    def flush(self) -> None:
+        """Start inflating the small blobs submitted so far."""
+        if self._batch.items:
+            self._batch.send()
+            self._batch = _Batch(self.pool)
+            self._batch_size = 0
 
     def stream(self, binsha: bytes) -> Iterator[bytes] | None:
         """The content of a big blob in chunks (None: use submit())."""

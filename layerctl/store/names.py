@@ -33,17 +33,22 @@ def _percent(data: bytes, safe: frozenset[int]) -> bytes:
 
 
 def _unpercent(data: bytes) -> bytes:
-    out = bytearray()
-    i = 0
-    while i < len(data):
-        c = data[i]
-        if c == 0x25:  # '%'
-            out.append(int(data[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            out.append(c)
-            i += 1
-    return bytes(out)
+    # Split on '%' rather than walking byte by byte: reading a tree's records
+    # unescapes every name in it, and most have no '%' at all. The same
+    # two-character int() per escape as before, so malformed input still raises
+    # ValueError (an escape cut short by the next '%' included).
+    if b"%" not in data:
+        return data
+    parts = data.split(b"%")
+    out = [parts[0]]
+    last = len(parts) - 1
+    for i in range(1, last + 1):
+        part = parts[i]
+        if len(part) < 2 and i != last:
+            raise ValueError(f"invalid escape %{part.decode('ascii', 'replace')}%")
+        out.append(bytes((int(part[:2], 16),)))
+        out.append(part[2:])
+    return b"".join(out)
 
 
 def mangle(name: bytes) -> bytes:
@@ -74,4 +79,6 @@ def escape(data: bytes) -> str:
 
 def unescape(token: str) -> bytes:
     """Inverse of escape()."""
+    if "%" not in token:
+        return token.encode("ascii")
     return _unpercent(token.encode("ascii"))

@@ -32,7 +32,6 @@ from layerctl.store.layers import Layer
 
 COMPRESSIONS = (NONE, GZIP, ZSTD)
 ZSTD_LEVEL = 3
-_BATCH = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -102,32 +101,18 @@ class _Pipeline:
 
 
 class _PipeTar(LayerTarWriter):
-    """LayerTarWriter whose bytes go, in batches, to a _Pipeline instead of being hashed here."""
+    """LayerTarWriter whose bytes go (in its blocks of ~1 MiB, big contents whole) to a
+    _Pipeline instead of being hashed here."""
 
     def __init__(self, pipe: _Pipeline) -> None:
         super().__init__(None)
         self.pipe = pipe
-        self.buf = bytearray()
 
-    def _emit(self, data: bytes) -> None:
-        self.size += len(data)
-        if len(data) >= _BATCH // 4:
-            self._flush()
-            self.pipe.put(data)
-            return
-        self.buf += data
-        if len(self.buf) >= _BATCH:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self.buf:
-            self.pipe.put(bytes(self.buf))
-            self.buf.clear()
+    def _sink(self, data: bytes) -> None:
+        self.pipe.put(data)
 
     def close(self, end: bool = True) -> str:
-        if end:
-            self._emit(b"\0" * 1024)
-        self._flush()
+        super().close(end)
         self.result = self.pipe.finish()
         return self.result[0]
 
