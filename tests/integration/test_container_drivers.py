@@ -113,7 +113,8 @@ def test_a_tracked_record_gets_the_read_only_driver(store, image, tmp_path):
 def _relabel(store, name: str, driver: str) -> None:
     """Write `driver` into the container's state.json, as a hand edit or a newer
     layerctl would have."""
-    path = os.path.join(cstate.state_dir(store, cstate.resolve(store, name, broken_ok=True).id), "state.json")
+    c = cstate.resolve(store, name, broken_ok=True)
+    path = os.path.join(cstate.state_dir(store, c.id), "state.json")
     with open(path) as f:
         data = json.load(f)
     data["driver"] = driver
