@@ -24,6 +24,8 @@ import errno
 import os
 import shutil
 import stat
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.errors import Corrupt, LayerctlError, is_no_space
@@ -37,6 +39,9 @@ from layerctl.store.meta import DIR, FILE, Meta
 from layerctl.store.validate import bad_name, show
 
 from .view import OPAQUE_XATTR
+
+if TYPE_CHECKING:
+    from layerctl.store.blobread import BlobReader
 
 # The kernel stacks at most 500 lower layers (OVL_MAX_STACK); Docker's overlay2
 # refuses chains deeper than 128. Deeper chains stand on a flattened checkout.
@@ -116,11 +121,46 @@ def _make_link(store: object, layer_id: str, link: str) -> None:
 
 def build(store: object, layer_id: str) -> None:
     """Write `layer_id`'s diff dir from its changeset, atomically."""
+    layer = read_layer(store, layer_id)
+    parent_root = read_layer(store, layer.parent).root if layer.parent else None
+    from layerctl.store.blobread import BlobReader
+
+    with BlobReader.for_store(store) as reader:
+        pending = prepare(store, parent_root, layer.root, reader, layer_id)
+    pending.land(layer_id)
+
+
+class Pending:
+    """A layer dir written and synced under a temporary name (`.tmp-<pid>-…`, removed
+    as debris if this process dies), not yet any layer's: `land` names it."""
+
+    def __init__(self, store: object, tmp: str) -> None:
+        self.store = store
+        self.tmp = tmp
+
+    def land(self, layer_id: str) -> None:
+        """Rename it to `layer_id`'s dir (made whole by one rename); a dir another
+        process made first wins and this one is dropped."""
+        faults.point("layerdir.rename")
+        try:
+            os.rename(self.tmp, layer_path(self.store, layer_id))
+        except OSError as e:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise _refused(e, layer_id) from None
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def prepare(store: object, parent_root: DirRef | None, new_root: DirRef, reader: BlobReader,
+            layer_id: str | None = None) -> Pending:
+    """Write the diff dir of the layer `new_root` over `parent_root` under a temporary
+    name, contents from `reader` (a load or pull passes the contents it still holds).
+    `layer_id`, when the layer is stored already, names its cached hardlink index."""
     top = root(store)
     os.makedirs(top, exist_ok=True)
     debris.clean_dead_dirs(top, CACHE_TMP_PREFIX)
-    layer = read_layer(store, layer_id)
-    parent_root = read_layer(store, layer.parent).root if layer.parent else None
     import tempfile
 
     tmp = tempfile.mkdtemp(prefix=f"{CACHE_TMP_PREFIX}{os.getpid()}-", dir=top)
@@ -128,31 +168,32 @@ def build(store: object, layer_id: str) -> None:
         for name in ("diff", "work", "merged"):
             os.mkdir(os.path.join(tmp, name), 0o700)
         faults.point("layerdir.write")
-        builder = _Builder(store, layer_id, layer.root, os.path.join(tmp, "diff"))
+        builder = _Builder(store, layer_id, new_root, os.path.join(tmp, "diff"), reader)
         builder.run(parent_root)
-        builder.sync(os.fsencode(tmp))  # complete on disk before the rename makes it usable
-        faults.point("layerdir.rename")
-        try:
-            os.rename(tmp, layer_path(store, layer_id))
-        except OSError as e:
-            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-            shutil.rmtree(tmp)  # another process built it first
+        builder.sync(os.fsencode(tmp))  # complete on disk before a rename makes it usable
     except OSError as e:  # the cache's filesystem refuses an entry (or is full)
         shutil.rmtree(tmp, ignore_errors=True)
-        if is_no_space(e):
-            raise  # said once, naming the store, by the CLI
-        where = os.fsdecode(e.filename) if e.filename else layer_id
-        raise LayerctlError(f"cannot build the layer dir of {layer_id[:12]}: {where}: "
-                            f"{e.strerror or e}") from None
+        raise _refused(e, layer_id) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return Pending(store, tmp)
+
+
+def _refused(e: OSError, layer_id: str | None) -> OSError | LayerctlError:
+    if is_no_space(e):
+        return e  # said once, naming the store, by the CLI
+    what = layer_id[:12] if layer_id else "a new layer"
+    where = os.fsdecode(e.filename) if e.filename else what
+    return LayerctlError(f"cannot build the layer dir of {what}: {where}: {e.strerror or e}")
 
 
 # Up to this many entries a layer dir is flushed entry by entry (a commit's few
 # changes); more, and one syncfs is cheaper than thousands of journal commits.
 FSYNC_EACH = 256
+_AHEAD = 256  # files whose contents are read ahead (inflated on the reader's threads)
+_MAX_AHEAD = 128 << 20  # bytes of them
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _fsync(path: bytes) -> None:
@@ -173,20 +214,53 @@ def _syncfs(path: bytes) -> None:
         os.close(fd)
 
 
+def _write_file(path: bytes, meta: Meta, chunks: Iterable[bytes], as_root: bool) -> None:
+    """A regular file with its content and metadata, all through one fd: open, write,
+    then owner, xattrs, mode and mtime in apply_meta's order (chown drops setuid and
+    security.capability; every change bumps the mtime), without a path lookup each."""
+    fd = os.open(path, _CREATE, 0o600)
+    try:
+        for data in chunks:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        if as_root:
+            os.chown(fd, meta.uid, meta.gid)
+        for name, value in meta.xattrs:
+            try:
+                os.setxattr(fd, name, value)
+            except OSError as e:
+                if as_root or e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES):
+                    raise
+        os.chmod(fd, meta.mode)
+        os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
+    finally:
+        os.close(fd)
+
+
 class _Builder:
     """One layer's changeset written as an overlay upper dir."""
 
-    def __init__(self, store: object, layer_id: str, new_root: DirRef, dest: str) -> None:
+    def __init__(self, store: object, layer_id: str | None, new_root: DirRef, dest: str,
+                 reader: BlobReader) -> None:
         self.store = store
         self.layer_id = layer_id
         self.root = new_root
         self.dest = os.fsencode(dest)
+        self.reader = reader
         self.as_root = os.geteuid() == 0
         self.dirs: dict[bytes, Meta] = {}  # made here -> its metadata, applied last
         self.hidden: set[bytes] = set()  # whiteouts and opaque dirs written here
         self.written: list[bytes] = []  # regular files written (symlinks, nodes: no fsync)
+        self.entries = 0  # everything written, for the choice of fsync or syncfs
+        self.base = False  # no parent: every hardlink group is whole in the changeset
+
+    @property
+    def name(self) -> str:
+        return self.layer_id[:12] if self.layer_id else "new layer"
 
     def run(self, parent_root: DirRef | None) -> None:
+        self.base = parent_root is None
         files: dict[bytes, tuple[Meta, bytes]] = {}
         linked = False
         for ch in diff(self.store, parent_root, self.root):
@@ -196,6 +270,7 @@ class _Builder:
                     self._parents(ch.path)
                     os.mknod(self._at(ch.path), stat.S_IFCHR | 0o600, 0)
                     self.hidden.add(ch.path)
+                    self.entries += 1
                 continue
             if ch.new.kind == DIR:
                 self._parents(ch.path)
@@ -206,31 +281,64 @@ class _Builder:
                 continue
             files[ch.path] = (ch.new, ch.new_blob)
             linked = linked or ch.new.link is not None
-        if linked:
+        if linked and not self.base:
             self._whole_groups(files)
-        from .links import walk_key
-
-        for path in sorted(files, key=walk_key):
-            meta, blob = files[path]
-            self._parents(path)
-            target = self._at(path)
-            first = meta.link
-            if first is not None and first in files and first != path:
-                os.link(self._at(first), target, follow_symlinks=False)
-                continue
-            create_entry(self.store, target, meta.without_link(), blob, self.as_root)
-            apply_meta(target, meta, self.as_root)
-            if meta.kind == FILE:
-                self.written.append(target)
+        self._write_files(files)
         own = read_dir(self.store, self.root).own
         self.dirs[b""] = own
         for path in sorted(self.dirs, key=lambda p: p.count(b"/") + bool(p), reverse=True):
             apply_meta(self._at(path), self.dirs[path], self.as_root)
 
+    def _write_files(self, files: dict[bytes, tuple[Meta, bytes]]) -> None:
+        """Non-directories in walk order (a hardlink's first member before the others),
+        regular files' contents read ahead on the reader's threads."""
+        from collections import deque
+
+        from layerctl.store.blobread import STREAM
+
+        from .links import walk_key
+
+        queue: deque[tuple[bytes, Meta, bytes, object]] = deque()
+        ahead = 0
+        for path in sorted(files, key=walk_key):
+            meta, blob = files[path]
+            job = None
+            if meta.kind == FILE and (meta.link is None or meta.link not in files
+                                      or meta.link == path):
+                job = "stream" if meta.size > STREAM else self.reader.submit(blob, meta.size)
+                ahead += meta.size
+            queue.append((path, meta, blob, job))
+            while len(queue) > _AHEAD or ahead > _MAX_AHEAD:
+                ahead -= self._emit(files, *queue.popleft())
+        while queue:
+            self._emit(files, *queue.popleft())
+
+    def _emit(self, files: dict[bytes, tuple[Meta, bytes]], path: bytes, meta: Meta,
+              blob: bytes, job: object) -> int:
+        self._parents(path)
+        target = self._at(path)
+        self.entries += 1
+        first = meta.link
+        if job is None and first is not None and first in files and first != path:
+            os.link(self._at(first), target, follow_symlinks=False)
+            return 0
+        if meta.kind != FILE:
+            create_entry(self.store, target, meta.without_link(), blob, self.as_root)
+            apply_meta(target, meta, self.as_root)
+            return 0
+        if job == "stream":
+            chunks = self.reader.stream(blob)
+            data: Iterable[bytes] = chunks if chunks is not None else [self.store.read_blob(blob)]
+        else:
+            data = [job.result()]
+        _write_file(target, meta, data, self.as_root)
+        self.written.append(target)
+        return meta.size
+
     def sync(self, top: bytes) -> None:
         """Flush what was written (and `top`, the dir about to be renamed)."""
-        if len(self.written) + len(self.dirs) > FSYNC_EACH:
-            _syncfs(top)
+        if self.entries + len(self.dirs) > FSYNC_EACH:
+            _syncfs(top)  # one call for the whole layer
             return
         for path in self.written:
             _fsync(path)
@@ -244,14 +352,15 @@ class _Builder:
         one inode in the merged view (a link cannot reach into another layer's dir)."""
         from . import links as links_mod
 
-        groups = links_mod.load(self.store, self.layer_id, self.root)
+        groups = (links_mod.load(self.store, self.layer_id, self.root) if self.layer_id
+                  else links_mod.compute(self.store, self.root))
         wanted = {m.link for m, _b in files.values() if m.link is not None}
         for first in wanted:
             for member in groups.get(first, [first]):
                 if member not in files:
                     found = lookup(self.store, self.root, member)
                     if found is None or found[0].kind == DIR:
-                        raise Corrupt(f"layer {self.layer_id[:12]}: hardlink group of "
+                        raise Corrupt(f"layer {self.name}: hardlink group of "
                                       f"{show(first)} names {show(member)}, not a file")
                     files[member] = found
 
@@ -273,7 +382,7 @@ class _Builder:
         self._parents(parent)
         found = lookup(self.store, self.root, parent)
         if found is None or found[0].kind != DIR:
-            raise Corrupt(f"layer {self.layer_id[:12]}: {show(path)} has no parent directory")
+            raise Corrupt(f"layer {self.name}: {show(path)} has no parent directory")
         self._mkdir(parent, found[0])
 
     def _mkdir(self, path: bytes, meta: Meta) -> None:
