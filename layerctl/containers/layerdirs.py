@@ -148,9 +148,28 @@ class Pending:
             shutil.rmtree(self.tmp, ignore_errors=True)
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise _refused(e, layer_id) from None
+            return
+        _landed_here.add(layer_id)
 
     def discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_landed_here: set[str] = set()  # layer dirs this process named (nothing else uses them yet)
+
+
+def adopt(store: object, from_id: str, to_id: str) -> None:
+    """Give `to_id`, a sibling commit of `from_id` (same parent, same tree: a pull's top
+    carrying the image's own config bytes), the dir this process just landed for
+    `from_id`, whose commit no image names. Anything else is left to be built lazily."""
+    if from_id == to_id or from_id not in _landed_here:
+        return
+    a, b = read_layer(store, from_id), read_layer(store, to_id)
+    if (a.parent, a.root) != (b.parent, b.root):
+        return
+    with contextlib.suppress(OSError):  # to_id's dir exists, or from_id's was pruned
+        os.rename(layer_path(store, from_id), layer_path(store, to_id))
+        _landed_here.discard(from_id)
 
 
 def prepare(store: object, parent_root: DirRef | None, new_root: DirRef, reader: BlobReader,
@@ -178,6 +197,22 @@ def prepare(store: object, parent_root: DirRef | None, new_root: DirRef, reader:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Pending(store, tmp)
+
+
+def prepare_if_used(store: object, parent_root: DirRef | None, new_root: DirRef,
+                    reader: BlobReader) -> Pending | None:
+    """`prepare` at load or pull, when the contents are still in memory (no inflating,
+    no second read of the trees' blobs), if containers here will use layer dirs (overlay
+    works: root, the kernel has it); else None and nothing is written. A filesystem that
+    refuses an entry leaves it to the first container (which says why)."""
+    from .overlay import probe
+
+    if probe() is not None:
+        return None
+    try:
+        return prepare(store, parent_root, new_root, reader)
+    except LayerctlError:
+        return None
 
 
 def _refused(e: OSError, layer_id: str | None) -> OSError | LayerctlError:
