@@ -216,9 +216,17 @@ class _Ingest:
         finally:
             raw.close()
         with BlobReader.for_store(self.staging, self.staging.bases, kept=writer.kept) as reader:
-            ours, _size = write_changeset(self.staging, parent_root, root, None, reader)
-            # the layer dir too, while the contents are in memory (see layerdirs.prepare_if_used)
+            # the layer dir too, while the contents are in memory (layerdirs.prepare_if_used);
+            # its files are written on its threads during the DiffID pass
             layer_dir = layerdirs.prepare_if_used(self.staging, parent_root, root, reader)
+            try:
+                ours, _size = write_changeset(self.staging, parent_root, root, None, reader)
+                if layer_dir is not None:
+                    layer_dir.complete()
+            except BaseException:
+                if layer_dir is not None:
+                    layer_dir.discard()
+                raise
         writer.kept = {}
         source = None if diff_id == ours else {SOURCE_TAR: recorder.finish(diff_id)}
         return _Plan(parent, root, config, history, ours, "" if diff_id == ours else diff_id,

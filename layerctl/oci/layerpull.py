@@ -131,8 +131,16 @@ def land_layer(
         packer.finish()
     store.landed()
     with BlobReader.for_store(store, kept=writer.kept) as reader:
-        ours, _size = write_changeset(store, parent_root, root, None, reader)
+        # the layer dir's files are written on its threads during the DiffID pass
         layer_dir = layerdirs.prepare_if_used(store, parent_root, root, reader)
+        try:
+            ours, _size = write_changeset(store, parent_root, root, None, reader)
+            if layer_dir is not None:
+                layer_dir.complete()
+        except BaseException:
+            if layer_dir is not None:
+                layer_dir.discard()
+            raise
     writer.kept = {}
     try:
         layer = _write(store, parent, root, stats.bytes, ours, diff_id, history, config,
