@@ -414,8 +414,9 @@ class _Builder:
                 held += meta.size
                 self.written.append(target)
             elif meta.kind == SYMLINK:
-                self.jobs.append(self.pool.submit(_symlink, target, meta,
-                                                  self.store.read_blob(blob), self.as_root))
+                link_to = self.reader.submit(blob, meta.size).result()  # a pack lookup
+                self.jobs.append(self.pool.submit(_symlink, target, meta, link_to,
+                                                  self.as_root))
             else:
                 self.jobs.append(self.pool.submit(_node, self.store, target, meta, blob,
                                                   self.as_root))
