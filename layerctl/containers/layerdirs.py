@@ -284,25 +284,15 @@ def _node(store: object, path: bytes, meta: Meta, blob: bytes, as_root: bool) ->
 
 
 def _write_file(path: bytes, meta: Meta, chunks: Iterable[bytes], as_root: bool) -> None:
-    """A regular file with its content and metadata, all through one fd: open, write,
-    then owner, xattrs, mode and mtime in apply_meta's order (chown drops setuid and
-    security.capability; every change bumps the mtime), without a path lookup each."""
+    """A regular file with its content, then its metadata through the same fd
+    (apply_meta's order and rules, without a path lookup per call)."""
     fd = os.open(path, _CREATE, 0o600)
     try:
         for data in chunks:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-        if as_root:
-            os.chown(fd, meta.uid, meta.gid)
-        for name, value in meta.xattrs:
-            try:
-                os.setxattr(fd, name, value)
-            except OSError as e:
-                if as_root or e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES):
-                    raise
-        os.chmod(fd, meta.mode)
-        os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
+        apply_meta(fd, meta, as_root, follow=True)
     finally:
         os.close(fd)
 
