@@ -26,7 +26,6 @@ import shutil
 import stat
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from layerctl import faults
@@ -43,6 +42,8 @@ from layerctl.store.validate import bad_name, show
 from .view import OPAQUE_XATTR
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from layerctl.store.blobread import BlobReader
 
 # The kernel stacks at most 500 lower layers (OVL_MAX_STACK); Docker's overlay2
@@ -376,6 +377,8 @@ class _Builder:
         from .links import walk_key
 
         if files:
+            from concurrent.futures import ThreadPoolExecutor  # not at import: status reads us
+
             self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="layerdir")
         ahead: deque[tuple[Future[None], int]] = deque()  # file jobs not known done
         held = 0  # bytes of their contents
