@@ -25,7 +25,7 @@ import os
 import shutil
 import stat
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from layerctl import faults
@@ -126,12 +126,64 @@ def build(store: object, layer_id: str) -> None:
     """Write `layer_id`'s diff dir from its changeset, atomically."""
     layer = read_layer(store, layer_id)
     parent_root = read_layer(store, layer.parent).root if layer.parent else None
-    from layerctl.store.blobread import BlobReader
-
-    with BlobReader.for_store(store) as reader:
+    with _LazyReader(store) as reader:
         pending = prepare(store, parent_root, layer.root, reader, layer_id)
         pending.complete()
     pending.land(layer_id)
+
+
+class _LazyReader:
+    """Contents for a lazy build: the store's own reads for a commit's few files; a
+    BlobReader (every pack mapped, inflating on threads) once there are many."""
+
+    def __init__(self, store: object) -> None:
+        self.store = store
+        self.reader: BlobReader | None = None
+
+    def many(self) -> None:
+        from layerctl.store.blobread import BlobReader
+
+        if self.reader is None:
+            self.reader = BlobReader.for_store(self.store)
+
+    def submit(self, blob: bytes, size: int) -> object:
+        if self.reader is not None:
+            return self.reader.submit(blob, size)
+        return _Ready(self.store.read_blob(blob))
+
+    def stream(self, blob: bytes) -> Iterable[bytes] | None:
+        return self.reader.stream(blob) if self.reader is not None else None
+
+    def __enter__(self) -> _LazyReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.reader is not None:
+            self.reader.close()
+
+
+class _Ready:
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def result(self) -> bytes:
+        return self.value
+
+    def done(self) -> bool:
+        return True
+
+
+class _Inline:
+    """A pool that runs each job at once (a small layer: threads would cost more)."""
+
+    def submit(self, fn: Callable[..., None], *args: object) -> _Ready:
+        fn(*args)
+        return _Ready(b"")
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
 
 
 class Pending:
@@ -197,8 +249,8 @@ def adopt(store: object, from_id: str, to_id: str) -> None:
         _landed_here.discard(from_id)
 
 
-def prepare(store: object, parent_root: DirRef | None, new_root: DirRef, reader: BlobReader,
-            layer_id: str | None = None) -> Pending:
+def prepare(store: object, parent_root: DirRef | None, new_root: DirRef,
+            reader: BlobReader | _LazyReader, layer_id: str | None = None) -> Pending:
     """Write the diff dir of the layer `new_root` over `parent_root` under a temporary
     name, contents from `reader` (a load or pull passes the contents it still holds).
     `layer_id`, when the layer is stored already, names its cached hardlink index."""
@@ -252,6 +304,7 @@ def _refused(e: OSError, layer_id: str | None) -> OSError | LayerctlError:
 # changes); more, and one syncfs is cheaper than thousands of journal commits.
 FSYNC_EACH = 256
 WRITERS = 2  # threads creating a layer dir's files
+_SMALL = 64  # up to this many entries (a commit's changes) are written inline
 _MAX_AHEAD = 128 << 20  # contents read but not yet written
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -306,7 +359,7 @@ class _Builder:
     the hardlinks and sets the directories' metadata last."""
 
     def __init__(self, store: object, layer_id: str | None, new_root: DirRef, dest: str,
-                 reader: BlobReader) -> None:
+                 reader: BlobReader | _LazyReader) -> None:
         self.store = store
         self.layer_id = layer_id
         self.root = new_root
@@ -318,8 +371,8 @@ class _Builder:
         self.written: list[bytes] = []  # regular files written (symlinks, nodes: no fsync)
         self.entries = 0  # everything written, for the choice of fsync or syncfs
         self.links: list[tuple[bytes, bytes]] = []  # (first member, another), made last
-        self.jobs: list[Future[None]] = []
-        self.pool: ThreadPoolExecutor | None = None
+        self.jobs: list[Future[None] | _Ready] = []
+        self.pool: ThreadPoolExecutor | _Inline | None = None
 
     @property
     def name(self) -> str:
@@ -376,11 +429,15 @@ class _Builder:
 
         from .links import walk_key
 
-        if files:
+        if len(files) > _SMALL:
             from concurrent.futures import ThreadPoolExecutor  # not at import: status reads us
 
             self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="layerdir")
-        ahead: deque[tuple[Future[None], int]] = deque()  # file jobs not known done
+            if isinstance(self.reader, _LazyReader):
+                self.reader.many()
+        elif files:
+            self.pool = _Inline()
+        ahead: deque[tuple[Future[None] | _Ready, int]] = deque()  # jobs not known done
         held = 0  # bytes of their contents
         for path in sorted(files, key=walk_key):
             meta, blob = files[path]
