@@ -554,3 +554,28 @@ def _rebuilt(store: Store, lid: str, tmp_path: Path) -> dict[str, dict]:
     finally:
         shutil.rmtree(layerdirs.layer_path(store, lid))
         os.rename(saved, layerdirs.layer_path(store, lid))
+
+
+def test_load_failing_at_a_later_layer_leaves_no_layer_dir(store, tmp_path, cli):
+    """The first layers' dirs are written before a later layer is found corrupt: the
+    failed load leaves none of them, named or temporary."""
+    import io
+    import tarfile
+
+    archive, other = _loaded_store(store, tmp_path, cli)
+    with tarfile.open(archive) as src:
+        manifest = json.loads(src.extractfile("manifest.json").read())
+        last = manifest[0]["Layers"][-1]
+        members = [(m, src.extractfile(m).read() if m.isfile() else None)
+                   for m in src.getmembers()]
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(bad, "w") as out:
+        for m, data in members:
+            if m.name == last:
+                data = data.replace(b"now a file\n", b"now a fil3\n")  # content, same size
+            out.addfile(m, io.BytesIO(data) if data is not None else None)
+    r = cli("load", "-q", "-i", bad, check=False, env={"LAYERCTL_ROOT": str(other)})
+    assert r.returncode != 0 and "mismatch" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    top_dir = other / "cache" / "overlay"
+    assert not top_dir.exists() or not [p for p in top_dir.iterdir() if p.name != "l"]
