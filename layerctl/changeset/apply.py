@@ -56,7 +56,7 @@ import tempfile
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol, Self, TypeVar
 
 from layerctl.changeset.tarsplit import TarRecorder
 from layerctl.compress.detect import CorruptStream, open_decompressed
@@ -248,14 +248,21 @@ class _Member:
         return data
 
 
-def _member(reader: _TarReader, info: tarfile.TarInfo) -> BinaryIO:
+class _Readable(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+def _member(reader: _TarReader, info: tarfile.TarInfo) -> _Readable:
     """A regular member's content as a stream (a sparse one through tarfile's map of
     its data and holes)."""
     if info.sparse is not None:
-        return tarfile._FileInFile(reader, info.offset_data, info.size, info.sparse)
+        sparse: _Readable = tarfile._FileInFile(  # type: ignore[attr-defined]
+            reader, info.offset_data, info.size, info.sparse)
+        return sparse
     return _Member(reader, info.size)
 
 
+_Info = TypeVar("_Info", bound=tarfile.TarInfo)
 _HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s")
 
 
@@ -263,8 +270,8 @@ def _octal(field: bytes) -> int:
     return int(field.partition(b"\0")[0].strip() or b"0", 8)
 
 
-def _parse_header(cls: type[tarfile.TarInfo], buf: bytes, encoding: str,
-                  errors: str) -> tarfile.TarInfo | None:
+def _parse_header(cls: type[_Info], buf: bytes | bytearray, encoding: str,
+                  errors: str) -> _Info | None:
     """tarfile's TarInfo.frombuf for the usual header (octal numbers, a good unsigned
     checksum, no old GNU sparse map) in one unpack; None for anything else, which
     tarfile's own frombuf then parses or refuses. A third of the header cost."""
@@ -305,7 +312,7 @@ def _guarded_info(limits: Limits) -> type[tarfile.TarInfo]:
         """
 
         @classmethod
-        def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
             fast = _parse_header(cls, buf, encoding, errors)
             return fast if fast is not None else super().frombuf(buf, encoding, errors)
 
@@ -436,10 +443,10 @@ class _Applier:
             while True:
                 reader.skip_to_header()
                 try:
-                    info = guarded.fromtarfile(reader)
-                except tarfile.EOFHeaderError:
+                    info = guarded.fromtarfile(reader)  # type: ignore[arg-type]
+                except tarfile.EOFHeaderError:  # type: ignore[attr-defined]
                     break  # the end-of-archive marker
-                except tarfile.EmptyHeaderError:
+                except tarfile.EmptyHeaderError:  # type: ignore[attr-defined]
                     if reader.offset == 0:
                         raise BadInput("not a tar archive: empty file") from None
                     break  # no end-of-archive marker: accepted
@@ -715,7 +722,7 @@ class _Applier:
         else:
             self.writer.add_blob_async(data, done)
 
-    def _spool(self, fileobj: BinaryIO, size: int, done: Callable[[bytes], None]) -> None:
+    def _spool(self, fileobj: _Readable, size: int, done: Callable[[bytes], None]) -> None:
         """Big files go through a temporary file in the store's pack directory."""
         fd, tmp = tempfile.mkstemp(prefix=debris.temp_prefix("spool"), dir=self.writer.pack_dir)
         try:

@@ -26,7 +26,7 @@ import shutil
 import stat
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from layerctl import faults
 from layerctl.errors import Corrupt, LayerctlError, is_no_space
@@ -192,7 +192,7 @@ class Pending:
     writes still running on the builder's threads, directory metadata, sync) and
     names it."""
 
-    def __init__(self, store: object, tmp: str, builder: _Builder) -> None:
+    def __init__(self, store: object, tmp: str, builder: _Builder | None) -> None:
         self.store = store
         self.tmp = tmp
         self.builder: _Builder | None = builder
@@ -305,6 +305,8 @@ def _refused(e: OSError, layer_id: str | None) -> OSError | LayerctlError:
 FSYNC_EACH = 256
 WRITERS = 2  # threads creating a layer dir's files
 _SMALL = 64  # up to this many entries (a commit's changes) are written inline
+# a file's content: read ahead (BlobReader / _LazyReader.submit), or chunks as inflated
+_Content: TypeAlias = "_Ready | Future[bytes] | Iterable[bytes]"
 _MAX_AHEAD = 128 << 20  # contents read but not yet written
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -429,14 +431,16 @@ class _Builder:
 
         from .links import walk_key
 
+        if not files:
+            return
+        pool: ThreadPoolExecutor | _Inline = _Inline()
         if len(files) > _SMALL:
             from concurrent.futures import ThreadPoolExecutor  # not at import: status reads us
 
-            self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="layerdir")
+            pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="layerdir")
             if isinstance(self.reader, _LazyReader):
                 self.reader.many()
-        elif files:
-            self.pool = _Inline()
+        self.pool = pool
         ahead: deque[tuple[Future[None] | _Ready, int]] = deque()  # jobs not known done
         held = 0  # bytes of their contents
         for path in sorted(files, key=walk_key):
@@ -454,25 +458,26 @@ class _Builder:
                     done, size = ahead.popleft()
                     done.result()  # contents in memory are bounded by what is written
                     held -= size
+                data: _Content
                 if meta.size <= STREAM:
-                    data: object = self.reader.submit(blob, meta.size)
+                    data = self.reader.submit(blob, meta.size)
                 else:  # inflated in chunks while written (or, loose, read whole now)
                     data = self.reader.stream(blob) or (self.store.read_blob(blob),)
-                job = self.pool.submit(self._file, target, meta, data)
+                job = pool.submit(self._file, target, meta, data)
                 self.jobs.append(job)
                 ahead.append((job, meta.size))
                 held += meta.size
                 self.written.append(target)
             elif meta.kind == SYMLINK:
                 link_to = self.reader.submit(blob, meta.size).result()  # a pack lookup
-                self.jobs.append(self.pool.submit(_symlink, target, meta, link_to,
-                                                  self.as_root))
+                self.jobs.append(pool.submit(_symlink, target, meta, link_to, self.as_root))
             else:
-                self.jobs.append(self.pool.submit(_node, self.store, target, meta, blob,
-                                                  self.as_root))
+                self.jobs.append(pool.submit(_node, self.store, target, meta, blob,
+                                             self.as_root))
 
-    def _file(self, target: bytes, meta: Meta, data: object) -> None:
-        chunks = (data.result(),) if hasattr(data, "result") else data
+    def _file(self, target: bytes, meta: Meta, data: _Content) -> None:
+        # read ahead (a future, or blobread's or our _Ready), else chunks as inflated
+        chunks = (data.result(),) if hasattr(data, "result") else data  # type: ignore[union-attr]
         _write_file(target, meta, chunks, self.as_root)
 
     def sync(self, top: bytes) -> None:
