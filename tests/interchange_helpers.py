@@ -161,6 +161,9 @@ def fingerprint(root: Path) -> dict[str, str]:
                 out[rel] = "-> " + os.readlink(full)
             elif os.path.isdir(full):
                 out[rel] = "dir"
+            elif not os.path.isfile(full):  # a layer dir's whiteout (a 0/0 char device)
+                st = os.lstat(full)
+                out[rel] = f"node {st.st_mode:o} {st.st_rdev}"
             else:
                 with open(full, "rb") as f:
                     out[rel] = hashlib.sha256(f.read()).hexdigest()

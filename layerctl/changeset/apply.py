@@ -50,12 +50,13 @@ from __future__ import annotations
 import base64
 import os
 import re
+import struct
 import tarfile
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol, Self, TypeVar
 
 from layerctl.changeset.tarsplit import TarRecorder
 from layerctl.compress.detect import CorruptStream, open_decompressed
@@ -94,6 +95,8 @@ _OPQ = b".wh..wh..opq"  # ... and opaque-directory marker
 _AUFS_META = _WH + _WH  # .wh..wh.*: AUFS bookkeeping, not whiteouts
 IMPLICIT_DIR = Meta(DIR, 0o755)  # a parent the tar does not list, as tar creates it
 _SPOOL_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 20
+_FIRST_CHUNK = 10 << 10
 _HEADER_TYPES = (
     tarfile.GNUTYPE_LONGNAME,
     tarfile.GNUTYPE_LONGLINK,
@@ -165,31 +168,139 @@ class _Counted:
         return data
 
 
-def _member_data(tar: tarfile.TarFile, info: tarfile.TarInfo, size: int) -> bytes:
-    """A regular member's content (fewer bytes if the stream ends), read in one pass
-    from the stream under tarfile's stream mode: its own reader goes through 10 KiB
-    reads, joins and slices, a fifth of a pull's main thread. Anything unexpected
-    (a sparse member, another tarfile) takes tarfile's way."""
-    stream = tar.fileobj
-    if (info.sparse is not None or not isinstance(stream, tarfile._Stream)
-            or getattr(stream, "comptype", None) != "tar"
-            or getattr(stream, "pos", None) != info.offset_data
-            or not isinstance(getattr(stream, "buf", None), bytes)):  # fmt: skip
-        return tar.extractfile(info).read(size)
-    buf = stream.buf
-    if len(buf) >= size:
-        data, stream.buf = buf[:size], buf[size:]
-    else:
-        parts, left = [buf], size - len(buf)
-        while left:
-            chunk = stream.fileobj.read(left)
+class _TarReader:
+    """The tar stream, read in large chunks (tarfile's stream mode reads 10 KiB at a
+    time and joins and slices for every member, a fifth of a pull's main thread).
+
+    It is also the `tarfile` object that TarInfo's header parsing takes (fileobj,
+    offset, pax_headers, encoding, errors): headers are parsed by tarfile's own code,
+    only the reading is ours. Seeks go forward only, as in tarfile's stream mode."""
+
+    encoding = "utf-8"
+    errors = "surrogateescape"
+
+    def __init__(self, raw: _Counted) -> None:
+        self.raw = raw
+        self.fileobj = self
+        self.offset = 0  # where the next header starts (set by TarInfo._proc_*)
+        self.pax_headers: dict[str, str] = {}  # global PAX headers
+        self.buf = b""
+        self.pos = 0  # in buf
+        self.base = 0  # the stream offset of buf[0]
+        # Read-ahead grows from tarfile's 10 KiB: a corrupt or truncated stream is then
+        # still reported in the entry being read, not before the first one.
+        self.chunk = _FIRST_CHUNK
+
+    def read(self, n: int) -> bytes:
+        buf, pos = self.buf, self.pos
+        end = pos + n
+        if end <= len(buf):
+            self.pos = end
+            return buf[pos:end]
+        parts = [buf[pos:]] if pos < len(buf) else []
+        need = end - len(buf)
+        self.base += len(buf)
+        self.buf, self.pos = b"", 0
+        while need:
+            chunk = self.raw.read(max(need, self.chunk))
+            self.chunk = min(self.chunk * 2, _READ_CHUNK)
             if not chunk:
                 break
-            parts.append(chunk)
-            left -= len(chunk)
-        data, stream.buf = b"".join(parts), b""
-    stream.pos += len(data)
-    return data
+            if len(chunk) <= need:
+                parts.append(chunk)
+                self.base += len(chunk)
+                need -= len(chunk)
+            else:
+                parts.append(chunk[:need])
+                self.buf, self.pos, need = chunk, need, 0
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def tell(self) -> int:
+        return self.base + self.pos
+
+    def seek(self, offset: int) -> None:
+        """Forward: skip to `offset` (tarfile's sparse reader seeks between chunks)."""
+        if offset < self.tell():
+            raise tarfile.StreamError("seeking backwards is not allowed")
+        while self.tell() < offset:
+            if not self.read(min(offset - self.tell(), _READ_CHUNK)):
+                return
+
+    def skip_to_header(self) -> None:
+        """Past the data of the member read last (what of it was not read, and its
+        padding), as tarfile's next() does; the data must all be there."""
+        if self.offset != self.tell():
+            self.seek(self.offset - 1)
+            if not self.read(1):
+                raise tarfile.ReadError("unexpected end of data")
+
+
+class _Member:
+    """A regular member's data, read from the tar stream."""
+
+    def __init__(self, reader: _TarReader, size: int) -> None:
+        self.reader = reader
+        self.left = size
+
+    def read(self, n: int) -> bytes:
+        data = self.reader.read(min(n, self.left))
+        self.left -= len(data)
+        return data
+
+
+class _Readable(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+def _member(reader: _TarReader, info: tarfile.TarInfo) -> _Readable:
+    """A regular member's content as a stream (a sparse one through tarfile's map of
+    its data and holes)."""
+    if info.sparse is not None:
+        sparse: _Readable = tarfile._FileInFile(  # type: ignore[attr-defined]
+            reader, info.offset_data, info.size, info.sparse)
+        return sparse
+    return _Member(reader, info.size)
+
+
+_Info = TypeVar("_Info", bound=tarfile.TarInfo)
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s")
+
+
+def _octal(field: bytes) -> int:
+    return int(field.partition(b"\0")[0].strip() or b"0", 8)
+
+
+def _parse_header(cls: type[_Info], buf: bytes | bytearray, encoding: str,
+                  errors: str) -> _Info | None:
+    """tarfile's TarInfo.frombuf for the usual header (octal numbers, a good unsigned
+    checksum, no old GNU sparse map) in one unpack; None for anything else, which
+    tarfile's own frombuf then parses or refuses. A third of the header cost."""
+    if len(buf) != tarfile.BLOCKSIZE or not buf[0] or buf[156:157] == tarfile.GNUTYPE_SPARSE:
+        return None
+    (name, mode, uid, gid, size, mtime, chksum, kind, linkname, _magic, uname, gname,
+     devmajor, devminor, prefix) = _HEADER.unpack_from(buf)
+    try:
+        numbers = [_octal(f) for f in (mode, uid, gid, size, mtime, chksum, devmajor, devminor)]
+    except ValueError:
+        return None  # base-256 numbers, or junk that frombuf refuses
+    if numbers[5] != 256 + sum(buf) - sum(buf[148:156]):
+        return None  # a signed checksum, or a bad one
+    obj = cls()
+    obj.name = name.partition(b"\0")[0].decode(encoding, errors)
+    obj.mode, obj.uid, obj.gid, obj.size, obj.mtime, obj.chksum = numbers[:6]
+    obj.type = kind
+    obj.linkname = linkname.partition(b"\0")[0].decode(encoding, errors)
+    obj.uname = uname.partition(b"\0")[0].decode(encoding, errors)
+    obj.gname = gname.partition(b"\0")[0].decode(encoding, errors)
+    obj.devmajor, obj.devminor = numbers[6:]
+    if kind == tarfile.AREGTYPE and obj.name.endswith("/"):
+        obj.type = tarfile.DIRTYPE  # V7: a directory is a file whose name ends in /
+    if obj.type == tarfile.DIRTYPE:
+        obj.name = obj.name.rstrip("/")
+    prefix_text = prefix.partition(b"\0")[0].decode(encoding, errors)
+    if prefix_text and obj.type not in tarfile.GNU_TYPES:
+        obj.name = prefix_text + "/" + obj.name
+    return obj
 
 
 def _guarded_info(limits: Limits) -> type[tarfile.TarInfo]:
@@ -199,6 +310,11 @@ def _guarded_info(limits: Limits) -> type[tarfile.TarInfo]:
         tarfile's own next() treats a bad or truncated header after the first
         member as the end of the archive; here that is an error.
         """
+
+        @classmethod
+        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+            fast = _parse_header(cls, buf, encoding, errors)
+            return fast if fast is not None else super().frombuf(buf, encoding, errors)
 
         @classmethod
         def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
@@ -322,20 +438,20 @@ class _Applier:
     def run(self, stream: BinaryIO) -> ApplyStats:
         counted = _Counted(stream, self.limits.max_total_bytes)
         try:
-            try:
-                tar = tarfile.open(
-                    fileobj=counted, mode="r|", encoding="utf-8", errors="surrogateescape",
-                    tarinfo=_guarded_info(self.limits),
-                )
-            except tarfile.ReadError as e:
-                raise BadInput(f"not a tar archive: {e}") from None
+            reader = _TarReader(counted)
+            guarded = _guarded_info(self.limits)
             while True:
-                info = tar.next()
-                if info is None:
-                    break
-                tar.members.clear()  # stream mode would keep every member otherwise
+                reader.skip_to_header()
+                try:
+                    info = guarded.fromtarfile(reader)  # type: ignore[arg-type]
+                except tarfile.EOFHeaderError:  # type: ignore[attr-defined]
+                    break  # the end-of-archive marker
+                except tarfile.EmptyHeaderError:  # type: ignore[attr-defined]
+                    if reader.offset == 0:
+                        raise BadInput("not a tar archive: empty file") from None
+                    break  # no end-of-archive marker: accepted
                 self.current = _show(info.name)
-                self._entry(tar, info)
+                self._entry(reader, info)
             self.current_done = True
             while counted.read(1 << 16):
                 pass  # read to the end so that compressed trailers are checked
@@ -381,7 +497,7 @@ class _Applier:
             raise self._fail(f"{what} is deeper than {self.limits.max_depth} directories")
         return b"/".join(parts)
 
-    def _entry(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+    def _entry(self, tar: _TarReader, info: tarfile.TarInfo) -> None:
         stats = self.stats
         stats.entries += 1
         if stats.entries > self.limits.max_entries:
@@ -558,7 +674,7 @@ class _Applier:
         self._put_node(path, node)
         return node
 
-    def _file(self, tar: tarfile.TarFile, info: tarfile.TarInfo, path: bytes) -> None:
+    def _file(self, tar: _TarReader, info: tarfile.TarInfo, path: bytes) -> None:
         size = info.size
         if size > self.limits.max_file_size:
             raise self._fail(
@@ -590,9 +706,9 @@ class _Applier:
                 set_blob(sha)
 
         if size > BIG_FILE:
-            self._spool(tar.extractfile(info), size, done)
+            self._spool(_member(tar, info), size, done)
             return
-        data = _member_data(tar, info, size)
+        data = tar.read(size) if info.sparse is None else _member(tar, info).read(size)
         if len(data) != size:
             raise self._fail(f"truncated tar: {size} bytes declared, {len(data)} present")
         if self.keep_bytes >= size:
@@ -606,7 +722,7 @@ class _Applier:
         else:
             self.writer.add_blob_async(data, done)
 
-    def _spool(self, fileobj: IO[bytes], size: int, done: Callable[[bytes], None]) -> None:
+    def _spool(self, fileobj: _Readable, size: int, done: Callable[[bytes], None]) -> None:
         """Big files go through a temporary file in the store's pack directory."""
         fd, tmp = tempfile.mkstemp(prefix=debris.temp_prefix("spool"), dir=self.writer.pack_dir)
         try:

@@ -104,8 +104,7 @@ class TarRecorder:
         if cut < 0 or cut > len(self.pending):
             return -1
         self._put(bytes(self.pending[:cut]), size + 1)
-        rest = self.pending[cut + size:] if cut + size < len(self.pending) else b""
-        self.pending = bytearray(rest)
+        del self.pending[:cut + size]  # O(1) at a bytearray's front: no copy of the rest
         self.base = offset + size
         self.skip_until = offset + size
         self.ids.append(None)

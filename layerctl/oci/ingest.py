@@ -26,10 +26,12 @@ from layerctl.changeset.apply import DEFAULT_LIMITS, Limits, apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.changeset.write import write_changeset
 from layerctl.compress.detect import NONE, open_decompressed
+from layerctl.containers import layerdirs
 from layerctl.errors import BadInput
 from layerctl.hashing import HashingReader
 from layerctl.images import ImageName, canonical_json, set_tag
 from layerctl.oci.chains import LayerIndex
+from layerctl.oci.layerpull import KEEP_FOR_DIFF_ID, KeepingWriter
 from layerctl.oci.model import (
     MAX_IMAGES,
     BlobOpener,
@@ -48,6 +50,7 @@ from layerctl.store.layers import Layer, read_layer, write_layer
 from layerctl.store.staging import Staging
 
 if TYPE_CHECKING:
+    from layerctl.containers.layerdirs import Pending
     from layerctl.store.repo import Store
 
 
@@ -87,6 +90,7 @@ class _Plan:
     source: dict[bytes, bytes] | bytes | None = None  # write_layer's source/ (tar-split...)
     like: Layer | None = None  # a stored layer this one copies (another config only)
     layer_id: str | None = None
+    layer_dir: Pending | None = None  # its overlay layer dir, written, not yet named
 
     @property
     def parent_id(self) -> str | None:
@@ -166,7 +170,9 @@ class _Ingest:
             return found
         if isinstance(node, _Plan):
             plan = _Plan(node.parent, node.root, wanted, node.history, node.diff_id,
-                         node.source_diff_id, node.size, source=node.source)
+                         node.source_diff_id, node.size, source=node.source,
+                         layer_dir=node.layer_dir)  # the same changes: the same dir
+            node.layer_dir = None
         else:
             layer = self.stored[node]
             plan = _Plan(layer.parent, layer.root, wanted, None, layer.diff_id,
@@ -187,7 +193,8 @@ class _Ingest:
             plain = stream.compression == NONE
             tar = hashed if plain else HashingReader(stream)
             recorder = TarRecorder(stream if plain else tar)
-            with self.staging.pack_writer() as writer:
+            with self.staging.pack_writer() as packer:
+                writer = KeepingWriter(packer, KEEP_FOR_DIFF_ID)
                 editor = TreeEditor(self.staging, parent_root)
                 try:
                     stats = apply_layer_tar(editor, writer, recorder, limits=self.limits,
@@ -203,17 +210,27 @@ class _Ingest:
                         f"{where}: DiffID mismatch: the config says {diff_id}, "
                         f"the layer's tar is {tar.digest}"
                     )
-                root = editor.write(writer)
-                writer.finish()
-            self.staging.add(writer)
+                root = editor.write(packer)
+                packer.finish()
+            self.staging.add(packer)
         finally:
             raw.close()
-        with BlobReader.for_store(self.staging, self.staging.bases) as reader:
-            ours, _size = write_changeset(self.staging, parent_root, root, None, reader)
-        if diff_id == ours:  # layerctl's own tar is the original: nothing to keep
-            return _Plan(parent, root, config, history, ours, "", stats.bytes)
-        return _Plan(parent, root, config, history, ours, diff_id, stats.bytes,
-                     source={SOURCE_TAR: recorder.finish(diff_id)})
+        with BlobReader.for_store(self.staging, self.staging.bases, kept=writer.kept) as reader:
+            # the layer dir too, while the contents are in memory (layerdirs.prepare_if_used);
+            # its files are written on its threads during the DiffID pass
+            layer_dir = layerdirs.prepare_if_used(self.staging, parent_root, root, reader)
+            try:
+                ours, _size = write_changeset(self.staging, parent_root, root, None, reader)
+                if layer_dir is not None:
+                    layer_dir.complete()
+            except BaseException:
+                if layer_dir is not None:
+                    layer_dir.discard()
+                raise
+        writer.kept = {}
+        source = None if diff_id == ours else {SOURCE_TAR: recorder.finish(diff_id)}
+        return _Plan(parent, root, config, history, ours, "" if diff_id == ours else diff_id,
+                     stats.bytes, source=source, layer_dir=layer_dir)
 
     def _check_blob(
         self, blob: LayerBlob, hashed: HashingReader, where: str, drain: bool = False
@@ -288,26 +305,42 @@ def ingest(
     if len(images) > MAX_IMAGES:
         raise BadInput(f"{where}: {len(images)} images, more than the limit of {MAX_IMAGES}")
     configs = [_check_image(img, where) for img in images]
-    with Staging(store) as staging:
-        job = _Ingest(store, staging, open_blob, label, limits, progress)
-        chains = [job.image(i, img, cfg) for i, (img, cfg) in enumerate(zip(images, configs,
-                                                                               strict=True))]
-        faults.point("load.land-packs")
-        staging.land()
-    faults.point("load.write-layers")
-    job.commit()
-    from layerctl.oci.origin import keep_config  # origin imports oci.image, which re-exports us
+    job: _Ingest | None = None
+    try:
+        with Staging(store) as staging:
+            job = _Ingest(store, staging, open_blob, label, limits, progress)
+            chains = [job.image(i, img, cfg)
+                      for i, (img, cfg) in enumerate(zip(images, configs, strict=True))]
+            faults.point("load.land-packs")
+            staging.land()
+        faults.point("load.write-layers")
+        job.commit()
+        from layerctl.oci.origin import keep_config  # origin imports oci.image (re-exports us)
 
-    loaded = []
-    for img, cfg, (chain, existed) in zip(images, configs, chains, strict=True):
-        ids = [n.layer_id if isinstance(n, _Plan) else n for n in chain]
-        if ids:  # the top carries the image's own config bytes (its image ID)
-            top = keep_config(store, read_layer(store, ids[-1]), layer_config(cfg),
-                              img.config_raw)
-            ids[-1] = top.id
-        loaded.append(LoadedImage(list(img.tags), ids, existed))
-        if ids:
-            for name in img.tags:
-                faults.point("load.move-tag")
-                set_tag(store, name, ids[-1])
-    return loaded
+        loaded = []
+        for img, cfg, (chain, existed) in zip(images, configs, chains, strict=True):
+            ids = [n.layer_id if isinstance(n, _Plan) else n for n in chain]
+            if ids:  # the top carries the image's own config bytes (its image ID)
+                top = keep_config(store, read_layer(store, ids[-1]), layer_config(cfg),
+                                  img.config_raw)
+                ids[-1] = top.id
+            _land_layer_dirs(chain, ids)
+            loaded.append(LoadedImage(list(img.tags), ids, existed))
+            if ids:
+                for name in img.tags:
+                    faults.point("load.move-tag")
+                    set_tag(store, name, ids[-1])
+        return loaded
+    finally:
+        for plan in job.order if job is not None else ():
+            if plan.layer_dir is not None:  # failed, or not in any image's final chain
+                plan.layer_dir.discard()
+
+
+def _land_layer_dirs(chain: list[_Node], ids: list[str]) -> None:
+    """Name the layer dirs written at the apply after the layers containers will use
+    (the top's may be a sibling commit carrying the image's config bytes)."""
+    for node, layer_id in zip(chain, ids, strict=True):
+        if isinstance(node, _Plan) and node.layer_dir is not None:
+            node.layer_dir.land(layer_id)
+            node.layer_dir = None

@@ -18,12 +18,14 @@ from layerctl.changeset.apply import apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.changeset.write import write_changeset
 from layerctl.compress.detect import open_decompressed
+from layerctl.containers import layerdirs
 from layerctl.errors import BadInput
 from layerctl.hashing import HashingReader
 from layerctl.oci.chains import LayerIndex
 from layerctl.oci.model import History
 from layerctl.store.blobread import BlobReader
 from layerctl.store.edit import TreeEditor
+from layerctl.store.fstree import DirRef
 from layerctl.store.layers import Layer, read_layer, write_layer
 from layerctl.store.objects import PackWriter
 
@@ -49,7 +51,7 @@ class PullIndex(LayerIndex):
         return keys
 
 
-class _KeepingWriter:
+class KeepingWriter:
     """A PackWriter that also keeps the contents it is given, up to `budget` bytes, so
     that the DiffID pass after the apply reads them from memory, not back from the pack."""
 
@@ -111,7 +113,7 @@ def land_layer(
     its commit; returns the new layer. The caller checks the blob's digest and size."""
     parent_root = parent.root if parent else None
     with store.pack_writer() as packer:
-        writer = _KeepingWriter(packer, KEEP_FOR_DIFF_ID)
+        writer = KeepingWriter(packer, KEEP_FOR_DIFF_ID)
         editor = TreeEditor(store, parent_root)
         recorder = TarRecorder(stream.tar)
         try:
@@ -129,11 +131,34 @@ def land_layer(
         packer.finish()
     store.landed()
     with BlobReader.for_store(store, kept=writer.kept) as reader:
-        ours, _size = write_changeset(store, parent_root, root, None, reader)
+        # the layer dir's files are written on its threads during the DiffID pass
+        layer_dir = layerdirs.prepare_if_used(store, parent_root, root, reader)
+        try:
+            ours, _size = write_changeset(store, parent_root, root, None, reader)
+            if layer_dir is not None:
+                layer_dir.complete()
+        except BaseException:
+            if layer_dir is not None:
+                layer_dir.discard()
+            raise
     writer.kept = {}
+    try:
+        layer = _write(store, parent, root, stats.bytes, ours, diff_id, history, config,
+                       recorder)
+        if layer_dir is not None:
+            layer_dir.land(layer.id)
+            layer_dir = None
+    finally:
+        if layer_dir is not None:
+            layer_dir.discard()
+    return layer
+
+
+def _write(store: Store, parent: Layer | None, root: DirRef, size: int, ours: str,
+           diff_id: str, history: History, config: dict, recorder: TarRecorder) -> Layer:
     trailers = {
         "DiffID": ours,
-        "Size": str(stats.bytes),
+        "Size": str(size),
         "Created-By": history.created_by,
         "Source-DiffID": diff_id if diff_id != ours else "",
     }

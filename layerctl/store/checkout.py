@@ -20,10 +20,11 @@ Progress = Callable[[int, int], None]
 _MKNOD_TYPE = {CHAR: stat.S_IFCHR, BLOCK: stat.S_IFBLK, FIFO: stat.S_IFIFO, SOCKET: stat.S_IFSOCK}
 
 
-def apply_meta(path: bytes, meta: Meta, as_root: bool, follow: bool = False) -> None:
+def apply_meta(path: bytes | int, meta: Meta, as_root: bool, follow: bool = False) -> None:
     """Set owner, xattrs, mode and mtime on an existing entry, in that order:
     chown drops security.capability and setuid, and every change bumps the mtime.
-    `follow`: `path` is a /proc/self/fd/N link to the very inode (a checked fd)."""
+    `follow`: `path` is a /proc/self/fd/N link to the very inode (a checked fd), or
+    that fd itself."""
     link = meta.kind == SYMLINK
     if as_root:
         os.chown(path, meta.uid, meta.gid, follow_symlinks=follow)

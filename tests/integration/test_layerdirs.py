@@ -451,3 +451,131 @@ def test_overlay_is_probed_once_per_boot(store, tmp_path):
     assert len(probes) == 2
     with open("/proc/sys/kernel/random/boot_id") as f:
         assert Path(store.path("cache", "overlay-probed")).read_text().strip() == f.read().strip()
+
+
+# -- layer dirs written at load (issue 12/16: the contents are in hand then) ------------
+
+
+def _loaded_store(store: Store, tmp_path: Path, cli, **kw) -> tuple[Path, Path]:
+    """tricky:2 saved to an archive; returns (archive, root of an empty second store)."""
+    _tricky_chain(store, tmp_path)
+    archive = tmp_path / "tricky.tar"
+    cli("save", "-o", archive, "tricky:2")
+    other = tmp_path / "loaded"
+    other.mkdir()
+    return archive, other
+
+
+def _layer_dir(store: Store, lid: str) -> dict:
+    """A diff dir's entries; a whiteout's mtime is when it was made (as in overlay2)."""
+    import dataclasses
+
+    return {path: dataclasses.replace(e, mtime=0) if e.type == "char" else e
+            for path, e in snapshot(layerdirs.diff_path(store, lid)).items()}
+
+
+def _diff_dirs(store: Store, top: str) -> dict[str, dict]:
+    return {lid: _layer_dir(store, lid) for lid in layerdirs.chain_ids(store, top)}
+
+
+def test_load_writes_every_layer_dir_as_a_lazy_build_would(store, tmp_path, cli):
+    from layerctl import faults
+
+    archive, other = _loaded_store(store, tmp_path, cli)
+    cli("load", "-q", "-i", archive, env={"LAYERCTL_ROOT": str(other)})
+    loaded = Store(str(other))
+    try:
+        top = resolve(loaded, "tricky:2")
+        chain = layerdirs.chain_ids(loaded, top)
+        assert sorted(chain) == layerdirs.entries(loaded)  # every layer's dir, nothing else
+        at_load = _diff_dirs(loaded, top)
+        assert not [p for p in Path(layerdirs.root(loaded)).iterdir()
+                    if p.name.startswith(".tmp-")]
+
+        def no_build() -> None:
+            raise AssertionError("create built a layer dir the load should have written")
+
+        with faults.armed("layerdir.write", no_build):
+            api.create(loaded, "tricky:2", name="c")
+        _same_as_image(loaded, "tricky:2", Path(api.mount(loaded, "c")), tmp_path)
+        api.umount(loaded, "c")
+        # the same dirs, entry by entry, as the lazy build from the stored changesets
+        for lid in chain:
+            shutil.rmtree(layerdirs.layer_path(loaded, lid))
+            layerdirs.ensure(loaded, lid)
+        assert compare_all(at_load, _diff_dirs(loaded, top))
+    finally:
+        from tests.layerhelpers import release_containers
+
+        release_containers(loaded)
+
+
+def compare_all(a: dict[str, dict], b: dict[str, dict]) -> bool:
+    from tests.treecompare import compare
+
+    assert a.keys() == b.keys()
+    for lid in a:
+        assert compare(a[lid], b[lid]) == [], lid
+    return True
+
+
+@pytest.mark.parametrize("point", ["layerdir.write", "layerdir.rename#2"])
+def test_kill_during_load_leaves_no_used_half_dir(store, tmp_path, cli, point):
+    archive, other = _loaded_store(store, tmp_path, cli)
+    env = {"LAYERCTL_ROOT": str(other)}
+    r = cli("load", "-q", "-i", archive, check=False, env={**env, "LAYERCTL_CRASH_AT": point})
+    assert r.returncode == -9, r.stderr
+    loaded = Store(str(other))
+    top_dir = Path(layerdirs.root(loaded))
+    assert [p for p in top_dir.iterdir() if p.name.startswith(".tmp-")]  # left by the kill
+    for lid in layerdirs.entries(loaded):  # a dir under a layer's name is a whole one
+        layerdirs.ensure(loaded, lid)
+        assert compare_all({lid: _layer_dir(loaded, lid)},
+                           _rebuilt(loaded, lid, tmp_path))
+    assert "tricky" not in cli("images", env=env).stdout
+    cli("fsck", env=env)
+    assert not [p for p in top_dir.iterdir() if p.name.startswith(".tmp-")]
+    cli("load", "-q", "-i", archive, env=env)
+    cli("create", "--name", "k", "tricky:2", env=env)
+    try:
+        merged = Path(cli("mount", "k", env=env).stdout.strip())
+        _same_as_image(Store(str(other)), "tricky:2", merged, tmp_path)
+    finally:
+        cli("umount", "k", env=env, check=False)
+
+
+def _rebuilt(store: Store, lid: str, tmp_path: Path) -> dict[str, dict]:
+    """`lid`'s dir as the lazy build makes it, in a scratch copy of the cache."""
+    saved = tmp_path / f"saved-{lid}"
+    os.rename(layerdirs.layer_path(store, lid), saved)
+    try:
+        layerdirs.build(store, lid)
+        return {lid: _layer_dir(store, lid)}
+    finally:
+        shutil.rmtree(layerdirs.layer_path(store, lid))
+        os.rename(saved, layerdirs.layer_path(store, lid))
+
+
+def test_load_failing_at_a_later_layer_leaves_no_layer_dir(store, tmp_path, cli):
+    """The first layers' dirs are written before a later layer is found corrupt: the
+    failed load leaves none of them, named or temporary."""
+    import io
+    import tarfile
+
+    archive, other = _loaded_store(store, tmp_path, cli)
+    with tarfile.open(archive) as src:
+        manifest = json.loads(src.extractfile("manifest.json").read())
+        last = manifest[0]["Layers"][-1]
+        members = [(m, src.extractfile(m).read() if m.isfile() else None)
+                   for m in src.getmembers()]
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(bad, "w") as out:
+        for m, data in members:
+            if m.name == last:
+                data = data.replace(b"now a file\n", b"now a fil3\n")  # content, same size
+            out.addfile(m, io.BytesIO(data) if data is not None else None)
+    r = cli("load", "-q", "-i", bad, check=False, env={"LAYERCTL_ROOT": str(other)})
+    assert r.returncode != 0 and "mismatch" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    top_dir = other / "cache" / "overlay"
+    assert not top_dir.exists() or not [p for p in top_dir.iterdir() if p.name != "l"]

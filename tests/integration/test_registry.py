@@ -449,3 +449,69 @@ def test_credentials_not_sent_over_plain_http(cli, tmp_path, config_dir):
         assert "only over TLS" in out.stderr and out.stderr.count("\n") == 1
     finally:
         reg.stop()
+
+
+@pytest.mark.needs_root  # overlay mounts; umoci unpack keeps ownership
+@pytest.mark.needs_tool("umoci")
+def test_pull_writes_the_layer_dirs_of_the_tagged_chain(cli, registry, tmp_path):
+    """A pull writes each layer's overlay dir while it holds the contents; the top's goes
+    to the sibling commit that carries the image's own config (umoci's config is not
+    layerctl's), so a first container builds nothing and sees the image."""
+    from layerctl import containers as api
+    from layerctl import faults
+    from layerctl.containers import layerdirs
+    from tests.layerhelpers import release_containers
+
+    layout = _source_layout(tmp_path)
+    ref = f"{registry.host}/team/app:1"
+    skopeo("copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:src", f"docker://{ref}")
+    cli("pull", "-q", ref)
+    store = Store(os.environ["LAYERCTL_ROOT"])
+    try:
+        top = resolve(store, ref)
+        assert layerdirs.entries(store) == sorted(layerdirs.chain_ids(store, top))
+        assert not [p for p in os.listdir(layerdirs.root(store)) if p.startswith(".tmp-")]
+
+        def no_build() -> None:
+            raise AssertionError("create built a layer dir the pull should have written")
+
+        with faults.armed("layerdir.write", no_build):
+            api.create(store, ref, name="c")
+        merged = Path(api.mount(store, "c"))
+        assert_same_tree(_umoci_rootfs(layout, "src", tmp_path / "unpacked"), merged)
+    finally:
+        release_containers(store)
+        store.close()
+    cli("fsck")
+
+
+@pytest.mark.needs_root
+@pytest.mark.needs_tool("umoci")
+@pytest.mark.parametrize("point", ["layerdir.write#2", "layerdir.rename#2"])
+def test_pull_killed_while_writing_a_layer_dir(cli, registry, tmp_path, point):
+    """kill -9 while the second layer's dir is written or named: no dir under a layer's
+    name is partial, fsck removes the debris, the pull resumes and a container on the
+    image (its missing dir built then) sees the image."""
+    from layerctl import containers as api
+    from layerctl.containers import layerdirs
+    from tests.layerhelpers import release_containers
+
+    layout = _source_layout(tmp_path)
+    ref = f"{registry.host}/team/app:1"
+    skopeo("copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:src", f"docker://{ref}")
+    r = cli("pull", "-q", ref, check=False, env={"LAYERCTL_CRASH_AT": point})
+    assert r.returncode == -9, r.stderr
+    store = Store(os.environ["LAYERCTL_ROOT"])
+    try:
+        assert [p for p in os.listdir(layerdirs.root(store)) if p.startswith(".tmp-")]
+        assert len(layerdirs.entries(store)) == 1  # the first layer's, whole
+        cli("fsck")
+        assert not [p for p in os.listdir(layerdirs.root(store)) if p.startswith(".tmp-")]
+        assert ": Already exists" in cli("pull", ref).stdout  # the first layer
+        api.create(store, ref, name="c")
+        merged = Path(api.mount(store, "c"))
+        assert_same_tree(_umoci_rootfs(layout, "src", tmp_path / "unpacked"), merged)
+    finally:
+        release_containers(store)
+        store.close()
+    cli("fsck")
