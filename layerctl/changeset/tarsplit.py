@@ -32,6 +32,7 @@ from layerctl.changeset.tar import LayerTarWriter
 from layerctl.errors import LayerctlError
 from layerctl.store.blobread import STREAM, BlobReader
 from layerctl.store.layers import Layer, read_source
+from layerctl.store.packs import read_varint
 
 if TYPE_CHECKING:
     from layerctl.store.blobread import Pending
@@ -140,16 +141,10 @@ class TarRecorder:
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise BrokenRecord("truncated")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
+    try:
+        return read_varint(data, pos)
+    except ValueError:
+        raise BrokenRecord("truncated") from None
 
 
 def parse(record: bytes) -> tuple[list[tuple[bytes, int]], list[bytes], str]:

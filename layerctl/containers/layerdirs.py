@@ -282,7 +282,7 @@ def prepare_if_used(store: object, parent_root: DirRef | None, new_root: DirRef,
     no second read of the trees' blobs), if containers here will use layer dirs (overlay
     works: root, the kernel has it); else None and nothing is written. A filesystem that
     refuses an entry leaves it to the first container (which says why)."""
-    from .overlay import probe
+    from .overlayfs import probe
 
     if probe() is not None:
         return None

@@ -212,10 +212,14 @@ class Pack:
             self._map = None
 
 
-def _varint(delta: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, next position) of the little-endian base-128 number at `pos` (git's
+    delta sizes; also tar-split records): ValueError if it is cut off or over 64 bits."""
     value = shift = 0
     while True:
-        c = delta[pos]
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        c = data[pos]
         pos += 1
         value |= (c & 0x7F) << shift
         shift += 7
@@ -226,8 +230,8 @@ def _varint(delta: bytes, pos: int) -> tuple[int, int]:
 def apply_delta(base: bytes, delta: bytes) -> bytes:
     """Git's delta format: the base's size, the result's size, then copy-from-base and
     insert-literal instructions."""
-    base_size, pos = _varint(delta, 0)
-    size, pos = _varint(delta, pos)
+    base_size, pos = read_varint(delta, 0)
+    size, pos = read_varint(delta, pos)
     if base_size != len(base):
         raise ValueError("delta does not fit its base")
     out = bytearray()

@@ -285,3 +285,45 @@ def test_read_commands_import_only_what_they_need(cli, tmp_path):
         assert not _hits(names, forbidden), f"`layerctl {' '.join(args)}` imports " \
             f"{_hits(names, forbidden)}"
     assert "layerctl.containers" in imported_by(cli, "status", "c")  # it did run the command
+
+
+def _imported_layerctl_names(path: Path, module: str) -> list[tuple[int, str, str]]:
+    """(line, module, name or "") of every import of layerctl in `path`, lazy ones too."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            if name.split(".")[0] == "layerctl":
+                out += [(node.lineno, name, a.name) for a in node.names]
+        elif isinstance(node, ast.Import):
+            out += [(node.lineno, a.name, "") for a in node.names
+                    if a.name.split(".")[0] == "layerctl"]
+    return out
+
+
+def test_every_import_of_layerctl_names_something_that_exists():
+    """Imports inside functions run only on some paths: one that names a module moved
+    away (as a merge can leave) must fail here, not in a user's command."""
+    import importlib
+    import importlib.util
+
+    missing = []
+    for module, path in sorted(MODULES.items()):
+        for line, name, attr in _imported_layerctl_names(path, module):
+            where = f"{path.relative_to(PACKAGE.parent)}:{line}"
+            if importlib.util.find_spec(name) is None:
+                missing.append(f"{where}: {name}")
+                continue
+            if not attr:
+                continue
+            target = importlib.import_module(name)
+            if hasattr(target, "__path__") and importlib.util.find_spec(f"{name}.{attr}"):
+                continue  # a submodule
+            if not hasattr(target, attr) and not hasattr(target, "__getattr__"):
+                missing.append(f"{where}: {name}.{attr}")
+    assert not missing
