@@ -271,6 +271,9 @@ class _LayerPusher:
                     diff_id, _size = write_changeset(
                         self.store, parent.root if parent else None, layer.root, gz
                     )
+                digest = gz.close()
+                faults.point("push.blob-made")
+                upload.end()  # the registry has every byte
             except BrokenRecord as e:
                 gz.abort()
                 upload.cancel()
@@ -282,8 +285,6 @@ class _LayerPusher:
                 gz.abort()
                 upload.cancel()
                 raise
-            digest = gz.close()
-        upload.end()
         return diff_id, digest, gz.size, upload
 
     def _original(self, layer: Layer, short: str) -> tuple[Descriptor, str] | None:
