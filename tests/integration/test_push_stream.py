@@ -159,3 +159,28 @@ def test_an_error_while_making_the_blob_ends_its_upload(big_image, store_root, p
     tags = subprocess.run(["skopeo", "list-tags", "--tls-verify=false",
                            f"docker://{proxy.host}/e/big"], capture_output=True, text=True)
     assert tags.returncode != 0 or json.loads(tags.stdout)["Tags"] in (None, [])
+
+
+def test_an_upload_that_fails_to_start_sends_the_spooled_blob(big_image, store_root, proxy,
+                                                              registry, cli, tmp_path):
+    """The streaming thread fails once its upload is begun (before any byte): the
+    producer is not blocked by the full queue, the begun upload is deleted and each
+    layer goes whole from its spool file; same blobs as save's."""
+    store = Store(str(store_root))
+    ref = parse_reference(f"{proxy.host}/f/big:1")
+    failed = []
+
+    def fail() -> None:
+        failed.append(1)
+        raise ConnectionError("injected: the upload thread fails")
+
+    try:
+        with faults.armed("push.stream-blob", fail):
+            result = push(store, parse_name(big_image), ref)
+    finally:
+        store.close()
+    assert len(failed) == 2 and result.pushed == 2
+    calls = _calls(proxy)
+    assert "PATCH uploads" not in calls, calls
+    assert calls[1:5] == ["POST uploads", "HEAD blobs", "DELETE uploads", "POST uploads"], calls
+    assert _layer_digests(registry.host, "f/big:1") == _saved_digests(cli, tmp_path, big_image)
