@@ -8,7 +8,10 @@ Rows:
 - pull, every layer present: `layerctl pull` again (manifest and config only) vs
   podman's pull of an image it has;
 - push: `layerctl push` to a fresh registry vs `skopeo copy` from podman's
-  storage to a fresh registry (both compress and upload every layer).
+  storage to a fresh registry (both compress and upload every layer);
+- push, imported: the image `layerctl import`ed from the corpus (no blob kept from a
+  registry: layerctl makes its gzip blob) vs `skopeo copy oci:DIR` of the same image
+  saved by `layerctl save --format oci-dir` (the floor: the blob exists, it is only sent).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def _unavailable() -> str | None:
 def registry_debian(opts: Options) -> list[Row]:
     """Debian minbase (~200 MB, one layer) through a local registry: pull and push."""
     names = ["pull debian-minbase", "pull debian-minbase", "pull, every layer present",
-             "push debian-minbase"]  # fmt: skip
+             "push debian-minbase", "push debian-minbase, imported"]  # fmt: skip
     source, reason = corpus.debian_or_reason(_unavailable())
     if reason:
         return [Row(n, None, "-", None, reason) for n in names]
@@ -84,6 +87,7 @@ def registry_debian(opts: Options) -> list[Row]:
         store = work / "store"
         rows = _pull_rows(opts, puller, image, store, work)
         rows.append(_push_row(opts, podman, storage, store, image, new_registry))
+        rows.append(_push_imported_row(opts, source, work, new_registry))
         return rows
     finally:
         for reg in registries:
@@ -142,6 +146,35 @@ def _push_row(opts, podman, storage, store, image, new_registry) -> Row:
         opts.repeat, fresh_target,
     )  # fmt: skip
     return Row("push debian-minbase", lc_s, "skopeo copy storage->registry", skopeo_s, note)
+
+
+def _push_imported_row(opts: Options, source: Path, work: Path, new_registry) -> Row:
+    store = work / "imported-store"
+    fresh_dir(store).mkdir(parents=True)
+    layerctl(store, "import", source, "debian:imported")
+    oci = work / "imported-oci"
+    layerctl(store, "save", "-q", "--format", "oci-dir", "-o", oci, "debian:imported")
+    targets: list = []
+
+    def fresh_target() -> None:  # one registry at a time: each holds a 90 MB blob
+        if targets:
+            targets[-1].stop()
+            fresh_dir(targets[-1].dir)
+        targets.append(new_registry())
+
+    lc_s, note = measure_layerctl(
+        lambda: layerctl(store, "push", "-q", "debian:imported",
+                         f"{targets[-1].host}/bench/debian:imported"),
+        opts.repeat, fresh_target,
+    )  # fmt: skip
+    skopeo_s = timeit(
+        lambda: run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
+                     f"oci:{oci}:debian:imported",
+                     f"docker://{targets[-1].host}/bench/debian:imported"]),
+        opts.repeat, fresh_target,
+    )  # fmt: skip
+    return Row("push debian-minbase, imported", lc_s, "skopeo copy oci->registry (floor)",
+               skopeo_s, note)
 
 
 BENCHMARKS = [registry_debian]

@@ -105,7 +105,7 @@ class GzipWriter:
         return len(data)
 
     def _submit(self, block: bytes) -> None:
-        self.crc = zlib.crc32(block, self.crc)
+        self.crc = _deflater.crc32(block, self.crc)  # ISA-L's: same value, 4x faster
         self.raw_size += len(block)
         self.pending.append(self.pool.submit(_deflate, block, self.previous, self.level))
         self.previous = block[-WINDOW:]

@@ -340,6 +340,40 @@ class RegistryClient:
         """Upload a blob whose digest is known (a monolithic, streamed PUT)."""
         self._call(self.dxf.push_blob, data=chunks, digest=digest, check_exists=False, what=what)
 
+    # A blob whose digest is known only once it is made (push's gzip) is streamed
+    # while it is made: POST an upload, PATCH its bytes (one chunked request, the
+    # "stream upload" docker push uses), PUT ?digest= when the digest is known.
+
+    def begin_upload(self, what: str = "") -> str:
+        """POST blobs/uploads/: the upload's location."""
+        response = self._call(self.dxf._request, "post", "blobs/uploads/", what=what)
+        return self._location(response, what)
+
+    def patch_upload(self, location: str, chunks: Iterable[bytes], what: str = "") -> str:
+        """Send `chunks` to an upload in one PATCH; the location to continue it at."""
+        response = self._call(self.dxf._base_request, "patch", location, data=chunks,
+                              headers={"Content-Type": "application/octet-stream"}, what=what)
+        return self._location(response, what)
+
+    def finish_upload(self, location: str, digest: str, what: str = "") -> None:
+        """PUT ?digest=: the registry checks the bytes it got against `digest`."""
+        sep = "&" if "?" in location else "?"
+        self._call(self.dxf._base_request, "put", f"{location}{sep}digest={digest}", what=what)
+
+    def cancel_upload(self, location: str) -> None:
+        """DELETE an upload that will not be finished (best effort)."""
+        with contextlib.suppress(RegistryError, NotFound):
+            self._call(self.dxf._base_request, "delete", location, what="upload")
+
+    def _location(self, response: object, what: str) -> str:
+        from urllib.parse import urljoin
+
+        location = response.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{what or 'upload'}: registry {self.ref.domain} gave no "
+                                "upload location")
+        return urljoin(self.dxf._base_url, location)
+
 
 def _too_big(what: str, kind: str, sent: int, limit: int, exact: bool, more: bool = False) -> str:
     shown = f"more than {limit}" if more else str(sent)

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
+from layerctl import faults
 from layerctl.changeset.tar import LayerTarWriter
 from layerctl.changeset.tarsplit import BrokenRecord, emit_checked, layer_record
 from layerctl.changeset.write import write_changeset
@@ -94,6 +98,109 @@ def _file_chunks(path: str, size: int, short: str, report: Progress) -> Iterator
             yield chunk
 
 
+_END = object()  # ends an upload's chunks
+_ABORT = object()  # makes its PATCH fail
+
+
+class _Aborted(Exception):
+    """The blob being streamed will not be finished."""
+
+
+class _Upload:
+    """A blob sent to the registry while it is being made (issue 16): a thread runs
+    one PATCH whose body is what write() is given, so compressing and uploading
+    overlap. At most QUEUED chunks wait: the producer slows to the wire's speed.
+    A failure does not stop the producer (the thread drains the queue); finish()
+    then says False and the caller sends the file it wrote alongside."""
+
+    QUEUED = 16
+
+    def __init__(self, client: RegistryClient, what: str) -> None:
+        self.client = client
+        self.what = what
+        self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.slots = threading.Semaphore(self.QUEUED)
+        self.location: str | None = None  # of the upload, once begun
+        self.patched: str | None = None  # where to finish it, once all is sent
+        self.error: BaseException | None = None
+        self.closed = False  # _END or _ABORT was taken off the queue
+        self.thread = threading.Thread(target=self._run, name="push-upload", daemon=True)
+        self.thread.start()
+
+    def _take(self) -> object:
+        item = self.queue.get()
+        self.slots.release()
+        self.closed = item is _END or item is _ABORT
+        return item
+
+    def _chunks(self) -> Iterator[bytes]:
+        while (item := self._take()) is not _END:
+            if item is _ABORT:
+                raise _Aborted
+            yield item  # type: ignore[misc]
+
+    def _run(self) -> None:
+        try:
+            self.location = self.client.begin_upload(self.what)
+            faults.point("push.stream-blob")
+            self.patched = self.client.patch_upload(self.location, self._chunks(), self.what)
+        except BaseException as e:  # noqa: BLE001 - reported by finish(), the file is sent
+            self.error = e
+            while not self.closed:
+                self._take()
+
+    def write(self, data: bytes) -> None:
+        if data and self.error is None:
+            self.slots.acquire()
+            self.queue.put(data)
+
+    def end(self) -> None:
+        """All bytes are written: wait until the registry has them."""
+        self.slots.acquire()
+        self.queue.put(_END)
+        self.thread.join()
+
+    def finish(self, digest: str) -> bool:
+        """Complete the upload as `digest`: False if it cannot be (nothing is then
+        left begun at the registry)."""
+        if self.error is None and self.patched is not None:
+            try:
+                self.client.finish_upload(self.patched, digest, self.what)
+                return True
+            except LayerctlError:
+                pass
+        self.cancel()
+        return False
+
+    def cancel(self) -> None:
+        if self.thread.is_alive():
+            self.slots.acquire()
+            self.queue.put(_ABORT)
+            self.thread.join()
+        location, self.location = self.patched or self.location, None
+        self.patched = None
+        if location is not None:
+            self.client.cancel_upload(location)
+
+
+class _Tee:
+    """gzip's output: to the spool file, to the upload, and as progress."""
+
+    def __init__(self, out: BinaryIO, upload: _Upload, short: str, report: Progress) -> None:
+        self.out = out
+        self.upload = upload
+        self.short = short
+        self.report = report
+        self.done = 0
+
+    def write(self, data: bytes) -> int:
+        self.out.write(data)
+        self.upload.write(data)
+        self.done += len(data)  # the size is known at the end: Pushing 0/size comes then
+        self.report(Event(self.short, "Pushing", self.done, self.done))
+        return len(data)
+
+
 class _LayerPusher:
     def __init__(self, store: object, client: RegistryClient, ref: Reference,
                  tls: TlsOptions | None, report: Progress) -> None:
@@ -121,28 +228,40 @@ class _LayerPusher:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".push-", suffix=".gz")
         os.close(fd)
+        upload: _Upload | None = None
         try:
-            diff_id, digest, size = self._gzip(parent, layer, tmp)
+            diff_id, digest, size, upload = self._gzip(parent, layer, tmp, short)
             _remember_blob(self.store, layer.id, digest, size, diff_id)
             desc = Descriptor(media_type, digest, size)
             if self.client.has_blob(digest):
                 return self._exists(short, desc), diff_id
-            self.client.push_blob(
-                digest, _file_chunks(tmp, size, short, self.report), what=f"layer {short}"
-            )
+            if upload.finish(digest):
+                upload = None
+                self.report(Event(short, "Pushing", 0, size))
+                self.report(Event(short, "Pushing", size, size))
+            else:  # the streamed upload failed: send the file
+                upload = None
+                self.client.push_blob(
+                    digest, _file_chunks(tmp, size, short, self.report), what=f"layer {short}"
+                )
         finally:
+            if upload is not None:  # made but not sent (already there, or an error)
+                upload.cancel()
             os.unlink(tmp)
         self.pushed += 1
         self.bytes += size
         self.report(Event(short, "Pushed"))
         return desc, diff_id
 
-    def _gzip(self, parent: Layer | None, layer: Layer, path: str) -> tuple[str, str, int]:
-        """The layer's tar, gzipped into `path`: its original tar when it came with
-        another than layerctl's (tarsplit), else its changeset. (DiffID, digest, size)"""
+    def _gzip(self, parent: Layer | None, layer: Layer, path: str, short: str
+              ) -> tuple[str, str, int, _Upload]:
+        """The layer's tar, gzipped into `path` and streamed to the registry as it is
+        made: its original tar when it came with another than layerctl's (tarsplit),
+        else its changeset. (DiffID, digest, size, the upload to finish)"""
         record = None if layer.id in self.broken else layer_record(self.store, layer)
+        upload = _Upload(self.client, f"layer {short}")
         with open(path, "wb") as out:
-            gz = GzipWriter(out)
+            gz = GzipWriter(_Tee(out, upload, short, self.report))
             try:
                 if record is not None:
                     with BlobReader.for_store(self.store) as reader:
@@ -152,15 +271,21 @@ class _LayerPusher:
                     diff_id, _size = write_changeset(
                         self.store, parent.root if parent else None, layer.root, gz
                     )
+                digest = gz.close()
+                faults.point("push.blob-made")
+                upload.end()  # the registry has every byte
             except BrokenRecord as e:
                 gz.abort()
+                upload.cancel()
                 self.broken[layer.id] = str(e)
-                return self._gzip(parent, layer, path)  # its changeset, without the record
+                out.truncate(0)
+                out.seek(0)
+                return self._gzip(parent, layer, path, short)  # its changeset, no record
             except BaseException:
                 gz.abort()
+                upload.cancel()
                 raise
-            digest = gz.close()
-        return diff_id, digest, gz.size
+        return diff_id, digest, gz.size, upload
 
     def _original(self, layer: Layer, short: str) -> tuple[Descriptor, str] | None:
         """The blob a registry served for this layer, if the destination has it or can
