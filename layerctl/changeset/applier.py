@@ -1,127 +1,57 @@
-"""Reading layer tars: the inverse of layertar.py.
-
-`apply_layer_tar` streams a layer changeset (OCI image-spec layer.md, Docker's
-layer format) and `apply_rootfs_tar` a plain root filesystem tar onto a TreeEditor
-(importer.import_tar makes the latter a base layer).
-
-Layer tars are untrusted input. Nothing is ever written to disk: entries only
-become editor entries and blobs in the caller's PackWriter, so a path cannot
-escape anywhere; still, every entry that could not be extracted safely by a
-real tool is refused with a BadInput naming it, and the caller aborts the
-PackWriter, leaving the store as it was. The rules:
-
-- names are bytes (UTF-8 where valid, any other byte kept via surrogateescape);
-  `./` prefixes and empty components are dropped; a `..` component, an
-  absolute name (`/x`), a NUL byte, or a name longer than the limit is refused.
-  Absolute names are refused rather than made relative: no tool that writes
-  layers emits them, and refusing keeps one meaning per name;
-- an entry whose parent is a symlink is refused (layers are snapshots: a
-  well-formed tar never writes through a symlink), and so is an entry whose
-  parent is another non-directory; missing parents are created (0755, root,
-  mtime 0) as tar does;
-- a later entry for the same path wins: a file replaces a directory with
-  everything below it, a directory replaces a file, a directory entry for an
-  existing directory only sets its metadata;
-- the root directory's own metadata changes only with an explicit `./` entry
-  (layerctl's changesets never carry one: diff() starts below the root);
-- hardlinks need an existing non-directory target (in this tar, earlier, or in
-  the lower tree); members of a hardlink group share the inode's metadata (a
-  hardlink entry's own header is ignored, as on disk), and every group
-  touched is rewritten in the store's canonical form (see
-  snapshot.DirImporter): the first member in walk order has link=None, the
-  others link=<first>; a name given a new inode leaves its group;
-- whiteouts (`.wh.NAME`, `.wh..wh..opq`) remove entries of the lower tree
-  only, never what the same tar adds, whatever the order of the entries;
-  other `.wh..wh.*` names (AUFS metadata) are ignored, as Docker does. With
-  whiteouts=False (a root filesystem) any `.wh.` name is an error: a real
-  file of that name cannot be told apart from a whiteout in this format;
-- sizes, entry counts, path lengths and depths, and extended header sizes are
-  bounded by Limits, and truncated or corrupt data (tar or compressed) is an
-  error, not a short layer: a bad header after the first entry is not taken
-  for the end of the archive, and the stream is read to its end so that a
-  gzip/zstd trailer is checked. A missing end-of-archive marker is accepted.
-
-Over 500 lines on purpose: every rule above is enforced in the one pass that
-applies the tar (`_Applier`), and each rule is next to the code it guards.
+"""The one pass that applies a tar onto a TreeEditor (`Applier`), each rule of apply.py's
+docstring next to the code it guards: names and metadata are checked by tarentry.py,
+the stream is read by tarread.py, what the tar added is kept as addedtree.py's tree.
 """
 
 from __future__ import annotations
 
-import base64
 import os
-import re
-import struct
 import tarfile
 import tempfile
-import urllib.parse
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, BinaryIO, Protocol, Self, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
 
+from layerctl.changeset import addedtree
+from layerctl.changeset.addedtree import Inode, Node
+from layerctl.changeset.tarentry import (
+    entry_meta,
+    entry_path,
+    join,
+    link_target,
+    show,
+    split,
+)
+from layerctl.changeset.tarread import (
+    Counted,
+    EmptyHeader,
+    EOFHeader,
+    Limits,
+    Overflow,
+    Readable,
+    TarFormat,
+    TarReader,
+    guarded_info,
+    member_stream,
+)
 from layerctl.changeset.tarsplit import TarRecorder
-from layerctl.compress.detect import CorruptStream, open_decompressed
+from layerctl.compress.detect import CorruptStream
 from layerctl.errors import BadInput
 from layerctl.store import debris
 from layerctl.store.edit import TreeEditor
-from layerctl.store.fstree import EMPTY_BLOB, RECORD, DirRef, lookup
-from layerctl.store.meta import (
-    BLOCK,
-    CHAR,
-    DEVICE_KINDS,
-    DIR,
-    FIFO,
-    FILE,
-    SYMLINK,
-    Meta,
-    parse_record,
-)
-from layerctl.store.names import unmangle
+from layerctl.store.fstree import EMPTY_BLOB, DirRef
+from layerctl.store.meta import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta
 from layerctl.store.objects import BIG_FILE, BLOB, PackWriter
 
-if TYPE_CHECKING:
-    from layerctl.store.types import TreeReader
-
-__all__ = [
-    "DEFAULT_LIMITS",
-    "ApplyStats",
-    "Limits",
-    "apply_layer_tar",
-    "apply_rootfs_tar",
-    "open_decompressed",
-]
+__all__ = ["IMPLICIT_DIR", "Applier", "ApplyStats"]
 
 _WH = b".wh."  # OCI image-spec layer.md whiteout prefix
 _OPQ = b".wh..wh..opq"  # ... and opaque-directory marker
 _AUFS_META = _WH + _WH  # .wh..wh.*: AUFS bookkeeping, not whiteouts
 IMPLICIT_DIR = Meta(DIR, 0o755)  # a parent the tar does not list, as tar creates it
 _SPOOL_CHUNK = 1 << 20
-_READ_CHUNK = 1 << 20
-_FIRST_CHUNK = 10 << 10
-_HEADER_TYPES = (
-    tarfile.GNUTYPE_LONGNAME,
-    tarfile.GNUTYPE_LONGLINK,
-    tarfile.XHDTYPE,
-    tarfile.XGLTYPE,
-    tarfile.SOLARIS_XHDTYPE,
-)
 _PLAIN_FILE = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)  # content as it is
 _SPECIAL_TYPES = {tarfile.CHRTYPE: CHAR, tarfile.BLKTYPE: BLOCK, tarfile.FIFOTYPE: FIFO}
-_PAX_TIME = re.compile(r"(-?)([0-9]+)(?:\.([0-9]*))?")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on untrusted input; the defaults take any real image."""
-
-    max_total_bytes: int = 64 << 30  # uncompressed tar bytes, and file content
-    max_entries: int = 10_000_000
-    max_file_size: int = 64 << 30
-    max_path_length: int = 4096  # bytes, for names and link targets (PATH_MAX)
-    max_depth: int = 512  # path components; the store's tree code recurses per level
-    max_header_bytes: int = 16 << 20  # one PAX or GNU long-name header
-
-
-DEFAULT_LIMITS = Limits()
 
 
 @dataclass
@@ -141,282 +71,23 @@ class ApplyStats:
     tar_bytes: int = 0  # uncompressed tar stream read
 
 
-# -- tar reading guards ------------------------------------------------------------
-
-
-class _TarFormat(Exception):
-    """A malformed or truncated tar header (raised through tarfile untouched)."""
-
-
-class _Overflow(Exception):
-    """The stream is longer than Limits.max_total_bytes."""
-
-
-class _Counted:
-    """The decompressed stream as tarfile reads it, counted and bounded."""
-
-    def __init__(self, raw: BinaryIO, limit: int) -> None:
-        self.raw = raw
-        self.limit = limit
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n if n is not None and n >= 0 else 1 << 20)
-        self.count += len(data)
-        if self.count > self.limit:
-            raise _Overflow()
-        return data
-
-
-class _TarReader:
-    """The tar stream, read in large chunks (tarfile's stream mode reads 10 KiB at a
-    time and joins and slices for every member, a fifth of a pull's main thread).
-
-    It is also the `tarfile` object that TarInfo's header parsing takes (fileobj,
-    offset, pax_headers, encoding, errors): headers are parsed by tarfile's own code,
-    only the reading is ours. Seeks go forward only, as in tarfile's stream mode."""
-
-    encoding = "utf-8"
-    errors = "surrogateescape"
-
-    def __init__(self, raw: _Counted) -> None:
-        self.raw = raw
-        self.fileobj = self
-        self.offset = 0  # where the next header starts (set by TarInfo._proc_*)
-        self.pax_headers: dict[str, str] = {}  # global PAX headers
-        self.buf = b""
-        self.pos = 0  # in buf
-        self.base = 0  # the stream offset of buf[0]
-        # Read-ahead grows from tarfile's 10 KiB: a corrupt or truncated stream is then
-        # still reported in the entry being read, not before the first one.
-        self.chunk = _FIRST_CHUNK
-
-    def read(self, n: int) -> bytes:
-        buf, pos = self.buf, self.pos
-        end = pos + n
-        if end <= len(buf):
-            self.pos = end
-            return buf[pos:end]
-        parts = [buf[pos:]] if pos < len(buf) else []
-        need = end - len(buf)
-        self.base += len(buf)
-        self.buf, self.pos = b"", 0
-        while need:
-            chunk = self.raw.read(max(need, self.chunk))
-            self.chunk = min(self.chunk * 2, _READ_CHUNK)
-            if not chunk:
-                break
-            if len(chunk) <= need:
-                parts.append(chunk)
-                self.base += len(chunk)
-                need -= len(chunk)
-            else:
-                parts.append(chunk[:need])
-                self.buf, self.pos, need = chunk, need, 0
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def tell(self) -> int:
-        return self.base + self.pos
-
-    def seek(self, offset: int) -> None:
-        """Forward: skip to `offset` (tarfile's sparse reader seeks between chunks)."""
-        if offset < self.tell():
-            raise tarfile.StreamError("seeking backwards is not allowed")
-        while self.tell() < offset:
-            if not self.read(min(offset - self.tell(), _READ_CHUNK)):
-                return
-
-    def skip_to_header(self) -> None:
-        """Past the data of the member read last (what of it was not read, and its
-        padding), as tarfile's next() does; the data must all be there."""
-        if self.offset != self.tell():
-            self.seek(self.offset - 1)
-            if not self.read(1):
-                raise tarfile.ReadError("unexpected end of data")
-
-
-class _Member:
-    """A regular member's data, read from the tar stream."""
-
-    def __init__(self, reader: _TarReader, size: int) -> None:
-        self.reader = reader
-        self.left = size
-
-    def read(self, n: int) -> bytes:
-        data = self.reader.read(min(n, self.left))
-        self.left -= len(data)
-        return data
-
-
-class _Readable(Protocol):
-    def read(self, n: int, /) -> bytes: ...
-
-
-def _member(reader: _TarReader, info: tarfile.TarInfo) -> _Readable:
-    """A regular member's content as a stream (a sparse one through tarfile's map of
-    its data and holes)."""
-    if info.sparse is not None:
-        sparse: _Readable = tarfile._FileInFile(  # type: ignore[attr-defined]
-            reader, info.offset_data, info.size, info.sparse)
-        return sparse
-    return _Member(reader, info.size)
-
-
-_Info = TypeVar("_Info", bound=tarfile.TarInfo)
-_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s")
-
-
-def _octal(field: bytes) -> int:
-    return int(field.partition(b"\0")[0].strip() or b"0", 8)
-
-
-def _parse_header(cls: type[_Info], buf: bytes | bytearray, encoding: str,
-                  errors: str) -> _Info | None:
-    """tarfile's TarInfo.frombuf for the usual header (octal numbers, a good unsigned
-    checksum, no old GNU sparse map) in one unpack; None for anything else, which
-    tarfile's own frombuf then parses or refuses. A third of the header cost."""
-    if len(buf) != tarfile.BLOCKSIZE or not buf[0] or buf[156:157] == tarfile.GNUTYPE_SPARSE:
-        return None
-    (name, mode, uid, gid, size, mtime, chksum, kind, linkname, _magic, uname, gname,
-     devmajor, devminor, prefix) = _HEADER.unpack_from(buf)
-    try:
-        numbers = [_octal(f) for f in (mode, uid, gid, size, mtime, chksum, devmajor, devminor)]
-    except ValueError:
-        return None  # base-256 numbers, or junk that frombuf refuses
-    if numbers[5] != 256 + sum(buf) - sum(buf[148:156]):
-        return None  # a signed checksum, or a bad one
-    obj = cls()
-    obj.name = name.partition(b"\0")[0].decode(encoding, errors)
-    obj.mode, obj.uid, obj.gid, obj.size, obj.mtime, obj.chksum = numbers[:6]
-    obj.type = kind
-    obj.linkname = linkname.partition(b"\0")[0].decode(encoding, errors)
-    obj.uname = uname.partition(b"\0")[0].decode(encoding, errors)
-    obj.gname = gname.partition(b"\0")[0].decode(encoding, errors)
-    obj.devmajor, obj.devminor = numbers[6:]
-    if kind == tarfile.AREGTYPE and obj.name.endswith("/"):
-        obj.type = tarfile.DIRTYPE  # V7: a directory is a file whose name ends in /
-    if obj.type == tarfile.DIRTYPE:
-        obj.name = obj.name.rstrip("/")
-    prefix_text = prefix.partition(b"\0")[0].decode(encoding, errors)
-    if prefix_text and obj.type not in tarfile.GNU_TYPES:
-        obj.name = prefix_text + "/" + obj.name
-    return obj
-
-
-def _guarded_info(limits: Limits) -> type[tarfile.TarInfo]:
-    class GuardedInfo(tarfile.TarInfo):
-        """tarfile's TarInfo, strict about truncated or corrupt headers and huge extensions.
-
-        tarfile's own next() treats a bad or truncated header after the first
-        member as the end of the archive; here that is an error.
-        """
-
-        @classmethod
-        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
-            fast = _parse_header(cls, buf, encoding, errors)
-            return fast if fast is not None else super().frombuf(buf, encoding, errors)
-
-        @classmethod
-        def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-            buf = tarfile_.fileobj.read(tarfile.BLOCKSIZE)
-            if 0 < len(buf) < tarfile.BLOCKSIZE:
-                raise _TarFormat("the archive ends in the middle of a header (truncated)")
-            try:
-                obj = cls.frombuf(buf, tarfile_.encoding, tarfile_.errors)
-                obj.offset = tarfile_.fileobj.tell() - tarfile.BLOCKSIZE
-                return obj._proc_member(tarfile_)
-            except (tarfile.EOFHeaderError, tarfile.EmptyHeaderError):
-                raise  # the end-of-archive marker, or the end of the data
-            except tarfile.HeaderError as e:
-                raise _TarFormat(f"bad header ({e})") from None
-
-        def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-            if self.size < 0:
-                raise _TarFormat(f"negative size in the header of {self.name!r}")
-            if self.type in _HEADER_TYPES and self.size > limits.max_header_bytes:
-                raise _TarFormat(
-                    f"an extended header of {self.size} bytes exceeds the limit of "
-                    f"{limits.max_header_bytes}"
-                )
-            return super()._proc_member(tarfile_)
-
-    return GuardedInfo
-
-
-def _show(name: str | bytes) -> str:
-    """An entry name for messages: quoted, undecodable bytes as \\x escapes."""
-    if isinstance(name, str):
-        name = name.encode("utf-8", "surrogateescape")
-    return repr(name.decode("utf-8", "backslashreplace"))
-
-
-def _join(parent: bytes, name: bytes) -> bytes:
-    return parent + b"/" + name if parent else name
-
-
-def _split(path: bytes) -> tuple[bytes, bytes]:
-    parent, _, name = path.rpartition(b"/")
-    return parent, name
-
-
-def _walk_key(path: bytes) -> list[bytes]:
-    """Walk order (parents first, names sorted by bytes) as a sort key."""
-    return path.split(b"/")
-
-
-def _parse_pax_time(text: str) -> int | None:
-    m = _PAX_TIME.fullmatch(text.strip())
-    if m is None:
-        return None
-    sign, whole, frac = m.groups()
-    ns = int(whole) * 1_000_000_000 + int((frac or "")[:9].ljust(9, "0"))
-    return -ns if sign else ns
-
-
-# -- the applier -------------------------------------------------------------------
-
-
-class _Inode:
-    """A non-directory's content; hardlinks share one."""
-
-    __slots__ = ("meta", "blob", "paths", "lower_key")
-
-    def __init__(self, meta: Meta, blob: bytes | None, lower_key: bytes | None = None) -> None:
-        self.meta = meta  # link is always None here
-        self.blob = blob  # None while the content is being hashed
-        self.paths: list[bytes] = []  # names this tar gave it (hardlink groups only)
-        self.lower_key = lower_key  # the lower tree's group (its first member), if from there
-
-
-class _Node:
-    """What this tar put at a path: a directory (kids) or a non-directory (inode)."""
-
-    __slots__ = ("kids", "inode", "explicit")
-
-    def __init__(self, inode: _Inode | None = None, explicit: bool = True) -> None:
-        self.kids: dict[bytes, _Node] | None = None if inode is not None else {}
-        self.inode = inode
-        self.explicit = explicit  # False: a parent created (or kept) for its children
-
-
-class _Applier:
+class Applier:
     def __init__(
         self, editor: TreeEditor, writer: PackWriter, whiteouts: bool, limits: Limits,
         keep_bytes: int = 0, recorder: TarRecorder | None = None,
     ) -> None:
         self.recorder = recorder  # tarsplit: keeps all but file contents of the tar read
         self.editor = editor
-        self.store = editor.store
         self.writer = writer
         self.whiteouts = whiteouts
         self.limits = limits
         self.stats = ApplyStats()
         self.lower = self._snapshot()
-        self.tree = _Node(explicit=False)  # the paths this tar added
+        self.tree = Node(explicit=False)  # the paths this tar added
         self.dirs_ok: set[bytes] = set()  # paths known to be directories right now
         self.lower_changed = False  # a lower entry was replaced, deleted or hardlinked
-        self.lower_inodes: dict[bytes, _Inode] = {}
-        self.groups: list[_Inode] = []  # inodes that got hardlinks in this tar
+        self.lower_inodes: dict[bytes, Inode] = {}
+        self.groups: list[Inode] = []  # inodes that got hardlinks in this tar
         self.current = ""  # the entry being applied, for messages
         self.current_done = False  # past the end-of-archive marker
         self.whited_out: set[bytes] = set()  # directories whose lower content is hidden
@@ -436,26 +107,26 @@ class _Applier:
     # -- the tar ------------------------------------------------------------
 
     def run(self, stream: BinaryIO) -> ApplyStats:
-        counted = _Counted(stream, self.limits.max_total_bytes)
+        counted = Counted(stream, self.limits.max_total_bytes)
         try:
-            reader = _TarReader(counted)
-            guarded = _guarded_info(self.limits)
+            reader = TarReader(counted)
+            guarded = guarded_info(self.limits.max_header_bytes)
             while True:
                 reader.skip_to_header()
                 try:
                     info = guarded.fromtarfile(reader)  # type: ignore[arg-type]
-                except tarfile.EOFHeaderError:  # type: ignore[attr-defined]
+                except EOFHeader:
                     break  # the end-of-archive marker
-                except tarfile.EmptyHeaderError:  # type: ignore[attr-defined]
+                except EmptyHeader:
                     if reader.offset == 0:
                         raise BadInput("not a tar archive: empty file") from None
                     break  # no end-of-archive marker: accepted
-                self.current = _show(info.name)
+                self.current = show(info.name)
                 self._entry(reader, info)
             self.current_done = True
             while counted.read(1 << 16):
                 pass  # read to the end so that compressed trailers are checked
-        except _Overflow:
+        except Overflow:
             where = (
                 f"data after the end of the tar (last entry {self.current})" if self.current_done
                 else f"tar entry {self.current}" if self.current else "the first tar header"
@@ -467,7 +138,7 @@ class _Applier:
         except CorruptStream as e:
             where = f"in tar entry {self.current}" if self.current else "before the first entry"
             raise BadInput(f"{e} ({where})") from None
-        except _TarFormat as e:
+        except TarFormat as e:
             if not self.current:
                 raise BadInput(f"not a tar archive: {e}") from None
             raise BadInput(f"corrupt tar after tar entry {self.current}: {e}") from None
@@ -483,27 +154,15 @@ class _Applier:
         return BadInput(f"tar entry {self.current}: {problem}")
 
     def _path(self, name: str, what: str = "path") -> bytes:
-        try:
-            raw = name.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:
-            raise self._fail(f"{what} is not encodable") from None
-        self._check_bytes(raw, what)
-        if raw.startswith(b"/"):
-            raise self._fail(f"absolute {what} {_show(raw)} (layer paths are relative)")
-        parts = [p for p in raw.split(b"/") if p and p != b"."]
-        if b".." in parts:
-            raise self._fail(f"{what} {_show(raw)} contains '..' (it would leave the root)")
-        if len(parts) > self.limits.max_depth:
-            raise self._fail(f"{what} is deeper than {self.limits.max_depth} directories")
-        return b"/".join(parts)
+        return entry_path(name, what, self.limits, self._fail)
 
-    def _entry(self, tar: _TarReader, info: tarfile.TarInfo) -> None:
+    def _entry(self, tar: TarReader, info: tarfile.TarInfo) -> None:
         stats = self.stats
         stats.entries += 1
         if stats.entries > self.limits.max_entries:
             raise self._fail(f"more than {self.limits.max_entries} entries")
         path = self._path(info.name)
-        parent, base = _split(path)
+        parent, base = split(path)
         if _WH in path and self._special_name(path, parent, base):
             return
         if info.isreg():
@@ -533,7 +192,7 @@ class _Applier:
                 self.stats.ignored += 1
                 return True
             if part.startswith(_WH):
-                raise self._fail(f"whiteout {_show(part)} used as a directory")
+                raise self._fail(f"whiteout {show(part)} used as a directory")
         if base == _OPQ:
             self.stats.opaques += 1
             self._opaque(parent)
@@ -545,7 +204,7 @@ class _Applier:
         if name in (b"", b".", b".."):
             raise self._fail("whiteout of the directory itself or of its parent")
         self.stats.whiteouts += 1
-        self._whiteout(_join(parent, name))
+        self._whiteout(join(parent, name))
         return True
 
     # -- checks -------------------------------------------------------------
@@ -555,7 +214,7 @@ class _Applier:
 
         With create=False, returns False when one is missing.
         """
-        parent = _split(path)[0]
+        parent = split(path)[0]
         if not parent or parent in self.dirs_ok:
             return True
         parts = parent.split(b"/")
@@ -570,87 +229,13 @@ class _Applier:
                 self.editor.set_dir(prefix, IMPLICIT_DIR)
             elif found[0].kind == SYMLINK:
                 raise self._fail(
-                    f"{what}parent {_show(prefix)} is a symlink; entries are never written "
+                    f"{what}parent {show(prefix)} is a symlink; entries are never written "
                     "through symlinks"
                 )
             elif found[0].kind != DIR:
-                raise self._fail(f"{what}parent {_show(prefix)} is not a directory")
+                raise self._fail(f"{what}parent {show(prefix)} is not a directory")
             self.dirs_ok.add(prefix)
         return True
-
-    def _node(self, path: bytes) -> _Node | None:
-        """What this tar put at `path`, if anything."""
-        node = self.tree
-        if not path:
-            return node
-        for part in path.split(b"/"):
-            if node.kids is None:
-                return None
-            node = node.kids.get(part)
-            if node is None:
-                return None
-        return node
-
-    def _put_node(self, path: bytes, new: _Node) -> None:
-        node = self.tree
-        parts = path.split(b"/")
-        for part in parts[:-1]:
-            nxt = node.kids.get(part)
-            if nxt is None or nxt.kids is None:
-                nxt = node.kids[part] = _Node(explicit=False)
-            node = nxt
-        node.kids[parts[-1]] = new
-
-    def _meta(self, info: tarfile.TarInfo, kind: str) -> Meta:
-        pax = info.pax_headers
-        text = pax.get("mtime")
-        if text is not None:
-            mtime_ns = _parse_pax_time(text)
-            if mtime_ns is None:
-                raise self._fail(f"invalid PAX mtime {text!r}")
-        else:
-            mtime_ns = int(info.mtime) * 1_000_000_000
-        if info.uid < 0 or info.gid < 0:
-            raise self._fail(f"invalid owner {info.uid}:{info.gid}")
-        rdev = None
-        if kind in DEVICE_KINDS:
-            major = pax.get("SCHILY.devmajor", info.devmajor)
-            minor = pax.get("SCHILY.devminor", info.devminor)
-            try:
-                rdev = (int(major), int(minor))
-            except ValueError:
-                raise self._fail(f"invalid device number {major},{minor}") from None
-            if rdev[0] < 0 or rdev[1] < 0:
-                raise self._fail(f"invalid device number {major},{minor}")
-        return Meta(
-            kind=kind,
-            mode=info.mode & 0o7777,
-            uid=info.uid,
-            gid=info.gid,
-            mtime_ns=mtime_ns,
-            size=info.size if kind == FILE else 0,
-            rdev=rdev,
-            xattrs=self._xattrs(pax),
-        )
-
-    def _xattrs(self, pax: Mapping[str, str]) -> tuple[tuple[bytes, bytes], ...]:
-        out: dict[bytes, bytes] = {}
-        for key, value in pax.items():
-            if key.startswith("SCHILY.xattr."):
-                name = key[len("SCHILY.xattr."):].encode("utf-8", "surrogateescape")
-                data = value.encode("utf-8", "surrogateescape")
-            elif key.startswith("LIBARCHIVE.xattr."):
-                name = urllib.parse.unquote_to_bytes(key[len("LIBARCHIVE.xattr."):])
-                try:
-                    data = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
-                except ValueError:
-                    raise self._fail(f"invalid base64 in PAX record {key!r}") from None
-            else:
-                continue
-            if not name or b"\0" in name:
-                raise self._fail(f"invalid xattr name {_show(name)}")
-            out[name] = data
-        return tuple(sorted(out.items()))
 
     # -- entries ------------------------------------------------------------
 
@@ -664,17 +249,17 @@ class _Applier:
         if found[0].kind == DIR:
             self.dirs_ok.clear()  # directories below it go away
             self.lower_changed = True
-        elif self._node(path) is None:
+        elif addedtree.find(self.tree, path) is None:
             self.lower_changed = True
 
-    def _put_nondir(self, path: bytes, inode: _Inode) -> _Node:
+    def _put_nondir(self, path: bytes, inode: Inode) -> Node:
         self._replace(path)
         self.editor.set_file(path, inode.meta, inode.blob or EMPTY_BLOB)
-        node = _Node(inode)
-        self._put_node(path, node)
+        node = Node(inode)
+        addedtree.put(self.tree, path, node)
         return node
 
-    def _file(self, tar: _TarReader, info: tarfile.TarInfo, path: bytes) -> None:
+    def _file(self, tar: TarReader, info: tarfile.TarInfo, path: bytes) -> None:
         size = info.size
         if size > self.limits.max_file_size:
             raise self._fail(
@@ -685,30 +270,33 @@ class _Applier:
                 f"the layer's content exceeds the limit of {self.limits.max_total_bytes} bytes"
             )
         self._parents(path, create=True)
-        inode = _Inode(self._meta(info, FILE), None)
+        inode = Inode(entry_meta(info, FILE, self._fail), None)
         node = self._put_nondir(path, inode)
         self.stats.files += 1
         self.stats.bytes += size
 
         def set_blob(sha: bytes) -> None:
             inode.blob = sha
-            if self._node(path) is node:
+            if addedtree.find(self.tree, path) is node:
                 self.editor.set_file(path, inode.meta, sha)
 
-        done = set_blob
+        done: Callable[[bytes], None] = set_blob
+        recorder = self.recorder
         index = -1
-        if self.recorder is not None and info.type in _PLAIN_FILE and info.sparse is None:
-            index = self.recorder.content(info.offset_data, size)
-        if index >= 0:
+        if recorder is not None and info.type in _PLAIN_FILE and info.sparse is None:
+            index = recorder.content(info.offset_data, size)
+        if recorder is not None and index >= 0:
 
-            def done(sha: bytes, index: int = index) -> None:
-                self.recorder.resolve(index, sha)
+            def recorded(sha: bytes, index: int = index, recorder: TarRecorder = recorder) -> None:
+                recorder.resolve(index, sha)
                 set_blob(sha)
 
+            done = recorded
+
         if size > BIG_FILE:
-            self._spool(_member(tar, info), size, done)
+            self._spool(member_stream(tar, info), size, done)
             return
-        data = tar.read(size) if info.sparse is None else _member(tar, info).read(size)
+        data = tar.read(size) if info.sparse is None else member_stream(tar, info).read(size)
         if len(data) != size:
             raise self._fail(f"truncated tar: {size} bytes declared, {len(data)} present")
         if self.keep_bytes >= size:
@@ -722,7 +310,7 @@ class _Applier:
         else:
             self.writer.add_blob_async(data, done)
 
-    def _spool(self, fileobj: _Readable, size: int, done: Callable[[bytes], None]) -> None:
+    def _spool(self, fileobj: Readable, size: int, done: Callable[[bytes], None]) -> None:
         """Big files go through a temporary file in the store's pack directory."""
         fd, tmp = tempfile.mkstemp(prefix=debris.temp_prefix("spool"), dir=self.writer.pack_dir)
         try:
@@ -741,7 +329,7 @@ class _Applier:
             os.unlink(tmp)
 
     def _dir(self, info: tarfile.TarInfo, path: bytes) -> None:
-        meta = self._meta(info, DIR)
+        meta = entry_meta(info, DIR, self._fail)
         self.stats.dirs += 1
         if not path:
             self.editor.set_dir(b"", meta)
@@ -749,48 +337,33 @@ class _Applier:
             return
         self._parents(path, create=True)
         found = self.editor.get(path)
-        if found is not None and found[0].kind != DIR and self._node(path) is None:
+        if found is not None and found[0].kind != DIR and addedtree.find(self.tree, path) is None:
             self.lower_changed = True
         self.editor.set_dir(path, meta)
-        node = self._node(path)
+        node = addedtree.find(self.tree, path)
         if node is not None and node.kids is not None:
             node.explicit = True
         else:
-            self._put_node(path, _Node())
+            addedtree.put(self.tree, path, Node())
         self.dirs_ok.add(path)
 
     def _symlink(self, info: tarfile.TarInfo, path: bytes) -> None:
-        target = self._target_bytes(info.linkname, "symlink target")
+        target = link_target(info.linkname, "symlink target", self.limits, self._fail)
         self._parents(path, create=True)
         blob = self.writer.add(BLOB, target)
-        self._put_nondir(path, _Inode(self._meta(info, SYMLINK), blob))
+        self._put_nondir(path, Inode(entry_meta(info, SYMLINK, self._fail), blob))
         self.stats.symlinks += 1
 
     def _special(self, info: tarfile.TarInfo, path: bytes, kind: str) -> None:
         self._parents(path, create=True)
         if not self.stats.specials:
             self.writer.add(BLOB, b"")  # devices and fifos refer to the empty blob
-        self._put_nondir(path, _Inode(self._meta(info, kind), EMPTY_BLOB))
+        self._put_nondir(path, Inode(entry_meta(info, kind, self._fail), EMPTY_BLOB))
         self.stats.specials += 1
-
-    def _target_bytes(self, text: str, what: str) -> bytes:
-        raw = text.encode("utf-8", "surrogateescape")
-        self._check_bytes(raw, what)
-        return raw
-
-    def _check_bytes(self, raw: bytes, what: str) -> None:
-        """What a member name and a link target must both be: not empty, no NUL, within
-        the path length limit."""
-        if not raw:
-            raise self._fail(f"empty {what}")
-        if b"\0" in raw:
-            raise self._fail(f"{what} contains a NUL byte")
-        if len(raw) > self.limits.max_path_length:
-            raise self._fail(f"{what} is longer than {self.limits.max_path_length} bytes")
 
     def _hardlink(self, info: tarfile.TarInfo, path: bytes) -> None:
         target = self._path(info.linkname, "hardlink target")
-        shown = _show(target)
+        shown = show(target)
         if not target:
             raise self._fail("hardlink to the root directory")
         if any(p.startswith(_WH) for p in target.split(b"/")):
@@ -798,7 +371,7 @@ class _Applier:
         if not self._parents(target, create=False, what=f"hardlink target {shown}: "):
             raise self._fail(f"hardlink target {shown} does not exist")
         self.stats.hardlinks += 1
-        node = self._node(target)
+        node = addedtree.find(self.tree, target)
         if node is not None:
             if node.inode is None:
                 raise self._fail(f"hardlink target {shown} is a directory")
@@ -813,9 +386,10 @@ class _Applier:
             if meta.kind == DIR:
                 raise self._fail(f"hardlink target {shown} is a directory")
             key = meta.link if meta.link is not None else target
-            inode = self.lower_inodes.get(key)
-            if inode is None:
-                inode = self.lower_inodes[key] = _Inode(meta.without_link(), blob, key)
+            known = self.lower_inodes.get(key)
+            if known is None:
+                known = self.lower_inodes[key] = Inode(meta.without_link(), blob, key)
+            inode = known
             self.lower_changed = True
         if target == path:
             return  # GNU tar stores a file listed twice as a link to itself
@@ -833,7 +407,7 @@ class _Applier:
         """`.wh.NAME`: NAME leaves the lower tree; what this tar adds there stays."""
         if not self._parents(path, create=False):
             return
-        node = self._node(path)
+        node = addedtree.find(self.tree, path)
         if node is None:
             if self.editor.delete(path):
                 self.lower_changed = True
@@ -850,18 +424,18 @@ class _Applier:
             if found is None:
                 self.editor.set_dir(path, IMPLICIT_DIR)
             elif found[0].kind == SYMLINK:
-                raise self._fail(f"opaque marker in {_show(path)}, which is a symlink")
+                raise self._fail(f"opaque marker in {show(path)}, which is a symlink")
             elif found[0].kind != DIR:
-                raise self._fail(f"opaque marker in {_show(path)}, which is not a directory")
-            node = self._node(path)
+                raise self._fail(f"opaque marker in {show(path)}, which is not a directory")
+            node = addedtree.find(self.tree, path)
             if node is None or node.kids is None:
-                node = _Node(explicit=False)
-                self._put_node(path, node)
+                node = Node(explicit=False)
+                addedtree.put(self.tree, path, node)
         else:
             node = self.tree
         self._hide_lower(path, node, reset=False)
 
-    def _hide_lower(self, path: bytes, node: _Node, reset: bool) -> None:
+    def _hide_lower(self, path: bytes, node: Node, reset: bool) -> None:
         """Delete what is below `path` except this tar's entries; directories kept only
         as parents of this tar's entries lose their lower metadata. `reset`: `path`
         itself is whited out (not just its children, as for an opaque marker)."""
@@ -872,9 +446,11 @@ class _Applier:
             top, top_node, top_reset = stack.pop()
             if top_reset and not top_node.explicit:
                 self.editor.set_dir(top, IMPLICIT_DIR)
+            kids = top_node.kids
+            assert kids is not None  # only directories are stacked
             for name in self.editor.children(top):
-                child = top_node.kids.get(name)
-                child_path = _join(top, name)
+                child = kids.get(name)
+                child_path = join(top, name)
                 if child is None:
                     self.editor.delete(child_path)
                     self.lower_changed = True
@@ -889,113 +465,14 @@ class _Applier:
         if path in self.whited_out or (not whiteout and path in self.opaque_done):
             return True
         while path:
-            path = _split(path)[0]
+            path = split(path)[0]
             if path in self.whited_out or path in self.opaque_done:
                 return True
         return False
 
     # -- hardlink groups ----------------------------------------------------------
 
-    def _lower_alive(self, path: bytes) -> bool:
-        """True when the lower tree's non-directory at `path` is still there, untouched."""
-        if self._node(path) is not None:
-            return False
-        found = self.editor.get(path)
-        return found is not None and found[0].kind != DIR
-
-    def _members(self, inode: _Inode) -> list[bytes]:
-        """The names this tar gave `inode` that still hold it."""
-        out = []
-        for path in dict.fromkeys(inode.paths):
-            node = self._node(path)
-            if node is not None and node.inode is inode:
-                out.append(path)
-        return out
-
-    def _canonical(self, members: list[bytes], meta: Meta, blob: bytes) -> None:
-        members = sorted(set(members), key=_walk_key)
-        if not members:
-            return
-        first = members[0]
-        self.editor.set_file(first, meta, blob)
-        linked = replace(meta, link=first)
-        for path in members[1:]:
-            self.editor.set_file(path, linked, blob)
-
     def _fix_links(self) -> None:
         """Rewrite every hardlink group this tar touched in canonical form."""
-        for inode in self.groups:
-            if inode.lower_key is None:
-                self._canonical(self._members(inode), inode.meta, inode.blob)
-        if not (self.lower_changed and self.lower is not None):
-            return
-        lower_groups = _lower_groups(self.store, self.lower)
-        for key in sorted(lower_groups.keys() | self.lower_inodes.keys(), key=_walk_key):
-            members = lower_groups.get(key, [key])
-            alive = [p for p in members if self._lower_alive(p)]
-            inode = self.lower_inodes.get(key)
-            extra = self._members(inode) if inode is not None else []
-            if not extra and len(alive) == len(members):
-                continue  # untouched
-            if inode is not None:
-                meta, blob = inode.meta, inode.blob
-            else:
-                found = lookup(self.store, self.lower, key)
-                if found is None:
-                    continue  # a corrupt lower group; leave it as it was
-                meta, blob = found[0].without_link(), found[1]
-            self._canonical(alive + extra, meta, blob)
-
-
-def _lower_groups(store: TreeReader, root: DirRef) -> dict[bytes, list[bytes]]:
-    """first member -> all members, for each hardlink group of a stored tree.
-
-    Reads only the metadata trees and records, not the rootfs trees.
-    """
-    links: dict[bytes, list[bytes]] = {}
-    stack = [(b"", root.meta)]
-    while stack:
-        prefix, meta_tree = stack.pop()
-        for name, _mode, sha in store.read_tree(meta_tree):
-            if name == RECORD:
-                _own, children = parse_record(store.read_blob(sha))
-                for child, meta in children.items():
-                    if meta.link is not None:
-                        links.setdefault(meta.link, []).append(_join(prefix, child))
-            else:
-                stack.append((_join(prefix, unmangle(name)), sha))
-    return {first: [first, *rest] for first, rest in links.items()}
-
-
-# -- public API -------------------------------------------------------------------
-
-
-def apply_rootfs_tar(
-    editor: TreeEditor, writer: PackWriter, stream: BinaryIO, limits: Limits, keep_bytes: int,
-) -> tuple[ApplyStats, dict[bytes, bytes]]:
-    """A root filesystem tar (`.wh.` names are plain files) onto `editor`; also returns
-    the file contents kept in memory (up to `keep_bytes`) for the DiffID pass."""
-    applier = _Applier(editor, writer, False, limits, keep_bytes)
-    return applier.run(stream), applier.kept
-
-
-def apply_layer_tar(
-    editor: TreeEditor,
-    writer: PackWriter,
-    stream: BinaryIO,
-    *,
-    whiteouts: bool = True,
-    limits: Limits = DEFAULT_LIMITS,
-    recorder: TarRecorder | None = None,
-) -> ApplyStats:
-    """Apply the (decompressed) tar `stream` onto `editor`, storing content in `writer`.
-    `recorder` (tarsplit), the reader `stream` itself or one it reads through, is told
-    which bytes are file contents.
-
-    With whiteouts=True it is a layer changeset (OCI whiteouts apply to what
-    `editor` held before); with whiteouts=False a root filesystem, where `.wh.`
-    names are errors. Raises BadInput naming the entry for anything unsafe or
-    malformed; the caller then aborts `writer`. The editor is left half-applied
-    after an error and must be discarded.
-    """
-    return _Applier(editor, writer, whiteouts, limits, recorder=recorder).run(stream)
+        lower = self.lower if self.lower_changed else None
+        addedtree.fix_links(self.editor, self.tree, self.groups, lower, self.lower_inodes)

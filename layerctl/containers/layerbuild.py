@@ -1,20 +1,8 @@
-"""Per-layer diff dirs (Docker overlay2's layout): one directory per layer holding
-only that layer's changes, shared by every image and container whose chain has it.
-
-    cache/overlay/<layer-id>/diff     the layer's changeset: added and changed
-                                      entries, whiteouts (0/0 char devices),
-                                      replaced directories opaque
-                                      (trusted.overlay.opaque=y)
-    cache/overlay/<layer-id>/work     empty; GraphDriver's WorkDir
-    cache/overlay/<layer-id>/merged   empty; GraphDriver's MergedDir
-    cache/overlay/l/<short>           -> ../<layer-id>/diff (mount options name these)
-
-A dir is built from `diff(parent, layer)` in O(changes) under a temporary name
-and renamed into place whole: one that exists is complete. A container mounts
-its chain top first; a chain deeper than MAX_LOWERS stands on the full checkout
-(`overlayfs.lower_dir`) of an older layer at a STEP boundary, so the flattened
-dir changes once every STEP commits, not at each one. See docs/design-notes.md
-("Layer dirs").
+"""Writing one layer's dir (layerdirs.py says where it lives): `prepare` writes the
+layer's changeset as an overlay upper dir under a temporary name, on WRITERS threads
+(`_Builder`), and its `Pending` lands it under the layer's id, made whole by one rename.
+`build` does both for a stored layer (a container's first need, layerstack.ensure); a
+load or pull calls `prepare_if_used` while the contents are still in memory.
 """
 
 from __future__ import annotations
@@ -26,7 +14,7 @@ import shutil
 import stat
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from layerctl import faults
 from layerctl.errors import Corrupt, LayerctlError, is_no_space
@@ -37,92 +25,21 @@ from layerctl.store.diff import DELETED, diff
 from layerctl.store.fstree import DirRef, lookup, read_dir
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
+from layerctl.store.repo import Store
 from layerctl.store.validate import bad_name, show
 
+from .layerdirs import layer_path, root
 from .view import OPAQUE_XATTR
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from layerctl.store.blobread import BlobReader
-
-# The kernel stacks at most 500 lower layers (OVL_MAX_STACK); Docker's overlay2
-# refuses chains deeper than 128. Deeper chains stand on a flattened checkout.
-MAX_LOWERS = 128
-STEP = 64
-SHORT_LEN = 12
+    from layerctl.store.staging import Staging
+    from layerctl.store.types import StoreLike, TreeReader
 
 
-def root(store: object) -> str:
-    return store.path("cache", "overlay")
-
-
-def layer_path(store: object, layer_id: str) -> str:
-    return os.path.join(root(store), layer_id)
-
-
-def diff_path(store: object, layer_id: str) -> str:
-    return os.path.join(root(store), layer_id, "diff")
-
-
-def short_name(layer_id: str) -> str:
-    """overlay2's short link name; the layer id is a hash already (no hashlib at
-    start-up: status reads the stack)."""
-    import base64
-
-    return base64.b32encode(bytes.fromhex(layer_id)).decode()[:SHORT_LEN]
-
-
-def short_path(store: object, layer_id: str) -> str:
-    return os.path.join(root(store), "l", short_name(layer_id))
-
-
-def exists(store: object, layer_id: str) -> bool:
-    return os.path.isdir(diff_path(store, layer_id))
-
-
-def entries(store: object) -> list[str]:
-    """Layer ids with a complete layer dir (not those being built or pruned)."""
-    try:
-        names = os.listdir(root(store))
-    except FileNotFoundError:
-        return []
-    return sorted(n for n in names if n != "l" and not n.startswith(CACHE_TMP_PREFIX)
-                  and os.path.isdir(os.path.join(root(store), n, "diff")))
-
-
-def ensure(store: object, layer_id: str) -> str:
-    """`layer_id`'s diff dir, built now from its changeset if missing."""
-    if not exists(store, layer_id):
-        build(store, layer_id)
-    link = short_path(store, layer_id)
-    if not os.path.islink(link):
-        _make_link(store, layer_id, link)
-    return diff_path(store, layer_id)
-
-
-def for_mount(store: object, dirs: list[str]) -> list[str]:
-    """`dirs` with each diff dir named by its short link (l/<short>), as overlay2
-    does, so a chain's mount options stay short (and fit mount(2)'s page on
-    kernels without `lowerdir+`)."""
-    out = []
-    for d in dirs:
-        layer_id = real_id(store, d)
-        out.append(short_path(store, layer_id)
-                   if layer_id and d == diff_path(store, layer_id) else d)
-    return out
-
-
-def _make_link(store: object, layer_id: str, link: str) -> None:
-    os.makedirs(os.path.dirname(link), exist_ok=True)
-    tmp = f"{link}.{CACHE_TMP_PREFIX}{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    os.symlink(os.path.join("..", layer_id, "diff"), tmp)
-    os.rename(tmp, link)  # atomic: a mount never reads a half-made link
-
-
-def build(store: object, layer_id: str) -> None:
+def build(store: Store, layer_id: str) -> None:
     """Write `layer_id`'s diff dir from its changeset, atomically."""
     layer = read_layer(store, layer_id)
     parent_root = read_layer(store, layer.parent).root if layer.parent else None
@@ -136,7 +53,7 @@ class _LazyReader:
     """Contents for a lazy build: the store's own reads for a commit's few files; a
     BlobReader (every pack mapped, inflating on threads) once there are many."""
 
-    def __init__(self, store: object) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.reader: BlobReader | None = None
 
@@ -146,7 +63,7 @@ class _LazyReader:
         if self.reader is None:
             self.reader = BlobReader.for_store(self.store)
 
-    def submit(self, blob: bytes, size: int) -> object:
+    def submit(self, blob: bytes, size: int) -> _Result:
         if self.reader is not None:
             return self.reader.submit(blob, size)
         return _Ready(self.store.read_blob(blob))
@@ -160,6 +77,12 @@ class _LazyReader:
     def __exit__(self, *_: object) -> None:
         if self.reader is not None:
             self.reader.close()
+
+
+class _Result(Protocol):
+    """Content read ahead: a future, or blobread's or our _Ready."""
+
+    def result(self) -> bytes: ...
 
 
 class _Ready:
@@ -192,7 +115,7 @@ class Pending:
     writes still running on the builder's threads, directory metadata, sync) and
     names it."""
 
-    def __init__(self, store: object, tmp: str, builder: _Builder | None) -> None:
+    def __init__(self, store: StoreLike, tmp: str, builder: _Builder | None) -> None:
         self.store = store
         self.tmp = tmp
         self.builder: _Builder | None = builder
@@ -235,7 +158,7 @@ class Pending:
 _landed_here: set[str] = set()  # layer dirs this process named (nothing else uses them yet)
 
 
-def adopt(store: object, from_id: str, to_id: str) -> None:
+def adopt(store: StoreLike, from_id: str, to_id: str) -> None:
     """Give `to_id`, a sibling commit of `from_id` (same parent, same tree: a pull's top
     carrying the image's own config bytes), the dir this process just landed for
     `from_id`, whose commit no image names. Anything else is left to be built lazily."""
@@ -249,7 +172,7 @@ def adopt(store: object, from_id: str, to_id: str) -> None:
         _landed_here.discard(from_id)
 
 
-def prepare(store: object, parent_root: DirRef | None, new_root: DirRef,
+def prepare(store: Store | Staging, parent_root: DirRef | None, new_root: DirRef,
             reader: BlobReader | _LazyReader, layer_id: str | None = None) -> Pending:
     """Write the diff dir of the layer `new_root` over `parent_root` under a temporary
     name, contents from `reader` (a load or pull passes the contents it still holds).
@@ -276,13 +199,13 @@ def prepare(store: object, parent_root: DirRef | None, new_root: DirRef,
     return Pending(store, tmp, builder)
 
 
-def prepare_if_used(store: object, parent_root: DirRef | None, new_root: DirRef,
+def prepare_if_used(store: Store | Staging, parent_root: DirRef | None, new_root: DirRef,
                     reader: BlobReader) -> Pending | None:
     """`prepare` at load or pull, when the contents are still in memory (no inflating,
     no second read of the trees' blobs), if containers here will use layer dirs (overlay
     works: root, the kernel has it); else None and nothing is written. A filesystem that
     refuses an entry leaves it to the first container (which says why)."""
-    from .overlay import probe
+    from .overlayfs import probe
 
     if probe() is not None:
         return None
@@ -306,7 +229,7 @@ FSYNC_EACH = 256
 WRITERS = 2  # threads creating a layer dir's files
 _SMALL = 64  # up to this many entries (a commit's changes) are written inline
 # a file's content: read ahead (BlobReader / _LazyReader.submit), or chunks as inflated
-_Content: TypeAlias = "_Ready | Future[bytes] | Iterable[bytes]"
+_Content: TypeAlias = "_Result | Iterable[bytes]"
 _MAX_AHEAD = 128 << 20  # contents read but not yet written
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -334,7 +257,7 @@ def _symlink(path: bytes, meta: Meta, target: bytes, as_root: bool) -> None:
     apply_meta(path, meta, as_root)
 
 
-def _node(store: object, path: bytes, meta: Meta, blob: bytes, as_root: bool) -> None:
+def _node(store: TreeReader, path: bytes, meta: Meta, blob: bytes, as_root: bool) -> None:
     create_entry(store, path, meta, blob, as_root)  # a device or fifo: no content read
     apply_meta(path, meta, as_root)
 
@@ -360,7 +283,7 @@ class _Builder:
     runs beside the walk and the caller's next work); `finish` waits for them, makes
     the hardlinks and sets the directories' metadata last."""
 
-    def __init__(self, store: object, layer_id: str | None, new_root: DirRef, dest: str,
+    def __init__(self, store: Store | Staging, layer_id: str | None, new_root: DirRef, dest: str,
                  reader: BlobReader | _LazyReader) -> None:
         self.store = store
         self.layer_id = layer_id
@@ -392,15 +315,18 @@ class _Builder:
                     self.hidden.add(ch.path)
                     self.entries += 1
                 continue
-            if ch.new.kind == DIR:
+            new, blob = ch.new, ch.new_blob
+            assert new is not None  # only a deletion has no new side
+            if new.kind == DIR:
                 self._parents(ch.path)
-                self._mkdir(ch.path, ch.new)
+                self._mkdir(ch.path, new)
                 if ch.opaque or (ch.old is not None and ch.old.kind != DIR):
                     os.setxattr(self._at(ch.path), OPAQUE_XATTR, b"y", follow_symlinks=False)
                     self.hidden.add(ch.path)
                 continue
-            files[ch.path] = (ch.new, ch.new_blob)
-            linked = linked or ch.new.link is not None
+            assert blob is not None  # a non-directory has its content's blob
+            files[ch.path] = (new, blob)
+            linked = linked or new.link is not None
         if linked and parent_root is not None:  # a base layer's groups are all here
             self._whole_groups(files)
         self.dirs[b""] = read_dir(self.store, self.root).own
@@ -477,7 +403,7 @@ class _Builder:
 
     def _file(self, target: bytes, meta: Meta, data: _Content) -> None:
         # read ahead (a future, or blobread's or our _Ready), else chunks as inflated
-        chunks = (data.result(),) if hasattr(data, "result") else data  # type: ignore[union-attr]
+        chunks = (data.result(),) if hasattr(data, "result") else data
         _write_file(target, meta, chunks, self.as_root)
 
     def sync(self, top: bytes) -> None:
@@ -497,17 +423,19 @@ class _Builder:
         one inode in the merged view (a link cannot reach into another layer's dir)."""
         from . import links as links_mod
 
-        groups = (links_mod.load(self.store, self.layer_id, self.root) if self.layer_id
+        # a layer id is given (build) for a stored layer only, so with the store itself
+        groups = (links_mod.load(self.store, self.layer_id, self.root)
+                  if self.layer_id and isinstance(self.store, Store)
                   else links_mod.compute(self.store, self.root))
         wanted = {m.link for m, _b in files.values() if m.link is not None}
         for first in wanted:
             for member in groups.get(first, [first]):
                 if member not in files:
                     found = lookup(self.store, self.root, member)
-                    if found is None or found[0].kind == DIR:
+                    if found is None or isinstance(found[1], DirRef):
                         raise Corrupt(f"layer {self.name}: hardlink group of "
                                       f"{show(first)} names {show(member)}, not a file")
-                    files[member] = found
+                    files[member] = (found[0], found[1])
 
     def _at(self, path: bytes) -> bytes:
         return self.dest + b"/" + path if path else self.dest
@@ -542,88 +470,3 @@ def _check(path: bytes) -> None:
         problem = bad_name(name)
         if problem:
             raise Corrupt(f"refusing to write layer dir entry {show(path)}: {problem}")
-
-
-# -- stacks ---------------------------------------------------------------------------
-
-
-def stack(store: object, layer_id: str, make: bool = True) -> list[str]:
-    """The lower dirs of a container on `layer_id`, top first: the layers' diff dirs
-    down to the base, or to a full checkout that already exists (an older store's
-    cache dir is read as is), or, past MAX_LOWERS, to a flattened checkout. With
-    `make`, missing diff dirs are built (from their own changesets); without, a
-    missing one is named by its path all the same (see `missing`)."""
-    from .overlayfs import checkout_dir, lower_dir
-
-    ids: list[str] = []
-    current: str | None = layer_id
-    while current is not None:
-        if os.path.isdir(checkout_dir(store, current)):
-            return [_dir(store, i, make) for i in ids] + [checkout_dir(store, current)]
-        ids.append(current)
-        current = read_layer(store, current).parent
-    if len(ids) > MAX_LOWERS:
-        # positions from the base: 0 .. n-1; flatten at the first STEP boundary that
-        # leaves at most MAX_LOWERS - 1 diff dirs above it
-        n = len(ids)
-        flat = n - MAX_LOWERS
-        flat += (STEP - 1 - flat % STEP) % STEP
-        keep = ids[: n - 1 - flat]  # top first, the layers above the flattened one
-        bottom = lower_dir(store, ids[n - 1 - flat]) if make else checkout_dir(
-            store, ids[n - 1 - flat])
-        return [_dir(store, i, make) for i in keep] + [bottom]
-    return [_dir(store, i, make) for i in ids]
-
-
-def _dir(store: object, layer_id: str, make: bool) -> str:
-    return ensure(store, layer_id) if make else diff_path(store, layer_id)
-
-
-def real_id(store: object, path: str) -> str | None:
-    """The layer id a stack entry (short link, diff dir or checkout) stands for."""
-    top = root(store) + "/"
-    if path.startswith(top + "l/"):
-        try:
-            path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
-        except OSError:
-            return None
-    if path.startswith(top):
-        return path[len(top):].split("/", 1)[0]
-    return None
-
-
-def chain_ids(store: object, layer_id: str) -> list[str]:
-    out = []
-    current: str | None = layer_id
-    while current is not None:
-        out.append(current)
-        current = read_layer(store, current).parent
-    return out
-
-
-NOT_MADE = "<not made yet: made when a container first needs it>"
-
-
-def describe(store: object, layer_id: str) -> str:
-    """The lower dirs of a container on `layer_id`, `:`-joined as Docker prints
-    LowerDir, or NOT_MADE while one of them does not exist yet."""
-    dirs = stack(store, layer_id, make=False)
-    return ":".join(dirs) if all(os.path.isdir(d) for d in dirs) else NOT_MADE
-
-
-def graph_driver(store: object, layer_id: str) -> dict:
-    """`inspect IMAGE`'s GraphDriver: the top layer's dir over the rest of its chain."""
-    dirs = stack(store, layer_id, make=False)
-    made = [os.path.isdir(d) for d in dirs]
-    top = dirs[0]
-    data = {"LowerDir": ":".join(dirs[1:]) if all(made[1:]) else NOT_MADE,
-            "UpperDir": top if made[0] else NOT_MADE}
-    if top == diff_path(store, layer_id):
-        here = layer_path(store, layer_id)
-        data["WorkDir"] = os.path.join(here, "work") if made[0] else NOT_MADE
-        data["MergedDir"] = os.path.join(here, "merged") if made[0] else NOT_MADE
-    else:  # an older store's full checkout: no work or merged dir of its own
-        data["WorkDir"] = data["MergedDir"] = "<none: a full checkout of the layer>"
-    if len(dirs) == 1:
-        del data["LowerDir"]  # Docker omits it for a one-layer image
-    return {"Name": "overlay", "Data": data}
