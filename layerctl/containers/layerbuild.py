@@ -25,7 +25,6 @@ from layerctl.store.diff import DELETED, diff
 from layerctl.store.fstree import DirRef, lookup, read_dir
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
-from layerctl.store.repo import Store
 from layerctl.store.validate import bad_name, show
 
 from .layerdirs import layer_path, root
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from layerctl.store.blobread import BlobReader
+    from layerctl.store.repo import Store
     from layerctl.store.staging import Staging
     from layerctl.store.types import StoreLike, TreeReader
 
@@ -421,11 +421,13 @@ class _Builder:
     def _whole_groups(self, files: dict[bytes, tuple[Meta, bytes]]) -> None:
         """A hardlink group the layer touches is written whole, so its members stay
         one inode in the merged view (a link cannot reach into another layer's dir)."""
+        from layerctl.store import repo  # not at import: status reads the stack
+
         from . import links as links_mod
 
         # a layer id is given (build) for a stored layer only, so with the store itself
         groups = (links_mod.load(self.store, self.layer_id, self.root)
-                  if self.layer_id and isinstance(self.store, Store)
+                  if self.layer_id and isinstance(self.store, repo.Store)
                   else links_mod.compute(self.store, self.root))
         wanted = {m.link for m, _b in files.values() if m.link is not None}
         for first in wanted:
