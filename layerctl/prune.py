@@ -115,7 +115,7 @@ def used_lowers(store: object) -> set[tuple[str, str]]:
     tagged image's chain; the stack (layer dirs, the checkout it stands on) of every
     container's base ref (set before a create builds its dirs; also containers
     being created) and of every state's `lower`; and any dir an overlay mount names."""
-    from layerctl.containers import layerdirs
+    from layerctl.containers import layerdirs, layerstack
     from layerctl.images import list_images
 
     used: set[tuple[str, str]] = set()
@@ -127,7 +127,7 @@ def used_lowers(store: object) -> set[tuple[str, str]]:
                 tops.add(lower)
     for top in tops:
         with contextlib.suppress(LayerctlError):
-            for d in layerdirs.stack(store, top, make=False):
+            for d in layerstack.stack(store, top, make=False):
                 found = _kind_of(store, d)
                 if found:
                     used.add(found)

@@ -130,7 +130,7 @@ def _inspect_container(store: Store, target: str) -> dict | None:
 
 
 def inspect_image(store: object, target: str) -> dict:
-    from layerctl.containers.layerdirs import graph_driver
+    from layerctl.containers.layerstack import graph_driver
     from layerctl.images import chain, image_id, image_size, list_images, oci_config, resolve
 
     layer_id = resolve(store, target)

@@ -17,6 +17,7 @@ from layerctl.store.fstree import DirRef, walk
 
 if TYPE_CHECKING:
     from layerctl.store.repo import Store
+    from layerctl.store.types import TreeReader
 
 
 def walk_key(path: bytes) -> list[bytes]:
@@ -28,7 +29,7 @@ def _path(store: Store, layer_id: str) -> str:
     return store.path("cache", "links", layer_id + ".json")
 
 
-def compute(store: Store, root: DirRef) -> dict[bytes, list[bytes]]:
+def compute(store: TreeReader, root: DirRef) -> dict[bytes, list[bytes]]:
     groups: dict[bytes, list[bytes]] = {}
     for path, meta, _obj in walk(store, root):
         if meta.link is not None:

@@ -26,7 +26,7 @@ from layerctl.changeset.apply import DEFAULT_LIMITS, Limits, apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.changeset.write import write_changeset
 from layerctl.compress.detect import NONE, open_decompressed
-from layerctl.containers import layerdirs
+from layerctl.containers import layerbuild
 from layerctl.errors import BadInput
 from layerctl.hashing import HashingReader
 from layerctl.images import ImageName, canonical_json, set_tag
@@ -50,7 +50,7 @@ from layerctl.store.layers import Layer, read_layer, write_layer
 from layerctl.store.staging import Staging
 
 if TYPE_CHECKING:
-    from layerctl.containers.layerdirs import Pending
+    from layerctl.containers.layerbuild import Pending
     from layerctl.store.repo import Store
 
 
@@ -216,9 +216,9 @@ class _Ingest:
         finally:
             raw.close()
         with BlobReader.for_store(self.staging, self.staging.bases, kept=writer.kept) as reader:
-            # the layer dir too, while the contents are in memory (layerdirs.prepare_if_used);
+            # the layer dir too, while the contents are in memory (layerbuild.prepare_if_used);
             # its files are written on its threads during the DiffID pass
-            layer_dir = layerdirs.prepare_if_used(self.staging, parent_root, root, reader)
+            layer_dir = layerbuild.prepare_if_used(self.staging, parent_root, root, reader)
             try:
                 ours, _size = write_changeset(self.staging, parent_root, root, None, reader)
                 if layer_dir is not None:

@@ -18,7 +18,7 @@ from layerctl.changeset.apply import apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.changeset.write import write_changeset
 from layerctl.compress.detect import open_decompressed
-from layerctl.containers import layerdirs
+from layerctl.containers import layerbuild
 from layerctl.errors import BadInput
 from layerctl.hashing import HashingReader
 from layerctl.oci.chains import LayerIndex
@@ -132,7 +132,7 @@ def land_layer(
     store.landed()
     with BlobReader.for_store(store, kept=writer.kept) as reader:
         # the layer dir's files are written on its threads during the DiffID pass
-        layer_dir = layerdirs.prepare_if_used(store, parent_root, root, reader)
+        layer_dir = layerbuild.prepare_if_used(store, parent_root, root, reader)
         try:
             ours, _size = write_changeset(store, parent_root, root, None, reader)
             if layer_dir is not None:

@@ -16,7 +16,7 @@ import pytest
 
 from layerctl import containers as api
 from layerctl import prune
-from layerctl.containers import layerdirs, overlayfs
+from layerctl.containers import layerbuild, layerdirs, layerstack, overlayfs
 from layerctl.images import parse_name, resolve, set_tag
 from layerctl.store.checkout import checkout
 from layerctl.store.fstree import lookup
@@ -193,7 +193,7 @@ def test_graph_driver_paths_exist_and_their_mount_is_the_image(store, tmp_path, 
     _tricky_chain(store, tmp_path)
     gd = json.loads(cli("inspect", "tricky:2").stdout)[0]["GraphDriver"]
     assert gd["Name"] == "overlay"
-    assert set(gd["Data"].values()) == {layerdirs.NOT_MADE}  # said, not a missing path
+    assert set(gd["Data"].values()) == {layerstack.NOT_MADE}  # said, not a missing path
     api.create(store, "tricky:2", name="c")
     data = json.loads(cli("inspect", "tricky:2").stdout)[0]["GraphDriver"]["Data"]
     lowers = data["LowerDir"].split(":")
@@ -247,7 +247,7 @@ def test_200_layer_image(store, tmp_path):
     api.create(store, "deep:200", name="deep")
     merged = Path(api.mount(store, "deep"))
     lowers = _lowerdirs_of(str(merged))
-    assert len(lowers) <= layerdirs.MAX_LOWERS
+    assert len(lowers) <= layerstack.MAX_LOWERS
     flat = lowers[-1]
     assert flat.startswith(store.path("cache", "layers") + "/")
     _same_as_image(store, "deep:200", merged, tmp_path)
@@ -376,16 +376,16 @@ def test_two_builders_of_one_layer_dir_leave_one_whole_dir(store, tmp_path):
 
     top = _tricky_chain(store, tmp_path)
     for lid in layerdirs.chain_ids(store, top)[1:]:
-        layerdirs.ensure(store, lid)
+        layerstack.ensure(store, lid)
     theirs = []
 
     def other_builder() -> None:
         if not theirs:
             theirs.append(True)
-            layerdirs.build(store, top)  # the other process, done first
+            layerbuild.build(store, top)  # the other process, done first
 
     with faults.armed("layerdir.rename", other_builder):
-        layerdirs.ensure(store, top)
+        layerstack.ensure(store, top)
     inode = os.stat(layerdirs.diff_path(store, top)).st_ino
     assert theirs and not [p for p in Path(layerdirs.root(store)).iterdir()
                            if p.name.startswith(".tmp-")]
@@ -502,7 +502,7 @@ def test_load_writes_every_layer_dir_as_a_lazy_build_would(store, tmp_path, cli)
         # the same dirs, entry by entry, as the lazy build from the stored changesets
         for lid in chain:
             shutil.rmtree(layerdirs.layer_path(loaded, lid))
-            layerdirs.ensure(loaded, lid)
+            layerstack.ensure(loaded, lid)
         assert compare_all(at_load, _diff_dirs(loaded, top))
     finally:
         from tests.layerhelpers import release_containers
@@ -529,7 +529,7 @@ def test_kill_during_load_leaves_no_used_half_dir(store, tmp_path, cli, point):
     top_dir = Path(layerdirs.root(loaded))
     assert [p for p in top_dir.iterdir() if p.name.startswith(".tmp-")]  # left by the kill
     for lid in layerdirs.entries(loaded):  # a dir under a layer's name is a whole one
-        layerdirs.ensure(loaded, lid)
+        layerstack.ensure(loaded, lid)
         assert compare_all({lid: _layer_dir(loaded, lid)},
                            _rebuilt(loaded, lid, tmp_path))
     assert "tricky" not in cli("images", env=env).stdout
@@ -549,7 +549,7 @@ def _rebuilt(store: Store, lid: str, tmp_path: Path) -> dict[str, dict]:
     saved = tmp_path / f"saved-{lid}"
     os.rename(layerdirs.layer_path(store, lid), saved)
     try:
-        layerdirs.build(store, lid)
+        layerbuild.build(store, lid)
         return {lid: _layer_dir(store, lid)}
     finally:
         shutil.rmtree(layerdirs.layer_path(store, lid))

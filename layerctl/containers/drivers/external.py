@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 from layerctl.errors import Conflict
 from layerctl.store.layers import read_layer
 
-from .. import layerdirs, links
+from .. import layerstack, links
 from ..state import destroy, finish_create, new_container
 from .overlay import Dirs, OverlayDriver
 
@@ -39,7 +39,7 @@ def create(store: Store, image: str, layer_id: str, name: str | None, note: str,
     `layer_id`; `dirs`: its GraphDriver.Data (UpperDir, WorkDir, LowerDir)."""
     c = new_container(store, image, layer_id, OverlayDriver.name, name, note)
     try:
-        layerdirs.stack(store, layer_id)
+        layerstack.stack(store, layer_id)
         links.load(store, layer_id, read_layer(store, layer_id).root)
         c.lower = layer_id
         c.extra[KEY] = {"engine": engine, "id": cid, "name": engine_name,

@@ -4,7 +4,7 @@
     containers/ID/work     overlayfs's work dir
     containers/ID/merged   where it is mounted
 
-The lower dirs are layerdirs.stack's (top first) of `Container.lower`: the layer
+The lower dirs are layerstack.stack's (top first) of `Container.lower`: the layer
 whose chain was last mounted. A commit moves the base but not `lower`, since the
 upper dir still holds every change since `lower` and the base's dirs show the same
 tree; `mount` catches `lower` up. The mounting itself is overlayfs.py's.
@@ -25,7 +25,7 @@ from layerctl.store.diff import diff
 from layerctl.store.fstree import read_dir
 from layerctl.store.layers import read_layer
 
-from .. import layerdirs, links, overlayfs
+from .. import layerstack, links, overlayfs
 from ..changes import scan
 from ..state import base, destroy, save, state_dir
 from ..view import View, is_opaque, is_whiteout
@@ -61,7 +61,7 @@ class OverlayDriver:
         return Dirs(*(os.path.join(state, d) for d in ("upper", "work", "merged")))
 
     def prepare(self, store: Store, c: Container, layer_id: str) -> None:
-        layerdirs.stack(store, layer_id)
+        layerstack.stack(store, layer_id)
         d = self.dirs(store, c)
         for path in d:
             os.makedirs(path, exist_ok=True)
@@ -82,13 +82,13 @@ class OverlayDriver:
         if overlayfs.is_mounted(d.merged):
             return d.merged
         layer_id = base(store, c)
-        lower = layerdirs.stack(store, layer_id)
+        lower = layerstack.stack(store, layer_id)
         if c.lower != layer_id:
             # The upper dir holds every change since c.lower, and every layer committed
             # since came from it: over the base's layer dirs it shows the same tree.
             c.lower = layer_id
             save(store, c)
-        overlayfs.mount_overlay(layerdirs.for_mount(store, lower), d.upper, d.work, d.merged)
+        overlayfs.mount_overlay(layerstack.for_mount(store, lower), d.upper, d.work, d.merged)
         return d.merged
 
     def unmount(self, store: Store, c: Container) -> None:
@@ -100,7 +100,7 @@ class OverlayDriver:
         destroy(store, c)
 
     def _lowers(self, store: Store, c: Container) -> list[str]:
-        return layerdirs.stack(store, c.lower or base(store, c))
+        return layerstack.stack(store, c.lower or base(store, c))
 
     def view(self, store: Store, c: Container) -> View:
         return View(os.fsencode(self.top(store, c)),
@@ -126,7 +126,7 @@ class OverlayDriver:
         if overlayfs.is_mounted(d.merged):
             yield d.merged
             return
-        lower = layerdirs.for_mount(store, self._lowers(store, c))
+        lower = layerstack.for_mount(store, self._lowers(store, c))
         overlayfs.mount_overlay(lower, d.upper, d.work, d.merged)
         try:
             yield d.merged
@@ -135,7 +135,7 @@ class OverlayDriver:
 
     def reset(self, store: Store, c: Container, old: str, target: str) -> None:
         d = self.dirs(store, c)
-        lower = layerdirs.stack(store, target)
+        lower = layerstack.stack(store, target)
         links.load(store, target, read_layer(store, target).root)
         was_mounted = overlayfs.is_mounted(d.merged)
         if was_mounted:
@@ -154,12 +154,12 @@ class OverlayDriver:
         c.lower = target
         save(store, c)
         if was_mounted:
-            overlayfs.mount_overlay(layerdirs.for_mount(store, lower), d.upper, d.work,
+            overlayfs.mount_overlay(layerstack.for_mount(store, lower), d.upper, d.work,
                                     d.merged)
 
     def graph_data(self, store: Store, c: Container) -> dict[str, str]:
         d = self.dirs(store, c)
-        return {"LowerDir": layerdirs.describe(store, c.lower) if c.lower else "",
+        return {"LowerDir": layerstack.describe(store, c.lower) if c.lower else "",
                 "UpperDir": d.upper, "MergedDir": d.merged, "WorkDir": d.work}
 
     def refuse_changes(self, c: Container, action: str) -> None:

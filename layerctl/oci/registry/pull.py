@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.compress.gunzip import GunzipChunks
-from layerctl.containers import layerdirs
+from layerctl.containers import layerbuild
 from layerctl.errors import BadInput
 from layerctl.images import ImageName, image_layer, set_tag
 from layerctl.oci.events import Event, Progress, quiet, throughput
@@ -321,7 +321,7 @@ def _ingest(
     top = keep_config(store, retag_config(store, parent, wanted), wanted, config_raw)
     if top.id != parent.id:  # a sibling commit of the top layer: the same blob
         _remember(store, puller.ref, top.id, image.layers[-1], diff_ids[-1])
-        layerdirs.adopt(store, parent.id, top.id)  # and the same layer dir
+        layerbuild.adopt(store, parent.id, top.id)  # and the same layer dir
     remember_manifest(store, top.id, puller.ref.domain, puller.ref.path, manifest.media_type,
                       manifest.raw)
     if top.id != parent.id:
