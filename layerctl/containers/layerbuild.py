@@ -242,16 +242,6 @@ def _fsync(path: bytes) -> None:
         os.close(fd)
 
 
-def _syncfs(path: bytes) -> None:
-    from .overlayfs import libc
-
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        libc().syncfs(fd)
-    finally:
-        os.close(fd)
-
-
 def _symlink(path: bytes, meta: Meta, target: bytes, as_root: bool) -> None:
     os.symlink(target, path)
     apply_meta(path, meta, as_root)
@@ -409,7 +399,9 @@ class _Builder:
     def sync(self, top: bytes) -> None:
         """Flush what was written (and `top`, the dir about to be renamed)."""
         if self.entries + len(self.dirs) > FSYNC_EACH:
-            _syncfs(top)  # one call for the whole layer
+            from .overlayfs import syncfs
+
+            syncfs(top)  # one call for the whole layer
             return
         for path in self.written:
             _fsync(path)
