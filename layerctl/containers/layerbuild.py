@@ -33,7 +33,7 @@ from .view import OPAQUE_XATTR
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from layerctl.store.blobread import BlobReader
+    from layerctl.store.blobread import BlobReader, Ready
     from layerctl.store.repo import Store
     from layerctl.store.staging import Staging
     from layerctl.store.types import StoreLike, TreeReader
@@ -66,7 +66,9 @@ class _LazyReader:
     def submit(self, blob: bytes, size: int) -> _Result:
         if self.reader is not None:
             return self.reader.submit(blob, size)
-        return _Ready(self.store.read_blob(blob))
+        from layerctl.store.blobread import Ready
+
+        return Ready(self.store.read_blob(blob))
 
     def stream(self, blob: bytes) -> Iterable[bytes] | None:
         return self.reader.stream(blob) if self.reader is not None else None
@@ -80,30 +82,19 @@ class _LazyReader:
 
 
 class _Result(Protocol):
-    """Content read ahead: a future, or blobread's or our _Ready."""
+    """Content read ahead: a future, or blobread.Ready."""
 
     def result(self) -> bytes: ...
-
-
-class _Ready:
-    __slots__ = ("value",)
-
-    def __init__(self, value: bytes) -> None:
-        self.value = value
-
-    def result(self) -> bytes:
-        return self.value
-
-    def done(self) -> bool:
-        return True
 
 
 class _Inline:
     """A pool that runs each job at once (a small layer: threads would cost more)."""
 
-    def submit(self, fn: Callable[..., None], *args: object) -> _Ready:
+    def submit(self, fn: Callable[..., None], *args: object) -> Ready:
         fn(*args)
-        return _Ready(b"")
+        from layerctl.store.blobread import Ready
+
+        return Ready(b"")
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         pass
@@ -215,6 +206,25 @@ def prepare_if_used(store: Store | Staging, parent_root: DirRef | None, new_root
         return None
 
 
+def diff_id_and_dir(store: Store | Staging, parent_root: DirRef | None, new_root: DirRef,
+                    reader: BlobReader) -> tuple[str, Pending | None]:
+    """The DiffID pass of a layer just applied at load or pull (write_changeset), with
+    its layer dir written on the builder's threads meanwhile (prepare_if_used): (our
+    DiffID, the Pending dir or None). A failure discards the dir."""
+    from layerctl.changeset.write import write_changeset
+
+    layer_dir = prepare_if_used(store, parent_root, new_root, reader)
+    try:
+        ours, _size = write_changeset(store, parent_root, new_root, None, reader)
+        if layer_dir is not None:
+            layer_dir.complete()
+    except BaseException:
+        if layer_dir is not None:
+            layer_dir.discard()
+        raise
+    return ours, layer_dir
+
+
 def _refused(e: OSError, layer_id: str | None) -> OSError | LayerctlError:
     if is_no_space(e):
         return e  # said once, naming the store, by the CLI
@@ -286,7 +296,7 @@ class _Builder:
         self.written: list[bytes] = []  # regular files written (symlinks, nodes: no fsync)
         self.entries = 0  # everything written, for the choice of fsync or syncfs
         self.links: list[tuple[bytes, bytes]] = []  # (first member, another), made last
-        self.jobs: list[Future[None] | _Ready] = []
+        self.jobs: list[Future[None] | Ready] = []
         self.pool: ThreadPoolExecutor | _Inline | None = None
 
     @property
@@ -357,7 +367,7 @@ class _Builder:
             if isinstance(self.reader, _LazyReader):
                 self.reader.many()
         self.pool = pool
-        ahead: deque[tuple[Future[None] | _Ready, int]] = deque()  # jobs not known done
+        ahead: deque[tuple[Future[None] | Ready, int]] = deque()  # jobs not known done
         held = 0  # bytes of their contents
         for path in sorted(files, key=walk_key):
             meta, blob = files[path]
@@ -392,7 +402,7 @@ class _Builder:
                                              self.as_root))
 
     def _file(self, target: bytes, meta: Meta, data: _Content) -> None:
-        # read ahead (a future, or blobread's or our _Ready), else chunks as inflated
+        # read ahead (a future, or blobread.Ready), else chunks as inflated
         chunks = (data.result(),) if hasattr(data, "result") else data
         _write_file(target, meta, chunks, self.as_root)
 

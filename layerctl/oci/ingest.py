@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from layerctl import faults
 from layerctl.changeset.apply import DEFAULT_LIMITS, Limits, apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
-from layerctl.changeset.write import write_changeset
 from layerctl.compress.detect import NONE, open_decompressed
 from layerctl.containers import layerbuild
 from layerctl.errors import BadInput
@@ -216,17 +215,7 @@ class _Ingest:
         finally:
             raw.close()
         with BlobReader.for_store(self.staging, self.staging.bases, kept=writer.kept) as reader:
-            # the layer dir too, while the contents are in memory (layerbuild.prepare_if_used);
-            # its files are written on its threads during the DiffID pass
-            layer_dir = layerbuild.prepare_if_used(self.staging, parent_root, root, reader)
-            try:
-                ours, _size = write_changeset(self.staging, parent_root, root, None, reader)
-                if layer_dir is not None:
-                    layer_dir.complete()
-            except BaseException:
-                if layer_dir is not None:
-                    layer_dir.discard()
-                raise
+            ours, layer_dir = layerbuild.diff_id_and_dir(self.staging, parent_root, root, reader)
         writer.kept = {}
         source = None if diff_id == ours else {SOURCE_TAR: recorder.finish(diff_id)}
         return _Plan(parent, root, config, history, ours, "" if diff_id == ours else diff_id,

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from layerctl.changeset.apply import apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
-from layerctl.changeset.write import write_changeset
 from layerctl.compress.detect import open_decompressed
 from layerctl.containers import layerbuild
 from layerctl.errors import BadInput
@@ -131,16 +130,7 @@ def land_layer(
         packer.finish()
     store.landed()
     with BlobReader.for_store(store, kept=writer.kept) as reader:
-        # the layer dir's files are written on its threads during the DiffID pass
-        layer_dir = layerbuild.prepare_if_used(store, parent_root, root, reader)
-        try:
-            ours, _size = write_changeset(store, parent_root, root, None, reader)
-            if layer_dir is not None:
-                layer_dir.complete()
-        except BaseException:
-            if layer_dir is not None:
-                layer_dir.discard()
-            raise
+        ours, layer_dir = layerbuild.diff_id_and_dir(store, parent_root, root, reader)
     writer.kept = {}
     try:
         layer = _write(store, parent, root, stats.bytes, ours, diff_id, history, config,

@@ -126,7 +126,9 @@ def _whole(mm: mmap.mmap, pos: int, size: int) -> bytes:
     return data
 
 
-class _Ready:
+class Ready:
+    """A content already in hand, with a future's result()/done()."""
+
     __slots__ = ("value",)
 
     def __init__(self, value: bytes) -> None:
@@ -134,6 +136,9 @@ class _Ready:
 
     def result(self) -> bytes:
         return self.value
+
+    def done(self) -> bool:
+        return True
 
 
 def _inflate_batch(items: list[tuple[mmap.mmap, int, int]]) -> list[bytes | Exception]:
@@ -181,7 +186,7 @@ class _Batched:
         return value
 
 
-Pending: TypeAlias = "Future[bytes] | _Ready | _Batched"  # submit() gives: .result() is the content
+Pending: TypeAlias = "Future[bytes] | Ready | _Batched"  # submit() gives: .result() is the content
 
 
 class BlobReader:
@@ -239,10 +244,10 @@ class BlobReader:
         """Start reading a blob of about `size_hint` bytes; .result() gives its content."""
         data = self.kept.get(binsha)
         if data is not None:
-            return _Ready(data)
+            return Ready(data)
         found = self._locate(binsha)
         if found is None:
-            return _Ready(self.fallback(binsha))
+            return Ready(self.fallback(binsha))
         mm, pos, size = found
         if size < INLINE:
             batch = self._batch
