@@ -54,7 +54,7 @@ import tarfile
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, BinaryIO
 
 from layerctl.changeset.tarsplit import TarRecorder
@@ -802,7 +802,7 @@ class _Applier:
             return
         first = members[0]
         self.editor.set_file(first, meta, blob)
-        linked = replace(meta, link=first)
+        linked = meta.replace(link=first)
         for path in members[1:]:
             self.editor.set_file(path, linked, blob)
 
