@@ -1,0 +1,57 @@
+"""Small value classes without `dataclasses`.
+
+`dataclasses` imports `inspect` (and with it `ast`, `dis`, `tokenize`): ~4-5 ms of
+every command's start-up, more than `status` spends on its own work. The value
+classes that `status`, `ps` and `images` create derive from `Record` instead: the
+class lists its fields in `__slots__` and writes its `__init__` (keyword names =
+field names); equality, `repr` and `replace` come from here, as a dataclass's would.
+
+`Frozen` records are hashable (by their compared fields), as `@dataclass(frozen=True)`
+ones are; immutability is by convention (no `__setattr__` guard: `Meta` is built once
+per file of a tree and a guarded `__init__` costs ~2x). A plain `Record` is unhashable,
+as a mutable dataclass is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeVar
+
+R = TypeVar("R", bound="Record")
+
+
+class Record:
+    __slots__ = ()
+    # the fields `==` compares (and `Frozen` hashes); None: every field
+    _compared: ClassVar[tuple[str, ...] | None] = None
+
+    def _key(self) -> tuple[Any, ...]:
+        names = type(self)._compared or type(self).__slots__
+        return tuple([getattr(self, n) for n in names])
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: unhashable, as a dataclass
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in type(self).__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def replace(self: R, **changes: Any) -> R:
+        """A copy with `changes` (dataclasses.replace)."""
+        values = {n: getattr(self, n) for n in type(self).__slots__}
+        values.update(changes)
+        return type(self)(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name (dataclasses.asdict, one level: values are not copied)."""
+        return {n: getattr(self, n) for n in type(self).__slots__}
+
+
+class Frozen(Record):
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
