@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from layerctl.errors import BadInput, Corrupt, NotFound
@@ -14,6 +13,8 @@ from layerctl.store.fstree import DirRef
 from layerctl.store.objects import BLOB, COMMIT, MODE_FILE, MODE_TREE, TREE, serialize_tree
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from layerctl.store.repo import Store
     from layerctl.store.types import ObjectReader, TreeReader
 
@@ -78,12 +79,15 @@ class Layer(Frozen):
 
     @property
     def created(self) -> datetime:
+        from datetime import datetime, timedelta, timezone  # `inspect`, `history` only
+
         tz = timezone(timedelta(seconds=self.author_tz))
         return datetime.fromtimestamp(self.author_time, tz)
 
     @property
     def created_iso(self) -> str:
-        return self.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # = created.astimezone(UTC).strftime(...), without importing datetime (images)
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.author_time))
 
     @property
     def author_name(self) -> str:
