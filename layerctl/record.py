@@ -20,28 +20,28 @@ R = TypeVar("R", bound="Record")
 
 
 class Record:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
     # the fields `==` compares (and `Frozen` hashes); None: every field
     _compared: ClassVar[tuple[str, ...] | None] = None
+
+    # (defining __eq__ leaves a Record unhashable, as a mutable dataclass is)
 
     def _key(self) -> tuple[Any, ...]:
         names = type(self)._compared or type(self).__slots__
         return tuple([getattr(self, n) for n in names])
 
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
+        if not isinstance(other, Record) or other.__class__ is not self.__class__:
             return NotImplemented
-        return self._key() == other._key()  # type: ignore[attr-defined]
-
-    __hash__ = None  # type: ignore[assignment]  # mutable: unhashable, as a dataclass
+        return self._key() == other._key()
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in type(self).__slots__)
         return f"{type(self).__name__}({fields})"
 
-    def replace(self: R, **changes: Any) -> R:
+    def replace(self: R, **changes: Any) -> R:  # noqa: ANN401 - each field's own type
         """A copy with `changes` (dataclasses.replace)."""
-        values = {n: getattr(self, n) for n in type(self).__slots__}
+        values = self.as_dict()
         values.update(changes)
         return type(self)(**values)
 

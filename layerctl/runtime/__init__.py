@@ -29,7 +29,34 @@ rlimits (the runtime keeps the inherited ones).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the checker sees; at run time __getattr__ imports each name
+    from layerctl.runtime.control import (
+        delete,
+        forget,
+        is_running,
+        kill,
+        list_containers,
+        log_path,
+        runtime_of,
+        stop,
+    )
+    from layerctl.runtime.find import NO_RUNTIME, Runtime, find_runtime, runtime_for
+    from layerctl.runtime.process import state, status
+    from layerctl.runtime.records import bundle_path
+    from layerctl.runtime.spec import (
+        DEFAULT_CAPS,
+        DEFAULT_PATH,
+        MASKED_PATHS,
+        READONLY_PATHS,
+        make_bundle,
+        merge_env,
+        process_args,
+        set_rootfs,
+    )
+    from layerctl.runtime.supervise import START_TIMEOUT, exec_, run
+    from layerctl.runtime.users import USER_DB_LIMIT, resolve_user
 
 # The package's API, each name with the module it lives in. A name is imported when
 # first used (PEP 562): `ps` reads two JSON records (records.py, process.py) and must
@@ -47,10 +74,16 @@ _HOMES = {
     "START_TIMEOUT": "supervise", "exec_": "supervise", "run": "supervise",
     "USER_DB_LIMIT": "users", "resolve_user": "users",
 }
-__all__ = sorted(_HOMES)
+__all__ = [
+    "DEFAULT_CAPS", "DEFAULT_PATH", "MASKED_PATHS", "NO_RUNTIME", "READONLY_PATHS",
+    "Runtime", "START_TIMEOUT", "USER_DB_LIMIT", "bundle_path", "delete", "exec_",
+    "find_runtime", "forget", "is_running", "kill", "list_containers", "log_path",
+    "make_bundle", "merge_env", "process_args", "resolve_user", "run", "runtime_for",
+    "runtime_of", "set_rootfs", "state", "status", "stop",
+]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - whichever object `name` is
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

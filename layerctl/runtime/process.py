@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from layerctl.runtime.find import Runtime
 
 
-def state(runtime: Runtime, container_id: str) -> dict | None:
+def state(runtime: Runtime, container_id: str) -> dict[str, Any] | None:
     """The runtime's state of the container (``status``: created, running,
     stopped, paused; ``pid``), or None when the runtime does not know it."""
     import subprocess
@@ -27,9 +27,10 @@ def state(runtime: Runtime, container_id: str) -> dict | None:
     if r.returncode != 0:
         return None
     try:
-        return json.loads(r.stdout)
+        found: dict[str, Any] = json.loads(r.stdout)
     except ValueError:
         return None
+    return found
 
 
 def status(store: Any, container_id: str) -> tuple[str, int | None]:

@@ -17,19 +17,21 @@ if TYPE_CHECKING:
 
 def bundle_path(store: Any, container_id: str) -> str:
     """The bundle directory of a container (config.json, log, run and exit records)."""
-    return store.path("runtime", "bundles", container_id)
+    path: str = store.path("runtime", "bundles", container_id)
+    return path
 
 
-def read_json(path: str) -> dict | None:
+def read_json(path: str) -> dict[str, Any] | None:
     """A record (or config.json), or None when it is missing or unreadable."""
     try:
         with open(path) as f:
-            return json.load(f)
+            found: dict[str, Any] = json.load(f)
     except (OSError, ValueError):
         return None
+    return found
 
 
-def alive(record: dict | None) -> bool:
+def alive(record: dict[str, Any] | None) -> bool:
     if not record or "pid" not in record:
         return False
     return start_time(record["pid"]) == record.get("start_time")
