@@ -14,6 +14,8 @@ as a mutable dataclass is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, ClassVar, TypeVar
 
 R = TypeVar("R", bound="Record")
@@ -24,16 +26,23 @@ class Record:
     # the fields `==` compares (and `Frozen` hashes); None: every field
     _compared: ClassVar[tuple[str, ...] | None] = None
 
-    # (defining __eq__ leaves a Record unhashable, as a mutable dataclass is)
+    # the compared fields as one tuple, read by C code (operator.attrgetter), so `==`
+    # and hash cost about what a dataclass's generated ones do
+    _key: ClassVar[Callable[[Any], tuple[Any, ...]]]
 
-    def _key(self) -> tuple[Any, ...]:
-        names = type(self)._compared or type(self).__slots__
-        return tuple([getattr(self, n) for n in names])
+    def __init_subclass__(cls) -> None:
+        names = cls._compared or cls.__slots__
+        if names:
+            getter = attrgetter(*names)
+            cls._key = getter if len(names) > 1 else lambda obj: (getter(obj),)
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Record) or other.__class__ is not self.__class__:
+        if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._key() == other._key()
+        key = type(self)._key
+        return key(self) == key(other)
+
+    # (defining __eq__ leaves a Record unhashable, as a mutable dataclass is)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in type(self).__slots__)
@@ -43,7 +52,9 @@ class Record:
         """A copy with `changes` (dataclasses.replace)."""
         values = self.as_dict()
         values.update(changes)
-        return type(self)(**values)
+        make: Any = type(self)  # each subclass's __init__ takes its fields by name
+        copy: R = make(**values)
+        return copy
 
     def as_dict(self) -> dict[str, Any]:
         """The fields by name (dataclasses.asdict, one level: values are not copied)."""
@@ -54,4 +65,4 @@ class Frozen(Record):
     __slots__ = ()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(type(self)._key(self))

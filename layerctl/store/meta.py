@@ -55,6 +55,19 @@ class Meta(Frozen):
         self.xattrs = xattrs
         self.link = link  # hardlink: path of the group's first member
 
+    # Written out (not Record's generic ones): trees are compared entry by entry
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Meta or not isinstance(other, Meta):  # (narrows the type)
+            return NotImplemented
+        o = other
+        return (self.kind == o.kind and self.mode == o.mode and self.uid == o.uid
+                and self.gid == o.gid and self.mtime_ns == o.mtime_ns and self.size == o.size
+                and self.rdev == o.rdev and self.xattrs == o.xattrs and self.link == o.link)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.mode, self.uid, self.gid, self.mtime_ns, self.size,
+                     self.rdev, self.xattrs, self.link))
+
     @property
     def st_mode(self) -> int:
         return _FMT[self.kind] | self.mode
