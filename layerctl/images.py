@@ -9,11 +9,11 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.errors import Ambiguous, InvalidName, LayerctlError, NotFound, TagNotMoved
+from layerctl.record import Frozen
 from layerctl.store.layers import Layer, read_layer, read_source
 
 SOURCE_CONFIG = b"config.json"  # in a layer's source/: the image's own config bytes
@@ -39,10 +39,12 @@ _REFERENCE = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class ImageName:
-    repository: str
-    tag: str = DEFAULT_TAG
+class ImageName(Frozen):
+    __slots__ = ("repository", "tag")
+
+    def __init__(self, repository: str, tag: str = DEFAULT_TAG):
+        self.repository = repository
+        self.tag = tag
 
     def __str__(self) -> str:
         return f"{self.repository}:{self.tag}"

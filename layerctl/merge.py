@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from layerctl.store.diff import diff
 from layerctl.store.edit import TreeEditor
@@ -157,7 +157,7 @@ def merge_meta(base: Meta | None, ours: Meta, theirs: Meta) -> tuple[Meta, list[
             bad.append(name)
     vb, vo, vt = ref.mtime_ns, ours.mtime_ns, theirs.mtime_ns
     values["mtime_ns"] = vt if vo == vb else vo if vt == vb else max(vo, vt)
-    return replace(ours, **values), bad
+    return ours.replace(**values), bad
 
 
 # -- trees --------------------------------------------------------------------------
@@ -288,7 +288,7 @@ class _Merger:
         if self.force:
             meta, blob = tm, tb
         elif meta.kind == FILE:
-            meta = replace(meta, size=size if size is not None else
+            meta = meta.replace(size=size if size is not None else
                            (om.size if blob == ob else tm.size))
         self.ed.set_file(p, meta, blob)
 

@@ -5,7 +5,6 @@ in the store's canonical form once the tar is read."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from layerctl.changeset.tarentry import join, walk_key
@@ -90,7 +89,7 @@ def canonical(editor: TreeEditor, paths: list[bytes], meta: Meta, blob: bytes) -
         return
     first = paths[0]
     editor.set_file(first, meta, blob)
-    linked = replace(meta, link=first)
+    linked = meta.replace(link=first)
     for path in paths[1:]:
         editor.set_file(path, linked, blob)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from layerctl import faults
@@ -106,7 +105,7 @@ class DirImporter:
                 if first is not None:
                     self._links.append((node, entry.name, first[0]))
                     node.dir.files[entry.name] = (meta, b"")
-                    self._tar_entry(rel, replace(first[3], link=first[0]))
+                    self._tar_entry(rel, first[3].replace(link=first[0]))
                     continue
                 self._inodes[key] = (rel, node, entry.name, meta)
             self._add_content(path, rel, node, entry.name, meta, st)
@@ -169,7 +168,7 @@ class DirImporter:
         for node, name, first in self._links:
             first_node, first_name = by_path[first]
             first_meta, sha = first_node.dir.files[first_name]
-            node.dir.files[name] = (replace(first_meta, link=first), sha)
+            node.dir.files[name] = (first_meta.replace(link=first), sha)
 
     def _write(self, node: _Node) -> DirRef:
         for name, child in node.subdirs.items():

@@ -15,12 +15,12 @@ import os
 import stat
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from layerctl import faults
 from layerctl.beneath import Changed, Tree, chunks_exact, read_exact
 from layerctl.errors import Conflict
+from layerctl.record import Record
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
 from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, read_dir
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta, meta_from_stat
@@ -144,22 +144,28 @@ def hash_file(tree: Tree, rel: bytes, st: os.stat_result) -> bytes:
         os.close(fd)
 
 
-@dataclass
-class Observed:
-    real: bytes
-    st: os.stat_result
-    meta: Meta  # as the store would record it (rootless: translated); link not yet set
+class Observed(Record):
+    __slots__ = ("real", "st", "meta")
+
+    def __init__(self, real: bytes, st: os.stat_result, meta: Meta):
+        self.real = real
+        self.st = st
+        self.meta = meta  # as the store would record it (rootless: translated); link not yet set
 
 
-@dataclass
-class Scan:
+class Scan(Record):
     """The result of evaluating candidates."""
 
-    changes: list[Change]
-    root: Meta | None  # the merged root's metadata when it differs from the base root
-    observed: dict[bytes, Observed]
-    groups: dict[bytes, list[bytes]] | None  # new hardlink groups (first -> members) if known
-    touched_groups: set[bytes]  # base groups (by first member) the changes touch
+    __slots__ = ("changes", "root", "observed", "groups", "touched_groups")
+
+    def __init__(self, changes: list[Change], root: Meta | None,
+                 observed: dict[bytes, Observed], groups: dict[bytes, list[bytes]] | None,
+                 touched_groups: set[bytes]):
+        self.changes = changes
+        self.root = root  # the merged root's metadata when it differs from the base root
+        self.observed = observed
+        self.groups = groups  # new hardlink groups (first -> members) if known
+        self.touched_groups = touched_groups  # base groups (by first member) the changes touch
 
 
 def scan(
@@ -217,7 +223,7 @@ def scan(
             continue
         new_meta = obs.meta
         if new_meta.kind != DIR:
-            new_meta = replace(new_meta, link=link_of.get(p))
+            new_meta = new_meta.replace(link=link_of.get(p))
         if old is None:
             changes.append(Change(p, ADDED, new=new_meta, new_blob=new_blob))
             continue
@@ -230,7 +236,7 @@ def scan(
             changes.append(Change(p, CHANGED, old=old_meta, new=new_meta,
                                   old_blob=old_blob, new_blob=new_blob))
     for p, (old_meta, blob, link) in extra.items():
-        changes.append(Change(p, CHANGED, old=old_meta, new=replace(old_meta, link=link),
+        changes.append(Change(p, CHANGED, old=old_meta, new=old_meta.replace(link=link),
                               old_blob=blob, new_blob=blob))
     changes.sort(key=lambda c: walk_key(c.path))
 

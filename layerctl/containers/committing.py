@@ -8,7 +8,7 @@ commit, the snapshots of undo and stash (snapshots.py) and `export` use it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from layerctl import faults
@@ -102,7 +102,7 @@ def _commit(store: Store, ref: str, message: str, author: str | None,
             size = apply_changes_to(editor, writer, p, changes, "committed")
             for ch, data in parts:  # files committed in part: their blob is made here
                 assert ch.new is not None  # hunks apply to a changed file only
-                editor.set_file(ch.path, replace(ch.new, size=len(data)), writer.add(BLOB, data))
+                editor.set_file(ch.path, ch.new.replace(size=len(data)), writer.add(BLOB, data))
                 size += len(data)
             if selected_paths is None and p.scan.root is not None:
                 editor.set_dir(b"", p.scan.root)

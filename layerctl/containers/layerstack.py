@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from layerctl.store.layers import read_layer
 
-from .layerbuild import build
 from .layerdirs import diff_path, exists, layer_path, make_link, real_id, short_path
 
 if TYPE_CHECKING:
@@ -26,6 +25,8 @@ STEP = 64
 def ensure(store: Store, layer_id: str) -> str:
     """`layer_id`'s diff dir, built now from its changeset if missing."""
     if not exists(store, layer_id):
+        from .layerbuild import build  # threads and shutil: only when a dir is missing
+
         build(store, layer_id)
     link = short_path(store, layer_id)
     if not os.path.islink(link):

@@ -64,7 +64,7 @@ def mount(store: Store, ref: str) -> str:
 
 def refuse_if_running(store: Store, c: Container, action: str) -> None:
     """Conflict while the container's process runs (it would write meanwhile)."""
-    from layerctl.runtime.control import status
+    from layerctl.runtime.process import status
 
     if status(store, c.id)[0] == "running":
         raise Conflict(f"container {c.name} is running; stop it before you {action} it")
@@ -81,7 +81,8 @@ def umount(store: Store, ref: str) -> Container:
 
 
 def remove(store: Store, ref: str, force: bool = False) -> Container:
-    from layerctl.runtime.control import forget, status
+    from layerctl.runtime.control import forget
+    from layerctl.runtime.process import status
 
     c = resolve(store, ref, broken_ok=True)
     driver = driver_for(c)

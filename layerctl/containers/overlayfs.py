@@ -15,7 +15,6 @@ import contextlib
 import errno
 import functools
 import os
-import shutil
 from typing import TYPE_CHECKING
 
 from layerctl import faults
@@ -77,6 +76,8 @@ def checkout_dir(store: Store, layer_id: str) -> str:
 
 def lower_dir(store: Store, layer_id: str) -> str:
     """The cached full checkout of `layer_id`, extracted now if missing (atomically)."""
+    import shutil  # removing only (shutil pulls bz2, lzma)
+
     final = checkout_dir(store, layer_id)
     if os.path.isdir(final):
         return final
@@ -212,6 +213,8 @@ def probe_mount(scratch: str, remember: str | None = None) -> str | None:
     """Try a real overlay mount under `scratch`; None if it works. With `remember`, a
     success is written there with the boot id and not tried again until a reboot
     (the probe's unmount syncs the upper filesystem: ~70 ms of every create)."""
+    import shutil  # removing only (shutil pulls bz2, lzma)
+
     reason = probe()
     if reason:
         return reason

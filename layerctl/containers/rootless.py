@@ -41,12 +41,12 @@ import errno
 import marshal
 import os
 import stat
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from layerctl.atomic import write_file
 from layerctl.beneath import read_xattrs
 from layerctl.errors import Corrupt
+from layerctl.record import Record
 from layerctl.store.fstree import DirRef, walk
 from layerctl.store.meta import FILE, SYMLINK, Meta, kind_of
 
@@ -57,22 +57,26 @@ MAP_NAME = "rootless"
 _VERSION = 1
 
 
-@dataclass
-class RootlessMap:
+class RootlessMap(Record):
     """What a rootless checkout of the base could not apply (see the module doc)."""
 
-    uid: int
-    gid: int
-    placeholders: dict[bytes, str] = field(default_factory=dict)
-    xattrs: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
-    modes: dict[bytes, int] = field(default_factory=dict)
+    __slots__ = ("uid", "gid", "placeholders", "xattrs", "modes")
+
+    def __init__(self, uid: int, gid: int, placeholders: dict[bytes, str] | None = None,
+                 xattrs: dict[bytes, tuple[bytes, ...]] | None = None,
+                 modes: dict[bytes, int] | None = None):
+        self.uid = uid
+        self.gid = gid
+        self.placeholders = {} if placeholders is None else placeholders
+        self.xattrs = {} if xattrs is None else xattrs
+        self.modes = {} if modes is None else modes
 
     def faithful(self, path: bytes, meta: Meta, old: Meta | None) -> Meta:
         """`meta` as observed on disk at `path` -> what the store should record,
         given `old`, the base layer's entry at that path (None if it has none)."""
         if (old is not None and meta.kind == FILE and meta.size == 0
                 and self.placeholders.get(path) == old.kind):
-            meta = replace(meta, kind=old.kind, size=0, rdev=old.rdev)
+            meta = meta.replace(kind=old.kind, size=0, rdev=old.rdev)
         same = old if old is not None and old.kind == meta.kind else None
         changes: dict[str, Any] = {}
         if meta.uid == self.uid:
@@ -95,7 +99,7 @@ class RootlessMap:
                 xattrs = dict(meta.xattrs)
                 xattrs.update((n, v) for n, v in old.xattrs if n in lost)
                 changes["xattrs"] = tuple(sorted(xattrs.items()))
-        return replace(meta, **changes) if changes else meta
+        return meta.replace(**changes) if changes else meta
 
 
 def needed() -> bool:

@@ -19,18 +19,15 @@ import errno
 import fcntl
 import json
 import os
-import random
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from layerctl import faults
 from layerctl.atomic import write_json
 from layerctl.errors import Ambiguous, Conflict, InvalidName, Locked, NotFound
+from layerctl.record import Record
 from layerctl.store import debris
 
 if TYPE_CHECKING:
@@ -70,18 +67,23 @@ _NOUNS = (
 ).split()
 
 
-@dataclass
-class Container:
-    """A container's persistent state (base layer: see `base`)."""
+class Container(Record):
+    """A container's persistent state (base layer: see `base`); state.json holds its
+    fields by name."""
 
-    id: str
-    name: str
-    image: str  # the image reference it was created from, as the user typed it
-    driver: str  # "overlay" or "vfs"
-    created: float
-    lower: str | None = None  # overlay: layer whose checkout is (or was last) the lower dir
-    driver_note: str = ""  # why the driver was chosen, when it was not the one asked for
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("id", "name", "image", "driver", "created", "lower", "driver_note", "extra")
+
+    def __init__(self, id: str, name: str, image: str, driver: str, created: float,
+                 lower: str | None = None, driver_note: str = "",
+                 extra: dict[str, Any] | None = None):
+        self.id = id
+        self.name = name
+        self.image = image  # the image reference it was created from, as the user typed it
+        self.driver = driver  # "overlay" or "vfs"
+        self.created = created
+        self.lower = lower  # overlay: layer whose checkout is (or was last) the lower dir
+        self.driver_note = driver_note  # why the driver was chosen, when not the one asked
+        self.extra = {} if extra is None else extra
 
     @property
     def short_id(self) -> str:
@@ -113,7 +115,7 @@ def write_json_atomic(path: str, data: object) -> None:
 
 
 def save(store: Store, c: Container) -> None:
-    write_json_atomic(os.path.join(state_dir(store, c.id), "state.json"), asdict(c))
+    write_json_atomic(os.path.join(state_dir(store, c.id), "state.json"), c.as_dict())
 
 
 def load(store: Store, cid: str) -> Container:
@@ -247,6 +249,8 @@ def find(store: Store, ref: str) -> Container | None:
 
 
 def _generated_name(store: Store) -> str:
+    import random  # creating a container only
+
     rng = random.SystemRandom()
     for _ in range(100):
         name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_NOUNS)}"
@@ -278,8 +282,10 @@ def new_container(
     c.extra[INCOMPLETE] = _mark("create")
     # The state dir appears with its state.json in it (a rename), so every
     # container dir says what it is.
+    import tempfile  # creating a container only
+
     tmp = tempfile.mkdtemp(prefix=f"{CREATING_PREFIX}{os.getpid()}-", dir=containers_dir(store))
-    write_json_atomic(os.path.join(tmp, "state.json"), asdict(c))
+    write_json_atomic(os.path.join(tmp, "state.json"), c.as_dict())
     faults.point("create.publish-state")
     os.rename(tmp, state_dir(store, cid))
     try:
@@ -333,6 +339,8 @@ def destroy(store: Store, c: Container) -> None:
     Marked incomplete first, so a kill half-way leaves a broken container that
     `rm` removes, not debris that blocks its name.
     """
+    import shutil  # removing a container only (shutil pulls bz2, lzma)
+
     path = state_dir(store, c.id)
     c.extra[INCOMPLETE] = _mark("rm")
     with contextlib.suppress(OSError):  # gone already, or a full disk: remove it all the same

@@ -9,9 +9,9 @@ stat cache.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from layerctl.record import Record
 from layerctl.store.diff import ADDED, Change
 from layerctl.store.edit import split_path
 from layerctl.store.layers import read_layer
@@ -31,12 +31,14 @@ def view_of(store: Store, c: Container) -> View:
     return driver_for(c).view(store, c)
 
 
-@dataclass
-class Pending:
-    container: Container
-    base_id: str
-    scan: Scan
-    view: View
+class Pending(Record):
+    __slots__ = ("container", "base_id", "scan", "view")
+
+    def __init__(self, container: Container, base_id: str, scan: Scan, view: View):
+        self.container = container
+        self.base_id = base_id
+        self.scan = scan
+        self.view = view
 
     @property
     def changes(self) -> list[Change]:

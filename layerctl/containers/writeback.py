@@ -14,7 +14,6 @@ import os
 import shutil
 import stat
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from layerctl import faults
@@ -74,7 +73,7 @@ def settle_parents(tree: Tree, bt: BaseTree, plan: list[Change], discard: list[C
         now = meta_from_stat(st, tree.xattrs(parent, keep_xattr))
         if rmap is not None:
             now = rmap.faithful(parent, now, entry[0])
-        if replace(now, mtime_ns=entry[0].mtime_ns) == entry[0]:
+        if now.replace(mtime_ns=entry[0].mtime_ns) == entry[0]:
             os.utime(fd_path(tree.dir_fd(parent)), ns=(entry[0].mtime_ns, entry[0].mtime_ns))
 
 

@@ -82,7 +82,7 @@ def pending_steps(t: EditTarget) -> list[Step]:
 
 def refuse_running(store: Store, t: EditTarget) -> None:
     if t.kind == "container":
-        from layerctl.runtime.control import status
+        from layerctl.runtime.process import status
 
         assert t.container is not None  # a container target has one
         if status(store, t.container.id)[0] == "running":

@@ -28,41 +28,69 @@ rlimits (the runtime keeps the inherited ones).
 
 from __future__ import annotations
 
-from layerctl.runtime.control import (  # noqa: F401 - the package's API
-    delete,
-    forget,
-    is_running,
-    kill,
-    list_containers,
-    log_path,
-    runtime_of,
-    state,
-    status,
-    stop,
-)
-from layerctl.runtime.find import (  # noqa: F401 - the package's API
-    NO_RUNTIME,
-    Runtime,
-    bundle_path,
-    find_runtime,
-    runtime_for,
-)
-from layerctl.runtime.spec import (  # noqa: F401 - the package's API
-    DEFAULT_CAPS,
-    DEFAULT_PATH,
-    MASKED_PATHS,
-    READONLY_PATHS,
-    make_bundle,
-    merge_env,
-    process_args,
-    set_rootfs,
-)
-from layerctl.runtime.supervise import (  # noqa: F401 - the package's API
-    START_TIMEOUT,
-    exec_,
-    run,
-)
-from layerctl.runtime.users import (  # noqa: F401 - the package's API
-    USER_DB_LIMIT,
-    resolve_user,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the checker sees; at run time __getattr__ imports each name
+    from layerctl.runtime.control import (
+        delete,
+        forget,
+        is_running,
+        kill,
+        list_containers,
+        log_path,
+        runtime_of,
+        stop,
+    )
+    from layerctl.runtime.find import NO_RUNTIME, Runtime, find_runtime, runtime_for
+    from layerctl.runtime.process import state, status
+    from layerctl.runtime.records import bundle_path
+    from layerctl.runtime.spec import (
+        DEFAULT_CAPS,
+        DEFAULT_PATH,
+        MASKED_PATHS,
+        READONLY_PATHS,
+        make_bundle,
+        merge_env,
+        process_args,
+        set_rootfs,
+    )
+    from layerctl.runtime.supervise import START_TIMEOUT, exec_, run
+    from layerctl.runtime.users import USER_DB_LIMIT, resolve_user
+
+# The package's API, each name with the module it lives in. A name is imported when
+# first used (PEP 562): `ps` reads two JSON records (records.py, process.py) and must
+# not pay for supervise/spec/find/subprocess at start-up.
+_HOMES = {
+    "delete": "control", "forget": "control", "is_running": "control", "kill": "control",
+    "list_containers": "control", "log_path": "control", "runtime_of": "control",
+    "stop": "control",
+    "state": "process", "status": "process",
+    "bundle_path": "records",
+    "NO_RUNTIME": "find", "Runtime": "find", "find_runtime": "find", "runtime_for": "find",
+    "DEFAULT_CAPS": "spec", "DEFAULT_PATH": "spec", "MASKED_PATHS": "spec",
+    "READONLY_PATHS": "spec", "make_bundle": "spec", "merge_env": "spec",
+    "process_args": "spec", "set_rootfs": "spec",
+    "START_TIMEOUT": "supervise", "exec_": "supervise", "run": "supervise",
+    "USER_DB_LIMIT": "users", "resolve_user": "users",
+}
+__all__ = [
+    "DEFAULT_CAPS", "DEFAULT_PATH", "MASKED_PATHS", "NO_RUNTIME", "READONLY_PATHS",
+    "Runtime", "START_TIMEOUT", "USER_DB_LIMIT", "bundle_path", "delete", "exec_",
+    "find_runtime", "forget", "is_running", "kill", "list_containers", "log_path",
+    "make_bundle", "merge_env", "process_args", "resolve_user", "run", "runtime_for",
+    "runtime_of", "set_rootfs", "state", "status", "stop",
+]
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - whichever object `name` is
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

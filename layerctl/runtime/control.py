@@ -10,24 +10,9 @@ import time
 from typing import Any
 
 from layerctl.errors import Conflict, LayerctlError
-from layerctl.runtime.find import Runtime, bundle_path, runtime_for
-from layerctl.runtime.records import alive, supervised
-from layerctl.runtime.spec import read_json
-
-
-def state(runtime: Runtime, container_id: str) -> dict | None:
-    """The runtime's state of the container (``status``: created, running,
-    stopped, paused; ``pid``), or None when the runtime does not know it."""
-    r = subprocess.run(
-        runtime.command("state", container_id), capture_output=True, text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    if r.returncode != 0:
-        return None
-    try:
-        return json.loads(r.stdout)
-    except ValueError:
-        return None
+from layerctl.runtime.find import Runtime, runtime_for
+from layerctl.runtime.process import state, status
+from layerctl.runtime.records import bundle_path, read_json, supervised
 
 
 def list_containers(runtime: Runtime) -> list[dict]:
@@ -101,32 +86,6 @@ def delete(runtime: Runtime, container_id: str, force: bool = False) -> None:
         raise LayerctlError(
             f"{runtime.name} delete {container_id} failed: {r.stderr.strip() or r.returncode}"
         )
-
-
-# -- status for `ps` ----------------------------------------------------------------
-
-
-def status(store: Any, container_id: str) -> tuple[str, int | None]:
-    """("created" | "running" | "exited", exit code) of a container's process.
-
-    Reads only the records in the bundle dir (cheap; no runtime needed) unless
-    the supervisor died without recording an exit, then asks the runtime."""
-    bundle_dir = bundle_path(store, container_id)
-    ended = read_json(os.path.join(bundle_dir, "exit.json"))
-    record = read_json(os.path.join(bundle_dir, "run.json"))
-    if ended is not None:
-        return "exited", ended.get("exit_code")
-    if record is None:
-        return "created", None
-    if alive(record):
-        return "running", None
-    try:
-        st = state(Runtime(record["runtime"], record["root"]), container_id)
-    except (OSError, KeyError):
-        st = None
-    if st is not None and st.get("status") in ("created", "running", "paused"):
-        return "running", None
-    return "exited", None
 
 
 def log_path(store: Any, container_id: str) -> str:

@@ -65,8 +65,3 @@ def runtime_for(store: Any, binary: str | None = None) -> Runtime:
     root = store.path("runtime", "state", os.path.basename(binary))
     os.makedirs(root, mode=0o700, exist_ok=True)
     return Runtime(binary, root)
-
-
-def bundle_path(store: Any, container_id: str) -> str:
-    """The bundle directory of a container (config.json, log, exit record)."""
-    return store.path("runtime", "bundles", container_id)

@@ -3,16 +3,35 @@ since when) and exit.json (its exit code once it has ended)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from typing import TYPE_CHECKING, Any
 
 from layerctl.atomic import write_json
-from layerctl.runtime.find import Runtime
-from layerctl.runtime.spec import read_json
 from layerctl.store.debris import start_time
 
+if TYPE_CHECKING:
+    from layerctl.runtime.find import Runtime
 
-def alive(record: dict | None) -> bool:
+
+def bundle_path(store: Any, container_id: str) -> str:
+    """The bundle directory of a container (config.json, log, run and exit records)."""
+    path: str = store.path("runtime", "bundles", container_id)
+    return path
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    """A record (or config.json), or None when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            found: dict[str, Any] = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return found
+
+
+def alive(record: dict[str, Any] | None) -> bool:
     if not record or "pid" not in record:
         return False
     return start_time(record["pid"]) == record.get("start_time")

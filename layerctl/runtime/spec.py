@@ -3,11 +3,11 @@ capabilities, namespaces, mounts, masked paths)."""
 
 from __future__ import annotations
 
-import json
 import os
 
 from layerctl.atomic import write_json
 from layerctl.errors import BadInput, NotFound
+from layerctl.runtime.records import read_json
 from layerctl.runtime.users import resolve_in_root, resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -245,9 +245,3 @@ def set_rootfs(bundle_dir: str, rootfs: str) -> dict:
     return spec
 
 
-def read_json(path: str) -> dict | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None

@@ -13,10 +13,11 @@ import time
 
 from layerctl.atomic import write_json
 from layerctl.errors import BadInput, LayerctlError, NotFound
-from layerctl.runtime.control import delete, is_running, state
+from layerctl.runtime.control import delete, is_running
 from layerctl.runtime.find import Runtime
-from layerctl.runtime.records import exit_code, record_exit, record_start
-from layerctl.runtime.spec import merge_env, read_json
+from layerctl.runtime.process import state
+from layerctl.runtime.records import exit_code, read_json, record_exit, record_start
+from layerctl.runtime.spec import merge_env
 from layerctl.runtime.users import resolve_user
 
 START_TIMEOUT = 30.0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from layerctl.record import Frozen
 from layerctl.store.fstree import Dir, DirRef, read_dir, walk_children
 from layerctl.store.meta import DIR, KIND_NAMES, Meta
 from layerctl.words import path_text, quote_name
@@ -16,17 +16,21 @@ if TYPE_CHECKING:
 ADDED, CHANGED, DELETED = "A", "C", "D"
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(Frozen):
     """One path that differs, as `docker diff` shows it, with the facts behind it."""
 
-    path: bytes
-    status: str
-    old: Meta | None = None
-    new: Meta | None = None
-    old_blob: bytes | None = None
-    new_blob: bytes | None = None
-    opaque: bool = False  # a directory replaced: old entries all gone, new ones there
+    __slots__ = ("path", "status", "old", "new", "old_blob", "new_blob", "opaque")
+
+    def __init__(self, path: bytes, status: str, old: Meta | None = None,
+                 new: Meta | None = None, old_blob: bytes | None = None,
+                 new_blob: bytes | None = None, opaque: bool = False):
+        self.path = path
+        self.status = status
+        self.old = old
+        self.new = new
+        self.old_blob = old_blob
+        self.new_blob = new_blob
+        self.opaque = opaque  # a directory replaced: old entries all gone, new ones there
 
     @property
     def content_changed(self) -> bool:

@@ -8,10 +8,10 @@ trees for subdirectories); `meta/<dir>` holds the directory's record (blob
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from layerctl.errors import Corrupt
+from layerctl.record import Frozen, Record
 from layerctl.store.meta import FILE, SYMLINK, Meta, format_record, parse_record
 from layerctl.store.names import mangle, unmangle
 from layerctl.store.objects import (
@@ -32,21 +32,26 @@ RECORD = b"%"
 EMPTY_BLOB = bytes.fromhex("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391")
 
 
-@dataclass(frozen=True)
-class DirRef:
+class DirRef(Frozen):
     """A directory in the store: its rootfs tree and its meta tree (binary ids)."""
 
-    rootfs: bytes
-    meta: bytes
+    __slots__ = ("rootfs", "meta")
+
+    def __init__(self, rootfs: bytes, meta: bytes):
+        self.rootfs = rootfs
+        self.meta = meta
 
 
-@dataclass
-class Dir:
+class Dir(Record):
     """One directory, decoded: its own metadata, its non-directory entries, its subdirs."""
 
-    own: Meta
-    files: dict[bytes, tuple[Meta, bytes]] = field(default_factory=dict)  # name -> (meta, blob)
-    dirs: dict[bytes, DirRef] = field(default_factory=dict)
+    __slots__ = ("own", "files", "dirs")
+
+    def __init__(self, own: Meta, files: dict[bytes, tuple[Meta, bytes]] | None = None,
+                 dirs: dict[bytes, DirRef] | None = None):
+        self.own = own
+        self.files = {} if files is None else files  # name -> (meta, blob)
+        self.dirs = {} if dirs is None else dirs
 
     def names(self) -> list[bytes]:
         return sorted([*self.files, *self.dirs])

@@ -21,7 +21,8 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+from layerctl.record import Record
 
 NULL = "0" * 40
 JOURNAL = ("undo", "journal")
@@ -104,13 +105,15 @@ def record_undo(root: str, target: str, done: bool) -> None:
 # -- reading ------------------------------------------------------------------------
 
 
-@dataclass
-class Entry:
-    kind: str  # M move, S snapshot, U undo begun, D undo done
-    op: str
-    time: int
-    fields: list[str]
-    label: str
+class Entry(Record):
+    __slots__ = ("kind", "op", "time", "fields", "label")
+
+    def __init__(self, kind: str, op: str, time: int, fields: list[str], label: str):
+        self.kind = kind  # M move, S snapshot, U undo begun, D undo done
+        self.op = op
+        self.time = time
+        self.fields = fields
+        self.label = label
 
 
 def read_journal(root: str) -> list[Entry]:
@@ -128,13 +131,15 @@ def read_journal(root: str) -> list[Entry]:
     return out
 
 
-@dataclass
-class LogEntry:
-    old: str | None
-    new: str | None
-    who: str
-    time: int
-    message: str
+class LogEntry(Record):
+    __slots__ = ("old", "new", "who", "time", "message")
+
+    def __init__(self, old: str | None, new: str | None, who: str, time: int, message: str):
+        self.old = old
+        self.new = new
+        self.who = who
+        self.time = time
+        self.message = message
 
 
 def read_reflog(root: str, ref: str) -> list[LogEntry]:

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from layerctl.errors import BadInput, Corrupt, NotFound
+from layerctl.record import Frozen
 from layerctl.store.fstree import DirRef
 from layerctl.store.objects import BLOB, COMMIT, MODE_FILE, MODE_TREE, TREE, serialize_tree
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from layerctl.store.repo import Store
     from layerctl.store.types import ObjectReader, TreeReader
 
@@ -29,18 +30,27 @@ TRAILER_KEYS = ("DiffID", "Size", "Created-By", "Source-DiffID", "Rebased-From",
 # and manifest.json (the image's own config and manifest bytes, on the top layer).
 SOURCE = b"source"
 SOURCE_NAMES = (b"config.json", b"manifest.json", b"tar-split")
-@dataclass(frozen=True)
-class Layer:
-    id: str
-    parent: str | None
-    root: DirRef
-    config: dict[str, Any] = field(hash=False, compare=False)
-    author: str = ""
-    author_time: int = 0
-    author_tz: int = 0
-    message: str = ""
-    trailers: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
-    source: bytes | None = None  # the source/ tree: what a loaded or pulled layer kept
+class Layer(Frozen):
+    __slots__ = ("id", "parent", "root", "config", "author", "author_time", "author_tz",
+                 "message", "trailers", "source")
+    # config and trailers are left out of == and hash, as they were of the dataclass's
+    _compared = ("id", "parent", "root", "author", "author_time", "author_tz", "message",
+                 "source")
+
+    def __init__(self, id: str, parent: str | None, root: DirRef, config: dict[str, Any],
+                 author: str = "", author_time: int = 0, author_tz: int = 0,
+                 message: str = "", trailers: dict[str, str] | None = None,
+                 source: bytes | None = None):
+        self.id = id
+        self.parent = parent
+        self.root = root
+        self.config = config
+        self.author = author
+        self.author_time = author_time
+        self.author_tz = author_tz
+        self.message = message
+        self.trailers = {} if trailers is None else trailers
+        self.source = source  # the source/ tree: what a loaded or pulled layer kept
 
     @property
     def diff_id(self) -> str:
@@ -69,12 +79,15 @@ class Layer:
 
     @property
     def created(self) -> datetime:
+        from datetime import datetime, timedelta, timezone  # `inspect`, `history` only
+
         tz = timezone(timedelta(seconds=self.author_tz))
         return datetime.fromtimestamp(self.author_time, tz)
 
     @property
     def created_iso(self) -> str:
-        return self.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # = created.astimezone(UTC).strftime(...), without importing datetime (images)
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.author_time))
 
     @property
     def author_name(self) -> str:

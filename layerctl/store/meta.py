@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field, replace
 
+from layerctl.record import Frozen
 from layerctl.store.names import escape, unescape
 
 # ls(1) type letters.
@@ -37,26 +37,43 @@ _KIND_OF_FMT = {v: k for k, v in _FMT.items()}
 DEVICE_KINDS = (CHAR, BLOCK)
 
 
-@dataclass(frozen=True)
-class Meta:
+class Meta(Frozen):
     """Everything about one filesystem entry except its content."""
 
-    kind: str
-    mode: int  # permission bits, 0o7777
-    uid: int = 0
-    gid: int = 0
-    mtime_ns: int = 0
-    size: int = 0  # regular files only
-    rdev: tuple[int, int] | None = None  # (major, minor) for devices
-    xattrs: tuple[tuple[bytes, bytes], ...] = field(default=())
-    link: bytes | None = None  # hardlink: path of the group's first member
+    __slots__ = ("kind", "mode", "uid", "gid", "mtime_ns", "size", "rdev", "xattrs", "link")
+
+    def __init__(self, kind: str, mode: int, uid: int = 0, gid: int = 0, mtime_ns: int = 0,
+                 size: int = 0, rdev: tuple[int, int] | None = None,
+                 xattrs: tuple[tuple[bytes, bytes], ...] = (), link: bytes | None = None):
+        self.kind = kind
+        self.mode = mode  # permission bits, 0o7777
+        self.uid = uid
+        self.gid = gid
+        self.mtime_ns = mtime_ns
+        self.size = size  # regular files only
+        self.rdev = rdev  # (major, minor) for devices
+        self.xattrs = xattrs
+        self.link = link  # hardlink: path of the group's first member
+
+    # Written out (not Record's generic ones): trees are compared entry by entry
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Meta or not isinstance(other, Meta):  # (narrows the type)
+            return NotImplemented
+        o = other
+        return (self.kind == o.kind and self.mode == o.mode and self.uid == o.uid
+                and self.gid == o.gid and self.mtime_ns == o.mtime_ns and self.size == o.size
+                and self.rdev == o.rdev and self.xattrs == o.xattrs and self.link == o.link)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.mode, self.uid, self.gid, self.mtime_ns, self.size,
+                     self.rdev, self.xattrs, self.link))
 
     @property
     def st_mode(self) -> int:
         return _FMT[self.kind] | self.mode
 
     def without_link(self) -> Meta:
-        return replace(self, link=None) if self.link is not None else self
+        return self.replace(link=None) if self.link is not None else self
 
     def format(self) -> str:
         sec, nsec = divmod(self.mtime_ns, 1_000_000_000)

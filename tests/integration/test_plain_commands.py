@@ -132,3 +132,54 @@ def test_plain_output_to_a_closed_pipe_exits_quietly(image, store_root):
         code = p.wait()
     assert code == 141, err
     assert err == ""
+
+
+# What `status`, `ps` and `images` must not import (issue 11, start-up): dataclasses
+# pulls inspect, ast, dis, tokenize (~4.5 ms); shutil pulls bz2 and lzma; tempfile
+# random. layerctl/record.py replaces the dataclasses on these paths; shutil, tempfile
+# and random are imported where a container is created or removed.
+NOT_AT_STARTUP = ("dataclasses", "inspect", "shutil", "tempfile", "random", "datetime")
+# `ps` reads a container's run/exit records (runtime/records.py, runtime/process.py):
+# the runtime's finder, bundle writer and supervisor, and subprocess, are for `run`.
+NOT_FOR_PS = ("layerctl.runtime.supervise", "layerctl.runtime.spec",
+              "layerctl.runtime.find", "layerctl.runtime.control", "subprocess")
+
+
+def test_read_commands_import_no_heavy_stdlib(image, store, store_root):
+    from layerctl.containers.state import resolve
+    from layerctl.runtime import bundle_path
+    from layerctl.runtime.records import record_exit
+
+    # an exit record (the supervisor's own writer): `ps` shows "Exited (3)" from it
+    bundle = bundle_path(store, resolve(store, "c").id)
+    Path(bundle).mkdir(parents=True)
+    record_exit(bundle, 3)
+    for args in (("status", "c"), ("status",), ("ps",), ("images",)):
+        proc, mods = _probe(store_root, *args)
+        assert proc.returncode == 0 and proc.stdout, (args, proc.stderr)
+        hits = sorted(m for m in mods if m in NOT_AT_STARTUP)
+        assert not hits, f"`layerctl {' '.join(args)}` imports {hits}"
+        if args == ("ps",):
+            assert "Exited (3)" in proc.stdout  # the row read the record
+            assert "layerctl.runtime.process" in mods
+            assert not sorted(m for m in mods if m in NOT_FOR_PS), sorted(
+                m for m in mods if m in NOT_FOR_PS)
+        if args == ("images",):
+            assert "pl" in proc.stdout and "hashlib" in mods  # it computed image ids
+
+
+def test_overlay_status_imports_no_dataclasses(image, cli, store_root):
+    """The overlay driver's status (kernel mount, layer dirs) too; shutil comes in
+    with containers/layerdirs.py, which imports it at module level."""
+    cli("create", "--name", "o", "pl:top")
+    try:
+        root = Path(cli("mount", "o").stdout.strip())
+        (root / "etc" / "hostname").write_bytes(b"overlay\n")
+        for args in (("status", "o"), ("ps",)):
+            proc, mods = _probe(store_root, *args)
+            assert proc.returncode == 0 and "o" in proc.stdout, (args, proc.stderr)
+            allowed = ("shutil",) if args[0] == "status" else ()
+            hits = sorted(m for m in mods if m in NOT_AT_STARTUP and m not in allowed)
+            assert not hits, f"`layerctl {' '.join(args)}` imports {hits}"
+    finally:
+        cli("rm", "-f", "o")

@@ -73,9 +73,8 @@ def _upgrade(store: Store, old_id: str) -> str:
 
 def _put(store: Store, ed: TreeEditor, w: object, path: bytes, data: bytes) -> None:
     meta, _blob = ed.get(path)
-    from dataclasses import replace
 
-    ed.set_file(path, replace(meta, size=len(data), mtime_ns=meta.mtime_ns + 10**9),
+    ed.set_file(path, meta.replace(size=len(data), mtime_ns=meta.mtime_ns + 10**9),
                 w.add(BLOB, data))
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -218,4 +217,4 @@ def test_identical_change_on_both_sides_is_not_a_conflict(store):
     same = lambda ed, put, w: put(b"etc/conf", b"same\n")  # noqa: E731
     r = merge(store, base, same, same)
     assert r.conflicts == [] and blob(store, r.root, b"etc/conf") == b"same\n"
-    assert replace(lookup(store, r.root, b"etc/conf")[0]).size == 5
+    assert lookup(store, r.root, b"etc/conf")[0].replace().size == 5

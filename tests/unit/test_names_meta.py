@@ -81,7 +81,7 @@ metas = st.builds(
 @given(st.dictionaries(names, metas, max_size=8), st.integers(0, 0o7777))
 def test_record_round_trips(children, mode):
     children = {
-        n: (m if m.kind == FILE else Meta(**{**m.__dict__, "size": 0})) for n, m in children.items()
+        n: (m if m.kind == FILE else m.replace(size=0)) for n, m in children.items()
     }
     own = Meta(DIR, mode, 5, 6, 123)
     data = format_record(own, children)

@@ -135,11 +135,11 @@ def test_diff_reports_content_and_metadata(tmp_path):
 
     def edit(editor, writer):
         meta, blob = editor.get(b"bin-tool")
-        editor.set_file(b"bin-tool", meta.__class__(**{**meta.__dict__, "mode": 0o755}), blob)
+        editor.set_file(b"bin-tool", meta.replace(mode=0o755), blob)
         put_file(editor, writer, b"etc/hostname", b"other\n", uid=1000)
         meta, blob = editor.get(b"link")
         editor.set_file(
-            b"link", meta.__class__(**{**meta.__dict__, "xattrs": ((b"trusted.x", b"1"),)}), blob
+            b"link", meta.replace(xattrs=((b"trusted.x", b"1"),)), blob
         )
         editor.delete(b"empty")
         editor.set_dir(b"new", meta.__class__("d", 0o755))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 from layerctl.errors import Conflict
 from layerctl.store.layers import read_layer
 
-from .. import layerstack, links
+from .. import links
 from ..state import destroy, finish_create, new_container
 from .overlay import Dirs, OverlayDriver
 
@@ -37,6 +37,8 @@ def create(store: Store, image: str, layer_id: str, name: str | None, note: str,
            engine: str, cid: str, engine_name: str, dirs: dict[str, str]) -> Container:
     """A new container tracking `engine`'s container `engine_name` (id `cid`), on
     `layer_id`; `dirs`: its GraphDriver.Data (UpperDir, WorkDir, LowerDir)."""
+    from .. import layerstack  # not for status/ps: it builds layer dirs (shutil, threads)
+
     c = new_container(store, image, layer_id, OverlayDriver.name, name, note)
     try:
         layerstack.stack(store, layer_id)

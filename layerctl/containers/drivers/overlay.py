@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -25,7 +24,7 @@ from layerctl.store.diff import diff
 from layerctl.store.fstree import read_dir
 from layerctl.store.layers import read_layer
 
-from .. import layerstack, links, overlayfs
+from .. import links, overlayfs
 from ..changes import scan
 from ..state import base, destroy, save, state_dir
 from ..view import View, is_opaque, is_whiteout
@@ -61,6 +60,8 @@ class OverlayDriver:
         return Dirs(*(os.path.join(state, d) for d in ("upper", "work", "merged")))
 
     def prepare(self, store: Store, c: Container, layer_id: str) -> None:
+        from .. import layerstack  # not for status/ps: it builds layer dirs (shutil, threads)
+
         layerstack.stack(store, layer_id)
         d = self.dirs(store, c)
         for path in d:
@@ -78,6 +79,8 @@ class OverlayDriver:
         return overlayfs.is_mounted(self.dirs(store, c).merged)
 
     def mount(self, store: Store, c: Container) -> str:
+        from .. import layerstack  # not for status/ps: it builds layer dirs (shutil, threads)
+
         d = self.dirs(store, c)
         if overlayfs.is_mounted(d.merged):
             return d.merged
@@ -100,6 +103,8 @@ class OverlayDriver:
         destroy(store, c)
 
     def _lowers(self, store: Store, c: Container) -> list[str]:
+        from .. import layerstack  # not for status/ps: it builds layer dirs (shutil, threads)
+
         return layerstack.stack(store, c.lower or base(store, c))
 
     def view(self, store: Store, c: Container) -> View:
@@ -122,6 +127,8 @@ class OverlayDriver:
 
     @contextlib.contextmanager
     def writable_root(self, store: Store, c: Container) -> Iterator[str]:
+        from .. import layerstack  # not for status/ps: it builds layer dirs (shutil, threads)
+
         d = self.dirs(store, c)
         if overlayfs.is_mounted(d.merged):
             yield d.merged
@@ -134,6 +141,10 @@ class OverlayDriver:
             overlayfs.unmount(d.merged)
 
     def reset(self, store: Store, c: Container, old: str, target: str) -> None:
+        import shutil  # removing only (shutil pulls bz2, lzma)
+
+        from .. import layerstack  # not for status/ps: it builds layer dirs (shutil, threads)
+
         d = self.dirs(store, c)
         lower = layerstack.stack(store, target)
         links.load(store, target, read_layer(store, target).root)
@@ -158,6 +169,8 @@ class OverlayDriver:
                                     d.merged)
 
     def graph_data(self, store: Store, c: Container) -> dict[str, str]:
+        from .. import layerstack  # not for status/ps: it builds layer dirs (shutil, threads)
+
         d = self.dirs(store, c)
         return {"LowerDir": layerstack.describe(store, c.lower) if c.lower else "",
                 "UpperDir": d.upper, "MergedDir": d.merged, "WorkDir": d.work}

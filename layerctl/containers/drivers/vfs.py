@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
-import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -95,6 +94,8 @@ def prepare(store: Store, state: str, layer_id: str) -> None:
 def remove_tree(path: str) -> None:
     """shutil.rmtree that also works without root on a rootfs whose image has
     read-only directories (Fedora's /root is 0550): they are made writable first."""
+    import shutil  # removing only (shutil pulls bz2, lzma)
+
     try:
         shutil.rmtree(path)
         return
