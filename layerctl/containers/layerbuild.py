@@ -375,7 +375,10 @@ class _Builder:
             self.entries += 1
             target = self._at(path)
             first = meta.link
-            if first is not None and first in files and first != path:
+            if first is not None and first != path:
+                if first not in files:  # every member is here (whole groups, or a base)
+                    raise Corrupt(f"layer {self.name}: hardlink group of {show(path)} "
+                                  f"names {show(first)}, not a file of the layer")
                 self.links.append((first, path))
                 continue
             meta = meta.without_link()
