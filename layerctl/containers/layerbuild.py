@@ -144,6 +144,10 @@ class Pending:
         if builder is not None:
             builder.abandon()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        # a failed load leaves the store as it found it: no empty cache/overlay (a
+        # builder racing this rmdir makes the dir again: see prepare)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(self.tmp))
 
 
 _landed_here: set[str] = set()  # layer dirs this process named (nothing else uses them yet)
@@ -173,7 +177,11 @@ def prepare(store: Store | Staging, parent_root: DirRef | None, new_root: DirRef
     debris.clean_dead_dirs(top, CACHE_TMP_PREFIX)
     import tempfile
 
-    tmp = tempfile.mkdtemp(prefix=f"{CACHE_TMP_PREFIX}{os.getpid()}-", dir=top)
+    try:
+        tmp = tempfile.mkdtemp(prefix=f"{CACHE_TMP_PREFIX}{os.getpid()}-", dir=top)
+    except FileNotFoundError:  # another process's discard removed the empty dir just now
+        os.makedirs(top, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f"{CACHE_TMP_PREFIX}{os.getpid()}-", dir=top)
     builder = None
     try:
         for name in ("diff", "work", "merged"):
