@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from layerctl.changeset.tarentry import join, walk_key
+from layerctl.changeset.tarentry import join
 from layerctl.store.edit import TreeEditor
-from layerctl.store.fstree import RECORD, DirRef, lookup
+from layerctl.store.fstree import RECORD, DirRef, lookup, walk_key
 from layerctl.store.meta import DIR, Meta, parse_record
 from layerctl.store.names import unmangle
 

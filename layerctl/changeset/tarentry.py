@@ -16,7 +16,7 @@ from layerctl.errors import BadInput
 from layerctl.store.meta import DEVICE_KINDS, FILE, Meta
 
 __all__ = ["Fail", "check_bytes", "entry_meta", "entry_path", "join", "link_target", "show",
-           "split", "walk_key"]
+           "split"]
 
 Fail = Callable[[str], BadInput]  # a problem with the entry being applied -> its error
 _PAX_TIME = re.compile(r"(-?)([0-9]+)(?:\.([0-9]*))?")
@@ -36,11 +36,6 @@ def join(parent: bytes, name: bytes) -> bytes:
 def split(path: bytes) -> tuple[bytes, bytes]:
     parent, _, name = path.rpartition(b"/")
     return parent, name
-
-
-def walk_key(path: bytes) -> list[bytes]:
-    """Walk order (parents first, names sorted by bytes) as a sort key."""
-    return path.split(b"/")
 
 
 def check_bytes(raw: bytes, what: str, limits: Limits, fail: Fail) -> None:

@@ -22,13 +22,12 @@ from layerctl.beneath import Changed, Tree, chunks_exact, read_exact
 from layerctl.errors import Conflict
 from layerctl.record import Record
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
-from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, read_dir
+from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, read_dir, walk_key
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta, meta_from_stat
 from layerctl.store.objects import BIG_FILE, BLOB, object_id
 from layerctl.words import path_text
 
 from . import links as links_mod
-from .links import walk_key
 from .rootless import RootlessMap
 from .view import View
 

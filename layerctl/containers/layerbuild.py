@@ -362,8 +362,7 @@ class _Builder:
         """Non-directories in walk order, regular files' contents read ahead on the
         reader's threads (what a load or pull still holds in memory is served as is)."""
         from layerctl.store.blobread import STREAM
-
-        from .links import walk_key
+        from layerctl.store.fstree import walk_key
 
         if not files:
             return

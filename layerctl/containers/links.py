@@ -20,11 +20,6 @@ if TYPE_CHECKING:
     from layerctl.store.types import TreeReader
 
 
-def walk_key(path: bytes) -> list[bytes]:
-    """Sort key giving fstree.walk() order (parents first, names sorted per directory)."""
-    return path.split(b"/")
-
-
 def _path(store: Store, layer_id: str) -> str:
     return store.path("cache", "links", layer_id + ".json")
 

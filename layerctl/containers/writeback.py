@@ -21,13 +21,12 @@ from layerctl.beneath import GONE, Changed, Tree, fd_path
 from layerctl.errors import Conflict
 from layerctl.store.checkout import apply_meta, create_entry
 from layerctl.store.diff import ADDED, CHANGED, Change
-from layerctl.store.fstree import Dir, read_dir
+from layerctl.store.fstree import Dir, read_dir, walk_key
 from layerctl.store.meta import DIR, SYMLINK, Meta, meta_from_stat
 from layerctl.words import path_text
 
 from .changes import BaseTree, keep_xattr
 from .drivers import driver_for
-from .links import walk_key
 from .state import Container
 
 if TYPE_CHECKING:

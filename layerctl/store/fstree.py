@@ -194,3 +194,8 @@ def lookup_follow(
             continue
         resolved.append(part)
     return lookup(store, root, b"/".join(resolved))
+
+
+def walk_key(path: bytes) -> list[bytes]:
+    """Sort key giving walk() order: parents first, names sorted by bytes per directory."""
+    return path.split(b"/")
