@@ -406,14 +406,8 @@ def test_interactive_tty(containers: Containers) -> None:
     argv = [sys.executable, "-c", code, containers.runtime.binary, containers.runtime.root,
             cid, containers.bundle(cid)]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    pid, fd = pty.fork()
-    if pid == 0:  # child: becomes the session leader of the new terminal
-        try:
-            os.execve(sys.executable, argv, env)
-        finally:
-            os._exit(127)
+    pid, fd = _on_a_pty(argv, env)
     out = b""
-    status = None
     try:
         os.write(fd, b"echo $((6*7))\n")
         out = _read_until(fd, b"42\r\n", 30)
@@ -422,16 +416,34 @@ def test_interactive_tty(containers: Containers) -> None:
         out += _read_until(fd, b"\x00never", 30)
         assert b"/dev/pts/0" in out, out
     finally:
-        deadline = time.monotonic() + 10
-        while status is None and time.monotonic() < deadline:
-            done, st = os.waitpid(pid, os.WNOHANG)
-            status = st if done else None
-            time.sleep(0.05)
-        if status is None:
-            os.kill(pid, 9)
-            _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 9, out
+        code = _reap(pid, fd, 10)
+    assert code == 9, out
+
+
+def _on_a_pty(argv: list[str], env: dict[str, str]) -> tuple[int, int]:
+    """`argv` run as the session leader of a new terminal: (pid, the terminal's fd)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(sys.executable, argv, env)
+        finally:
+            os._exit(127)
+    return pid, fd
+
+
+def _reap(pid: int, fd: int, timeout: float) -> int:
+    """The exit code of `pid`, killed if it has not exited after `timeout` s; `fd` closed."""
+    status = None
+    deadline = time.monotonic() + timeout
+    while status is None and time.monotonic() < deadline:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        status = st if done else None
+        time.sleep(0.05)
+    if status is None:
+        os.kill(pid, 9)
+        _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status)
 
 
 def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
@@ -496,13 +508,8 @@ def test_cli_run_exec_stop_start_logs(cli_deb) -> None:
 def test_cli_run_interactive_tty(cli_deb, store_root: Path) -> None:
     argv = [sys.executable, "-m", "layerctl", "run", "-it", "--rm", "deb", "sh"]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), LAYERCTL_ROOT=str(store_root))
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            os.execve(sys.executable, argv, env)
-        finally:
-            os._exit(127)
-    out, status = b"", None
+    pid, fd = _on_a_pty(argv, env)
+    out = b""
     try:
         os.write(fd, b"echo $((6*7))\n")
         out = _read_until(fd, b"42\r\n", 60)
@@ -510,13 +517,5 @@ def test_cli_run_interactive_tty(cli_deb, store_root: Path) -> None:
         os.write(fd, b"exit 4\n")
         out += _read_until(fd, b"\x00never", 30)
     finally:
-        deadline = time.monotonic() + 20
-        while status is None and time.monotonic() < deadline:
-            done, st = os.waitpid(pid, os.WNOHANG)
-            status = st if done else None
-            time.sleep(0.05)
-        if status is None:
-            os.kill(pid, 9)
-            _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 4, out
+        code = _reap(pid, fd, 20)
+    assert code == 4, out
