@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from layerctl import containers as C
@@ -83,6 +84,12 @@ def release_containers(store: object) -> None:
         if os.path.ismount(merged):
             subprocess.run(["umount", "-l", merged], check=False)
     store.close()
+
+
+def container_names(cli: Callable[..., subprocess.CompletedProcess[str]]) -> list[str]:
+    """The NAMES column of `ps -a`: a name checked against the whole table could match
+    inside a random container or image id."""
+    return cli("ps", "-a", "--format", "{{.Names}}").stdout.split()
 
 
 def cli_env(store_root: object, repo_root: object) -> dict[str, str]:

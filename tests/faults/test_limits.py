@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from layerctl.errors import InvalidName
+from tests.layerhelpers import container_names
 from tests.paths import REPO_ROOT
 
 MiB = 1024 * 1024
@@ -263,7 +264,7 @@ def test_container_names_with_a_newline_are_refused(cli, tmp_path):
     cli("import", small_tree(tmp_path / "a"), "img:1")
     one_error_line(cli("create", "--name", "evil\n", "img:1", check=False),
                    "invalid container name")
-    assert "evil" not in cli("ps", "-a").stdout
+    assert not any("evil" in n for n in container_names(cli))
 
 
 # -- tags Docker allows and git refuses -------------------------------------------------

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.layerhelpers import container_names
 from tests.paths import REPO_ROOT
 
 pytestmark = [
@@ -46,7 +47,7 @@ def test_docker_commit_walkthrough_while_running(cli_deb):
     assert "running" in cli("rm", "tomcat01", check=False).stderr
     assert "running" in cli("umount", "tomcat01", check=False).stderr
     cli("rm", "-f", "tomcat01")
-    assert "tomcat01" not in cli("ps", "-a").stdout
+    assert "tomcat01" not in container_names(cli)
 
 
 def test_exit_codes_propagate(cli_deb):

@@ -22,6 +22,7 @@ import pytest
 
 from layerctl import runtime as rt
 from layerctl.errors import LayerctlError, NotFound
+from tests.layerhelpers import container_names
 from tests.paths import REPO_ROOT
 
 # -- bundle (no runtime needed) ---------------------------------------------------
@@ -473,7 +474,7 @@ def test_cli_run_exec_stop_start_logs(cli_deb) -> None:
     r = cli("run", "--rm", "-e", "A=1", "-w", "/etc", "deb", "sh", "-c", 'echo "$A $(pwd)"; exit 3',
             check=False)
     assert (r.returncode, r.stdout) == (3, "1 /etc\n"), r.stderr
-    assert "deb" not in cli("ps", "-a").stdout  # --rm removed it
+    assert container_names(cli) == []  # --rm removed it
 
     r = cli("run", "-d", "--name", "bg", "deb", "sh", "-c", "echo out; echo err >&2; sleep 300")
     assert len(r.stdout.strip()) == 64

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.layerhelpers import KILLED
+from tests.layerhelpers import KILLED, container_names
 from tests.treecompare import compare
 from tests.undohelpers import Box, fscks, git, make_box
 
@@ -218,7 +218,7 @@ def test_undo_of_rm_does_not_make_a_container_without_files(box: Box) -> None:
     box.cli("rm", "c2")
     out = box.cli("undo").stdout
     assert "was removed" in out
-    assert "c2" not in box.cli("ps", "-a").stdout
+    assert "c2" not in container_names(box.cli)
     fscks(box)
 
 
