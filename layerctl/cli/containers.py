@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from layerctl.cli import loop
 from layerctl.cli.common import open_store, path_text
 from layerctl.cli.views import default_container as _default_container  # noqa: F401 - history_edit
 from layerctl.cli.views import show_ps, show_status
-from layerctl.errors import BadInput
 
 if TYPE_CHECKING:
     from layerctl.store.repo import Store
@@ -31,11 +31,7 @@ def _containers():  # noqa: ANN202 - the core package, imported when a command r
 @click.pass_context
 def create_cmd(ctx: click.Context, name: str | None, driver: str | None, image: str) -> None:
     """Create a container from IMAGE and print its id."""
-    store = open_store(ctx)
-    c, notice = _containers().create(store, image, name=name, driver=driver)
-    if notice:
-        click.echo(f"layerctl: {notice}", err=True)
-    click.echo(c.id)
+    loop.create(open_store(ctx), image, name=name, driver=driver)
 
 
 @click.command("ps", context_settings=_SETTINGS)
@@ -58,7 +54,7 @@ def ps_cmd(
 @click.pass_context
 def mount_cmd(ctx: click.Context, container: str) -> None:
     """Mount a container's filesystem and print the merged dir."""
-    click.echo(_containers().mount(open_store(ctx), container))
+    loop.mount(open_store(ctx), container)
 
 
 @click.command("umount", context_settings=_SETTINGS)
@@ -121,24 +117,9 @@ def commit_cmd(ctx: click.Context, message: str, author: str | None, changes: tu
                repository: str | None) -> None:
     """Commit a container's changes (or only those under -- PATH..., or the hunks
     chosen with --patch) as a new layer."""
-    store = open_store(ctx)
-    paths = ctx.meta.get("commit_paths", ())
-    if patch and paths:
-        raise BadInput("--patch and -- PATH... cannot be combined")
-    choose = None
-    if patch:
-        from layerctl.cli.undo import choose_hunks as choose
-    result = _containers().commit(
-        store, container, message=message, author=author, instructions=list(changes),
-        tag=repository, paths=paths, allow_empty=allow_empty, choose=choose,
-    )
-    if quiet:
-        click.echo(result.layer_id)
-        return
-    n = len(result.changes)
-    extra = f", {result.remaining} still pending" if result.remaining else ""
-    click.echo(f"[{result.layer_id[:12]}] {n} change{'s' if n != 1 else ''}{extra}", err=True)
-    click.echo(result.layer_id)
+    loop.commit(open_store(ctx), container, repository, message=message, author=author,
+                changes=changes, allow_empty=allow_empty, patch=patch, quiet=quiet,
+                paths=ctx.meta.get("commit_paths", ()))
 
 
 @click.command("restore", context_settings=_SETTINGS)

@@ -1,6 +1,7 @@
-"""The plain read commands (cli/entry.py): `layerctl status C`, `ps`, `images` and
-`waste TARGET` without options run their body without click, and print exactly what
-the click-parsed form prints (the same body: `--root` forces the click form).
+"""The plain commands (cli/entry.py): `layerctl status C`, `ps`, `images` and
+`waste TARGET` without options, and the loop's `create`, `mount` and `commit` with
+their few plain options, run their body without click, and print exactly what the
+click-parsed form prints (the same body: `--root` forces the click form).
 
 Start-up is asserted on the modules a run leaves in sys.modules, never on time.
 """
@@ -119,8 +120,64 @@ def test_plain_errors_are_the_same_one_line(image, store_root, args):
     assert "Traceback" not in plain.stderr
 
 
+def _ids(text: str) -> str:
+    return re.sub(r"[0-9a-f]{12,64}", "(id)", text)
+
+
+def test_the_loop_plain_does_what_click_does_without_click(image, store_root):
+    """create, mount and commit with their plain options: the same lines, ids aside,
+    and the same effects (a container each, a layer each, the tag moved)."""
+    runs = {}
+    for way, root in (("plain", ()), ("click", ("--root", str(store_root)))):
+        name = f"loop-{way}"
+        procs = []
+        for args in (("create", "--name", name, "pl:top"), ("mount", name)):
+            procs.append(_probe(store_root, *root, *args))
+        merged = Path(procs[-1][0].stdout.strip())
+        (merged / "etc" / "hostname").write_bytes(way.encode())
+        procs.append(_probe(store_root, *root, "commit", "-a", "Jane <j@x>", "-m", "one",
+                            name, f"pl:{way}"))
+        (merged / "etc" / "hostname").write_bytes(b"again")
+        procs.append(_probe(store_root, *root, "commit", "--quiet", name))
+        runs[way] = procs
+    for plain, parsed in zip(runs["plain"], runs["click"], strict=True):
+        assert "click" not in plain[1] and "layerctl.cli.main" not in plain[1]
+        assert "click" in parsed[1]
+        out = (plain[0].returncode, _ids(plain[0].stdout.replace("loop-plain", "N")),
+               _ids(plain[0].stderr))
+        assert out == (parsed[0].returncode, _ids(parsed[0].stdout.replace("loop-click", "N")),
+                       _ids(parsed[0].stderr))
+        assert plain[0].returncode == 0 and plain[0].stdout, plain[0].stderr
+    store = Store(str(store_root))
+    try:
+        from layerctl.images import resolve
+        from layerctl.store.layers import read_layer
+
+        for way in ("plain", "click"):
+            layer = read_layer(store, resolve(store, f"pl:{way}"))
+            assert (layer.author.split(" <")[0], layer.message.strip()) == ("Jane", "one")
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("args", [("create", "--name", "c", "pl:top"), ("mount", "nosuch"),
+                                  ("commit", "nosuch"), ("commit", "c", "bad//tag"),
+                                  ("create", "--name", "", "pl:top")], ids=" ".join)
+def test_the_loop_errors_are_the_same_one_line(image, store_root, args):
+    plain, mods = _probe(store_root, *args)
+    parsed, _ = _probe(store_root, "--root", str(store_root), *args)
+    assert "click" not in mods
+    assert plain.returncode == parsed.returncode != 0
+    assert plain.stderr == parsed.stderr
+    assert plain.stderr.startswith("layerctl: ") and plain.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("args", [("status", "--json", "c"), ("waste", "pl:top", "--json"),
-                                  ("ps", "-a"), ("images", "x"), ("status", "-h")],
+                                  ("ps", "-a"), ("images", "x"), ("status", "-h"),
+                                  ("create", "--driver", "vfs", "pl:top"),
+                                  ("create", "--name", "a", "--name", "b", "pl:top"),
+                                  ("commit", "-m=x", "c"), ("commit", "-m", "-x", "c"),
+                                  ("commit", "c", "--", "etc"), ("mount", "-h")],
                          ids=" ".join)
 def test_options_and_extra_words_go_to_click(image, store_root, args):
     proc, mods = _probe(store_root, *args)
