@@ -28,7 +28,7 @@ from layerctl.errors import (
 )
 from layerctl.store import debris
 from layerctl.store.packs import Pack, pack_bases
-from layerctl.store.refread import RefReader
+from layerctl.store.refread import RefReader, packed_refs, valid_ref_name
 
 if TYPE_CHECKING:
     from dulwich.object_store import DiskObjectStore
@@ -339,11 +339,9 @@ class Store:
         does: rewriting the lock would erase its mark. The one place refs move: every
         move is logged here, under the lock, before it takes effect (reflog and undo
         journal, store/journal.py)."""
-        from dulwich.refs import check_ref_format
-
         from layerctl.store import journal
 
-        if not check_ref_format(cast("Ref", name.encode())):
+        if not valid_ref_name(name.encode()):
             raise InvalidName(f"{name} is not a valid ref name")
         path = os.path.join(self.root, name)
         lock = path + ".lock"
@@ -440,7 +438,7 @@ class Store:
             with open(path, "rb") as f:
                 value = f.readline().strip()
         except FileNotFoundError:
-            value = self.refs.get_packed_refs().get(cast("Ref", name.encode()))
+            value = packed_refs(self.root).get(name.encode())  # read afresh, under the lock
         except IsADirectoryError:
             raise Conflict(f"{name} clashes with an existing ref") from None
         return value.decode() if value else None

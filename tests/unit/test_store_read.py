@@ -255,3 +255,32 @@ def test_truncated_pack_is_refused_whole(history: Path, tmp_path: Path) -> None:
             store.read_raw(bytes.fromhex(first[1].decode()))  # the first object: intact
     finally:
         store.close()
+
+
+def test_a_ref_only_in_packed_refs_moves_by_compare_and_swap(tmp_path: Path) -> None:
+    """After `git pack-refs`, a ref's current value is read from packed-refs under its
+    lock: the right old value moves it, a stale one is refused, a delete removes it."""
+    from layerctl.store.repo import RefChanged
+    from tests.layerhelpers import import_dir
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("x\n")
+    store = Store(str(tmp_path / "store"))
+    try:
+        one = import_dir(store, tree, "a:1")
+        (tree / "f").write_text("y\n")
+        two = import_dir(store, tree, "a:2")
+        subprocess.run(["git", "--git-dir", store.root, "pack-refs", "--all"], check=True)
+        name = "refs/images/a/_tags/1"
+        assert not os.path.exists(os.path.join(store.root, name))
+        with pytest.raises(RefChanged):
+            store.set_ref(name, two, one)
+        with pytest.raises(RefChanged):
+            store.set_ref(name, None, two)  # it exists, packed
+        store.set_ref(name, one, two)
+        assert store.ref(name) == two
+        store.delete_ref("refs/images/a/_tags/2", two)
+        assert store.ref("refs/images/a/_tags/2") is None
+    finally:
+        store.close()
