@@ -16,10 +16,11 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
-from typing import TYPE_CHECKING, TypeAlias, cast
+from typing import TYPE_CHECKING, TypeAlias
 
 from layerctl.errors import Corrupt
 from layerctl.store.objects import BLOB
+from layerctl.store.packs import PackIndex
 
 _zlib: ModuleType
 try:  # ISA-L inflates git's zlib streams 2-3x faster than zlib (a save's largest cost)
@@ -27,8 +28,6 @@ try:  # ISA-L inflates git's zlib streams 2-3x faster than zlib (a save's larges
 except ImportError:  # pragma: no cover - isal is a dependency; zlib still works
     _zlib = zlib
 if TYPE_CHECKING:
-    from dulwich.object_format import ObjectFormat
-    from dulwich.objects import RawObjectID
 
     from layerctl.store.repo import Store
     from layerctl.store.staging import Staging
@@ -43,10 +42,8 @@ _NON_DELTA = (1, 2, 3, 4)
 
 
 class _PackFile:
-    def __init__(self, base: str, object_format: ObjectFormat) -> None:
-        from dulwich.pack import load_pack_index
-
-        self.index = load_pack_index(base + ".idx", object_format=object_format)
+    def __init__(self, base: str) -> None:
+        self.index = PackIndex(base + ".idx")
         with open(base + ".pack", "rb") as f:
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
@@ -196,12 +193,11 @@ class BlobReader:
     def __init__(
         self,
         bases: list[str],
-        object_format: ObjectFormat,
         fallback: Callable[[bytes], bytes],
         threads: int | None = None,
         kept: dict[bytes, bytes] | None = None,
     ) -> None:
-        self.packs = [_PackFile(b, object_format) for b in bases]
+        self.packs = [_PackFile(b) for b in bases]
         self.fallback = fallback
         self.pool = ThreadPoolExecutor(threads or max(2, os.cpu_count() or 2))
         self.kept = kept or {}
@@ -224,13 +220,12 @@ class BlobReader:
             for n in names
             if n.endswith(".idx") and n[:-4] + ".pack" in names
         ]
-        return cls([*extra, *bases], store.objects.object_format, store.read_blob, kept=kept)
+        return cls([*extra, *bases], store.read_blob, kept=kept)
 
     def _locate(self, binsha: bytes) -> tuple[mmap.mmap, int, int] | None:
         for pack in self.packs:
-            try:
-                offset = pack.index.object_offset(cast("RawObjectID", binsha))
-            except KeyError:
+            offset = pack.index.offset(binsha)
+            if offset is None:
                 continue
             type_num, size, pos = _header(pack.map, offset)
             if type_num not in _NON_DELTA:

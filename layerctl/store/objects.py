@@ -30,6 +30,7 @@ from layerctl.beneath import Changed, chunks_exact, read_exact, same_file
 from layerctl.errors import NoSpace, is_no_space
 from layerctl.store import debris
 from layerctl.store.appender import Appender
+from layerctl.store.packs import write_index
 
 if TYPE_CHECKING:
     import hashlib
@@ -55,7 +56,7 @@ def _sha1(data: bytes = b"") -> hashlib._Hash:
     return hashlib.sha1(data)
 
 BLOB, TREE, COMMIT = 3, 2, 1
-_TYPE_NAMES = {BLOB: b"blob", TREE: b"tree", COMMIT: b"commit"}
+TYPE_NAMES = {BLOB: b"blob", TREE: b"tree", COMMIT: b"commit"}
 MODE_TREE, MODE_FILE, MODE_EXEC, MODE_LINK = b"40000", b"100644", b"100755", b"120000"
 BIG_FILE = 64 << 20  # files above this are streamed, not held in memory
 SMALL_FILE = 64 << 10  # below this a worker thread costs more than it saves
@@ -69,7 +70,7 @@ _BATCH = "batch"
 
 def object_id(type_num: int, data: bytes) -> bytes:
     """The binary git object id of `data`."""
-    h = _sha1(b"%s %d\0" % (_TYPE_NAMES[type_num], len(data)))
+    h = _sha1(b"%s %d\0" % (TYPE_NAMES[type_num], len(data)))
     h.update(data)
     return h.digest()
 
@@ -374,8 +375,6 @@ class PackWriter:
             return self._finish()
 
     def _finish(self) -> str | None:
-        from dulwich.pack import write_pack_index_v2
-
         self._pool.shutdown()
         self._out.close()
         if not self._entries:
@@ -397,7 +396,7 @@ class PackWriter:
         entries = sorted((sha, off, crc) for sha, (off, crc) in self._entries.items())
         idx_tmp = self._tmp + ".idx"
         with open(idx_tmp, "wb") as f:
-            write_pack_index_v2(f, entries, checksum)
+            write_index(f, entries, checksum)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(self._tmp, 0o444)

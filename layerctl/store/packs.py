@@ -5,8 +5,9 @@ store for that costs ~7 ms of a ~50 ms command (logging, difflib, its pack modul
 This reader does only what reads need: find an id in a version 1 or 2 pack index
 (fan-out table, then a binary search), and inflate the entry at that offset,
 applying deltas (OFS_DELTA within the pack; REF_DELTA through the store, since a
-thin base may live anywhere). Writing, verifying and id-prefix searches stay with
-dulwich (store/objects.py, store/validate.py, Store.ids_with_prefix).
+thin base may live anywhere). The index of a pack layerctl writes is written here
+too (`write_index`, beside the reader of its format). Verifying and id-prefix
+searches stay with dulwich (store/validate.py, Store.ids_with_prefix).
 
 A damaged index or pack raises ValueError, struct.error, IndexError or zlib.error:
 the kinds `store.repo.is_damage` turns into "store is damaged; run layerctl fsck".
@@ -19,6 +20,7 @@ import os
 import struct
 import zlib
 from collections.abc import Callable
+from typing import BinaryIO
 
 OFS_DELTA, REF_DELTA = 6, 7
 _V2_MAGIC = b"\377tOc"
@@ -26,6 +28,37 @@ _FANOUT = 256 * 4
 _MAX_DELTA_CHAIN = 10_000  # git's own limit is far lower; this only stops a loop
 
 ReadRaw = Callable[[bytes], tuple[int, bytes]]
+
+
+def write_index(out: BinaryIO, entries: list[tuple[bytes, int, int]],
+                pack_checksum: bytes) -> None:
+    """Write a version 2 pack index of `entries` (binary id, offset, crc32), sorted by
+    id, for the pack whose trailing checksum is `pack_checksum` (gitformat-pack(5))."""
+    from hashlib import sha1
+
+    counts = [0] * 256
+    for sha, _offset, _crc in entries:
+        counts[sha[0]] += 1
+    fanout, total = [], 0
+    for n in counts:
+        total += n
+        fanout.append(total)
+    small, large = [], []
+    for _sha, offset, _crc in entries:
+        if offset < 0x80000000:
+            small.append(offset)
+        else:  # git's rule: an offset of 2 GiB or more goes to the 8-byte table
+            small.append(0x80000000 | len(large))
+            large.append(offset)
+    body = b"".join((
+        _V2_MAGIC, struct.pack(">L", 2), struct.pack(">256L", *fanout),
+        b"".join(sha for sha, _offset, _crc in entries),
+        struct.pack(f">{len(entries)}L", *(crc for _sha, _offset, crc in entries)),
+        struct.pack(f">{len(small)}L", *small), struct.pack(f">{len(large)}Q", *large),
+        pack_checksum,
+    ))
+    out.write(body)
+    out.write(sha1(body).digest())
 
 
 def _map(path: str) -> mmap.mmap:

@@ -26,8 +26,8 @@ from layerctl.errors import (
     Locked,
     NotFound,
 )
-from layerctl.store import debris
-from layerctl.store.packs import Pack, pack_bases
+from layerctl.store import debris, loose
+from layerctl.store.packs import Pack, PackIndex, pack_bases
 from layerctl.store.refread import RefReader, packed_refs, valid_ref_name
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ class Store:
             found = packs[0].read(binsha, self.read_raw)
             if found is not None:
                 return found
-        found = self._read_loose(binsha.hex())
+        found = loose.read(self.root, binsha.hex())
         if found is not None:
             return found
         for i in range(1, len(packs)):
@@ -230,20 +230,6 @@ class Store:
                     out.append(Pack(base))
         return out
 
-    def _read_loose(self, hexsha: str) -> tuple[int, bytes] | None:
-        path = os.path.join(self.root, "objects", hexsha[:2], hexsha[2:])
-        try:
-            with open(path, "rb") as f:
-                raw = zlib.decompress(f.read())
-        except FileNotFoundError:
-            return None
-        header, _, body = raw.partition(b"\0")
-        kind, _, size = header.partition(b" ")
-        type_num = _LOOSE_TYPES.get(kind)
-        if type_num is None or not size.isdigit() or int(size) != len(body):
-            raise ValueError(f"loose object {hexsha}: bad header")  # damage: read_raw says so
-        return type_num, body
-
     def ids_with_prefix(self, prefix: str) -> set[str]:
         """The hex ids of the objects whose id starts with `prefix` (hex)."""
         try:
@@ -263,19 +249,18 @@ class Store:
     def packed_lookup(self) -> Callable[[bytes], bool]:
         """A fast "is this object already packed?" test over the packs present now.
 
-        Skips dulwich's per-miss rescans of the pack directory and loose objects:
-        a miss only means the object is written again, which git tolerates.
+        No rescans of the pack directory or loose objects per miss: a miss only means
+        the object is written again, which git tolerates. The indexes are opened here,
+        for this test alone (store/packs.py, no dulwich import: ~12 ms of a commit), so
+        that `landed()` closing the store's packs does not close them under a writer.
         """
-        indexes = [pack.index for pack in self.objects.packs]
+        indexes = []
+        for base in pack_bases(os.path.join(self.root, "objects", "pack")):
+            with contextlib.suppress(FileNotFoundError):
+                indexes.append(PackIndex(base + ".idx"))
 
         def packed(binsha: bytes) -> bool:
-            for index in indexes:
-                try:
-                    index.object_offset(cast("RawObjectID", binsha))
-                    return True
-                except KeyError:
-                    continue
-            return False
+            return any(index.offset(binsha) is not None for index in indexes)
 
         return packed
 
@@ -298,12 +283,8 @@ class Store:
         self._packs = None
 
     def add_object(self, type_num: int, data: bytes) -> bytes:
-        """Write one small object (a commit) as a loose object; returns its binary id."""
-        from dulwich.objects import ShaFile
-
-        obj = ShaFile.from_raw_string(type_num, data)
-        self.objects.add_object(obj)
-        return bytes.fromhex(obj.id.decode())
+        """Write one small object (a commit, a config) loose; returns its binary id."""
+        return loose.write(self.root, type_num, data, lambda: self._temp("object"))
 
     # -- refs -----------------------------------------------------------
 
@@ -472,7 +453,6 @@ class Store:
         _cached_tree.cache_clear()
 
 
-_LOOSE_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 
 
 @lru_cache(maxsize=4096)

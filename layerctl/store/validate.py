@@ -37,6 +37,7 @@ from layerctl.store.objects import (
     MODE_LINK,
     MODE_TREE,
     TREE,
+    TYPE_NAMES,
     object_id,
     parse_tree,
 )
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
     from layerctl.store.repo import Store
 
-_TYPE_NAMES = {BLOB: b"blob", TREE: b"tree", COMMIT: b"commit"}
 _ENTRY_MODES = (MODE_TREE, MODE_FILE, MODE_EXEC, MODE_LINK)
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to chown
 _MAX_NS = 2**63
@@ -160,7 +160,7 @@ class Validator:
             return None
         self.objects += 1
         if type_num != expect:
-            self._problem(where, f"object {sha.hex()} is not a {_TYPE_NAMES[expect].decode()}")
+            self._problem(where, f"object {sha.hex()} is not a {TYPE_NAMES[expect].decode()}")
             return None
         if self.verify_hashes:
             real = object_id(type_num, data)

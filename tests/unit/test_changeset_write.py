@@ -254,7 +254,7 @@ def test_a_damaged_blob_fails_alone_as_corrupt_not_its_batch(store, base: DirRef
     for name in os.listdir(pack_dir):
         if name.endswith(".idx"):
             base_path = os.path.join(pack_dir, name[:-4])
-            with BlobReader([base_path], store.objects.object_format, store.read_blob) as one:
+            with BlobReader([base_path], store.read_blob) as one:
                 found = one._locate(victim)
             if found is not None:
                 pos = found[1]
@@ -267,7 +267,7 @@ def test_a_damaged_blob_fails_alone_as_corrupt_not_its_batch(store, base: DirRef
         data[i] ^= 0xFF
     copy.with_suffix(".pack").write_bytes(data)
     copy.with_suffix(".idx").write_bytes(Path(base_path + ".idx").read_bytes())
-    with BlobReader([str(copy)], store.objects.object_format, store.read_blob) as reader:
+    with BlobReader([str(copy)], store.read_blob) as reader:
         pending = [(reader.submit(b, s), b) for b, s in blobs]
         for job, blob in pending:
             if blob == victim:
