@@ -95,7 +95,13 @@ def _parent_fd(tree: Tree, path: bytes) -> tuple[int, bytes]:
                        "directory") from None
 
 
-def restore_entry(store: Store, bt: BaseTree, tree: Tree, ch: Change) -> None:
+def restore_entry(store: Store, bt: BaseTree, tree: Tree, ch: Change,
+                  twins: list[bytes] | None = None) -> None:
+    """Put the base's entry at `ch.path` back (or remove an added one). `twins`: the
+    other members of the base entry's hardlink group that still hold the base file. The
+    entry is linked to the first instead of written as a copy that would split the group,
+    and the others are linked to it too: on overlay, linking copies the first up alone,
+    which splits it from the members still in the lower dir."""
     kept, name = _parent_fd(tree, ch.path)
     pfd = os.dup(kept)  # ours: the tree may close the fds it keeps while we recreate below
     try:
@@ -119,24 +125,50 @@ def restore_entry(store: Store, bt: BaseTree, tree: Tree, ch: Change) -> None:
                 _recreate_dir(store, bt, tree, pfd, name, ch.path, d)
             else:
                 assert blob is not None  # a non-directory's content
-                _recreate(store, tree, pfd, name, meta, blob)
+                _recreate(store, tree, pfd, name, meta, blob, twins[0] if twins else None)
+                for member in (twins or [])[1:]:
+                    _rejoin(tree, ch.path, member)
         # Put the parent's times back: discarding a change should not create another one.
         os.utime(fd_path(pfd), ns=(parent_st.st_atime_ns, parent_st.st_mtime_ns))
     finally:
         os.close(pfd)
 
 
-def _recreate(store: Store, tree: Tree, pfd: int, name: bytes, meta: Meta, blob: bytes) -> None:
-    if meta.link is not None:
-        first = tree.lstat(meta.link)
+def _recreate(store: Store, tree: Tree, pfd: int, name: bytes, meta: Meta, blob: bytes,
+              twin: bytes | None = None) -> None:
+    source = meta.link if meta.link is not None else twin
+    if source is not None:
+        first = tree.lstat(source)
         if first is not None and not stat.S_ISDIR(first.st_mode):
             # linkat without AT_SYMLINK_FOLLOW: links the entry itself, never a symlink's target
-            src_fd, src_name = tree.parent(meta.link)
+            src_fd, src_name = tree.parent(source)
             os.link(src_name, name, src_dir_fd=src_fd, dst_dir_fd=pfd, follow_symlinks=False)
             return
     create_entry(store, b"/proc/self/fd/%d/%s" % (pfd, name), meta.without_link(), blob,
                  os.geteuid() == 0)
     apply_meta_at(pfd, name, meta)
+
+
+def _rejoin(tree: Tree, source: bytes, member: bytes) -> None:
+    """Make `member` (a non-directory holding the base file) a link of `source` again,
+    unless it is one already. If this is cut short, `member` is a pending deletion of a
+    base file: nothing of the user's is lost, and restoring it links it back."""
+    src, cur = tree.lstat(source), tree.lstat(member)
+    if src is None or cur is None or stat.S_ISDIR(cur.st_mode) or (
+            (src.st_dev, src.st_ino) == (cur.st_dev, cur.st_ino)):
+        return
+    kept, src_name = tree.parent(source)
+    src_fd = os.dup(kept)  # the next Tree call may close the fds it keeps
+    try:
+        dst_fd, dst_name = tree.parent(member)
+        parent_st = os.fstat(dst_fd)
+        os.unlink(dst_name, dir_fd=dst_fd)
+        faults.point("restore.rejoin")
+        os.link(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd,
+                follow_symlinks=False)
+        os.utime(fd_path(dst_fd), ns=(parent_st.st_atime_ns, parent_st.st_mtime_ns))
+    finally:
+        os.close(src_fd)
 
 
 def apply_meta_at(dir_fd: int, name: bytes | None, meta: Meta) -> None:

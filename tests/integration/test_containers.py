@@ -185,6 +185,50 @@ def test_hardlink_group_split(store, small_image, tmp_path):
         assert C.status(store, "hl") == []
 
 
+def test_restore_of_a_group_member_joins_its_group_again(store, small_image):
+    """Restoring the first member of a base hardlink group (a, b, usr/c) links it to a
+    member that still holds the base file: the group is whole again and nothing is
+    pending. Writing a copy instead left b and usr/c shown as changed."""
+    with Mounted(store, small_image, "hg") as root:
+        (root / "a").write_text("rewritten\n")  # overlay copies up `a` alone
+        assert {c.path for c in C.status(store, "hg")} >= {b"a", b"b"}
+        C.restore(store, "hg", ["/a"])
+        assert C.status(store, "hg") == []
+        inodes = {os.stat(root / p).st_ino for p in ("a", "b", "usr/c")}
+        assert len(inodes) == 1 and (root / "a").read_text() == "linked\n"
+
+
+def test_restore_of_a_group_member_skips_a_changed_member(store, small_image):
+    """A member whose own file changed is no twin: `a` joins usr/c, b stays pending."""
+    with Mounted(store, small_image, "hh") as root:
+        (root / "a").write_text("rewritten\n")
+        (root / "b").write_text("mine\n")
+        C.restore(store, "hh", ["a"])
+        assert _statuses(C.status(store, "hh")) == [("C", b"b")]
+        assert os.stat(root / "a").st_ino == os.stat(root / "usr/c").st_ino
+        assert (root / "a").read_text() == "linked\n"
+
+
+def test_restore_cut_short_while_rejoining_a_group_loses_nothing(store, small_image):
+    """Cut between unlinking a member and linking it back: that member is a pending
+    deletion of a base file, and restoring it (with its directory) makes the group
+    whole."""
+    from layerctl import faults
+
+    def cut() -> None:
+        raise KeyboardInterrupt
+
+    with Mounted(store, small_image, "hk") as root:
+        (root / "a").write_text("rewritten\n")
+        with faults.armed("restore.rejoin", cut), pytest.raises(KeyboardInterrupt):
+            C.restore(store, "hk", ["/a"])
+        # and its directory's times, which the cut left changed
+        assert _statuses(C.status(store, "hk")) == [("C", b"usr"), ("D", b"usr/c")]
+        C.restore(store, "hk", ["usr"])
+        assert C.status(store, "hk") == []
+        assert len({os.stat(root / p).st_ino for p in ("a", "b", "usr/c")}) == 1
+
+
 def test_partial_commit_leaves_the_rest_pending(store, small_image):
     with Mounted(store, small_image, "part") as root:
         (root / "etc" / "hostname").write_text("x\n")
