@@ -43,7 +43,8 @@ def write_index(out: BinaryIO, entries: list[tuple[bytes, int, int]],
     for n in counts:
         total += n
         fanout.append(total)
-    small, large = [], []
+    small: list[int] = []
+    large: list[int] = []
     for _sha, offset, _crc in entries:
         if offset < 0x80000000:
             small.append(offset)
