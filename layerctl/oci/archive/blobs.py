@@ -10,6 +10,7 @@ level 3, single-threaded, no content size.
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -125,10 +126,13 @@ def write_layer_blob(
     compression: str = NONE,
     reader: BlobReader | None = None,
     record: tuple[bytes, str] | None = None,
+    layer_dir: bytes | None = None,
 ) -> BlobInfo:
     """Write the blob of `layer`'s changeset against `parent` to `out`; with `record`
     (a tar-split record and the DiffID it must give), the layer's original tar instead
-    (tarsplit.BrokenRecord if it does not give that DiffID: discard what was written)."""
+    (tarsplit.BrokenRecord if it does not give that DiffID: discard what was written).
+    `layer_dir`: the layer's overlay dir, whose files may stand in for stored blobs
+    (write_changeset checks each one's blob id)."""
     pipe = _Pipeline(out, compression)
     tar = _PipeTar(pipe)
     try:
@@ -136,7 +140,8 @@ def write_layer_blob(
             with BlobReader.for_store(store) if reader is None else nullcontext(reader) as r:
                 emit_checked(record[0], record[1], r, tar)
         else:
-            write_changeset(store, parent, layer, None, reader, tar=tar, strict=True)
+            write_changeset(store, parent, layer, None, reader, tar=tar, strict=True,
+                            layer_dir=layer_dir)
     except BaseException:
         if pipe.thread.is_alive():
             pipe.queue.put(None)
@@ -180,6 +185,7 @@ class Blobs:
             info = write_layer_blob(
                 self.store, parent.root if parent else None, layer.root, pending,
                 self.compression, self.reader, record,
+                None if record is not None else self._layer_dir(layer, parent),
             )
         except BrokenRecord as e:
             pending.abort()
@@ -189,6 +195,18 @@ class Blobs:
             pending.abort()
             raise
         return info, pending
+
+    def _layer_dir(self, layer: Layer, parent: Layer | None) -> bytes | None:
+        """The layer's overlay dir (made at load, pull or a container's first need), if
+        it is there and holds this changeset: its files are read instead of inflating
+        their pack objects, as podman's save reads its layers' files."""
+        from layerctl.containers.layerdirs import diff_path, exists
+
+        if layer.parent != (parent.id if parent is not None else None):
+            return None
+        if not exists(self.store, layer.id):  # one that exists is complete (renamed whole)
+            return None
+        return os.fsencode(diff_path(self.store, layer.id))
 
     def config(self, image: SaveImage) -> bytes:
         """The image's config as written: its own bytes if loaded or pulled and still
