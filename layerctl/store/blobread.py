@@ -241,7 +241,8 @@ class _Checked:
         data = self.read.result()
         if data is None:
             self.reader.mismatched += 1
-            data = self.reader.submit(self.binsha, self.size).result()
+            return self.reader.submit(self.binsha, self.size).result()
+        self.reader.from_files += 1
         return data
 
 
@@ -267,6 +268,7 @@ class BlobReader:
         self.kept = kept or {}
         self._batch = _Batch(self.pool)
         self._batch_size = 0
+        self.from_files = 0  # contents taken from files (submit_file)
         self.mismatched = 0  # files given to submit_file that were not their blob
 
     @classmethod
