@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from layerctl.containers import layerdirs, layerstack
+from layerctl.oci.archive.blobs import Blobs
 from layerctl.oci.archive.save import save
 from tests.layerhelpers import commit_edit, import_dir, put_file
 from tests.unit.test_changeset_write import every_kind
@@ -49,11 +50,12 @@ def chain(store, tmp_path: Path) -> list[str]:  # noqa: ANN001 - the conftest St
     return [base, top]
 
 
-def saved(store, tmp_path: Path, fmt: str, name: str) -> tuple[bytes, int, int]:  # noqa: ANN001
-    """The archive of kinds:2 and (contents read from files, files not their blob)."""
+def saved(store, tmp_path: Path, fmt: str, name: str) -> tuple[bytes, Blobs]:  # noqa: ANN001
+    """The archive of kinds:2, and what save says of it (Blobs: `altered`, and its
+    reader's `from_files` and `mismatched`)."""
     out = tmp_path / name
     _images, blobs = save(store, ["kinds:2"], str(out), fmt)
-    return out.read_bytes(), blobs.reader.from_files, blobs.reader.mismatched
+    return out.read_bytes(), blobs
 
 
 def from_store(store, tmp_path: Path, fmt: str) -> bytes:  # noqa: ANN001
@@ -62,10 +64,10 @@ def from_store(store, tmp_path: Path, fmt: str) -> bytes:  # noqa: ANN001
     aside = tmp_path / "overlay-aside"
     top.rename(aside)
     try:
-        data, from_files, _ = saved(store, tmp_path, fmt, f"ref-{fmt}.tar")
+        data, blobs = saved(store, tmp_path, fmt, f"ref-{fmt}.tar")
     finally:
         aside.rename(top)
-    assert from_files == 0
+    assert blobs.reader.from_files == 0
     return data
 
 
@@ -82,12 +84,12 @@ def contents_in(store, layer: str) -> int:  # noqa: ANN001
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_save_from_layer_dirs_gives_the_bytes_of_the_store(store, chain, tmp_path, fmt):  # noqa: ANN001
     want = from_store(store, tmp_path, fmt)
-    got, from_files, mismatched = saved(store, tmp_path, fmt, "a.tar")
-    again, _, _ = saved(store, tmp_path, fmt, "b.tar")
+    got, blobs = saved(store, tmp_path, fmt, "a.tar")
+    again, _ = saved(store, tmp_path, fmt, "b.tar")
     assert got == want and again == want
-    assert mismatched == 0
+    assert blobs.reader.mismatched == 0 and blobs.altered == {}
     # every content of both changesets came from a layer dir
-    assert from_files == sum(contents_in(store, layer) for layer in chain) > 80
+    assert blobs.reader.from_files == sum(contents_in(store, layer) for layer in chain) > 80
 
 
 def _other_bytes(p: Path, tmp: Path) -> None:
@@ -168,10 +170,11 @@ def test_a_tampered_layer_dir_never_reaches_the_archive(store, chain, tmp_path, 
     for i, (layer, path) in enumerate(TARGETS):
         target = layer_file(store, chain[layer], path)
         TAMPERS[tamper](target, tmp_path / f"t{i}")
-    got, from_files, mismatched = saved(store, tmp_path, fmt, "tampered.tar")
+    got, blobs = saved(store, tmp_path, fmt, "tampered.tar")
     assert got == want
-    assert mismatched >= len(TARGETS)  # each one was read, and refused
-    assert from_files > 0  # the untouched files still came from the dirs
+    assert blobs.reader.mismatched >= len(TARGETS)  # each one was read, and refused
+    assert set(blobs.altered) == set(chain)  # said, per layer
+    assert blobs.reader.from_files > 0  # the untouched files still came from the dirs
 
 
 def test_a_fifo_in_a_layer_dir_does_not_block_save(store, chain, tmp_path, cli):  # noqa: ANN001
@@ -179,8 +182,11 @@ def test_a_fifo_in_a_layer_dir_does_not_block_save(store, chain, tmp_path, cli):
     for i, (layer, path) in enumerate(TARGETS):
         _a_fifo(layer_file(store, chain[layer], path), tmp_path / f"t{i}")
     out = tmp_path / "fifo.tar"
-    cli("save", "-q", "-o", out, "kinds:2", timeout=60)  # not an open() waiting for a writer
+    # not an open() waiting for a writer
+    proc = cli("save", "-q", "-o", out, "kinds:2", timeout=60)
     assert out.read_bytes() == want
+    for layer in chain:
+        assert f"layer {layer[:12]}: " in proc.stderr and "differ from the store" in proc.stderr
 
 
 def test_a_layer_dir_not_landed_is_not_read(store, chain, tmp_path):  # noqa: ANN001
@@ -192,6 +198,6 @@ def test_a_layer_dir_not_landed_is_not_read(store, chain, tmp_path):  # noqa: AN
     for p in top.with_name(f".tmp-{os.getpid()}-building").rglob("*"):
         if p.is_file() and not p.is_symlink():
             _other_bytes(p, tmp_path)
-    got, from_files, mismatched = saved(store, tmp_path, "docker-archive", "a.tar")
-    assert got == want and mismatched == 0
-    assert from_files == contents_in(store, chain[0])  # the base's dir alone was read
+    got, blobs = saved(store, tmp_path, "docker-archive", "a.tar")
+    assert got == want and blobs.reader.mismatched == 0
+    assert blobs.reader.from_files == contents_in(store, chain[0])  # the base's dir alone

@@ -174,6 +174,8 @@ class Blobs:
     written: dict[str, tuple[BlobInfo, str]] = field(default_factory=dict)  # id -> (info, name)
     stale: list[str] = field(default_factory=list)
     broken: dict[str, str] = field(default_factory=dict)  # layer id -> why its record failed
+    # layer id -> files of its layer dir that were not their blobs (the stored ones saved)
+    altered: dict[str, int] = field(default_factory=dict)
 
     def _try(self, layer: Layer, parent: Layer | None, out: TarOut | DirOut,
              record: tuple[bytes, str] | None) -> tuple[BlobInfo, Pending] | None:
@@ -224,7 +226,10 @@ class Blobs:
         if record is not None:
             info = self._try(layer, parent, out, record)
         if info is None:
+            before = self.reader.mismatched
             info = self._try(layer, parent, out, None)
+            if self.reader.mismatched != before:
+                self.altered[layer.id] = self.reader.mismatched - before
         pending = info[1]
         info = info[0]
         name = name_of(info)
