@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeAlias, cast
 
+from layerctl import faults
 from layerctl.errors import Corrupt
 from layerctl.store.objects import BLOB, object_id
 
@@ -161,6 +162,7 @@ def _read_checked(path: bytes, binsha: bytes, size: int) -> bytes | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size != size:
             return None
+        faults.point("blobread.file-read")  # opened and looked at, not read yet
         data = os.read(fd, size) if size else b""
         while len(data) < size:  # a short read: rare for a regular file
             more = os.read(fd, size - len(data))

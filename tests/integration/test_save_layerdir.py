@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from layerctl import faults
 from layerctl.containers import layerdirs, layerstack
 from layerctl.oci.archive.blobs import Blobs
 from layerctl.oci.archive.save import save
@@ -77,8 +79,11 @@ def layer_file(store, layer: str, path: str) -> Path:  # noqa: ANN001
 
 def contents_in(store, layer: str) -> int:  # noqa: ANN001
     """How many contents `layer`'s dir holds: its regular files, a hardlink group once."""
-    return len({p.stat().st_ino for p in Path(layerdirs.diff_path(store, layer)).rglob("*")
-                if p.is_file() and not p.is_symlink()})
+    return contents_in_dir(Path(layerdirs.diff_path(store, layer)))
+
+
+def contents_in_dir(top: Path) -> int:
+    return len({p.stat().st_ino for p in top.rglob("*") if p.is_file() and not p.is_symlink()})
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -146,6 +151,13 @@ def _parent_swapped(p: Path, tmp: Path) -> None:
     p.parent.symlink_to(tmp)
 
 
+def _same_stat(p: Path, tmp: Path) -> None:
+    """Other bytes, same size, mtime put back: nothing a stat-based cache would see."""
+    st = p.stat()
+    _other_bytes(p, tmp)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def _unreadable(p: Path, tmp: Path) -> None:
     os.chmod(p, 0)  # root reads it anyway: the content check still passes
     _other_bytes(p, tmp)
@@ -153,8 +165,8 @@ def _unreadable(p: Path, tmp: Path) -> None:
 
 TAMPERS: dict[str, Callable[[Path, Path], None]] = {
     f.__name__.strip("_"): f for f in (
-        _other_bytes, _truncated, _grown, _to_secret, _hardlink_to_secret, _removed,
-        _a_directory, _a_device, _parent_swapped, _unreadable)
+        _other_bytes, _same_stat, _truncated, _grown, _to_secret, _hardlink_to_secret,
+        _removed, _a_directory, _a_device, _parent_swapped, _unreadable)
 }
 # (layer index, path): small files (read in batches), a file over 64 KiB (read by a
 # task of its own), the top layer's changed and new files, the secret-sized one
@@ -167,6 +179,7 @@ TARGETS = [(0, "many/f05"), (0, "bin/sh"), (1, "etc/passwd"), (1, "top-new"),
 def test_a_tampered_layer_dir_never_reaches_the_archive(store, chain, tmp_path, fmt,  # noqa: ANN001
                                                         tamper):
     want = from_store(store, tmp_path, fmt)
+    assert saved(store, tmp_path, fmt, "before.tar")[0] == want  # read once untouched
     for i, (layer, path) in enumerate(TARGETS):
         target = layer_file(store, chain[layer], path)
         TAMPERS[tamper](target, tmp_path / f"t{i}")
@@ -201,3 +214,64 @@ def test_a_layer_dir_not_landed_is_not_read(store, chain, tmp_path):  # noqa: AN
     got, blobs = saved(store, tmp_path, "docker-archive", "a.tar")
     assert got == want and blobs.reader.mismatched == 0
     assert blobs.reader.from_files == contents_in(store, chain[0])  # the base's dir alone
+
+
+def test_a_file_changed_after_its_look_before_its_read_is_not_taken(store, chain,  # noqa: ANN001
+                                                                    tmp_path):
+    """Opened and stat()ed as the right regular file of the right size, then rewritten
+    in place before the read: the bytes read are the bytes checked."""
+    want = from_store(store, tmp_path, "oci")
+    lock = threading.Lock()
+    done: list[bool] = []
+
+    def rewrite() -> None:  # on a reader thread, before any file is read
+        with lock:
+            if not done:
+                for layer, path in TARGETS:
+                    _same_stat(layer_file(store, chain[layer], path), tmp_path)
+                done.append(True)
+
+    with faults.armed("blobread.file-read", rewrite):
+        got, blobs = saved(store, tmp_path, "oci", "raced.tar")
+    assert done and got == want
+    assert blobs.reader.mismatched == len(TARGETS) and set(blobs.altered) == set(chain)
+
+
+def test_a_layer_dir_pruned_during_save(store, chain, tmp_path):  # noqa: ANN001
+    """Found, then taken away (prune renames it aside, then deletes it) before its
+    files are read: every file comes from the packs, the archive is the same."""
+    want = from_store(store, tmp_path, "docker-archive")
+    aside = tmp_path / "pruned"
+
+    def prune() -> None:  # reached first for the base, the first layer written
+        base = Path(layerdirs.layer_path(store, chain[0]))
+        if base.exists():
+            base.rename(aside)
+
+    with faults.armed("save.layer-dir", prune):
+        got, blobs = saved(store, tmp_path, "docker-archive", "pruned.tar")
+    assert aside.exists() and got == want
+    assert blobs.altered == {chain[0]: contents_in_dir(aside / "diff")}
+    assert blobs.reader.from_files == contents_in(store, chain[1])  # the top's dir read
+
+
+def test_a_loaded_image_is_saved_from_its_layer_dirs(store, chain, tmp_path, cli):  # noqa: ANN001
+    """`load` writes the layer dirs (root, overlay): the next `save` reads them and
+    gives the archive loaded, byte for byte."""
+    from layerctl.containers.overlayfs import probe
+    from layerctl.images import resolve
+    from layerctl.store.repo import Store
+
+    if probe() is not None:
+        pytest.skip(f"no layer dirs at load here: {probe()}")
+    archive = tmp_path / "kinds.tar"
+    cli("save", "-q", "-o", archive, "kinds:2")
+    other = tmp_path / "other-store"
+    other.mkdir()
+    cli("load", "-q", "-i", archive, env={"LAYERCTL_ROOT": str(other)})
+    loaded = Store(str(other))
+    ids = layerdirs.chain_ids(loaded, resolve(loaded, "kinds:2"))
+    assert len(ids) == 2 and set(layerdirs.entries(loaded)) == set(ids)
+    got, blobs = saved(loaded, tmp_path, "docker-archive", "again.tar")
+    assert got == archive.read_bytes()
+    assert blobs.reader.from_files == sum(contents_in(loaded, layer) for layer in ids) > 80

@@ -18,6 +18,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from layerctl import faults
 from layerctl.changeset.tar import LayerTarWriter
 from layerctl.changeset.tarsplit import BrokenRecord, emit_checked, layer_record
 from layerctl.changeset.write import write_changeset
@@ -208,6 +209,7 @@ class Blobs:
             return None
         if not exists(self.store, layer.id):  # one that exists is complete (renamed whole)
             return None
+        faults.point("save.layer-dir")  # found; its files not read yet (prune may take it)
         return os.fsencode(diff_path(self.store, layer.id))
 
     def config(self, image: SaveImage) -> bytes:
