@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from layerctl import faults
 from layerctl.changeset.tar import LayerTarWriter
@@ -31,6 +31,9 @@ from layerctl.oci.origin import image_config
 from layerctl.store.blobread import BlobReader
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import Layer
+
+if TYPE_CHECKING:
+    from layerctl.store.types import StoreLike
 
 COMPRESSIONS = (NONE, GZIP, ZSTD)
 ZSTD_LEVEL = 3
@@ -207,10 +210,11 @@ class Blobs:
 
         if layer.parent != (parent.id if parent is not None else None):
             return None
-        if not exists(self.store, layer.id):  # one that exists is complete (renamed whole)
+        store = cast("StoreLike", self.store)
+        if not exists(store, layer.id):  # one that exists is complete (renamed whole)
             return None
         faults.point("save.layer-dir")  # found; its files not read yet (prune may take it)
-        return os.fsencode(diff_path(self.store, layer.id))
+        return os.fsencode(diff_path(store, layer.id))
 
     def config(self, image: SaveImage) -> bytes:
         """The image's config as written: its own bytes if loaded or pulled and still
