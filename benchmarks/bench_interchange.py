@@ -6,7 +6,10 @@ Rows (targets from the issue: at most 1.0x podman):
   archive, so the layers are byte for byte the same);
 - load: `layerctl load -i ARCHIVE` into a fresh store vs `podman load -i ARCHIVE`
   into an emptied private podman storage, ARCHIVE being podman's own save;
-- load, every layer present: the same load again (both find the layers).
+- load, every layer present: the same load again (both find the layers);
+- save after load: `layerctl save` of the image loaded from podman's archive, whose
+  overlay layer dir is on disk (as podman's layer is), so the files are read from it
+  (each checked against its blob id) rather than inflated, vs `podman save` again.
 podman runs on a private storage under the work dir, never the machine's.
 """
 
@@ -48,7 +51,8 @@ def _time(fn, repeat: int, setup=None) -> tuple[float | None, str]:  # noqa: ANN
 
 def interchange_debian(opts: Options) -> list[Row]:
     """Debian minbase (~200 MB, one layer): save and load, layerctl vs podman."""
-    names = ["save debian-minbase", "load debian-minbase", "load, every layer present"]
+    names = ["save debian-minbase", "load debian-minbase", "load, every layer present",
+             "save debian-minbase after load (layer dir)"]
     source, reason = corpus.debian_or_reason(_unavailable())
     if reason:
         return [Row(n, None, "podman", None, reason) for n in names]
@@ -98,6 +102,14 @@ def _rows(opts: Options, work: Path, podman: PrivatePodman, source: Path) -> lis
     again_p, note_p = _time(lambda: podman("load", "-q", "-i", theirs), opts.repeat)
     rows.append(Row("load, every layer present", again_l, "podman load", again_p,
                     note_l or note_p))
+
+    # the loaded image has its layer dir (root, overlay): save reads the files there
+    dir_l, note_l = _time(lambda: layerctl(target, "save", "-q", "-o", ours, IMAGE),
+                          opts.repeat, lambda: drop(ours))
+    dir_p, note_p = _time(lambda: podman("save", "-q", "-o", theirs, IMAGE), opts.repeat,
+                          lambda: drop(theirs))
+    rows.append(Row("save debian-minbase after load (layer dir)", dir_l, "podman save",
+                    dir_p, note_l or note_p))
     return rows
 
 

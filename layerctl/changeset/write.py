@@ -42,9 +42,14 @@ def write_changeset(
     tar: LayerTarWriter | None = None,
     strict: bool = False,
     diffing: bool = False,
+    layer_dir: bytes | None = None,
 ) -> tuple[str, int]:
     """Write the changeset tar of `layer` against `parent` to `out` (None: hash only),
     or into `tar`; returns (DiffID, tar size).
+
+    `layer_dir`: a directory holding the layer's files as plain files (its overlay
+    layer dir); a regular file's content is read from there when its blob id is the
+    stored one (BlobReader.submit_file), else from the store: the same bytes either way.
 
     With `strict`, a name starting with `.wh.` is refused: in a layer tar it would be
     read back as a whiteout, and the file lost. A base layer (no parent) is written
@@ -64,6 +69,8 @@ def write_changeset(
         queue: deque[tuple[bytes, Meta | None, bytes | None, bool, _Job, int]] = deque()
         ahead = 0
         submit = reader.submit
+        submit_file = reader.submit_file
+        below = layer_dir + b"/" if layer_dir is not None else None
         for path, meta, blob, opaque in entries:
             if strict and meta is not None and _WH in path:
                 _check_name(path)
@@ -72,7 +79,12 @@ def write_changeset(
             if meta is not None and meta.link is None and meta.kind in _CONTENT:
                 assert blob is not None  # a file or symlink has content
                 size = meta.size
-                job = "stream" if size > STREAM else submit(blob, size)
+                if size > STREAM:
+                    job = "stream"
+                elif below is not None and meta.kind == FILE:
+                    job = submit_file(below + path, blob, size)
+                else:
+                    job = submit(blob, size)
             queue.append((path, meta, blob, opaque, job, size))
             ahead += size
             while len(queue) > _WINDOW or ahead > _MAX_AHEAD:

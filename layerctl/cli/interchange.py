@@ -92,6 +92,10 @@ def save_cmd(ctx: click.Context, images: tuple[str, ...], output: str, fmt: str,
         from layerctl.oci.events import throughput
 
         click.echo(f"Wrote {throughput(sum(written), time.monotonic() - started)}", err=True)
+    for layer_id, count in blobs.altered.items():
+        click.echo(f"layerctl: warning: layer {layer_id[:12]}: {count} file(s) of its layer "
+                   "dir differ from the store (the archive has the stored ones; containers "
+                   "on it see the changed files)", err=True)
     for layer_id in blobs.stale:
         click.echo(f"layerctl: warning: layer {layer_id[:12]} records a DiffID that differs "
                    "from its tar's; the archive uses the tar's", err=True)

@@ -134,6 +134,26 @@ def test_saved_blob_of_a_base_layer_is_the_diffing_path_tar(store, base: DirRef,
         assert gzip.decompress(out.getvalue()) == general.getvalue()
 
 
+@pytest.mark.parametrize("compression", [NONE, GZIP])
+def test_contents_read_from_a_layer_dir_give_the_same_tar(store, base: DirRef,  # noqa: ANN001
+                                                          tmp_path: Path,
+                                                          compression: str) -> None:
+    """The imported directory stands in for the layer's dir: every regular file's
+    content is read from it (checked against its blob id), and the bytes do not move."""
+    general = io.BytesIO()
+    diff_id, _ = write_changeset(store, None, base, general, diffing=True)
+    out = io.BytesIO()
+    with BlobReader.for_store(store) as reader:
+        info = write_layer_blob(store, None, base, out, compression, reader,
+                                layer_dir=os.fsencode(tmp_path / "src"))
+    assert info.diff_id == diff_id
+    if compression == NONE:
+        assert out.getvalue() == general.getvalue()
+    contents = {p.stat().st_ino for p in (tmp_path / "src").rglob("*")
+                if p.is_file() and not p.is_symlink()}
+    assert reader.from_files == len(contents) > 80 and reader.mismatched == 0
+
+
 # -- headers: the field-by-field construction they replaced -------------------------
 
 

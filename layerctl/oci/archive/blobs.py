@@ -10,13 +10,15 @@ level 3, single-threaded, no content size.
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
+from layerctl import faults
 from layerctl.changeset.tar import LayerTarWriter
 from layerctl.changeset.tarsplit import BrokenRecord, emit_checked, layer_record
 from layerctl.changeset.write import write_changeset
@@ -29,6 +31,9 @@ from layerctl.oci.origin import image_config
 from layerctl.store.blobread import BlobReader
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import Layer
+
+if TYPE_CHECKING:
+    from layerctl.store.types import StoreLike
 
 COMPRESSIONS = (NONE, GZIP, ZSTD)
 ZSTD_LEVEL = 3
@@ -125,10 +130,13 @@ def write_layer_blob(
     compression: str = NONE,
     reader: BlobReader | None = None,
     record: tuple[bytes, str] | None = None,
+    layer_dir: bytes | None = None,
 ) -> BlobInfo:
     """Write the blob of `layer`'s changeset against `parent` to `out`; with `record`
     (a tar-split record and the DiffID it must give), the layer's original tar instead
-    (tarsplit.BrokenRecord if it does not give that DiffID: discard what was written)."""
+    (tarsplit.BrokenRecord if it does not give that DiffID: discard what was written).
+    `layer_dir`: the layer's overlay dir, whose files may stand in for stored blobs
+    (write_changeset checks each one's blob id)."""
     pipe = _Pipeline(out, compression)
     tar = _PipeTar(pipe)
     try:
@@ -136,7 +144,8 @@ def write_layer_blob(
             with BlobReader.for_store(store) if reader is None else nullcontext(reader) as r:
                 emit_checked(record[0], record[1], r, tar)
         else:
-            write_changeset(store, parent, layer, None, reader, tar=tar, strict=True)
+            write_changeset(store, parent, layer, None, reader, tar=tar, strict=True,
+                            layer_dir=layer_dir)
     except BaseException:
         if pipe.thread.is_alive():
             pipe.queue.put(None)
@@ -169,6 +178,8 @@ class Blobs:
     written: dict[str, tuple[BlobInfo, str]] = field(default_factory=dict)  # id -> (info, name)
     stale: list[str] = field(default_factory=list)
     broken: dict[str, str] = field(default_factory=dict)  # layer id -> why its record failed
+    # layer id -> files of its layer dir that were not their blobs (the stored ones saved)
+    altered: dict[str, int] = field(default_factory=dict)
 
     def _try(self, layer: Layer, parent: Layer | None, out: TarOut | DirOut,
              record: tuple[bytes, str] | None) -> tuple[BlobInfo, Pending] | None:
@@ -180,6 +191,7 @@ class Blobs:
             info = write_layer_blob(
                 self.store, parent.root if parent else None, layer.root, pending,
                 self.compression, self.reader, record,
+                None if record is not None else self._layer_dir(layer, parent),
             )
         except BrokenRecord as e:
             pending.abort()
@@ -189,6 +201,20 @@ class Blobs:
             pending.abort()
             raise
         return info, pending
+
+    def _layer_dir(self, layer: Layer, parent: Layer | None) -> bytes | None:
+        """The layer's overlay dir (made at load, pull or a container's first need), if
+        it is there and holds this changeset: its files are read instead of inflating
+        their pack objects, as podman's save reads its layers' files."""
+        from layerctl.containers.layerdirs import diff_path, exists
+
+        if layer.parent != (parent.id if parent is not None else None):
+            return None
+        store = cast("StoreLike", self.store)
+        if not exists(store, layer.id):  # one that exists is complete (renamed whole)
+            return None
+        faults.point("save.layer-dir")  # found; its files not read yet (prune may take it)
+        return os.fsencode(diff_path(store, layer.id))
 
     def config(self, image: SaveImage) -> bytes:
         """The image's config as written: its own bytes if loaded or pulled and still
@@ -206,7 +232,10 @@ class Blobs:
         if record is not None:
             info = self._try(layer, parent, out, record)
         if info is None:
+            before = self.reader.mismatched
             info = self._try(layer, parent, out, None)
+            if self.reader.mismatched != before:
+                self.altered[layer.id] = self.reader.mismatched - before
         pending = info[1]
         info = info[0]
         name = name_of(info)
