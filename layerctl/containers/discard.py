@@ -13,13 +13,21 @@ from layerctl.store.journal import operation
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR
 
+from . import links
 from .changes import BaseTree
 from .drivers import driver_for
 from .lifecycle import refuse_if_running
 from .snapshots import snapshot
 from .state import Container, base, locked, resolve
 from .worktree import normalize_paths, pending, under
-from .writeback import apply_meta_at, meta_only_dir, restore_entry, settle_parents, writing_back
+from .writeback import (
+    GroupLinks,
+    apply_meta_at,
+    meta_only_dir,
+    restore_entry,
+    settle_parents,
+    writing_back,
+)
 
 if TYPE_CHECKING:
     from layerctl.store.repo import Store
@@ -67,48 +75,17 @@ def restore(store: Store, ref: str, paths: list[str]) -> list[Change]:
                 replaced.append(ch.path)
         with operation(f"restore {c.name}"):
             snapshot(store, c, p, f"before restore in {c.name}")
-        twins = _group_twins(store, p.base_id, bt, plan, by_path)
+        groups = GroupLinks(links.load(store, p.base_id, bt.root), by_path,
+                            [ch.path for ch in plan if not meta_only_dir(ch)])
         with writing_back(store, c, "restore", "restored") as tree:
             for ch in plan:
                 if not meta_only_dir(ch):
-                    restore_entry(store, bt, tree, ch, twins.get(ch.path, []))
+                    restore_entry(store, bt, tree, ch, groups)
             for ch in reversed(plan):  # directories' own metadata last, children first
                 if meta_only_dir(ch) and ch.old is not None:
                     apply_meta_at(tree.dir_fd(ch.path), None, ch.old)
             settle_parents(tree, bt, plan, discard, p.changes, driver.rootless_map(store, c))
     return discard
-
-
-def _holds_base_file(ch: Change | None) -> bool:
-    """Whether the entry of a pending change `ch` (None: no change) is still the base's
-    file: at most the hardlink group it is in differs."""
-    if ch is None:
-        return True
-    return (ch.old is not None and ch.new is not None and ch.old_blob == ch.new_blob
-            and ch.old.without_link() == ch.new.without_link())
-
-
-def _group_twins(store: Store, base_id: str, bt: BaseTree, plan: list[Change],
-                 by_path: dict[bytes, Change]) -> dict[bytes, list[bytes]]:
-    """For each restored entry that is the first member of a hardlink group in the base:
-    the other members that still hold the base file and are not being restored, the
-    first to link to. Writing a copy instead would leave the group split in two
-    (`status` then shows the other members as changed)."""
-    from . import links
-
-    planned = [ch.path for ch in plan]
-    twins: dict[bytes, list[bytes]] = {}
-    groups: dict[bytes, list[bytes]] | None = None
-    for ch in plan:
-        if ch.old is None or ch.old.kind == DIR or ch.old.link is not None:
-            continue
-        if groups is None:
-            groups = links.load(store, base_id, bt.root)
-        holding = [m for m in groups.get(ch.path, ()) if m != ch.path
-                   and not under(m, planned) and _holds_base_file(by_path.get(m))]
-        if holding:
-            twins[ch.path] = holding
-    return twins
 
 
 def reset(store: Store, ref: str, layer: str | None = None) -> tuple[Container, str]:

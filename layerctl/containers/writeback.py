@@ -10,6 +10,7 @@ removed, written, chmod-ed or hardlinked.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -96,12 +97,11 @@ def _parent_fd(tree: Tree, path: bytes) -> tuple[int, bytes]:
 
 
 def restore_entry(store: Store, bt: BaseTree, tree: Tree, ch: Change,
-                  twins: list[bytes] | None = None) -> None:
-    """Put the base's entry at `ch.path` back (or remove an added one). `twins`: the
-    other members of the base entry's hardlink group that still hold the base file. The
-    entry is linked to the first instead of written as a copy that would split the group,
-    and the others are linked to it too: on overlay, linking copies the first up alone,
-    which splits it from the members still in the lower dir."""
+                  groups: GroupLinks | None = None) -> None:
+    """Put the base's entry at `ch.path` back (or remove an added one). `groups`: how a
+    recreated hardlink-group member finds a member holding the base file to link to
+    (restore); without it, a member links to its group's first, which the caller
+    guarantees is the base's (undo, stash)."""
     kept, name = _parent_fd(tree, ch.path)
     pfd = os.dup(kept)  # ours: the tree may close the fds it keeps while we recreate below
     try:
@@ -122,27 +122,65 @@ def restore_entry(store: Store, bt: BaseTree, tree: Tree, ch: Change,
             assert entry is not None
             meta, blob = entry
             if d is not None:
-                _recreate_dir(store, bt, tree, pfd, name, ch.path, d)
+                _recreate_dir(store, bt, tree, pfd, name, ch.path, d, groups)
             else:
                 assert blob is not None  # a non-directory's content
-                _recreate(store, tree, pfd, name, meta, blob, twins[0] if twins else None)
-                for member in (twins or [])[1:]:
-                    _rejoin(tree, ch.path, member)
+                _recreate(store, tree, pfd, name, ch.path, meta, blob, groups)
         # Put the parent's times back: discarding a change should not create another one.
         os.utime(fd_path(pfd), ns=(parent_st.st_atime_ns, parent_st.st_mtime_ns))
     finally:
         os.close(pfd)
 
 
-def _recreate(store: Store, tree: Tree, pfd: int, name: bytes, meta: Meta, blob: bytes,
-              twin: bytes | None = None) -> None:
-    source = meta.link if meta.link is not None else twin
+class GroupLinks:
+    """Hardlink groups during a restore: a recreated member links to a member that holds
+    the base file (one this restore recreated, or one left untouched, or changed only
+    in which group it is in), never to one whose file changed; with none, it is written
+    fresh. Linking to an untouched member on overlay copies that member up alone, which
+    splits it from the members still in the lower dir: those are linked to it too
+    (overlay without `index=on` keeps no hardlinks across a copy-up)."""
+
+    def __init__(self, groups: dict[bytes, list[bytes]], changes: dict[bytes, Change],
+                 restored: list[bytes]) -> None:
+        self.groups = groups  # first member -> all members (containers/links.py)
+        self.changes = changes  # the pending changes by path
+        self.restored = restored  # the paths this restore puts back
+        self.done: set[bytes] = set()
+
+    def _untouched(self, member: bytes) -> bool:
+        if any(member == r or member.startswith(r + b"/") for r in self.restored):
+            return False
+        ch = self.changes.get(member)
+        return ch is None or (ch.old is not None and ch.new is not None
+                              and ch.old_blob == ch.new_blob
+                              and ch.old.without_link() == ch.new.without_link())
+
+    def source(self, path: bytes, meta: Meta) -> tuple[bytes | None, list[bytes]]:
+        """(the member `path` links to, untouched members to link to it as well)."""
+        first = meta.link if meta.link is not None else path
+        members = [m for m in self.groups.get(first, ()) if m != path]
+        done = [m for m in members if m in self.done]
+        if done:
+            return done[0], []
+        holding = [m for m in members if self._untouched(m)]
+        return (holding[0], holding[1:]) if holding else (None, [])
+
+
+def _recreate(store: Store, tree: Tree, pfd: int, name: bytes, path: bytes, meta: Meta,
+              blob: bytes, groups: GroupLinks | None) -> None:
+    if groups is not None:
+        source, others = groups.source(path, meta)
+        groups.done.add(path)
+    else:
+        source, others = meta.link, []
     if source is not None:
         first = tree.lstat(source)
         if first is not None and not stat.S_ISDIR(first.st_mode):
             # linkat without AT_SYMLINK_FOLLOW: links the entry itself, never a symlink's target
             src_fd, src_name = tree.parent(source)
             os.link(src_name, name, src_dir_fd=src_fd, dst_dir_fd=pfd, follow_symlinks=False)
+            for member in others:
+                _rejoin(tree, source, member)
             return
     create_entry(store, b"/proc/self/fd/%d/%s" % (pfd, name), meta.without_link(), blob,
                  os.geteuid() == 0)
@@ -171,13 +209,34 @@ def _rejoin(tree: Tree, source: bytes, member: bytes) -> None:
         os.close(src_fd)
 
 
+def _drop_xattrs(path: bytes, wanted: set[bytes], as_root: bool) -> None:
+    """Remove the xattrs layerctl records that `wanted` lacks (errors as apply_meta
+    takes them: unprivileged, what may not be changed is left)."""
+    try:
+        names = os.listxattr(path, follow_symlinks=True)
+    except OSError as e:
+        if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        return
+    for name in names:
+        raw = os.fsencode(name)
+        if keep_xattr(raw) and raw not in wanted:
+            try:
+                os.removexattr(path, name, follow_symlinks=True)
+            except OSError as e:
+                if as_root or e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES):
+                    raise
+
+
 def apply_meta_at(dir_fd: int, name: bytes | None, meta: Meta) -> None:
     """apply_meta on `name` in directory `dir_fd` (None: on that directory) through an
     fd of the entry checked to be of meta's kind, so a symlink swapped in meanwhile
     cannot redirect a chmod or chown to a host file."""
     as_root = os.geteuid() == 0
-    if name is None:
-        apply_meta(fd_path(dir_fd), meta, as_root, follow=True)
+    if name is None:  # a directory kept in place: it may carry xattrs the base lacks
+        path = fd_path(dir_fd)  # an O_PATH fd: its /proc link, followed, is the inode
+        _drop_xattrs(path, {n for n, _v in meta.xattrs}, as_root)
+        apply_meta(path, meta, as_root, follow=True)
         return
     if meta.kind == SYMLINK:  # lchown, lsetxattr, lutimes: none follows the link
         apply_meta(b"/proc/self/fd/%d/%s" % (dir_fd, name), meta, as_root)
@@ -192,17 +251,18 @@ def apply_meta_at(dir_fd: int, name: bytes | None, meta: Meta) -> None:
 
 
 def _recreate_dir(store: Store, bt: BaseTree, tree: Tree, pfd: int, name: bytes, path: bytes,
-                  d: Dir) -> None:
+                  d: Dir, groups: GroupLinks | None) -> None:
     os.mkdir(name, 0o700, dir_fd=pfd)
     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
     try:
         for child in d.names():
             sub = path + b"/" + child
             if child in d.dirs:
-                _recreate_dir(store, bt, tree, fd, child, sub, read_dir(store, d.dirs[child]))
+                _recreate_dir(store, bt, tree, fd, child, sub, read_dir(store, d.dirs[child]),
+                              groups)
             else:
                 meta, blob = d.files[child]
-                _recreate(store, tree, fd, child, meta, blob)
+                _recreate(store, tree, fd, child, sub, meta, blob, groups)
         apply_meta_at(fd, None, d.own)
     finally:
         os.close(fd)

@@ -20,11 +20,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from layerctl import containers as C
+from layerctl.errors import Conflict
+from layerctl.images import resolve
 from layerctl.store.checkout import checkout
 from layerctl.store.layers import read_layer
 from layerctl.store.repo import Store
 from tests.layerhelpers import import_dir, release_containers
-from tests.treecompare import compare
+from tests.treecompare import compare, snapshot
 
 pytestmark = pytest.mark.needs_root
 
@@ -187,5 +189,62 @@ def test_committed_dir_replaced_by_file(model_store: Store, driver: str) -> None
         shutil.rmtree(os.path.join(root, "w/d1"))
         Path(root, "w/d1").write_text("now a file\n")
         _check_commit(model_store, c.name, root, 1)
+    finally:
+        C.remove(model_store, c.name, force=True)
+
+
+restore_picks = st.lists(st.one_of(paths, st.sampled_from([p for p in PARENTS if p])),
+                         min_size=1, max_size=3)
+
+
+def _under(snap: dict, picks: list[bytes]) -> dict:
+    return {k: v for k, v in snap.items()
+            if any(k == p or k.startswith(p + b"/") for p in picks)}
+
+
+@pytest.mark.parametrize("driver", ["overlay", "vfs"])
+@settings(max_examples=int(os.environ.get("MODEL_EXAMPLES", "60")), deadline=None,
+          derandomize=not os.environ.get("MODEL_EXAMPLES"),
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(ops=st.lists(operation.filter(lambda op: op[0] != "commit"), min_size=1, max_size=25),
+       picks=restore_picks)
+def test_restore_puts_back_exactly_the_base(model_store: Store, driver: str, ops: list,
+                                            picks: list[str]) -> None:
+    """After random changes, `restore` of some paths makes everything at and under them
+    what the base has (every field but which hardlink group outside them an entry is
+    in), and `status` shows nothing pending there but such groups."""
+    c, _notice = C.create(model_store, "model:base", driver=driver)
+    try:
+        root = C.mount(model_store, c.name) if driver == "overlay" else C.root_dir(model_store, c)
+        for op in ops:
+            if op[0] == "remount":
+                if driver == "overlay":
+                    C.umount(model_store, c.name)
+                    C.mount(model_store, c.name)
+            else:
+                _apply(root, op)
+        try:
+            restored = C.restore(model_store, c.name, picks)
+        except Conflict:
+            event("restore refused: a parent is gone")
+            return
+        chosen = [p.encode() for p in picks]
+        event(f"restored entries pending before: {min(len(restored), 5)}")
+        with tempfile.TemporaryDirectory(dir=model_store.path("cache")) as out:
+            dest = os.path.join(out, "co")
+            base = read_layer(model_store, resolve(model_store, "model:base"))
+            checkout(model_store, base.root, dest)
+            diffs = compare(_under(snapshot(dest), chosen), _under(snapshot(root), chosen),
+                            ignore=("hardlink",))
+        assert not diffs, f"restore of {picks} left:\n" + "\n".join(diffs)
+        # pending there may stay only which group an entry is in (a member outside the
+        # paths changed its file, so the base's group cannot be whole)
+        left = [ch for ch in C.status(model_store, c.name)
+                if any(ch.path == p or ch.path.startswith(p + b"/") for p in chosen)
+                and not (ch.old is not None and ch.new is not None
+                         and ch.old_blob == ch.new_blob
+                         and ch.old.without_link() == ch.new.without_link())]
+        assert not left, f"still pending after restore of {picks}: " + ", ".join(
+            f"{ch.status} /{ch.path.decode()}" for ch in left)
     finally:
         C.remove(model_store, c.name, force=True)
