@@ -105,6 +105,9 @@ class Store:
         self._refs: DiskRefsContainer | None = None
         self._ref_reader: RefReader | None = None
         self._packs: list[Pack] | None = None  # most recently hit first
+        # objects/XX directories seen (None: not listed yet): a read that misses the
+        # last pack tries a loose file only where one can be, not an open() that fails
+        self._loose_dirs: frozenset[str] | None = None
 
     def _init(self) -> None:
         if os.path.exists(self.root) and os.listdir(self.root):
@@ -192,9 +195,14 @@ class Store:
             found = packs[0].read(binsha, self.read_raw)
             if found is not None:
                 return found
-        found = self._read_loose(binsha.hex())
-        if found is not None:
-            return found
+        hexsha = binsha.hex()
+        loose_dirs = self._loose_dirs
+        if loose_dirs is None:
+            loose_dirs = self._loose_dirs = _loose_dirs(self.root)
+        if hexsha[:2] in loose_dirs:
+            found = self._read_loose(hexsha)
+            if found is not None:
+                return found
         for i in range(1, len(packs)):
             found = packs[i].read(binsha, self.read_raw)
             if found is not None:
@@ -203,6 +211,11 @@ class Store:
         for pack in self._open_packs(packs):  # a pack that landed since
             packs.append(pack)
             found = pack.read(binsha, self.read_raw)
+            if found is not None:
+                return found
+        if hexsha[:2] not in loose_dirs:  # written loose since the listing
+            self._loose_dirs = None
+            found = self._read_loose(hexsha)
             if found is not None:
                 return found
         raise Corrupt(f"object {binsha.hex()} is missing from the store")
@@ -296,6 +309,7 @@ class Store:
         for pack in self._packs or ():
             pack.close()
         self._packs = None
+        self._loose_dirs = None
 
     def add_object(self, type_num: int, data: bytes) -> bytes:
         """Write one small object (a commit) as a loose object; returns its binary id."""
@@ -475,6 +489,13 @@ class Store:
 
 
 _LOOSE_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
+
+
+def _loose_dirs(root: str) -> frozenset[str]:
+    try:
+        return frozenset(n for n in os.listdir(os.path.join(root, "objects")) if len(n) == 2)
+    except OSError:
+        return frozenset()
 
 
 @lru_cache(maxsize=4096)
