@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from layerctl.insight.pkgdb import (
@@ -25,10 +24,12 @@ from layerctl.insight.pkgdb import (
     parse_rpmdb,
 )
 from layerctl.insight.pkgversion import COMPARE
+from layerctl.record import Frozen
 from layerctl.store.fstree import DirRef
 from layerctl.store.meta import FILE
 from layerctl.store.names import unmangle
 from layerctl.store.objects import MODE_TREE
+from layerctl.store.pathlookup import PathLookup, parse_path
 
 if TYPE_CHECKING:
     from layerctl.store.repo import Store
@@ -43,13 +44,16 @@ RPM_DBS = (b"var/lib/rpm/rpmdb.sqlite", b"usr/lib/sysimage/rpm/rpmdb.sqlite")
 DB_PATHS = {"deb": (DPKG_STATUS,), "apk": (APK_DB,), "rpm": RPM_DBS}
 
 
-@dataclass(frozen=True)
-class PackageChange:
-    op: str  # "+" added, "-" removed, "~" version (or arch) changed
-    kind: str
-    key: str
-    old: Package | None
-    new: Package | None
+class PackageChange(Frozen):
+    __slots__ = ("op", "kind", "key", "old", "new")
+
+    def __init__(self, op: str, kind: str, key: str, old: Package | None,
+                 new: Package | None) -> None:
+        self.op = op  # "+" added, "-" removed, "~" version (or arch) changed
+        self.kind = kind
+        self.key = key
+        self.old = old
+        self.new = new
 
     @property
     def downgrade(self) -> bool:
@@ -86,8 +90,6 @@ class LayerTree:
     content key (its blob id) so unchanged databases are recognised without reading."""
 
     def __init__(self, store: Store, root: DirRef, label: str, lookup: object = None) -> None:
-        from layerctl.insight.blame import PathLookup
-
         self.store = store
         self.root = root
         self.label = label
@@ -96,8 +98,6 @@ class LayerTree:
 
     def file(self, path: bytes) -> tuple[Hashable, int] | None:
         """(content key, size) of the regular file at `path`, else None."""
-        from layerctl.insight.blame import parse_path
-
         entry = self.lookup.probe(self.root, parse_path(path)).entry
         if entry is None or entry[0].kind != FILE or not isinstance(entry[1], bytes):
             return None
@@ -113,8 +113,6 @@ class LayerTree:
         symlinks) in the directory at `path`."""
         if path in self._listings:
             return self._listings[path]
-        from layerctl.insight.blame import parse_path
-
         entry = self.lookup.probe(self.root, parse_path(path)).entry
         found = None
         if entry is not None and isinstance(entry[1], DirRef):
@@ -211,34 +209,36 @@ def pending_trees(pkgs: Packages, p: object) -> tuple[LayerTree, PendingTree]:
 # -- the reader ---------------------------------------------------------------------
 
 
-@dataclass
 class _Db:
-    packages: dict[str, Package]
-    owners: dict[bytes, str] = field(default_factory=dict)  # path -> key (not dpkg's)
+    __slots__ = ("packages", "owners")
+
+    def __init__(self, packages: dict[str, Package],
+                 owners: dict[bytes, str] | None = None) -> None:
+        self.packages = packages
+        self.owners = {} if owners is None else owners  # path -> key (not dpkg's)
 
 
-@dataclass
 class Packages:
     """Reads and caches package databases across trees; `warnings` collects one line
-    per database that could not be read."""
+    per database that could not be read. (A plain class: no dataclasses on `waste`'s
+    start-up path.)"""
 
-    store: Store
-    warnings: list[str] = field(default_factory=list)
-    _dbs: dict[tuple, _Db | None] = field(default_factory=dict)
-    _lists: dict[Hashable, bytes] = field(default_factory=dict)
-    _dpkg_maps: dict[tuple, dict[bytes, str]] = field(default_factory=dict)
-    _trees: dict[DirRef, LayerTree] = field(default_factory=dict)
-    # (id(tree), kind) -> where that database is in it; trees live as long as self
-    _located: dict[tuple[int, str], tuple | None] = field(default_factory=dict)
-    _lookup: object = None
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.warnings: list[str] = []
+        self._dbs: dict[tuple, _Db | None] = {}
+        self._lists: dict[Hashable, bytes] = {}
+        self._dpkg_maps: dict[tuple, dict[bytes, str]] = {}
+        self._trees: dict[DirRef, LayerTree] = {}
+        # (id(tree), kind) -> where that database is in it; trees live as long as self
+        self._located: dict[tuple[int, str], tuple | None] = {}
+        self._lookup: object = None
 
     def tree(self, root: DirRef, label: str) -> LayerTree:
         """One LayerTree per root, so what it has listed is listed once."""
         found = self._trees.get(root)
         if found is None:
             if self._lookup is None:
-                from layerctl.insight.blame import PathLookup
-
                 self._lookup = PathLookup(self.store)
             found = self._trees[root] = LayerTree(self.store, root, label, self._lookup)
         return found

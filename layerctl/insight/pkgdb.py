@@ -5,20 +5,26 @@ apk installed, RPM's sqlite rpmdb (its header blobs decoded here). Each parser g
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+
+from layerctl.record import Frozen
 
 
 class Malformed(ValueError):
     """A database that does not parse; the message says where."""
 
 
-@dataclass(frozen=True)
-class Package:
-    kind: str  # deb | apk | rpm
-    key: str  # unique within its database (name, or name:arch when a name repeats)
-    name: str
-    version: str
-    arch: str
+class Package(Frozen):
+    """One installed package (a Frozen record, not a dataclass: `waste` imports this
+    module on its start-up path)."""
+
+    __slots__ = ("kind", "key", "name", "version", "arch")
+
+    def __init__(self, kind: str, key: str, name: str, version: str, arch: str) -> None:
+        self.kind = kind  # deb | apk | rpm
+        self.key = key  # unique within its database (name, or name:arch when a name repeats)
+        self.name = name
+        self.version = version
+        self.arch = arch
 
     @property
     def label(self) -> str:

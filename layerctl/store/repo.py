@@ -105,9 +105,7 @@ class Store:
         self._refs: DiskRefsContainer | None = None
         self._ref_reader: RefReader | None = None
         self._packs: list[Pack] | None = None  # most recently hit first
-        # objects/XX directories seen (None: not listed yet): a read that misses the
-        # last pack tries a loose file only where one can be, not an open() that fails
-        self._loose_dirs: frozenset[str] | None = None
+        self._loose_dirs: frozenset[str] | None = None  # objects/XX, listed when first read
 
     def _init(self) -> None:
         if os.path.exists(self.root) and os.listdir(self.root):
@@ -196,13 +194,12 @@ class Store:
             if found is not None:
                 return found
         hexsha = binsha.hex()
-        loose_dirs = self._loose_dirs
-        if loose_dirs is None:
-            loose_dirs = self._loose_dirs = _loose_dirs(self.root)
-        if hexsha[:2] in loose_dirs:
-            found = self._read_loose(hexsha)
-            if found is not None:
-                return found
+        if self._loose_dirs is None:  # a loose file is tried only where one can be
+            objects = os.path.join(self.root, "objects")
+            self._loose_dirs = frozenset(os.listdir(objects) if os.path.isdir(objects) else ())
+        found = self._read_loose(hexsha) if hexsha[:2] in self._loose_dirs else None
+        if found is not None:
+            return found
         for i in range(1, len(packs)):
             found = packs[i].read(binsha, self.read_raw)
             if found is not None:
@@ -213,11 +210,10 @@ class Store:
             found = pack.read(binsha, self.read_raw)
             if found is not None:
                 return found
-        if hexsha[:2] not in loose_dirs:  # written loose since the listing
+        found = self._read_loose(hexsha)  # written loose since the listing
+        if found is not None:
             self._loose_dirs = None
-            found = self._read_loose(hexsha)
-            if found is not None:
-                return found
+            return found
         raise Corrupt(f"object {binsha.hex()} is missing from the store")
 
     def packed_at(self, binsha: bytes) -> tuple[str, int] | None:
@@ -489,13 +485,6 @@ class Store:
 
 
 _LOOSE_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
-
-
-def _loose_dirs(root: str) -> frozenset[str]:
-    try:
-        return frozenset(n for n in os.listdir(os.path.join(root, "objects")) if len(n) == 2)
-    except OSError:
-        return frozenset()
 
 
 @lru_cache(maxsize=4096)
