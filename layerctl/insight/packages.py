@@ -39,6 +39,7 @@ MAX_LIST = 16 << 20  # bytes read of one dpkg .list file
 
 DPKG_STATUS = b"var/lib/dpkg/status"
 DPKG_INFO = b"var/lib/dpkg/info"
+DPKG_LISTS = "dpkg-owners"  # cache/dpkg-owners/<info dir tree id>: which lists name a path
 APK_DB = b"lib/apk/db/installed"
 RPM_DBS = (b"var/lib/rpm/rpmdb.sqlite", b"usr/lib/sysimage/rpm/rpmdb.sqlite")
 DB_PATHS = {"deb": (DPKG_STATUS,), "apk": (APK_DB,), "rpm": RPM_DBS}
@@ -227,8 +228,9 @@ class Packages:
         self.store = store
         self.warnings: list[str] = []
         self._dbs: dict[tuple, _Db | None] = {}
-        self._lists: dict[Hashable, bytes] = {}
-        self._dpkg_maps: dict[tuple, dict[bytes, str]] = {}
+        self._dpkg_lists: dict[Hashable, tuple[tuple[bytes, ...], dict]] = {}
+        self._dpkg_readers: dict[tuple, dict[bytes, tuple[int, str]]] = {}
+        self._warned_lists: set[Hashable] = set()
         self._trees: dict[DirRef, LayerTree] = {}
         # (id(tree), kind) -> where that database is in it; trees live as long as self
         self._located: dict[tuple[int, str], tuple | None] = {}
@@ -341,52 +343,89 @@ class Packages:
         return None
 
     def _dpkg_owner(self, tree: object, db: _Db, spellings: tuple[bytes, ...]) -> str | None:
-        """dpkg keeps each package's files in info/<pkg>[:arch].list: read them once per
-        (info directory, database) into a path -> package map (the first package that
-        lists a path owns it), so asking for many paths costs one pass."""
+        """dpkg keeps each package's files in info/<pkg>[:arch].list. Which lists name a
+        path is a fact of the info directory alone, read once per directory (and kept,
+        _kept_lists); the status file only says which installed package reads which list,
+        and the first of them in its order that lists a path owns it."""
         found = tree.listing(DPKG_INFO)
         if found is None:
             return None
-        owners = self._dpkg_maps.get((found[0], id(db)))
-        if owners is None:
-            owners = self._dpkg_maps[(found[0], id(db))] = self._kept_dpkg_map(tree, db, found)
-        return next((owners[p] for p in spellings if p in owners), None)
+        lists = self._dpkg_lists.get(found[0])
+        if lists is None:
+            lists = self._dpkg_lists[found[0]] = self._kept_lists(tree, found)
+        readers = self._dpkg_readers.get((found[0], id(db)))
+        if readers is None:
+            readers = self._dpkg_readers[(found[0], id(db))] = self._list_readers(
+                tree, db, found[1], lists[0])
+        for p in spellings:
+            names = lists[1].get(p)
+            if names is None:
+                continue
+            if type(names) is not tuple:
+                names = (names,)
+            firsts = [readers[n] for n in names if n in readers]
+            if firsts:
+                return min(firsts)[1]
+        return None
 
-    def _kept_dpkg_map(self, tree: object, db: _Db, found: tuple) -> dict[bytes, str]:
-        """The map, kept in the store's cache under the info directory's and the status
-        file's object ids (both fix it), so a store reads the lists once."""
+    def _list_readers(self, tree: object, db: _Db, names: dict[bytes, Hashable],
+                      too_big: tuple[bytes, ...]) -> dict[bytes, tuple[int, str]]:
+        """{list file name: (place in the status file, key) of the first installed
+        package that reads it}: <name>:<arch>.list, else <name>.list."""
+        out: dict[bytes, tuple[int, str]] = {}
+        for i, pkg in enumerate(db.packages.values()):
+            name = f"{pkg.name}:{pkg.arch}.list".encode()
+            if name not in names:
+                name = f"{pkg.name}.list".encode()
+                if name not in names:
+                    continue
+            if name in too_big and names[name] not in self._warned_lists:
+                self._warned_lists.add(names[name])
+                self._warn(f"{DPKG_INFO.decode()}/{pkg.name}.list in {tree.label} is "
+                           f"over {MAX_LIST} bytes; its files are not attributed")
+            out.setdefault(name, (i, pkg.key))
+        return out
+
+    def _kept_lists(self, tree: object, found: tuple) -> tuple[tuple[bytes, ...], dict]:
+        """(the lists over MAX_LIST, {path: the list naming it, or a tuple of the lists
+        when several do}), kept in the store's cache under the info directory's tree id
+        (which fixes every list in it), so a store reads the lists once."""
         from layerctl.store import cache
 
-        status = self._located.get((id(tree), "deb"))
-        ids = (found[0], status[1] if status else None)
-        key = "-".join(i.hex() for i in ids) if all(isinstance(i, bytes) for i in ids) else ""
-        kept = cache.load(self.store, "dpkg-owners", key) if key else None
-        if isinstance(kept, tuple) and kept[0] == MAX_LIST and isinstance(kept[1], dict):
-            return kept[1]
-        owners = self._dpkg_map(tree, db, found[1])
-        if key and not self.warnings:  # a map missing an oversized list is not kept
-            cache.save(self.store, "dpkg-owners", key, (MAX_LIST, owners))
-        return owners
+        key = found[0].hex() if isinstance(found[0], bytes) else ""  # a container's: not kept
+        kept = cache.load(self.store, DPKG_LISTS, key) if key else None
+        if (isinstance(kept, tuple) and len(kept) == 3 and kept[0] == MAX_LIST
+                and isinstance(kept[1], tuple) and isinstance(kept[2], dict)):
+            return kept[1], kept[2]
+        too_big, paths = self._list_paths(tree, found[1])
+        if key:
+            cache.save(self.store, DPKG_LISTS, key, (MAX_LIST, too_big, paths))
+        return too_big, paths
 
-    def _dpkg_map(self, tree: object, db: _Db, names: dict[bytes, Hashable]) -> dict:
-        owners: dict[bytes, str] = {}
-        for pkg in db.packages.values():
-            blob = names.get(f"{pkg.name}:{pkg.arch}.list".encode()) or names.get(
-                f"{pkg.name}.list".encode())
-            if blob is None:
+    def _list_paths(self, tree: object, names: dict[bytes, Hashable],
+                    ) -> tuple[tuple[bytes, ...], dict]:
+        too_big: list[bytes] = []
+        paths: dict[bytes, bytes | tuple[bytes, ...]] = {}
+        setdefault = paths.setdefault
+        for name, blob in names.items():
+            if not name.endswith(b".list"):
                 continue
-            data = self._lists.get(blob)
-            if data is None:
-                data = tree.read(blob, MAX_LIST + 1)
-                if len(data) > MAX_LIST:
-                    self._warn(f"{DPKG_INFO.decode()}/{pkg.name}.list in {tree.label} is "
-                               f"over {MAX_LIST} bytes; its files are not attributed")
-                    data = b""
-                self._lists[blob] = data
+            data = tree.read(blob, MAX_LIST + 1)
+            if len(data) > MAX_LIST:
+                too_big.append(name)
+                continue
             for line in data.split(b"\n"):
-                if line.startswith(b"/"):
-                    owners.setdefault(line[1:].rstrip(b"/"), pkg.key)
-        return owners
+                if line[:1] == b"/":
+                    path = line[1:].rstrip(b"/")
+                    prev = setdefault(path, name)
+                    if prev is name:
+                        continue
+                    if type(prev) is tuple:  # a directory most of the time: many list it
+                        if name not in prev:
+                            paths[path] = (*prev, name)
+                    elif prev != name:
+                        paths[path] = (prev, name)
+        return tuple(too_big), paths
 
 
 def _merged_usr(path: bytes) -> bytes:
