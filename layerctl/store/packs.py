@@ -153,6 +153,17 @@ class Pack:
             data = apply_delta(data, delta)
         return type_num, data
 
+    def whole_at(self, offset: int, limit: int) -> bytes | None:
+        """The object at `offset` when it is stored whole (not as a delta) and holds at
+        most `limit` bytes, inflated from the map in one piece; else None (the caller
+        reads it in pieces)."""
+        if self._map is None:
+            self._map = self._open_pack()
+        type_num, size, pos = self._header(offset)
+        if not 1 <= type_num <= 4 or size > limit:
+            return None
+        return self._inflate(pos, size)
+
     def _open_pack(self) -> mmap.mmap:
         """The pack, mapped, once its header and trailer agree with the index: as git
         does, a truncated or replaced pack is refused whole, not read where it happens

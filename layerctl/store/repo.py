@@ -216,16 +216,16 @@ class Store:
             return found
         raise Corrupt(f"object {binsha.hex()} is missing from the store")
 
-    def packed_at(self, binsha: bytes) -> tuple[str, int] | None:
-        """(pack file, offset) of a packed object, else None: where store/blobstream.py
-        inflates a big blob in pieces (store/packs.py's index, no dulwich import)."""
+    def packed_at(self, binsha: bytes) -> tuple[Pack, int] | None:
+        """(pack, offset) of a packed object, else None: where store/blobstream.py reads
+        a small blob whole and inflates a big one in pieces (store/packs.py's index)."""
         packs = self._packs
         if packs is None:
             packs = self._packs = self._open_packs([])
         for pack in packs:
             offset = pack.index.offset(binsha)
             if offset is not None:
-                return pack.base + ".pack", offset
+                return pack, offset
         return None
 
     def _open_packs(self, known: list[Pack]) -> list[Pack]:

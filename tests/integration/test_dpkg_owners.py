@@ -52,7 +52,7 @@ class ReadCountingStore(Store):
         self.blobs.append(binsha)
         return super().read_blob(binsha)
 
-    def packed_at(self, binsha: bytes) -> tuple[str, int] | None:
+    def packed_at(self, binsha: bytes) -> tuple[object, int] | None:
         self.blobs.append(binsha)
         return super().packed_at(binsha)
 
