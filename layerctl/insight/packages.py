@@ -23,7 +23,6 @@ from layerctl.insight.pkgdb import (
     parse_dpkg_status,
     parse_rpmdb,
 )
-from layerctl.insight.pkgversion import COMPARE
 from layerctl.record import Frozen
 from layerctl.store.fstree import DirRef
 from layerctl.store.meta import FILE
@@ -58,6 +57,8 @@ class PackageChange(Frozen):
 
     @property
     def downgrade(self) -> bool:
+        from layerctl.insight.pkgversion import COMPARE  # version rules: diffs only, not owners
+
         return (self.op == "~" and self.old.version != self.new.version
                 and COMPARE[self.kind](self.new.version, self.old.version) < 0)
 
