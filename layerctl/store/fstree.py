@@ -133,17 +133,24 @@ def walk(store: TreeReader, ref: DirRef) -> Iterator[tuple[bytes, Meta, bytes | 
 def walk_children(
     store: TreeReader, d: Dir, prefix: bytes
 ) -> Iterator[tuple[bytes, Meta, bytes | DirRef]]:
-    """walk() below an already decoded directory at `prefix`."""
-    for name in d.names():
-        path = prefix + b"/" + name if prefix else name
-        if name in d.dirs:
-            sub = d.dirs[name]
-            sub_dir = read_dir(store, sub)
-            yield path, sub_dir.own, sub
-            yield from walk_children(store, sub_dir, path)
-        else:
+    """walk() below an already decoded directory at `prefix`. A stack of the open
+    directories, not a generator per level: an entry deep down is yielded once, not
+    passed up through every level above it."""
+    stack = [(prefix, d, iter(d.names()))]
+    while stack:
+        prefix, d, names = stack[-1]
+        for name in names:
+            path = prefix + b"/" + name if prefix else name
+            if name in d.dirs:
+                sub = d.dirs[name]
+                sub_dir = read_dir(store, sub)
+                yield path, sub_dir.own, sub
+                stack.append((path, sub_dir, iter(sub_dir.names())))
+                break  # into it; this directory's names go on after it
             meta, sha = d.files[name]
             yield path, meta, sha
+        else:
+            stack.pop()
 
 
 def lookup(store: TreeReader, root: DirRef, path: bytes) -> tuple[Meta, bytes | DirRef] | None:
