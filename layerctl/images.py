@@ -350,14 +350,14 @@ _SIZED_FILE = re.compile(
 def tree_bytes(store: Store, root: DirRef) -> int:
     """Content bytes the changeset of a whole tree ships (regular files, hardlink groups
     once), read from the metadata records alone: a sixth of the time of a full diff."""
-    from layerctl.store.fstree import RECORD
+    from layerctl.store.fstree import RECORD, read_record
 
     records = []
     todo = [root.meta]
     while todo:
         for name, _mode, sha in store.read_tree(todo.pop()):
             if name == RECORD:
-                records.append(store.read_blob(sha))
+                records.append(read_record(store, sha))
             else:
                 todo.append(sha)
     return sum(map(int, _SIZED_FILE.findall(b"\n".join(records))))  # one pass, in C

@@ -5,6 +5,7 @@ changes as a last "(uncommitted)" step). Shared by the analyses that walk histor
 from __future__ import annotations
 
 from collections.abc import Iterator
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from layerctl.errors import BadInput
@@ -117,15 +118,16 @@ def layer_changes(store: object, layer: Layer, parent: DirRef | None) -> list[Ch
     return changes
 
 
+# Meta's fields in its constructor's order, read by C code (a layer's changes are kept
+# in thousands): _meta() builds the Meta back from them.
+_META_FIELDS = attrgetter("kind", "mode", "uid", "gid", "mtime_ns", "size", "rdev", "xattrs",
+                          "link")
+
+
 def _tuple(c: Change) -> tuple:
-    return (c.path, c.status, _meta_tuple(c.old), _meta_tuple(c.new), c.old_blob, c.new_blob,
-            c.opaque)
-
-
-def _meta_tuple(m: Meta | None) -> tuple | None:
-    if m is None:
-        return None
-    return (m.kind, m.mode, m.uid, m.gid, m.mtime_ns, m.size, m.rdev, m.xattrs, m.link)
+    old, new = c.old, c.new
+    return (c.path, c.status, None if old is None else _META_FIELDS(old),
+            None if new is None else _META_FIELDS(new), c.old_blob, c.new_blob, c.opaque)
 
 
 def _change(t: tuple) -> Change:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from layerctl.insight.history import Step, Target
 from layerctl.record import Frozen, Record
 from layerctl.store.diff import DELETED
-from layerctl.store.fstree import RECORD, DirRef, lookup
+from layerctl.store.fstree import RECORD, DirRef, lookup, read_record
 from layerctl.store.meta import DIR, FILE, Meta, parse_record
 from layerctl.store.names import unmangle
 
@@ -241,7 +241,7 @@ def subtree(store: Store, root: DirRef | None,
         prefix, meta_tree = todo.pop()
         for name, _mode, sha in store.read_tree(meta_tree):
             if name == RECORD:
-                for child, meta in parse_record(store.read_blob(sha))[1].items():
+                for child, meta in parse_record(read_record(store, sha))[1].items():
                     yield prefix + b"/" + child, meta
             else:
                 todo.append((prefix + b"/" + unmangle(name), sha))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from layerctl.errors import Corrupt
 from layerctl.record import Frozen
 from layerctl.store.edit import split_path
-from layerctl.store.fstree import RECORD, DirRef
+from layerctl.store.fstree import RECORD, DirRef, read_record
 from layerctl.store.meta import Meta, record_entry, record_own
 from layerctl.store.names import mangle
 from layerctl.store.objects import MODE_TREE
@@ -57,7 +57,7 @@ class PathLookup:
             hit = self._tree(ref.meta).get(RECORD)
             if hit is None:
                 raise Corrupt(f"meta tree {ref.meta.hex()} has no record")
-            rec = self.store.read_blob(hit[1])
+            rec = read_record(self.store, hit[1])
             self._records[ref.meta] = rec
         return rec
 

@@ -355,3 +355,45 @@ def test_truncated_pack_is_refused_whole(history: Path, tmp_path: Path) -> None:
             store.read_raw(bytes.fromhex(first[1].decode()))  # the first object: intact
     finally:
         store.close()
+
+
+def test_records_are_kept_on_their_reader_bounded_and_only_where_it_can_hold_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fstree.read_record keeps what it read on the reader (freed with it), starts afresh
+    past its bound, and reads through a reader that cannot hold it (__slots__)."""
+    from layerctl.store import fstree
+
+    class Counting(Store):
+        reads = 0
+
+        def read_blob(self, binsha: bytes) -> bytes:
+            self.reads += 1
+            return super().read_blob(binsha)
+
+    class Slotted:
+        __slots__ = ("store",)
+
+        def __init__(self, store: Store) -> None:
+            self.store = store
+
+        def read_blob(self, binsha: bytes) -> bytes:
+            return self.store.read_blob(binsha)
+
+    store = Counting(str(tmp_path / "store"))
+    try:
+        ids = [store.add_object(3, b". d 0755 0:0 1.%09d\n" % n) for n in range(5)]
+        assert [fstree.read_record(store, i) for i in ids * 2] == [
+            store.read_raw(i)[1] for i in ids * 2]
+        assert store.reads == 5  # each read once
+        other = Counting(str(tmp_path / "store"))
+        assert fstree.read_record(other, ids[0]) == store.read_raw(ids[0])[1]
+        assert other.reads == 1  # kept per reader, not across readers
+        monkeypatch.setattr(fstree, "_RECORDS_KEPT", 3)
+        for i in ids:
+            fstree.read_record(other, i)
+        assert len(other._fstree_records) <= 3
+        slotted = Slotted(store)
+        assert fstree.read_record(slotted, ids[1]) == store.read_raw(ids[1])[1]
+        other.close()
+    finally:
+        store.close()
