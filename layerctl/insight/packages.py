@@ -329,28 +329,43 @@ class Packages:
 
     def owner(self, tree: object, path: bytes) -> Package | None:
         """The installed package that lists `path` in `tree`, when one does."""
-        path = path.strip(b"/")
-        spellings = (path, _merged_usr(path))
-        for kind in DB_PATHS:
-            db = self._db(tree, kind)
-            if not db:
-                continue
-            if kind == "deb":
-                key = self._dpkg_owner(tree, db, spellings)
-            else:
-                key = next((db.owners[p] for p in spellings if p in db.owners), None)
-            if key is not None and key in db.packages:
-                return db.packages[key]
-        return None
+        return self.owners(tree, [path])[path]
 
-    def _dpkg_owner(self, tree: object, db: _Db, spellings: tuple[bytes, ...]) -> str | None:
-        """dpkg keeps each package's files in info/<pkg>[:arch].list. Which lists name a
-        path is a fact of the info directory alone, read once per directory (and kept,
-        _kept_lists); the status file only says which installed package reads which list,
-        and the first of them in its order that lists a path owns it."""
+    def owners(self, tree: object, paths: list[bytes]) -> dict[bytes, Package | None]:
+        """owner() of each of `paths`: the databases of `tree`, dpkg's lists and who
+        reads them are looked up once for all (waste asks hundreds of paths a layer).
+        Formats are tried in order, a later one's database read only when a path is
+        owned by none before it."""
+        out: dict[bytes, Package | None] = {}
+        found: dict[str, tuple | None] = {}  # kind -> (db, its path -> key lookup)
+        for path in paths:
+            p = path.strip(b"/")
+            spellings = (p, _merged_usr(p))
+            out[path] = None
+            for kind in DB_PATHS:
+                if kind not in found:
+                    found[kind] = self._owner_index(tree, kind)
+                if found[kind] is None:
+                    continue
+                db, key_of = found[kind]
+                key = key_of(spellings)
+                if key is not None and key in db.packages:
+                    out[path] = db.packages[key]
+                    break
+        return out
+
+    def _owner_index(self, tree: object, kind: str) -> tuple | None:
+        """(database, spellings -> key of the package listing one) for `kind` in `tree`;
+        None when there is no such database or it cannot be read."""
+        db = self._db(tree, kind)
+        if not db:
+            return None
+        if kind != "deb":
+            return db, lambda spellings: next(
+                (db.owners[p] for p in spellings if p in db.owners), None)
         found = tree.listing(DPKG_INFO)
         if found is None:
-            return None
+            return db, lambda _spellings: None
         lists = self._dpkg_lists.get(found[0])
         if lists is None:
             lists = self._dpkg_lists[found[0]] = self._kept_lists(tree, found)
@@ -358,16 +373,7 @@ class Packages:
         if readers is None:
             readers = self._dpkg_readers[(found[0], id(db))] = self._list_readers(
                 tree, db, found[1], lists[0])
-        for p in spellings:
-            names = lists[1].get(p)
-            if names is None:
-                continue
-            if type(names) is not tuple:
-                names = (names,)
-            firsts = [readers[n] for n in names if n in readers]
-            if firsts:
-                return min(firsts)[1]
-        return None
+        return db, lambda spellings: _dpkg_owner(lists[1], readers, spellings)
 
     def _list_readers(self, tree: object, db: _Db, names: dict[bytes, Hashable],
                       too_big: tuple[bytes, ...]) -> dict[bytes, tuple[int, str]]:
@@ -429,15 +435,36 @@ class Packages:
         return tuple(too_big), paths
 
 
+def _dpkg_owner(lists: dict, readers: dict[bytes, tuple[int, str]],
+                spellings: tuple[bytes, ...]) -> str | None:
+    """dpkg keeps each package's files in info/<pkg>[:arch].list. Which lists name a
+    path is a fact of the info directory alone (`lists`: read once per directory and
+    kept, Packages._kept_lists); the status file only says which installed package
+    reads which list (`readers`), and the first of them in its order that lists a
+    path owns it."""
+    for p in spellings:
+        names = lists.get(p)
+        if names is None:
+            continue
+        if type(names) is not tuple:
+            names = (names,)
+        firsts = [readers[n] for n in names if n in readers]
+        if firsts:
+            return min(firsts)[1]
+    return None
+
+
+_MERGED_USR = frozenset((b"bin", b"sbin", b"lib", b"lib32", b"lib64", b"libx32"))
+
+
 def _merged_usr(path: bytes) -> bytes:
     """The other spelling of a path under merged /usr (dpkg lists /bin/ls while the
     file lives at /usr/bin/ls, and the reverse)."""
-    for top in (b"bin/", b"sbin/", b"lib/", b"lib32/", b"lib64/", b"libx32/"):
-        if path.startswith(b"usr/" + top):
-            return path[4:]
-        if path.startswith(top):
-            return b"usr/" + path
-    return path
+    head, slash, rest = path.partition(b"/")
+    if head == b"usr":
+        top, slash, _ = rest.partition(b"/")
+        return rest if slash and top in _MERGED_USR else path
+    return b"usr/" + path if slash and head in _MERGED_USR else path
 
 
 def diff_packages(kind: str, old: dict[str, Package], new: dict[str, Package],
