@@ -25,7 +25,11 @@ _V2_MAGIC = b"\377tOc"
 _FANOUT = 256 * 4
 _MAX_DELTA_CHAIN = 10_000  # git's own limit is far lower; this only stops a loop
 _SCAN_IDS = 1024  # ids sharing a first byte scanned at once (a pack of ~250k objects)
-_ONE_SHOT = 1 << 16  # objects up to this size are inflated in one call
+# Objects up to this size (trees, records: most of what a read command reads) are
+# inflated in one call. Its output is not bounded as the loop's is, but a stream of at
+# most _ONE_SHOT + 64 bytes inflates to no more than ~4 MiB, however it is made.
+_ONE_SHOT = 1 << 12
+_U32, _U64 = struct.Struct(">L"), struct.Struct(">Q")
 
 ReadRaw = Callable[[bytes], tuple[int, bytes]]
 
@@ -98,14 +102,11 @@ class PackIndex:
     def _offset_of(self, i: int) -> int:
         m = self._map
         if not self._fanout_at:
-            at = _FANOUT + i * 24
-            first_: int = struct.unpack(">L", m[at:at + 4])[0]
+            first_: int = _U32.unpack_from(m, _FANOUT + i * 24)[0]
             return first_
-        at = self._offsets_at + i * 4
-        off: int = struct.unpack(">L", m[at:at + 4])[0]
+        off: int = _U32.unpack_from(m, self._offsets_at + i * 4)[0]
         if off & 0x80000000:  # an index into the table of 8-byte offsets
-            at = self._large_at + (off & 0x7FFFFFFF) * 8
-            off = struct.unpack(">Q", m[at:at + 8])[0]
+            off = _U64.unpack_from(m, self._large_at + (off & 0x7FFFFFFF) * 8)[0]
         return off
 
     def close(self) -> None:
@@ -128,6 +129,9 @@ class Pack:
             return None
         if self._map is None:
             self._map = self._open_pack()
+        type_num, size, pos = self._header(offset)
+        if 1 <= type_num <= 4:  # stored whole, as most are: no delta chain to follow
+            return type_num, self._inflate(pos, size)
         deltas: list[bytes] = []
         while True:
             type_num, size, pos = self._header(offset)
