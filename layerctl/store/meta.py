@@ -165,7 +165,14 @@ def parse_record(data: bytes) -> tuple[Meta, dict[bytes, Meta]]:
     children: dict[bytes, Meta] = {}
     for line in data.decode("ascii").splitlines():
         name, *fields = line.split(" ")
-        meta = Meta.parse(fields)
+        if len(fields) == 5 and fields[0] == FILE and fields[4][:5] == "size=":
+            # a plain file (most lines): Meta.parse's own steps for this one shape
+            uid, gid = fields[2].split(":")
+            sec, nsec = fields[3].split(".")
+            meta = Meta(FILE, int(fields[1], 8), int(uid), int(gid),
+                        int(sec) * 1_000_000_000 + int(nsec), int(fields[4][5:]))
+        else:
+            meta = Meta.parse(fields)
         if name == ".":
             own = meta
         else:
