@@ -31,14 +31,16 @@ class Package(Frozen):
         return f"{self.key} {self.version}"
 
 
-def _fields(text: str, where: str) -> list[dict[str, str]]:
+def _fields(text: str, where: str, wanted: frozenset[str] | None = None,
+            ) -> list[dict[str, str]]:
     """RFC-822-style stanzas (dpkg status): 'Field: value' lines, continuation lines
-    starting with a blank, stanzas separated by empty lines."""
+    starting with a blank, stanzas separated by empty lines. Every line is checked;
+    with `wanted`, only those fields are kept (a stanza keeping none is left out)."""
     stanzas: list[dict[str, str]] = []
     cur: dict[str, str] = {}
     last = None
     for n, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
+        if not line or line.isspace():
             if cur:
                 stanzas.append(cur)
             cur, last = {}, None
@@ -51,10 +53,16 @@ def _fields(text: str, where: str) -> list[dict[str, str]]:
         if not sep or not name or " " in name:
             raise Malformed(f"{where} line {n}: not a 'Field: value' line")
         last = name.lower()
-        cur[last] = value.strip()
+        if wanted is None or last in wanted:
+            cur[last] = value.strip()
     if cur:
         stanzas.append(cur)
     return stanzas
+
+
+# what parse_dpkg_status reads of a stanza (a status file's descriptions, priorities,
+# dependencies... are checked for shape, not kept)
+_DPKG_FIELDS = frozenset(("package", "status", "version", "architecture"))
 
 
 def _decode(data: bytes) -> str:
@@ -78,7 +86,7 @@ def _keyed(kind: str, found: list[tuple[str, str, str]], sep: str) -> dict[str, 
 
 def parse_dpkg_status(data: bytes, where: str = "var/lib/dpkg/status") -> dict[str, Package]:
     found = []
-    for st in _fields(_decode(data), where):
+    for st in _fields(_decode(data), where, _DPKG_FIELDS):
         status = st.get("status", "").split()
         if len(status) != 3 or status[2] != "installed":
             continue
