@@ -87,7 +87,11 @@ class PackIndex:
             at = m.find(binsha, start, end)
             while at >= 0 and (at - start) % 20:
                 at = m.find(binsha, at + 1, end)
-            return None if at < 0 else self._offset_of(lo + (at - start) // 20)
+            if at < 0:
+                return None
+            i = lo + (at - start) // 20
+            off: int = _U32.unpack_from(m, self._offsets_at + i * 4)[0]
+            return off if not off & 0x80000000 else self._offset_of(i)  # (a large offset)
         while lo < hi:
             mid = (lo + hi) // 2
             here = self._id(mid)
@@ -127,10 +131,20 @@ class Pack:
         offset = self.index.offset(binsha)
         if offset is None:
             return None
-        if self._map is None:
-            self._map = self._open_pack()
-        type_num, size, pos = self._header(offset)
+        m = self._map
+        if m is None:
+            m = self._map = self._open_pack()
+        c = m[offset]  # the object's header, read here for the common case
+        type_num = (c >> 4) & 7
         if 1 <= type_num <= 4:  # stored whole, as most are: no delta chain to follow
+            size = c & 15
+            shift = 4
+            pos = offset + 1
+            while c & 0x80:
+                c = m[pos]
+                size |= (c & 0x7F) << shift
+                shift += 7
+                pos += 1
             return type_num, self._inflate(pos, size)
         deltas: list[bytes] = []
         while True:
