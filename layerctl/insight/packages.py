@@ -402,8 +402,9 @@ class Packages:
         key = found[0].hex() if isinstance(found[0], bytes) else ""  # a container's: not kept
         kept = cache.load(self.store, DPKG_LISTS, key) if key else None
         if (isinstance(kept, tuple) and len(kept) == 3 and kept[0] == MAX_LIST
-                and isinstance(kept[1], tuple) and isinstance(kept[2], dict)):
-            return kept[1], kept[2]
+                and isinstance(kept[1], tuple) and isinstance(kept[2], dict)
+                and all(type(v) is bytes or type(v) is tuple for v in kept[2].values())):
+            return kept[1], kept[2]  # (a malformed file is read again from the lists)
         too_big, paths = self._list_paths(tree, found[1])
         if key:
             cache.save(self.store, DPKG_LISTS, key, (MAX_LIST, too_big, paths))

@@ -193,3 +193,26 @@ def test_a_kept_map_is_not_read_under_another_list_limit_and_warns_every_run(
                 f"{packages.MAX_LIST} bytes; its files are not attributed"]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("damage", ["not marshal", "old shape", "list values", "other limit"])
+def test_a_malformed_kept_map_is_read_again_from_the_lists(layers, store_root, damage):
+    import marshal
+
+    base, _up, _purge = layers
+    store = Store(str(store_root))
+    try:
+        assert _owners(store, base, packages.Packages(store)) == EXPECTED["base"]
+        (kept,) = (store_root / "cache" / packages.DPKG_LISTS).iterdir()
+        version, (limit, too_big, paths) = marshal.loads(kept.read_bytes())
+        kept.write_bytes({
+            "not marshal": b"\xff\x00 not marshal",
+            "old shape": marshal.dumps((version, (limit, {p: "zed" for p in paths}))),
+            "list values": marshal.dumps(
+                (version, (limit, too_big, {p: [v] for p, v in paths.items()}))),
+            "other limit": marshal.dumps((version, (limit + 1, too_big, {}))),
+        }[damage])
+        assert _owners(store, base, packages.Packages(store)) == EXPECTED["base"]
+        assert marshal.loads(kept.read_bytes()) == (version, (limit, too_big, paths))
+    finally:
+        store.close()
