@@ -133,7 +133,8 @@ class Pack:
             return None
         m = self._map
         if m is None:
-            m = self._map = self._open_pack()
+            m = self._open_pack()
+            self._map = m
         c = m[offset]  # the object's header, read here for the common case
         type_num = (c >> 4) & 7
         if 1 <= type_num <= 4:  # stored whole, as most are: no delta chain to follow
@@ -156,7 +157,7 @@ class Pack:
                 deltas.append(self._inflate(pos, size))
                 offset -= back
             elif type_num == REF_DELTA:
-                base_id = self._map[pos:pos + 20]
+                base_id = m[pos:pos + 20]
                 deltas.append(self._inflate(pos + 20, size))
                 type_num, data = read_raw(base_id)
                 break
