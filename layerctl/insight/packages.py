@@ -39,6 +39,8 @@ MAX_LIST = 16 << 20  # bytes read of one dpkg .list file
 DPKG_STATUS = b"var/lib/dpkg/status"
 DPKG_INFO = b"var/lib/dpkg/info"
 DPKG_LISTS = "dpkg-owners"  # cache/dpkg-owners/<info dir tree id>: which lists name a path
+# path -> the list file naming it, or the lists when several do
+ListedBy = dict[bytes, "bytes | tuple[bytes, ...]"]
 APK_DB = b"lib/apk/db/installed"
 RPM_DBS = (b"var/lib/rpm/rpmdb.sqlite", b"usr/lib/sysimage/rpm/rpmdb.sqlite")
 DB_PATHS = {"deb": (DPKG_STATUS,), "apk": (APK_DB,), "rpm": RPM_DBS}
@@ -220,6 +222,10 @@ class _Db:
         self.owners = {} if owners is None else owners  # path -> key (not dpkg's)
 
 
+# a database and how it answers "which package lists one of these spellings?"
+_OwnerIndex = tuple[_Db, Callable[[tuple[bytes, ...]], "str | None"]]
+
+
 class Packages:
     """Reads and caches package databases across trees; `warnings` collects one line
     per database that could not be read. (A plain class: no dataclasses on `waste`'s
@@ -229,8 +235,8 @@ class Packages:
         self.store = store
         self.warnings: list[str] = []
         self._dbs: dict[tuple, _Db | None] = {}
-        self._dpkg_lists: dict[Hashable, tuple[tuple[bytes, ...], dict]] = {}
-        self._dpkg_readers: dict[tuple, dict[bytes, tuple[int, str]]] = {}
+        self._dpkg_lists: dict[Hashable, tuple[tuple[bytes, ...], ListedBy]] = {}
+        self._dpkg_readers: dict[tuple[Hashable, int], dict[bytes, tuple[int, str]]] = {}
         self._warned_lists: set[Hashable] = set()
         self._trees: dict[DirRef, LayerTree] = {}
         # (id(tree), kind) -> where that database is in it; trees live as long as self
@@ -337,7 +343,7 @@ class Packages:
         Formats are tried in order, a later one's database read only when a path is
         owned by none before it."""
         out: dict[bytes, Package | None] = {}
-        found: dict[str, tuple | None] = {}  # kind -> (db, its path -> key lookup)
+        found: dict[str, _OwnerIndex | None] = {}  # kind -> (db, its path -> key lookup)
         for path in paths:
             p = path.strip(b"/")
             spellings = (p, _merged_usr(p))
@@ -345,20 +351,21 @@ class Packages:
             for kind in DB_PATHS:
                 if kind not in found:
                     found[kind] = self._owner_index(tree, kind)
-                if found[kind] is None:
+                index = found[kind]
+                if index is None:
                     continue
-                db, key_of = found[kind]
+                db, key_of = index
                 key = key_of(spellings)
                 if key is not None and key in db.packages:
                     out[path] = db.packages[key]
                     break
         return out
 
-    def _owner_index(self, tree: object, kind: str) -> tuple | None:
+    def _owner_index(self, tree: object, kind: str) -> _OwnerIndex | None:
         """(database, spellings -> key of the package listing one) for `kind` in `tree`;
         None when there is no such database or it cannot be read."""
         db = self._db(tree, kind)
-        if not db:
+        if not isinstance(db, _Db):
             return None
         if kind != "deb":
             return db, lambda spellings: next(
@@ -393,7 +400,8 @@ class Packages:
             out.setdefault(name, (i, pkg.key))
         return out
 
-    def _kept_lists(self, tree: object, found: tuple) -> tuple[tuple[bytes, ...], dict]:
+    def _kept_lists(self, tree: object, found: tuple[Hashable, dict[bytes, Hashable]],
+                    ) -> tuple[tuple[bytes, ...], ListedBy]:
         """(the lists over MAX_LIST, {path: the list naming it, or a tuple of the lists
         when several do}), kept in the store's cache under the info directory's tree id
         (which fixes every list in it), so a store reads the lists once."""
@@ -411,9 +419,9 @@ class Packages:
         return too_big, paths
 
     def _list_paths(self, tree: object, names: dict[bytes, Hashable],
-                    ) -> tuple[tuple[bytes, ...], dict]:
+                    ) -> tuple[tuple[bytes, ...], ListedBy]:
         too_big: list[bytes] = []
-        paths: dict[bytes, bytes | tuple[bytes, ...]] = {}
+        paths: ListedBy = {}
         setdefault = paths.setdefault
         for name, blob in names.items():
             if not name.endswith(b".list"):
@@ -428,7 +436,7 @@ class Packages:
                     prev = setdefault(path, name)
                     if prev is name:
                         continue
-                    if type(prev) is tuple:  # a directory most of the time: many list it
+                    if isinstance(prev, tuple):  # a directory most of the time: many list it
                         if name not in prev:
                             paths[path] = (*prev, name)
                     elif prev != name:
@@ -436,7 +444,7 @@ class Packages:
         return tuple(too_big), paths
 
 
-def _dpkg_owner(lists: dict, readers: dict[bytes, tuple[int, str]],
+def _dpkg_owner(lists: ListedBy, readers: dict[bytes, tuple[int, str]],
                 spellings: tuple[bytes, ...]) -> str | None:
     """dpkg keeps each package's files in info/<pkg>[:arch].list. Which lists name a
     path is a fact of the info directory alone (`lists`: read once per directory and
@@ -444,11 +452,10 @@ def _dpkg_owner(lists: dict, readers: dict[bytes, tuple[int, str]],
     reads which list (`readers`), and the first of them in its order that lists a
     path owns it."""
     for p in spellings:
-        names = lists.get(p)
-        if names is None:
+        listed = lists.get(p)
+        if listed is None:
             continue
-        if type(names) is not tuple:
-            names = (names,)
+        names = listed if isinstance(listed, tuple) else (listed,)
         firsts = [readers[n] for n in names if n in readers]
         if firsts:
             return min(firsts)[1]
