@@ -342,25 +342,25 @@ def layer_sizes(store: Store, layers: list[Layer]) -> list[int]:
     return [cache[layer.id] for layer in layers]
 
 
-_SIZED_FILE = re.compile(rb"^[^ \n]+ - [^ \n]+ [^ \n]+ [^ \n]+ size=(\d+)([^\n]*)$", re.M)
+# a regular file's record line that is not a hardlink to an earlier member: its size
+_SIZED_FILE = re.compile(
+    rb"^[^ \n]+ - [^ \n]+ [^ \n]+ [^ \n]+ size=(\d+)(?![^\n]* link=)[^\n]*$", re.M)
 
 
 def tree_bytes(store: Store, root: DirRef) -> int:
     """Content bytes the changeset of a whole tree ships (regular files, hardlink groups
     once), read from the metadata records alone: a sixth of the time of a full diff."""
-    from layerctl.store.fstree import RECORD
+    from layerctl.store.fstree import RECORD, read_record
 
-    total = 0
+    records = []
     todo = [root.meta]
     while todo:
         for name, _mode, sha in store.read_tree(todo.pop()):
             if name == RECORD:
-                for m in _SIZED_FILE.finditer(store.read_blob(sha)):
-                    if b" link=" not in m.group(2):
-                        total += int(m.group(1))
+                records.append(read_record(store, sha))
             else:
                 todo.append(sha)
-    return total
+    return sum(map(int, _SIZED_FILE.findall(b"\n".join(records))))  # one pass, in C
 
 
 def layer_size(store: Store, layer: Layer) -> int:

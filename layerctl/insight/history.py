@@ -5,10 +5,11 @@ changes as a last "(uncommitted)" step). Shared by the analyses that walk histor
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from layerctl.errors import BadInput
+from layerctl.record import Record
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change, diff
 from layerctl.store.fstree import DirRef
 from layerctl.store.layers import Layer
@@ -20,25 +21,30 @@ if TYPE_CHECKING:
 UNCOMMITTED = "(uncommitted)"
 
 
-@dataclass
-class Target:
+class Target(Record):
     """What the user named: the layers base first, plus a container's pending changes."""
 
-    name: str
-    layers: list[Layer]
-    pending: object | None = None  # containers.worktree.Pending
+    __slots__ = ("name", "layers", "pending")
+
+    def __init__(self, name: str, layers: list[Layer], pending: object | None = None) -> None:
+        self.name = name
+        self.layers = layers
+        self.pending = pending  # containers.worktree.Pending
 
     @property
     def top_id(self) -> str | None:
         return self.layers[-1].id if self.layers else None
 
 
-@dataclass
-class Step:
-    index: int
-    layer: Layer | None  # None: the container's pending changes
-    parent_root: DirRef | None  # the tree the changes apply to (None: empty filesystem)
-    changes: list[Change]
+class Step(Record):
+    __slots__ = ("index", "layer", "parent_root", "changes")
+
+    def __init__(self, index: int, layer: Layer | None, parent_root: DirRef | None,
+                 changes: list[Change]) -> None:
+        self.index = index
+        self.layer = layer  # None: the container's pending changes
+        self.parent_root = parent_root  # the tree the changes apply to (None: empty fs)
+        self.changes = changes
 
     @property
     def label(self) -> str:
@@ -112,15 +118,16 @@ def layer_changes(store: object, layer: Layer, parent: DirRef | None) -> list[Ch
     return changes
 
 
+# Meta's fields in its constructor's order, read by C code (a layer's changes are kept
+# in thousands): _meta() builds the Meta back from them.
+_META_FIELDS = attrgetter("kind", "mode", "uid", "gid", "mtime_ns", "size", "rdev", "xattrs",
+                          "link")
+
+
 def _tuple(c: Change) -> tuple:
-    return (c.path, c.status, _meta_tuple(c.old), _meta_tuple(c.new), c.old_blob, c.new_blob,
-            c.opaque)
-
-
-def _meta_tuple(m: Meta | None) -> tuple | None:
-    if m is None:
-        return None
-    return (m.kind, m.mode, m.uid, m.gid, m.mtime_ns, m.size, m.rdev, m.xattrs, m.link)
+    old, new = c.old, c.new
+    return (c.path, c.status, None if old is None else _META_FIELDS(old),
+            None if new is None else _META_FIELDS(new), c.old_blob, c.new_blob, c.opaque)
 
 
 def _change(t: tuple) -> Change:

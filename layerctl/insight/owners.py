@@ -52,7 +52,7 @@ def row_owners(store: Store, target: Target,
 
                 pkgs = Packages(store)
             tree = pkgs.tree(layer.root, layer.id[:12])
-            found = {p: pkgs.owner(tree, p) for p in missing}
+            found = pkgs.owners(tree, missing)
             known = {**known, **{p: None if pkg is None else _pkg_fields(pkg)
                                  for p, pkg in found.items()}}
             if not pkgs.warnings:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from layerctl.insight.pkgdb import (
@@ -24,11 +23,12 @@ from layerctl.insight.pkgdb import (
     parse_dpkg_status,
     parse_rpmdb,
 )
-from layerctl.insight.pkgversion import COMPARE
+from layerctl.record import Frozen
 from layerctl.store.fstree import DirRef
 from layerctl.store.meta import FILE
 from layerctl.store.names import unmangle
 from layerctl.store.objects import MODE_TREE
+from layerctl.store.pathlookup import PathLookup, parse_path
 
 if TYPE_CHECKING:
     from layerctl.store.repo import Store
@@ -38,21 +38,29 @@ MAX_LIST = 16 << 20  # bytes read of one dpkg .list file
 
 DPKG_STATUS = b"var/lib/dpkg/status"
 DPKG_INFO = b"var/lib/dpkg/info"
+DPKG_LISTS = "dpkg-owners"  # cache/dpkg-owners/<info dir tree id>: which lists name a path
+# path -> the list file naming it, or the lists when several do
+ListedBy = dict[bytes, "bytes | tuple[bytes, ...]"]
 APK_DB = b"lib/apk/db/installed"
 RPM_DBS = (b"var/lib/rpm/rpmdb.sqlite", b"usr/lib/sysimage/rpm/rpmdb.sqlite")
 DB_PATHS = {"deb": (DPKG_STATUS,), "apk": (APK_DB,), "rpm": RPM_DBS}
 
 
-@dataclass(frozen=True)
-class PackageChange:
-    op: str  # "+" added, "-" removed, "~" version (or arch) changed
-    kind: str
-    key: str
-    old: Package | None
-    new: Package | None
+class PackageChange(Frozen):
+    __slots__ = ("op", "kind", "key", "old", "new")
+
+    def __init__(self, op: str, kind: str, key: str, old: Package | None,
+                 new: Package | None) -> None:
+        self.op = op  # "+" added, "-" removed, "~" version (or arch) changed
+        self.kind = kind
+        self.key = key
+        self.old = old
+        self.new = new
 
     @property
     def downgrade(self) -> bool:
+        from layerctl.insight.pkgversion import COMPARE  # version rules: diffs only, not owners
+
         return (self.op == "~" and self.old.version != self.new.version
                 and COMPARE[self.kind](self.new.version, self.old.version) < 0)
 
@@ -86,8 +94,6 @@ class LayerTree:
     content key (its blob id) so unchanged databases are recognised without reading."""
 
     def __init__(self, store: Store, root: DirRef, label: str, lookup: object = None) -> None:
-        from layerctl.insight.blame import PathLookup
-
         self.store = store
         self.root = root
         self.label = label
@@ -96,8 +102,6 @@ class LayerTree:
 
     def file(self, path: bytes) -> tuple[Hashable, int] | None:
         """(content key, size) of the regular file at `path`, else None."""
-        from layerctl.insight.blame import parse_path
-
         entry = self.lookup.probe(self.root, parse_path(path)).entry
         if entry is None or entry[0].kind != FILE or not isinstance(entry[1], bytes):
             return None
@@ -113,8 +117,6 @@ class LayerTree:
         symlinks) in the directory at `path`."""
         if path in self._listings:
             return self._listings[path]
-        from layerctl.insight.blame import parse_path
-
         entry = self.lookup.probe(self.root, parse_path(path)).entry
         found = None
         if entry is not None and isinstance(entry[1], DirRef):
@@ -211,34 +213,41 @@ def pending_trees(pkgs: Packages, p: object) -> tuple[LayerTree, PendingTree]:
 # -- the reader ---------------------------------------------------------------------
 
 
-@dataclass
 class _Db:
-    packages: dict[str, Package]
-    owners: dict[bytes, str] = field(default_factory=dict)  # path -> key (not dpkg's)
+    __slots__ = ("packages", "owners")
+
+    def __init__(self, packages: dict[str, Package],
+                 owners: dict[bytes, str] | None = None) -> None:
+        self.packages = packages
+        self.owners = {} if owners is None else owners  # path -> key (not dpkg's)
 
 
-@dataclass
+# a database and how it answers "which package lists one of these spellings?"
+_OwnerIndex = tuple[_Db, Callable[[tuple[bytes, ...]], "str | None"]]
+
+
 class Packages:
     """Reads and caches package databases across trees; `warnings` collects one line
-    per database that could not be read."""
+    per database that could not be read. (A plain class: no dataclasses on `waste`'s
+    start-up path.)"""
 
-    store: Store
-    warnings: list[str] = field(default_factory=list)
-    _dbs: dict[tuple, _Db | None] = field(default_factory=dict)
-    _lists: dict[Hashable, bytes] = field(default_factory=dict)
-    _dpkg_maps: dict[tuple, dict[bytes, str]] = field(default_factory=dict)
-    _trees: dict[DirRef, LayerTree] = field(default_factory=dict)
-    # (id(tree), kind) -> where that database is in it; trees live as long as self
-    _located: dict[tuple[int, str], tuple | None] = field(default_factory=dict)
-    _lookup: object = None
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.warnings: list[str] = []
+        self._dbs: dict[tuple, _Db | None] = {}
+        self._dpkg_lists: dict[Hashable, tuple[tuple[bytes, ...], ListedBy]] = {}
+        self._dpkg_readers: dict[tuple[Hashable, int], dict[bytes, tuple[int, str]]] = {}
+        self._warned_lists: set[Hashable] = set()
+        self._trees: dict[DirRef, LayerTree] = {}
+        # (id(tree), kind) -> where that database is in it; trees live as long as self
+        self._located: dict[tuple[int, str], tuple | None] = {}
+        self._lookup: object = None
 
     def tree(self, root: DirRef, label: str) -> LayerTree:
         """One LayerTree per root, so what it has listed is listed once."""
         found = self._trees.get(root)
         if found is None:
             if self._lookup is None:
-                from layerctl.insight.blame import PathLookup
-
                 self._lookup = PathLookup(self.store)
             found = self._trees[root] = LayerTree(self.store, root, label, self._lookup)
         return found
@@ -326,78 +335,144 @@ class Packages:
 
     def owner(self, tree: object, path: bytes) -> Package | None:
         """The installed package that lists `path` in `tree`, when one does."""
-        path = path.strip(b"/")
-        spellings = (path, _merged_usr(path))
-        for kind in DB_PATHS:
-            db = self._db(tree, kind)
-            if not db:
-                continue
-            if kind == "deb":
-                key = self._dpkg_owner(tree, db, spellings)
-            else:
-                key = next((db.owners[p] for p in spellings if p in db.owners), None)
-            if key is not None and key in db.packages:
-                return db.packages[key]
-        return None
+        return self.owners(tree, [path])[path]
 
-    def _dpkg_owner(self, tree: object, db: _Db, spellings: tuple[bytes, ...]) -> str | None:
-        """dpkg keeps each package's files in info/<pkg>[:arch].list: read them once per
-        (info directory, database) into a path -> package map (the first package that
-        lists a path owns it), so asking for many paths costs one pass."""
+    def owners(self, tree: object, paths: list[bytes]) -> dict[bytes, Package | None]:
+        """owner() of each of `paths`: the databases of `tree`, dpkg's lists and who
+        reads them are looked up once for all (waste asks hundreds of paths a layer).
+        Formats are tried in order, a later one's database read only when a path is
+        owned by none before it."""
+        out: dict[bytes, Package | None] = {}
+        found: dict[str, _OwnerIndex | None] = {}  # kind -> (db, its path -> key lookup)
+        for path in paths:
+            p = path.strip(b"/")
+            spellings = (p, _merged_usr(p))
+            out[path] = None
+            for kind in DB_PATHS:
+                if kind not in found:
+                    found[kind] = self._owner_index(tree, kind)
+                index = found[kind]
+                if index is None:
+                    continue
+                db, key_of = index
+                key = key_of(spellings)
+                if key is not None and key in db.packages:
+                    out[path] = db.packages[key]
+                    break
+        return out
+
+    def _owner_index(self, tree: object, kind: str) -> _OwnerIndex | None:
+        """(database, spellings -> key of the package listing one) for `kind` in `tree`;
+        None when there is no such database or it cannot be read."""
+        db = self._db(tree, kind)
+        if not isinstance(db, _Db):
+            return None
+        if kind != "deb":
+            return db, lambda spellings: next(
+                (db.owners[p] for p in spellings if p in db.owners), None)
         found = tree.listing(DPKG_INFO)
         if found is None:
-            return None
-        owners = self._dpkg_maps.get((found[0], id(db)))
-        if owners is None:
-            owners = self._dpkg_maps[(found[0], id(db))] = self._kept_dpkg_map(tree, db, found)
-        return next((owners[p] for p in spellings if p in owners), None)
+            return db, lambda _spellings: None
+        lists = self._dpkg_lists.get(found[0])
+        if lists is None:
+            lists = self._dpkg_lists[found[0]] = self._kept_lists(tree, found)
+        readers = self._dpkg_readers.get((found[0], id(db)))
+        if readers is None:
+            readers = self._dpkg_readers[(found[0], id(db))] = self._list_readers(
+                tree, db, found[1], lists[0])
+        return db, lambda spellings: _dpkg_owner(lists[1], readers, spellings)
 
-    def _kept_dpkg_map(self, tree: object, db: _Db, found: tuple) -> dict[bytes, str]:
-        """The map, kept in the store's cache under the info directory's and the status
-        file's object ids (both fix it), so a store reads the lists once."""
+    def _list_readers(self, tree: object, db: _Db, names: dict[bytes, Hashable],
+                      too_big: tuple[bytes, ...]) -> dict[bytes, tuple[int, str]]:
+        """{list file name: (place in the status file, key) of the first installed
+        package that reads it}: <name>:<arch>.list, else <name>.list."""
+        out: dict[bytes, tuple[int, str]] = {}
+        for i, pkg in enumerate(db.packages.values()):
+            name = f"{pkg.name}:{pkg.arch}.list".encode()
+            if name not in names:
+                name = f"{pkg.name}.list".encode()
+                if name not in names:
+                    continue
+            if name in too_big and names[name] not in self._warned_lists:
+                self._warned_lists.add(names[name])
+                self._warn(f"{DPKG_INFO.decode()}/{pkg.name}.list in {tree.label} is "
+                           f"over {MAX_LIST} bytes; its files are not attributed")
+            out.setdefault(name, (i, pkg.key))
+        return out
+
+    def _kept_lists(self, tree: object, found: tuple[Hashable, dict[bytes, Hashable]],
+                    ) -> tuple[tuple[bytes, ...], ListedBy]:
+        """(the lists over MAX_LIST, {path: the list naming it, or a tuple of the lists
+        when several do}), kept in the store's cache under the info directory's tree id
+        (which fixes every list in it), so a store reads the lists once."""
         from layerctl.store import cache
 
-        status = self._located.get((id(tree), "deb"))
-        ids = (found[0], status[1] if status else None)
-        key = "-".join(i.hex() for i in ids) if all(isinstance(i, bytes) for i in ids) else ""
-        kept = cache.load(self.store, "dpkg-owners", key) if key else None
-        if isinstance(kept, tuple) and kept[0] == MAX_LIST and isinstance(kept[1], dict):
-            return kept[1]
-        owners = self._dpkg_map(tree, db, found[1])
-        if key and not self.warnings:  # a map missing an oversized list is not kept
-            cache.save(self.store, "dpkg-owners", key, (MAX_LIST, owners))
-        return owners
+        key = found[0].hex() if isinstance(found[0], bytes) else ""  # a container's: not kept
+        kept = cache.load(self.store, DPKG_LISTS, key) if key else None
+        if (isinstance(kept, tuple) and len(kept) == 3 and kept[0] == MAX_LIST
+                and isinstance(kept[1], tuple) and isinstance(kept[2], dict)
+                and all(type(v) is bytes or type(v) is tuple for v in kept[2].values())):
+            return kept[1], kept[2]  # (a malformed file is read again from the lists)
+        too_big, paths = self._list_paths(tree, found[1])
+        if key:
+            cache.save(self.store, DPKG_LISTS, key, (MAX_LIST, too_big, paths))
+        return too_big, paths
 
-    def _dpkg_map(self, tree: object, db: _Db, names: dict[bytes, Hashable]) -> dict:
-        owners: dict[bytes, str] = {}
-        for pkg in db.packages.values():
-            blob = names.get(f"{pkg.name}:{pkg.arch}.list".encode()) or names.get(
-                f"{pkg.name}.list".encode())
-            if blob is None:
+    def _list_paths(self, tree: object, names: dict[bytes, Hashable],
+                    ) -> tuple[tuple[bytes, ...], ListedBy]:
+        too_big: list[bytes] = []
+        paths: ListedBy = {}
+        setdefault = paths.setdefault
+        for name, blob in names.items():
+            if not name.endswith(b".list"):
                 continue
-            data = self._lists.get(blob)
-            if data is None:
-                data = tree.read(blob, MAX_LIST + 1)
-                if len(data) > MAX_LIST:
-                    self._warn(f"{DPKG_INFO.decode()}/{pkg.name}.list in {tree.label} is "
-                               f"over {MAX_LIST} bytes; its files are not attributed")
-                    data = b""
-                self._lists[blob] = data
+            data = tree.read(blob, MAX_LIST + 1)
+            if len(data) > MAX_LIST:
+                too_big.append(name)
+                continue
             for line in data.split(b"\n"):
-                if line.startswith(b"/"):
-                    owners.setdefault(line[1:].rstrip(b"/"), pkg.key)
-        return owners
+                if line[:1] == b"/":
+                    path = line[1:].rstrip(b"/")
+                    prev = setdefault(path, name)
+                    if prev is name:
+                        continue
+                    if isinstance(prev, tuple):  # a directory most of the time: many list it
+                        if name not in prev:
+                            paths[path] = (*prev, name)
+                    elif prev != name:
+                        paths[path] = (prev, name)
+        return tuple(too_big), paths
+
+
+def _dpkg_owner(lists: ListedBy, readers: dict[bytes, tuple[int, str]],
+                spellings: tuple[bytes, ...]) -> str | None:
+    """dpkg keeps each package's files in info/<pkg>[:arch].list. Which lists name a
+    path is a fact of the info directory alone (`lists`: read once per directory and
+    kept, Packages._kept_lists); the status file only says which installed package
+    reads which list (`readers`), and the first of them in its order that lists a
+    path owns it."""
+    for p in spellings:
+        listed = lists.get(p)
+        if listed is None:
+            continue
+        names = listed if isinstance(listed, tuple) else (listed,)
+        firsts = [readers[n] for n in names if n in readers]
+        if firsts:
+            return min(firsts)[1]
+    return None
+
+
+_MERGED_USR = frozenset((b"bin", b"sbin", b"lib", b"lib32", b"lib64", b"libx32"))
 
 
 def _merged_usr(path: bytes) -> bytes:
     """The other spelling of a path under merged /usr (dpkg lists /bin/ls while the
     file lives at /usr/bin/ls, and the reverse)."""
-    for top in (b"bin/", b"sbin/", b"lib/", b"lib32/", b"lib64/", b"libx32/"):
-        if path.startswith(b"usr/" + top):
-            return path[4:]
-        if path.startswith(top):
-            return b"usr/" + path
-    return path
+    head, slash, rest = path.partition(b"/")
+    if head == b"usr":
+        top, slash, _ = rest.partition(b"/")
+        return rest if slash and top in _MERGED_USR else path
+    return b"usr/" + path if slash and head in _MERGED_USR else path
 
 
 def diff_packages(kind: str, old: dict[str, Package], new: dict[str, Package],

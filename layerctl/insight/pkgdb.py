@@ -5,34 +5,42 @@ apk installed, RPM's sqlite rpmdb (its header blobs decoded here). Each parser g
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+
+from layerctl.record import Frozen
 
 
 class Malformed(ValueError):
     """A database that does not parse; the message says where."""
 
 
-@dataclass(frozen=True)
-class Package:
-    kind: str  # deb | apk | rpm
-    key: str  # unique within its database (name, or name:arch when a name repeats)
-    name: str
-    version: str
-    arch: str
+class Package(Frozen):
+    """One installed package (a Frozen record, not a dataclass: `waste` imports this
+    module on its start-up path)."""
+
+    __slots__ = ("kind", "key", "name", "version", "arch")
+
+    def __init__(self, kind: str, key: str, name: str, version: str, arch: str) -> None:
+        self.kind = kind  # deb | apk | rpm
+        self.key = key  # unique within its database (name, or name:arch when a name repeats)
+        self.name = name
+        self.version = version
+        self.arch = arch
 
     @property
     def label(self) -> str:
         return f"{self.key} {self.version}"
 
 
-def _fields(text: str, where: str) -> list[dict[str, str]]:
+def _fields(text: str, where: str, wanted: frozenset[str] | None = None,
+            ) -> list[dict[str, str]]:
     """RFC-822-style stanzas (dpkg status): 'Field: value' lines, continuation lines
-    starting with a blank, stanzas separated by empty lines."""
+    starting with a blank, stanzas separated by empty lines. Every line is checked;
+    with `wanted`, only those fields are kept (a stanza keeping none is left out)."""
     stanzas: list[dict[str, str]] = []
     cur: dict[str, str] = {}
     last = None
     for n, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
+        if not line or line.isspace():
             if cur:
                 stanzas.append(cur)
             cur, last = {}, None
@@ -45,10 +53,16 @@ def _fields(text: str, where: str) -> list[dict[str, str]]:
         if not sep or not name or " " in name:
             raise Malformed(f"{where} line {n}: not a 'Field: value' line")
         last = name.lower()
-        cur[last] = value.strip()
+        if wanted is None or last in wanted:
+            cur[last] = value.strip()
     if cur:
         stanzas.append(cur)
     return stanzas
+
+
+# what parse_dpkg_status reads of a stanza (a status file's descriptions, priorities,
+# dependencies... are checked for shape, not kept)
+_DPKG_FIELDS = frozenset(("package", "status", "version", "architecture"))
 
 
 def _decode(data: bytes) -> str:
@@ -72,7 +86,7 @@ def _keyed(kind: str, found: list[tuple[str, str, str]], sep: str) -> dict[str, 
 
 def parse_dpkg_status(data: bytes, where: str = "var/lib/dpkg/status") -> dict[str, Package]:
     found = []
-    for st in _fields(_decode(data), where):
+    for st in _fields(_decode(data), where, _DPKG_FIELDS):
         status = st.get("status", "").split()
         if len(status) != 3 or status[2] != "installed":
             continue

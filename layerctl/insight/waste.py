@@ -14,12 +14,12 @@ kept, so reclaimable = total shipped - visible. See docs/design-notes.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from layerctl.insight.history import Step, Target
+from layerctl.record import Frozen, Record
 from layerctl.store.diff import DELETED
-from layerctl.store.fstree import RECORD, DirRef, lookup
+from layerctl.store.fstree import RECORD, DirRef, lookup, read_record
 from layerctl.store.meta import DIR, FILE, Meta, parse_record
 from layerctl.store.names import unmangle
 
@@ -38,60 +38,80 @@ WHITEOUT, OPAQUE, PARENT_REMOVED, PARENT_REPLACED = (
     "whiteout", "opaque dir", "parent removed", "parent replaced")
 
 
-@dataclass(frozen=True)
-class Copy:
-    step: int
-    size: int  # bytes shipped
-    meta: Meta
-    blob: bytes | None
+# Value classes on layerctl.record, not dataclasses: `waste` is a plain read command
+# and dataclasses costs its start-up ~4 ms (record.py says why).
 
 
-@dataclass(frozen=True)
-class Wasted:
+class Copy(Frozen):
+    __slots__ = ("step", "size", "meta", "blob")
+
+    def __init__(self, step: int, size: int, meta: Meta, blob: bytes | None) -> None:
+        self.step = step
+        self.size = size  # bytes shipped
+        self.meta = meta
+        self.blob = blob
+
+
+class Wasted(Frozen):
     """One wasted copy of `path`: `size` bytes shipped by layer `step`, made invisible
     by layer `culprit`."""
 
-    path: bytes
-    size: int
-    step: int
-    cls: str
-    culprit: int
-    how: str = ""
-    under: bytes | None = None  # the directory whose removal or replacement took it
+    __slots__ = ("path", "size", "step", "cls", "culprit", "how", "under")
+
+    def __init__(self, path: bytes, size: int, step: int, cls: str, culprit: int,
+                 how: str = "", under: bytes | None = None) -> None:
+        self.path = path
+        self.size = size
+        self.step = step
+        self.cls = cls
+        self.culprit = culprit
+        self.how = how
+        self.under = under  # the directory whose removal or replacement took it
 
 
-@dataclass
-class LayerFacts:
-    index: int
-    id: str
-    label: str
-    summary: str
-    created_by: str
-    shipped: int = 0  # content bytes in the layer's changeset
+class LayerFacts(Record):
+    __slots__ = ("index", "id", "label", "summary", "created_by", "shipped")
+
+    def __init__(self, index: int, id: str, label: str, summary: str,  # noqa: A002
+                 created_by: str, shipped: int = 0) -> None:
+        self.index = index
+        self.id = id
+        self.label = label
+        self.summary = summary
+        self.created_by = created_by
+        self.shipped = shipped  # content bytes in the layer's changeset
 
 
-@dataclass
-class PathRow:
-    path: bytes
-    count: int  # copies of the path across layers (visible one included)
-    wasted: int
-    cls: str  # class of the last wasted copy
-    culprit: int  # the layer that wasted it
-    copies: list[Wasted]
-    files: int = 0  # > 0: a removed directory's row, standing for this many files
+class PathRow(Record):
+    __slots__ = ("path", "count", "wasted", "cls", "culprit", "copies", "files")
+
+    def __init__(self, path: bytes, count: int, wasted: int, cls: str, culprit: int,
+                 copies: list[Wasted], files: int = 0) -> None:
+        self.path = path
+        self.count = count  # copies of the path across layers (visible one included)
+        self.wasted = wasted
+        self.cls = cls  # class of the last wasted copy
+        self.culprit = culprit  # the layer that wasted it
+        self.copies = copies
+        self.files = files  # > 0: a removed directory's row, standing for this many files
 
 
-@dataclass
-class Report:
-    name: str
-    layers: list[LayerFacts]
-    base_index: int  # layers 0..base_index are the base
-    base_name: str
-    total: int
-    visible: int
-    wasted: list[Wasted]
-    counts: dict[bytes, int]
-    duplicates: list[tuple[bytes, int, list[bytes]]] = field(default_factory=list)
+class Report(Record):
+    __slots__ = ("name", "layers", "base_index", "base_name", "total", "visible", "wasted",
+                 "counts", "duplicates")
+
+    def __init__(self, name: str, layers: list[LayerFacts], base_index: int, base_name: str,
+                 total: int, visible: int, wasted: list[Wasted], counts: dict[bytes, int],
+                 duplicates: list[tuple[bytes, int, list[bytes]]] | None = None) -> None:
+        self.name = name
+        self.layers = layers
+        self.base_index = base_index  # layers 0..base_index are the base
+        self.base_name = base_name
+        self.total = total
+        self.visible = visible
+        self.wasted = wasted
+        self.counts = counts
+        self.duplicates = [] if duplicates is None else duplicates
 
     @property
     def reclaimable(self) -> int:
@@ -221,7 +241,7 @@ def subtree(store: Store, root: DirRef | None,
         prefix, meta_tree = todo.pop()
         for name, _mode, sha in store.read_tree(meta_tree):
             if name == RECORD:
-                for child, meta in parse_record(store.read_blob(sha))[1].items():
+                for child, meta in parse_record(read_record(store, sha))[1].items():
                     yield prefix + b"/" + child, meta
             else:
                 todo.append((prefix + b"/" + unmangle(name), sha))
@@ -255,9 +275,18 @@ class _Ledger:
 
     def end_below(self, step: Step, path: bytes, culprit: int, how: str,
                   under: bytes) -> None:
-        # Cost follows the removed subtree, read from the parent layer's tree.
+        # Cost follows the removed subtree, read from the parent layer's tree. end() for
+        # each of its files, unrolled: one `rm -rf` can take thousands.
+        live, counts, wasted, lazy = self.live, self.counts, self.wasted, self.lazy
         for sub, meta in subtree(self.store, step.parent_root, path):
-            self.end(sub, meta, None, culprit, how, under)
+            copy = live.pop(sub, None)
+            if copy is not None:
+                wasted.append(Wasted(sub, copy.size, copy.step, DELETED_CLASS, culprit, how,
+                                     under))
+            elif lazy:  # its layer-0 copy (a subtree's entries are no directories)
+                counts[sub] = counts.get(sub, 0) + 1
+                wasted.append(Wasted(sub, shipped_size(meta), 0, DELETED_CLASS, culprit, how,
+                                     under))
 
     def apply(self, step: Step, facts: LayerFacts) -> None:
         replaced = _replaced_dirs(step)

@@ -38,7 +38,7 @@ def iter_blob(store: Store, binsha: bytes, chunk: int = CHUNK) -> Iterator[bytes
 def _pieces(store: Store, binsha: bytes, chunk: int) -> Iterator[bytes]:
     found = store.packed_at(binsha)
     if found is not None:
-        yield from _packed(store, found[0], found[1], binsha, chunk)
+        yield from _packed(store, found[0].base + ".pack", found[1], binsha, chunk)
         return
     path = store.path("objects", binsha.hex()[:2], binsha.hex()[2:])
     try:
@@ -51,7 +51,18 @@ def _pieces(store: Store, binsha: bytes, chunk: int) -> Iterator[bytes]:
 
 
 def read_head(store: Store, binsha: bytes, limit: int) -> bytes:
-    """At most the first `limit` bytes of the blob."""
+    """At most the first `limit` bytes of the blob. One that is packed whole and no
+    bigger than `limit` is inflated in one piece from the store's map of the pack (most
+    are: a package list, a database, a preview's text): no file opened, no stream."""
+    try:
+        found = store.packed_at(binsha)
+        whole = found[0].whole_at(found[1], limit) if found is not None else None
+    except Exception as e:  # noqa: BLE001 - is_damage decides
+        if not is_damage(e):
+            raise
+        whole = None  # read in pieces below, which says it is damaged
+    if whole is not None:
+        return whole
     out = bytearray()
     for piece in iter_blob(store, binsha, min(limit, CHUNK) or 1):
         out += piece[: limit - len(out)]

@@ -95,46 +95,56 @@ def diff(store: TreeReader, old: DirRef | None, new: DirRef | None) -> Iterator[
 
 
 def _diff_dirs(store: TreeReader, a: Dir | None, b: Dir | None, prefix: bytes) -> Iterator[Change]:
+    """The changes below two decoded directories, in walk order (parents first, names
+    sorted). Iterative, with a stack of the directories being compared: a change deep
+    in the tree is yielded from this one frame, not passed up through a generator per
+    level (which cost a fifth of a deep diff such as a `chown -R`)."""
     if b is None:
         return
     if a is None:
         yield from _added_children(store, b, prefix)
         return
-    a_names = set(a.names())
-    b_names = set(b.names())
-    for name in sorted(a_names | b_names):
-        path = prefix + b"/" + name if prefix else name
-        if name not in b_names:
-            meta, blob = _entry(store, a, name)
-            yield Change(path, DELETED, old=meta, old_blob=blob)
-        elif name not in a_names:
-            yield from _added(store, b, name, path)
-        elif name in a.dirs and name in b.dirs:
-            if a.dirs[name] == b.dirs[name]:
-                continue
-            sub_a = read_dir(store, a.dirs[name])
-            sub_b = read_dir(store, b.dirs[name])
-            opaque = _replaced(sub_a.names(), sub_b.names())
-            if sub_a.own != sub_b.own or opaque:
-                yield Change(path, CHANGED, old=sub_a.own, new=sub_b.own, opaque=opaque)
-            yield from _diff_dirs(store, sub_a, sub_b, path)
-        elif name in a.files and name in b.files:
-            if a.files[name] != b.files[name]:
-                (om, ob), (nm, nb) = a.files[name], b.files[name]
-                yield Change(path, CHANGED, old=om, new=nm, old_blob=ob, new_blob=nb)
-        else:  # a directory became a file or the reverse
-            old, old_blob = _entry(store, a, name)
-            new, new_blob = _entry(store, b, name)
-            yield Change(path, CHANGED, old=old, new=new, old_blob=old_blob, new_blob=new_blob)
-            if name in b.dirs:
-                yield from _added_children(store, read_dir(store, b.dirs[name]), path)
-
-
-def _replaced(old: list[bytes], new: list[bytes]) -> bool:
-    """A directory whose old entries are all gone and that holds new ones: written as
-    the overlay opaque marker. One that is only emptied keeps explicit whiteouts, as
-    `rm dir/*` gives in Docker's layers."""
-    return bool(old) and bool(new) and not set(old) & set(new)
+    stack = [(a, b, prefix, iter(sorted(a.files.keys() | a.dirs.keys()
+                                         | b.files.keys() | b.dirs.keys())))]
+    while stack:
+        a, b, prefix, names = stack[-1]
+        for name in names:
+            path = prefix + b"/" + name if prefix else name
+            in_b = name in b.files or name in b.dirs
+            if not in_b:
+                meta, blob = _entry(store, a, name)
+                yield Change(path, DELETED, old=meta, old_blob=blob)
+            elif not (name in a.files or name in a.dirs):
+                yield from _added(store, b, name, path)
+            elif name in a.dirs and name in b.dirs:
+                ref_a, ref_b = a.dirs[name], b.dirs[name]
+                if ref_a == ref_b:
+                    continue
+                sub_a = read_dir(store, ref_a)
+                sub_b = read_dir(store, ref_b)
+                names_a = sub_a.files.keys() | sub_a.dirs.keys()
+                names_b = sub_b.files.keys() | sub_b.dirs.keys()
+                # replaced: its old entries all gone and new ones there, written as the
+                # overlay opaque marker (one only emptied keeps explicit whiteouts, as
+                # `rm dir/*` gives in Docker's layers)
+                opaque = bool(names_a) and bool(names_b) and not names_a & names_b
+                if sub_a.own != sub_b.own or opaque:
+                    yield Change(path, CHANGED, old=sub_a.own, new=sub_b.own, opaque=opaque)
+                stack.append((sub_a, sub_b, path, iter(sorted(names_a | names_b))))
+                break  # into the subdirectory; this one's names go on after it
+            elif name in a.files and name in b.files:
+                if a.files[name] != b.files[name]:
+                    (om, ob), (nm, nb) = a.files[name], b.files[name]
+                    yield Change(path, CHANGED, old=om, new=nm, old_blob=ob, new_blob=nb)
+            else:  # a directory became a file or the reverse
+                old, old_blob = _entry(store, a, name)
+                new, new_blob = _entry(store, b, name)
+                yield Change(path, CHANGED, old=old, new=new, old_blob=old_blob,
+                             new_blob=new_blob)
+                if name in b.dirs:
+                    yield from _added_children(store, read_dir(store, b.dirs[name]), path)
+        else:
+            stack.pop()
 
 
 def _entry(store: TreeReader, d: Dir, name: bytes) -> tuple[Meta, bytes | None]:

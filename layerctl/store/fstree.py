@@ -65,6 +65,29 @@ def git_mode(meta: Meta) -> bytes:
     return MODE_FILE
 
 
+_RECORDS_KEPT = 4096
+
+
+def read_record(store: TreeReader, binsha: bytes) -> bytes:
+    """A directory's record blob, kept on the reader itself (up to _RECORDS_KEPT, then
+    started afresh) and so freed with it: one command passes the same directories
+    several times (`waste`: a base layer's size from its records, then the diffs, the
+    subtrees removed above it and the package owners read many of them again)."""
+    kept: dict[bytes, bytes] | None = getattr(store, "_fstree_records", None)
+    if kept is None:
+        kept = {}
+        try:
+            setattr(store, "_fstree_records", kept)  # noqa: B010 - any TreeReader
+        except AttributeError:  # a reader with __slots__: nothing kept
+            return store.read_blob(binsha)
+    data = kept.get(binsha)
+    if data is None:
+        if len(kept) >= _RECORDS_KEPT:
+            kept.clear()
+        data = kept[binsha] = store.read_blob(binsha)
+    return data
+
+
 def read_dir(store: TreeReader, ref: DirRef) -> Dir:
     """Decode one directory from the store."""
     rootfs = store.read_tree(ref.rootfs)
@@ -79,7 +102,7 @@ def read_dir(store: TreeReader, ref: DirRef) -> Dir:
     if record_id is None:
         raise Corrupt(f"meta tree {ref.meta.hex()} has no record")
     try:
-        own, metas = parse_record(store.read_blob(record_id))
+        own, metas = parse_record(read_record(store, record_id))
     except (ValueError, UnicodeDecodeError) as e:
         raise Corrupt(f"record {record_id.hex()} is malformed: {e}") from None
     d = Dir(own)
@@ -116,7 +139,7 @@ def dir_meta(store: TreeReader, ref: DirRef) -> Meta:
     """A directory's own metadata without decoding its entries."""
     for name, _mode, sha in store.read_tree(ref.meta):
         if name == RECORD:
-            return parse_record(store.read_blob(sha))[0]
+            return parse_record(read_record(store, sha))[0]
     raise Corrupt(f"meta tree {ref.meta.hex()} has no record")
 
 
@@ -133,17 +156,24 @@ def walk(store: TreeReader, ref: DirRef) -> Iterator[tuple[bytes, Meta, bytes | 
 def walk_children(
     store: TreeReader, d: Dir, prefix: bytes
 ) -> Iterator[tuple[bytes, Meta, bytes | DirRef]]:
-    """walk() below an already decoded directory at `prefix`."""
-    for name in d.names():
-        path = prefix + b"/" + name if prefix else name
-        if name in d.dirs:
-            sub = d.dirs[name]
-            sub_dir = read_dir(store, sub)
-            yield path, sub_dir.own, sub
-            yield from walk_children(store, sub_dir, path)
-        else:
+    """walk() below an already decoded directory at `prefix`. A stack of the open
+    directories, not a generator per level: an entry deep down is yielded once, not
+    passed up through every level above it."""
+    stack = [(prefix, d, iter(d.names()))]
+    while stack:
+        prefix, d, names = stack[-1]
+        for name in names:
+            path = prefix + b"/" + name if prefix else name
+            if name in d.dirs:
+                sub = d.dirs[name]
+                sub_dir = read_dir(store, sub)
+                yield path, sub_dir.own, sub
+                stack.append((path, sub_dir, iter(sub_dir.names())))
+                break  # into it; this directory's names go on after it
             meta, sha = d.files[name]
             yield path, meta, sha
+        else:
+            stack.pop()
 
 
 def lookup(store: TreeReader, root: DirRef, path: bytes) -> tuple[Meta, bytes | DirRef] | None:

@@ -165,7 +165,18 @@ def parse_record(data: bytes) -> tuple[Meta, dict[bytes, Meta]]:
     children: dict[bytes, Meta] = {}
     for line in data.decode("ascii").splitlines():
         name, *fields = line.split(" ")
-        meta = Meta.parse(fields)
+        n = len(fields)
+        if n == 5 and fields[0] == FILE and fields[4][:5] == "size=" or (
+                n == 4 and fields[0] in _FMT):
+            # a plain file, directory or symlink (most lines): Meta.parse's own steps
+            # for these shapes, without its loop over further fields
+            uid, gid = fields[2].split(":")
+            sec, nsec = fields[3].split(".")
+            meta = Meta(fields[0], int(fields[1], 8), int(uid), int(gid),
+                        int(sec) * 1_000_000_000 + int(nsec),
+                        int(fields[4][5:]) if n == 5 else 0)
+        else:
+            meta = Meta.parse(fields)
         if name == ".":
             own = meta
         else:

@@ -16,7 +16,6 @@ import errno
 import os
 import stat
 import struct
-import threading
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -29,7 +28,6 @@ from layerctl.atomic import fsync_dir
 from layerctl.beneath import Changed, chunks_exact, read_exact, same_file
 from layerctl.errors import NoSpace, is_no_space
 from layerctl.store import debris
-from layerctl.store.appender import Appender
 from layerctl.store.packs import write_index
 
 if TYPE_CHECKING:
@@ -130,8 +128,12 @@ class PackWriter:
         self._exists = exists
         self._level = level
         os.makedirs(pack_dir, exist_ok=True)
-        import tempfile  # here, not at the top: status and images never write packs
+        # here, not at the top: status, images and waste never write packs
+        import tempfile
+        import threading
         from concurrent.futures import ThreadPoolExecutor
+
+        from layerctl.store.appender import Appender
 
         debris.clean_temps(pack_dir)  # packs of writers killed before finishing
         fd, self._tmp = tempfile.mkstemp(prefix=debris.temp_prefix("pack"), dir=pack_dir)

@@ -26,6 +26,12 @@ OFS_DELTA, REF_DELTA = 6, 7
 _V2_MAGIC = b"\377tOc"
 _FANOUT = 256 * 4
 _MAX_DELTA_CHAIN = 10_000  # git's own limit is far lower; this only stops a loop
+_SCAN_IDS = 1024  # ids sharing a first byte scanned at once (a pack of ~250k objects)
+# Objects up to this size (trees, records: most of what a read command reads) are
+# inflated in one call. Its output is not bounded as the loop's is, but a stream of at
+# most _ONE_SHOT + 64 bytes inflates to no more than ~4 MiB, however it is made.
+_ONE_SHOT = 1 << 12
+_U32, _U64 = struct.Struct(">L"), struct.Struct(">Q")
 
 ReadRaw = Callable[[bytes], tuple[int, bytes]]
 
@@ -81,8 +87,9 @@ class PackIndex:
             self._fanout_at = 8
         else:
             self._fanout_at = 0  # version 1 has no header
-        self.count: int = struct.unpack(">L", m[self._fanout_at + _FANOUT - 4:
-                                                self._fanout_at + _FANOUT])[0]
+        # The fan-out table, read once: entry b = how many ids start with a byte <= b.
+        self._fanout = struct.unpack(">256L", m[self._fanout_at:self._fanout_at + _FANOUT])
+        self.count: int = self._fanout[255]
         self.pack_checksum = m[len(m) - 40:len(m) - 20]  # the pack's own trailer
         if self._fanout_at:
             self._ids_at = 8 + _FANOUT
@@ -100,13 +107,25 @@ class PackIndex:
 
     def offset(self, binsha: bytes) -> int | None:
         """The offset of `binsha` in the pack, or None when the pack lacks it."""
-        m = self._map
         first = binsha[0]
-        at = self._fanout_at + first * 4
-        hi = struct.unpack(">L", m[at:at + 4])[0]
-        lo = struct.unpack(">L", m[at - 4:at])[0] if first else 0
+        hi = self._fanout[first]
+        lo = self._fanout[first - 1] if first else 0
         if hi > self.count or lo > hi:
             raise ValueError(f"{self.path}: bad fan-out table")
+        if self._fanout_at and hi - lo <= _SCAN_IDS:
+            # Version 2 keeps the ids in one sorted run of 20-byte entries: one scan of
+            # the few that share the first byte (in C) beats a search step by step
+            # in Python. A hit off the 20-byte grid is a coincidence inside other ids.
+            m = self._map
+            start, end = self._ids_at + lo * 20, self._ids_at + hi * 20
+            at = m.find(binsha, start, end)
+            while at >= 0 and (at - start) % 20:
+                at = m.find(binsha, at + 1, end)
+            if at < 0:
+                return None
+            i = lo + (at - start) // 20
+            off: int = _U32.unpack_from(m, self._offsets_at + i * 4)[0]
+            return off if not off & 0x80000000 else self._offset_of(i)  # (a large offset)
         while lo < hi:
             mid = (lo + hi) // 2
             here = self._id(mid)
@@ -121,14 +140,11 @@ class PackIndex:
     def _offset_of(self, i: int) -> int:
         m = self._map
         if not self._fanout_at:
-            at = _FANOUT + i * 24
-            first_: int = struct.unpack(">L", m[at:at + 4])[0]
+            first_: int = _U32.unpack_from(m, _FANOUT + i * 24)[0]
             return first_
-        at = self._offsets_at + i * 4
-        off: int = struct.unpack(">L", m[at:at + 4])[0]
+        off: int = _U32.unpack_from(m, self._offsets_at + i * 4)[0]
         if off & 0x80000000:  # an index into the table of 8-byte offsets
-            at = self._large_at + (off & 0x7FFFFFFF) * 8
-            off = struct.unpack(">Q", m[at:at + 8])[0]
+            off = _U64.unpack_from(m, self._large_at + (off & 0x7FFFFFFF) * 8)[0]
         return off
 
     def close(self) -> None:
@@ -149,8 +165,22 @@ class Pack:
         offset = self.index.offset(binsha)
         if offset is None:
             return None
-        if self._map is None:
-            self._map = self._open_pack()
+        m = self._map
+        if m is None:
+            m = self._open_pack()
+            self._map = m
+        c = m[offset]  # the object's header, read here for the common case
+        type_num = (c >> 4) & 7
+        if 1 <= type_num <= 4:  # stored whole, as most are: no delta chain to follow
+            size = c & 15
+            shift = 4
+            pos = offset + 1
+            while c & 0x80:
+                c = m[pos]
+                size |= (c & 0x7F) << shift
+                shift += 7
+                pos += 1
+            return type_num, self._inflate(pos, size)
         deltas: list[bytes] = []
         while True:
             type_num, size, pos = self._header(offset)
@@ -161,7 +191,7 @@ class Pack:
                 deltas.append(self._inflate(pos, size))
                 offset -= back
             elif type_num == REF_DELTA:
-                base_id = self._map[pos:pos + 20]
+                base_id = m[pos:pos + 20]
                 deltas.append(self._inflate(pos + 20, size))
                 type_num, data = read_raw(base_id)
                 break
@@ -175,6 +205,17 @@ class Pack:
         for delta in reversed(deltas):
             data = apply_delta(data, delta)
         return type_num, data
+
+    def whole_at(self, offset: int, limit: int) -> bytes | None:
+        """The object at `offset` when it is stored whole (not as a delta) and holds at
+        most `limit` bytes, inflated from the map in one piece; else None (the caller
+        reads it in pieces)."""
+        if self._map is None:
+            self._map = self._open_pack()
+        type_num, size, pos = self._header(offset)
+        if not 1 <= type_num <= 4 or size > limit:
+            return None
+        return self._inflate(pos, size)
 
     def _open_pack(self) -> mmap.mmap:
         """The pack, mapped, once its header and trailer agree with the index: as git
@@ -220,6 +261,19 @@ class Pack:
     def _inflate(self, pos: int, size: int) -> bytes:
         m = self._map
         assert m is not None
+        if size <= _ONE_SHOT:
+            # Most objects (trees, records, small files) are small: one call, no
+            # decompressor object. Deflate grows data by at most 5 bytes per stored
+            # block plus its header and trailer, so the slice holds the whole stream;
+            # what follows it is ignored. A stream cut short falls to the loop below.
+            try:
+                data = zlib.decompress(m[pos:pos + size + 64], bufsize=size + 1)
+            except zlib.error:
+                pass
+            else:
+                if len(data) != size:
+                    raise ValueError(f"{self.base}.pack: object size does not match its header")
+                return data
         d = zlib.decompressobj()
         out = []
         got = 0

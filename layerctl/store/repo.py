@@ -105,6 +105,7 @@ class Store:
         self._refs: DiskRefsContainer | None = None
         self._ref_reader: RefReader | None = None
         self._packs: list[Pack] | None = None  # most recently hit first
+        self._loose_dirs: frozenset[str] | None = None  # objects/XX, listed when first read
 
     def _init(self) -> None:
         if os.path.exists(self.root) and os.listdir(self.root):
@@ -192,7 +193,11 @@ class Store:
             found = packs[0].read(binsha, self.read_raw)
             if found is not None:
                 return found
-        found = loose.read(self.root, binsha.hex())
+        hexsha = binsha.hex()
+        if self._loose_dirs is None:  # a loose file is tried only where one can be
+            objects = os.path.join(self.root, "objects")
+            self._loose_dirs = frozenset(os.listdir(objects) if os.path.isdir(objects) else ())
+        found = loose.read(self.root, hexsha) if hexsha[:2] in self._loose_dirs else None
         if found is not None:
             return found
         for i in range(1, len(packs)):
@@ -205,18 +210,22 @@ class Store:
             found = pack.read(binsha, self.read_raw)
             if found is not None:
                 return found
+        found = loose.read(self.root, hexsha)  # written loose since the listing
+        if found is not None:
+            self._loose_dirs = None
+            return found
         raise Corrupt(f"object {binsha.hex()} is missing from the store")
 
-    def packed_at(self, binsha: bytes) -> tuple[str, int] | None:
-        """(pack file, offset) of a packed object, else None: where store/blobstream.py
-        inflates a big blob in pieces (store/packs.py's index, no dulwich import)."""
+    def packed_at(self, binsha: bytes) -> tuple[Pack, int] | None:
+        """(pack, offset) of a packed object, else None: where store/blobstream.py reads
+        a small blob whole and inflates a big one in pieces (store/packs.py's index)."""
         packs = self._packs
         if packs is None:
             packs = self._packs = self._open_packs([])
         for pack in packs:
             offset = pack.index.offset(binsha)
             if offset is not None:
-                return pack.base + ".pack", offset
+                return pack, offset
         return None
 
     def _open_packs(self, known: list[Pack]) -> list[Pack]:
@@ -281,6 +290,7 @@ class Store:
         for pack in self._packs or ():
             pack.close()
         self._packs = None
+        self._loose_dirs = None
 
     def add_object(self, type_num: int, data: bytes) -> bytes:
         """Write one small object (a commit, a config) loose; returns its binary id."""

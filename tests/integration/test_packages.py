@@ -628,3 +628,27 @@ def test_tui_log_names_each_layers_packages(deb: dict) -> None:
     assert f"packages: +hello {HELLO_1}" in text
     assert f"packages: ~libc6 {LIBC_OLD} -> {LIBC_NEW} -hostname" in text
     assert f"~sed {SED_OLD} -> {SED_NEW} (downgrade)" in text
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dpkg_fields_kept_are_the_fields_read(seed: int) -> None:
+    """parse_dpkg_status keeps only the fields it reads; the stanzas, the checks of
+    every line and the errors (with their line numbers) stay those of a full read."""
+    lines = ["Package: a", "package: B", "Status: install ok installed",
+             "Status: deinstall ok config-files", "Version: 1", "VERSION:\t2\r",
+             "Architecture: amd64", "Description: x", "Depends: c", "", " ", "\t", "\r",
+             " cont", "\tcont", " \x0c", "\x0c", "\x0bX: y", "Bad line", ":x", "a b: c",
+             "a\tb: c", "Na:me: v", "x:", " .", "\u00a0", "\u2028", "ä: ö"]
+    rng = random.Random(seed)
+    for _ in range(20000):
+        text = "\n".join(rng.choice(lines) for _ in range(rng.randint(0, 12)))
+        try:
+            full = [{k: v for k, v in st.items() if k in pkgdb._DPKG_FIELDS}
+                    for st in pkgdb._fields(text, "w")]
+            full = [st for st in full if st]
+        except pkgdb.Malformed as e:
+            with pytest.raises(pkgdb.Malformed) as got:
+                pkgdb._fields(text, "w", pkgdb._DPKG_FIELDS)
+            assert str(got.value) == str(e)
+            continue
+        assert pkgdb._fields(text, "w", pkgdb._DPKG_FIELDS) == full, repr(text)

@@ -109,6 +109,25 @@ def test_plain_waste_has_the_figures_and_reads_packages_without_dulwich(image, s
     assert not sorted(m for m in mods if m.split(".")[0] in ("dulwich", "click", "textual"))
 
 
+def test_plain_waste_imports_no_dataclasses_first_or_kept(image, store_root):
+    """`waste` of committed layers, first with nothing kept (it diffs the layers and
+    reads the package lists) and then from the kept analysis: neither run imports
+    dataclasses (with inspect, ast, dis, tokenize: ~4 ms of the run) nor the blame
+    analysis (the package readers look paths up through store/pathlookup.py)."""
+    import shutil
+
+    for kind in ("changes", "dpkg-owners", "waste", "owners"):
+        shutil.rmtree(store_root / "cache" / kind, ignore_errors=True)
+    (store_root / "cache" / "layer-sizes.json").unlink(missing_ok=True)
+    for run in ("first", "kept"):
+        plain, mods = _probe(store_root, "waste", "pl:top")
+        assert plain.returncode == 0 and "big 1" in plain.stdout, (run, plain.stderr)
+        hits = sorted(m for m in mods if m in ("dataclasses", "inspect",
+                                               "layerctl.insight.blame"))
+        assert not hits, f"{run} `layerctl waste pl:top` imports {hits}"
+    assert list((store_root / "cache" / "waste").iterdir())  # the second run read it
+
+
 @pytest.mark.parametrize("args", [("status", "nosuch"), ("waste", "nosuch:1"),
                                   ("status", "a", "b")], ids=" ".join)
 def test_plain_errors_are_the_same_one_line(image, store_root, args):

@@ -318,3 +318,52 @@ def test_import_diffid_matches_the_changeset_tar(tmp_path):
     store = Store(str(tmp_path / "store"))
     layer = read_layer(store, import_dir(store, src, "img"))
     assert layer.diff_id == write_changeset(store, None, layer.root)[0]
+
+
+def test_diff_order_and_kinds_through_deep_trees(tmp_path):
+    """store.diff walks a stack of directories (not a generator per level): the changes
+    still come parents first, names sorted per directory, a replaced directory flagged
+    opaque, a directory that became a file followed by nothing of its old entries, a
+    file that became a directory followed by its new entries."""
+    from layerctl.store.fstree import walk_key
+    from layerctl.store.meta import DIR, Meta
+
+    src = tmp_path / "src"
+    for d in ("a/b/c/d/e", "a/b/x", "m/n", "r/old", "t/u"):
+        (src / d).mkdir(parents=True)
+    for f in ("a/b/c/d/e/deep", "a/b/c/d/e/deep2", "a/b/c/sib", "a/b/x/y", "a/z", "m/n/f",
+              "r/old/f", "t/u/f", "f2d", "zz"):
+        (src / f).write_bytes(f.encode())
+    store = Store(str(tmp_path / "store"))
+    base = import_dir(store, src, "deep:1")
+    d = Meta(DIR, 0o755, 0, 0, 1_700_000_000_000_000_000, 0)
+
+    def edit(ed, w):
+        put_file(ed, w, b"a/b/c/d/e/deep", b"changed")  # deep content change
+        ed.set_dir(b"a/b/c", d.replace(mode=0o700))  # a directory's own change on the way
+        put_file(ed, w, b"a/b/c/d/e/new", b"new")  # deep add
+        ed.delete(b"a/b/x")  # a directory whiteout: one change
+        put_file(ed, w, b"a/aa", b"between a/ and its sorted siblings")
+        ed.delete(b"r/old")  # r/ replaced: old entries all gone, a new one there
+        put_file(ed, w, b"r/new", b"fresh")
+        ed.delete(b"t")  # a directory became a file
+        put_file(ed, w, b"t", b"now a file")
+        ed.delete(b"f2d")  # a file became a directory with entries
+        ed.set_dir(b"f2d", d)
+        put_file(ed, w, b"f2d/in", b"inside")
+        meta, blob = ed.get(b"zz")
+        ed.set_file(b"zz", meta.replace(uid=7), blob)
+
+    top = commit_edit(store, "deep:1", edit, "deep:2")
+    got = [(c.path, c.status, c.opaque) for c in diff(
+        store, read_layer(store, base).root, read_layer(store, top).root)]
+    assert got == [  # unchanged directories on the way down are no change
+        (b"a/aa", "A", False), (b"a/b/c", "C", False),
+        (b"a/b/c/d/e/deep", "C", False), (b"a/b/c/d/e/new", "A", False),
+        (b"a/b/x", "D", False),
+        (b"f2d", "C", False), (b"f2d/in", "A", False),
+        (b"r", "C", True), (b"r/new", "A", False), (b"r/old", "D", False),
+        (b"t", "C", False),
+        (b"zz", "C", False),
+    ]
+    assert [p for p, _, _ in got] == sorted((p for p, _, _ in got), key=walk_key)

@@ -6,14 +6,16 @@ against `git for-each-ref`: packs with OFS and REF deltas, index versions 1 and 
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from layerctl.errors import Corrupt
+from layerctl.store.blobstream import read_head
 from layerctl.store.layers import _parse_commit
-from layerctl.store.packs import Pack, apply_delta, pack_bases
+from layerctl.store.packs import Pack, PackIndex, apply_delta, pack_bases
 from layerctl.store.refread import RefReader, valid_ref_name
 from layerctl.store.repo import Store
 from tests import githelpers
@@ -142,6 +144,104 @@ def test_damaged_pack_is_reported_as_damage(history: Path, tmp_path: Path) -> No
         sha = next(iter(all_objects(history)))
         with pytest.raises(Corrupt, match="damaged"):
             store.read_raw(sha)
+    finally:
+        store.close()
+
+
+def _v2_index(path: Path, ids: list[bytes]) -> dict[bytes, int]:
+    """A version 2 pack index holding `ids` at made-up offsets (PackIndex needs no pack
+    to find an offset); returns id -> offset."""
+    ids = sorted(ids)
+    fanout = [sum(1 for i in ids if i[0] <= b) for b in range(256)]
+    offsets = {sha: 12 + 7 * n for n, sha in enumerate(ids)}
+    path.write_bytes(b"\377tOc" + struct.pack(">L", 2) + struct.pack(">256L", *fanout)
+                     + b"".join(ids) + bytes(4 * len(ids))
+                     + b"".join(struct.pack(">L", offsets[i]) for i in ids) + bytes(40))
+    return offsets
+
+
+def test_index_scan_finds_each_id_and_no_id_across_two(tmp_path: Path) -> None:
+    """The ids sharing a first byte are scanned in one piece: a match that starts inside
+    one id and ends in the next is no id; a bucket too big to scan is searched."""
+    a = bytes([5]) + bytes(18) + bytes([5])
+    b = bytes([5, 1]) + bytes(range(2, 20))
+    across = a[19:] + b[:19]  # starts with 5 too: the scan meets it at a's last byte
+    crowded = [bytes([7]) + n.to_bytes(19, "big") for n in range(1, 1500)]  # > _SCAN_IDS
+    ids = [a, b, bytes([4]) * 20, bytes([255]) * 20, bytes(20), *crowded]
+    offsets = _v2_index(tmp_path / "i.idx", ids)
+    index = PackIndex(str(tmp_path / "i.idx"))
+    try:
+        assert across not in offsets and across in a + b
+        assert index.offset(across) is None
+        assert all(index.offset(sha) == off for sha, off in offsets.items())
+        assert index.offset(bytes([7]) + bytes(19)) is None  # before the crowded bucket
+        assert index.offset(bytes([6]) * 20) is None  # an empty bucket
+    finally:
+        index.close()
+
+
+def test_object_written_loose_in_a_new_directory_after_a_read_is_found(
+        history: Path, tmp_path: Path) -> None:
+    """A read lists objects/XX once to skip opening loose files that cannot be there;
+    an object another writer adds loose afterwards, under an XX not listed, is found."""
+    store = Store(str(tmp_path / "store"))
+    other = Store(str(tmp_path / "store"))
+    try:
+        [base] = repack(history)
+        dest = os.path.join(store.root, "objects", "pack", os.path.basename(base))
+        for ext in (".pack", ".idx"):
+            os.link(base + ext, dest + ext)
+        first = next(iter(all_objects(history)))
+        assert store.read_raw(first)[0] in TYPES.values()  # objects/ listed now
+        listed = set(os.listdir(os.path.join(store.root, "objects")))
+        n = 0
+        while True:  # content whose id falls under a directory the listing lacked
+            data = b"written later %d\n" % n
+            sha = other.add_object(3, data)
+            if sha.hex()[:2] not in listed:
+                break
+            n += 1
+        assert store.read_raw(sha) == (3, data)
+        assert store.read_blob(other.add_object(3, data + b"again")) == data + b"again"
+    finally:
+        other.close()
+        store.close()
+
+
+def test_read_head_reads_small_packed_blobs_whole_and_big_ones_in_pieces(
+        history: Path, tmp_path: Path) -> None:
+    """read_head inflates a blob packed whole and within the limit from the pack's map;
+    a bigger one, a delta and a loose one go through the piecewise reader, and a
+    damaged pack is damage either way."""
+    expected = all_objects(history)
+    [base] = repack(history)
+    listing = git(history, "verify-pack", "-v", base + ".idx").decode().splitlines()
+    deltas = {bytes.fromhex(line.split()[0]) for line in listing if len(line.split()) == 7}
+    blobs = {sha: body for sha, (kind, body) in expected.items() if kind == TYPES["blob"]}
+    assert deltas & set(blobs) and set(blobs) - deltas, "want whole and delta blobs"
+    store = Store(str(tmp_path / "store"))
+    try:
+        dest = os.path.join(store.root, "objects", "pack", os.path.basename(base))
+        for ext in (".pack", ".idx"):
+            os.link(base + ext, dest + ext)
+        loose = store.add_object(3, b"loose blob\n")
+        for sha, body in [*blobs.items(), (loose, b"loose blob\n")]:
+            for limit in (0, 1, 100, len(body) - 1, len(body), len(body) + 1, 1 << 20):
+                assert read_head(store, sha, max(limit, 0)) == body[:max(limit, 0)], (
+                    sha.hex(), limit, sha in deltas)
+    finally:
+        store.close()
+    damaged = tmp_path / "damaged"
+    store = Store(str(damaged))
+    try:
+        dest = os.path.join(store.root, "objects", "pack", os.path.basename(base))
+        data = bytearray(Path(base + ".pack").read_bytes())
+        data[40:-20] = bytes(len(data) - 60)  # every object's zlib stream is zeros
+        Path(dest + ".pack").write_bytes(data)
+        os.link(base + ".idx", dest + ".idx")
+        whole = next(sha for sha in blobs if sha not in deltas)
+        with pytest.raises(Corrupt, match="damaged"):
+            read_head(store, whole, 1 << 20)
     finally:
         store.close()
 
@@ -339,3 +439,44 @@ def test_a_written_pack_passes_git_verify_pack(tmp_path: Path) -> None:
                        check=True, capture_output=True)
         assert rebuilt.read_bytes() == idx.read_bytes()
         rebuilt.unlink()
+
+def test_records_are_kept_on_their_reader_bounded_and_only_where_it_can_hold_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fstree.read_record keeps what it read on the reader (freed with it), starts afresh
+    past its bound, and reads through a reader that cannot hold it (__slots__)."""
+    from layerctl.store import fstree
+
+    class Counting(Store):
+        reads = 0
+
+        def read_blob(self, binsha: bytes) -> bytes:
+            self.reads += 1
+            return super().read_blob(binsha)
+
+    class Slotted:
+        __slots__ = ("store",)
+
+        def __init__(self, store: Store) -> None:
+            self.store = store
+
+        def read_blob(self, binsha: bytes) -> bytes:
+            return self.store.read_blob(binsha)
+
+    store = Counting(str(tmp_path / "store"))
+    try:
+        ids = [store.add_object(3, b". d 0755 0:0 1.%09d\n" % n) for n in range(5)]
+        assert [fstree.read_record(store, i) for i in ids * 2] == [
+            store.read_raw(i)[1] for i in ids * 2]
+        assert store.reads == 5  # each read once
+        other = Counting(str(tmp_path / "store"))
+        assert fstree.read_record(other, ids[0]) == store.read_raw(ids[0])[1]
+        assert other.reads == 1  # kept per reader, not across readers
+        monkeypatch.setattr(fstree, "_RECORDS_KEPT", 3)
+        for i in ids:
+            fstree.read_record(other, i)
+        assert len(other._fstree_records) <= 3
+        slotted = Slotted(store)
+        assert fstree.read_record(slotted, ids[1]) == store.read_raw(ids[1])[1]
+        other.close()
+    finally:
+        store.close()
