@@ -18,7 +18,7 @@ from layerctl.containers import api
 from layerctl.tui.app import LayerctlApp
 from layerctl.tui.widgets.changes import ChangeList
 from layerctl.tui.widgets.files import FileTree
-from tests.tuihelpers import files_cursor
+from tests.tuihelpers import TIMEOUT, files_cursor
 
 THEMES = ["dark", "light", "high-contrast"]
 SIZE = (160, 48)
@@ -46,7 +46,7 @@ def make_app(store):
     return make
 
 
-async def settle(pilot, condition, timeout=10.0):
+async def settle(pilot, condition, timeout=TIMEOUT):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
