@@ -388,32 +388,47 @@ def git_daemon(tmp_path):
     base = tmp_path / "served"
     base.mkdir()
     git("init", "-q", "--bare", base / "images.git")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "git", "daemon", "--export-all", "--enable=receive-pack", "--reuseaddr",
-            f"--base-path={base}", f"--port={port}", "--listen=127.0.0.1", str(base),
-        ],
-        env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("git daemon did not start")
-                time.sleep(0.05)
-        yield f"git://127.0.0.1:{port}/images.git", base / "images.git"
-    finally:
-        proc.terminate()
+    # free_port() names a port that was free: another process may bind it before the
+    # daemon does (the daemon then exits at once), so an early exit means another port.
+    for _ in range(5):
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                "git", "daemon", "--export-all", "--enable=receive-pack", "--reuseaddr",
+                f"--base-path={base}", f"--port={port}", "--listen=127.0.0.1", str(base),
+            ],
+            env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            if _serving(proc, port, timeout=60):
+                yield f"git://127.0.0.1:{port}/images.git", base / "images.git"
+                return
+        finally:
+            _stop(proc)
+    pytest.fail("git daemon did not start")
+
+
+def _serving(proc: subprocess.Popen, port: int, timeout: float) -> bool:
+    """True once `proc` accepts connections on `port`; False if it exited first."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"git daemon did not answer on port {port} in {timeout} s")
+            time.sleep(0.05)
+    return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture
