@@ -37,8 +37,9 @@ class Terminal:
                              capture_output=True, text=True)
         return out.stdout
 
-    def wait_for(self, text: str, timeout: float = 15.0) -> float:
-        """Seconds until `text` is on screen."""
+    def wait_for(self, text: str, timeout: float = 60.0) -> float:
+        """Seconds until `text` is on screen (bounded generously: a process start, the
+        demo's build and Textual's first paint take seconds on a loaded machine)."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
             if text in self.screen():
@@ -104,7 +105,7 @@ def test_demo_opens_stages_and_commits(env, terminals, store_root):
     t.wait_for("Commit landed")
     t.wait_for("notes from the d")  # the new layer heads the stack
     t.keys("q")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while t.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     store = Store(str(store_root))
@@ -136,12 +137,13 @@ def test_first_paint_on_the_debian_image(env, terminals, store_root, debian_root
         store.close()
     t = Terminal([sys.executable, "-m", "layerctl", "tui", "debian:12"], env)
     terminals.append(t)
-    elapsed = t.wait_for("etc/", timeout=30)
+    elapsed = t.wait_for("etc/")
     print(f"first paint (process start to files on screen): {elapsed * 1000:.0f} ms")
     assert "boot/" in t.screen() and size in t.screen()
     # A generous bound that catches a UI waiting on something unbounded (a hang, a
     # walk of every layer); the first-paint figure printed above is the measurement.
-    assert elapsed < 10, f"first paint took {elapsed:.2f}s"
+    # Generous for a loaded 2-core CI machine too, where a start-up takes seconds.
+    assert elapsed < 30, f"first paint took {elapsed:.2f}s"
     t.keys("/")  # search the image's names
     t.wait_for("search names")
     t.keys("-l", "passwd")
