@@ -50,10 +50,21 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.githelpers import GIT_ENV, git
 from tests.paths import REPO_ROOT
 from tests.registryhelpers import free_port
+
+# Hypothesis: the same examples on every run, and no time limits. Its default 200 ms
+# deadline per example and its "too slow" health check fail a property test when a
+# loaded machine pauses the process, and a random seed makes a CI run find (or miss) a
+# case no other run replays. `--hypothesis-profile=explore` searches anew, printing
+# the seed of what it finds.
+_NO_TIMING = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", derandomize=True, database=None, **_NO_TIMING)
+settings.register_profile("explore", print_blob=True, **_NO_TIMING)
+settings.load_profile("ci")
 
 DEFAULT_CORPUS_DIR = "/var/cache/layerctl-corpus"
 DEBIAN_SUITE = "bookworm"
