@@ -61,8 +61,10 @@ async def main_ready(pilot):
     await settle(pilot, lambda: bool(app.screen.query(ChangeList)))
     changes = app.screen.query_one(ChangeList)
     tree = app.screen.query_one(FileTree)
+    # and no preview still being read: its result would land after the snapshot's wait
     await settle(pilot, lambda: len(changes.changes) == 2 and len(tree.root.children) == 8
-                 and app.screen.query_one("#preview").current is not None)
+                 and app.screen.query_one("#preview").current is not None
+                 and not any(w.group == "preview" and not w.is_finished for w in app.workers))
 
 
 @pytest.mark.parametrize("theme", THEMES)
