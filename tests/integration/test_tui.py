@@ -89,8 +89,9 @@ async def test_commit_dialog_validates_and_keeps_what_was_typed(store, container
         assert "summary is empty" in str(dialog.query_one("#commit-error").render())
         await pilot.press(*"all three")
         dialog.query_one("#tag").value = "Not A Valid:name!"
-        await pilot.pause()
-        assert "invalid image name" in str(dialog.query_one("#tag-error").render())
+        # the check runs on the Input's Changed message: wait for it, not one pause
+        await wait_for(pilot, lambda: "invalid image name" in str(
+            dialog.query_one("#tag-error").render()), what="the tag's error")
         await pilot.press("ctrl+s")
         assert isinstance(app.screen, CommitDialog)
         assert "invalid image name" in str(dialog.query_one("#commit-error").render())
