@@ -89,7 +89,8 @@ def test_commit_dialog(snap_compare, make_app, theme):
         await settle(pilot, lambda: pilot.app.screen.__class__.__name__ == "CommitDialog")
         await pilot.press(*"Configure the port")
         pilot.app.screen.query_one("#tag").value = "Bad:Tag!"
-        await pilot.pause(0.2)
+        await settle(pilot, lambda: "invalid image name" in str(
+            pilot.app.screen.query_one("#tag-error").render()))
 
     assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
 
