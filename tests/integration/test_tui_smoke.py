@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,10 @@ from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
 
+# A tmux server of the tests' own, without the user's ~/.tmux.conf (a status line
+# turned off, another default size or shell would change what the pane shows).
+TMUX = ["tmux", "-L", "layerctl-tests", "-f", os.devnull]
+
 
 class Terminal:
     """One detached tmux session running a command."""
@@ -29,11 +34,11 @@ class Terminal:
         # COLUMNS/LINES from the test process would override the pane's real size
         shell = f"cd {_quote(str(REPO_ROOT))} && env -u COLUMNS -u LINES {exports} " + " ".join(
             _quote(c) for c in command)
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width),
+        subprocess.run([*TMUX, "new-session", "-d", "-s", self.name, "-x", str(width),
                         "-y", str(height), shell], check=True)
 
     def screen(self) -> str:
-        out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name],
+        out = subprocess.run([*TMUX, "capture-pane", "-p", "-t", self.name],
                              capture_output=True, text=True)
         return out.stdout
 
@@ -48,14 +53,14 @@ class Terminal:
         raise AssertionError(f"{text!r} never appeared; the screen:\n{self.screen()}")
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*TMUX, "send-keys", "-t", self.name, *keys], check=True)
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "has-session", "-t", self.name],
+        return subprocess.run([*TMUX, "has-session", "-t", self.name],
                               capture_output=True).returncode == 0
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", self.name], capture_output=True)
 
 
 def _quote(text: str) -> str:
