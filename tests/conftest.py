@@ -50,10 +50,21 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.githelpers import GIT_ENV, git
 from tests.paths import REPO_ROOT
 from tests.registryhelpers import free_port
+
+# Hypothesis: the same examples on every run, and no time limits. Its default 200 ms
+# deadline per example and its "too slow" health check fail a property test when a
+# loaded machine pauses the process, and a random seed makes a CI run find (or miss) a
+# case no other run replays. `--hypothesis-profile=explore` searches anew, printing
+# the seed of what it finds.
+_NO_TIMING = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", derandomize=True, database=None, **_NO_TIMING)
+settings.register_profile("explore", print_blob=True, **_NO_TIMING)
+settings.load_profile("ci")
 
 DEFAULT_CORPUS_DIR = "/var/cache/layerctl-corpus"
 DEBIAN_SUITE = "bookworm"
@@ -388,32 +399,47 @@ def git_daemon(tmp_path):
     base = tmp_path / "served"
     base.mkdir()
     git("init", "-q", "--bare", base / "images.git")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "git", "daemon", "--export-all", "--enable=receive-pack", "--reuseaddr",
-            f"--base-path={base}", f"--port={port}", "--listen=127.0.0.1", str(base),
-        ],
-        env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("git daemon did not start")
-                time.sleep(0.05)
-        yield f"git://127.0.0.1:{port}/images.git", base / "images.git"
-    finally:
-        proc.terminate()
+    # free_port() names a port that was free: another process may bind it before the
+    # daemon does (the daemon then exits at once), so an early exit means another port.
+    for _ in range(5):
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                "git", "daemon", "--export-all", "--enable=receive-pack", "--reuseaddr",
+                f"--base-path={base}", f"--port={port}", "--listen=127.0.0.1", str(base),
+            ],
+            env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            if _serving(proc, port, timeout=60):
+                yield f"git://127.0.0.1:{port}/images.git", base / "images.git"
+                return
+        finally:
+            _stop(proc)
+    pytest.fail("git daemon did not start")
+
+
+def _serving(proc: subprocess.Popen, port: int, timeout: float) -> bool:
+    """True once `proc` accepts connections on `port`; False if it exited first."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"git daemon did not answer on port {port} in {timeout} s")
+            time.sleep(0.05)
+    return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture

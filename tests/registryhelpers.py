@@ -91,7 +91,6 @@ class TokenService:
             check=True, capture_output=True,
         ).stdout  # fmt: skip
         self.x5c = base64.b64encode(der).decode()
-        self.port = free_port()
         self.issued: list[dict] = []
         service = self
 
@@ -102,7 +101,9 @@ class TokenService:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        # port 0: the kernel's free port, bound at once (no window for another to take it)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(tls_cert), str(tls_key))
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
@@ -173,6 +174,10 @@ class TokenService:
         self.server.server_close()
 
 
+class PortTaken(Exception):
+    """The port a server was to listen on was bound by another process meanwhile."""
+
+
 class Registry:
     """docker-registry serving from `directory`; `host` is 127.0.0.1:PORT."""
 
@@ -186,8 +191,7 @@ class Registry:
     ) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        self._use_port(free_port())
         self.cert = self.key = None
         self.token: TokenService | None = None
         if tls or token_users is not None:
@@ -198,7 +202,7 @@ class Registry:
             f"storage: {{filesystem: {{rootdirectory: {self.dir / 'data'}}}, "
             "delete: {enabled: true}}",
             "http:",
-            f"  addr: {self.host}",
+            "  addr: {host}",
             "  secret: layerctl-tests",
         ]
         if self.cert:
@@ -213,16 +217,35 @@ class Registry:
                 f"auth: {{token: {{realm: '{self.token.realm}', service: layerctl-test-registry, "
                 f"issuer: layerctl-test-issuer, rootcertbundle: {self.token.cert}}}}}"
             )
+        self._config_lines = lines
         self.config = self.dir / "config.yml"
-        self.config.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
         self.log = self.dir / "registry.log"
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.host = f"127.0.0.1:{port}"
 
     @property
     def scheme(self) -> str:
         return "https" if self.cert else "http"
 
-    def start(self, timeout: float = 30) -> Registry:
+    def start(self, timeout: float = 60) -> Registry:
+        # free_port() only names a port that was free: another process can bind it
+        # before the registry does (then it exits), so a taken port means another one.
+        for attempt in range(5):
+            if attempt:
+                self._use_port(free_port())
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                continue
+        raise RuntimeError(f"docker-registry found no free port: {self.log.read_text()[-2000:]}")
+
+    def _start(self, timeout: float) -> Registry:
+        text = "\n".join(self._config_lines) + "\n"
+        self.config.write_text(text.replace("{host}", self.host))
+        logged = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 ["docker-registry", "serve", str(self.config)],
@@ -232,7 +255,13 @@ class Registry:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"docker-registry exited: {self.log.read_text()[-2000:]}")
+                self.proc = None
+                with open(self.log, "rb") as f:
+                    f.seek(logged)
+                    said = f.read().decode(errors="replace")
+                if "address already in use" in said:
+                    raise PortTaken(self.host)
+                raise RuntimeError(f"docker-registry exited: {said[-2000:]}")
             try:
                 urllib.request.urlopen(f"{self.scheme}://{self.host}/v2/", context=context,
                                        timeout=2)  # fmt: skip

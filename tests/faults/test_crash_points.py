@@ -749,6 +749,7 @@ def test_tui_shows_a_broken_container_and_removes_it(cli, store_root, base, poin
     from layerctl.tui.app import LayerctlApp
     from layerctl.tui.screens.containers import ContainersScreen
     from layerctl.tui.screens.dialogs import ConfirmDialog
+    from tests.tuihelpers import wait_for
 
     monkeypatch.setenv("LAYERCTL_CONFIG", str(tmp_path / "config.toml"))
     cli("create", "--name", "ok", "base:1")
@@ -759,10 +760,7 @@ def test_tui_shows_a_broken_container_and_removes_it(cli, store_root, base, poin
         app = LayerctlApp(store, container="ok")
         async with app.run_test(size=(160, 48)) as pilot:
             async def until(condition) -> None:
-                deadline = time.monotonic() + 10
-                while not condition():
-                    assert time.monotonic() < deadline, "timed out"
-                    await pilot.pause(0.02)
+                await wait_for(pilot, condition)
 
             await pilot.press("o")
             await until(lambda: isinstance(app.screen, ContainersScreen))

@@ -657,10 +657,16 @@ def test_patch_does_not_trust_the_recorded_size(store_root):
                          f"(too large to show: over {PATCH_MAX_BYTES} bytes)")
 
 
+def _previews_cursor(tree, preview) -> bool:
+    node = tree.cursor_node
+    entry = node.data if node is not None else None
+    return (entry is not None and preview.current is not None
+            and preview.current.title.startswith(entry.path_text))
+
+
 def test_tui_shows_names_that_look_like_markup_or_controls(cli, store_root, tmp_path,
                                                            monkeypatch):
     import asyncio
-    import time
 
     from textual.content import Content
 
@@ -668,6 +674,7 @@ def test_tui_shows_names_that_look_like_markup_or_controls(cli, store_root, tmp_
     from layerctl.tui.app import LayerctlApp
     from layerctl.tui.widgets.files import FileTree
     from layerctl.tui.widgets.preview import FilePreview
+    from tests.tuihelpers import wait_for
 
     monkeypatch.setenv("LAYERCTL_CONFIG", str(tmp_path / "config.toml"))
     src = _nasty_tree(tmp_path / "src")
@@ -682,15 +689,15 @@ def test_tui_shows_names_that_look_like_markup_or_controls(cli, store_root, tmp_
             app = LayerctlApp(store, image="img:1")
             async with app.run_test(size=(160, 48)) as pilot:
                 tree = app.screen.query_one(FileTree)
-                deadline = time.monotonic() + 10
-                while len(tree.root.children) < 5:
-                    assert time.monotonic() < deadline, "the tree did not load"
-                    await pilot.pause(0.02)
+                preview = app.screen.query_one(FilePreview)
+                await wait_for(pilot, lambda: len(tree.root.children) >= 5, what="the tree")
                 tree.focus()
                 for _ in range(len(tree.root.children)):
                     await pilot.press("down")
-                    await pilot.pause(0.05)
-                    title = app.screen.query_one(FilePreview).border_title  # as markup
+                    # the preview is read in a worker: wait for the one of this entry
+                    await wait_for(pilot, lambda: _previews_cursor(tree, preview),
+                                   what="the preview of the highlighted entry")
+                    title = preview.border_title  # as markup
                     titles.append(Content.from_markup(title).plain)
         finally:
             store.close()

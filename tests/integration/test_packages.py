@@ -605,6 +605,7 @@ def test_tui_log_names_each_layers_packages(deb: dict) -> None:
     from layerctl.store.repo import Store
     from layerctl.tui.app import LayerctlApp
     from layerctl.tui.screens.log import LogScreen
+    from tests.tuihelpers import wait_for
 
     L = deb["layers"]
     store = Store(str(deb["root"]))
@@ -613,13 +614,16 @@ def test_tui_log_names_each_layers_packages(deb: dict) -> None:
         app = LayerctlApp(store, image=L[-1])
         async with app.run_test(size=(160, 48)) as pilot:
             await pilot.press("l")
-            for _ in range(200):
-                if isinstance(app.screen, LogScreen):
-                    text = "\n".join(line.text for line in app.screen.query_one(RichLog).lines)
-                    if "packages: +adduser" in text:  # the base layer comes last
-                        return text
-                await pilot.pause(0.05)
-        raise AssertionError("the log never showed the base layer's packages")
+
+            def text() -> str:
+                if not isinstance(app.screen, LogScreen):
+                    return ""
+                return "\n".join(line.text for line in app.screen.query_one(RichLog).lines)
+
+            # the base layer comes last; the log reads every layer's packages in a worker
+            await wait_for(pilot, lambda: "packages: +adduser" in text(),
+                           what="the log to show the base layer's packages")
+            return text()
 
     try:
         text = asyncio.run(scenario())

@@ -177,14 +177,19 @@ def test_bad_blob_among_concurrent_downloads_leaves_no_tag_and_no_layer(
 def test_at_most_n_downloads_at_once(registry, store, tmp_path, limit):
     layers = [tar_bytes([(f"f{i}", os.urandom(64 << 10))]) for i in range(5)]
     _push(registry, tmp_path, "many/img", layers)
-    lock = threading.Lock()
+    lock = threading.Condition()
     running = [0]
     most = [0]
 
     def started() -> None:
+        # Each transfer waits (bounded) until `limit` run at once: 64 kB layers from a
+        # local registry can otherwise each end before the next starts on a loaded
+        # machine, and `limit` is never seen although it is allowed.
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
+            lock.notify_all()
+            lock.wait_for(lambda: most[0] >= limit, timeout=HOLD)
 
     def ended() -> None:
         with lock:

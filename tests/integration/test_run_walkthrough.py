@@ -115,14 +115,18 @@ def test_interactive_writes_show_in_status_watch(cli_deb, store_root):
         watcher = subprocess.Popen(
             [sys.executable, "-m", "layerctl", "status", "--watch", "live"], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        time.sleep(2)  # let the observer start
-        os.write(fd, b"echo hello > /hello-from-tty\n")
+        # Nothing tells when the watch's observer runs, and a write before it is never
+        # reported (2 s of start-up was not always enough on a loaded machine): write
+        # again each second until the watch shows the file (each write is an event).
         seen = b""
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         os.set_blocking(watcher.stdout.fileno(), False)
         while b"/hello-from-tty" not in seen and time.monotonic() < deadline:
-            select.select([watcher.stdout], [], [], 0.5)
-            seen += watcher.stdout.read() or b""
+            os.write(fd, b"echo hello >> /hello-from-tty\n")
+            again = time.monotonic() + 1
+            while b"/hello-from-tty" not in seen and time.monotonic() < again:
+                select.select([watcher.stdout], [], [], 0.2)
+                seen += watcher.stdout.read() or b""
         assert b"A /hello-from-tty" in seen, seen
         os.write(fd, b"exit 0\n")
         _read_until(fd, b"\x00never", 10)

@@ -303,6 +303,12 @@ def test_image_config_and_overrides(containers: Containers, capfd: pytest.Captur
     assert capfd.readouterr().out == "1000\n"
 
 
+def _wait_for_log(log: Path, line: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 @needs_runtime
 @pytest.mark.timeout(180)
 def test_detached_exec_stop_delete(containers: Containers) -> None:
@@ -324,15 +330,13 @@ def test_detached_exec_stop_delete(containers: Containers) -> None:
     assert rt.exec_(runtime, cid, ["sh", "-c", "exit 5"]) == 5
     assert rt.exec_(runtime, cid, ["sh", "-c", "test $(id -u) = 1001"], user="alice",
                     rootfs=str(rootfs)) == 0
-    deadline = time.monotonic() + 10
     log = Path(rt.log_path(store, cid))
-    while "started" not in log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_for_log(log, "started\n")
     assert log.read_text() == "started\n"
 
     t0 = time.monotonic()
     rt.stop(runtime, cid, timeout=1, bundle_dir=containers.bundle(cid))
-    assert time.monotonic() - t0 < 15
+    assert time.monotonic() - t0 < 100  # not the 300 s of its sleep (load varies)
     assert rt.state(runtime, cid) is None
     # pid 1 ignores SIGTERM it has no handler for, so it took the SIGKILL.
     assert rt.status(store, cid) == ("exited", 137)
@@ -341,9 +345,12 @@ def test_detached_exec_stop_delete(containers: Containers) -> None:
 
     # start again (same bundle), then stop with SIGTERM honoured
     rt.make_bundle(containers.bundle(cid), str(rootfs), {"config": {}}, args=[
-        "sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done"], env=[], hostname=cid)
+        "sh", "-c", "trap 'exit 7' TERM; echo trapping; while :; do sleep 0.1; done"],
+        env=[], hostname=cid)
     assert containers.run(cid, detach=True) == 0
     assert rt.status(store, cid) == ("running", None)
+    # pid 1 ignores a SIGTERM that comes before its trap is set (a slow start): wait
+    _wait_for_log(log, "trapping\n")
     rt.stop(runtime, cid, timeout=30, bundle_dir=containers.bundle(cid))
     assert rt.status(store, cid) == ("exited", 7)
     rt.delete(runtime, cid, force=True)  # nothing left: a no-op
@@ -355,7 +362,7 @@ def test_detached_short_lived_and_failing(containers: Containers) -> None:
     store = containers.world["store"]
     cid = containers.new(["sh", "-c", "echo done; exit 4"])
     assert containers.run(cid, detach=True) == 0
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while rt.status(store, cid)[0] != "exited" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert rt.status(store, cid) == ("exited", 4)
@@ -481,7 +488,7 @@ def test_cli_run_exec_stop_start_logs(cli_deb) -> None:
     assert cli("exec", "bg", "sh", "-c", "echo hi > /made; id -un").stdout == "root\n"
     assert cli("exec", "-u", "nobody", "bg", "id", "-u").stdout == "65534\n"
     assert cli("exec", "bg", "sh", "-c", "exit 6", check=False).returncode == 6
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while len(cli("logs", "bg").stdout.split()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     # stdout and stderr reach the log through separate pipes: their order may vary.

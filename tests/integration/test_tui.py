@@ -16,7 +16,7 @@ from layerctl.tui.screens.commit import CommitDialog
 from layerctl.tui.screens.dialogs import ConfirmDialog
 from layerctl.tui.widgets.changes import ChangeList
 from layerctl.tui.widgets.files import FileTree
-from tests.tuihelpers import SIZE, changes_of, select_change, sync, wait_for
+from tests.tuihelpers import SIZE, changes_of, run_command, select_change, sync, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -89,8 +89,9 @@ async def test_commit_dialog_validates_and_keeps_what_was_typed(store, container
         assert "summary is empty" in str(dialog.query_one("#commit-error").render())
         await pilot.press(*"all three")
         dialog.query_one("#tag").value = "Not A Valid:name!"
-        await pilot.pause()
-        assert "invalid image name" in str(dialog.query_one("#tag-error").render())
+        # the check runs on the Input's Changed message: wait for it, not one pause
+        await wait_for(pilot, lambda: "invalid image name" in str(
+            dialog.query_one("#tag-error").render()), what="the tag's error")
         await pilot.press("ctrl+s")
         assert isinstance(app.screen, CommitDialog)
         assert "invalid image name" in str(dialog.query_one("#commit-error").render())
@@ -125,11 +126,14 @@ async def test_a_file_written_appears_while_watching(store, container):
     async with app.run_test(size=SIZE) as pilot:
         table = changes_of(app)
         await wait_for(pilot, lambda: len(table.changes) == 3)
-        await wait_for(pilot, lambda: app.screen.watcher is not None, what="the watcher")
-        await pilot.pause(0.3)  # let the observer settle
+        # The watcher object exists before its observer runs: a write before the
+        # observer's inotify watches are in place is never reported (its thread starts
+        # them all before it runs, so a live thread means they are in place).
+        await wait_for(pilot, lambda: app.screen.watcher is not None
+                       and app.screen.watcher._observer.is_alive(), what="the observer")
         start = time.monotonic()
         demo.write_pending(store, container, "late.txt", "written while watching\n")
-        await wait_for(pilot, lambda: b"late.txt" in table.changes, timeout=5)
+        await wait_for(pilot, lambda: b"late.txt" in table.changes, what="the late file")
         latency = time.monotonic() - start
         assert "A 4" in str(table.border_title)
         # the latency itself is a benchmark figure, not a pass/fail bound (load varies)
@@ -329,17 +333,10 @@ async def test_help_palette_and_theme_remembered(store, container, tmp_path):
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         await pilot.press("escape")
-        await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
-        await pilot.press(*"Theme: light")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        await run_command(pilot, "Theme: light", "Theme: light")
         await wait_for(pilot, lambda: app.theme == "light", what="theme switch")
-        await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
-        await pilot.press(*"Images")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await run_command(pilot, "Images", "Images")
         await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen))
     assert settings.load_config()["theme"] == "light"
     again = LayerctlApp(store, container=container)
@@ -476,8 +473,6 @@ async def test_100k_changes_load_scroll_and_stage_without_freezing():
 
 @sync
 async def test_palette_offers_the_actions_of_the_screen_it_was_opened_on(store, container):
-    from textual.command import CommandPalette
-
     from layerctl.tui.commands import LayerctlCommands
     from layerctl.tui.screens.images import ImagesScreen
 
@@ -491,11 +486,7 @@ async def test_palette_offers_the_actions_of_the_screen_it_was_opened_on(store, 
         await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen))
         titles = [t for t, _, _ in LayerctlCommands(app.screen)._commands()]
         assert "Images: tag" in titles and "Commit" not in titles
-        await pilot.press("ctrl+p")
-        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
-        await pilot.press(*"remove tag")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await run_command(pilot, "remove tag", "Images: remove tag")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("n")
 

@@ -17,7 +17,7 @@ from layerctl.tui.screens.main import MainScreen
 from layerctl.tui.screens.waste import WasteScreen
 from layerctl.words import human_size
 from tests.layerhelpers import commit_edit, import_dir, put_file
-from tests.tuihelpers import SIZE, files_cursor, sync, wait_for
+from tests.tuihelpers import SIZE, files_cursor, run_command, sync, wait_for
 
 IMAGE = "wimg:latest"
 
@@ -201,8 +201,6 @@ async def test_blame_of_a_deleted_path_names_the_deleting_layer(store, image):
 async def test_a_containers_pending_layer_is_a_culprit_and_a_blame_event(store, image):
     """The pending change rewrites /keep: the "(uncommitted)" step wasted its 10 bytes,
     and the base moves to the image the container was made from."""
-    from textual.command import CommandPalette
-
     from layerctl import demo
     from layerctl.containers import api
 
@@ -216,11 +214,7 @@ async def test_a_containers_pending_layer_is_a_culprit_and_a_blame_event(store, 
                        and len(main.change_list.changes) == 1, what="stack and change")
         main.stack.select_layer(l1)  # away from the pending row, so the jump must move
         await wait_for(pilot, lambda: main.selected == l1)
-        await pilot.press("ctrl+p")  # the palette offers the waste view
-        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
-        await pilot.press(*"Waste")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await run_command(pilot, "Waste", "Waste")  # the palette offers the waste view
         await wait_for(pilot, lambda: isinstance(app.screen, WasteScreen)
                        and app.screen.table.row_count == 3, what="three inefficient paths")
         screen = app.screen

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,10 @@ from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
 
+# A tmux server of the tests' own, without the user's ~/.tmux.conf (a status line
+# turned off, another default size or shell would change what the pane shows).
+TMUX = ["tmux", "-L", "layerctl-tests", "-f", os.devnull]
+
 
 class Terminal:
     """One detached tmux session running a command."""
@@ -29,16 +34,17 @@ class Terminal:
         # COLUMNS/LINES from the test process would override the pane's real size
         shell = f"cd {_quote(str(REPO_ROOT))} && env -u COLUMNS -u LINES {exports} " + " ".join(
             _quote(c) for c in command)
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width),
+        subprocess.run([*TMUX, "new-session", "-d", "-s", self.name, "-x", str(width),
                         "-y", str(height), shell], check=True)
 
     def screen(self) -> str:
-        out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name],
+        out = subprocess.run([*TMUX, "capture-pane", "-p", "-t", self.name],
                              capture_output=True, text=True)
         return out.stdout
 
-    def wait_for(self, text: str, timeout: float = 15.0) -> float:
-        """Seconds until `text` is on screen."""
+    def wait_for(self, text: str, timeout: float = 60.0) -> float:
+        """Seconds until `text` is on screen (bounded generously: a process start, the
+        demo's build and Textual's first paint take seconds on a loaded machine)."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
             if text in self.screen():
@@ -47,14 +53,14 @@ class Terminal:
         raise AssertionError(f"{text!r} never appeared; the screen:\n{self.screen()}")
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*TMUX, "send-keys", "-t", self.name, *keys], check=True)
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "has-session", "-t", self.name],
+        return subprocess.run([*TMUX, "has-session", "-t", self.name],
                               capture_output=True).returncode == 0
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", self.name], capture_output=True)
 
 
 def _quote(text: str) -> str:
@@ -104,7 +110,7 @@ def test_demo_opens_stages_and_commits(env, terminals, store_root):
     t.wait_for("Commit landed")
     t.wait_for("notes from the d")  # the new layer heads the stack
     t.keys("q")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while t.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     store = Store(str(store_root))
@@ -136,12 +142,13 @@ def test_first_paint_on_the_debian_image(env, terminals, store_root, debian_root
         store.close()
     t = Terminal([sys.executable, "-m", "layerctl", "tui", "debian:12"], env)
     terminals.append(t)
-    elapsed = t.wait_for("etc/", timeout=30)
+    elapsed = t.wait_for("etc/")
     print(f"first paint (process start to files on screen): {elapsed * 1000:.0f} ms")
     assert "boot/" in t.screen() and size in t.screen()
     # A generous bound that catches a UI waiting on something unbounded (a hang, a
     # walk of every layer); the first-paint figure printed above is the measurement.
-    assert elapsed < 10, f"first paint took {elapsed:.2f}s"
+    # Generous for a loaded 2-core CI machine too, where a start-up takes seconds.
+    assert elapsed < 30, f"first paint took {elapsed:.2f}s"
     t.keys("/")  # search the image's names
     t.wait_for("search names")
     t.keys("-l", "passwd")

@@ -18,7 +18,7 @@ from layerctl.containers import api
 from layerctl.tui.app import LayerctlApp
 from layerctl.tui.widgets.changes import ChangeList
 from layerctl.tui.widgets.files import FileTree
-from tests.tuihelpers import files_cursor
+from tests.tuihelpers import TIMEOUT, files_cursor
 
 THEMES = ["dark", "light", "high-contrast"]
 SIZE = (160, 48)
@@ -46,7 +46,7 @@ def make_app(store):
     return make
 
 
-async def settle(pilot, condition, timeout=10.0):
+async def settle(pilot, condition, timeout=TIMEOUT):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -61,8 +61,10 @@ async def main_ready(pilot):
     await settle(pilot, lambda: bool(app.screen.query(ChangeList)))
     changes = app.screen.query_one(ChangeList)
     tree = app.screen.query_one(FileTree)
+    # and no preview still being read: its result would land after the snapshot's wait
     await settle(pilot, lambda: len(changes.changes) == 2 and len(tree.root.children) == 8
-                 and app.screen.query_one("#preview").current is not None)
+                 and app.screen.query_one("#preview").current is not None
+                 and not any(w.group == "preview" and not w.is_finished for w in app.workers))
 
 
 @pytest.mark.parametrize("theme", THEMES)
@@ -87,7 +89,8 @@ def test_commit_dialog(snap_compare, make_app, theme):
         await settle(pilot, lambda: pilot.app.screen.__class__.__name__ == "CommitDialog")
         await pilot.press(*"Configure the port")
         pilot.app.screen.query_one("#tag").value = "Bad:Tag!"
-        await pilot.pause(0.2)
+        await settle(pilot, lambda: "invalid image name" in str(
+            pilot.app.screen.query_one("#tag-error").render()))
 
     assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
 
