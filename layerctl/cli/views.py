@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from layerctl.cli.out import echo, table
 from layerctl.errors import BadInput, Corrupt, LayerctlError, NotFound
@@ -61,34 +61,40 @@ def show_status(store: Store, container: str | None = None, as_json: bool = Fals
 
         echo(progress_line(store))
     ref = default_container(store, container)
-    changes = containers.status(store, ref)
+    watcher = None
+    if watch:
+        from layerctl.containers.watch import ChangeWatcher
+
+        watcher = ChangeWatcher(store, containers.resolve(store, ref),
+                                lambda updates: _show_updates(updates, as_json))
+        changes = watcher.begin(lambda: containers.status(store, ref))
+    else:
+        changes = containers.status(store, ref)
     if as_json and not watch:
         echo(json.dumps([_change_json(ch) for ch in changes], indent=2))
         return
     if changes:
         echo("\n".join(f"{ch.status} {path_text(ch.path)}" for ch in changes))
-    if not watch:
+    if watcher is None:
         return
     sys.stdout.flush()  # a pipe reader sees the starting state before any update
-    from layerctl.containers.watch import ChangeWatcher
-
-    def show(updates: list[tuple[bytes, object]]) -> None:
-        for path, ch in updates:
-            if as_json:
-                item = _change_json(ch) if ch else {"Path": _json_path(path), "Status": "clean"}
-                echo(json.dumps(item))
-            else:
-                echo(f"{ch.status} {path_text(path)}" if ch else f"  {path_text(path)} "
-                     "(no longer changed)")
-        sys.stdout.flush()
-
-    watcher = ChangeWatcher(store, containers.resolve(store, ref), show, initial=changes)
     try:
         watcher.run_forever()
     except KeyboardInterrupt:
         pass
     finally:
         watcher.stop()
+
+
+def _show_updates(updates: list[tuple[bytes, Any]], as_json: bool) -> None:
+    for path, ch in updates:
+        if as_json:
+            item = _change_json(ch) if ch else {"Path": _json_path(path), "Status": "clean"}
+            echo(json.dumps(item))
+        else:
+            echo(f"{ch.status} {path_text(path)}" if ch else f"  {path_text(path)} "
+                 "(no longer changed)")
+    sys.stdout.flush()
 
 
 # -- ps -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from layerctl import faults
 from layerctl.errors import Conflict
 from layerctl.store.diff import Change
 
@@ -91,7 +92,22 @@ class ChangeWatcher:
         self._wake.set()
 
     def start(self) -> None:
-        self._observer.start()
+        if not self._observer.is_alive():
+            self._observer.start()
+
+    def begin(self, read: Callable[[], list[Change]]) -> list[Change]:
+        """Start noticing writes, then read the starting status with `read()` and return
+        it. In this order a write between the two is noticed and re-evaluated; read
+        first and started after, such a write was never reported."""
+        self.start()
+        try:
+            initial = read()
+        except BaseException:
+            self.stop()
+            raise
+        faults.point("watch.initial-read")
+        self.known = {c.path: c for c in initial}
+        return initial
 
     def stop(self) -> None:
         self._stop.set()

@@ -479,6 +479,28 @@ def test_watch_reports_only_event_paths(store, small_image):
             watcher.stop()
 
 
+def test_a_write_right_after_the_starting_status_is_reported(store, small_image):
+    """`status --watch` and the TUI start the watcher before reading the starting status
+    (ChangeWatcher.begin): a write just after that read is reported. Read first and
+    started after, such a write was never reported."""
+    from layerctl import faults
+
+    with Mounted(store, small_image, "ws") as root:
+        seen = []
+        watcher = ChangeWatcher(store, cstate.resolve(store, "ws"), seen.extend,
+                                debounce=0.05)
+        with faults.armed("watch.initial-read", lambda: (root / "late").write_text("x")):
+            assert watcher.begin(lambda: C.status(store, "ws")) == []
+        try:
+            deadline = time.time() + 60  # inotify events on a loaded machine
+            while time.time() < deadline and not any(p == b"late" for p, _ in seen):
+                time.sleep(0.1)
+                watcher.poll()
+            assert [(p, ch.status) for p, ch in seen] == [(b"late", "A")]
+        finally:
+            watcher.stop()
+
+
 def test_inspect_container(store, small_image):
     C.create(store, small_image, name="insp")
     data = C.inspect_container(store, "insp")

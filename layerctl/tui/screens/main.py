@@ -175,15 +175,22 @@ class MainScreen(WorkerCalls, Screen):
         try:
             with self.app.store_lock:
                 c = resolve(store, self.container)
-                p = pending(store, c)
+                watcher = LockedWatcher(self.app.store_lock, self._watch_failed, store, c,
+                                        self._updated, debounce=self.app.debounce)
+                read = []
+
+                def starting_status() -> list:
+                    read.append(pending(store, c))
+                    return read[0].changes
+
+                watcher.begin(starting_status)
+                p = read[0]
                 self.view = view_of(store, c)
                 self.base_root = read_layer(store, p.base_id).root
                 self._new_pending_browser(p.changes)
         except LayerctlError as e:
             self._ui(self.notify, str(e), severity="error", markup=False)
             return
-        watcher = LockedWatcher(self.app.store_lock, self._watch_failed, store, c, self._updated,
-                                initial=p.changes, debounce=self.app.debounce)
         self.watcher = watcher
         self._ui(self._changes_loaded, p.changes)
         watcher.run_forever()  # returns when stop_watch() stops it
