@@ -41,6 +41,9 @@ PLAIN: dict[str, tuple[str, str, int, int, Options]] = {
     "commit": ("layerctl.cli.loop", "commit", 1, 2, _COMMIT_OPTIONS),
 }
 
+# The plain commands that only read: the cyclic collector is paused for their run.
+NO_CYCLES = frozenset({"status", "ps", "images", "waste", "efficiency"})
+
 
 def plain(args: list[str]) -> tuple[str, str, list[str], dict[str, str | bool]] | None:
     """(module, function, words, options) when `args` is a plain command line, else
@@ -90,13 +93,17 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             store.close()
 
-    # A plain command is one short run over objects that form no cycles (modules,
+    # A plain read command is one short run over objects that form no cycles (modules,
     # trees, records, changes, rows): the cyclic collector's passes over them were ~5%
     # of a first `waste`, imports included (too few objects in `status`, `images`, `ps`
     # for it to show). Memory is still freed by reference counting; the collector
-    # resumes for an in-process caller.
-    gc.disable()
+    # resumes for an in-process caller. Not for the loop's writers: a commit of many
+    # files makes futures and callbacks whose cycles only the collector frees.
+    pause = args[0] in NO_CYCLES
+    if pause:
+        gc.disable()
     try:
         guarded(args, run, lambda: None)
     finally:
-        gc.enable()
+        if pause:
+            gc.enable()

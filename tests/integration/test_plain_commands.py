@@ -268,3 +268,23 @@ def test_overlay_status_imports_no_dataclasses(image, cli, store_root):
             assert not hits, f"`layerctl {' '.join(args)}` imports {hits}"
     finally:
         cli("rm", "-f", "o")
+
+
+def test_the_collector_is_paused_for_plain_reads_only(monkeypatch, tmp_path):
+    """A plain read runs with the cyclic collector paused; the loop's writers (a commit
+    of many files makes futures and callbacks in cycles) keep it, and it is back on
+    after either."""
+    import gc
+
+    import layerctl.cli.loop as loop
+    import layerctl.cli.views as views
+    from layerctl.cli import entry
+
+    seen = {}
+    monkeypatch.setattr(loop, "mount", lambda store, c: seen.update(mount=gc.isenabled()))
+    monkeypatch.setattr(views, "show_ps", lambda store: seen.update(ps=gc.isenabled()))
+    monkeypatch.setenv("LAYERCTL_ROOT", str(tmp_path / "store"))
+    entry.main(["mount", "x"])
+    entry.main(["ps"])
+    assert seen == {"mount": True, "ps": False}
+    assert gc.isenabled()
