@@ -12,9 +12,8 @@ import errno
 import os
 import shutil
 import stat
-import zlib
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from layerctl import faults
@@ -28,6 +27,7 @@ from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
 from layerctl.store.validate import bad_name, show
 
+from .lanes import Inline, Lanes
 from .layerdirs import layer_path, root
 from .view import OPAQUE_XATTR
 
@@ -86,38 +86,6 @@ class _Result(Protocol):
     """Content read ahead: a future, or blobread.Ready."""
 
     def result(self) -> bytes: ...
-
-
-class _Inline:
-    """A pool that runs each job at once (a small layer: threads would cost more)."""
-
-    def submit(self, fn: Callable[..., None], *args: object) -> Ready:
-        fn(*args)
-        from layerctl.store.blobread import Ready
-
-        return Ready(b"")
-
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        pass
-
-
-class _Lanes:
-    """WRITERS one-thread pools; the entries of one directory all go to the same lane.
-    Two threads creating files in one directory spin on its lock: perf of a Debian
-    load showed ~30% of its kernel time in rwsem_spin_on_owner under path_openat."""
-
-    def __init__(self, n: int) -> None:
-        from concurrent.futures import ThreadPoolExecutor  # not at import: status reads us
-
-        self._lanes = [ThreadPoolExecutor(1, thread_name_prefix="layerdir") for _ in range(n)]
-
-    def submit(self, fn: Callable[..., None], target: bytes, *args: object) -> Future[None]:
-        lane = self._lanes[zlib.crc32(os.path.dirname(target)) % len(self._lanes)]
-        return lane.submit(fn, target, *args)
-
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        for lane in self._lanes:
-            lane.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 class Pending:
@@ -325,7 +293,7 @@ class _Builder:
         self.entries = 0  # everything written, for the choice of fsync or syncfs
         self.links: list[tuple[bytes, bytes]] = []  # (first member, another), made last
         self.jobs: list[Future[None] | Ready] = []
-        self.pool: _Lanes | _Inline | None = None
+        self.pool: Lanes | Inline | None = None
 
     @property
     def name(self) -> str:
@@ -386,9 +354,9 @@ class _Builder:
 
         if not files:
             return
-        pool: _Lanes | _Inline = _Inline()
+        pool: Lanes | Inline = Inline()
         if len(files) > _SMALL:
-            pool = _Lanes(WRITERS)
+            pool = Lanes(WRITERS)
             if isinstance(self.reader, _LazyReader):
                 self.reader.many()
         self.pool = pool
