@@ -1,7 +1,6 @@
 """Issue 5's acceptance: the docker-commit walkthrough through a real OCI runtime."""
 
 import os
-import pty
 import select
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ import pytest
 
 from tests.layerhelpers import container_names
 from tests.paths import REPO_ROOT
+from tests.ptyhelpers import on_a_pty, read_until, reap
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -82,36 +82,15 @@ def test_a_script_runs_containers_without_the_cli(cli_deb, store_root):
         store.close()
 
 
-def _read_until(fd, needle, timeout):
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while needle not in buf and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-    return buf
-
-
 def test_interactive_writes_show_in_status_watch(cli_deb, store_root):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), LAYERCTL_ROOT=str(store_root))
     argv = [sys.executable, "-m", "layerctl", "run", "-it", "--name", "live", "deb", "sh"]
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            os.execve(sys.executable, argv, env)
-        finally:
-            os._exit(127)
+    pid, fd = on_a_pty(argv, env)
     watcher = None
     try:
         # The terminal echoes what we type at once: wait for output only the shell makes.
         os.write(fd, b"echo $((40+2))ready\n")
-        assert b"42ready" in _read_until(fd, b"42ready", 60)
+        assert b"42ready" in read_until(fd, b"42ready", 60)
         watcher = subprocess.Popen(
             [sys.executable, "-m", "layerctl", "status", "--watch", "live"], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -129,14 +108,9 @@ def test_interactive_writes_show_in_status_watch(cli_deb, store_root):
                 seen += watcher.stdout.read() or b""
         assert b"A /hello-from-tty" in seen, seen
         os.write(fd, b"exit 0\n")
-        _read_until(fd, b"\x00never", 10)
+        read_until(fd, b"\x00never", 10)
     finally:
         if watcher is not None:
             watcher.kill()
             watcher.wait()
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
-        os.close(fd)
+        reap(pid, fd, 0)

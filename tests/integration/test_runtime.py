@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import shutil
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from layerctl import runtime as rt
 from layerctl.errors import LayerctlError, NotFound
 from tests.layerhelpers import container_names
 from tests.paths import REPO_ROOT
+from tests.ptyhelpers import on_a_pty, read_until, reap
 
 # -- bundle (no runtime needed) ---------------------------------------------------
 
@@ -414,61 +413,18 @@ def test_interactive_tty(containers: Containers) -> None:
     argv = [sys.executable, "-c", code, containers.runtime.binary, containers.runtime.root,
             cid, containers.bundle(cid)]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    pid, fd = _on_a_pty(argv, env)
+    pid, fd = on_a_pty(argv, env)
     out = b""
     try:
         os.write(fd, b"echo $((6*7))\n")
-        out = _read_until(fd, b"42\r\n", 30)
+        out = read_until(fd, b"42\r\n", 30)
         assert b"42\r\n" in out, out  # the echoed command line reads "$((6*7))"
         os.write(fd, b"tty; exit 9\n")
-        out += _read_until(fd, b"\x00never", 30)
+        out += read_until(fd, b"\x00never", 30)
         assert b"/dev/pts/0" in out, out
     finally:
-        code = _reap(pid, fd, 10)
+        code = reap(pid, fd, 10)
     assert code == 9, out
-
-
-def _on_a_pty(argv: list[str], env: dict[str, str]) -> tuple[int, int]:
-    """`argv` run as the session leader of a new terminal: (pid, the terminal's fd)."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            os.execve(sys.executable, argv, env)
-        finally:
-            os._exit(127)
-    return pid, fd
-
-
-def _reap(pid: int, fd: int, timeout: float) -> int:
-    """The exit code of `pid`, killed if it has not exited after `timeout` s; `fd` closed."""
-    status = None
-    deadline = time.monotonic() + timeout
-    while status is None and time.monotonic() < deadline:
-        done, st = os.waitpid(pid, os.WNOHANG)
-        status = st if done else None
-        time.sleep(0.05)
-    if status is None:
-        os.kill(pid, 9)
-        _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status)
-
-
-def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while needle not in buf and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # EIO: the other side closed
-            break
-        if not chunk:
-            break
-        buf += chunk
-    return buf
 
 
 # -- the CLI: run, exec, stop, start, logs ------------------------------------------
@@ -516,14 +472,14 @@ def test_cli_run_exec_stop_start_logs(cli_deb) -> None:
 def test_cli_run_interactive_tty(cli_deb, store_root: Path) -> None:
     argv = [sys.executable, "-m", "layerctl", "run", "-it", "--rm", "deb", "sh"]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), LAYERCTL_ROOT=str(store_root))
-    pid, fd = _on_a_pty(argv, env)
+    pid, fd = on_a_pty(argv, env)
     out = b""
     try:
         os.write(fd, b"echo $((6*7))\n")
-        out = _read_until(fd, b"42\r\n", 60)
+        out = read_until(fd, b"42\r\n", 60)
         assert b"42\r\n" in out, out
         os.write(fd, b"exit 4\n")
-        out += _read_until(fd, b"\x00never", 30)
+        out += read_until(fd, b"\x00never", 30)
     finally:
-        code = _reap(pid, fd, 20)
+        code = reap(pid, fd, 20)
     assert code == 4, out
