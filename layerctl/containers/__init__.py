@@ -8,8 +8,9 @@ what it imports.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from layerctl.lazy import attribute_getter
 
 if TYPE_CHECKING:
     from layerctl.containers.committing import NothingToCommit, commit
@@ -37,13 +38,7 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - whichever object `name` is
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = attribute_getter(__name__, _HOME, globals())
 
 
 __all__ = [

@@ -28,8 +28,9 @@ rlimits (the runtime keeps the inherited ones).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from layerctl.lazy import attribute_getter
 
 if TYPE_CHECKING:  # what the checker sees; at run time __getattr__ imports each name
     from layerctl.runtime.control import (
@@ -83,13 +84,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - whichever object `name` is
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = attribute_getter(__name__, _HOMES, globals())
 
 
 def __dir__() -> list[str]:
