@@ -29,6 +29,7 @@ from layerctl.words import path_text
 from .changes import BaseTree, keep_xattr
 from .drivers import driver_for
 from .state import Container
+from .worktree import under
 
 if TYPE_CHECKING:
     from layerctl.store.repo import Store
@@ -148,7 +149,7 @@ class GroupLinks:
         self.done: set[bytes] = set()
 
     def _untouched(self, member: bytes) -> bool:
-        if any(member == r or member.startswith(r + b"/") for r in self.restored):
+        if under(member, self.restored):
             return False
         ch = self.changes.get(member)
         return ch is None or (ch.old is not None and ch.new is not None

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from layerctl import containers as C
+from layerctl.containers.worktree import under
 from layerctl.errors import Conflict
 from layerctl.images import resolve
 from layerctl.store.checkout import checkout
@@ -198,8 +199,7 @@ restore_picks = st.lists(st.one_of(paths, st.sampled_from([p for p in PARENTS if
 
 
 def _under(snap: dict, picks: list[bytes]) -> dict:
-    return {k: v for k, v in snap.items()
-            if any(k == p or k.startswith(p + b"/") for p in picks)}
+    return {k: v for k, v in snap.items() if under(k, picks)}
 
 
 @pytest.mark.parametrize("driver", ["overlay", "vfs"])
@@ -240,7 +240,7 @@ def test_restore_puts_back_exactly_the_base(model_store: Store, driver: str, ops
         # pending there may stay only which group an entry is in (a member outside the
         # paths changed its file, so the base's group cannot be whole)
         left = [ch for ch in C.status(model_store, c.name)
-                if any(ch.path == p or ch.path.startswith(p + b"/") for p in chosen)
+                if under(ch.path, chosen)
                 and not (ch.old is not None and ch.new is not None
                          and ch.old_blob == ch.new_blob
                          and ch.old.without_link() == ch.new.without_link())]
