@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias
 from layerctl import faults
 from layerctl.errors import Corrupt, LayerctlError, is_no_space
 from layerctl.store import debris
-from layerctl.store.checkout import apply_meta, create_entry
+from layerctl.store.checkout import apply_meta
 from layerctl.store.debris import CACHE_TMP_PREFIX
 from layerctl.store.diff import DELETED, diff
 from layerctl.store.fstree import DirRef, lookup, read_dir
@@ -28,7 +28,8 @@ from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
 from layerctl.store.validate import bad_name, show
 
 from .lanes import Inline, Lanes
-from .layerdirs import layer_path, root
+from .layerdirs import UNSYNCED, layer_path, root, trusted
+from .layerfiles import CREATE, fsync_path, made_here, write_file, write_node, write_symlink
 from .view import OPAQUE_XATTR
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from layerctl.store.blobread import BlobReader, Ready
     from layerctl.store.repo import Store
     from layerctl.store.staging import Staging
-    from layerctl.store.types import StoreLike, TreeReader
+    from layerctl.store.types import StoreLike
 
 
 def build(store: Store, layer_id: str) -> None:
@@ -118,8 +119,19 @@ class Pending:
         process made first wins and this one is dropped."""
         self.complete()
         faults.point("layerdir.rename")
+        target = layer_path(self.store, layer_id)
         try:
-            os.rename(self.tmp, layer_path(self.store, layer_id))
+            try:
+                os.rename(self.tmp, target)
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) or trusted(self.store,
+                                                                             layer_id):
+                    raise
+                # a dir an earlier boot left unsynced: set aside (debris if we die)
+                aside = f"{self.tmp}-stale"
+                os.rename(target, aside)
+                os.rename(self.tmp, target)
+                shutil.rmtree(aside, ignore_errors=True)
         except OSError as e:
             shutil.rmtree(self.tmp, ignore_errors=True)
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
@@ -237,39 +249,6 @@ _SMALL = 64  # up to this many entries (a commit's changes) are written inline
 # a file's content: read ahead (BlobReader / _LazyReader.submit), or chunks as inflated
 _Content: TypeAlias = "_Result | Iterable[bytes]"
 _MAX_AHEAD = 128 << 20  # contents read but not yet written
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _fsync(path: bytes) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _symlink(path: bytes, meta: Meta, target: bytes, as_root: bool) -> None:
-    os.symlink(target, path)
-    apply_meta(path, meta, as_root)
-
-
-def _node(store: TreeReader, path: bytes, meta: Meta, blob: bytes, as_root: bool) -> None:
-    create_entry(store, path, meta, blob, as_root)  # a device or fifo: no content read
-    apply_meta(path, meta, as_root)
-
-
-def _write_file(path: bytes, meta: Meta, chunks: Iterable[bytes], as_root: bool) -> None:
-    """A regular file with its content, then its metadata through the same fd
-    (apply_meta's order and rules, without a path lookup per call)."""
-    fd = os.open(path, _CREATE, 0o600)
-    try:
-        for data in chunks:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        apply_meta(fd, meta, as_root, follow=True)
-    finally:
-        os.close(fd)
 
 
 class _Builder:
@@ -287,6 +266,7 @@ class _Builder:
         self.dest = os.fsencode(dest)
         self.reader = reader
         self.as_root = os.geteuid() == 0
+        self.made = made_here(self.dest)
         self.dirs: dict[bytes, Meta] = {}  # made here -> its metadata, applied last
         self.hidden: set[bytes] = set()  # whiteouts and opaque dirs written here
         self.written: list[bytes] = []  # regular files written (symlinks, nodes: no fsync)
@@ -392,31 +372,44 @@ class _Builder:
                 self.written.append(target)
             elif meta.kind == SYMLINK:
                 link_to = self.reader.submit(blob, meta.size).result()  # a pack lookup
-                self.jobs.append(pool.submit(_symlink, target, meta, link_to, self.as_root))
+                self.jobs.append(pool.submit(write_symlink, target, meta, link_to, self.as_root))
             else:
                 self.jobs.append(pool.submit(self._node, target, meta, blob))
 
     def _node(self, target: bytes, meta: Meta, blob: bytes) -> None:
-        _node(self.store, target, meta, blob, self.as_root)
+        write_node(self.store, target, meta, blob, self.as_root)
 
     def _file(self, target: bytes, meta: Meta, data: _Content) -> None:
         # read ahead (a future, or blobread.Ready), else chunks as inflated
         chunks = (data.result(),) if hasattr(data, "result") else data
-        _write_file(target, meta, chunks, self.as_root)
+        write_file(target, meta, chunks, self.as_root, self.made)
 
     def sync(self, top: bytes) -> None:
-        """Flush what was written (and `top`, the dir about to be renamed)."""
+        """Make `top`, the dir about to be renamed, safe to use after a crash: a few
+        entries are flushed; more are marked UNSYNCED with this boot's id (flushed
+        itself before the rename), or without one flushed by one syncfs."""
         if self.entries + len(self.dirs) > FSYNC_EACH:
+            boot = debris.boot_id()
+            if boot:
+                mark = os.path.join(top, os.fsencode(UNSYNCED))
+                fd = os.open(mark, CREATE, 0o600)
+                try:
+                    os.write(fd, boot.encode() + b"\n")
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                fsync_path(top)
+                return
             from .overlayfs import syncfs
 
             syncfs(top)  # one call for the whole layer
             return
         for path in self.written:
-            _fsync(path)
+            fsync_path(path)
         for path in self.dirs:
-            _fsync(self._at(path))
+            fsync_path(self._at(path))
         for d in (os.path.join(top, b"diff"), top):
-            _fsync(d)
+            fsync_path(d)
 
     def _whole_groups(self, files: dict[bytes, tuple[Meta, bytes]]) -> None:
         """A hardlink group the layer touches is written whole, so its members stay

@@ -25,15 +25,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import TYPE_CHECKING
 
-from layerctl.store.debris import CACHE_TMP_PREFIX
+from layerctl.store.debris import CACHE_TMP_PREFIX, boot_id
 from layerctl.store.layers import read_layer
 
 if TYPE_CHECKING:
     from layerctl.store.types import StoreLike
 
 SHORT_LEN = 12
+# A big layer dir is not flushed before its rename (syncfs: ~0.13 s of a Debian
+# load): it holds this file, naming the boot that wrote it, until it is. After a
+# crash, a dir marked by another boot may miss what the kernel had not written
+# back, and is built again; one of this boot is whole (the page cache is).
+UNSYNCED = "unsynced"
+SETTLE = 60  # seconds: the kernel writes dirty data back after 30 (dirty_expire)
 
 
 def root(store: StoreLike) -> str:
@@ -62,6 +69,28 @@ def short_path(store: StoreLike, layer_id: str) -> str:
 
 def exists(store: StoreLike, layer_id: str) -> bool:
     return os.path.isdir(diff_path(store, layer_id))
+
+
+def trusted(store: StoreLike, layer_id: str) -> bool:
+    """False for a layer dir (that exists) marked UNSYNCED by an earlier boot: the
+    crash may have lost part of it. A mark of this boot older than SETTLE is
+    dropped after one syncfs (by then it has little or nothing to write)."""
+    mark = os.path.join(layer_path(store, layer_id), UNSYNCED)
+    try:
+        with open(mark, "rb") as f:
+            boot = f.read().decode(errors="replace").strip()
+            age = time.time() - os.fstat(f.fileno()).st_mtime
+    except FileNotFoundError:
+        return True
+    if not boot or boot != boot_id():
+        return False
+    if age >= SETTLE:
+        from .overlayfs import syncfs
+
+        with contextlib.suppress(OSError):
+            syncfs(mark)
+            os.unlink(mark)
+    return True
 
 
 def entries(store: StoreLike) -> list[str]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from layerctl.store.layers import read_layer
 
-from .layerdirs import diff_path, exists, layer_path, make_link, real_id, short_path
+from .layerdirs import diff_path, exists, layer_path, make_link, real_id, short_path, trusted
 
 if TYPE_CHECKING:
     from layerctl.store.repo import Store
@@ -23,8 +23,9 @@ STEP = 64
 
 
 def ensure(store: Store, layer_id: str) -> str:
-    """`layer_id`'s diff dir, built now from its changeset if missing."""
-    if not exists(store, layer_id):
+    """`layer_id`'s diff dir, built now from its changeset if missing (or again, if a
+    crash may have cut it: layerdirs.trusted)."""
+    if not exists(store, layer_id) or not trusted(store, layer_id):
         from .layerbuild import build  # threads and shutil: only when a dir is missing
 
         build(store, layer_id)

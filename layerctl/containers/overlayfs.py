@@ -201,14 +201,6 @@ def probe() -> str | None:
     return None
 
 
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 def probe_mount(scratch: str, remember: str | None = None) -> str | None:
     """Try a real overlay mount under `scratch`; None if it works. With `remember`, a
     success is written there with the boot id and not tried again until a reboot
@@ -218,7 +210,7 @@ def probe_mount(scratch: str, remember: str | None = None) -> str | None:
     reason = probe()
     if reason:
         return reason
-    boot = _boot_id()
+    boot = debris.boot_id()
     if remember and boot:
         with contextlib.suppress(OSError), open(remember) as f:
             if f.read().strip() == boot:

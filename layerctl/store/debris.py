@@ -122,6 +122,16 @@ def clean_temps(directory: str) -> list[str]:
     return removed
 
 
+def boot_id() -> str:
+    """This boot's id ("" when /proc does not say): what a mark left by this boot
+    names, unlike one that a crash or reboot left."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def clean_dead_dirs(parent: str, prefix: str,
                     before: Callable[[str], None] | None = None) -> list[str]:
     """Remove the `<prefix><pid>-…` entries of `parent` whose pid is dead, calling

@@ -76,7 +76,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     # containers/ in three: what a driver stands on, the drivers, the operations
     ("container parts", {"containers.state", "containers.view", "containers.changes",
                          "containers.links", "containers.rootless", "containers.overlayfs",
-                         "containers.layerdirs", "containers.lanes", "containers.layerbuild",
+                         "containers.layerdirs", "containers.lanes", "containers.layerfiles",
+                         "containers.layerbuild",
                          "containers.layerstack", "containers.configedit"}),
     ("container drivers", {"containers.drivers"}),
     ("containers", {"containers"}),
