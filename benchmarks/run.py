@@ -8,6 +8,7 @@ raises becomes an error row; the run itself does not fail.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import shutil
 import sys
@@ -25,6 +26,7 @@ from benchmarks.harness import (
     prepare_interpreter,
     print_table,
 )
+from benchmarks.scratchfs import scratch_fs
 
 Benchmark = Callable[[Options], list[Row]]
 
@@ -56,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, help="scratch directory (default: a new temp dir, removed after)"
     )
+    parser.add_argument(
+        "--host-fs", action="store_true",
+        help="measure on the workdir's own filesystem, not on a new ext4 (benchmarks/scratchfs.py)",
+    )
     args = parser.parse_args(argv)
 
     benchmarks = discover()
@@ -74,22 +80,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     opts = Options(workdir=workdir, quick=args.quick, repeat=repeat)
     rows: list[Row] = []
+    fs = (contextlib.nullcontext("scratch filesystem: the host's (--host-fs)")
+          if args.host_fs else scratch_fs(workdir))
+    where = ""
     try:
-        for name, fn in benchmarks:
-            print(f"running {name} ...", file=sys.stderr, flush=True)
-            t0 = time.perf_counter()
-            try:
-                rows.extend(fn(opts))
-            except Exception as e:  # a broken benchmark must not hide the others
-                traceback.print_exc()
-                rows.append(Row(name, None, "-", None, f"error: {type(e).__name__}: {e}"))
-            print(f"  done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        with fs as where:
+            print(where, file=sys.stderr, flush=True)
+            _run_all(benchmarks, opts, rows)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
+    print(where)
     print_table(rows, args.json)
     return 0
+
+
+def _run_all(benchmarks: list[tuple[str, Benchmark]], opts: Options,
+             rows: list[Row]) -> None:
+    for name, fn in benchmarks:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            rows.extend(fn(opts))
+        except Exception as e:  # a broken benchmark must not hide the others
+            traceback.print_exc()
+            rows.append(Row(name, None, "-", None, f"error: {type(e).__name__}: {e}"))
+        print(f"  done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

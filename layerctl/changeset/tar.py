@@ -17,10 +17,10 @@ than with tarfile: it is 5x faster and the bytes stay ours.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
+from layerctl.hashing import Sha256Beside
 from layerctl.store.diff import CHANGED, DELETED, Change, diff
 from layerctl.store.fstree import DirRef, dir_meta, read_dir
 from layerctl.store.meta import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Meta
@@ -189,7 +189,7 @@ class LayerTarWriter:
 
     def __init__(self, out: BinaryIO | None = None) -> None:
         self.out = out
-        self.sha256 = hashlib.sha256()
+        self.sha256 = Sha256Beside()
         self.size = 0
         self._held: list[bytes] = []
         self._held_size = 0

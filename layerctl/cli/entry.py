@@ -3,7 +3,8 @@ every other command line goes to click (cli/main.py).
 
 Most runs of `status`, `ps`, `images` and `waste`, and of the loop's `create`, `mount`
 and `commit`, are start-up: the interpreter, click (~15 ms) and the command modules,
-against a few ms of work. So a command line that is a PLAIN command, its plain words
+against a few ms of work (and `load -i FILE` is the first step of a script's "load,
+then run"). So a command line that is a PLAIN command, its plain words
 (none starting with '-', as many as the command takes) and only the few options listed
 for it here, each once and with a value not starting with '-', calls the command's
 body directly, the same function its click command calls. Anything else (another
@@ -39,6 +40,9 @@ PLAIN: dict[str, tuple[str, str, int, int, Options]] = {
     "create": ("layerctl.cli.loop", "create", 1, 1, {"--name": ("name", True)}),
     "mount": ("layerctl.cli.loop", "mount", 1, 1, {}),
     "commit": ("layerctl.cli.loop", "commit", 1, 2, _COMMIT_OPTIONS),
+    "load": ("layerctl.cli.loading", "load", 0, 0, {
+        "-i": ("source", True), "--input": ("source", True),
+        "-q": ("quiet", False), "--quiet": ("quiet", False)}),
 }
 
 # The plain commands that only read: the cyclic collector is paused for their run.

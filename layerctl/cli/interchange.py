@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
 import click
 
 from layerctl.cli.common import human_size, open_store
-from layerctl.errors import BadInput
 from layerctl.words import short_digest
 
 _SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -23,35 +20,9 @@ _SETTINGS = {"help_option_names": ["-h", "--help"]}
 @click.pass_context
 def load_cmd(ctx: click.Context, source: str, quiet: bool) -> None:
     """Load images from a docker-archive or an OCI image layout (like docker load)."""
-    from layerctl.images import chain, image_id
-    from layerctl.oci.archive.load import load
+    from layerctl.cli.loading import load
 
-    if source == "-" and sys.stdin.isatty():
-        raise BadInput("requested load from stdin, but stdin is a terminal: use -i FILE")
-    store = open_store(ctx)
-
-    def progress(event: object) -> None:
-        if quiet:
-            return
-        where = f"{short_digest(event.diff_id)} [{event.layer + 1}/{event.layers}]"
-        if event.status == "exists":
-            click.echo(f"Layer {where}: already exists", err=True)
-        elif event.status == "loading":
-            click.echo(f"Loading layer {where}", err=True)
-
-    started = time.monotonic()
-    loaded = load(store, source, progress)
-    if not quiet and source != "-" and os.path.isfile(source):
-        from layerctl.oci.events import throughput
-
-        read = os.path.getsize(source)
-        click.echo(f"Read {throughput(read, time.monotonic() - started)}", err=True)
-    for image in loaded:
-        if image.tags:
-            for tag in image.tags:
-                click.echo(f"Loaded image: {tag}")
-        else:
-            click.echo(f"Loaded image ID: {image_id(chain(store, image.top), store)}")
+    load(open_store(ctx), source, quiet)
 
 
 @click.command("save", context_settings=_SETTINGS)

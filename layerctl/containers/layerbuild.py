@@ -13,7 +13,7 @@ import os
 import shutil
 import stat
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from layerctl import faults
@@ -249,6 +249,8 @@ _SMALL = 64  # up to this many entries (a commit's changes) are written inline
 # a file's content: read ahead (BlobReader / _LazyReader.submit), or chunks as inflated
 _Content: TypeAlias = "_Result | Iterable[bytes]"
 _MAX_AHEAD = 128 << 20  # contents read but not yet written
+_BATCH = 32  # entries handed to a writer at once
+_BATCH_BYTES = 1 << 20
 
 
 class _Builder:
@@ -340,8 +342,7 @@ class _Builder:
             if isinstance(self.reader, _LazyReader):
                 self.reader.many()
         self.pool = pool
-        ahead: deque[tuple[Future[None] | Ready, int]] = deque()  # jobs not known done
-        held = 0  # bytes of their contents
+        batches = _Batches(pool, self.jobs)
         for path in sorted(files, key=walk_key):
             meta, blob = files[path]
             self._parents(path)
@@ -356,25 +357,19 @@ class _Builder:
                 continue
             meta = meta.without_link()
             if meta.kind == FILE:
-                while ahead and (ahead[0][0].done() or held > _MAX_AHEAD):
-                    done, size = ahead.popleft()
-                    done.result()  # contents in memory are bounded by what is written
-                    held -= size
                 data: _Content
                 if meta.size <= STREAM:
                     data = self.reader.submit(blob, meta.size)
                 else:  # inflated in chunks while written (or, loose, read whole now)
                     data = self.reader.stream(blob) or (self.store.read_blob(blob),)
-                job = pool.submit(self._file, target, meta, data)
-                self.jobs.append(job)
-                ahead.append((job, meta.size))
-                held += meta.size
+                batches.add(target, meta.size, self._file, target, meta, data)
                 self.written.append(target)
             elif meta.kind == SYMLINK:
                 link_to = self.reader.submit(blob, meta.size).result()  # a pack lookup
-                self.jobs.append(pool.submit(write_symlink, target, meta, link_to, self.as_root))
+                batches.add(target, 0, write_symlink, target, meta, link_to, self.as_root)
             else:
-                self.jobs.append(pool.submit(self._node, target, meta, blob))
+                batches.add(target, 0, self._node, target, meta, blob)
+        batches.flush()
 
     def _node(self, target: bytes, meta: Meta, blob: bytes) -> None:
         write_node(self.store, target, meta, blob, self.as_root)
@@ -457,6 +452,50 @@ class _Builder:
         if path not in self.dirs:
             os.mkdir(self._at(path), 0o700)
         self.dirs[path] = meta
+
+
+class _Batches:
+    """Entries of one directory go to a writer together, a batch per job (one
+    future and one hand-over per ~_BATCH entries instead of per file); the contents
+    held by queued batches are bounded by _MAX_AHEAD."""
+
+    def __init__(self, pool: Lanes | Inline, jobs: list[Future[None] | Ready]) -> None:
+        self.pool = pool
+        self.jobs = jobs
+        self.ahead: deque[tuple[Future[None] | Ready, int]] = deque()  # not known done
+        self.held = 0  # bytes of their contents
+        self.batch: list[tuple[Callable[..., None], tuple[object, ...]]] = []
+        self.size = 0
+        self.where = b""
+
+    def add(self, target: bytes, size: int, fn: Callable[..., None], *args: object) -> None:
+        where = target.rpartition(b"/")[0]
+        if self.batch and (where != self.where or len(self.batch) >= _BATCH
+                           or self.size >= _BATCH_BYTES):
+            self.flush()
+        self.where = where
+        self.batch.append((fn, args))
+        self.size += size
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        while self.ahead and (self.ahead[0][0].done() or self.held > _MAX_AHEAD):
+            done, size = self.ahead.popleft()
+            done.result()  # contents in memory are bounded by what is written
+            self.held -= size
+        # Lanes pick a writer by the first argument's directory: a batch's own
+        job = self.pool.submit(_run_batch, self.where + b"/", self.batch)
+        self.jobs.append(job)
+        self.ahead.append((job, self.size))
+        self.held += self.size
+        self.batch, self.size = [], 0
+
+
+def _run_batch(_where: bytes, batch: list[tuple[Callable[..., None], tuple[object, ...]]]
+               ) -> None:
+    for fn, args in batch:
+        fn(*args)
 
 
 def _check(path: bytes) -> None:

@@ -88,7 +88,7 @@ def trusted(store: StoreLike, layer_id: str) -> bool:
         from .overlayfs import syncfs
 
         with contextlib.suppress(OSError):
-            syncfs(mark)
+            syncfs(os.path.dirname(mark))
             os.unlink(mark)
     return True
 

@@ -52,6 +52,9 @@ class RefBusy(Locked):
 
 
 PRIVATE_DIRS = ("cache", "containers", "runtime")
+_CONFIG = (b"[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n"
+           b"\tlogallrefupdates = true\n[layerctl]\n\tversion = 1\n"
+           b"[gc]\n\tauto = 0\n")  # git gc must not drop unreferenced container work
 
 
 def _is_layerctl_config(path: str) -> bool:
@@ -110,17 +113,17 @@ class Store:
     def _init(self) -> None:
         if os.path.exists(self.root) and os.listdir(self.root):
             raise LayerctlError(f"{self.root} is not empty and not a layerctl store")
-        from dulwich.repo import Repo
+        from layerctl.atomic import write_file
 
+        # what `git init --bare` (and dulwich's init_bare) make, HEAD last: a store
+        # exists once its HEAD does (importing dulwich.repo for this took ~20 ms)
         os.makedirs(self.root, mode=0o700, exist_ok=True)
-        repo = Repo.init_bare(self.root)
-        config = repo.get_config()
-        config.set((b"layerctl",), b"version", b"1")
-        config.set((b"gc",), b"auto", b"0")  # git gc must not drop unreferenced container work
-        config.write_to_path()
-        repo.close()
-        for name in PRIVATE_DIRS:
-            os.makedirs(os.path.join(self.root, name), mode=0o700, exist_ok=True)
+        for name in ("branches", "hooks", "info", "objects/info", "objects/pack",
+                     "refs/heads", "refs/tags", *PRIVATE_DIRS):
+            os.makedirs(os.path.join(self.root, name), exist_ok=True)
+        for name, data in (("description", b"Unnamed repository"), ("info/exclude", b""),
+                           ("config", _CONFIG), ("HEAD", b"ref: refs/heads/master\n")):
+            write_file(os.path.join(self.root, name), data)
         self._make_private()
 
     def _make_private(self) -> None:

@@ -1,6 +1,6 @@
 """The plain commands (cli/entry.py): `layerctl status C`, `ps`, `images` and
-`waste TARGET` without options, and the loop's `create`, `mount` and `commit` with
-their few plain options, run their body without click, and print exactly what the
+`waste TARGET` without options, the loop's `create`, `mount` and `commit` and `load`
+with their few plain options, run their body without click, and print exactly what the
 click-parsed form prints (the same body: `--root` forces the click form).
 
 Start-up is asserted on the modules a run leaves in sys.modules, never on time.
@@ -164,6 +164,7 @@ def test_the_loop_plain_does_what_click_does_without_click(image, store_root):
         runs[way] = procs
     for plain, parsed in zip(runs["plain"], runs["click"], strict=True):
         assert "click" not in plain[1] and "layerctl.cli.main" not in plain[1]
+        assert "dulwich.config" not in plain[1]  # the reflog's committer: identity.py
         assert "click" in parsed[1]
         out = (plain[0].returncode, _ids(plain[0].stdout.replace("loop-plain", "N")),
                _ids(plain[0].stderr))
@@ -180,6 +181,40 @@ def test_the_loop_plain_does_what_click_does_without_click(image, store_root):
             assert (layer.author.split(" <")[0], layer.message.strip()) == ("Jane", "one")
     finally:
         store.close()
+
+
+def test_plain_load_does_what_click_does_without_click(image, store_root, tmp_path, cli):
+    """`load -i FILE [-q]` into a fresh store: the same lines (the read rate aside), the
+    same images, and no click, nor dulwich's repository or config, in the process."""
+    archive = tmp_path / "pl.tar"
+    cli("save", "-o", str(archive), "pl:top", "pl:mid")
+    seen = {}
+    for quiet in ((), ("-q",)):
+        for way in ("plain", "click"):
+            root = tmp_path / f"load-{way}-{len(quiet)}"
+            forced = ("--root", str(root)) if way == "click" else ()
+            proc, mods = _probe(store_root, *forced, "load", *quiet, "-i", str(archive),
+                                env={"LAYERCTL_ROOT": str(root)})
+            assert proc.returncode == 0, proc.stderr
+            images = cli("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}",
+                         env={"LAYERCTL_ROOT": str(root)}).stdout
+            seen[way] = (proc.stdout, re.sub(r"Read .*", "Read", proc.stderr), images)
+            if way == "plain":
+                assert not {"click", "layerctl.cli.main", "dulwich.repo",
+                            "dulwich.config"} & mods, sorted(mods)
+        assert seen["plain"] == seen["click"]
+        assert "Loaded image: pl:top" in seen["plain"][0]
+
+
+@pytest.mark.parametrize("args", [("load", "-i", "/nonexistent.tar"),
+                                  ("load", "-q", "-i", "/dev/null")], ids=" ".join)
+def test_plain_load_errors_are_the_same_one_line(image, store_root, args):
+    plain, mods = _probe(store_root, *args)
+    parsed, _ = _probe(store_root, "--root", str(store_root), *args)
+    assert "click" not in mods
+    assert plain.returncode == parsed.returncode != 0
+    assert plain.stderr == parsed.stderr
+    assert plain.stderr.startswith("layerctl: ") and plain.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("args", [("create", "--name", "c", "pl:top"), ("mount", "nosuch"),
@@ -199,7 +234,8 @@ def test_the_loop_errors_are_the_same_one_line(image, store_root, args):
                                   ("create", "--driver", "vfs", "pl:top"),
                                   ("create", "--name", "a", "--name", "b", "pl:top"),
                                   ("commit", "-m=x", "c"), ("commit", "-m", "-x", "c"),
-                                  ("commit", "c", "--", "etc"), ("mount", "-h")],
+                                  ("commit", "c", "--", "etc"), ("mount", "-h"),
+                                  ("load", "-i", "-"), ("load", "--input=x.tar")],
                          ids=" ".join)
 def test_options_and_extra_words_go_to_click(image, store_root, args):
     proc, mods = _probe(store_root, *args)
