@@ -10,8 +10,9 @@ only that layer's changes, shared by every image and container whose chain has i
     cache/overlay/l/<short>           -> ../<layer-id>/diff (mount options name these)
 
 A dir is built from `diff(parent, layer)` in O(changes) under a temporary name
-and renamed into place whole: one that exists is complete. A container mounts
-its chain top first; a chain deeper than MAX_LOWERS stands on the full checkout
+and renamed into place whole: one that exists is complete, unless a crash cut it
+before the kernel wrote it back (a big dir is not flushed: see UNSYNCED, `trusted`).
+A container mounts its chain top first; a chain deeper than MAX_LOWERS stands on the full checkout
 (`overlayfs.lower_dir`) of an older layer at a STEP boundary (layerstack.py), so the flattened
 dir changes once every STEP commits, not at each one. See docs/design-notes.md
 ("Layer dirs").
