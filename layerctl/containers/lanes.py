@@ -1,11 +1,13 @@
 """The pools that write a layer dir's files (containers/layerbuild.py): `Lanes` for a
-layer of many entries, `Inline` for a few (threads would cost more than they save).
+layer of many entries, `Inline` for a few (threads would cost more than they save), and
+`Batches`, which hands them a directory's entries a batch at a time.
 """
 
 from __future__ import annotations
 
 import os
 import zlib
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,10 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from layerctl.store.blobread import Ready
+
+
+_BATCH = 32  # entries handed to a writer at once
+_BATCH_BYTES = 1 << 20
 
 
 class Inline:
@@ -45,3 +51,49 @@ class Lanes:
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         for lane in self._lanes:
             lane.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+class Batches:
+    """Entries of one directory go to a writer together, a batch per job (one
+    future and one hand-over per ~_BATCH entries instead of per file); the contents
+    held by queued batches are bounded by `max_ahead` bytes."""
+
+    def __init__(self, pool: Lanes | Inline, jobs: list[Future[None] | Ready],
+                 max_ahead: int) -> None:
+        self.pool = pool
+        self.max_ahead = max_ahead
+        self.jobs = jobs
+        self.ahead: deque[tuple[Future[None] | Ready, int]] = deque()  # not known done
+        self.held = 0  # bytes of their contents
+        self.batch: list[tuple[Callable[..., None], tuple[object, ...]]] = []
+        self.size = 0
+        self.where = b""
+
+    def add(self, target: bytes, size: int, fn: Callable[..., None], *args: object) -> None:
+        where = target.rpartition(b"/")[0]
+        if self.batch and (where != self.where or len(self.batch) >= _BATCH
+                           or self.size >= _BATCH_BYTES):
+            self.flush()
+        self.where = where
+        self.batch.append((fn, args))
+        self.size += size
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        while self.ahead and (self.ahead[0][0].done() or self.held > self.max_ahead):
+            done, size = self.ahead.popleft()
+            done.result()  # contents in memory are bounded by what is written
+            self.held -= size
+        # Lanes pick a writer by the first argument's directory: a batch's own
+        job = self.pool.submit(_run_batch, self.where + b"/", self.batch)
+        self.jobs.append(job)
+        self.ahead.append((job, self.size))
+        self.held += self.size
+        self.batch, self.size = [], 0
+
+
+def _run_batch(_where: bytes, batch: list[tuple[Callable[..., None], tuple[object, ...]]]
+               ) -> None:
+    for fn, args in batch:
+        fn(*args)

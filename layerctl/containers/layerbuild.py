@@ -12,8 +12,7 @@ import errno
 import os
 import shutil
 import stat
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from layerctl import faults
@@ -27,7 +26,7 @@ from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
 from layerctl.store.validate import bad_name, show
 
-from .lanes import Inline, Lanes
+from .lanes import Batches, Inline, Lanes
 from .layerdirs import UNSYNCED, layer_path, root, trusted
 from .layerfiles import CREATE, fsync_path, made_here, write_file, write_node, write_symlink
 from .view import OPAQUE_XATTR
@@ -249,8 +248,6 @@ _SMALL = 64  # up to this many entries (a commit's changes) are written inline
 # a file's content: read ahead (BlobReader / _LazyReader.submit), or chunks as inflated
 _Content: TypeAlias = "_Result | Iterable[bytes]"
 _MAX_AHEAD = 128 << 20  # contents read but not yet written
-_BATCH = 32  # entries handed to a writer at once
-_BATCH_BYTES = 1 << 20
 
 
 class _Builder:
@@ -342,7 +339,7 @@ class _Builder:
             if isinstance(self.reader, _LazyReader):
                 self.reader.many()
         self.pool = pool
-        batches = _Batches(pool, self.jobs)
+        batches = Batches(pool, self.jobs, _MAX_AHEAD)
         for path in sorted(files, key=walk_key):
             meta, blob = files[path]
             self._parents(path)
@@ -452,50 +449,6 @@ class _Builder:
         if path not in self.dirs:
             os.mkdir(self._at(path), 0o700)
         self.dirs[path] = meta
-
-
-class _Batches:
-    """Entries of one directory go to a writer together, a batch per job (one
-    future and one hand-over per ~_BATCH entries instead of per file); the contents
-    held by queued batches are bounded by _MAX_AHEAD."""
-
-    def __init__(self, pool: Lanes | Inline, jobs: list[Future[None] | Ready]) -> None:
-        self.pool = pool
-        self.jobs = jobs
-        self.ahead: deque[tuple[Future[None] | Ready, int]] = deque()  # not known done
-        self.held = 0  # bytes of their contents
-        self.batch: list[tuple[Callable[..., None], tuple[object, ...]]] = []
-        self.size = 0
-        self.where = b""
-
-    def add(self, target: bytes, size: int, fn: Callable[..., None], *args: object) -> None:
-        where = target.rpartition(b"/")[0]
-        if self.batch and (where != self.where or len(self.batch) >= _BATCH
-                           or self.size >= _BATCH_BYTES):
-            self.flush()
-        self.where = where
-        self.batch.append((fn, args))
-        self.size += size
-
-    def flush(self) -> None:
-        if not self.batch:
-            return
-        while self.ahead and (self.ahead[0][0].done() or self.held > _MAX_AHEAD):
-            done, size = self.ahead.popleft()
-            done.result()  # contents in memory are bounded by what is written
-            self.held -= size
-        # Lanes pick a writer by the first argument's directory: a batch's own
-        job = self.pool.submit(_run_batch, self.where + b"/", self.batch)
-        self.jobs.append(job)
-        self.ahead.append((job, self.size))
-        self.held += self.size
-        self.batch, self.size = [], 0
-
-
-def _run_batch(_where: bytes, batch: list[tuple[Callable[..., None], tuple[object, ...]]]
-               ) -> None:
-    for fn, args in batch:
-        fn(*args)
 
 
 def _check(path: bytes) -> None:

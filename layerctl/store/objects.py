@@ -286,12 +286,15 @@ class PackWriter:
         self.bytes_in += len(data)
         if entry is not None and sha not in self._entries:
             faults.point("pack.write-object")  # #N: a kill with N-1 objects in the pack
-            with self._no_space():
-                header, compressed, crc = entry
+            header, compressed, crc = entry
+            try:  # _no_space's rule, without a context manager per object
                 self._out.write(header)
                 self._out.write(compressed)
-                self._entries[sha] = (self._offset, crc & 0xFFFFFFFF)
-                self._offset += len(header) + len(compressed)
+            except OSError as e:
+                with self._no_space():
+                    raise e from None
+            self._entries[sha] = (self._offset, crc & 0xFFFFFFFF)
+            self._offset += len(header) + len(compressed)
         callback(sha, data) if with_data else callback(sha)
 
     def _add_big_file(self, fd: int, size: int, expect: os.stat_result | None,
