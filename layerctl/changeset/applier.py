@@ -10,7 +10,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
 
 from layerctl.changeset import addedtree
 from layerctl.changeset.addedtree import Inode, Node
@@ -69,6 +69,10 @@ class ApplyStats:
     ignored: int = 0  # AUFS metadata entries
     bytes: int = 0  # content of regular files (a hardlink group counts once)
     tar_bytes: int = 0  # uncompressed tar stream read
+
+
+# where a file's entry is in the editor: its directory's files, its name, the entry
+_Slot: TypeAlias = "tuple[dict[bytes, tuple[Meta, bytes]], bytes, tuple[Meta, bytes]]"
 
 
 class Applier:
@@ -239,25 +243,21 @@ class Applier:
 
     # -- entries ------------------------------------------------------------
 
-    def _replace(self, path: bytes) -> None:
-        """Bookkeeping before a non-directory lands on `path`."""
+    def _put_nondir(self, path: bytes, inode: Inode) -> tuple[Node, _Slot]:
+        """A non-directory lands on `path` (bookkeeping for what it replaces); returns
+        its node and where its entry is (for its blob id, once known)."""
         if not path:
             raise self._fail("a non-directory cannot replace the root directory")
-        found = self.editor.get(path)
-        if found is None:
-            return
-        if found[0].kind == DIR:
-            self.dirs_ok.clear()  # directories below it go away
-            self.lower_changed = True
-        elif addedtree.find(self.tree, path) is None:
-            self.lower_changed = True
-
-    def _put_nondir(self, path: bytes, inode: Inode) -> Node:
-        self._replace(path)
-        self.editor.set_file(path, inode.meta, inode.blob or EMPTY_BLOB)
+        found, files, entry = self.editor.put_file(path, inode.meta, inode.blob or EMPTY_BLOB)
+        if found is not None:
+            if found[0].kind == DIR:
+                self.dirs_ok.clear()  # directories below it go away
+                self.lower_changed = True
+            elif addedtree.find(self.tree, path) is None:
+                self.lower_changed = True
         node = Node(inode)
         addedtree.put(self.tree, path, node)
-        return node
+        return node, (files, path.rpartition(b"/")[2], entry)
 
     def _file(self, tar: TarReader, info: tarfile.TarInfo, path: bytes) -> None:
         size = info.size
@@ -271,27 +271,21 @@ class Applier:
             )
         self._parents(path, create=True)
         inode = Inode(entry_meta(info, FILE, self._fail), None)
-        node = self._put_nondir(path, inode)
+        _node, (files, name, entry) = self._put_nondir(path, inode)
         self.stats.files += 1
         self.stats.bytes += size
 
-        def set_blob(sha: bytes) -> None:
-            inode.blob = sha
-            if addedtree.find(self.tree, path) is node:
-                self.editor.set_file(path, inode.meta, sha)
-
-        done: Callable[[bytes], None] = set_blob
         recorder = self.recorder
         index = -1
         if recorder is not None and info.type in _PLAIN_FILE and info.sparse is None:
             index = recorder.content(info.offset_data, size)
-        if recorder is not None and index >= 0:
 
-            def recorded(sha: bytes, index: int = index, recorder: TarRecorder = recorder) -> None:
+        def done(sha: bytes) -> None:  # one call per file when its blob id is known
+            inode.blob = sha
+            if recorder is not None and index >= 0:
                 recorder.resolve(index, sha)
-                set_blob(sha)
-
-            done = recorded
+            if files.get(name) is entry:  # nothing replaced it since
+                files[name] = (inode.meta, sha)
 
         if size > BIG_FILE:
             self._spool(member_stream(tar, info), size, done)
