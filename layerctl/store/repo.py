@@ -122,8 +122,16 @@ class Store:
                      "refs/heads", "refs/tags", *PRIVATE_DIRS):
             os.makedirs(os.path.join(self.root, name), exist_ok=True)
         for name, data in (("description", b"Unnamed repository"), ("info/exclude", b""),
-                           ("config", _CONFIG), ("HEAD", b"ref: refs/heads/master\n")):
-            write_file(os.path.join(self.root, name), data)
+                           ("config", _CONFIG)):  # nobody reads them before HEAD is there
+            fd = os.open(os.path.join(self.root, name),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, data)
+                if name == "config":
+                    os.fsync(fd)  # HEAD's directory fsync below makes its entry durable
+            finally:
+                os.close(fd)
+        write_file(os.path.join(self.root, "HEAD"), b"ref: refs/heads/master\n")
         self._make_private()
 
     def _make_private(self) -> None:

@@ -368,3 +368,25 @@ def test_diff_order_and_kinds_through_deep_trees(tmp_path):
         (b"zz", "C", False),
     ]
     assert [p for p, _, _ in got] == sorted((p for p, _, _ in got), key=walk_key)
+
+
+def test_a_new_store_is_what_git_init_bare_makes(tmp_path):
+    """Made without dulwich: the same entries as `git init --bare` (hooks' samples and
+    description text aside), git's own config reading of it, and dulwich opens it."""
+    from dulwich.repo import Repo
+
+    Store(str(tmp_path / "store")).close()
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "git")], check=True)
+    ours = {p.relative_to(tmp_path / "store").as_posix() for p in (tmp_path / "store").rglob("*")}
+    theirs = {p.relative_to(tmp_path / "git").as_posix() for p in (tmp_path / "git").rglob("*")
+              if "hooks/" not in p.as_posix()}
+    assert theirs <= ours
+    assert ours - theirs == {"cache", "containers", "runtime"}
+    config = subprocess.run(["git", "--git-dir", str(tmp_path / "store"), "config", "--list",
+                             "--local"], check=True, capture_output=True, text=True).stdout
+    assert {"core.bare=true", "layerctl.version=1", "gc.auto=0"} <= set(config.split())
+    assert (tmp_path / "store" / "HEAD").read_bytes() == b"ref: refs/heads/master\n"
+    repo = Repo(str(tmp_path / "store"))
+    assert repo.bare
+    repo.close()
+    Store(str(tmp_path / "store")).close()  # and it opens as a store again
