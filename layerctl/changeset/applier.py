@@ -248,7 +248,8 @@ class Applier:
         its node and where its entry is (for its blob id, once known)."""
         if not path:
             raise self._fail("a non-directory cannot replace the root directory")
-        found, files, entry = self.editor.put_file(path, inode.meta, inode.blob or EMPTY_BLOB)
+        found, files, name, entry = self.editor.put_file(path, inode.meta,
+                                                         inode.blob or EMPTY_BLOB)
         if found is not None:
             if found[0].kind == DIR:
                 self.dirs_ok.clear()  # directories below it go away
@@ -257,7 +258,7 @@ class Applier:
                 self.lower_changed = True
         node = Node(inode)
         addedtree.put(self.tree, path, node)
-        return node, (files, path.rpartition(b"/")[2], entry)
+        return node, (files, name, entry)
 
     def _file(self, tar: TarReader, info: tarfile.TarInfo, path: bytes) -> None:
         size = info.size

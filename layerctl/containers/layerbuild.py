@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
-from layerctl import faults
+from layerctl import atomic, faults
 from layerctl.errors import Corrupt, LayerctlError, is_no_space
 from layerctl.store import debris
 from layerctl.store.checkout import apply_meta
@@ -28,7 +28,7 @@ from layerctl.store.validate import bad_name, show
 
 from .lanes import Batches, Inline, Lanes
 from .layerdirs import UNSYNCED, layer_path, root, trusted
-from .layerfiles import CREATE, fsync_path, made_here, write_file, write_node, write_symlink
+from .layerfiles import fsync_path, made_here, write_file, write_node, write_symlink
 from .view import OPAQUE_XATTR
 
 if TYPE_CHECKING:
@@ -382,15 +382,9 @@ class _Builder:
         itself before the rename), or without one flushed by one syncfs."""
         if self.entries + len(self.dirs) > FSYNC_EACH:
             boot = debris.boot_id()
-            if boot:
-                mark = os.path.join(top, os.fsencode(UNSYNCED))
-                fd = os.open(mark, CREATE, 0o600)
-                try:
-                    os.write(fd, boot.encode() + b"\n")
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                fsync_path(top)
+            if boot:  # the mark and its entry in `top` are durable once this returns
+                atomic.write_file(os.path.join(os.fsdecode(top), UNSYNCED),
+                                  boot.encode() + b"\n", mode=0o600)
                 return
             from .overlayfs import syncfs
 

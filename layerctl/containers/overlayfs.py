@@ -239,10 +239,9 @@ def probe_mount(scratch: str, remember: str | None = None) -> str | None:
         faults.point("overlay.unmount-probe")
         unmount(merged)
         if remember and boot:
-            part = f"{remember}.{PROBE_PREFIX}{os.getpid()}"
-            with open(part, "w") as f:
-                f.write(boot + "\n")
-            os.rename(part, remember)
+            from layerctl.atomic import write_file
+
+            write_file(remember, boot.encode() + b"\n", durable=False)  # lost: probed again
         return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

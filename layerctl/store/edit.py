@@ -116,10 +116,11 @@ class TreeEditor:
 
     def put_file(self, path: bytes, meta: Meta, blob: bytes
                  ) -> tuple[tuple[Meta, bytes | None] | None, dict[bytes, tuple[Meta, bytes]],
-                            tuple[Meta, bytes]]:
+                            bytes, tuple[Meta, bytes]]:
         """set_file in one walk, giving (what get() gave before, the dict that now holds
-        the entry, the entry): a tar's file gets its blob id later, and if the entry is
-        still that very one, the id goes straight into the dict (no second walk)."""
+        the entry, its name there, the entry): a tar's file gets its blob id later, and
+        if the entry is still that very one, the id goes straight into the dict (no
+        second walk)."""
         parent, name = self._parent(path)
         before: tuple[Meta, bytes | None] | None = parent.files.get(name)
         if before is None and name in parent.dirs:
@@ -128,7 +129,7 @@ class TreeEditor:
             before = (sub.own, None)
             del parent.dirs[name]
         entry = parent.files[name] = (meta, blob)
-        return before, parent.files, entry
+        return before, parent.files, name, entry
 
     def set_dir(self, path: bytes, meta: Meta) -> None:
         """Create a directory, or set an existing one's metadata (its entries stay)."""

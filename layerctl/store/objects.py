@@ -291,8 +291,7 @@ class PackWriter:
                 self._out.write(header)
                 self._out.write(compressed)
             except OSError as e:
-                with self._no_space():
-                    raise e from None
+                raise self._full(e) from None
             self._entries[sha] = (self._offset, crc & 0xFFFFFFFF)
             self._offset += len(header) + len(compressed)
         callback(sha, data) if with_data else callback(sha)
@@ -350,10 +349,13 @@ class PackWriter:
         try:
             yield
         except OSError as e:
-            if is_no_space(e):
-                root = self.pack_dir.rpartition(os.sep + "objects")[0] or self.pack_dir
-                raise NoSpace(root) from None
-            raise
+            raise self._full(e) from None
+
+    def _full(self, e: OSError) -> OSError | NoSpace:
+        """`e`, or NoSpace naming the store when `e` says the disk is full."""
+        if is_no_space(e):
+            return NoSpace(self.pack_dir.rpartition(os.sep + "objects")[0] or self.pack_dir)
+        return e
 
     def _append(self, sha: bytes, type_num: int, size: int, chunks: list[bytes]) -> None:
         header = _pack_header(type_num, size)
