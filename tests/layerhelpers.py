@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable
@@ -12,11 +13,13 @@ from layerctl import containers as C
 from layerctl.errors import NotFound
 from layerctl.images import parse_name, resolve, set_tag
 from layerctl.importer import commit_root, import_directory
+from layerctl.store.checkout import checkout
 from layerctl.store.edit import TreeEditor
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import FILE, Meta
 from layerctl.store.objects import BLOB
 from layerctl.store.repo import Store
+from tests.treecompare import compare, snapshot
 
 # the return code of a process that a fault point killed (LAYERCTL_CRASH_AT)
 KILLED = -signal.SIGKILL
@@ -124,3 +127,18 @@ class Mounted:
 
 def sh(cmd: str, cwd: Path) -> None:
     subprocess.run(cmd, shell=True, check=True, cwd=cwd)
+
+
+def checkout_of(store: Store, image: str, dest: Path) -> Path:
+    checkout(store, read_layer(store, resolve(store, image)).root, dest)
+    return dest
+
+
+def same_as_image(store: Store, image: str, merged: Path, tmp: Path) -> None:
+    """The merged dir shows exactly the image: every entry, every piece of metadata
+    (the root's own attributes are the upper dir's, set to the layer root's too)."""
+    co = checkout_of(store, image, tmp / f"co-{len(list(tmp.iterdir()))}")
+    try:
+        assert compare(snapshot(co), snapshot(merged)) == []
+    finally:
+        shutil.rmtree(co)

@@ -5,7 +5,6 @@ since a crash may have lost what the kernel had not written back."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -15,10 +14,7 @@ from layerctl import containers as api
 from layerctl.containers import layerbuild, layerdirs, layerstack
 from layerctl.images import resolve
 from layerctl.store import debris
-from layerctl.store.checkout import checkout
-from layerctl.store.layers import read_layer
-from tests.layerhelpers import import_dir, release_containers
-from tests.treecompare import compare, snapshot
+from tests.layerhelpers import import_dir, release_containers, same_as_image
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="overlay mounts need root"),
               pytest.mark.timeout(600)]
@@ -43,15 +39,6 @@ def _mark(store, lid: str) -> Path:
     return Path(layerdirs.layer_path(store, lid)) / layerdirs.UNSYNCED
 
 
-def _same_as_image(store, merged: Path, tmp: Path) -> None:
-    co = tmp / "co"
-    checkout(store, read_layer(store, resolve(store, "big:1")).root, co)
-    try:
-        assert compare(snapshot(co), snapshot(merged)) == []
-    finally:
-        shutil.rmtree(co)
-
-
 def test_a_big_layer_dir_carries_this_boots_mark_and_a_small_one_none(store, big, tmp_path):
     layerstack.ensure(store, big)
     assert _mark(store, big).read_text().strip() == debris.boot_id()
@@ -72,7 +59,7 @@ def test_a_dir_an_earlier_boot_left_marked_is_built_again(store, big, tmp_path):
     (diff / "d2" / "f3").unlink()
     _mark(store, big).write_text("another-boot\n")
     api.create(store, "big:1", name="c")
-    _same_as_image(store, Path(api.mount(store, "c")), tmp_path)
+    same_as_image(store, "big:1", Path(api.mount(store, "c")), tmp_path)
     assert _mark(store, big).read_text().strip() == debris.boot_id()
     assert not [p for p in Path(layerdirs.root(store)).iterdir()
                 if p.name.startswith(".tmp-")]

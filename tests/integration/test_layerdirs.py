@@ -18,13 +18,12 @@ from layerctl import containers as api
 from layerctl import prune
 from layerctl.containers import layerbuild, layerdirs, layerstack, overlayfs
 from layerctl.images import parse_name, resolve, set_tag
-from layerctl.store.checkout import checkout
 from layerctl.store.fstree import lookup
 from layerctl.store.layers import read_layer
 from layerctl.store.meta import DIR, FILE, SYMLINK, Meta
 from layerctl.store.objects import BLOB
 from layerctl.store.repo import Store
-from tests.layerhelpers import commit_edit, import_dir, put_file
+from tests.layerhelpers import checkout_of, commit_edit, import_dir, put_file, same_as_image
 from tests.treecompare import compare, snapshot
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="overlay mounts need root"),
@@ -38,21 +37,6 @@ def _du(*paths: Path) -> int:
     out = subprocess.run(["du", "-s", "-c", "-B1", *map(str, paths)], check=True,
                          capture_output=True, text=True).stdout
     return int(out.splitlines()[-1].split()[0])
-
-
-def _checkout_of(store: Store, image: str, dest: Path) -> Path:
-    checkout(store, read_layer(store, resolve(store, image)).root, dest)
-    return dest
-
-
-def _same_as_image(store: Store, image: str, merged: Path, tmp: Path) -> None:
-    """The merged dir shows exactly the image: every entry, every piece of metadata
-    (the root's own attributes are the upper dir's, set to the layer root's too)."""
-    co = _checkout_of(store, image, tmp / f"co-{len(list(tmp.iterdir()))}")
-    try:
-        assert compare(snapshot(co), snapshot(merged)) == []
-    finally:
-        shutil.rmtree(co)
 
 
 def _lowerdirs_of(merged: str) -> list[str]:
@@ -138,11 +122,11 @@ def test_layer_dir_holds_only_the_changes_in_overlay2_format(store, tmp_path):
     assert (d2 / "h1").stat().st_ino == (d2 / "h2").stat().st_ino
     merged = Path(api.mount(store, "c"))
     assert len(_lowerdirs_of(str(merged))) == 3
-    _same_as_image(store, "tricky:2", merged, tmp_path)
+    same_as_image(store, "tricky:2", merged, tmp_path)
     assert api.status(store, "c") == []
     for image in ("tricky:0", "tricky:1"):
         api.create(store, image, name=image.replace(":", "-"))
-        _same_as_image(store, image, Path(api.mount(store, image.replace(":", "-"))), tmp_path)
+        same_as_image(store, image, Path(api.mount(store, image.replace(":", "-"))), tmp_path)
     # one dir per layer, shared by the three containers
     assert sorted(layerdirs.entries(store)) == sorted(layerdirs.chain_ids(store, top))
     assert not os.path.exists(store.path("cache", "layers"))
@@ -163,7 +147,7 @@ def test_a_link_added_to_a_group_of_an_older_layer_stays_one_inode(store, tmp_pa
     commit_edit(store, "g:0", add_member, name="g:1")
     api.create(store, "g:1", name="g")
     merged = Path(api.mount(store, "g"))
-    _same_as_image(store, "g:1", merged, tmp_path)
+    same_as_image(store, "g:1", merged, tmp_path)
     assert len({(merged / n).stat().st_ino for n in "abc"}) == 1
     assert api.status(store, "g") == []
 
@@ -180,7 +164,7 @@ def test_commit_then_create_builds_only_the_new_layer_dir(store, tmp_path):
     assert set(layerdirs.entries(store)) == before | {new}
     d = Path(layerdirs.diff_path(store, new))
     assert sorted(p.name for p in d.iterdir()) == ["new"]
-    _same_as_image(store, "tricky:3", Path(api.mount(store, "fresh")), tmp_path)
+    same_as_image(store, "tricky:3", Path(api.mount(store, "fresh")), tmp_path)
     # the committing container, remounted, stands on the new layer's dir
     api.umount(store, "w")
     merged = Path(api.mount(store, "w"))
@@ -206,7 +190,7 @@ def test_graph_driver_paths_exist_and_their_mount_is_the_image(store, tmp_path, 
     subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
                     f"lowerdir={data['UpperDir']}:{data['LowerDir']}", str(target)], check=True)
     try:
-        co = _checkout_of(store, "tricky:2", tmp_path / "co")
+        co = checkout_of(store, "tricky:2", tmp_path / "co")
         assert compare(snapshot(co), snapshot(target)) == []
     finally:
         subprocess.run(["umount", str(target)], check=True)
@@ -250,14 +234,14 @@ def test_200_layer_image(store, tmp_path):
     assert len(lowers) <= layerstack.MAX_LOWERS
     flat = lowers[-1]
     assert flat.startswith(store.path("cache", "layers") + "/")
-    _same_as_image(store, "deep:200", merged, tmp_path)
+    same_as_image(store, "deep:200", merged, tmp_path)
     assert api.status(store, "deep") == []
     (merged / "one-more").write_text("x\n")
     api.commit(store, "deep", tag="deep:201")
     api.create(store, "deep:201", name="deeper")
     merged2 = Path(api.mount(store, "deeper"))
     assert _lowerdirs_of(str(merged2))[-1] == flat  # the flattened bottom is reused
-    _same_as_image(store, "deep:201", merged2, tmp_path)
+    same_as_image(store, "deep:201", merged2, tmp_path)
 
 
 @pytest.mark.parametrize("point", ["layerdir.write", "layerdir.rename"])
@@ -273,7 +257,7 @@ def test_kill_during_layer_dir_build(store, tmp_path, cli, point):
     cli("fsck")
     assert not [p for p in Path(layerdirs.root(store)).iterdir() if p.name.startswith(".tmp-")]
     cli("create", "--name", "k2", "tricky:2")
-    _same_as_image(store, "tricky:2", Path(api.mount(store, "k2")), tmp_path)
+    same_as_image(store, "tricky:2", Path(api.mount(store, "k2")), tmp_path)
 
 
 def test_old_full_checkout_cache_is_still_read_and_pruned(store, tmp_path):
@@ -284,7 +268,7 @@ def test_old_full_checkout_cache_is_still_read_and_pruned(store, tmp_path):
     merged = Path(api.mount(store, "c"))
     assert _lowerdirs_of(str(merged))[-1] == old  # stands on it, builds no dir below
     assert l1 not in layerdirs.entries(store)
-    _same_as_image(store, "tricky:2", merged, tmp_path)
+    same_as_image(store, "tricky:2", merged, tmp_path)
     # commit on it: the new layer's dir stacks over the old checkout
     (merged / "etc" / "added").write_text("added\n")
     new = api.commit(store, "c", tag="tricky:3").layer_id
@@ -293,13 +277,13 @@ def test_old_full_checkout_cache_is_still_read_and_pruned(store, tmp_path):
     lowers = _lowerdirs_of(str(merged))
     assert lowers[0] == layerdirs.short_path(store, new) and lowers[-1] == old
     assert api.status(store, "c") == []
-    _same_as_image(store, "tricky:3", merged, tmp_path)
+    same_as_image(store, "tricky:3", merged, tmp_path)
     api.umount(store, "c")
     api.remove(store, "c")
     pruned = prune.prune_images(store)
     assert (prune.CHECKOUT, l1) in pruned.cache and not os.path.exists(old)
     api.create(store, "tricky:3", name="after")  # now built from changesets alone
-    _same_as_image(store, "tricky:3", Path(api.mount(store, "after")), tmp_path)
+    same_as_image(store, "tricky:3", Path(api.mount(store, "after")), tmp_path)
     assert l1 in layerdirs.entries(store)
 
 
@@ -345,7 +329,7 @@ def test_commit_walkthrough_loop_on_debian(deb_store, tmp_path, cli):
         cli("create", "--name", name, image)
         merged = Path(cli("mount", name).stdout.strip())
         if i == 0:  # later images are compared below, in their fresh container
-            _same_as_image(store, image, merged, tmp_path)
+            same_as_image(store, image, merged, tmp_path)
         before = _du(root)
         web = merged / "usr/local/tomcat/webapps" / f"app{i}"
         web.mkdir(parents=True)
@@ -362,7 +346,7 @@ def test_commit_walkthrough_loop_on_debian(deb_store, tmp_path, cli):
             f"app{j}" for j in range(i + 1)]
         grown = _du(root) - before
         assert grown <= 2 * changed + 1_000_000, (i, grown, changed)
-        _same_as_image(store, new, fresh, tmp_path)
+        same_as_image(store, new, fresh, tmp_path)
         assert cli("status", f"run{i}").stdout.strip() == ""
         cli("rm", "-f", f"run{i}")
         image = new
@@ -391,7 +375,7 @@ def test_two_builders_of_one_layer_dir_leave_one_whole_dir(store, tmp_path):
                            if p.name.startswith(".tmp-")]
     api.create(store, "tricky:2", name="c")
     assert os.stat(layerdirs.diff_path(store, top)).st_ino == inode
-    _same_as_image(store, "tricky:2", Path(api.mount(store, "c")), tmp_path)
+    same_as_image(store, "tricky:2", Path(api.mount(store, "c")), tmp_path)
 
 
 def test_restore_and_reset_over_a_chain_of_layer_dirs(store, tmp_path):
@@ -405,12 +389,12 @@ def test_restore_and_reset_over_a_chain_of_layer_dirs(store, tmp_path):
                                                            b"doc/apt"}
     api.restore(store, "c", ["etc/hostname", "doc/plain", "doc/apt"])
     assert api.status(store, "c") == []
-    _same_as_image(store, "tricky:2", merged, tmp_path)
+    same_as_image(store, "tricky:2", merged, tmp_path)
     (merged / "x").write_text("x\n")
     api.commit(store, "c", tag="tricky:3")
     _, target = api.reset(store, "c", "tricky:0")
     assert api.status(store, "c") == []
-    _same_as_image(store, "tricky:0", Path(api.mount(store, "c")), tmp_path)
+    same_as_image(store, "tricky:0", Path(api.mount(store, "c")), tmp_path)
     assert len(_lowerdirs_of(str(merged))) == 1
 
 
@@ -429,7 +413,7 @@ def test_prune_while_a_layer_dir_is_being_built_leaves_it_whole(store, tmp_path)
         api.create(store, "tricky:2", name="c")
     assert pruned and all(p.cache == [] for p in pruned)
     assert set(layerdirs.entries(store)) == set(layerdirs.chain_ids(store, top))
-    _same_as_image(store, "tricky:2", Path(api.mount(store, "c")), tmp_path)
+    same_as_image(store, "tricky:2", Path(api.mount(store, "c")), tmp_path)
 
 
 def test_overlay_is_probed_once_per_boot(store, tmp_path):
@@ -497,7 +481,7 @@ def test_load_writes_every_layer_dir_as_a_lazy_build_would(store, tmp_path, cli)
 
         with faults.armed("layerdir.write", no_build):
             api.create(loaded, "tricky:2", name="c")
-        _same_as_image(loaded, "tricky:2", Path(api.mount(loaded, "c")), tmp_path)
+        same_as_image(loaded, "tricky:2", Path(api.mount(loaded, "c")), tmp_path)
         api.umount(loaded, "c")
         # the same dirs, entry by entry, as the lazy build from the stored changesets
         for lid in chain:
@@ -539,7 +523,7 @@ def test_kill_during_load_leaves_no_used_half_dir(store, tmp_path, cli, point):
     cli("create", "--name", "k", "tricky:2", env=env)
     try:
         merged = Path(cli("mount", "k", env=env).stdout.strip())
-        _same_as_image(Store(str(other)), "tricky:2", merged, tmp_path)
+        same_as_image(Store(str(other)), "tricky:2", merged, tmp_path)
     finally:
         cli("umount", "k", env=env, check=False)
 
