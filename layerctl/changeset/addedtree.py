@@ -16,7 +16,8 @@ from layerctl.store.names import unmangle
 if TYPE_CHECKING:
     from layerctl.store.types import TreeReader
 
-__all__ = ["Inode", "Node", "canonical", "find", "fix_links", "lower_groups", "members", "put"]
+__all__ = ["Inode", "Node", "canonical", "dirs", "find", "fix_links", "lower_groups", "members",
+           "put"]
 
 
 class Inode:
@@ -69,6 +70,20 @@ def put(tree: Node, path: bytes, new: Node) -> None:
         node = nxt
     assert node.kids is not None
     node.kids[parts[-1]] = new
+
+
+def dirs(tree: Node) -> list[bytes]:
+    """The directories this tar made or listed, the root (b"") first."""
+    out = [b""]
+    stack = [(b"", tree)]
+    while stack:
+        path, node = stack.pop()
+        assert node.kids is not None  # only directories are stacked
+        for name, kid in node.kids.items():
+            if kid.kids is not None:
+                out.append(join(path, name))
+                stack.append((out[-1], kid))
+    return out
 
 
 def members(tree: Node, inode: Inode) -> list[bytes]:

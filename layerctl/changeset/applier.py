@@ -10,17 +10,22 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, TypeAlias
+from typing import TYPE_CHECKING, BinaryIO, TypeAlias
 
 from layerctl.changeset import addedtree
 from layerctl.changeset.addedtree import Inode, Node
 from layerctl.changeset.tarentry import (
+    IGNORED,
+    OPAQUE,
+    WH,
+    WHITEOUT,
     entry_meta,
     entry_path,
     join,
     link_target,
     show,
     split,
+    whiteout_name,
 )
 from layerctl.changeset.tarread import (
     Counted,
@@ -43,11 +48,11 @@ from layerctl.store.fstree import EMPTY_BLOB, DirRef
 from layerctl.store.meta import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta
 from layerctl.store.objects import BIG_FILE, BLOB, PackWriter
 
+if TYPE_CHECKING:
+    from layerctl.changeset.apply import DirMirror
+
 __all__ = ["IMPLICIT_DIR", "Applier", "ApplyStats"]
 
-_WH = b".wh."  # OCI image-spec layer.md whiteout prefix
-_OPQ = b".wh..wh..opq"  # ... and opaque-directory marker
-_AUFS_META = _WH + _WH  # .wh..wh.*: AUFS bookkeeping, not whiteouts
 IMPLICIT_DIR = Meta(DIR, 0o755)  # a parent the tar does not list, as tar creates it
 _SPOOL_CHUNK = 1 << 20
 _PLAIN_FILE = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)  # content as it is
@@ -79,8 +84,10 @@ class Applier:
     def __init__(
         self, editor: TreeEditor, writer: PackWriter, whiteouts: bool, limits: Limits,
         keep_bytes: int = 0, recorder: TarRecorder | None = None,
+        mirror: DirMirror | None = None,
     ) -> None:
         self.recorder = recorder  # tarsplit: keeps all but file contents of the tar read
+        self.mirror = mirror  # a base layer's dir, written as entries are accepted
         self.editor = editor
         self.writer = writer
         self.whiteouts = whiteouts
@@ -152,6 +159,8 @@ class Applier:
         self.stats.tar_bytes = counted.count
         self.writer.drain()
         self._fix_links()
+        if self.mirror is not None:
+            self.mirror.close([(p, self.editor.own(p)) for p in addedtree.dirs(self.tree)])
         return self.stats
 
     def _fail(self, problem: str) -> BadInput:
@@ -167,7 +176,7 @@ class Applier:
             raise self._fail(f"more than {self.limits.max_entries} entries")
         path = self._path(info.name)
         parent, base = split(path)
-        if _WH in path and self._special_name(path, parent, base):
+        if WH in path and self._special_name(path, parent, base):
             return
         if info.isreg():
             self._file(tar, info, path)
@@ -184,32 +193,16 @@ class Applier:
 
     def _special_name(self, path: bytes, parent: bytes, base: bytes) -> bool:
         """Handle whiteouts and AUFS metadata; True when the entry is consumed."""
-        parts = path.split(b"/")
-        if not any(p.startswith(_WH) for p in parts):
-            return False
-        if not self.whiteouts:
-            raise self._fail(
-                "'.wh.' names are whiteouts, which a root filesystem tar cannot contain"
-            )
-        for part in parts[:-1]:
-            if part.startswith(_AUFS_META):
-                self.stats.ignored += 1
-                return True
-            if part.startswith(_WH):
-                raise self._fail(f"whiteout {show(part)} used as a directory")
-        if base == _OPQ:
+        kind, target = whiteout_name(path, parent, base, self.whiteouts, self._fail)
+        if kind == OPAQUE:
             self.stats.opaques += 1
-            self._opaque(parent)
-            return True
-        if base.startswith(_AUFS_META):
+            self._opaque(target)
+        elif kind == WHITEOUT:
+            self.stats.whiteouts += 1
+            self._whiteout(target)
+        elif kind == IGNORED:
             self.stats.ignored += 1
-            return True
-        name = base[len(_WH):]
-        if name in (b"", b".", b".."):
-            raise self._fail("whiteout of the directory itself or of its parent")
-        self.stats.whiteouts += 1
-        self._whiteout(join(parent, name))
-        return True
+        return kind is not None
 
     # -- checks -------------------------------------------------------------
 
@@ -251,6 +244,7 @@ class Applier:
         found, files, name, entry = self.editor.put_file(path, inode.meta,
                                                          inode.blob or EMPTY_BLOB)
         if found is not None:
+            self._unmirrored()
             if found[0].kind == DIR:
                 self.dirs_ok.clear()  # directories below it go away
                 self.lower_changed = True
@@ -289,11 +283,13 @@ class Applier:
                 files[name] = (inode.meta, sha)
 
         if size > BIG_FILE:
-            self._spool(member_stream(tar, info), size, done)
+            self._spool(member_stream(tar, info), size, done, path, inode.meta)
             return
         data = tar.read(size) if info.sparse is None else member_stream(tar, info).read(size)
         if len(data) != size:
             raise self._fail(f"truncated tar: {size} bytes declared, {len(data)} present")
+        if self.mirror is not None:
+            self.mirror.file(path, inode.meta, data)
         if self.keep_bytes >= size:
             self.keep_bytes -= size
 
@@ -305,8 +301,11 @@ class Applier:
         else:
             self.writer.add_blob_async(data, done)
 
-    def _spool(self, fileobj: Readable, size: int, done: Callable[[bytes], None]) -> None:
+    def _spool(self, fileobj: Readable, size: int, done: Callable[[bytes], None], path: bytes,
+               meta: Meta) -> None:
         """Big files go through a temporary file in the store's pack directory."""
+        if self.mirror is not None:
+            self.mirror.begin(path, meta)
         fd, tmp = tempfile.mkstemp(prefix=debris.temp_prefix("spool"), dir=self.writer.pack_dir)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -318,7 +317,11 @@ class Applier:
                             f"truncated tar: {size} bytes declared, {size - left} present"
                         )
                     out.write(chunk)
+                    if self.mirror is not None:
+                        self.mirror.chunk(chunk)
                     left -= len(chunk)
+            if self.mirror is not None:
+                self.mirror.end()
             self.writer.add_file(os.fsencode(tmp), size, done)  # synchronous above BIG_FILE
         finally:
             os.unlink(tmp)
@@ -332,8 +335,12 @@ class Applier:
             return
         self._parents(path, create=True)
         found = self.editor.get(path)
-        if found is not None and found[0].kind != DIR and addedtree.find(self.tree, path) is None:
-            self.lower_changed = True
+        if found is not None and found[0].kind != DIR:
+            self._unmirrored()
+            if addedtree.find(self.tree, path) is None:
+                self.lower_changed = True
+        elif self.mirror is not None:
+            self.mirror.dir(path)
         self.editor.set_dir(path, meta)
         node = addedtree.find(self.tree, path)
         if node is not None and node.kids is not None:
@@ -346,14 +353,20 @@ class Applier:
         target = link_target(info.linkname, "symlink target", self.limits, self._fail)
         self._parents(path, create=True)
         blob = self.writer.add(BLOB, target)
-        self._put_nondir(path, Inode(entry_meta(info, SYMLINK, self._fail), blob))
+        meta = entry_meta(info, SYMLINK, self._fail)
+        self._put_nondir(path, Inode(meta, blob))
+        if self.mirror is not None:
+            self.mirror.symlink(path, meta, target)
         self.stats.symlinks += 1
 
     def _special(self, info: tarfile.TarInfo, path: bytes, kind: str) -> None:
         self._parents(path, create=True)
         if not self.stats.specials:
             self.writer.add(BLOB, b"")  # devices and fifos refer to the empty blob
-        self._put_nondir(path, Inode(entry_meta(info, kind, self._fail), EMPTY_BLOB))
+        meta = entry_meta(info, kind, self._fail)
+        self._put_nondir(path, Inode(meta, EMPTY_BLOB))
+        if self.mirror is not None:
+            self.mirror.node(path, meta)
         self.stats.specials += 1
 
     def _hardlink(self, info: tarfile.TarInfo, path: bytes) -> None:
@@ -361,7 +374,7 @@ class Applier:
         shown = show(target)
         if not target:
             raise self._fail("hardlink to the root directory")
-        if any(p.startswith(_WH) for p in target.split(b"/")):
+        if any(p.startswith(WH) for p in target.split(b"/")):
             raise self._fail(f"hardlink target {shown} is a whiteout name")
         if not self._parents(target, create=False, what=f"hardlink target {shown}: "):
             raise self._fail(f"hardlink target {shown} does not exist")
@@ -386,10 +399,13 @@ class Applier:
                 known = self.lower_inodes[key] = Inode(meta.without_link(), blob, key)
             inode = known
             self.lower_changed = True
+            self._unmirrored()
         if target == path:
             return  # GNU tar stores a file listed twice as a link to itself
         self._parents(path, create=True)
         self._put_nondir(path, inode)
+        if self.mirror is not None:
+            self.mirror.link(target, path)
         if not inode.paths:
             self.groups.append(inode)
             if inode.lower_key is None:
@@ -400,6 +416,7 @@ class Applier:
 
     def _whiteout(self, path: bytes) -> None:
         """`.wh.NAME`: NAME leaves the lower tree; what this tar adds there stays."""
+        self._unmirrored()
         if not self._parents(path, create=False):
             return
         node = addedtree.find(self.tree, path)
@@ -413,6 +430,7 @@ class Applier:
 
     def _opaque(self, path: bytes) -> None:
         """`DIR/.wh..wh..opq`: every lower child of DIR is hidden."""
+        self._unmirrored()
         if path:
             self._parents(path, create=True)
             found = self.editor.get(path)
@@ -464,6 +482,12 @@ class Applier:
             if path in self.whited_out or path in self.opaque_done:
                 return True
         return False
+
+    def _unmirrored(self) -> None:
+        """The tar replaces or hides an entry: its dir comes from the changeset."""
+        if self.mirror is not None:
+            self.mirror.stop()
+            self.mirror = None
 
     # -- hardlink groups ----------------------------------------------------------
 

@@ -4,11 +4,12 @@
 layer format) and `apply_rootfs_tar` a plain root filesystem tar onto a TreeEditor
 (importer.import_tar makes the latter a base layer).
 
-Layer tars are untrusted input. Nothing is ever written to disk: entries only
-become editor entries and blobs in the caller's PackWriter, so a path cannot
-escape anywhere; still, every entry that could not be extracted safely by a
-real tool is refused with a BadInput naming it, and the caller aborts the
-PackWriter, leaving the store as it was. The rules:
+Layer tars are untrusted input. Entries become editor entries and blobs in the
+caller's PackWriter; a base layer's entries may also be written into its new layer
+dir (a DirMirror, confined to that dir), but only once accepted. Every entry that
+could not be extracted safely by a real tool is refused with a BadInput naming it,
+and the caller aborts the PackWriter (and the mirror), leaving the store as it was.
+The rules:
 
 - names are bytes (UTF-8 where valid, any other byte kept via surrogateescape);
   `./` prefixes and empty components are dropped; a `..` component, an
@@ -48,18 +49,20 @@ metadata, tarread.py the reading of the stream, addedtree.py what the tar added.
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from layerctl.changeset.applier import Applier, ApplyStats
 from layerctl.changeset.tarread import DEFAULT_LIMITS, Limits
 from layerctl.changeset.tarsplit import TarRecorder
 from layerctl.compress.detect import open_decompressed
 from layerctl.store.edit import TreeEditor
+from layerctl.store.meta import Meta
 from layerctl.store.objects import PackWriter
 
 __all__ = [
     "DEFAULT_LIMITS",
     "ApplyStats",
+    "DirMirror",
     "Limits",
     "apply_layer_tar",
     "apply_rootfs_tar",
@@ -76,6 +79,22 @@ def apply_rootfs_tar(
     return applier.run(stream), applier.kept
 
 
+class DirMirror(Protocol):
+    """A base layer's dir written as the applier accepts entries (containers/mirror.py);
+    `stop` when the tar replaces or hides an entry, else `close` at the end."""
+
+    def file(self, path: bytes, meta: Meta, data: bytes) -> None: ...
+    def begin(self, path: bytes, meta: Meta) -> None: ...
+    def chunk(self, data: bytes) -> None: ...
+    def end(self) -> None: ...
+    def dir(self, path: bytes) -> None: ...
+    def symlink(self, path: bytes, meta: Meta, target: bytes) -> None: ...
+    def node(self, path: bytes, meta: Meta) -> None: ...
+    def link(self, target: bytes, path: bytes) -> None: ...
+    def close(self, dirs: list[tuple[bytes, Meta]]) -> None: ...
+    def stop(self) -> None: ...
+
+
 def apply_layer_tar(
     editor: TreeEditor,
     writer: PackWriter,
@@ -84,6 +103,7 @@ def apply_layer_tar(
     whiteouts: bool = True,
     limits: Limits = DEFAULT_LIMITS,
     recorder: TarRecorder | None = None,
+    mirror: DirMirror | None = None,
 ) -> ApplyStats:
     """Apply the (decompressed) tar `stream` onto `editor`, storing content in `writer`.
     `recorder` (tarsplit), the reader `stream` itself or one it reads through, is told
@@ -95,4 +115,5 @@ def apply_layer_tar(
     malformed; the caller then aborts `writer`. The editor is left half-applied
     after an error and must be discarded.
     """
-    return Applier(editor, writer, whiteouts, limits, recorder=recorder).run(stream)
+    return Applier(editor, writer, whiteouts, limits, recorder=recorder,
+                   mirror=mirror).run(stream)

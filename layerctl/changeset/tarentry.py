@@ -1,7 +1,8 @@
 """What one tar entry says, checked (for applier.py): its name and link target as store
 paths (bytes, relative, no `..`, within the Limits), and its metadata (owner, mode,
-times with PAX precision, device numbers, xattrs from PAX records). Each check raises
-the BadInput that `fail` makes, so the message names the entry being applied."""
+times with PAX precision, device numbers, xattrs from PAX records), and what a `.wh.`
+name means. Each check raises the BadInput that `fail` makes, so the message names the
+entry being applied."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from layerctl.changeset.tarread import Limits
 from layerctl.errors import BadInput
 from layerctl.store.meta import DEVICE_KINDS, FILE, Meta
 
-__all__ = ["Fail", "check_bytes", "entry_meta", "entry_path", "join", "link_target", "show",
-           "split"]
+__all__ = ["IGNORED", "OPAQUE", "WH", "WHITEOUT", "Fail", "check_bytes", "entry_meta",
+           "entry_path", "join", "link_target", "show", "split", "whiteout_name"]
 
 Fail = Callable[[str], BadInput]  # a problem with the entry being applied -> its error
 _PAX_TIME = re.compile(r"(-?)([0-9]+)(?:\.([0-9]*))?")
@@ -133,3 +134,33 @@ def _parse_pax_time(text: str) -> int | None:
     return -ns if sign else ns
 
 
+
+
+WH = b".wh."  # OCI image-spec layer.md whiteout prefix
+_OPQ = b".wh..wh..opq"  # ... and opaque-directory marker
+_AUFS_META = WH + WH  # .wh..wh.*: AUFS bookkeeping, not whiteouts
+WHITEOUT, OPAQUE, IGNORED = "whiteout", "opaque", "ignored"
+
+
+def whiteout_name(path: bytes, parent: bytes, base: bytes, allowed: bool,
+                  fail: Fail) -> tuple[str | None, bytes]:
+    """What a name with `.wh.` in it is: (WHITEOUT, the path it hides), (OPAQUE, the
+    directory), (IGNORED, b"") for AUFS metadata, or (None, b"") for a plain name."""
+    parts = path.split(b"/")
+    if not any(p.startswith(WH) for p in parts):
+        return None, b""
+    if not allowed:
+        raise fail("'.wh.' names are whiteouts, which a root filesystem tar cannot contain")
+    for part in parts[:-1]:
+        if part.startswith(_AUFS_META):
+            return IGNORED, b""
+        if part.startswith(WH):
+            raise fail(f"whiteout {show(part)} used as a directory")
+    if base == _OPQ:
+        return OPAQUE, parent
+    if base.startswith(_AUFS_META):
+        return IGNORED, b""
+    name = base[len(WH):]
+    if name in (b"", b".", b".."):
+        raise fail("whiteout of the directory itself or of its parent")
+    return WHITEOUT, join(parent, name)

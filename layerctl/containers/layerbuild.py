@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from layerctl.store.staging import Staging
     from layerctl.store.types import StoreLike
 
+    from .mirror import Mirror
+
 
 def build(store: Store, layer_id: str) -> None:
     """Write `layer_id`'s diff dir from its changeset, atomically."""
@@ -171,20 +173,9 @@ def prepare(store: Store | Staging, parent_root: DirRef | None, new_root: DirRef
     """Write the diff dir of the layer `new_root` over `parent_root` under a temporary
     name, contents from `reader` (a load or pull passes the contents it still holds).
     `layer_id`, when the layer is stored already, names its cached hardlink index."""
-    top = root(store)
-    os.makedirs(top, exist_ok=True)
-    debris.clean_dead_dirs(top, CACHE_TMP_PREFIX)
-    import tempfile
-
-    try:
-        tmp = tempfile.mkdtemp(prefix=f"{CACHE_TMP_PREFIX}{os.getpid()}-", dir=top)
-    except FileNotFoundError:  # another process's discard removed the empty dir just now
-        os.makedirs(top, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f"{CACHE_TMP_PREFIX}{os.getpid()}-", dir=top)
+    tmp = new_tmp(store)
     builder = None
     try:
-        for name in ("diff", "work", "merged"):
-            os.mkdir(os.path.join(tmp, name), 0o700)
         faults.point("layerdir.write")
         builder = _Builder(store, layer_id, new_root, os.path.join(tmp, "diff"), reader)
         builder.run(parent_root)
@@ -195,6 +186,28 @@ def prepare(store: Store | Staging, parent_root: DirRef | None, new_root: DirRef
         Pending(store, tmp, builder).discard()
         raise
     return Pending(store, tmp, builder)
+
+
+def new_tmp(store: StoreLike) -> str:
+    """A new layer dir's temporary home (`.tmp-<pid>-…`, debris once this process is
+    gone), with its empty diff, work and merged dirs."""
+    top = root(store)
+    os.makedirs(top, exist_ok=True)
+    debris.clean_dead_dirs(top, CACHE_TMP_PREFIX)
+    import tempfile
+
+    try:
+        tmp = tempfile.mkdtemp(prefix=f"{CACHE_TMP_PREFIX}{os.getpid()}-", dir=top)
+    except FileNotFoundError:  # another process's discard removed the empty dir just now
+        os.makedirs(top, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f"{CACHE_TMP_PREFIX}{os.getpid()}-", dir=top)
+    try:
+        for name in ("diff", "work", "merged"):
+            os.mkdir(os.path.join(tmp, name), 0o700)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
 
 
 def prepare_if_used(store: Store | Staging, parent_root: DirRef | None, new_root: DirRef,
@@ -214,12 +227,17 @@ def prepare_if_used(store: Store | Staging, parent_root: DirRef | None, new_root
 
 
 def diff_id_and_dir(store: Store | Staging, parent_root: DirRef | None, new_root: DirRef,
-                    reader: BlobReader) -> tuple[str, Pending | None]:
+                    reader: BlobReader, mirror: Mirror | None = None
+                    ) -> tuple[str, Pending | None]:
     """The DiffID pass of a layer just applied at load or pull (write_changeset), with
-    its layer dir written on the builder's threads meanwhile (prepare_if_used): (our
-    DiffID, the Pending dir or None). A failure discards the dir."""
+    its layer dir written on the builder's threads meanwhile (prepare_if_used), or
+    finished by the `mirror` that wrote it during the apply: (our DiffID, the Pending
+    dir or None). A failure discards the dir (the caller stops the mirror)."""
     from layerctl.changeset.write import write_changeset
 
+    if mirror is not None and mirror.live:
+        ours, _size = write_changeset(store, parent_root, new_root, None, reader)
+        return ours, mirror.result()
     layer_dir = prepare_if_used(store, parent_root, new_root, reader)
     try:
         ours, _size = write_changeset(store, parent_root, new_root, None, reader)
@@ -365,11 +383,8 @@ class _Builder:
                 link_to = self.reader.submit(blob, meta.size).result()  # a pack lookup
                 batches.add(target, 0, write_symlink, target, meta, link_to, self.as_root)
             else:
-                batches.add(target, 0, self._node, target, meta, blob)
+                batches.add(target, 0, write_node, target, meta, self.as_root)
         batches.flush()
-
-    def _node(self, target: bytes, meta: Meta, blob: bytes) -> None:
-        write_node(self.store, target, meta, blob, self.as_root)
 
     def _file(self, target: bytes, meta: Meta, data: _Content) -> None:
         # read ahead (a future, or blobread.Ready), else chunks as inflated
@@ -377,25 +392,8 @@ class _Builder:
         write_file(target, meta, chunks, self.as_root, self.made)
 
     def sync(self, top: bytes) -> None:
-        """Make `top`, the dir about to be renamed, safe to use after a crash: a few
-        entries are flushed; more are marked UNSYNCED with this boot's id (flushed
-        itself before the rename), or without one flushed by one syncfs."""
-        if self.entries + len(self.dirs) > FSYNC_EACH:
-            boot = debris.boot_id()
-            if boot:  # the mark and its entry in `top` are durable once this returns
-                atomic.write_file(os.path.join(os.fsdecode(top), UNSYNCED),
-                                  boot.encode() + b"\n", mode=0o600)
-                return
-            from .overlayfs import syncfs
-
-            syncfs(top)  # one call for the whole layer
-            return
-        for path in self.written:
-            fsync_path(path)
-        for path in self.dirs:
-            fsync_path(self._at(path))
-        for d in (os.path.join(top, b"diff"), top):
-            fsync_path(d)
+        settle(top, self.entries, self.written, [self._at(p) for p in self.dirs],
+               debris.boot_id())
 
     def _whole_groups(self, files: dict[bytes, tuple[Meta, bytes]]) -> None:
         """A hardlink group the layer touches is written whole, so its members stay
@@ -443,6 +441,28 @@ class _Builder:
         if path not in self.dirs:
             os.mkdir(self._at(path), 0o700)
         self.dirs[path] = meta
+
+
+def settle(top: bytes, entries: int, written: list[bytes], dirs: list[bytes],
+           boot: str) -> None:
+    """Make `top`, a layer dir about to be renamed, safe to use after a crash: a few
+    entries are flushed; more are marked UNSYNCED with this boot's id (flushed itself
+    before the rename), or without one flushed by one syncfs."""
+    if entries + len(dirs) > FSYNC_EACH:
+        if boot:  # the mark and its entry in `top` are durable once this returns
+            atomic.write_file(os.path.join(os.fsdecode(top), UNSYNCED),
+                              boot.encode() + b"\n", mode=0o600)
+            return
+        from .overlayfs import syncfs
+
+        syncfs(top)  # one call for the whole layer
+        return
+    for path in written:
+        fsync_path(path)
+    for path in dirs:
+        fsync_path(path)
+    for d in (os.path.join(top, b"diff"), top):
+        fsync_path(d)
 
 
 def _check(path: bytes) -> None:

@@ -10,11 +10,10 @@ import stat
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from layerctl.store.checkout import apply_meta, create_entry
+from layerctl.store.checkout import apply_meta, make_node
 
 if TYPE_CHECKING:
     from layerctl.store.meta import Meta
-    from layerctl.store.types import TreeReader
 
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -32,8 +31,8 @@ def write_symlink(path: bytes, meta: Meta, target: bytes, as_root: bool) -> None
     apply_meta(path, meta, as_root)
 
 
-def write_node(store: TreeReader, path: bytes, meta: Meta, blob: bytes, as_root: bool) -> None:
-    create_entry(store, path, meta, blob, as_root)  # a device or fifo: no content read
+def write_node(path: bytes, meta: Meta, as_root: bool) -> None:
+    make_node(path, meta, as_root)  # a device or fifo
     apply_meta(path, meta, as_root)
 
 

@@ -26,6 +26,7 @@ from layerctl.changeset.apply import DEFAULT_LIMITS, Limits, apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.compress.detect import NONE, open_decompressed
 from layerctl.containers import layerbuild
+from layerctl.containers.mirror import start as mirror_start
 from layerctl.errors import BadInput
 from layerctl.hashing import HashingReader
 from layerctl.images import ImageName, canonical_json, set_tag
@@ -186,18 +187,20 @@ class _Ingest:
         where = self._where(blob.source)
         parent_root = self._root(parent)
         raw = self.open_blob(blob)
+        mirror = None
         try:
             hashed = HashingReader(raw)
             stream = open_decompressed(hashed)
             plain = stream.compression == NONE
             tar = hashed if plain else HashingReader(stream)
             recorder = TarRecorder(stream if plain else tar)
+            mirror = mirror_start(self.staging) if parent_root is None else None
             with self.staging.pack_writer() as packer:
                 writer = KeepingWriter(packer, KEEP_FOR_DIFF_ID)
                 editor = TreeEditor(self.staging, parent_root)
                 try:
                     stats = apply_layer_tar(editor, writer, recorder, limits=self.limits,
-                                            recorder=recorder)
+                                            recorder=recorder, mirror=mirror)
                     tar.drain()
                     hashed.drain()
                 except BadInput as e:
@@ -212,10 +215,14 @@ class _Ingest:
                 root = editor.write(packer)
                 packer.finish()
             self.staging.add(packer)
+            with BlobReader.for_store(self.staging, self.staging.bases,
+                                      kept=writer.kept) as reader:
+                ours, layer_dir = layerbuild.diff_id_and_dir(self.staging, parent_root, root,
+                                                             reader, mirror)
         finally:
             raw.close()
-        with BlobReader.for_store(self.staging, self.staging.bases, kept=writer.kept) as reader:
-            ours, layer_dir = layerbuild.diff_id_and_dir(self.staging, parent_root, root, reader)
+            if mirror is not None:
+                mirror.stop()  # after an error; a dir it finished is layer_dir's
         writer.kept = {}
         source = None if diff_id == ours else {SOURCE_TAR: recorder.finish(diff_id)}
         return _Plan(parent, root, config, history, ours, "" if diff_id == ours else diff_id,

@@ -18,6 +18,7 @@ from layerctl.changeset.apply import apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.compress.detect import open_decompressed
 from layerctl.containers import layerbuild
+from layerctl.containers.mirror import start as mirror_start
 from layerctl.errors import BadInput
 from layerctl.hashing import HashingReader
 from layerctl.oci.chains import LayerIndex
@@ -111,26 +112,33 @@ def land_layer(
     """Apply the layer tar of `stream` on `parent`, check its DiffID, land it and write
     its commit; returns the new layer. The caller checks the blob's digest and size."""
     parent_root = parent.root if parent else None
-    with store.pack_writer() as packer:
-        writer = KeepingWriter(packer, KEEP_FOR_DIFF_ID)
-        editor = TreeEditor(store, parent_root)
-        recorder = TarRecorder(stream.tar)
-        try:
-            stats = apply_layer_tar(editor, writer, recorder, recorder=recorder)
-            while recorder.read(_DRAIN):
-                pass
-        except BadInput as e:
-            raise BadInput(e if str(e).startswith(where) else f"{where}: {e}") from None
-        if stream.digest() != diff_id:
-            raise BadInput(
-                f"{where}: DiffID mismatch: the config says {diff_id}, "
-                f"the layer's tar is {stream.digest()}"
-            )
-        root = editor.write(packer)
-        packer.finish()
-    store.landed()
-    with BlobReader.for_store(store, kept=writer.kept) as reader:
-        ours, layer_dir = layerbuild.diff_id_and_dir(store, parent_root, root, reader)
+    mirror = mirror_start(store) if parent_root is None else None
+    try:
+        with store.pack_writer() as packer:
+            writer = KeepingWriter(packer, KEEP_FOR_DIFF_ID)
+            editor = TreeEditor(store, parent_root)
+            recorder = TarRecorder(stream.tar)
+            try:
+                stats = apply_layer_tar(editor, writer, recorder, recorder=recorder,
+                                        mirror=mirror)
+                while recorder.read(_DRAIN):
+                    pass
+            except BadInput as e:
+                raise BadInput(e if str(e).startswith(where) else f"{where}: {e}") from None
+            if stream.digest() != diff_id:
+                raise BadInput(
+                    f"{where}: DiffID mismatch: the config says {diff_id}, "
+                    f"the layer's tar is {stream.digest()}"
+                )
+            root = editor.write(packer)
+            packer.finish()
+        store.landed()
+        with BlobReader.for_store(store, kept=writer.kept) as reader:
+            ours, layer_dir = layerbuild.diff_id_and_dir(store, parent_root, root, reader,
+                                                         mirror)
+    finally:
+        if mirror is not None:
+            mirror.stop()  # after an error; a dir it finished is layer_dir's
     writer.kept = {}
     try:
         layer = _write(store, parent, root, stats.bytes, ours, diff_id, history, config,

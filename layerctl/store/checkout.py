@@ -52,17 +52,22 @@ def create_entry(store: TreeReader, path: bytes, meta: Meta, blob: bytes, as_roo
             os.close(fd)
     elif meta.kind == SYMLINK:
         os.symlink(store.read_blob(blob), path)
-    elif meta.kind in _MKNOD_TYPE:
-        rdev = os.makedev(*meta.rdev) if meta.rdev else 0
-        try:
-            os.mknod(path, 0o600 | _MKNOD_TYPE[meta.kind], rdev)
-        except PermissionError:
-            if as_root:
-                raise
-            # Unprivileged: a placeholder file; the store keeps the real entry.
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     else:
+        make_node(path, meta, as_root)
+
+
+def make_node(path: bytes, meta: Meta, as_root: bool) -> None:
+    """Create a device or fifo (no metadata yet)."""
+    if meta.kind not in _MKNOD_TYPE:
         raise BadInput(f"cannot create {os.fsdecode(path)}: unknown type {meta.kind}")
+    rdev = os.makedev(*meta.rdev) if meta.rdev else 0
+    try:
+        os.mknod(path, 0o600 | _MKNOD_TYPE[meta.kind], rdev)
+    except PermissionError:
+        if as_root:
+            raise
+        # Unprivileged: a placeholder file; the store keeps the real entry.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 class Checkout:
@@ -169,4 +174,4 @@ def checkout(
     Checkout(store, progress).run(root, dest)
 
 
-__all__ = ["checkout", "apply_meta", "create_entry", "DIR"]
+__all__ = ["checkout", "apply_meta", "create_entry", "make_node", "DIR"]

@@ -88,6 +88,13 @@ class TreeEditor:
         sub = self._child_dir(parent, name)
         return (sub.own, None) if sub is not None else None
 
+    def own(self, path: bytes) -> Meta:
+        """A directory's own metadata."""
+        found = self.get(path)
+        if found is None or found[0].kind != DIR:
+            raise KeyError(path)
+        return found[0]
+
     def is_dir(self, path: bytes) -> bool:
         found = self.get(path)
         return found is not None and found[0].kind == DIR
