@@ -49,7 +49,7 @@ from layerctl.store.meta import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta
 from layerctl.store.objects import BIG_FILE, BLOB, PackWriter
 
 if TYPE_CHECKING:
-    from layerctl.changeset.apply import DirMirror
+    from layerctl.changeset.dirmirror import DirMirror
 
 __all__ = ["IMPLICIT_DIR", "Applier", "ApplyStats"]
 

@@ -49,14 +49,14 @@ metadata, tarread.py the reading of the stream, addedtree.py what the tar added.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from layerctl.changeset.applier import Applier, ApplyStats
+from layerctl.changeset.dirmirror import DirMirror
 from layerctl.changeset.tarread import DEFAULT_LIMITS, Limits
 from layerctl.changeset.tarsplit import TarRecorder
 from layerctl.compress.detect import open_decompressed
 from layerctl.store.edit import TreeEditor
-from layerctl.store.meta import Meta
 from layerctl.store.objects import PackWriter
 
 __all__ = [
@@ -77,22 +77,6 @@ def apply_rootfs_tar(
     the file contents kept in memory (up to `keep_bytes`) for the DiffID pass."""
     applier = Applier(editor, writer, False, limits, keep_bytes)
     return applier.run(stream), applier.kept
-
-
-class DirMirror(Protocol):
-    """A base layer's dir written as the applier accepts entries (containers/mirror.py);
-    `stop` when the tar replaces or hides an entry, else `close` at the end."""
-
-    def file(self, path: bytes, meta: Meta, data: bytes) -> None: ...
-    def begin(self, path: bytes, meta: Meta) -> None: ...
-    def chunk(self, data: bytes) -> None: ...
-    def end(self) -> None: ...
-    def dir(self, path: bytes) -> None: ...
-    def symlink(self, path: bytes, meta: Meta, target: bytes) -> None: ...
-    def node(self, path: bytes, meta: Meta) -> None: ...
-    def link(self, target: bytes, path: bytes) -> None: ...
-    def close(self, dirs: list[tuple[bytes, Meta]]) -> None: ...
-    def stop(self) -> None: ...
 
 
 def apply_layer_tar(

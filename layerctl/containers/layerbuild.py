@@ -2,7 +2,8 @@
 layer's changeset as an overlay upper dir under a temporary name, on WRITERS threads
 (`_Builder`), and its `Pending` lands it under the layer's id, made whole by one rename.
 `build` does both for a stored layer (a container's first need, layerstack.ensure); a
-load or pull calls `prepare_if_used` while the contents are still in memory.
+load or pull calls `prepare_if_used` while the contents are still in memory, unless
+mirror.py wrote a base layer's dir while its tar was applied.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
     from layerctl.store.repo import Store
     from layerctl.store.staging import Staging
     from layerctl.store.types import StoreLike
-
-    from .mirror import Mirror
 
 
 def build(store: Store, layer_id: str) -> None:
@@ -227,17 +226,12 @@ def prepare_if_used(store: Store | Staging, parent_root: DirRef | None, new_root
 
 
 def diff_id_and_dir(store: Store | Staging, parent_root: DirRef | None, new_root: DirRef,
-                    reader: BlobReader, mirror: Mirror | None = None
-                    ) -> tuple[str, Pending | None]:
+                    reader: BlobReader) -> tuple[str, Pending | None]:
     """The DiffID pass of a layer just applied at load or pull (write_changeset), with
-    its layer dir written on the builder's threads meanwhile (prepare_if_used), or
-    finished by the `mirror` that wrote it during the apply: (our DiffID, the Pending
-    dir or None). A failure discards the dir (the caller stops the mirror)."""
+    its layer dir written on the builder's threads meanwhile (prepare_if_used): (our
+    DiffID, the Pending dir or None). A failure discards the dir."""
     from layerctl.changeset.write import write_changeset
 
-    if mirror is not None and mirror.live:
-        ours, _size = write_changeset(store, parent_root, new_root, None, reader)
-        return ours, mirror.result()
     layer_dir = prepare_if_used(store, parent_root, new_root, reader)
     try:
         ours, _size = write_changeset(store, parent_root, new_root, None, reader)

@@ -28,9 +28,14 @@ from layerctl.store.checkout import apply_meta
 from layerctl.store.meta import Meta
 
 from .layerbuild import Pending, new_tmp, settle
+from .layerbuild import diff_id_and_dir as diff_id_and_dir_built
 from .layerfiles import made_here, write_file, write_node, write_symlink
 
 if TYPE_CHECKING:
+    from layerctl.store.blobread import BlobReader
+    from layerctl.store.fstree import DirRef
+    from layerctl.store.repo import Store
+    from layerctl.store.staging import Staging
     from layerctl.store.types import StoreLike
 
 _LEN = struct.Struct("<Q")
@@ -80,6 +85,18 @@ def start(store: StoreLike) -> Mirror | None:
     with contextlib.suppress(OSError):  # fewer switches to the child (1 MiB unprivileged)
         fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
     return Mirror(store, tmp, pid, w)
+
+
+def diff_id_and_dir(store: Store | Staging, parent_root: DirRef | None, new_root: DirRef,
+                    reader: BlobReader, mirror: Mirror | None) -> tuple[str, Pending | None]:
+    """layerbuild.diff_id_and_dir, or, when `mirror` wrote the dir during the apply, the
+    DiffID pass while its child finishes (the caller stops the mirror on failure)."""
+    if mirror is None or not mirror.live:
+        return diff_id_and_dir_built(store, parent_root, new_root, reader)
+    from layerctl.changeset.write import write_changeset
+
+    ours, _size = write_changeset(store, parent_root, new_root, None, reader)
+    return ours, mirror.result()
 
 
 class Mirror:
@@ -252,6 +269,7 @@ class _Writer:
         self.known.add(path)
 
     def apply(self, op: tuple[Any, ...], ops: Iterator[tuple[Any, ...]]) -> None:
+        faults.point("layerdir.mirror-write")  # #N: the child dies at its Nth entry
         code = op[0]
         if code == _DIR:
             if op[1] not in self.known:

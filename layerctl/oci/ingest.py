@@ -25,8 +25,7 @@ from layerctl import faults
 from layerctl.changeset.apply import DEFAULT_LIMITS, Limits, apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.compress.detect import NONE, open_decompressed
-from layerctl.containers import layerbuild
-from layerctl.containers.mirror import start as mirror_start
+from layerctl.containers import mirror as layermirror
 from layerctl.errors import BadInput
 from layerctl.hashing import HashingReader
 from layerctl.images import ImageName, canonical_json, set_tag
@@ -194,7 +193,7 @@ class _Ingest:
             plain = stream.compression == NONE
             tar = hashed if plain else HashingReader(stream)
             recorder = TarRecorder(stream if plain else tar)
-            mirror = mirror_start(self.staging) if parent_root is None else None
+            mirror = layermirror.start(self.staging) if parent_root is None else None
             with self.staging.pack_writer() as packer:
                 writer = KeepingWriter(packer, KEEP_FOR_DIFF_ID)
                 editor = TreeEditor(self.staging, parent_root)
@@ -217,7 +216,7 @@ class _Ingest:
             self.staging.add(packer)
             with BlobReader.for_store(self.staging, self.staging.bases,
                                       kept=writer.kept) as reader:
-                ours, layer_dir = layerbuild.diff_id_and_dir(self.staging, parent_root, root,
+                ours, layer_dir = layermirror.diff_id_and_dir(self.staging, parent_root, root,
                                                              reader, mirror)
         finally:
             raw.close()

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from layerctl.changeset.apply import apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.compress.detect import open_decompressed
-from layerctl.containers import layerbuild
-from layerctl.containers.mirror import start as mirror_start
+from layerctl.containers import mirror as layermirror
 from layerctl.errors import BadInput
 from layerctl.hashing import HashingReader
 from layerctl.oci.chains import LayerIndex
@@ -112,7 +111,7 @@ def land_layer(
     """Apply the layer tar of `stream` on `parent`, check its DiffID, land it and write
     its commit; returns the new layer. The caller checks the blob's digest and size."""
     parent_root = parent.root if parent else None
-    mirror = mirror_start(store) if parent_root is None else None
+    mirror = layermirror.start(store) if parent_root is None else None
     try:
         with store.pack_writer() as packer:
             writer = KeepingWriter(packer, KEEP_FOR_DIFF_ID)
@@ -134,7 +133,7 @@ def land_layer(
             packer.finish()
         store.landed()
         with BlobReader.for_store(store, kept=writer.kept) as reader:
-            ours, layer_dir = layerbuild.diff_id_and_dir(store, parent_root, root, reader,
+            ours, layer_dir = layermirror.diff_id_and_dir(store, parent_root, root, reader,
                                                          mirror)
     finally:
         if mirror is not None:

@@ -77,7 +77,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("container parts", {"containers.state", "containers.view", "containers.changes",
                          "containers.links", "containers.rootless", "containers.overlayfs",
                          "containers.layerdirs", "containers.lanes", "containers.layerfiles",
-                         "containers.layerbuild",
+                         "containers.layerbuild", "containers.mirror",
                          "containers.layerstack", "containers.configedit"}),
     ("container drivers", {"containers.drivers"}),
     ("containers", {"containers"}),
