@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
-from layerctl import faults
+from layerctl import faults, heap
 from layerctl.changeset.apply import DEFAULT_LIMITS, Limits, apply_rootfs_tar
 from layerctl.changeset.snapshot import DirImporter, Progress
 from layerctl.changeset.tar import LayerTarWriter
@@ -45,6 +45,7 @@ def commit_root(
     return write_layer(store, root, config, parent_id, author, message, trailers)
 
 
+@heap.bulk()
 def import_directory(
     store: Store,
     source: str,
@@ -112,6 +113,7 @@ class _Progress:
         return data
 
 
+@heap.bulk()
 def import_tar(
     store: object,
     source: str | os.PathLike,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from layerctl import faults
+from layerctl import faults, heap
 from layerctl.changeset.apply import DEFAULT_LIMITS, Limits, apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.compress.detect import NONE, open_decompressed
@@ -281,6 +281,7 @@ def _check_image(img: SourceImage, where: str) -> dict:
     return config
 
 
+@heap.bulk()
 def ingest(
     store: Store,
     images: list[SourceImage],

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
+from layerctl import heap
 from layerctl.changeset.apply import apply_layer_tar
 from layerctl.changeset.tarsplit import SOURCE_TAR, TarRecorder
 from layerctl.compress.detect import open_decompressed
@@ -99,6 +100,7 @@ class LayerStream:
             close()
 
 
+@heap.bulk()
 def land_layer(
     store: Store,
     parent: Layer | None,
