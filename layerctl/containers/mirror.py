@@ -44,7 +44,9 @@ _BATCH_OPS = 512  # entries sent at once (the child starts on the first batch so
 _PIPE_BYTES = 4 << 20
 # operations, in the order the applier accepted the entries
 _FILE, _BIG, _CHUNK, _BIG_END, _DIR, _SYMLINK, _NODE, _LINK, _END = range(9)
-_MetaT: TypeAlias = "tuple[str, int, int, int, int, int, tuple[int, int] | None, tuple[tuple[bytes, bytes], ...]]"  # noqa: E501
+# a Meta as sent: kind, mode, uid, gid, mtime_ns, size, rdev, xattrs
+_MetaT: TypeAlias = ("tuple[str, int, int, int, int, int, tuple[int, int] | None, "
+                     "tuple[tuple[bytes, bytes], ...]]")
 _PR_SET_PDEATHSIG = 1
 
 
