@@ -36,6 +36,10 @@ The rules:
   other `.wh..wh.*` names (AUFS metadata) are ignored, as Docker does. With
   whiteouts=False (a root filesystem) any `.wh.` name is an error: a real
   file of that name cannot be told apart from a whiteout in this format;
+- xattrs in overlayfs's own namespace (`trusted.overlay.*`) are dropped: in a layer
+  dir the kernel would act on them (a dir made opaque or redirected, hiding what the
+  image holds), and a container never sees them. The stored tree then differs from
+  the tar, so tarsplit keeps the tar, and `save` gives it back byte for byte;
 - sizes, entry counts, path lengths and depths, and extended header sizes are
   bounded by Limits, and truncated or corrupt data (tar or compressed) is an
   error, not a short layer: a bad header after the first entry is not taken

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from layerctl.changeset.tarread import Limits
 from layerctl.errors import BadInput
-from layerctl.store.meta import DEVICE_KINDS, FILE, Meta
+from layerctl.store.meta import DEVICE_KINDS, FILE, OVERLAY_PRIVATE, Meta
 
 __all__ = ["IGNORED", "OPAQUE", "WH", "WHITEOUT", "Fail", "check_bytes", "entry_meta",
            "entry_path", "join", "link_target", "show", "split", "whiteout_name"]
@@ -122,6 +122,8 @@ def _xattrs(pax: Mapping[str, str], fail: Fail) -> tuple[tuple[bytes, bytes], ..
             continue
         if not name or b"\0" in name:
             raise fail(f"invalid xattr name {show(name)}")
+        if name.startswith(OVERLAY_PRIVATE):
+            continue  # a layer dir must not carry it (save still gives the tar back)
         out[name] = data
     return tuple(sorted(out.items()))
 

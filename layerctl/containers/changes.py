@@ -23,7 +23,7 @@ from layerctl.errors import Conflict
 from layerctl.record import Record
 from layerctl.store.diff import ADDED, CHANGED, DELETED, Change
 from layerctl.store.fstree import EMPTY_BLOB, Dir, DirRef, read_dir, walk_key
-from layerctl.store.meta import DIR, FILE, SYMLINK, Meta, meta_from_stat
+from layerctl.store.meta import DIR, FILE, OVERLAY_PRIVATE, SYMLINK, Meta, meta_from_stat
 from layerctl.store.objects import BIG_FILE, BLOB, object_id
 from layerctl.words import path_text
 
@@ -38,7 +38,7 @@ RACY_NS = 1_000_000_000  # a file changed this recently may change again within 
 
 
 def keep_xattr(name: bytes) -> bool:
-    return not name.startswith(b"trusted.overlay.")
+    return not name.startswith(OVERLAY_PRIVATE)
 
 
 def observe(view: View, real: bytes, st: os.stat_result) -> Meta:

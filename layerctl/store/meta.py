@@ -24,6 +24,9 @@ FILE, DIR, SYMLINK, CHAR, BLOCK, FIFO, SOCKET = "-", "d", "l", "c", "b", "p", "s
 # The one word for each kind, in every output (status details, patches, previews).
 KIND_NAMES = {FILE: "file", DIR: "directory", SYMLINK: "symlink", CHAR: "char device",
               BLOCK: "block device", FIFO: "fifo", SOCKET: "socket"}
+# overlayfs's own xattrs: in a layer dir the kernel acts on them (an opaque or redirected
+# dir), and a merged dir never shows them, so they are never an image's content
+OVERLAY_PRIVATE = b"trusted.overlay."
 _FMT = {
     FILE: stat.S_IFREG,
     DIR: stat.S_IFDIR,

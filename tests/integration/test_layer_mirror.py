@@ -49,17 +49,19 @@ def _layer(build) -> bytes:
     return buf.getvalue()
 
 
-def _archive(tmp: Path, layer: bytes, tag: str, diff_id: str = "") -> Path:
+def _archive(tmp: Path, layer: bytes | list[bytes], tag: str, diff_id: str = "") -> Path:
     """A docker-archive of one layer (its config naming `diff_id`, by default the right
-    one)."""
-    diff_id = diff_id or "sha256:" + hashlib.sha256(layer).hexdigest()
+    one) or of several."""
+    layers = layer if isinstance(layer, list) else [layer]
+    diff_ids = [diff_id or "sha256:" + hashlib.sha256(b).hexdigest() for b in layers]
     config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    names = [f"{i}/layer.tar" for i in range(len(layers))]
     manifest = json.dumps([{"Config": "config.json", "RepoTags": [tag],
-                            "Layers": ["layer.tar"]}]).encode()
+                            "Layers": names}]).encode()
     path = tmp / f"{tag.replace(':', '-')}.tar"
     with tarfile.open(path, "w") as out:
-        for name, data in (("layer.tar", layer), ("config.json", config),
+        for name, data in (*zip(names, layers, strict=True), ("config.json", config),
                            ("manifest.json", manifest)):
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -255,3 +257,36 @@ def _wait_until_no_process_in(root: Path, timeout: float = 10) -> None:
             return
         assert time.monotonic() < deadline, f"processes {inside} outlived the load"
         time.sleep(0.05)
+
+
+def test_overlay_xattrs_in_a_tar_never_reach_a_layer_dir(store, tmp_path, cli):
+    """A layer that marks a dir opaque (or redirects one) by xattr, not by whiteout, would
+    hide the base's files from every container if the kernel saw the xattr."""
+    base = _layer(_everything)
+
+    def upper(tar: tarfile.TarFile) -> None:
+        _member(tar, "etc", tarfile.DIRTYPE, mode=0o711, uid=3, gid=4, mtime=MTIME + 2,
+                pax_headers={"SCHILY.xattr.trusted.overlay.opaque": "y"})
+        _member(tar, "etc/new", data=b"added\n")
+        _member(tar, "deep", tarfile.DIRTYPE,
+                pax_headers={"SCHILY.xattr.trusted.overlay.redirect": "/etc",
+                             "SCHILY.xattr.user.kept": "1"})
+
+    layers = [base, _layer(upper)]
+    load(store, str(_archive(tmp_path, layers, "ovl:1")))
+    for lid in layerdirs.chain_ids(store, resolve(store, "ovl:1")):
+        for entry in snapshot(layerdirs.diff_path(store, lid)).values():
+            assert not [n for n, _v in entry.xattrs if n.startswith("trusted.overlay.")], entry
+    api.create(store, "ovl:1", name="c")
+    merged = Path(api.mount(store, "c"))
+    assert (merged / "etc" / "passwd").read_bytes() == b"root:x:0:0\n"  # not hidden
+    assert os.getxattr(merged / "deep", "user.kept") == b"1"
+    same_as_image(store, "ovl:1", merged, tmp_path)
+    api.umount(store, "c")
+    out = tmp_path / "saved.tar"
+    cli("save", "-o", out, "ovl:1")
+    with tarfile.open(out) as saved:
+        (manifest,) = json.load(saved.extractfile("manifest.json"))  # type: ignore[arg-type]
+        got = [hashlib.sha256(saved.extractfile(n).read()).hexdigest()  # type: ignore[union-attr]
+               for n in manifest["Layers"]]
+    assert got == [hashlib.sha256(b).hexdigest() for b in layers]  # the tars as they came
