@@ -8,6 +8,13 @@ import os
 from layerctl import faults
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to `fd` (os.write may write less than it is given)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write_file(path: str, data: bytes, *, durable: bool = True, mode: int = 0o644) -> None:
     """Replace `path` with `data`: a reader sees the old file or the new one, never part
     of one. `durable`: fsync the file before the rename and the directory after, so the
@@ -23,9 +30,7 @@ def write_file(path: str, data: bytes, *, durable: bool = True, mode: int = 0o64
         fd = os.open(tmp, flags, mode)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias
 from layerctl import atomic, faults
 from layerctl.errors import Corrupt, LayerctlError, is_no_space
 from layerctl.store import debris
-from layerctl.store.checkout import apply_meta
 from layerctl.store.debris import CACHE_TMP_PREFIX
 from layerctl.store.diff import DELETED, diff
 from layerctl.store.fstree import DirRef, lookup, read_dir
@@ -29,7 +28,14 @@ from layerctl.store.validate import bad_name, show
 
 from .lanes import Batches, Inline, Lanes
 from .layerdirs import UNSYNCED, layer_path, root, trusted
-from .layerfiles import fsync_path, made_here, write_file, write_node, write_symlink
+from .layerfiles import (
+    fsync_path,
+    made_here,
+    set_dir_metas,
+    write_file,
+    write_node,
+    write_symlink,
+)
 from .view import OPAQUE_XATTR
 
 if TYPE_CHECKING:
@@ -329,8 +335,7 @@ class _Builder:
             self.abandon()
         for first, path in self.links:
             os.link(self._at(first), self._at(path), follow_symlinks=False)
-        for path in sorted(self.dirs, key=lambda p: p.count(b"/") + bool(p), reverse=True):
-            apply_meta(self._at(path), self.dirs[path], self.as_root)
+        set_dir_metas([(self._at(p), m) for p, m in self.dirs.items()], self.as_root)
 
     def abandon(self) -> None:
         if self.pool is not None:

@@ -10,6 +10,7 @@ import stat
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from layerctl.atomic import write_all
 from layerctl.store.checkout import apply_meta, make_node
 
 if TYPE_CHECKING:
@@ -48,15 +49,20 @@ def write_file(path: bytes, meta: Meta, chunks: Iterable[bytes], as_root: bool,
     fd = os.open(path, CREATE, meta.mode & 0o777 if plain else 0o600)
     try:
         for data in chunks:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
         if plain:
             os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
         else:
             apply_meta(fd, meta, as_root, follow=True)
     finally:
         os.close(fd)
+
+
+def set_dir_metas(dirs: Iterable[tuple[bytes, Meta]], as_root: bool) -> None:
+    """Directories' metadata (absolute paths), deepest first: creating an entry in a
+    directory changes its mtime, so each is set once nothing more is written in it."""
+    for path, meta in sorted(dirs, key=lambda d: d[0].count(b"/"), reverse=True):
+        apply_meta(path, meta, as_root)
 
 
 def made_here(dest: bytes) -> tuple[int, int, int] | None:

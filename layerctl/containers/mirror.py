@@ -23,13 +23,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from layerctl import faults
+from layerctl.atomic import write_all
 from layerctl.store import debris
-from layerctl.store.checkout import apply_meta
 from layerctl.store.meta import Meta
 
 from .layerbuild import Pending, new_tmp, settle
 from .layerbuild import diff_id_and_dir as diff_id_and_dir_built
-from .layerfiles import made_here, write_file, write_node, write_symlink
+from .layerfiles import made_here, set_dir_metas, write_file, write_node, write_symlink
 
 if TYPE_CHECKING:
     from layerctl.store.blobread import BlobReader
@@ -55,11 +55,12 @@ def _fields(meta: Meta) -> _MetaT:
             meta.xattrs)
 
 
-def start(store: StoreLike) -> Mirror | None:
-    """A mirror writing a new layer dir, if containers here use layer dirs."""
+def start(store: StoreLike, parent_root: DirRef | None) -> Mirror | None:
+    """A mirror writing the dir of a layer applied on `parent_root`, if it is a base
+    layer (None) and containers here use layer dirs."""
     from .overlayfs import probe
 
-    if probe() is not None:
+    if parent_root is not None or probe() is not None:
         return None
     tmp = new_tmp(store)
     faults.point("layerdir.write")
@@ -159,8 +160,8 @@ class Mirror:
         self.ops = []
         self.bytes = 0
         try:
-            _write_all(self.fd, _LEN.pack(len(data)))
-            _write_all(self.fd, data)
+            write_all(self.fd, _LEN.pack(len(data)))
+            write_all(self.fd, data)
         except OSError:  # the child is gone (it says why in its status)
             self.stop()
 
@@ -195,20 +196,11 @@ class Mirror:
             self.fd = -1
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _wait(pid: int) -> int:
-    while True:
-        try:
-            return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        except ChildProcessError:
-            return -1
-        except InterruptedError:
-            continue
+    try:
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    except ChildProcessError:
+        return -1
 
 
 # -- the child ---------------------------------------------------------------
@@ -299,11 +291,10 @@ class _Writer:
             raise ValueError(f"unknown mirror operation {code}")
 
     def finish(self, dirs: list[tuple[bytes, _MetaT]]) -> list[bytes]:
-        """Directories' metadata, deepest first (writing in one changes its mtime)."""
-        for path, fields in sorted(dirs, key=lambda d: d[0].count(b"/") + bool(d[0]),
-                                   reverse=True):
-            apply_meta(self._at(path), Meta(*fields), self.as_root)
-        return [self._at(p) for p, _f in dirs]
+        """Directories' metadata; returns their paths."""
+        metas = [(self._at(p), Meta(*fields)) for p, fields in dirs]
+        set_dir_metas(metas, self.as_root)
+        return [p for p, _m in metas]
 
 
 def _chunks(ops: Iterator[tuple[Any, ...]]) -> Iterator[bytes]:

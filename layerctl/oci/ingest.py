@@ -193,7 +193,7 @@ class _Ingest:
             plain = stream.compression == NONE
             tar = hashed if plain else HashingReader(stream)
             recorder = TarRecorder(stream if plain else tar)
-            mirror = layermirror.start(self.staging) if parent_root is None else None
+            mirror = layermirror.start(self.staging, parent_root)
             with self.staging.pack_writer() as packer:
                 writer = KeepingWriter(packer, KEEP_FOR_DIFF_ID)
                 editor = TreeEditor(self.staging, parent_root)

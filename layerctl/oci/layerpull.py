@@ -113,7 +113,7 @@ def land_layer(
     """Apply the layer tar of `stream` on `parent`, check its DiffID, land it and write
     its commit; returns the new layer. The caller checks the blob's digest and size."""
     parent_root = parent.root if parent else None
-    mirror = layermirror.start(store) if parent_root is None else None
+    mirror = layermirror.start(store, parent_root)
     try:
         with store.pack_writer() as packer:
             writer = KeepingWriter(packer, KEEP_FOR_DIFF_ID)

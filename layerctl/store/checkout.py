@@ -8,6 +8,7 @@ import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from layerctl.atomic import write_all
 from layerctl.errors import BadInput, Corrupt, LayerctlError, is_no_space
 from layerctl.store.fstree import Dir, DirRef, read_dir
 from layerctl.store.meta import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Meta
@@ -44,10 +45,7 @@ def create_entry(store: TreeReader, path: bytes, meta: Meta, blob: bytes, as_roo
     if meta.kind == FILE:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            data = store.read_blob(blob)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, store.read_blob(blob))
         finally:
             os.close(fd)
     elif meta.kind == SYMLINK:
