@@ -113,7 +113,7 @@ class Store:
     def _init(self) -> None:
         if os.path.exists(self.root) and os.listdir(self.root):
             raise LayerctlError(f"{self.root} is not empty and not a layerctl store")
-        from layerctl.atomic import write_file
+        from layerctl.atomic import write_all, write_file
 
         # what `git init --bare` (and dulwich's init_bare) make, HEAD last: a store
         # exists once its HEAD does (importing dulwich.repo for this took ~20 ms)
@@ -126,7 +126,7 @@ class Store:
             fd = os.open(os.path.join(self.root, name),
                          os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
-                os.write(fd, data)
+                write_all(fd, data)
                 if name == "config":
                     os.fsync(fd)  # HEAD's directory fsync below makes its entry durable
             finally:
